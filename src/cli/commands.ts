@@ -1,0 +1,9 @@
+import type { Command } from "commander";
+import type { Context } from "./context.js";
+import { registerBuilders } from "../commands/builders.js";
+
+/** A command module adds its subcommands to the program. */
+export type RegisterCommands = (program: Command, context: () => Context) => void;
+
+/** Every command module; each owns one file in src/commands/. */
+export const commandModules: RegisterCommands[] = [registerBuilders];

@@ -1,0 +1,72 @@
+import type { Builder } from "../core/builder.js";
+import { configError } from "../core/errors.js";
+import { loadInventory, type LoadedInventory } from "../config/load.js";
+import { resolveInventoryPath, resolveStateDir } from "../config/paths.js";
+import { stdOutput, type Output } from "./output.js";
+
+/** Sources of builders beyond the inventory file (local pool, cloud workers), registered by providers. */
+export type BuilderSourceReader = (stateDir: string) => Promise<Builder[]>;
+const extraSources: BuilderSourceReader[] = [];
+export function registerBuilderSource(reader: BuilderSourceReader): void {
+  extraSources.push(reader);
+}
+
+export interface GlobalFlags {
+  inventory?: string;
+  stateDir?: string;
+}
+
+/** What every command gets: resolved paths, the builders of the pool, and where to print. */
+export class Context {
+  readonly output: Output;
+  readonly stateDir: string;
+  readonly inventoryFlag: string | undefined;
+
+  constructor(flags: GlobalFlags, output: Output = stdOutput) {
+    this.output = output;
+    this.stateDir = resolveStateDir(flags.stateDir);
+    this.inventoryFlag = flags.inventory;
+  }
+
+  inventoryLocation() {
+    return resolveInventoryPath(this.inventoryFlag);
+  }
+
+  async loadInventory(): Promise<LoadedInventory> {
+    return loadInventory(this.inventoryLocation());
+  }
+
+  /** Every builder: the inventory's, the local pool's and rented workers'; names must be unique. */
+  async builders(): Promise<Builder[]> {
+    const inv = await this.loadInventory();
+    const all = [...inv.builders];
+    for (const read of extraSources) all.push(...(await read(this.stateDir)));
+    const seen = new Map<string, Builder>();
+    for (const b of all) {
+      const other = seen.get(b.name);
+      if (other) {
+        throw configError(
+          "BUILDER_NAME_CLASH",
+          `Builder name "${b.name}" is used twice (by the ${other.source} and by the ${b.source} builders).`,
+          { hint: `Rename the builder in ${inv.path}.` },
+        );
+      }
+      seen.set(b.name, b);
+    }
+    return all;
+  }
+
+  /** The builders named on the command line, or all when none are named. */
+  async selectBuilders(names: readonly string[]): Promise<Builder[]> {
+    const all = await this.builders();
+    if (names.length === 0) return all;
+    return names.map((n) => {
+      const b = all.find((x) => x.name === n);
+      if (!b)
+        throw configError("BUILDER_UNKNOWN", `No builder is named "${n}".`, {
+          hint: "List the builders with: nixpool builders",
+        });
+      return b;
+    });
+  }
+}

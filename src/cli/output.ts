@@ -1,0 +1,33 @@
+import { redact } from "../core/redact.js";
+
+export interface Output {
+  out(text: string): void;
+  err(text: string): void;
+  json(value: unknown): void;
+}
+
+export const stdOutput: Output = {
+  out: (t) => void process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
+  err: (t) => void process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+  json: (v) => void process.stdout.write(`${redact(JSON.stringify(v, null, 2))}\n`),
+};
+
+/** Renders rows as an aligned text table with a header. */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+/** Human-readable seconds: 0.42s, 12.3s, 2m05s. */
+export function formatSeconds(ms: number): string {
+  const s = ms / 1000;
+  if (s < 10) return `${s.toFixed(2)}s`;
+  if (s < 120) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  return `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+}

@@ -1,0 +1,62 @@
+import { Command, CommanderError } from "commander";
+import { ExitCode, isNixpoolError } from "../core/errors.js";
+import { redact } from "../core/redact.js";
+import { Context, type GlobalFlags } from "./context.js";
+import { commandModules } from "./commands.js";
+
+/** Builds the commander program; each command module adds its subcommands. */
+export function buildProgram(): Command {
+  const program = new Command("nixpool")
+    .description("Remote Nix builders made easy, fast and safe.")
+    .version("0.1.0")
+    .option(
+      "--inventory <path>",
+      "inventory file (default ./nixpool.toml, then ~/.config/nixpool/nixpool.toml)",
+    )
+    .option("--state-dir <dir>", "state directory (default $NIXPOOL_STATE_DIR, /var/lib/nixpool as root)")
+    .showHelpAfterError()
+    .exitOverride();
+  const context = () => new Context(program.opts<GlobalFlags>());
+  for (const register of commandModules) register(program, context);
+  return program;
+}
+
+function describeCause(e: unknown): string[] {
+  const lines: string[] = [];
+  let cause = (e as { cause?: unknown }).cause;
+  while (cause instanceof Error) {
+    lines.push(`  caused by: ${cause.message}`);
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return lines;
+}
+
+/** Runs the CLI and returns the exit code (see docs/exit-codes.md). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : ExitCode.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    if (isNixpoolError(e)) {
+      const json = argv.includes("--json");
+      if (json) {
+        process.stdout.write(
+          `${redact(JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, ...(e.details ? { details: e.details } : {}) } }, null, 2))}\n`,
+        );
+      }
+      process.stderr.write(`error: ${redact(e.message)}\n`);
+      for (const l of describeCause(e)) process.stderr.write(`${redact(l)}\n`);
+      if (e.hint) process.stderr.write(`hint: ${redact(e.hint)}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(
+      `internal error: ${redact(e instanceof Error ? (e.stack ?? e.message) : String(e))}\n`,
+    );
+    return ExitCode.failed;
+  }
+}
