@@ -113,3 +113,30 @@ function attachLineReaders(child: ResultPromise<ExecaOptions>, options: RunOptio
   hook(child.stdout, options.onStdoutLine);
   hook(child.stderr, options.onStderrLine);
 }
+
+/**
+ * Starts a long-running process detached from nixpool (a builder host's sshd, say) and
+ * returns its PID; its output goes nowhere (the process logs to its own file).
+ */
+export function spawnDetached(
+  argv: readonly string[],
+  options: { env?: Record<string, string> } = {},
+): number {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error("spawnDetached() needs a command");
+  const child = execa(file, args, {
+    detached: true,
+    stdio: "ignore",
+    reject: false,
+    cleanup: false,
+    ...(options.env ? { env: options.env } : {}),
+  });
+  child.catch(() => undefined);
+  child.unref();
+  if (child.pid === undefined) {
+    throw new NixpoolError("PROCESS_NOT_STARTED", `Could not start ${file}.`, {
+      hint: `Check that ${file} is installed.`,
+    });
+  }
+  return child.pid;
+}

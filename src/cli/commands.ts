@@ -1,9 +1,10 @@
 import type { Command } from "commander";
 import type { Context } from "./context.js";
 import { registerBuilders } from "../commands/builders.js";
+import { registerLocal } from "../commands/local.js";
 
 /** A command module adds its subcommands to the program. */
 export type RegisterCommands = (program: Command, context: () => Context) => void;
 
 /** Every command module; each owns one file in src/commands/. */
-export const commandModules: RegisterCommands[] = [registerBuilders];
+export const commandModules: RegisterCommands[] = [registerBuilders, registerLocal];

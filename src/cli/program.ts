@@ -1,7 +1,10 @@
 import { Command, CommanderError } from "commander";
 import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact } from "../core/redact.js";
-import { Context, type GlobalFlags } from "./context.js";
+import { Context, registerBuilderSource, type GlobalFlags } from "./context.js";
+import { readPoolBuilders } from "../providers/local/pool.js";
+
+registerBuilderSource(readPoolBuilders);
 import { commandModules } from "./commands.js";
 
 /** Builds the commander program; each command module adds its subcommands. */

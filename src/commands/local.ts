@@ -1,0 +1,102 @@
+import type { RegisterCommands } from "../cli/commands.js";
+import { renderTable } from "../cli/output.js";
+import { NixpoolError } from "../core/errors.js";
+import { poolDown, poolHealth, poolUp, readPool } from "../providers/local/pool.js";
+
+function parseCount(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new NixpoolError("USAGE", `${flag} must be a whole number (got "${value}").`, {
+      hint: `For example: nixpool local up ${flag} 2`,
+      exitCode: 2,
+    });
+  }
+  return n;
+}
+
+/** nixpool local up|status|down: real builder hosts on this machine. */
+export const registerLocal: RegisterCommands = (program, context) => {
+  const local = program.command("local").description("a pool of real builder hosts on this machine (root)");
+
+  local
+    .command("up")
+    .description("start N builder hosts, each with its own store, sshd, host key and address")
+    .option("--builders <n>", "number of builder hosts", "2")
+    .option("--jobs <j>", "build slots (max-jobs) per host", "2")
+    .option("--json", "print JSON")
+    .action(async (opts: { builders: string; jobs: string; json?: boolean }) => {
+      const ctx = context();
+      const pool = await poolUp(ctx.stateDir, {
+        builders: parseCount(opts.builders, "--builders"),
+        jobs: parseCount(opts.jobs, "--jobs"),
+      });
+      if (opts.json) return ctx.output.json({ pool });
+      ctx.output.out(
+        `Local pool up: ${pool.hosts.length} builders × ${pool.jobs} jobs (state: ${ctx.stateDir}).\n` +
+          renderTable(
+            ["NAME", "ADDRESS", "HOST KEY"],
+            pool.hosts.map((h) => [h.name, `${h.address}:22`, h.hostKeyPub]),
+          ) +
+          "\nNext: nixpool build examples/graph.nix",
+      );
+    });
+
+  local
+    .command("status")
+    .description("show the pool's hosts and whether each sshd runs")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }) => {
+      const ctx = context();
+      const pool = await readPool(ctx.stateDir);
+      if (!pool) {
+        if (opts.json) return ctx.output.json({ up: false, hosts: [] });
+        ctx.output.out(`No local pool is up in ${ctx.stateDir}. Start one with: nixpool local up`);
+        return;
+      }
+      const health = poolHealth(pool);
+      if (opts.json) {
+        return ctx.output.json({
+          up: true,
+          jobs: pool.jobs,
+          createdAt: pool.createdAt,
+          hosts: pool.hosts.map((h, i) => ({
+            name: h.name,
+            address: h.address,
+            netns: h.netns,
+            sshdPid: h.sshdPid,
+            running: health[i]?.running ?? false,
+            hostKey: h.hostKeyPub,
+          })),
+        });
+      }
+      ctx.output.out(
+        renderTable(
+          ["NAME", "ADDRESS", "NETNS", "SSHD PID", "STATE"],
+          pool.hosts.map((h, i) => [
+            h.name,
+            `${h.address}:22`,
+            h.netns,
+            String(h.sshdPid),
+            health[i]?.running ? "running" : "STOPPED",
+          ]),
+        ),
+      );
+      if (health.some((h) => !h.running)) {
+        process.exitCode = 3;
+        ctx.output.err(
+          "Some builder hosts are not running; restart the pool: nixpool local down && nixpool local up",
+        );
+      }
+    });
+
+  local
+    .command("down")
+    .description("stop the pool's processes and remove its namespaces and state")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }) => {
+      const ctx = context();
+      const { stopped } = await poolDown(ctx.stateDir);
+      if (opts.json) return ctx.output.json({ stopped });
+      ctx.output.out(stopped ? `Stopped ${stopped} builder hosts.` : "No local pool was up.");
+    });
+};
