@@ -2,9 +2,10 @@ import type { Command } from "commander";
 import type { Context } from "./context.js";
 import { registerBuilders } from "../commands/builders.js";
 import { registerLocal } from "../commands/local.js";
+import { registerBuild } from "../commands/build.js";
 
 /** A command module adds its subcommands to the program. */
 export type RegisterCommands = (program: Command, context: () => Context) => void;
 
 /** Every command module; each owns one file in src/commands/. */
-export const commandModules: RegisterCommands[] = [registerBuilders, registerLocal];
+export const commandModules: RegisterCommands[] = [registerBuilders, registerLocal, registerBuild];

@@ -6,6 +6,7 @@ import { readPoolBuilders } from "../providers/local/pool.js";
 
 registerBuilderSource(readPoolBuilders);
 import { commandModules } from "./commands.js";
+import { joinNixArgPairs } from "../commands/build.js";
 
 /** Builds the commander program; each command module adds its subcommands. */
 export function buildProgram(): Command {
@@ -39,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(joinNixArgPairs(argv));
     return typeof process.exitCode === "number" ? process.exitCode : ExitCode.ok;
   } catch (e) {
     if (e instanceof CommanderError) {

@@ -1,0 +1,235 @@
+import { accessSync, constants } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { sshAlias, type Builder } from "../core/builder.js";
+import {
+  applyBuildLogLine,
+  createBuildLogState,
+  derivationName,
+  failedDerivation,
+  type BuildLogState,
+} from "../core/build-log.js";
+import { NixpoolError } from "../core/errors.js";
+import { renderMachinesFile } from "../core/machines.js";
+import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
+import { writeFileAtomic } from "./fs.js";
+import { run } from "./runner.js";
+
+export interface NixArg {
+  kind: "arg" | "argstr";
+  name: string;
+  value: string;
+}
+
+export interface NixBuildRequest {
+  builders: Builder[];
+  stateDir: string;
+  file: string;
+  attr?: string | undefined;
+  args?: NixArg[];
+  /** GC root for the result; default ./result like nix-build. */
+  outLink?: string | undefined;
+  signal?: AbortSignal;
+  /** Called with each derivation as its build starts and ends. */
+  onProgress?: (event: { kind: "start" | "done"; name: string; builder: string }) => void;
+  env?: Record<string, string | undefined>;
+  /** Seconds before the whole build is abandoned; default none. */
+  timeoutMs?: number;
+}
+
+/** One derivation of a finished build: where it was built and how long it took. */
+export interface BuiltDerivation {
+  drv: string;
+  name: string;
+  /** Builder name, or "local" if Nix built it on this machine. */
+  builder: string;
+  machine: string;
+  durationMs: number | null;
+}
+
+export interface NixBuildResult {
+  outputs: string[];
+  outLink: string;
+  derivations: BuiltDerivation[];
+  wallMs: number;
+  /** How many times Nix waited for a free machine slot. */
+  machineWaits: number;
+}
+
+/** Files nixpool hands to Nix and ssh for a build: machines, ssh_config, known_hosts. */
+export interface ClientFiles {
+  dir: string;
+  machines: string;
+  sshConfig: string;
+  knownHosts: string;
+}
+
+/** Writes the client-side machines file, ssh_config and known_hosts under STATE/client (only when changed). */
+export async function writeClientFiles(stateDir: string, builders: readonly Builder[]): Promise<ClientFiles> {
+  const dir = join(stateDir, "client");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const files: ClientFiles = {
+    dir,
+    machines: join(dir, "machines"),
+    sshConfig: join(dir, "ssh_config"),
+    knownHosts: join(dir, "known_hosts"),
+  };
+  await writeFileAtomic(files.knownHosts, renderKnownHosts(builders));
+  await writeFileAtomic(files.sshConfig, renderSshConfig(builders, { knownHostsFile: files.knownHosts }));
+  await writeFileAtomic(files.machines, renderMachinesFile(builders));
+  return files;
+}
+
+/** Environment that points Nix's ssh at nixpool's own ssh_config (never the user's ~/.ssh). */
+export function nixSshEnv(files: Pick<ClientFiles, "sshConfig">): Record<string, string> {
+  return { NIX_SSHOPTS: `-F ${files.sshConfig}` };
+}
+
+/**
+ * Whether a Nix daemon (not this process) will perform builds: then the build hook runs as
+ * root with root's ssh setup, and ignores --builders from untrusted users.
+ */
+export function detectDaemonMode(env: Record<string, string | undefined>, uid: number): boolean {
+  const remote = env["NIX_REMOTE"] ?? "";
+  if (remote === "daemon" || remote.startsWith("unix://")) return true;
+  if (remote === "local" || uid === 0) return false;
+  try {
+    accessSync("/nix/var/nix/db", constants.W_OK);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** The nix-build argv: no local builds (max-jobs 0), our machines file, no substituters, JSON log. */
+export function nixBuildArgv(
+  req: NixBuildRequest,
+  outLink: string,
+  machinesFile: string | undefined,
+): string[] {
+  const argv = ["nix-build", resolve(req.file)];
+  if (req.attr) argv.push("-A", req.attr);
+  for (const a of req.args ?? []) argv.push(`--${a.kind}`, a.name, a.value);
+  argv.push("--out-link", outLink, "--max-jobs", "0");
+  if (machinesFile) argv.push("--builders", `@${machinesFile}`);
+  argv.push("--option", "substituters", "", "--option", "builders-use-substitutes", "false");
+  argv.push("--log-format", "internal-json");
+  return argv;
+}
+
+/** Maps a machine URI from Nix's log back to a builder name. */
+export function builderForMachine(machine: string, builders: readonly Builder[]): string {
+  if (!machine) return "local";
+  const host = machine.replace(/^[a-z-]+:\/\//, "").replace(/^[^@]*@/, "");
+  return builders.find((b) => sshAlias(b) === host || b.host === host)?.name ?? machine;
+}
+
+function summarise(state: BuildLogState, builders: readonly Builder[]): BuiltDerivation[] {
+  return [...state.builds.values()]
+    .sort((a, b) => a.startedMs - b.startedMs)
+    .map((b) => ({
+      drv: b.drv,
+      name: derivationName(b.drv),
+      builder: builderForMachine(b.machine, builders),
+      machine: b.machine,
+      durationMs: b.finishedMs === undefined ? null : b.finishedMs - b.startedMs,
+    }));
+}
+
+/**
+ * Builds a Nix file with the real nix-build, offloading every derivation to the builders
+ * through Nix's build hook, and reports which builder built what and how long it took.
+ */
+export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult> {
+  const usable = req.builders.filter((b) => b.hostKey);
+  if (usable.length === 0) {
+    throw new NixpoolError(
+      "NO_BUILDERS",
+      req.builders.length === 0
+        ? "There are no builders to offload to."
+        : "No builder has a pinned host key.",
+      {
+        hint:
+          req.builders.length === 0
+            ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
+            : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
+        exitCode: 2,
+      },
+    );
+  }
+  const env = req.env ?? process.env;
+  const files = await writeClientFiles(req.stateDir, usable);
+  let machinesArg: string | undefined = files.machines;
+  if (detectDaemonMode(env, process.getuid?.() ?? 0)) {
+    // The daemon's hook ignores our --builders and NIX_SSHOPTS: the applied system config must hold the pool.
+    const applied = await readFile("/etc/nix/machines", "utf8").catch(() => "");
+    const wanted = (await readFile(files.machines, "utf8"))
+      .split("\n")
+      .filter((l) => l && !l.startsWith("#"));
+    if (!wanted.every((l) => applied.includes(l))) {
+      throw new NixpoolError(
+        "DAEMON_NEEDS_APPLY",
+        "A Nix daemon performs your builds, and it ignores nixpool's builders until they are in the system configuration.",
+        {
+          hint: "Install them for the daemon (as root): sudo nixpool config apply; then run nixpool build again.",
+          exitCode: 2,
+        },
+      );
+    }
+    machinesArg = undefined;
+  }
+  const outLink = resolve(req.outLink ?? "result");
+  const state = createBuildLogState();
+  const started = Date.now();
+  const seen = new Set<string>();
+  const result = await run(nixBuildArgv(req, outLink, machinesArg), {
+    env: { ...nixSshEnv(files), ...(req.env ?? {}) },
+    timeout: req.timeoutMs ?? 0,
+    reject: false,
+    ...(req.signal ? { signal: req.signal } : {}),
+    onStderrLine: (line) => {
+      applyBuildLogLine(state, line, Date.now());
+      if (!req.onProgress) return;
+      for (const b of state.builds.values()) {
+        const key = `${b.drv}:${b.finishedMs === undefined ? "start" : "done"}`;
+        if (seen.has(key) || b.machine === "") continue;
+        seen.add(key);
+        req.onProgress({
+          kind: b.finishedMs === undefined ? "start" : "done",
+          name: derivationName(b.drv),
+          builder: builderForMachine(b.machine, usable),
+        });
+      }
+    },
+  });
+  const derivations = summarise(state, usable);
+  if (result.exitCode !== 0) throw buildFailure(state, derivations, result.stderr);
+  const outputs = result.stdout.split("\n").filter((l) => l.startsWith("/nix/store/"));
+  return { outputs, outLink, derivations, wallMs: Date.now() - started, machineWaits: state.waits };
+}
+
+function buildFailure(state: BuildLogState, derivations: BuiltDerivation[], stderr: string): NixpoolError {
+  const drv = failedDerivation(state.errors);
+  const built = derivations.find((d) => d.drv === drv);
+  const tail = (drv ? state.builds.get(drv)?.logTail : undefined) ?? [];
+  const nixError = state.errors.join("\n").trim() || stderr.split("\n").slice(-10).join("\n");
+  const plainErrors = state.errors.join("\n");
+  let hint = "Run nixpool doctor to check the builders.";
+  if (/Failed to find a machine|unable to start any build/.test(plainErrors))
+    hint =
+      "No builder can build this derivation (system or features). Check with: nixpool builders; nixpool doctor";
+  else if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr + plainErrors))
+    hint = "A builder's host key does not match the pinned key. Check it with: nixpool doctor";
+  const message = drv
+    ? `Derivation ${derivationName(drv)} failed${built && built.builder !== "local" ? ` on builder ${built.builder}` : ""}.`
+    : `The build failed: ${nixError.split("\n")[0] ?? "see the log above"}`;
+  return new NixpoolError("BUILD_FAILED", message, {
+    hint,
+    details: {
+      derivation: drv ?? null,
+      builder: built?.builder ?? null,
+      logTail: tail,
+      nixError,
+    },
+  });
+}

@@ -1,0 +1,122 @@
+import type { RegisterCommands } from "../cli/commands.js";
+import { formatSeconds, renderTable } from "../cli/output.js";
+import { NixpoolError } from "../core/errors.js";
+import { runNixBuild, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
+
+/**
+ * Rewrites nix-build style pairs (`--arg NAME VALUE`, `--argstr NAME VALUE`) into the single
+ * `--arg=NAME=VALUE` form commander parses.
+ */
+export function joinNixArgPairs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? "";
+    if ((a === "--arg" || a === "--argstr") && i + 2 < argv.length && !(argv[i + 1] ?? "").includes("=")) {
+      out.push(`${a}=${argv[i + 1] ?? ""}=${argv[i + 2] ?? ""}`);
+      i += 2;
+    } else out.push(a);
+  }
+  return out;
+}
+
+function collectArg(kind: NixArg["kind"]) {
+  return (raw: string, acc: NixArg[] = []): NixArg[] => {
+    const eq = raw.indexOf("=");
+    const name = eq > 0 ? raw.slice(0, eq) : "";
+    if (!/^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name)) {
+      throw new NixpoolError("USAGE", `--${kind} needs a name and a value (got "${raw}").`, {
+        hint: `For example: nixpool build examples/graph.nix --${kind} ${kind === "arg" ? "n 40" : "seed abc"}`,
+        exitCode: 2,
+      });
+    }
+    return [...acc, { kind, name, value: raw.slice(eq + 1) }];
+  };
+}
+
+/** The table of which builder built what, then the outputs. */
+export function renderBuildReport(r: NixBuildResult): string {
+  const rows = r.derivations.map((d) => [
+    d.name,
+    d.builder,
+    d.durationMs === null ? "-" : formatSeconds(d.durationMs),
+  ]);
+  const parts = [
+    rows.length
+      ? renderTable(["DERIVATION", "BUILDER", "TIME"], rows)
+      : "Nothing to build: every output was already in the local store.",
+    "",
+    `Built ${r.derivations.length} derivations in ${formatSeconds(r.wallMs)}. Outputs (GC root ${r.outLink}):`,
+    ...r.outputs.map((o) => `  ${o}`),
+  ];
+  return parts.join("\n");
+}
+
+/** nixpool build FILE.nix: offloads a real Nix build to the pool's builders. */
+export const registerBuild: RegisterCommands = (program, context) => {
+  program
+    .command("build")
+    .description("build a Nix file on the pool's builders and copy the results back")
+    .argument("<file>", "Nix file to build")
+    .option("-A, --attr <attr>", "attribute to build")
+    .option("--arg <name=expr>", "pass a Nix expression argument (also: --arg NAME EXPR)", collectArg("arg"))
+    .option(
+      "--argstr <name=value>",
+      "pass a string argument (also: --argstr NAME VALUE)",
+      collectArg("argstr"),
+    )
+    .option("-o, --out-link <path>", "GC root for the result", "result")
+    .option("--json", "print JSON")
+    .option("--quiet", "no progress lines")
+    .action(
+      async (
+        file: string,
+        opts: {
+          attr?: string;
+          arg?: NixArg[];
+          argstr?: NixArg[];
+          outLink: string;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) => {
+        const ctx = context();
+        const builders = await ctx.builders();
+        const controller = new AbortController();
+        const onSignal = () => controller.abort();
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+        try {
+          const result = await runNixBuild({
+            builders,
+            stateDir: ctx.stateDir,
+            file,
+            attr: opts.attr,
+            args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
+            outLink: opts.outLink,
+            signal: controller.signal,
+            ...(opts.json || opts.quiet
+              ? {}
+              : {
+                  onProgress: (e) =>
+                    ctx.output.err(
+                      `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
+                    ),
+                }),
+          });
+          if (opts.json) return ctx.output.json(result);
+          ctx.output.out(renderBuildReport(result));
+        } catch (e) {
+          if (e instanceof NixpoolError && e.code === "BUILD_FAILED" && !opts.json) {
+            const tail = (e.details?.["logTail"] as string[] | undefined) ?? [];
+            const nixError = typeof e.details?.["nixError"] === "string" ? e.details["nixError"] : "";
+            if (nixError) ctx.output.err(nixError);
+            if (tail.length) ctx.output.err(`last log lines:\n  ${tail.join("\n  ")}`);
+          }
+          throw e;
+        } finally {
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
+        }
+      },
+    );
+};
