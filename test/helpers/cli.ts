@@ -1,0 +1,37 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { run, type RunResult } from "../../src/adapters/runner.js";
+
+/** The built CLI (npm test builds it first). */
+export const CLI = resolve(import.meta.dirname, "../../dist/cli/main.js");
+
+export interface CliOptions {
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  timeout?: number;
+  input?: string;
+}
+
+/** Runs the built nixpool CLI with a state directory; never throws on a non-zero exit. */
+export async function runCli(
+  stateDir: string,
+  args: readonly string[],
+  options: CliOptions = {},
+): Promise<RunResult> {
+  return run(["node", CLI, "--state-dir", stateDir, ...args], {
+    reject: false,
+    timeout: options.timeout ?? 300_000,
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.input !== undefined ? { input: options.input } : {}),
+  });
+}
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export async function makeTempDir(
+  prefix = "nixpool-test-",
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}

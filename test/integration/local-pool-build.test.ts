@@ -1,0 +1,296 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmod, readFile, readlink, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { run } from "../../src/adapters/runner.js";
+import { isAlive } from "../../src/providers/local/host.js";
+import type { Pool } from "../../src/providers/local/pool.js";
+import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
+
+const EXAMPLES = resolve(import.meta.dirname, "../../examples");
+const seed = () => randomBytes(8).toString("hex");
+
+interface BuildJson {
+  outputs: string[];
+  outLink: string;
+  derivations: { name: string; builder: string; drv: string; durationMs: number | null }[];
+}
+
+describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
+  let stateDir: string;
+  let cleanupDir: () => Promise<void>;
+  let pool: Pool;
+
+  before(async () => {
+    ({ dir: stateDir, cleanup: cleanupDir } = await makeTempDir("nixpool-lpb-"));
+    const up = await runCli(stateDir, ["local", "up", "--builders", "2", "--jobs", "2", "--json"]);
+    assert.equal(up.exitCode, 0, up.stderr);
+    pool = (JSON.parse(up.stdout) as { pool: Pool }).pool;
+  });
+
+  after(async () => {
+    await runCli(stateDir, ["local", "down"]);
+    await cleanupDir();
+  });
+
+  test("local up starts two distinct builder hosts, listed as builders with pinned keys", async () => {
+    assert.equal(pool.hosts.length, 2);
+    const [a, b] = pool.hosts;
+    assert.ok(a && b);
+    assert.notEqual(a.address, b.address);
+    assert.notEqual(a.hostKeyPub, b.hostKeyPub);
+    assert.notEqual(a.netns, b.netns);
+    const status = await runCli(stateDir, ["local", "status", "--json"]);
+    assert.equal(status.exitCode, 0, status.stderr);
+    const s = JSON.parse(status.stdout) as { up: boolean; hosts: { running: boolean }[] };
+    assert.equal(s.up, true);
+    assert.deepEqual(
+      s.hosts.map((h) => h.running),
+      [true, true],
+    );
+    const list = await runCli(stateDir, ["builders", "--json"]);
+    const builders = (
+      JSON.parse(list.stdout) as { builders: { name: string; source: string; hostKey: string }[] }
+    ).builders;
+    assert.deepEqual(
+      builders.map((x) => [x.name, x.source, x.hostKey]),
+      [
+        ["local1", "local", a.hostKeyPub],
+        ["local2", "local", b.hostKeyPub],
+      ],
+    );
+    // Each host has its own store: a path built into one is absent from the other.
+    const hostname = await run(["nsenter", "-t", String(a.sshdPid), "-m", "--", "cat", "/etc/nix/nix.conf"]);
+    assert.match(hostname.stdout, /build-users-group =\n/);
+    assert.match(hostname.stdout, /substituters =\n/);
+  });
+
+  test("build of the example graph runs every derivation on a pool builder and returns correct outputs", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const outLink = join(dir, "graph-result");
+      const r = await runCli(
+        stateDir,
+        [
+          "build",
+          join(EXAMPLES, "graph.nix"),
+          "--arg",
+          "n",
+          "8",
+          "--argstr",
+          "seed",
+          seed(),
+          "--out-link",
+          outLink,
+          "--json",
+        ],
+        { cwd: dir },
+      );
+      assert.equal(r.exitCode, 0, r.stderr);
+      const result = JSON.parse(r.stdout) as BuildJson;
+      assert.equal(result.derivations.length, 9);
+      const names = result.derivations.map((d) => d.name).sort();
+      assert.deepEqual(names, [...Array.from({ length: 8 }, (_, i) => `leaf-${i}`), "graph-root"].sort());
+      for (const d of result.derivations)
+        assert.ok(["local1", "local2"].includes(d.builder), `${d.name} on ${d.builder}`);
+      // Both builders got work: the hook spread 8 leaves over 2 × 2 slots.
+      assert.equal(new Set(result.derivations.map((d) => d.builder)).size, 2);
+      const [output] = result.outputs;
+      assert.ok(output);
+      assert.ok(output.startsWith("/nix/store/") && output.endsWith("-graph-root"));
+      assert.equal(await readlink(outLink), output);
+      const content = await readFile(output, "utf8");
+      assert.deepEqual(
+        content.trim().split("\n"),
+        Array.from({ length: 8 }, (_, i) => `leaf-${i}`),
+      );
+      // The result is registered in the local store and rooted by the out-link.
+      const roots = await run(["nix-store", "--gc", "--print-roots"]);
+      assert.ok(roots.stdout.includes(`${outLink} -> ${output}`), "out-link is a GC root");
+      // The human-readable report names the builder of each derivation.
+      const human = await runCli(
+        stateDir,
+        [
+          "build",
+          join(EXAMPLES, "graph.nix"),
+          "--arg",
+          "n",
+          "2",
+          "--argstr",
+          "seed",
+          seed(),
+          "-o",
+          join(dir, "r2"),
+        ],
+        { cwd: dir },
+      );
+      assert.equal(human.exitCode, 0, human.stderr);
+      assert.match(human.stdout, /DERIVATION\s+BUILDER\s+TIME/);
+      assert.match(human.stdout, /leaf-0\s+local[12]\s+\d/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("build of the dependency chain copies each step between builders and ends with the right value", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const r = await runCli(
+        stateDir,
+        [
+          "build",
+          join(EXAMPLES, "chain.nix"),
+          "--arg",
+          "length",
+          "4",
+          "--argstr",
+          "seed",
+          seed(),
+          "-o",
+          join(dir, "chain"),
+          "--json",
+        ],
+        { cwd: dir },
+      );
+      assert.equal(r.exitCode, 0, r.stderr);
+      const result = JSON.parse(r.stdout) as BuildJson;
+      assert.deepEqual(
+        result.derivations.map((d) => d.name),
+        ["chain-0", "chain-1", "chain-2", "chain-3", "chain-4"],
+      );
+      for (const d of result.derivations) assert.match(d.builder, /^local[12]$/);
+      assert.equal((await readFile(result.outputs[0] ?? "", "utf8")).trim(), "4");
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("a failing derivation is reported with its name, its builder and its log tail", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const file = join(dir, "broken.nix");
+      await writeFile(
+        file,
+        `builtins.derivation { name = "broken"; system = builtins.currentSystem; builder = "/bin/sh"; seed = "${seed()}";
+           args = [ "-c" "echo first-line; echo the-tail-line-${seed()}; exit 3" ]; }`,
+      );
+      const r = await runCli(stateDir, ["build", file, "-o", join(dir, "r")], { cwd: dir });
+      assert.equal(r.exitCode, 1);
+      assert.match(r.stderr, /error: Derivation broken failed on builder local[12]\./);
+      assert.match(r.stderr, /the-tail-line-/);
+      const j = await runCli(stateDir, ["build", file, "-o", join(dir, "r"), "--json"], { cwd: dir });
+      const err = (
+        JSON.parse(j.stdout) as { error: { code: string; details: { builder: string; derivation: string } } }
+      ).error;
+      assert.equal(err.code, "BUILD_FAILED");
+      assert.match(err.details.builder, /^local[12]$/);
+      assert.match(err.details.derivation, /-broken\.drv$/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("a builder whose pinned host key does not match is refused, and nothing learns its real key", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const host = pool.hosts[0];
+      assert.ok(host);
+      await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "other")]);
+      const wrongKey = (await readFile(join(dir, "other.pub"), "utf8"))
+        .trim()
+        .split(" ")
+        .slice(0, 2)
+        .join(" ");
+      const inventory = join(dir, "nixpool.toml");
+      await writeFile(
+        inventory,
+        `[builders.impostor]\nhost = "${host.address}"\nuser = "root"\nmaxJobs = 2\nhostKey = "${wrongKey}"\nidentityFile = "${pool.clientKeyPath}"\n`,
+      );
+      const emptyState = join(dir, "state");
+      const r = await runCli(
+        emptyState,
+        [
+          "--inventory",
+          inventory,
+          "build",
+          join(EXAMPLES, "graph.nix"),
+          "--arg",
+          "n",
+          "1",
+          "--argstr",
+          "seed",
+          seed(),
+          "-o",
+          join(dir, "r"),
+        ],
+        { cwd: dir },
+      );
+      assert.notEqual(r.exitCode, 0);
+      assert.match(
+        r.stderr,
+        /error: Builder impostor \(10\.251\.[0-9.]+\) presented a host key that does not match its pinned key/,
+      );
+      assert.match(r.stderr, /hint: .*nixpool doctor impostor/);
+      assert.ok(!existsSync(join(dir, "r")), "no result was produced");
+      const knownHosts = await readFile(join(emptyState, "client", "known_hosts"), "utf8");
+      assert.ok(!knownHosts.includes(host.hostKeyPub.split(" ")[1] ?? "x"), "the real key was not learned");
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("local down stops exactly the pool's processes and leaves no namespace, link or state", async () => {
+    const { dir: otherState, cleanup } = await makeTempDir("nixpool-lpb2-");
+    try {
+      const up = await runCli(otherState, ["local", "up", "--builders", "1", "--jobs", "1", "--json"]);
+      assert.equal(up.exitCode, 0, up.stderr);
+      const p = (JSON.parse(up.stdout) as { pool: Pool }).pool;
+      const down = await runCli(otherState, ["local", "down"]);
+      assert.equal(down.exitCode, 0, down.stderr);
+      assert.match(down.stdout, /Stopped 1 builder hosts/);
+      const netns = (await run(["ip", "netns", "list"])).stdout;
+      const links = (await run(["ip", "-o", "link"])).stdout;
+      for (const h of p.hosts) {
+        assert.equal(isAlive(h.sshdPid), false, "sshd is gone");
+        assert.ok(!netns.split("\n").some((l) => l.split(" ")[0] === h.netns), `${h.netns} is gone`);
+        assert.ok(!links.includes(`np${h.slot}h`), "veth is gone");
+        assert.ok(!existsSync(h.dir), "host directory is gone");
+      }
+      // The other pool is untouched.
+      for (const h of pool.hosts) assert.equal(isAlive(h.sshdPid), true);
+      const status = await runCli(otherState, ["local", "status", "--json"]);
+      assert.equal((JSON.parse(status.stdout) as { up: boolean }).up, false);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("without root, local up says so and what to do instead", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      await chmod(dir, 0o777);
+      const r = await run(
+        [
+          "setpriv",
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "node",
+          CLI,
+          "--state-dir",
+          join(dir, "s"),
+          "local",
+          "up",
+        ],
+        { reject: false, env: { HOME: dir } },
+      );
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, /needs root/);
+      assert.match(r.stderr, /hint: .*nixpool\.toml/);
+    } finally {
+      await cleanup();
+    }
+  });
+});
