@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// sshd's AuthorizedKeysCommand / AuthorizedPrincipalsCommand entry point. It loads nothing but the
+// index reader, so a login costs one node start and one small file read:
+//   keys-command.js --state-dir DIR [--protocol ssh-ng|ssh] [--principals] USER
+// Exit 0 with no output means "no keys"; any error exits 1, which sshd treats as a refusal.
+import { join } from "node:path";
+import { lookupAuthorizedKeys, lookupPrincipals } from "./keys-lookup.js";
+
+async function main(argv: string[]): Promise<number> {
+  let stateDir = process.env["NIXPOOL_STATE_DIR"];
+  let protocol: "ssh-ng" | "ssh" = "ssh-ng";
+  let principals = false;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--state-dir") stateDir = argv[++i];
+    else if (a === "--protocol") {
+      const p = argv[++i];
+      if (p !== "ssh-ng" && p !== "ssh") return usage(`--protocol must be ssh-ng or ssh`);
+      protocol = p;
+    } else if (a === "--principals") principals = true;
+    else if (a !== undefined) rest.push(a);
+  }
+  const [user] = rest;
+  if (!stateDir || user === undefined || rest.length !== 1) return usage("give --state-dir DIR and one USER");
+  const indexDir = join(stateDir, "access", "index");
+  const nowMs = Date.now();
+  const lines = principals
+    ? await lookupPrincipals(user, { indexDir, nowMs })
+    : await lookupAuthorizedKeys(user, { indexDir, protocol, nowMs });
+  if (lines.length > 0) process.stdout.write(`${lines.join("\n")}\n`);
+  return 0;
+}
+
+function usage(message: string): number {
+  process.stderr.write(`nixpool keys-command: ${message}\n`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`nixpool keys-command: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

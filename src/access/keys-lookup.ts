@@ -1,0 +1,42 @@
+// Used at every SSH login: imports node:fs and two small pure modules only, never the network.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  parseIndexEntry,
+  renderAuthorizedLines,
+  type AccessProtocol,
+} from "../core/access/authorized-keys.js";
+import { USER_NAME_PATTERN } from "../core/access/names.js";
+
+export interface LookupOptions {
+  indexDir: string;
+  protocol: AccessProtocol;
+  nowMs: number;
+}
+
+async function readEntry(indexDir: string, user: string) {
+  // The name comes from sshd's %u: anything that is not a valid member name has no keys.
+  if (!USER_NAME_PATTERN.test(user)) return undefined;
+  let text: string;
+  try {
+    text = await readFile(join(indexDir, user), "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  const entry = parseIndexEntry(text);
+  return entry?.name === user ? entry : undefined;
+}
+
+/** The restricted authorized_keys lines for a user from the local index; none when unlisted or expired. */
+export async function lookupAuthorizedKeys(user: string, o: LookupOptions): Promise<string[]> {
+  const entry = await readEntry(o.indexDir, user);
+  return entry ? renderAuthorizedLines(entry, { protocol: o.protocol, nowMs: o.nowMs }) : [];
+}
+
+/** The principals a certificate may carry to log in as user: the user's own name while listed and active. */
+export async function lookupPrincipals(user: string, o: Omit<LookupOptions, "protocol">): Promise<string[]> {
+  const entry = await readEntry(o.indexDir, user);
+  if (!entry || (entry.expiresMs !== undefined && o.nowMs >= entry.expiresMs)) return [];
+  return [entry.name];
+}

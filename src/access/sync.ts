@@ -1,0 +1,166 @@
+import { mkdir, readFile, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { writeFileAtomic } from "../adapters/fs.js";
+import {
+  AUTHORIZED_KEYS_MARKER,
+  renderAuthorizedKeysFile,
+  type AccessProtocol,
+  type IndexEntry,
+} from "../core/access/authorized-keys.js";
+import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { fetchGithubKeys, type FetchKeysResult } from "./github-keys.js";
+import { readGithubCache, writeGithubCache } from "./github-cache.js";
+import { withLock } from "./lock.js";
+import type { AccessPaths } from "./paths.js";
+import { buildIndexEntries, loadUsers, writeIndex } from "./users-store.js";
+
+export interface SyncOptions {
+  baseUrl: string;
+  timeoutMs: number;
+  maxBytes: number;
+  maxKeys: number;
+  concurrency: number;
+  protocol: AccessProtocol;
+  writeDir?: string | undefined;
+  signal?: AbortSignal | undefined;
+  now?: () => number;
+}
+
+/** What sync did for one GitHub handle. */
+export interface HandleSyncResult {
+  handle: string;
+  users: string[];
+  /** updated: fresh keys; gone: 404, keys dropped; kept: fetch failed, cached keys kept; skipped: not tried after a 429. */
+  status: "updated" | "gone" | "kept" | "skipped";
+  keys: number;
+  lastSeen: string | undefined;
+  error: string | undefined;
+}
+
+export interface SyncResult {
+  handles: HandleSyncResult[];
+  users: number;
+  indexWritten: number;
+  indexRemoved: number;
+  filesWritten: number;
+  filesRemoved: number;
+}
+
+async function fetchAll(
+  handles: readonly string[],
+  o: SyncOptions,
+): Promise<Map<string, FetchKeysResult | "skipped">> {
+  const results = new Map<string, FetchKeysResult | "skipped">();
+  let next = 0;
+  let rateLimited = false;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      const handle = handles[i];
+      if (handle === undefined) return;
+      // After one 429, stop asking: the cached keys stay, and GitHub is not hammered.
+      if (rateLimited) {
+        results.set(handle, "skipped");
+        continue;
+      }
+      const r = await fetchGithubKeys(handle, o);
+      if (!r.ok && r.reason === "rate-limited") rateLimited = true;
+      results.set(handle, r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency, handles.length)) }, worker));
+  return results;
+}
+
+/** Writes one authorized_keys file per member into dir (atomically) and removes nixpool's stale ones. */
+export async function writeAuthorizedKeysDir(
+  dir: string,
+  entries: readonly IndexEntry[],
+  protocol: AccessProtocol,
+  nowMs: number,
+): Promise<{ written: number; removed: number }> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const keep = new Set(entries.map((e) => e.name));
+  let removed = 0;
+  for (const n of await readdir(dir)) {
+    if (!USER_NAME_PATTERN.test(n) || keep.has(n)) continue;
+    const head = await readFile(join(dir, n), "utf8").catch(() => "");
+    if (head.startsWith(AUTHORIZED_KEYS_MARKER)) {
+      await rm(join(dir, n), { force: true });
+      removed++;
+    }
+  }
+  let written = 0;
+  for (const e of entries) {
+    const r = await writeFileAtomic(join(dir, e.name), renderAuthorizedKeysFile(e, { protocol, nowMs }), {
+      mode: 0o644,
+    });
+    if (r.changed) written++;
+  }
+  return { written, removed };
+}
+
+/**
+ * Fetches every member's GitHub keys, merges them into the cache (a failed, slow or rate-limited
+ * fetch keeps the cached keys), and rewrites the index (and --write DIR) under the access lock.
+ */
+export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<SyncResult> {
+  const now = o.now ?? Date.now;
+  const before = await loadUsers(paths.usersFile);
+  const handles = [
+    ...new Set(before.users.flatMap((u) => (u.github ? [u.github.toLowerCase()] : []))),
+  ].sort();
+  const fetched = await fetchAll(handles, o);
+  return withLock(paths.lockFile, async () => {
+    const users = await loadUsers(paths.usersFile);
+    const cache = await readGithubCache(paths.githubCache);
+    const at = new Date(now()).toISOString();
+    const results: HandleSyncResult[] = [];
+    for (const handle of handles) {
+      const r = fetched.get(handle) ?? "skipped";
+      const old = cache[handle];
+      const owners = users.users.filter((u) => u.github?.toLowerCase() === handle).map((u) => u.name);
+      if (r !== "skipped" && r.ok) {
+        cache[handle] = {
+          keys: r.keys,
+          lastSeen: at,
+          lastAttempt: at,
+          lastError: r.gone ? "account not found (404)" : undefined,
+        };
+        results.push({
+          handle,
+          users: owners,
+          status: r.gone ? "gone" : "updated",
+          keys: r.keys.length,
+          lastSeen: at,
+          error: r.gone ? "account not found (404)" : undefined,
+        });
+      } else {
+        const error = r === "skipped" ? "not tried after GitHub rate-limited an earlier request" : r.message;
+        cache[handle] = { keys: old?.keys ?? [], lastSeen: old?.lastSeen, lastAttempt: at, lastError: error };
+        results.push({
+          handle,
+          users: owners,
+          status: r === "skipped" ? "skipped" : "kept",
+          keys: old?.keys.length ?? 0,
+          lastSeen: old?.lastSeen,
+          error,
+        });
+      }
+    }
+    await writeGithubCache(paths.githubCache, cache);
+    const entries = buildIndexEntries(users, cache);
+    const index = await writeIndex(paths.indexDir, entries);
+    const files = o.writeDir
+      ? await writeAuthorizedKeysDir(o.writeDir, entries, o.protocol, now())
+      : { written: 0, removed: 0 };
+    return {
+      handles: results,
+      users: users.users.length,
+      indexWritten: index.written,
+      indexRemoved: index.removed,
+      filesWritten: files.written,
+      filesRemoved: files.removed,
+    };
+  });
+}

@@ -1,0 +1,182 @@
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { Option } from "commander";
+import type { RegisterCommands } from "../cli/commands.js";
+import { renderTable } from "../cli/output.js";
+import type { AccessProtocol } from "../core/access/authorized-keys.js";
+import { DEFAULT_VALIDITY, parsePrincipals, parseValidity } from "../core/access/cert.js";
+import { quoteUntrusted } from "../core/access/names.js";
+import { isActive } from "../core/access/users.js";
+import { configError } from "../core/errors.js";
+import { writeFileAtomic } from "../adapters/fs.js";
+import { initCa, listRevoked, readIssued, resolveCaPaths, revokeCerts, signCert } from "../access/ca.js";
+import { resolveAccessPaths } from "../access/paths.js";
+import { loadUsers } from "../access/users-store.js";
+
+/** nixpool ca …: a user CA for short-lived SSH certificates, with a KRL. */
+export const registerCa: RegisterCommands = (program, context) => {
+  const ca = program.command("ca").description("short-lived SSH certificates for builder users");
+
+  ca.command("init")
+    .description("create the user CA (STATE/ca) and an empty revocation list")
+    .option("--json", "print JSON")
+    .action(async (o: { json?: boolean }) => {
+      const ctx = context();
+      const p = resolveCaPaths(resolveAccessPaths(ctx.stateDir).caDir);
+      const r = await initCa(p);
+      if (o.json) ctx.output.json({ publicKey: r.publicKey, publicKeyFile: p.pub, krl: p.krl });
+      else ctx.output.out(`Created the CA ${p.pub}.\nAdd it to sshd with: nixpool access sshd-config`);
+    });
+
+  ca.command("sign <user>")
+    .description("sign USER's public key: key ID, unique serial and a short validity window always set")
+    .requiredOption("--key <file>", "the user's public key file (e.g. id_ed25519.pub)")
+    .option("--principals <list>", "comma-separated principals (default: USER)")
+    .option("--validity <spec>", "[START:]END, e.g. +8h or -5m:+1h (at most 30 days)", DEFAULT_VALIDITY)
+    .option("--out <file>", "where to write the certificate (default: KEY with -cert.pub)")
+    .addOption(
+      new Option("--protocol <protocol>", "Nix protocol forced by the certificate")
+        .choices(["ssh-ng", "ssh"])
+        .default("ssh-ng"),
+    )
+    .addOption(new Option("--users <file>", "users file (default STATE/users.toml)"))
+    .option("--json", "print JSON")
+    .action(
+      async (
+        user: string,
+        o: {
+          key: string;
+          principals?: string;
+          validity: string;
+          out?: string;
+          protocol: AccessProtocol;
+          users?: string;
+          json?: boolean;
+        },
+      ) => {
+        const ctx = context();
+        const paths = resolveAccessPaths(ctx.stateDir, o.users);
+        const now = Date.now();
+        const f = await loadUsers(paths.usersFile);
+        const member = f.users.find((u) => u.name === user);
+        if (!member || !isActive(member, now)) {
+          throw configError(
+            "CERT_USER_UNKNOWN",
+            `User ${quoteUntrusted(user)} is not an active member of ${paths.usersFile}.`,
+            {
+              hint: "Add them first: nixpool access add NAME --vouched-by MEMBER",
+            },
+          );
+        }
+        const principals = parsePrincipals(o.principals, user);
+        const validity = parseValidity(o.validity, now);
+        // A certificate never outlives its member's access.
+        if (member.expires !== undefined) validity.toMs = Math.min(validity.toMs, Date.parse(member.expires));
+        if (validity.toMs <= validity.fromMs) {
+          throw configError(
+            "CERT_VALIDITY_INVALID",
+            `The window ends after ${user}'s access expires (${member.expires}).`,
+            { hint: "Choose a window before the expiry." },
+          );
+        }
+        const keyFile = resolve(o.key);
+        const text = await readFile(keyFile, "utf8").catch(() => {
+          throw configError("CERT_KEY_INVALID", `Cannot read the public key file ${keyFile}.`, {
+            hint: "Pass the .pub file: --key ~/.ssh/id_ed25519.pub",
+          });
+        });
+        if (text.includes("PRIVATE KEY")) {
+          throw configError("CERT_KEY_INVALID", `${keyFile} is a private key.`, {
+            hint: "Pass the .pub file.",
+          });
+        }
+        const { cert, issued } = await signCert(resolveCaPaths(paths.caDir), {
+          user,
+          publicKey: text.trim(),
+          principals,
+          validity,
+          protocol: o.protocol,
+          now,
+        });
+        const out = resolve(o.out ?? keyFile.replace(/\.pub$/, "").concat("-cert.pub"));
+        await writeFileAtomic(out, `${cert}\n`, { mode: 0o644 });
+        if (o.json) ctx.output.json({ certificate: out, ...issued });
+        else
+          ctx.output.out(
+            `Signed ${out}: id ${issued.keyId}, serial ${issued.serial}, principals ${principals.join(",")}, valid ${issued.validFrom} to ${issued.validTo}.`,
+          );
+      },
+    );
+
+  ca.command("revoke")
+    .description("revoke certificates (by serial, key ID or user) and replace the KRL atomically")
+    .option(
+      "--serial <n>",
+      "serial (repeatable)",
+      (v: string, acc: number[]) => {
+        const n = Number(v);
+        if (!Number.isSafeInteger(n) || n <= 0)
+          throw configError("USAGE", `--serial "${v}" is not a serial number.`, {
+            hint: "See serials with: nixpool ca list",
+          });
+        return [...acc, n];
+      },
+      [] as number[],
+    )
+    .option("--id <keyid>", "key ID (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option(
+      "--user <name>",
+      "every certificate issued to this user (repeatable)",
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option("--json", "print JSON")
+    .action(async (o: { serial: number[]; id: string[]; user: string[]; json?: boolean }) => {
+      const ctx = context();
+      if (o.serial.length + o.id.length + o.user.length === 0) {
+        throw configError("USAGE", "Nothing to revoke was named.", {
+          hint: "Use --serial N, --id KEYID or --user NAME.",
+        });
+      }
+      for (const id of o.id) {
+        if (!/^[\x21-\x7e]{1,200}$/.test(id))
+          throw configError("USAGE", `Key ID ${quoteUntrusted(id)} is not printable ASCII without spaces.`, {
+            hint: "See key IDs with: nixpool ca list",
+          });
+      }
+      const p = resolveCaPaths(resolveAccessPaths(ctx.stateDir).caDir);
+      const r = await revokeCerts(p, { serials: o.serial, keyIds: o.id, users: o.user });
+      if (o.json) ctx.output.json({ ...r, krl: p.krl });
+      else ctx.output.out(`Revoked ${r.added.length} more (${r.total} in ${p.krl}).`);
+    });
+
+  ca.command("list")
+    .description("list issued certificates")
+    .option("--json", "print JSON")
+    .action(async (o: { json?: boolean }) => {
+      const ctx = context();
+      const p = resolveCaPaths(resolveAccessPaths(ctx.stateDir).caDir);
+      const issued = await readIssued(p);
+      const revoked = await listRevoked(p).catch(() => []);
+      const isRevoked = (serial: number, keyId: string) =>
+        revoked.some((r) => ("serial" in r ? r.serial === serial : r.keyId === keyId));
+      const rows = issued.map((c) => ({ ...c, revoked: isRevoked(c.serial, c.keyId) }));
+      if (o.json) {
+        ctx.output.json({ certificates: rows });
+        return;
+      }
+      ctx.output.out(
+        renderTable(
+          ["SERIAL", "KEY-ID", "PRINCIPALS", "FROM", "TO", "REVOKED"],
+          rows.map((c) => [
+            String(c.serial),
+            c.keyId,
+            c.principals.join(","),
+            c.validFrom,
+            c.validTo,
+            c.revoked ? "yes" : "no",
+          ]),
+        ),
+      );
+    });
+};
