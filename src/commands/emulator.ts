@@ -1,0 +1,79 @@
+import { join } from "node:path";
+import type { RegisterCommands } from "../cli/commands.js";
+import { configError } from "../core/errors.js";
+import { noBooter, type ServerBooter } from "../emulator/hetzner/app.js";
+import { startHetznerEmulator } from "../emulator/hetzner/serve.js";
+
+interface EmulatorFlags {
+  port: string;
+  host: string;
+  boot: boolean;
+  token?: string[];
+  log?: boolean;
+  createMs?: string;
+  bootMs?: string;
+}
+
+/** Parses a non-negative integer flag. */
+function parseCount(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    throw configError("FLAG_INVALID", `${flag} must be a non-negative integer, not "${v}".`, {
+      hint: `Example: nixpool emulator hetzner ${flag} 8080`,
+    });
+  }
+  return n;
+}
+
+/** nixpool emulator hetzner: serves the Hetzner Cloud API locally until interrupted. */
+export const registerEmulator: RegisterCommands = (program, context) => {
+  const emulator = program.command("emulator").description("local stand-ins for remote services");
+  emulator
+    .command("hetzner")
+    .description("serve the Hetzner Cloud API on this machine; servers boot as local builder hosts")
+    .option("--port <port>", "TCP port (0: any free port)", "8080")
+    .option("--host <address>", "address to listen on", "127.0.0.1")
+    .option("--no-boot", "do not start a machine per server (API only)")
+    .option("--token <token...>", "accept only these API tokens (default: any)")
+    .option("--create-ms <ms>", "duration of the create_server action")
+    .option("--boot-ms <ms>", "time from creation until SSH answers")
+    .option("--log", "print one line per request")
+    .action(async (opts: EmulatorFlags) => {
+      const ctx = context();
+      const port = parseCount("--port", opts.port);
+      const booter: ServerBooter = opts.boot
+        ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"))
+        : noBooter;
+      const timing = {
+        ...(opts.createMs !== undefined ? { createMs: parseCount("--create-ms", opts.createMs) } : {}),
+        ...(opts.bootMs !== undefined ? { bootMs: parseCount("--boot-ms", opts.bootMs) } : {}),
+      };
+      const running = await startHetznerEmulator({
+        port,
+        hostname: opts.host,
+        booter,
+        timing,
+        ...(opts.token ? { tokens: opts.token } : {}),
+        ...(opts.log ? { log: (l: string) => ctx.output.err(l) } : {}),
+      });
+      ctx.output.out(`Hetzner Cloud API emulator listening on ${running.endpoint}`);
+      ctx.output.out(`  export HCLOUD_ENDPOINT=${running.endpoint}`);
+      ctx.output.out(`  faults: POST ${running.adminUrl}/faults   state: GET ${running.adminUrl}/state`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off("SIGINT", stop);
+          process.off("SIGTERM", stop);
+          ctx.output.err("Stopping the emulator and its machines…");
+          void running.close().then(resolve, resolve);
+        };
+        process.on("SIGINT", stop);
+        process.on("SIGTERM", stop);
+      });
+    });
+};
+
+/** The booter that starts local pool hosts (loaded lazily: it needs root and namespaces). */
+async function loadLocalBooter(dir: string): Promise<ServerBooter> {
+  const { createLocalBooter } = await import("../emulator/hetzner/local-booter.js");
+  return createLocalBooter(dir);
+}

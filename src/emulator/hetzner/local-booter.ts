@@ -1,0 +1,37 @@
+import { join } from "node:path";
+import { setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
+import type { ServerBooter } from "./app.js";
+
+/** nix.conf keys a server's user_data may not override on a host that shares this kernel and has no network. */
+const RESERVED_NIX_KEYS = new Set(["build-users-group", "substituters", "trusted-substituters", "sandbox"]);
+
+/** Keeps the user_data's nix.conf lines except the reserved keys. */
+export function filterNixConf(text: string | undefined): string {
+  if (!text) return "";
+  return text
+    .split("\n")
+    .filter((l) => !RESERVED_NIX_KEYS.has((l.split("=")[0] ?? "").trim()))
+    .join("\n");
+}
+
+/**
+ * Boots each emulated server as a local pool builder host under DIR/server-ID: the host key
+ * and authorized keys come from the server's user_data and API SSH keys.
+ */
+export function createLocalBooter(dir: string): ServerBooter {
+  return async (req) => {
+    const rec = await startHost({
+      name: `hcloud-${req.serverId}`,
+      dir: join(dir, `server-${req.serverId}`),
+      jobs: Math.max(1, req.cores),
+      authorizedKeys: req.authorizedKeys,
+      nixConf: filterNixConf(req.nixConf),
+      ...(req.hostKeyPrivate ? { hostKeyPrivate: req.hostKeyPrivate } : {}),
+    });
+    return {
+      address: rec.address,
+      setReachable: (up) => setLinkUp(rec, up),
+      stop: () => stopHost(rec),
+    };
+  };
+}

@@ -1,0 +1,128 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { run } from "../../src/adapters/runner.js";
+import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
+import { makeTempDir } from "../helpers/cli.js";
+import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+
+describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, () => {
+  let emu: RunningEmulator;
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  const hcloud = async (args: string[]) => {
+    const r = await run(["hcloud", ...args], {
+      reject: false,
+      timeout: 60_000,
+      env: {
+        HCLOUD_ENDPOINT: emu.endpoint,
+        HCLOUD_TOKEN: TEST_TOKEN,
+        HCLOUD_CONFIG: join(dir, "cli.toml"),
+        HOME: dir,
+      },
+    });
+    assert.equal(r.exitCode, 0, `hcloud ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  /** hcloud prints `null` for an empty list. */
+  const listJson = async <T>(args: string[]): Promise<T[]> =>
+    (JSON.parse(await hcloud(args)) as T[] | null) ?? [];
+
+  before(async () => {
+    ({ dir, cleanup } = await makeTempDir("nixpool-hcloud-"));
+    await writeFile(join(dir, "cli.toml"), "");
+    emu = await startHetznerEmulator({
+      tokens: [TEST_TOKEN],
+      timing: { createMs: 300, bootMs: 50, deleteMs: 100 },
+    });
+  });
+  after(async () => {
+    await emu?.close();
+    await cleanup?.();
+  });
+
+  test("ssh-key create, list, delete", async () => {
+    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "key")]);
+    assert.match(
+      await hcloud([
+        "ssh-key",
+        "create",
+        "--name",
+        "cli-key",
+        "--public-key-from-file",
+        join(dir, "key.pub"),
+      ]),
+      /created/,
+    );
+    const list = JSON.parse(await hcloud(["ssh-key", "list", "-o", "json"])) as {
+      name: string;
+      fingerprint: string;
+    }[];
+    assert.deepEqual(
+      list.map((k) => k.name),
+      ["cli-key"],
+    );
+    const fp = (await run(["ssh-keygen", "-l", "-E", "md5", "-f", join(dir, "key.pub")])).stdout.split(
+      /\s+/,
+    )[1];
+    assert.equal(`MD5:${list[0]?.fingerprint}`, fp);
+    await hcloud(["ssh-key", "delete", "cli-key"]);
+    assert.deepEqual(await listJson(["ssh-key", "list", "-o", "json"]), []);
+  });
+
+  test("server-type list and describe", async () => {
+    const types = JSON.parse(await hcloud(["server-type", "list", "-o", "json"])) as {
+      name: string;
+      cores: number;
+    }[];
+    assert.ok(types.some((t) => t.name === "cx22" && t.cores === 2));
+    const described = await hcloud(["server-type", "describe", "cpx31"]);
+    assert.match(described, /Cores:\s+4/);
+    assert.match(described, /Location:\s+fsn1/);
+  });
+
+  test("server create, list, describe, delete", async () => {
+    await hcloud(["ssh-key", "create", "--name", "srv-key", "--public-key-from-file", join(dir, "key.pub")]);
+    const created = await hcloud([
+      "server",
+      "create",
+      "--name",
+      "cli-server",
+      "--type",
+      "cx22",
+      "--image",
+      "debian-12",
+      "--location",
+      "nbg1",
+      "--ssh-key",
+      "srv-key",
+      "--label",
+      "nixpool=1",
+    ]);
+    assert.match(created, /Server \d+ created/);
+    const ip = /IPv4:\s+(\S+)/.exec(created)?.[1];
+    assert.ok(ip);
+    const list = JSON.parse(await hcloud(["server", "list", "-o", "json", "-l", "nixpool=1"])) as {
+      name: string;
+      status: string;
+      public_net: { ipv4: { ip: string } };
+    }[];
+    assert.deepEqual(
+      list.map((s) => [s.name, s.status, s.public_net.ipv4.ip]),
+      [["cli-server", "running", ip]],
+    );
+    const described = await hcloud(["server", "describe", "cli-server"]);
+    assert.match(described, /Name:\s+cli-server/);
+    assert.match(described, /Server Type:\s+cx22/);
+    assert.match(described, /nixpool:\s+1|nixpool=1/);
+    await hcloud(["server", "delete", "cli-server"]);
+    for (let i = 0; i < 50; i++) {
+      const left = await listJson(["server", "list", "-o", "json"]);
+      if (left.length === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(await listJson(["server", "list", "-o", "json"]), []);
+  });
+});
