@@ -1,0 +1,62 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { parseInventory } from "../../src/config/load.js";
+import { normaliseBuilders } from "../../src/config/schema.js";
+import { renderInventoryToml } from "../../src/core/inventory-render.js";
+import { renderMachinesFile } from "../../src/core/machines.js";
+import {
+  effectiveMachine,
+  parseMachinesFile,
+  planImport,
+  type IncludeRead,
+} from "../../src/core/machines-parse.js";
+import { MACHINES_CORPUS } from "../helpers/machines-corpus.js";
+
+const SYSTEM = "x86_64-linux";
+const DIR = "/corpus";
+
+function reader(files: Record<string, string>) {
+  return (path: string): Promise<IncludeRead> => {
+    const t = files[path];
+    return Promise.resolve(t === undefined ? { kind: "missing" } : { kind: "text", text: t });
+  };
+}
+
+describe("import then render gives back an equivalent machines file", () => {
+  for (const c of MACHINES_CORPUS) {
+    it(c.name, async () => {
+      const sub = (s: string) => s.replaceAll("${DIR}", DIR);
+      const files = Object.fromEntries(
+        Object.entries(c.files ?? {}).map(([k, v]) => [`${DIR}/${k}`, sub(v)]),
+      );
+      const original = await parseMachinesFile(`${DIR}/machines`, sub(c.text), { read: reader(files) });
+      assert.deepEqual(
+        original.diagnostics.filter((d) => d.severity === "error"),
+        [],
+      );
+      const plan = planImport(original);
+      const toml = renderInventoryToml(plan.builders, ["test"]);
+      const builders = normaliseBuilders(parseInventory(toml, "nixpool.toml"), SYSTEM);
+      const rendered = renderMachinesFile(builders, { uriStyle: "direct" });
+      const again = await parseMachinesFile("/rendered", rendered, { read: reader({}) });
+      assert.deepEqual(again.diagnostics, []);
+
+      const kept = plan.builders.map((b) => effectiveMachine(b.machine, SYSTEM));
+      assert.deepEqual(
+        again.machines.map((m) => effectiveMachine(m, SYSTEM)),
+        kept,
+      );
+      // Nothing is lost silently: every entry is either imported or reported.
+      assert.equal(plan.builders.length + plan.skipped.length, original.machines.length);
+      // Rendering the imported inventory again is stable.
+      const second = planImport(again);
+      assert.equal(
+        renderMachinesFile(
+          normaliseBuilders(parseInventory(renderInventoryToml(second.builders), "x.toml"), SYSTEM),
+          { uriStyle: "direct" },
+        ),
+        rendered,
+      );
+    });
+  }
+});
