@@ -8,6 +8,7 @@ import { registerConfig } from "../commands/config.js";
 import { registerImport } from "../commands/import.js";
 import { registerAccess } from "../commands/access.js";
 import { registerCa } from "../commands/ca.js";
+import { registerDoctor } from "../commands/doctor.js";
 
 /** A command module adds its subcommands to the program. */
 export type RegisterCommands = (program: Command, context: () => Context) => void;
@@ -22,4 +23,5 @@ export const commandModules: RegisterCommands[] = [
   registerImport,
   registerAccess,
   registerCa,
+  registerDoctor,
 ];

@@ -1,0 +1,750 @@
+import type { Builder } from "../builder.js";
+import { storeUri } from "../builder.js";
+import { failCheck, passCheck, skipCheck, warnCheck, type CheckResult } from "./model.js";
+import {
+  configString,
+  configWords,
+  fingerprintOf,
+  keyTypeLabel,
+  matchNixUser,
+  parsePublicKey,
+  parseStorePing,
+  type OfferedKey,
+  type PublicKey,
+  type RemoteFacts,
+  type SshTrace,
+} from "./parse.js";
+import { classifyFailure, firstErrorLine } from "./nix-errors.js";
+
+/** Everything the probes found out about one builder; absent fields were not probed. */
+export interface BuilderProbe {
+  builder: Builder;
+  /** The inventory file to edit, when the builder comes from one. */
+  inventoryPath?: string;
+  /** The ssh_config file the probes used (for fix commands). */
+  sshConfigPath: string;
+  resolve?: { ok: true; addresses: string[]; ms: number } | { ok: false; error: string; ms: number };
+  tcp?:
+    | { ok: true; address: string; ms: number; banner?: string }
+    | { ok: false; error: string; ms: number; timedOut: boolean };
+  keyscan?: { keys: PublicKey[]; error?: string };
+  identity?: IdentityFacts;
+  session?: { exitCode: number; trace: SshTrace; facts?: RemoteFacts; skewSeconds?: number; ms: number };
+  /** Other local keys tried when the configured one was refused. */
+  alternatives?: { tried: string[]; accepted?: OfferedKey };
+  ping?: { exitCode: number; stdout: string; stderr: string; ms: number };
+  roundTrip?: { ok: boolean; stderr: string; outPath?: string; ms: number };
+  /** Set when the builder's time budget ran out before a step. */
+  timedOutAt?: string;
+}
+
+export interface IdentityFacts {
+  path: string;
+  exists: boolean;
+  readable: boolean;
+  /** Permission bits, e.g. 0o600. */
+  mode?: number;
+  ownerIsRunner?: boolean;
+  /** The public key line derived from the private key (public, safe to print). */
+  publicKey?: string;
+  encrypted?: boolean;
+  error?: string;
+}
+
+/** Thresholds of the doctor's judgement, overridable for tests and docs. */
+export const LIMITS = {
+  storeFailBytes: 256 * 1024 * 1024,
+  storeWarnBytes: 2 * 1024 * 1024 * 1024,
+  skewWarnSeconds: 5,
+};
+
+const MiB = 1024 * 1024;
+function formatBytes(n: number): string {
+  if (n >= 1024 * MiB) return `${(n / 1024 / MiB).toFixed(1)} GiB`;
+  return `${(n / MiB).toFixed(1)} MiB`;
+}
+
+/** Where the user changes a builder field: the inventory entry, or how to recreate a pool builder. */
+export function editHint(
+  p: Pick<BuilderProbe, "builder" | "inventoryPath">,
+  field: string,
+  value: string,
+): string {
+  const b = p.builder;
+  if (b.source === "inventory") {
+    return `set ${field} = ${value} under [builders.${b.name}] in ${p.inventoryPath ?? "nixpool.toml"}`;
+  }
+  if (b.source === "local")
+    return `recreate the local pool (nixpool local down; nixpool local up), which sets ${field} itself`;
+  return `recreate the worker ${b.name}, which sets ${field} itself`;
+}
+
+function sshCommand(p: BuilderProbe): string {
+  return `ssh -F ${p.sshConfigPath} nixpool-${p.builder.name}`;
+}
+
+/** Nix's remote command for the builder's protocol. */
+export function remoteProgram(b: Pick<Builder, "protocol">): string {
+  return b.protocol === "ssh-ng" ? "nix-daemon" : "nix-store";
+}
+
+function judgeResolve(p: BuilderProbe): CheckResult {
+  const id = "dns";
+  const title = "Name resolution";
+  const r = p.resolve;
+  if (!r) return skipCheck(id, title, "not probed");
+  if (r.ok)
+    return passCheck(id, title, `${p.builder.host} resolves to ${r.addresses.join(", ")}.`, {
+      durationMs: r.ms,
+      data: { addresses: r.addresses },
+    });
+  return failCheck(id, title, `${p.builder.host} does not resolve (${r.error}).`, {
+    symptom: `ssh: Could not resolve hostname ${p.builder.host}: Name or service not known`,
+    fix: `Correct the host name (${editHint(p, "host", '"ADDRESS"')}) or add it to DNS or /etc/hosts.`,
+    durationMs: r.ms,
+  });
+}
+
+function judgeTcp(p: BuilderProbe): CheckResult {
+  const id = "tcp";
+  const title = "TCP reachability";
+  const t = p.tcp;
+  const where = `${p.builder.host}:${p.builder.port}`;
+  if (!t) return skipCheck(id, title, p.resolve?.ok === false ? "the name does not resolve" : "not probed");
+  if (t.ok) {
+    if (t.banner !== undefined && !t.banner.startsWith("SSH-")) {
+      return failCheck(
+        id,
+        title,
+        `${where} answers, but not with SSH (it said "${t.banner.slice(0, 60)}").`,
+        {
+          symptom: "kex_exchange_identification: Connection closed by remote host",
+          fix: `Point the builder at its SSH port (${editHint(p, "port", "22")}).`,
+          durationMs: t.ms,
+        },
+      );
+    }
+    return passCheck(id, title, `${where} answered in ${t.ms} ms${t.banner ? ` (${t.banner})` : ""}.`, {
+      durationMs: t.ms,
+      data: { address: t.address, ms: t.ms, ...(t.banner ? { banner: t.banner } : {}) },
+    });
+  }
+  const refused = /ECONNREFUSED|refused/i.test(t.error);
+  const cause = refused
+    ? `Nothing listens on ${where} (connection refused): sshd is not running there or the port is wrong.`
+    : t.timedOut
+      ? `${where} did not answer within ${(t.ms / 1000).toFixed(1)} s: the builder is down, its link is cut, or a firewall drops the packets.`
+      : `${where} is unreachable (${t.error}): the builder is down or no route leads to it.`;
+  return failCheck(id, title, cause, {
+    symptom: `ssh: connect to host ${p.builder.host} port ${p.builder.port}: ${refused ? "Connection refused" : t.timedOut ? "Connection timed out" : "No route to host"}`,
+    fix: refused
+      ? `Start sshd on the builder (systemctl start ssh) or correct the port (${editHint(p, "port", "PORT")}).`
+      : `Bring the builder up or restore its network (try: ping ${p.builder.host}); remove it from the pool while it is down.`,
+    durationMs: t.ms,
+    data: { error: t.error, timedOut: t.timedOut },
+  });
+}
+
+function judgeHostKey(p: BuilderProbe, reachable: boolean): CheckResult {
+  const id = "host-key";
+  const title = "Host key pinned and matching";
+  const b = p.builder;
+  if (!reachable) return skipCheck(id, title, "the builder is unreachable");
+  const scan = p.keyscan;
+  const presented = scan?.keys ?? [];
+  const presentedText = presented.map((k) => `${keyTypeLabel(k.type)} ${fingerprintOf(k)}`).join(", ");
+  const pinned = b.hostKey ? parsePublicKey(b.hostKey) : undefined;
+  const scanLine = (k: PublicKey) => `"${k.type} ${k.blob}"`;
+  const preferred = presented.find((k) => k.type === "ssh-ed25519") ?? presented[0];
+  if (!pinned) {
+    return failCheck(
+      id,
+      title,
+      `No host key is pinned for ${b.name}, and nixpool never trusts an unknown key.`,
+      {
+        symptom: `No ED25519 host key is known for nixpool-${b.name} and you have requested strict checking.\nHost key verification failed.`,
+        fix: preferred
+          ? `Confirm on the builder's console that ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub prints ${fingerprintOf(preferred)}, then ${editHint(p, "hostKey", scanLine(preferred))}.`
+          : `Read the key on the builder (cat /etc/ssh/ssh_host_ed25519_key.pub) and ${editHint(p, "hostKey", '"ssh-ed25519 AAAA…"')}.`,
+        data: { presented: presented.map((k) => ({ type: k.type, fingerprint: fingerprintOf(k) })) },
+      },
+    );
+  }
+  const pinnedFp = fingerprintOf(pinned);
+  if (presented.length === 0) {
+    // ssh-keyscan found nothing; fall back to what the real ssh session saw.
+    const t = p.session?.trace;
+    if (t?.hostKeyChanged) {
+      return failCheck(
+        id,
+        title,
+        `The builder presents ${t.serverHostKey?.fingerprint ?? "another key"}, not the pinned ${pinnedFp}.`,
+        {
+          symptom: "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key verification failed.",
+          fix: `Confirm the builder's key on its console, then ${editHint(p, "hostKey", '"TYPE KEY"')}.`,
+        },
+      );
+    }
+    if (t?.authenticated || t?.serverHostKey)
+      return passCheck(
+        id,
+        title,
+        `The builder's key matches the pinned ${keyTypeLabel(pinned.type)} key ${pinnedFp}.`,
+      );
+    return warnCheck(
+      id,
+      title,
+      `ssh-keyscan got no host key from the builder (${scan?.error ?? "no answer"}).`,
+      {
+        fix: `Check by hand: ssh-keyscan -p ${b.port} ${b.host}`,
+      },
+    );
+  }
+  if (presented.some((k) => k.type === pinned.type && k.blob === pinned.blob)) {
+    return passCheck(
+      id,
+      title,
+      `The builder presents the pinned ${keyTypeLabel(pinned.type)} key ${pinnedFp}.`,
+      {
+        data: { pinned: pinnedFp },
+      },
+    );
+  }
+  const sameType = presented.find((k) => k.type === pinned.type);
+  if (sameType) {
+    const fp = fingerprintOf(sameType);
+    return failCheck(
+      id,
+      title,
+      `The builder presents ${keyTypeLabel(pinned.type)} key ${fp}, but the inventory pins ${pinnedFp}: the pin is stale (the builder was reinstalled or its key regenerated) or someone else answers at ${b.host}.`,
+      {
+        symptom: `WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key for nixpool-${b.name} has changed and you have requested strict checking.\nHost key verification failed.`,
+        fix: `If the builder's console shows ${fp} (ssh-keygen -lf /etc/ssh/ssh_host_${pinned.type.replace(/^ssh-/, "")}_key.pub), the inventory is wrong: ${editHint(p, "hostKey", scanLine(sameType))}. If it shows ${pinnedFp}, the builder side is wrong: do not connect; find who answers at ${b.host}.`,
+        data: { pinned: pinnedFp, presented: fp, wrongSide: "unknown: inventory or builder" },
+      },
+    );
+  }
+  return failCheck(
+    id,
+    title,
+    `The inventory pins a ${keyTypeLabel(pinned.type)} key, but the builder offers only ${presentedText}: the inventory side is wrong.`,
+    {
+      symptom: `Host key verification failed.`,
+      fix: preferred
+        ? `Confirm on the builder's console that its key is ${fingerprintOf(preferred)}, then ${editHint(p, "hostKey", scanLine(preferred))}.`
+        : `Pin one of the builder's keys.`,
+      data: { pinned: pinnedFp, presented: presented.map((k) => fingerprintOf(k)), wrongSide: "inventory" },
+    },
+  );
+}
+
+function judgeIdentity(p: BuilderProbe): CheckResult {
+  const id = "identity";
+  const title = "Identity file";
+  const i = p.identity;
+  const b = p.builder;
+  if (!b.identityFile || !i) {
+    return passCheck(
+      id,
+      title,
+      "No identity file is set: ssh offers the default keys (~/.ssh/id_*) of the user running it (root, when nix-daemon runs the build hook).",
+    );
+  }
+  if (!i.exists) {
+    return failCheck(id, title, `The identity file ${i.path} does not exist.`, {
+      symptom: `Warning: Identity file ${i.path} not accessible: No such file or directory.\nPermission denied (publickey).`,
+      fix: `Create it (ssh-keygen -t ed25519 -N "" -f ${i.path}) and authorise ${i.path}.pub on the builder, or ${editHint(p, "identityFile", '"/path/to/key"')}.`,
+    });
+  }
+  if (!i.readable) {
+    return failCheck(
+      id,
+      title,
+      `The identity file ${i.path} cannot be read (${i.error ?? "permission denied"}).`,
+      {
+        symptom: `Warning: Identity file ${i.path} not accessible: Permission denied.`,
+        fix: `Make it readable by the user who runs ssh (root for nix-daemon): chown root ${i.path}; chmod 600 ${i.path}`,
+      },
+    );
+  }
+  if (i.mode !== undefined && (i.mode & 0o077) !== 0) {
+    const mode = `0${(i.mode & 0o777).toString(8)}`;
+    return failCheck(
+      id,
+      title,
+      `The identity file ${i.path} has mode ${mode}; ssh ignores a private key that others can read.`,
+      {
+        symptom: `WARNING: UNPROTECTED PRIVATE KEY FILE!\nPermissions ${mode} for '${i.path}' are too open.\nLoad key "${i.path}": bad permissions`,
+        fix: `chmod 600 ${i.path}`,
+        data: { mode },
+      },
+    );
+  }
+  if (i.encrypted) {
+    return failCheck(
+      id,
+      title,
+      `The identity file ${i.path} is protected by a passphrase, and the build hook runs ssh in batch mode where nobody can type it.`,
+      {
+        symptom: "Permission denied (publickey).",
+        fix: `Use a key without a passphrase for builds (ssh-keygen -t ed25519 -N "" -f /root/.ssh/nixpool_ed25519) and ${editHint(p, "identityFile", '"/root/.ssh/nixpool_ed25519"')}.`,
+      },
+    );
+  }
+  const pub = i.publicKey ? parsePublicKey(i.publicKey) : undefined;
+  return passCheck(
+    id,
+    title,
+    `${i.path} is present, readable and 0600${pub ? ` (${keyTypeLabel(pub.type)} ${fingerprintOf(pub)})` : ""}.`,
+    pub ? { data: { type: keyTypeLabel(pub.type), fingerprint: fingerprintOf(pub) } } : {},
+  );
+}
+
+function judgeAuth(p: BuilderProbe, reachable: boolean, hostKeyOk: boolean): CheckResult {
+  const id = "auth";
+  const title = "SSH key accepted";
+  const s = p.session;
+  if (!reachable) return skipCheck(id, title, "the builder is unreachable");
+  if (!s)
+    return skipCheck(id, title, p.timedOutAt ? `the time budget ran out (${p.timedOutAt})` : "not probed");
+  const t = s.trace;
+  if (t.hostKeyChanged || t.hostKeyUnknown || !hostKeyOk)
+    return skipCheck(id, title, "ssh stops at the host key check (see host-key)");
+  if (t.authenticated) {
+    const k = t.accepted;
+    return passCheck(
+      id,
+      title,
+      k
+        ? `The builder accepted ${k.type} key ${k.fingerprint} (${k.path}).`
+        : "The builder accepted the login.",
+      {
+        durationMs: s.ms,
+        ...(k ? { data: { type: k.type, fingerprint: k.fingerprint, path: k.path } } : {}),
+      },
+    );
+  }
+  const user = p.builder.user ?? "root";
+  if (t.badPermissions.length > 0) {
+    return failCheck(
+      id,
+      title,
+      `ssh ignored ${t.badPermissions.join(", ")} because others can read it, so it had no key to offer.`,
+      {
+        symptom: `Load key "${t.badPermissions[0] ?? ""}": bad permissions\nPermission denied (publickey).`,
+        fix: `chmod 600 ${t.badPermissions.join(" ")}`,
+      },
+    );
+  }
+  if (t.permissionDenied || s.exitCode === 255) {
+    const offered = t.offered;
+    const offeredText = offered.length
+      ? offered.map((k) => `${k.type} key ${k.fingerprint} (${k.path})`).join(", ")
+      : "no key at all";
+    const alt = p.alternatives?.accepted;
+    const offeredTypes = [...new Set(offered.map((k) => k.type))];
+    const pubLine = p.identity?.publicKey;
+    if (t.noMutualSignature) {
+      return failCheck(
+        id,
+        title,
+        `The builder refuses the RSA key's SHA-1 signatures and shares no signature algorithm with this ssh.`,
+        {
+          symptom: "send_pubkey_test: no mutual signature algorithm\nPermission denied (publickey).",
+          fix: `Use an ED25519 key: ssh-keygen -t ed25519 -N "" -f /root/.ssh/nixpool_ed25519, authorise its .pub on the builder, and ${editHint(p, "identityFile", '"/root/.ssh/nixpool_ed25519"')}.`,
+        },
+      );
+    }
+    if (alt) {
+      return failCheck(
+        id,
+        title,
+        `The builder refused the ${offeredTypes.join("/") || "configured"} key offered (${offeredText}) but accepts the ${alt.type} key ${alt.path}: ${offeredTypes.length ? `an ${offeredTypes.join("/")} key is offered where only an ${alt.type} key is authorised` : "the wrong key is configured"}.`,
+        {
+          symptom: `Permission denied (publickey).\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+          fix: `${editHint(p, "identityFile", `"${alt.path}"`)}${pubLine ? `, or authorise the offered key on the builder: echo '${pubLine}' >> ~${user}/.ssh/authorized_keys` : ""}.`,
+          data: { offered, acceptedAlternative: alt },
+        },
+      );
+    }
+    return failCheck(id, title, `The builder refused ${offeredText} for user ${user}.`, {
+      symptom: `${user}@${p.builder.host}: Permission denied (publickey).\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+      fix: pubLine
+        ? `Authorise the key on the builder: echo '${pubLine}' >> ~${user}/.ssh/authorized_keys`
+        : `Authorise one of your public keys in ~${user}/.ssh/authorized_keys on the builder, or ${editHint(p, "identityFile", '"/path/to/key"')}.`,
+      data: { offered, methodsCanContinue: t.methodsCanContinue, tried: p.alternatives?.tried ?? [] },
+    });
+  }
+  return failCheck(id, title, `ssh failed: ${t.otherLines.at(-1) ?? `exit code ${s.exitCode}`}.`, {
+    fix: `Run it by hand to see more: ${sshCommand(p)} -v true`,
+  });
+}
+
+/** Which store a remote Nix command opens for the login user: Nix 2.8's "auto" rules. */
+export function remoteStoreKind(f: RemoteFacts): "daemon" | "local" | "other" {
+  const store = (f.config ? configString(f.config, "store") : "") || f.nixRemote || "auto";
+  if (store === "daemon" || store.startsWith("unix://")) return "daemon";
+  if (store === "local" || store.startsWith("/")) return "local";
+  if (store === "auto") return f.stateWritable ? "local" : f.daemonSocket ? "daemon" : "local";
+  return "other";
+}
+
+function judgeRemoteNix(p: BuilderProbe, f: RemoteFacts): CheckResult {
+  const id = "remote-nix";
+  const title = "Remote Nix for the protocol";
+  const prog = remoteProgram(p.builder);
+  const found = f.which[prog];
+  if (!found) {
+    const other = p.builder.protocol === "ssh-ng" && f.which["nix-store"];
+    return failCheck(
+      id,
+      title,
+      `${prog} is not on the PATH of non-interactive SSH sessions on the builder (PATH=${f.path || "empty"}), and ${p.builder.protocol}:// runs "${prog} ${p.builder.protocol === "ssh-ng" ? "--stdio" : "--serve --write"}" there.`,
+      {
+        symptom: `bash: line 1: ${prog}: command not found\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+        fix: `On the builder, put ${prog} on the system PATH: ln -s /nix/var/nix/profiles/default/bin/${prog} /usr/local/bin/${prog}${other ? ` — or use the ssh protocol, which needs only nix-store (${editHint(p, "protocol", '"ssh"')})` : ""}.`,
+        data: { path: f.path, which: f.which },
+      },
+    );
+  }
+  return passCheck(id, title, `${prog} is at ${found}${f.nixVersion ? ` (Nix ${f.nixVersion})` : ""}.`, {
+    data: { program: prog, path: found, ...(f.nixVersion ? { version: f.nixVersion } : {}) },
+  });
+}
+
+function judgeStoreMode(p: BuilderProbe, f: RemoteFacts): CheckResult {
+  const id = "store-mode";
+  const title = "Multi-user or single-user Nix";
+  const kind = remoteStoreKind(f);
+  const user = f.user ?? p.builder.user ?? "root";
+  if (kind === "daemon") {
+    return passCheck(id, title, `Multi-user: ${user}'s Nix commands go through the builder's nix-daemon.`, {
+      data: { kind, daemonSocket: f.daemonSocket },
+    });
+  }
+  if (kind === "local" && f.stateWritable) {
+    return passCheck(
+      id,
+      title,
+      `Single-user store owned by ${f.storeOwner ?? "the login user"}; ${user} writes it directly and builds run as ${user}.`,
+      {
+        data: { kind, owner: f.storeOwner },
+      },
+    );
+  }
+  if (kind === "local") {
+    return failCheck(
+      id,
+      title,
+      `The builder's Nix is single-user (no nix-daemon socket) and its store belongs to ${f.storeOwner ?? "another user"}, so ${user} cannot open it.`,
+      {
+        symptom:
+          "error: could not set permissions on '/nix/var/nix/profiles/per-user' to 755: Operation not permitted",
+        fix: `Either log in as the store's owner (${editHint(p, "user", `"${f.storeOwner ?? "OWNER"}"`)}) or make the builder multi-user: start nix-daemon there (systemctl enable --now nix-daemon).`,
+        data: { kind, owner: f.storeOwner, user },
+      },
+    );
+  }
+  return warnCheck(id, title, `The builder's Nix uses the store "${configString(f.config ?? {}, "store")}".`);
+}
+
+function judgeTrust(p: BuilderProbe, f: RemoteFacts, pingTrusted: boolean | undefined): CheckResult {
+  const id = "trust";
+  const title = "Remote user trusted";
+  const kind = remoteStoreKind(f);
+  const user = f.user ?? p.builder.user ?? "root";
+  const trustedUsers = f.config ? configWords(f.config, "trusted-users") : [];
+  const allowedUsers = f.config ? configWords(f.config, "allowed-users") : ["*"];
+  if (kind === "local") {
+    if (!f.stateWritable) return skipCheck(id, title, "the store cannot be opened (see store-mode)");
+    return passCheck(
+      id,
+      title,
+      `${user} opens the store directly (no daemon), which Nix treats as trusted.`,
+      {
+        data: { trusted: true, via: "local store" },
+      },
+    );
+  }
+  const trusted = pingTrusted ?? matchNixUser(user, f.groups, trustedUsers);
+  if (!trusted && !matchNixUser(user, f.groups, allowedUsers)) {
+    return failCheck(
+      id,
+      title,
+      `The builder's nix-daemon refuses ${user}: it is neither in allowed-users (${allowedUsers.join(" ") || "empty"}) nor in trusted-users.`,
+      {
+        symptom: `error: cannot open connection to remote store '${storeUri(p.builder)}': error: user '${user}' is not allowed to connect to the Nix daemon`,
+        fix: `On the builder, add to /etc/nix/nix.conf: trusted-users = ${[...new Set([...trustedUsers, user])].join(" ")} — then restart nix-daemon (systemctl restart nix-daemon).`,
+      },
+    );
+  }
+  if (!trusted) {
+    return failCheck(
+      id,
+      title,
+      `The builder's nix-daemon does not trust ${user} (trusted-users = ${trustedUsers.join(" ") || "(empty)"}): it refuses the derivations the build hook sends and unsigned paths copied to it.`,
+      {
+        symptom: "error: you are not privileged to build input-addressed derivations",
+        fix: `On the builder, add to /etc/nix/nix.conf: trusted-users = ${[...new Set([...trustedUsers, user])].join(" ")} — then restart nix-daemon (systemctl restart nix-daemon).`,
+        data: { trusted: false, user, trustedUsers },
+      },
+    );
+  }
+  return passCheck(id, title, `${user} is in the builder's trusted-users (${trustedUsers.join(" ")}).`, {
+    data: { trusted: true, user, trustedUsers },
+  });
+}
+
+function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
+  const b = p.builder;
+  const cfg = f.config;
+  if (!cfg) {
+    return [
+      skipCheck("systems", "Systems", "the builder's Nix did not print its configuration"),
+      skipCheck("features", "Features", "the builder's Nix did not print its configuration"),
+    ];
+  }
+  const system = configString(cfg, "system");
+  const platforms = [system, ...configWords(cfg, "extra-platforms")].filter(Boolean);
+  const missing = b.systems.filter((s) => !platforms.includes(s));
+  const systems = missing.length
+    ? failCheck(
+        "systems",
+        "Systems",
+        `The inventory says ${b.name} builds ${missing.join(", ")}, but the builder is ${system} (extra-platforms: ${configWords(cfg, "extra-platforms").join(" ") || "none"}).`,
+        {
+          symptom: `error: a '${missing[0] ?? ""}' with features {} is required to build '/nix/store/…drv', but I am a '${system}' with features {${configWords(cfg, "system-features").join(", ")}}`,
+          fix: `${editHint(p, "systems", `[${[system].map((s) => `"${s}"`).join(", ")}]`)} — or add the system to extra-platforms on the builder if it can run it (binfmt/qemu).`,
+          data: { declared: b.systems, builderSystems: platforms },
+        },
+      )
+    : passCheck(
+        "systems",
+        "Systems",
+        `The builder runs ${b.systems.join(", ")} as declared (system ${system}).`,
+        {
+          data: { declared: b.systems, builderSystems: platforms },
+        },
+      );
+  const remoteFeatures = configWords(cfg, "system-features");
+  const wanted = [...new Set([...b.supportedFeatures, ...b.mandatoryFeatures])];
+  const absent = wanted.filter((x) => !remoteFeatures.includes(x));
+  const features = absent.length
+    ? failCheck(
+        "features",
+        "Features",
+        `The inventory says ${b.name} supports ${absent.join(", ")}, but its system-features are ${remoteFeatures.join(" ") || "empty"}: Nix sends it builds it refuses.`,
+        {
+          symptom: `error: a '${system}' with features {${absent.join(", ")}} is required to build '/nix/store/…drv', but I am a '${system}' with features {${remoteFeatures.join(", ")}}`,
+          fix: `On the builder, add to /etc/nix/nix.conf: system-features = ${[...new Set([...remoteFeatures, ...absent])].join(" ")} — or ${editHint(
+            p,
+            "supportedFeatures",
+            `[${b.supportedFeatures
+              .filter((x) => !absent.includes(x))
+              .map((x) => `"${x}"`)
+              .join(", ")}]`,
+          )}.`,
+          data: { declared: wanted, builderFeatures: remoteFeatures },
+        },
+      )
+    : passCheck(
+        "features",
+        "Features",
+        wanted.length
+          ? `The builder offers ${wanted.join(", ")} as declared.`
+          : `No features declared; the builder offers ${remoteFeatures.join(", ") || "none"}.`,
+        { data: { declared: wanted, builderFeatures: remoteFeatures } },
+      );
+  return [systems, features];
+}
+
+function judgeJobs(p: BuilderProbe, f: RemoteFacts): CheckResult {
+  const id = "max-jobs";
+  const title = "maxJobs against cores";
+  const n = f.nproc;
+  const b = p.builder;
+  if (n === undefined) return skipCheck(id, title, "the builder did not report its cores");
+  if (b.maxJobs > n) {
+    return warnCheck(
+      id,
+      title,
+      `maxJobs ${b.maxJobs} exceeds the builder's ${n} cores: parallel builds there compete for CPU and each runs slower.`,
+      {
+        fix: editHint(p, "maxJobs", String(n)),
+        data: { maxJobs: b.maxJobs, cores: n },
+      },
+    );
+  }
+  return passCheck(id, title, `maxJobs ${b.maxJobs} for ${n} cores.`, {
+    data: { maxJobs: b.maxJobs, cores: n },
+  });
+}
+
+function judgeSpace(p: BuilderProbe, f: RemoteFacts): CheckResult {
+  const id = "store-space";
+  const title = "Free space in the store";
+  const free = f.storeFreeBytes;
+  if (free === undefined) return skipCheck(id, title, "df did not report /nix/store");
+  const data = { freeBytes: free, sizeBytes: f.storeSizeBytes };
+  if (free < LIMITS.storeFailBytes) {
+    return failCheck(
+      id,
+      title,
+      `Only ${formatBytes(free)} free for /nix/store on the builder${f.storeSizeBytes !== undefined ? ` (of ${formatBytes(f.storeSizeBytes)})` : ""}: builds and copies there fail.`,
+      {
+        symptom: "error: writing to file: No space left on device",
+        fix: `Free space on the builder (${sshCommand(p)} nix-collect-garbage -d) or grow the filesystem that holds /nix.`,
+        data,
+      },
+    );
+  }
+  if (free < LIMITS.storeWarnBytes) {
+    return warnCheck(
+      id,
+      title,
+      `${formatBytes(free)} free for /nix/store on the builder: large builds may run out.`,
+      {
+        fix: `${sshCommand(p)} nix-collect-garbage -d`,
+        data,
+      },
+    );
+  }
+  return passCheck(id, title, `${formatBytes(free)} free for /nix/store.`, { data });
+}
+
+function judgeClock(p: BuilderProbe): CheckResult {
+  const id = "clock";
+  const title = "Clock skew";
+  const skew = p.session?.skewSeconds;
+  if (skew === undefined) return skipCheck(id, title, "the builder did not report its time");
+  if (Math.abs(skew) > LIMITS.skewWarnSeconds) {
+    return warnCheck(
+      id,
+      title,
+      `The builder's clock is ${Math.abs(skew)} s ${skew > 0 ? "ahead" : "behind"}: SSH certificates look not yet valid or expired, and build tools warn of clock skew.`,
+      {
+        fix: "Synchronise the builder's clock (on the builder: timedatectl set-ntp true, or chronyd -q).",
+        data: { skewSeconds: skew },
+      },
+    );
+  }
+  return passCheck(id, title, `Within ${LIMITS.skewWarnSeconds} s (${skew} s).`, {
+    data: { skewSeconds: skew },
+  });
+}
+
+function failureFix(check: string | undefined): string {
+  return check ? `See the ${check} check above for the fix.` : "";
+}
+
+function judgePing(p: BuilderProbe, sshOk: boolean): { check: CheckResult; trusted?: boolean } {
+  const id = "store-ping";
+  const title = "nix store ping";
+  const r = p.ping;
+  if (!sshOk) return { check: skipCheck(id, title, "SSH login fails") };
+  if (!r)
+    return {
+      check: skipCheck(id, title, p.timedOutAt ? `the time budget ran out (${p.timedOutAt})` : "not probed"),
+    };
+  const uri = storeUri(p.builder);
+  if (r.exitCode === 0) {
+    const info = parseStorePing(r.stdout + r.stderr);
+    return {
+      check: passCheck(id, title, `${uri} answers${info.version ? ` (Nix ${info.version})` : ""}.`, {
+        durationMs: r.ms,
+        data: { ...info },
+      }),
+      ...(info.trusted !== undefined ? { trusted: info.trusted } : {}),
+    };
+  }
+  const known = classifyFailure(r.stderr);
+  const line = firstErrorLine(r.stderr);
+  return {
+    check: failCheck(id, title, `nix store ping --store ${uri} fails${known ? `: ${known.cause}` : ""}.`, {
+      symptom: line,
+      fix:
+        failureFix(known?.check) ||
+        `Run it by hand: NIX_SSHOPTS="-F ${p.sshConfigPath}" nix store ping --store ${uri}`,
+      durationMs: r.ms,
+      data: { stderr: r.stderr.split("\n").slice(-8).join("\n") },
+    }),
+  };
+}
+
+function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
+  const id = "round-trip";
+  const title = "Build there and copy back";
+  const r = p.roundTrip;
+  if (!sshOk) return skipCheck(id, title, "SSH login fails");
+  if (!r)
+    return skipCheck(id, title, p.timedOutAt ? `the time budget ran out (${p.timedOutAt})` : "not probed");
+  if (r.ok) {
+    return passCheck(
+      id,
+      title,
+      `Built a probe derivation on ${p.builder.name} and copied ${r.outPath ?? "it"} back in ${(r.ms / 1000).toFixed(2)} s.`,
+      {
+        durationMs: r.ms,
+        ...(r.outPath ? { data: { outPath: r.outPath } } : {}),
+      },
+    );
+  }
+  const known = classifyFailure(r.stderr);
+  return failCheck(
+    id,
+    title,
+    `A one-line derivation could not be built on ${p.builder.name}${known ? `: ${known.cause}` : ""}.`,
+    {
+      symptom: firstErrorLine(r.stderr),
+      fix:
+        failureFix(known?.check) ||
+        "Run nixpool doctor again with the failing check's fix applied; the symptom above is Nix's own message.",
+      durationMs: r.ms,
+      data: { stderr: r.stderr.split("\n").slice(-8).join("\n") },
+    },
+  );
+}
+
+/** Turns one builder's probe results into its rows of checks, in a fixed order. */
+export function judgeBuilder(p: BuilderProbe): CheckResult[] {
+  const checks: CheckResult[] = [];
+  checks.push(judgeResolve(p));
+  const tcp = judgeTcp(p);
+  checks.push(tcp);
+  const reachable = tcp.status === "pass";
+  const hostKey = judgeHostKey(p, reachable);
+  checks.push(hostKey);
+  checks.push(judgeIdentity(p));
+  const auth = judgeAuth(p, reachable, hostKey.status !== "fail");
+  checks.push(auth);
+  const sshOk = auth.status === "pass";
+  const f = sshOk ? p.session?.facts : undefined;
+  const ping = judgePing(p, sshOk);
+  if (f) {
+    checks.push(judgeRemoteNix(p, f));
+    checks.push(ping.check);
+    const mode = judgeStoreMode(p, f);
+    checks.push(mode);
+    checks.push(judgeTrust(p, f, ping.trusted));
+    checks.push(...judgeSystems(p, f));
+    checks.push(judgeJobs(p, f));
+    checks.push(judgeSpace(p, f));
+    checks.push(judgeClock(p));
+  } else {
+    const why = sshOk ? "the builder's facts could not be read" : "SSH login fails";
+    checks.push(skipCheck("remote-nix", "Remote Nix for the protocol", why));
+    checks.push(ping.check);
+    for (const [id, title] of [
+      ["store-mode", "Multi-user or single-user Nix"],
+      ["trust", "Remote user trusted"],
+      ["systems", "Systems"],
+      ["features", "Features"],
+      ["max-jobs", "maxJobs against cores"],
+      ["store-space", "Free space in the store"],
+      ["clock", "Clock skew"],
+    ] as const)
+      checks.push(skipCheck(id, title, why));
+  }
+  checks.push(judgeRoundTrip(p, sshOk));
+  return checks;
+}

@@ -1,0 +1,249 @@
+import { failCheck, passCheck, warnCheck, type CheckResult } from "./model.js";
+import {
+  compareVersions,
+  configBool,
+  configString,
+  configWords,
+  matchNixUser,
+  type MachineEntry,
+  type NixConfig,
+} from "./parse.js";
+
+/** What the local probes found out about this machine's Nix. */
+export interface LocalFacts {
+  user: string;
+  uid: number;
+  groups: string[];
+  home: string;
+  nix: { version?: string; error?: string };
+  config?: NixConfig;
+  configError?: string;
+  daemonSocket: boolean;
+  stateWritable: boolean;
+  env: { NIX_REMOTE?: string; NIX_SSHOPTS?: string };
+  /** NIX_SSHOPTS of the running nix-daemon, when it could be read. */
+  daemonSshOpts?: string;
+  /** Effective machines: the entries Nix will read, and the files it reads them from. */
+  machines?: { entries: MachineEntry[]; files: { path: string; exists: boolean }[] };
+  substituters: { url: string; ok: boolean; error?: string; ms: number }[];
+  /** Store URIs of the builders being diagnosed, to compare with the effective machines. */
+  poolUris: string[];
+}
+
+export const MIN_NIX_VERSION = "2.4";
+
+/** The local store kind: "daemon" when a nix-daemon performs builds (its hook runs as root). */
+export function localStoreKind(f: LocalFacts): "daemon" | "local" {
+  const store = (f.config ? configString(f.config, "store") : "") || f.env.NIX_REMOTE || "auto";
+  if (store === "daemon" || store.startsWith("unix://")) return "daemon";
+  if (store === "auto") return f.stateWritable ? "local" : f.daemonSocket ? "daemon" : "local";
+  return "local";
+}
+
+function judgeNix(f: LocalFacts): CheckResult {
+  const id = "local.nix";
+  const title = "Nix present";
+  if (!f.nix.version) {
+    return failCheck(
+      id,
+      title,
+      `Nix is not installed or not on PATH (${f.nix.error ?? "nix --version failed"}).`,
+      {
+        symptom: "nix: command not found",
+        fix: "apt-get install nix-bin (Debian), or install Nix from https://nixos.org/download",
+      },
+    );
+  }
+  if (compareVersions(f.nix.version, MIN_NIX_VERSION) < 0) {
+    return failCheck(
+      id,
+      title,
+      `Nix ${f.nix.version} is older than ${MIN_NIX_VERSION}, which nixpool needs (nix-command, ssh-ng).`,
+      {
+        fix: "Upgrade Nix to 2.4 or later.",
+      },
+    );
+  }
+  return passCheck(id, title, `Nix ${f.nix.version}.`, { data: { version: f.nix.version } });
+}
+
+function judgeMode(f: LocalFacts): CheckResult {
+  const id = "local.nix-mode";
+  const title = "Single-user or daemon";
+  if (f.configError) {
+    return failCheck(id, title, `nix show-config fails: ${f.configError}`, {
+      fix: "Fix /etc/nix/nix.conf (nix show-config names the bad line).",
+    });
+  }
+  const kind = localStoreKind(f);
+  if (kind === "daemon") {
+    return passCheck(
+      id,
+      title,
+      "A nix-daemon performs builds: its build hook runs as root, with root's SSH setup.",
+      {
+        data: { mode: "daemon" },
+      },
+    );
+  }
+  return passCheck(id, title, `Single-user: builds and the build hook run as ${f.user}.`, {
+    data: { mode: "single-user" },
+  });
+}
+
+function judgeHookSsh(f: LocalFacts): CheckResult {
+  const id = "local.hook-ssh";
+  const title = "SSH setup the build hook uses";
+  const daemon = localStoreKind(f) === "daemon";
+  const hookUser = daemon ? "root" : f.user;
+  const home = daemon ? "/root" : f.home;
+  const sshOpts = daemon ? f.daemonSshOpts : f.env.NIX_SSHOPTS;
+  const files = `${home}/.ssh/config, /etc/ssh/ssh_config, known_hosts ${home}/.ssh/known_hosts and /etc/ssh/ssh_known_hosts${sshOpts ? `, plus NIX_SSHOPTS="${sshOpts}"` : ""}`;
+  const data = { user: hookUser, home, nixSshOpts: sshOpts ?? null };
+  if (daemon && f.env.NIX_SSHOPTS && f.env.NIX_SSHOPTS !== f.daemonSshOpts) {
+    return warnCheck(
+      id,
+      title,
+      `The build hook runs as root inside nix-daemon and reads ${files}; your NIX_SSHOPTS="${f.env.NIX_SSHOPTS}" does not reach it.`,
+      {
+        symptom:
+          "Host key verification failed. / Permission denied (publickey). (only in builds, not in your own ssh)",
+        fix: "Install the ssh_config and known_hosts where root's ssh reads them: nixpool config apply",
+        data,
+      },
+    );
+  }
+  return passCheck(id, title, `The build hook runs as ${hookUser} and reads ${files}.`, { data });
+}
+
+function judgeBuilders(f: LocalFacts): CheckResult {
+  const id = "local.builders";
+  const title = "Effective builders setting";
+  const value = f.config ? configString(f.config, "builders") : "";
+  const m = f.machines;
+  const missingFiles = m?.files.filter((x) => !x.exists) ?? [];
+  const entries = m?.entries ?? [];
+  const data = { builders: value, machines: entries.map((e) => e.uri), files: m?.files ?? [] };
+  if (missingFiles.length > 0) {
+    return warnCheck(
+      id,
+      title,
+      `builders = ${value} names ${missingFiles.map((x) => x.path).join(", ")}, which does not exist; Nix ignores a missing file silently and builds locally.`,
+      {
+        symptom:
+          "error: a 'x86_64-linux' with features {} is required to build …, but I am a … (or: everything builds locally)",
+        fix: "Write the machines file: nixpool config apply",
+        data,
+      },
+    );
+  }
+  const absent = f.poolUris.filter((u) => !entries.some((e) => e.uri === u || e.uri.endsWith(`/${u}`)));
+  if (f.poolUris.length > 0 && absent.length === f.poolUris.length) {
+    return warnCheck(
+      id,
+      title,
+      `Nix's own builders (${entries.length ? entries.map((e) => e.uri).join(", ") : "none"}) include none of nixpool's builders: plain nix-build will not offload (nixpool build passes them itself).`,
+      {
+        fix: "nixpool config apply",
+        data,
+      },
+    );
+  }
+  if (absent.length > 0) {
+    return warnCheck(id, title, `Nix's builders setting lacks ${absent.join(", ")}.`, {
+      fix: "nixpool config apply",
+      data,
+    });
+  }
+  return passCheck(
+    id,
+    title,
+    `builders = ${value || "(empty)"}: ${entries.length} machine${entries.length === 1 ? "" : "s"}.`,
+    { data },
+  );
+}
+
+function judgeTrusted(f: LocalFacts): CheckResult {
+  const id = "local.trusted-user";
+  const title = "Local user trusted";
+  if (localStoreKind(f) !== "daemon") {
+    return passCheck(
+      id,
+      title,
+      `${f.user} opens the store directly, so --builders and --option are honoured.`,
+    );
+  }
+  const trusted = f.config ? configWords(f.config, "trusted-users") : [];
+  if (matchNixUser(f.user, f.groups, trusted)) {
+    return passCheck(id, title, `${f.user} is in trusted-users (${trusted.join(" ")}).`);
+  }
+  return warnCheck(
+    id,
+    title,
+    `${f.user} is not in trusted-users (${trusted.join(" ") || "empty"}): the daemon silently ignores --builders and --option builders from you and uses only /etc/nix/machines.`,
+    {
+      symptom:
+        "warning: ignoring the client-specified setting 'builders', because it is a restricted setting and you are not a trusted user",
+      fix: `Put the builders where the daemon reads them (nixpool config apply), or add "trusted-users = root ${f.user}" to /etc/nix/nix.conf and restart nix-daemon.`,
+    },
+  );
+}
+
+function judgeSubstituters(f: LocalFacts): CheckResult {
+  const id = "local.substituters";
+  const title = "Substituters reachable";
+  if (f.substituters.length === 0) {
+    return passCheck(id, title, "No substituters configured: everything is built or copied from builders.");
+  }
+  const bad = f.substituters.filter((s) => !s.ok);
+  const data = { substituters: f.substituters };
+  if (bad.length > 0) {
+    return warnCheck(
+      id,
+      title,
+      `${bad.map((s) => `${s.url} (${s.error ?? "no answer"})`).join(", ")} unreachable: Nix retries it for every path, which slows builds down by seconds.`,
+      {
+        symptom:
+          "warning: error: unable to download 'https://cache.nixos.org/…': Couldn't resolve host name (6); retrying in … ms",
+        fix: "When offline, set \"substituters =\" in /etc/nix/nix.conf (or pass --option substituters ''); otherwise restore the network route to the cache.",
+        data,
+      },
+    );
+  }
+  return passCheck(id, title, `${f.substituters.map((s) => `${s.url} (${s.ms} ms)`).join(", ")} reachable.`, {
+    data,
+  });
+}
+
+function judgeUseSubstitutes(f: LocalFacts): CheckResult {
+  const id = "local.builders-use-substitutes";
+  const title = "builders-use-substitutes";
+  const v = f.config ? configBool(f.config, "builders-use-substitutes") : undefined;
+  if (v) {
+    return passCheck(
+      id,
+      title,
+      "true: builders fetch inputs from the substituters themselves (they must reach them).",
+    );
+  }
+  return passCheck(
+    id,
+    title,
+    "false: every input travels from this machine to the builder over SSH; set it to true when builders reach a cache faster than they reach you.",
+  );
+}
+
+/** Turns the local probe results into the local rows of checks. */
+export function judgeLocal(f: LocalFacts): CheckResult[] {
+  const nix = judgeNix(f);
+  if (nix.status === "fail") return [nix];
+  return [
+    nix,
+    judgeMode(f),
+    judgeHookSsh(f),
+    judgeBuilders(f),
+    judgeTrusted(f),
+    judgeSubstituters(f),
+    judgeUseSubstitutes(f),
+  ];
+}

@@ -1,0 +1,81 @@
+/** A failure Nix or ssh prints, recognised from its text. */
+export interface KnownFailure {
+  /** The check that diagnoses this cause in detail. */
+  check: string;
+  cause: string;
+}
+
+const KNOWN: { pattern: RegExp; check: string; cause: string }[] = [
+  {
+    pattern: /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/,
+    check: "host-key",
+    cause: "ssh refused the builder's host key",
+  },
+  {
+    pattern: /Could not resolve hostname/,
+    check: "dns",
+    cause: "the builder's host name does not resolve",
+  },
+  {
+    pattern: /Connection refused|No route to host|Connection timed out|Network is unreachable/,
+    check: "tcp",
+    cause: "the builder's SSH port cannot be reached",
+  },
+  {
+    pattern: /bad permissions|UNPROTECTED PRIVATE KEY FILE/,
+    check: "identity",
+    cause: "ssh ignored the identity file because others can read it",
+  },
+  {
+    pattern: /Permission denied \(/,
+    check: "auth",
+    cause: "the builder refused every SSH key offered",
+  },
+  {
+    pattern: /could not set permissions on '\/nix\/var\/nix\/profiles\/per-user'/,
+    check: "store-mode",
+    cause:
+      "the builder's Nix is a single-user install that the login user cannot write (no nix-daemon to talk to)",
+  },
+  {
+    pattern: /nix-daemon: (?:command )?not found|nix-store: (?:command )?not found/,
+    check: "remote-nix",
+    cause: "the Nix command the protocol needs is not on the PATH of non-interactive SSH sessions",
+  },
+  {
+    pattern: /you are not privileged to build input-addressed derivations|lacks a valid signature/,
+    check: "trust",
+    cause: "the builder's Nix daemon does not trust the login user",
+  },
+  {
+    pattern: /is not allowed to connect to the Nix daemon/,
+    check: "trust",
+    cause: "the builder's allowed-users excludes the login user",
+  },
+  {
+    pattern: /No space left on device|database or disk is full/,
+    check: "store-space",
+    cause: "the builder's store ran out of space",
+  },
+  {
+    pattern: /is required to build .*, but I am a/,
+    check: "systems",
+    cause: "the builder cannot build this system or these features",
+  },
+];
+
+/** Recognises the cause of a Nix or ssh failure from its stderr. */
+export function classifyFailure(stderr: string): KnownFailure | undefined {
+  for (const k of KNOWN) if (k.pattern.test(stderr)) return { check: k.check, cause: k.cause };
+  return undefined;
+}
+
+/** The most telling line of a Nix failure: the first "error:" line, else the last non-empty line. */
+export function firstErrorLine(stderr: string): string {
+  const lines = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("debug"));
+  const err = lines.find((l) => /^error:/.test(l) && !/^error: builder for .* failed/.test(l));
+  return (err ?? lines.at(-1) ?? "").slice(0, 400);
+}

@@ -1,0 +1,142 @@
+import { constants } from "node:fs";
+import { access, readdir, readFile, stat } from "node:fs/promises";
+import { homedir, userInfo } from "node:os";
+import { run } from "../adapters/runner.js";
+import type { LocalFacts } from "../core/doctor/local-verdicts.js";
+import {
+  configWords,
+  parseMachinesSpec,
+  parseNixConfig,
+  parseNixVersion,
+  type MachineEntry,
+} from "../core/doctor/parse.js";
+
+const NIX = ["nix", "--extra-experimental-features", "nix-command"];
+
+async function isSocket(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isSocket(),
+    () => false,
+  );
+}
+
+async function canWrite(path: string): Promise<boolean> {
+  return access(path, constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** NIX_SSHOPTS of a running nix-daemon (readable as root), or undefined. */
+async function readDaemonSshOpts(): Promise<string | undefined> {
+  const pids = await readdir("/proc").catch(() => [] as string[]);
+  for (const pid of pids) {
+    if (!/^\d+$/.test(pid)) continue;
+    const comm = await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "");
+    if (comm.trim() !== "nix-daemon") continue;
+    const env = await readFile(`/proc/${pid}/environ`, "utf8").catch(() => "");
+    const v = env
+      .split("\0")
+      .find((e) => e.startsWith("NIX_SSHOPTS="))
+      ?.slice("NIX_SSHOPTS=".length);
+    if (v) return v;
+  }
+  return undefined;
+}
+
+/** Follows a `builders` value through its @files (as Nix does, a missing file is just noted). */
+async function readMachines(value: string): Promise<NonNullable<LocalFacts["machines"]>> {
+  const entries: MachineEntry[] = [];
+  const files: { path: string; exists: boolean }[] = [];
+  const visit = async (text: string, depth: number) => {
+    const spec = parseMachinesSpec(text);
+    entries.push(...spec.entries);
+    for (const inc of spec.includes) {
+      const content = await readFile(inc, "utf8").catch(() => undefined);
+      files.push({ path: inc, exists: content !== undefined });
+      if (content !== undefined && depth < 4) await visit(content, depth + 1);
+    }
+  };
+  await visit(value, 0);
+  return { entries, files };
+}
+
+async function probeSubstituter(url: string, signal: AbortSignal | undefined) {
+  const started = Date.now();
+  if (url.startsWith("file://")) {
+    const ok = await stat(url.slice("file://".length)).then(
+      () => true,
+      () => false,
+    );
+    return { url, ok, ms: Date.now() - started, ...(ok ? {} : { error: "directory missing" }) };
+  }
+  if (!/^https?:\/\//.test(url)) return { url, ok: true, ms: 0, error: "not checked (not HTTP)" };
+  try {
+    const timeout = AbortSignal.timeout(3000);
+    const res = await fetch(`${url.replace(/\/$/, "")}/nix-cache-info`, {
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
+    await res.body?.cancel();
+    return res.ok
+      ? { url, ok: true, ms: Date.now() - started }
+      : { url, ok: false, ms: Date.now() - started, error: `HTTP ${res.status}` };
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    const error =
+      cause?.code ?? (e instanceof Error && e.name === "TimeoutError" ? "no answer in 3 s" : String(e));
+    return { url, ok: false, ms: Date.now() - started, error };
+  }
+}
+
+/** Gathers the facts about this machine's Nix that the local checks judge. */
+export async function probeLocal(o: { poolUris: string[]; signal?: AbortSignal }): Promise<LocalFacts> {
+  const info = userInfo();
+  const signalOpt = o.signal ? { signal: o.signal } : {};
+  const [groups, version, config, daemonSocket, stateWritable, daemonSshOpts] = await Promise.all([
+    run(["id", "-Gn"], { reject: false, timeout: 5000, ...signalOpt }).then(
+      (r) => r.stdout.trim().split(/\s+/).filter(Boolean),
+      () => [] as string[],
+    ),
+    run(["nix", "--version"], { reject: false, timeout: 15000, ...signalOpt }).then(
+      (r) => (r.exitCode === 0 ? { version: parseNixVersion(r.stdout) } : { error: r.stderr.trim() }),
+      (e: unknown) => ({ error: e instanceof Error ? e.message : String(e) }),
+    ),
+    run([...NIX, "show-config", "--json"], { reject: false, timeout: 15000, ...signalOpt }).then(
+      (r) =>
+        r.exitCode === 0
+          ? { config: parseNixConfig(r.stdout) }
+          : { error: r.stderr.trim().split("\n")[0] ?? `exit ${r.exitCode}` },
+      (e: unknown) => ({ error: e instanceof Error ? e.message : String(e) }),
+    ),
+    isSocket("/nix/var/nix/daemon-socket/socket"),
+    canWrite("/nix/var/nix"),
+    readDaemonSshOpts(),
+  ]);
+  const facts: LocalFacts = {
+    user: info.username,
+    uid: info.uid,
+    groups,
+    home: homedir(),
+    nix: Object.fromEntries(Object.entries(version).filter(([, v]) => v !== undefined)),
+    daemonSocket,
+    stateWritable,
+    env: {
+      ...(process.env["NIX_REMOTE"] ? { NIX_REMOTE: process.env["NIX_REMOTE"] } : {}),
+      ...(process.env["NIX_SSHOPTS"] ? { NIX_SSHOPTS: process.env["NIX_SSHOPTS"] } : {}),
+    },
+    substituters: [],
+    poolUris: o.poolUris,
+  };
+  if (daemonSshOpts) facts.daemonSshOpts = daemonSshOpts;
+  if ("config" in config && config.config) {
+    facts.config = config.config;
+    const builders = config.config["builders"];
+    facts.machines = await readMachines(typeof builders === "string" ? builders : "");
+    facts.substituters = await Promise.all(
+      configWords(config.config, "substituters").map((u) => probeSubstituter(u, o.signal)),
+    );
+  } else if ("error" in config && config.error) {
+    facts.configError = config.error;
+  }
+  return facts;
+}
