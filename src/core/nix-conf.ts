@@ -48,8 +48,11 @@ export function renderNixConfFragment(options: NixConfOptions = {}): string {
 export const NIX_CONF_BLOCK_BEGIN = "# BEGIN nixpool (managed by `nixpool config apply`; do not edit inside)";
 export const NIX_CONF_BLOCK_END = "# END nixpool";
 
-/** The marked block nixpool keeps in nix.conf: one `!include` of its fragment. */
-export function renderNixConfBlock(fragmentPath: string = SYSTEM_PATHS.nixConfFragment): string {
+/**
+ * The marked block nixpool keeps in nix.conf: one `!include` of its fragment. The path is
+ * relative, which Nix resolves against nix.conf's own directory (so NIX_CONF_DIR works too).
+ */
+export function renderNixConfBlock(fragmentPath = "nixpool.conf"): string {
   return [
     NIX_CONF_BLOCK_BEGIN,
     // `!include` (unlike `include`) tolerates a missing file, so deleting the fragment
@@ -125,7 +128,7 @@ export function planSystemConfig(input: SystemConfigInput): PlannedFile[] {
     {
       role: "nix-conf",
       path: p.nixConf,
-      content: upsertNixConfBlock(input.nixConf, renderNixConfBlock(p.nixConfFragment)),
+      content: upsertNixConfBlock(input.nixConf, renderNixConfBlock()),
       mode: 0o644,
     },
   ];

@@ -33,7 +33,7 @@ describe("nix.conf marked block", () => {
   const block = renderNixConfBlock();
 
   it("holds one !include of the fragment", () => {
-    assert.deepEqual(settings(block), ["!include /etc/nix/nixpool.conf"]);
+    assert.deepEqual(settings(block), ["!include nixpool.conf"]);
   });
 
   it("is appended to an existing nix.conf, after a blank line, keeping its content", () => {
@@ -47,7 +47,7 @@ describe("nix.conf marked block", () => {
     const conf = "a = 1\n";
     const once = upsertNixConfBlock(conf, block);
     assert.equal(upsertNixConfBlock(once, block), once);
-    const edited = `${once.replace("!include /etc/nix/nixpool.conf", "!include /old")}after = 2\n`;
+    const edited = `${once.replace("!include nixpool.conf", "!include /old")}after = 2\n`;
     const fixed = upsertNixConfBlock(edited, block);
     assert.equal(fixed, `${once}after = 2\n`);
     assert.equal(fixed.split(NIX_CONF_BLOCK_BEGIN).length, 2);
