@@ -1,0 +1,114 @@
+import { ExitCode, NixpoolError } from "../../core/errors.js";
+
+/** An error answer of the Hetzner Cloud API: {"error":{"code","message","details"}}. */
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+interface Mapping {
+  code: string;
+  hint: string;
+  exitCode?: typeof ExitCode.usage;
+}
+
+const TOKEN_HINT =
+  "Create a Read & Write API token in the Hetzner Cloud Console (project → Security → API tokens) and set HCLOUD_TOKEN, --token-file or NIXPOOL_HCLOUD_TOKEN_COMMAND.";
+
+const MAPPINGS: Record<string, Mapping> = {
+  unauthorized: { code: "HCLOUD_UNAUTHORIZED", hint: TOKEN_HINT, exitCode: ExitCode.usage },
+  token_readonly: {
+    code: "HCLOUD_TOKEN_READONLY",
+    hint: "The token is read-only; create a Read & Write token. " + TOKEN_HINT,
+    exitCode: ExitCode.usage,
+  },
+  forbidden: { code: "HCLOUD_FORBIDDEN", hint: TOKEN_HINT, exitCode: ExitCode.usage },
+  resource_limit_exceeded: {
+    code: "HCLOUD_RESOURCE_LIMIT",
+    hint: "Delete servers you no longer need (nixpool worker gc; hcloud server list), or ask Hetzner to raise the project's limit (Console → Limits).",
+  },
+  uniqueness_error: {
+    code: "HCLOUD_NOT_UNIQUE",
+    hint: "A resource with that name exists already; list them with: nixpool worker list (or hcloud server list).",
+  },
+  invalid_input: {
+    code: "HCLOUD_INVALID_INPUT",
+    hint: "Check --type, --location and --image against: hcloud server-type list; hcloud location list; hcloud image list.",
+    exitCode: ExitCode.usage,
+  },
+  json_error: { code: "HCLOUD_INVALID_INPUT", hint: "This is a bug in nixpool; please report it." },
+  not_found: { code: "HCLOUD_NOT_FOUND", hint: "List what exists with: nixpool worker list" },
+  rate_limit_exceeded: {
+    code: "HCLOUD_RATE_LIMITED",
+    hint: "The project's API limit (3600 requests/hour) is used up; wait a few minutes and retry, and check for other tools using the same token.",
+  },
+  resource_unavailable: {
+    code: "HCLOUD_RESOURCE_UNAVAILABLE",
+    hint: "That server type is sold out in this location; try another --location or --type auto.",
+  },
+  unsupported_location_for_server_type: {
+    code: "HCLOUD_RESOURCE_UNAVAILABLE",
+    hint: "That server type is not offered in this location; see: hcloud server-type describe TYPE",
+  },
+  placement_error: {
+    code: "HCLOUD_RESOURCE_UNAVAILABLE",
+    hint: "Hetzner could not place the server; try another --location or --type.",
+  },
+  conflict: { code: "HCLOUD_CONFLICT", hint: "Another action runs on the resource; retry in a moment." },
+  locked: { code: "HCLOUD_CONFLICT", hint: "The resource is locked by another action; retry in a moment." },
+  protected: {
+    code: "HCLOUD_PROTECTED",
+    hint: "Remove the protection in the Hetzner Cloud Console, then retry.",
+  },
+  maintenance: { code: "HCLOUD_UNAVAILABLE", hint: "Hetzner Cloud is in maintenance; retry later." },
+  server_error: {
+    code: "HCLOUD_SERVER_ERROR",
+    hint: "Hetzner Cloud had an internal error; retry, and see https://status.hetzner.com",
+  },
+  service_error: {
+    code: "HCLOUD_SERVER_ERROR",
+    hint: "Hetzner Cloud had an internal error; retry, and see https://status.hetzner.com",
+  },
+  unavailable: {
+    code: "HCLOUD_UNAVAILABLE",
+    hint: "Hetzner Cloud is unavailable; see https://status.hetzner.com",
+  },
+  timeout: { code: "HCLOUD_TIMEOUT", hint: "The API timed out; retry." },
+};
+
+/** Maps an API error answer to a NixpoolError naming the request, with a hint. */
+export function mapApiError(
+  status: number,
+  body: ApiErrorBody | undefined,
+  request: string,
+  cause?: unknown,
+): NixpoolError {
+  const apiCode = body?.code ?? (status >= 500 ? "server_error" : "unknown");
+  const m = MAPPINGS[apiCode] ?? {
+    code: status >= 500 ? "HCLOUD_SERVER_ERROR" : "HCLOUD_REQUEST_FAILED",
+    hint: "See the Hetzner Cloud API documentation for the error code, or run the same request with the hcloud CLI.",
+  };
+  const message = body?.message ? body.message.replace(/\.$/, "") : `HTTP ${status}`;
+  return new NixpoolError(
+    m.code,
+    `Hetzner Cloud refused ${request}: ${message} (${apiCode}, HTTP ${status}).`,
+    {
+      hint: m.hint,
+      ...(m.exitCode !== undefined ? { exitCode: m.exitCode } : {}),
+      details: { status, apiCode, ...(body?.details ? { apiDetails: body.details } : {}) },
+      ...(cause !== undefined ? { cause } : {}),
+    },
+  );
+}
+
+/** API error codes worth retrying. */
+export function isRetryableApiError(status: number, apiCode: string | undefined): boolean {
+  if (status === 429 || status >= 500) return true;
+  return (
+    apiCode === "conflict" ||
+    apiCode === "locked" ||
+    apiCode === "rate_limit_exceeded" ||
+    apiCode === "timeout"
+  );
+}
