@@ -267,6 +267,43 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
     }
   });
 
+  test("when a Nix daemon would build, nixpool refuses a silent local build and points to config apply", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      await chmod(dir, 0o777);
+      const host = pool.hosts[0];
+      assert.ok(host);
+      const inventory = join(dir, "nixpool.toml");
+      await writeFile(inventory, `[builders.b1]\nhost = "${host.address}"\nhostKey = "${host.hostKeyPub}"\n`);
+      // A user other than root whose Nix talks to a daemon: its hook ignores --builders and NIX_SSHOPTS.
+      const r = await run(
+        [
+          "setpriv",
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "node",
+          CLI,
+          "--state-dir",
+          join(dir, "state"),
+          "--inventory",
+          inventory,
+          "build",
+          join(EXAMPLES, "graph.nix"),
+          "-o",
+          join(dir, "r"),
+        ],
+        { reject: false, env: { HOME: dir, NIX_REMOTE: "daemon" }, cwd: dir },
+      );
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, /A Nix daemon performs your builds/);
+      assert.match(r.stderr, /hint: .*nixpool config apply/);
+      assert.ok(!existsSync(join(dir, "r")));
+    } finally {
+      await cleanup();
+    }
+  });
+
   test("without root, local up says so and what to do instead", async () => {
     const { dir, cleanup } = await makeTempDir();
     try {
