@@ -58,6 +58,21 @@ export async function main(argv: string[]): Promise<number> {
       if (e.hint) process.stderr.write(`hint: ${redact(e.hint)}\n`);
       return e.exitCode;
     }
+    const fsError = e as NodeJS.ErrnoException;
+    if (fsError.path && ["EACCES", "EPERM", "EROFS", "ENOSPC", "ENOTDIR"].includes(fsError.code ?? "")) {
+      const why = {
+        EACCES: "permission denied",
+        EPERM: "operation not permitted",
+        EROFS: "read-only file system",
+        ENOSPC: "no space left on the device",
+        ENOTDIR: "a parent is not a directory",
+      }[fsError.code as "EACCES"];
+      process.stderr.write(`error: Cannot use ${fsError.path}: ${why}.\n`);
+      process.stderr.write(
+        "hint: Choose a state directory you can write with --state-dir DIR (or NIXPOOL_STATE_DIR), or fix the path's owner and mode.\n",
+      );
+      return ExitCode.failed;
+    }
     process.stderr.write(
       `internal error: ${redact(e instanceof Error ? (e.stack ?? e.message) : String(e))}\n`,
     );
