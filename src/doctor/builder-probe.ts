@@ -91,7 +91,9 @@ async function probeTcp(
       resolve(r);
     };
     const timer = setTimeout(() => {
-      if (connectedAt) finish({ ok: true, address, ms: connectedAt - started });
+      // A connection without a banner is not an sshd: a proxy, a firewall or a hung server.
+      if (connectedAt)
+        finish({ ok: false, error: "NO_BANNER", ms: Date.now() - started, timedOut: true, connected: true });
       else finish({ ok: false, error: "ETIMEDOUT", ms: Date.now() - started, timedOut: true });
     }, timeoutMs);
     signal?.addEventListener("abort", () =>

@@ -14,7 +14,7 @@ import {
   type RemoteFacts,
   type SshTrace,
 } from "./parse.js";
-import { classifyFailure, firstErrorLine } from "./nix-errors.js";
+import { classifyFailure, symptomOf } from "./nix-errors.js";
 
 /** Everything the probes found out about one builder; absent fields were not probed. */
 export interface BuilderProbe {
@@ -26,7 +26,7 @@ export interface BuilderProbe {
   resolve?: { ok: true; addresses: string[]; ms: number } | { ok: false; error: string; ms: number };
   tcp?:
     | { ok: true; address: string; ms: number; banner?: string }
-    | { ok: false; error: string; ms: number; timedOut: boolean };
+    | { ok: false; error: string; ms: number; timedOut: boolean; connected?: boolean };
   keyscan?: { keys: PublicKey[]; error?: string };
   identity?: IdentityFacts;
   session?: { exitCode: number; trace: SshTrace; facts?: RemoteFacts; skewSeconds?: number; ms: number };
@@ -128,6 +128,19 @@ function judgeTcp(p: BuilderProbe): CheckResult {
       durationMs: t.ms,
       data: { address: t.address, ms: t.ms, ...(t.banner ? { banner: t.banner } : {}) },
     });
+  }
+  if (t.connected) {
+    return failCheck(
+      id,
+      title,
+      `${where} accepted the connection but sent no SSH banner within ${(t.ms / 1000).toFixed(1)} s: the builder is down behind a proxy or firewall that answers for it, or its sshd hangs.`,
+      {
+        symptom: "Connection timed out during banner exchange",
+        fix: `Check that the builder is up and its sshd answers (ssh-keyscan -p ${p.builder.port} ${p.builder.host}); remove it from the pool while it is down.`,
+        durationMs: t.ms,
+        data: { error: t.error, timedOut: t.timedOut, connected: true },
+      },
+    );
   }
   const refused = /ECONNREFUSED|refused/i.test(t.error);
   const cause = refused
@@ -401,7 +414,7 @@ function judgeRemoteNix(p: BuilderProbe, f: RemoteFacts): CheckResult {
       title,
       `${prog} is not on the PATH of non-interactive SSH sessions on the builder (PATH=${f.path || "empty"}), and ${p.builder.protocol}:// runs "${prog} ${p.builder.protocol === "ssh-ng" ? "--stdio" : "--serve --write"}" there.`,
       {
-        symptom: `bash: line 1: ${prog}: command not found\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+        symptom: `bash: ${prog}: command not found\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
         fix: `On the builder, put ${prog} on the system PATH: ln -s /nix/var/nix/profiles/default/bin/${prog} /usr/local/bin/${prog}${other ? ` — or use the ssh protocol, which needs only nix-store (${editHint(p, "protocol", '"ssh"')})` : ""}.`,
         data: { path: f.path, which: f.which },
       },
@@ -658,7 +671,7 @@ function judgePing(p: BuilderProbe, sshOk: boolean): { check: CheckResult; trust
     };
   }
   const known = classifyFailure(r.stderr);
-  const line = firstErrorLine(r.stderr);
+  const line = symptomOf(r.stderr);
   return {
     check: failCheck(id, title, `nix store ping --store ${uri} fails${known ? `: ${known.cause}` : ""}.`, {
       symptom: line,
@@ -695,7 +708,7 @@ function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
     title,
     `A one-line derivation could not be built on ${p.builder.name}${known ? `: ${known.cause}` : ""}.`,
     {
-      symptom: firstErrorLine(r.stderr),
+      symptom: symptomOf(r.stderr),
       fix:
         failureFix(known?.check) ||
         "Run nixpool doctor again with the failing check's fix applied; the symptom above is Nix's own message.",

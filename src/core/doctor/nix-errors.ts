@@ -70,12 +70,27 @@ export function classifyFailure(stderr: string): KnownFailure | undefined {
   return undefined;
 }
 
-/** The most telling line of a Nix failure: the first "error:" line, else the last non-empty line. */
-export function firstErrorLine(stderr: string): string {
+const NOISE = [
+  /^debug\d?:/,
+  /^these \d+ derivations? will be built:/,
+  /^this derivation will be built:/,
+  /^\/nix\/store\//,
+  /^building '/,
+  /^copying \d+ paths?/,
+  /^error: builder for .* failed with exit code/,
+  /^killing process \d+/,
+  /^Store URL:/,
+  /^OpenSSH_/,
+];
+
+/** What Nix printed that matters: its message lines without progress noise, at most the last three. */
+export function symptomOf(stderr: string): string {
   const lines = stderr
     .split("\n")
     .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith("debug"));
-  const err = lines.find((l) => /^error:/.test(l) && !/^error: builder for .* failed/.test(l));
-  return (err ?? lines.at(-1) ?? "").slice(0, 400);
+    .filter((l) => l && !NOISE.some((n) => n.test(l)));
+  return lines
+    .slice(-3)
+    .map((l) => l.slice(0, 300))
+    .join("\n");
 }

@@ -1,0 +1,362 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { appendFile, chmod, copyFile, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { run, spawnDetached } from "../../src/adapters/runner.js";
+import {
+  hostExecArgv,
+  setLinkUp,
+  startHost,
+  stopHost,
+  type HostRecord,
+  type HostSpec,
+} from "../../src/providers/local/host.js";
+import type { CheckResult, DoctorReport } from "../../src/core/doctor/model.js";
+import { makeTempDir, runCli } from "../helpers/cli.js";
+import { startTestPool, type TestPool } from "../helpers/pool.js";
+
+const SYSTEM = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
+
+interface InvBuilder {
+  host: string;
+  user?: string;
+  protocol?: "ssh" | "ssh-ng";
+  systems?: string[];
+  maxJobs?: number;
+  hostKey?: string;
+  identityFile?: string;
+}
+
+function renderInventory(builders: Record<string, InvBuilder>): string {
+  const q = (s: string) => JSON.stringify(s);
+  return Object.entries(builders)
+    .map(([name, b]) =>
+      [
+        `[builders.${name}]`,
+        `host = ${q(b.host)}`,
+        ...(b.user ? [`user = ${q(b.user)}`] : []),
+        `protocol = ${q(b.protocol ?? "ssh-ng")}`,
+        `systems = [${(b.systems ?? [SYSTEM]).map(q).join(", ")}]`,
+        `maxJobs = ${b.maxJobs ?? 1}`,
+        ...(b.hostKey ? [`hostKey = ${q(b.hostKey)}`] : []),
+        ...(b.identityFile ? [`identityFile = ${q(b.identityFile)}`] : []),
+        "",
+      ].join("\n"),
+    )
+    .join("\n");
+}
+
+function check(report: DoctorReport, builder: string, id: string): CheckResult {
+  const b = report.builders.find((x) => x.name === builder);
+  assert.ok(b, `no report for ${builder}`);
+  const c = b.checks.find((x) => x.id === id);
+  assert.ok(c, `no check ${id} for ${builder}`);
+  return c;
+}
+
+async function keygen(type: "ed25519" | "rsa", path: string): Promise<string> {
+  await run([
+    "ssh-keygen",
+    "-q",
+    "-t",
+    type,
+    ...(type === "rsa" ? ["-b", "2048"] : []),
+    "-N",
+    "",
+    "-C",
+    "doctor-test",
+    "-f",
+    path,
+  ]);
+  return (await readFile(`${path}.pub`, "utf8")).trim();
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(50);
+  }
+}
+
+describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }, () => {
+  let tmp: { dir: string; cleanup: () => Promise<void> };
+  const hosts: HostRecord[] = [];
+  let report: DoctorReport;
+  let exitCode: number;
+  let stderr: string;
+  let keys: { dir: string; ed: string; edPub: string; rsa: string; rsaPub: string };
+
+  before(async () => {
+    tmp = await makeTempDir("nixpool-doctor-");
+    await chmod(tmp.dir, 0o755); // a non-root login must reach its authorized_keys
+    const keyDir = join(tmp.dir, "keys");
+    await mkdir(keyDir, { mode: 0o700 });
+    const ed = join(keyDir, "id_ed25519");
+    const rsa = join(keyDir, "id_rsa");
+    keys = { dir: keyDir, ed, edPub: await keygen("ed25519", ed), rsa, rsaPub: await keygen("rsa", rsa) };
+    const otherHostKey = await keygen("ed25519", join(tmp.dir, "other_host_key"));
+
+    // Fault: nix-daemon missing from the session PATH (everything else of /usr/bin present).
+    const fakeBin = join(tmp.dir, "bin-without-nix-daemon");
+    await mkdir(fakeBin);
+    for (const n of await readdir("/usr/bin"))
+      if (n !== "nix-daemon") await symlink(join("/usr/bin", n), join(fakeBin, n));
+    // Fault: a non-root login needs an authorized_keys file it can read.
+    const akAll = join(tmp.dir, "authorized_keys_all");
+    await writeFile(akAll, `${keys.edPub}\n`, { mode: 0o644 });
+
+    const spec = (name: string, extra: Partial<HostSpec> = {}): HostSpec => ({
+      name,
+      dir: join(tmp.dir, "hosts", name),
+      jobs: 1,
+      authorizedKeys: [keys.edPub],
+      ...extra,
+    });
+    const started = await Promise.allSettled([
+      startHost(spec("healthy")),
+      startHost(spec("edonly")),
+      startHost(spec("rsaonly", { authorizedKeys: [keys.rsaPub] })),
+      startHost(spec("untrusted")),
+      startHost(spec("singleuser", { sshdConfig: `AuthorizedKeysFile ${akAll}` })),
+      startHost(spec("nodaemon", { sshdConfig: `SetEnv PATH=${fakeBin}` })),
+      startHost(spec("unreachable")),
+      startHost(spec("tinystore")),
+    ]);
+    for (const r of started) if (r.status === "fulfilled") hosts.push(r.value);
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    const h = (name: string) => {
+      const x = hosts.find((y) => y.name === name);
+      assert.ok(x);
+      return x;
+    };
+
+    // Untrusted: the builder's commands go through a nix-daemon that does not trust root.
+    const untrusted = h("untrusted");
+    await appendFile(untrusted.nixConfPath, "\nstore = daemon\ntrusted-users = nobody\n");
+    spawnDetached(hostExecArgv(untrusted, ["nix-daemon", "--store", "local"]));
+    await waitFor(() => existsSync(join(untrusted.storeDir, "var/nix/daemon-socket/socket")), 10_000);
+
+    // Single-user: a login user "nixtest" who cannot write the root-owned store, and no daemon.
+    const single = h("singleuser");
+    const passwd = join(single.dir, "passwd");
+    await writeFile(
+      passwd,
+      `${await readFile("/etc/passwd", "utf8")}nixtest:x:4242:4242:doctor test:/tmp:/bin/sh\n`,
+    );
+    await run(hostExecArgv(single, ["mount", "--bind", passwd, "/etc/passwd"]));
+
+    // Unreachable: the link is cut.
+    await setLinkUp(h("unreachable"), false);
+
+    // Tiny store: an 8 MiB tmpfs over the builder's /nix.
+    await run(hostExecArgv(h("tinystore"), ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", "/nix"]));
+
+    const mode644 = join(tmp.dir, "id_ed25519_0644");
+    await copyFile(ed, mode644);
+    await chmod(mode644, 0o644);
+
+    const base = (name: string): InvBuilder => ({
+      host: h(name).address,
+      user: "root",
+      hostKey: h(name).hostKeyPub,
+      identityFile: ed,
+    });
+    const inventory = renderInventory({
+      healthy: base("healthy"),
+      "healthy-ssh": { ...base("healthy"), protocol: "ssh" },
+      "wrong-host-key": { ...base("healthy"), hostKey: otherHostKey },
+      "missing-identity": { ...base("healthy"), identityFile: join(tmp.dir, "no-such-key") },
+      "identity-0644": { ...base("healthy"), identityFile: mode644 },
+      "rsa-offered": { ...base("edonly"), identityFile: keys.rsa },
+      "ed25519-offered": { ...base("rsaonly"), identityFile: keys.ed },
+      untrusted: base("untrusted"),
+      "single-user": { ...base("singleuser"), user: "nixtest" },
+      "no-nix-daemon": base("nodaemon"),
+      "nodaemon-ssh": { ...base("nodaemon"), protocol: "ssh" },
+      unreachable: base("unreachable"),
+      "tiny-store": base("tinystore"),
+      "wrong-system": { ...base("healthy"), systems: ["aarch64-linux"] },
+    });
+    const invPath = join(tmp.dir, "nixpool.toml");
+    await writeFile(invPath, inventory);
+    const stateDir = join(tmp.dir, "state");
+    const r = await runCli(stateDir, ["--inventory", invPath, "doctor", "--json", "--timeout", "20"]);
+    exitCode = r.exitCode;
+    stderr = r.stderr;
+    report = JSON.parse(r.stdout) as DoctorReport;
+  });
+
+  after(async () => {
+    await Promise.all(hosts.map((h) => stopHost(h)));
+    await tmp?.cleanup();
+  });
+
+  test("exit code 3: some builders fail, this machine does not", () => {
+    assert.equal(exitCode, 3, stderr);
+    assert.ok(!report.local.some((c) => c.status === "fail"), JSON.stringify(report.local, null, 2));
+  });
+
+  test("a healthy builder passes every check, over ssh-ng and ssh", () => {
+    for (const name of ["healthy", "healthy-ssh"]) {
+      const b = report.builders.find((x) => x.name === name);
+      assert.ok(b);
+      assert.deepEqual(
+        b.checks.filter((c) => c.status !== "pass").map((c) => [c.id, c.message]),
+        [],
+        name,
+      );
+      assert.match(
+        check(report, name, "round-trip").message,
+        /copied \/nix\/store\/\S+-nixpool-doctor-probe back/,
+      );
+    }
+  });
+
+  test("wrong pinned host key: both fingerprints and the key line to pin", () => {
+    const c = check(report, "wrong-host-key", "host-key");
+    assert.equal(c.status, "fail");
+    const healthy = hosts.find((h) => h.name === "healthy");
+    assert.ok(healthy);
+    assert.match(c.message, /presents ED25519 key SHA256:\S+, but the inventory pins SHA256:/);
+    assert.ok(c.fix?.includes(`hostKey = "${healthy.hostKeyPub}"`), c.fix);
+    assert.equal(check(report, "wrong-host-key", "auth").status, "skip");
+  });
+
+  test("missing identity file: named, with the command that creates it", () => {
+    const c = check(report, "missing-identity", "identity");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /no-such-key does not exist/);
+    assert.match(c.fix ?? "", /ssh-keygen -t ed25519/);
+    assert.equal(check(report, "missing-identity", "auth").status, "fail");
+  });
+
+  test("identity file of mode 0644: chmod 600", () => {
+    const c = check(report, "identity-0644", "identity");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /mode 0644/);
+    assert.match(c.fix ?? "", /^chmod 600 \S+id_ed25519_0644$/);
+    const auth = check(report, "identity-0644", "auth");
+    assert.equal(auth.status, "fail");
+    assert.match(auth.fix ?? "", /chmod 600/);
+  });
+
+  test("RSA key offered where only an ED25519 key is authorised, and the other way round", () => {
+    const rsa = check(report, "rsa-offered", "auth");
+    assert.equal(rsa.status, "fail");
+    assert.match(rsa.message, /an RSA key is offered where only an ED25519 key is authorised/);
+    assert.ok(rsa.fix?.includes(`identityFile = "${keys.ed}"`), rsa.fix);
+    assert.ok(rsa.fix?.includes(keys.rsaPub.split(" ")[1] ?? "?"), "fix offers to authorise the RSA key");
+    const ed = check(report, "ed25519-offered", "auth");
+    assert.equal(ed.status, "fail");
+    assert.match(ed.message, /an ED25519 key is offered where only an RSA key is authorised/);
+    assert.ok(ed.fix?.includes(`identityFile = "${keys.rsa}"`), ed.fix);
+  });
+
+  test("untrusted remote user: the trusted-users line for the builder", () => {
+    const c = check(report, "untrusted", "trust");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /does not trust root/);
+    assert.match(c.fix ?? "", /trusted-users = nobody root/);
+    assert.match(c.symptom ?? "", /not privileged to build input-addressed derivations/);
+    const rt = check(report, "untrusted", "round-trip");
+    assert.equal(rt.status, "fail");
+    assert.match(rt.symptom ?? "", /you are not privileged to build input-addressed derivations/);
+    assert.equal(check(report, "untrusted", "store-mode").message.startsWith("Multi-user"), true);
+  });
+
+  test("single-user remote store: the per-user permission error, log in as the owner", () => {
+    const c = check(report, "single-user", "store-mode");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /single-user/);
+    assert.match(c.fix ?? "", /user = "root"/);
+    const ping = check(report, "single-user", "store-ping");
+    assert.equal(ping.status, "fail");
+    assert.match(ping.symptom ?? "", /could not set permissions on '\/nix\/var\/nix\/profiles\/per-user'/);
+  });
+
+  test("missing nix-daemon: fails for ssh-ng with the fix, passes for ssh", () => {
+    const c = check(report, "no-nix-daemon", "remote-nix");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /nix-daemon is not on the PATH/);
+    assert.match(c.fix ?? "", /ln -s \S+nix-daemon \/usr\/local\/bin\/nix-daemon/);
+    assert.match(c.fix ?? "", /protocol = "ssh"/);
+    assert.match(check(report, "no-nix-daemon", "store-ping").symptom ?? "", /nix-daemon: command not found/);
+    assert.equal(check(report, "nodaemon-ssh", "remote-nix").status, "pass");
+    assert.equal(check(report, "nodaemon-ssh", "round-trip").status, "pass");
+  });
+
+  test("unreachable builder: TCP fails, the rest is skipped", () => {
+    const c = check(report, "unreachable", "tcp");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /did not answer|unreachable|sent no SSH banner/);
+    assert.equal(check(report, "unreachable", "round-trip").status, "skip");
+  });
+
+  test("tiny store: free space named, with garbage collection as the fix", () => {
+    const c = check(report, "tiny-store", "store-space");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /Only \d+(\.\d+)? MiB free/);
+    assert.match(c.fix ?? "", /nix-collect-garbage -d/);
+  });
+
+  test("wrong system in the inventory: the systems line to write", () => {
+    const c = check(report, "wrong-system", "systems");
+    assert.equal(c.status, "fail");
+    assert.match(
+      c.message,
+      /builds aarch64-linux, but the builder is x86_64-linux|builds aarch64-linux, but the builder is aarch64/,
+    );
+    assert.ok(c.fix?.includes(`systems = ["${SYSTEM}"]`), c.fix);
+    assert.equal(check(report, "wrong-system", "round-trip").status, "fail");
+  });
+});
+
+describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
+  let pool: TestPool;
+  before(async () => {
+    pool = await startTestPool(2, 1);
+  });
+  after(async () => {
+    await pool?.cleanup();
+  });
+
+  test("every builder check passes and the exit code is 0; text output names each builder", async () => {
+    const r = await pool.cli(["doctor", "--json"]);
+    assert.equal(r.exitCode, 0, r.stdout + r.stderr);
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    assert.deepEqual(
+      report.builders.map((b) => b.name),
+      ["local1", "local2"],
+    );
+    for (const b of report.builders) {
+      assert.deepEqual(
+        b.checks.filter((c) => c.status !== "pass").map((c) => c.id),
+        [],
+        b.name,
+      );
+    }
+    const text = await pool.cli(["doctor", "local2", "--no-local"]);
+    assert.equal(text.exitCode, 0, text.stderr);
+    assert.match(text.stdout, /^local2 {2}ssh-ng:\/\/nixpool-local2 .* PASS/m);
+    assert.doesNotMatch(text.stdout, /^local1 /m);
+  });
+
+  test("a builder cut off from the network fails with exit code 3", async () => {
+    const h = pool.pool.hosts[0];
+    assert.ok(h);
+    await setLinkUp(h, false);
+    try {
+      const r = await pool.cli(["doctor", "--json", "--no-local", "--timeout", "5"]);
+      assert.equal(r.exitCode, 3, r.stderr);
+      const report = JSON.parse(r.stdout) as DoctorReport;
+      assert.equal(report.builders.find((b) => b.name === "local1")?.status, "fail");
+      assert.equal(report.builders.find((b) => b.name === "local2")?.status, "pass");
+    } finally {
+      await setLinkUp(h, true);
+    }
+  });
+});
