@@ -32,7 +32,8 @@ export interface AppliedFile {
   /** Where it was written (root + path). */
   written: string;
   status: "created" | "changed" | "unchanged";
-  backup: string | undefined;
+  /** The previous content's copy (PATH.nixpool-backup), when this run replaced a file. */
+  backup: string | null;
 }
 
 export interface ApplyReport {
@@ -68,12 +69,12 @@ export async function applySystemConfig(ctx: Context, options: ApplyOptions): Pr
     const target = under(f.path);
     const old = f.path === SYSTEM_PATHS.nixConf ? nixConf : await readFileIfExists(target);
     const status = old === undefined ? "created" : old === f.content ? "unchanged" : "changed";
-    let backup: string | undefined;
+    let backup: string | null = null;
     if (!options.dryRun && status !== "unchanged") {
       // Keep the mode of an existing nix.conf (some installs make it 0600 or group-readable).
       const mode = old !== undefined ? (await stat(target)).mode & 0o777 : f.mode;
       try {
-        backup = (await writeFileAtomic(target, f.content, { mode, backup: true })).backup;
+        backup = (await writeFileAtomic(target, f.content, { mode, backup: true })).backup ?? null;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         throw new NixpoolError("CONFIG_WRITE_FAILED", `Cannot write ${target}: ${code ?? String(e)}.`, {
@@ -96,7 +97,7 @@ export async function applySystemConfig(ctx: Context, options: ApplyOptions): Pr
   }
   for (const b of builders.filter((x) => !x.hostKey)) {
     warnings.push(
-      `builder ${b.name} has no pinned host key: ssh refuses to connect to it (StrictHostKeyChecking yes); set hostKey in the inventory (ssh-keyscan ${b.host} shows candidates to verify).`,
+      `builder ${b.name} has no pinned host key and is left out of the machines file (ssh would refuse it); set hostKey in the inventory (ssh-keyscan ${b.host} shows a candidate to verify out of band).`,
     );
   }
   const confChanged = files.some(
@@ -138,7 +139,17 @@ export const registerConfig: RegisterCommands = (program, context) => {
     .action(async (opts: { direct?: boolean }) => {
       const ctx = context();
       const builders = await ctx.builders();
-      process.stdout.write(renderMachinesFile(builders, opts.direct ? { uriStyle: "direct" } : {}));
+      if (opts.direct) {
+        ctx.output.out(renderMachinesFile(builders, { uriStyle: "direct" }));
+        return;
+      }
+      // Through the aliases ssh checks the pinned keys only: an unpinned builder is unusable.
+      for (const b of builders.filter((x) => !x.hostKey)) {
+        ctx.output.err(
+          `warning: builder ${b.name} has no pinned host key and is left out (ssh would refuse it); pin it with hostKey, or use --direct to rely on your own known_hosts.`,
+        );
+      }
+      ctx.output.out(renderMachinesFile(builders.filter((b) => b.hostKey)));
     });
 
   config
@@ -152,7 +163,7 @@ export const registerConfig: RegisterCommands = (program, context) => {
     .action(async (opts: { knownHostsFile: string }) => {
       const ctx = context();
       const builders = await ctx.builders();
-      process.stdout.write(renderSshConfig(builders, { knownHostsFile: opts.knownHostsFile }));
+      ctx.output.out(renderSshConfig(builders, { knownHostsFile: opts.knownHostsFile }));
     });
 
   config
@@ -160,7 +171,7 @@ export const registerConfig: RegisterCommands = (program, context) => {
     .description("print the known_hosts lines pinning each builder's host key")
     .action(async () => {
       const ctx = context();
-      process.stdout.write(renderKnownHosts(await ctx.builders()));
+      ctx.output.out(renderKnownHosts(await ctx.builders()));
     });
 
   config
@@ -168,7 +179,7 @@ export const registerConfig: RegisterCommands = (program, context) => {
     .description("print the nix.conf fragment (builders = @machines file, builders-use-substitutes)")
     .option("--machines-file <path>", "machines file path for builders = @PATH", SYSTEM_PATHS.machines)
     .action((opts: { machinesFile: string }) => {
-      process.stdout.write(renderNixConfFragment({ machinesFile: opts.machinesFile }));
+      context().output.out(renderNixConfFragment({ machinesFile: opts.machinesFile }));
     });
 
   config
@@ -176,7 +187,7 @@ export const registerConfig: RegisterCommands = (program, context) => {
     .description("print a NixOS module: nix.buildMachines, programs.ssh.knownHosts and ssh aliases")
     .action(async () => {
       const ctx = context();
-      process.stdout.write(renderNixosModule(await ctx.builders()));
+      ctx.output.out(renderNixosModule(await ctx.builders()));
     });
 
   config

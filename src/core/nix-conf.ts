@@ -118,7 +118,14 @@ export function planSystemConfig(input: SystemConfigInput): PlannedFile[] {
       content: renderSshConfig(input.builders, { knownHostsFile: p.knownHosts }),
       mode: 0o644,
     },
-    { role: "machines", path: p.machines, content: renderMachinesFile(input.builders), mode: 0o644 },
+    {
+      role: "machines",
+      path: p.machines,
+      // ssh refuses a builder without a pinned key (StrictHostKeyChecking yes): leave it out
+      // rather than have Nix try it on every build.
+      content: renderMachinesFile(input.builders.filter((b) => b.hostKey)),
+      mode: 0o644,
+    },
     {
       role: "nix-conf-fragment",
       path: p.nixConfFragment,

@@ -86,7 +86,8 @@ describe("system config plan", () => {
   };
 
   it("lists every file with system paths; ssh_config checks against the applied known_hosts", () => {
-    const plan = planSystemConfig({ builders: [b], nixConf: "sandbox = false\n" });
+    const unpinned: Builder = { ...b, name: "b2", hostKey: undefined };
+    const plan = planSystemConfig({ builders: [b, unpinned], nixConf: "sandbox = false\n" });
     assert.deepEqual(
       plan.map((f) => f.path),
       [
@@ -99,7 +100,9 @@ describe("system config plan", () => {
     );
     const ssh = plan.find((f) => f.role === "ssh-config")?.content ?? "";
     assert.match(ssh, new RegExp(`UserKnownHostsFile ${SYSTEM_PATHS.knownHosts}\\n`));
-    assert.match(plan.find((f) => f.role === "machines")?.content ?? "", /^ssh-ng:\/\/nixpool-b1 /m);
+    const machines = plan.find((f) => f.role === "machines")?.content ?? "";
+    assert.match(machines, /^ssh-ng:\/\/nixpool-b1 /m);
+    assert.doesNotMatch(machines, /nixpool-b2/, "an unpinned builder is left out");
     assert.match(plan.find((f) => f.role === "nix-conf")?.content ?? "", /^sandbox = false\n/);
     assert.match(
       plan.find((f) => f.role === "nix-conf-fragment")?.content ?? "",
