@@ -97,8 +97,8 @@ async function ensureHostKey(spec: HostSpec, keyPath: string): Promise<string> {
   return `${type} ${blob}`;
 }
 
-/** Reserves a free slot by creating its network namespace (creation is atomic). */
-async function reserveSlot(): Promise<number> {
+/** Builder hosts need root (namespaces, mounts, sshd); says so and what to do instead. */
+export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
     throw new NixpoolError(
       "LOCAL_POOL_NEEDS_ROOT",
@@ -109,6 +109,11 @@ async function reserveSlot(): Promise<number> {
       },
     );
   }
+}
+
+/** Reserves a free slot by creating its network namespace (creation is atomic). */
+async function reserveSlot(): Promise<number> {
+  requireRoot();
   const existing = new Set(
     (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0] ?? ""),
   );

@@ -6,7 +6,7 @@ import { NixpoolError } from "../../core/errors.js";
 import { writeFileAtomic } from "../../adapters/fs.js";
 import { run } from "../../adapters/runner.js";
 import { localSystem } from "../../config/load.js";
-import { isAlive, readHostRecord, startHost, stopHost, type HostRecord } from "./host.js";
+import { isAlive, readHostRecord, requireRoot, startHost, stopHost, type HostRecord } from "./host.js";
 
 /** A running local pool, as recorded in STATE/local/pool.json. */
 export interface Pool {
@@ -56,6 +56,7 @@ export async function poolUp(stateDir: string, options: PoolUpOptions): Promise<
       exitCode: 2,
     });
   }
+  requireRoot();
   const existing = await readPool(stateDir);
   if (existing) {
     throw new NixpoolError(
