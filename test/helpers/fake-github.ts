@@ -37,7 +37,7 @@ export async function startFakeGithub(): Promise<FakeGithub> {
     },
     async setDown(down) {
       if (down) await close();
-      else await listen(port);
+      else if (!server.listening) await listen(port);
     },
     async stop() {
       await close();
@@ -59,8 +59,7 @@ export async function startFakeGithub(): Promise<FakeGithub> {
         // No content-length: the client must cap the body while reading it.
         res.writeHead(200, { "content-type": "text/plain" });
         const line = `ssh-ed25519 ${Buffer.alloc(51, 7).toString("base64")}\n`;
-        for (let i = 0; i < 20_000; i++) res.write(line);
-        res.end();
+        res.end(line.repeat(20_000));
         return;
       }
       const body = m ? fake.keys.get((m[1] ?? "").toLowerCase()) : undefined;

