@@ -36,6 +36,13 @@ export class Context {
     return loadInventory(this.inventoryLocation());
   }
 
+  /** Builders of the other sources only (local pool, workers), without reading the inventory. */
+  async sourceBuilders(): Promise<Builder[]> {
+    const all: Builder[] = [];
+    for (const read of extraSources) all.push(...(await read(this.stateDir)));
+    return all;
+  }
+
   /** Every builder: the inventory's, the local pool's and rented workers'; names must be unique. */
   async builders(): Promise<Builder[]> {
     const inv = await this.loadInventory();

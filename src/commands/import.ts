@@ -99,8 +99,10 @@ export async function importMachines(
   const existingText = merging ? ((await readFileIfExists(loc.path)) ?? "") : "";
   const existing = merging ? parseInventory(existingText, loc.path) : undefined;
 
+  // Names of the local pool's and workers' builders are taken too (a clash would stop every command).
+  const otherSources = await ctx.sourceBuilders();
   const plan = planImport(parsed, {
-    takenNames: Object.keys(existing?.builders ?? {}),
+    takenNames: [...Object.keys(existing?.builders ?? {}), ...otherSources.map((b) => b.name)],
     // "-" means this machine's system to Nix; an inventory default system would change that.
     ...(existing?.defaults?.system ? { defaultSystems: [localSystem()] } : {}),
   });

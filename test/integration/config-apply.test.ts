@@ -229,4 +229,16 @@ describe("config apply, used by the real Nix as root (local pool)", () => {
     const out = r.stdout.trim();
     assert.equal((await readFile(out, "utf8")).trim(), nonce);
   });
+
+  it("import does not take a name the local pool uses", async () => {
+    assert.ok(pool && tmp);
+    const machines = join(tmp.dir, "machines");
+    await writeFile(machines, "local1.example.com\n");
+    const inventory = join(tmp.dir, "imported.toml");
+    const r = await runCli(pool.stateDir, ["import", machines, "--inventory", inventory]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(await readFile(inventory, "utf8"), /\[builders\.local1-2\]/);
+    const list = await runCli(pool.stateDir, ["--inventory", inventory, "builders", "--json"]);
+    assert.equal(list.exitCode, 0, list.stderr);
+  });
 });
