@@ -20,7 +20,7 @@ async function readForParser(path: string): Promise<IncludeRead> {
   }
 }
 
-describe("nixpool import, checked against Nix 2.8 itself", () => {
+describe("nixpool import, checked against Nix 2.8 itself", { concurrency: 4 }, () => {
   let tmp: { dir: string; cleanup: () => Promise<void> };
   before(async () => {
     tmp = await makeTempDir("nixpool-import-");
