@@ -1,4 +1,5 @@
 import { execa, type Options as ExecaOptions, type ResultPromise } from "execa";
+import { constants as osConstants } from "node:os";
 import { NixpoolError } from "../core/errors.js";
 import { redact } from "../core/redact.js";
 
@@ -139,4 +140,30 @@ export function spawnDetached(
     });
   }
   return child.pid;
+}
+
+/**
+ * Runs argv attached to this terminal (stdin, stdout and stderr inherited), for interactive
+ * shells; returns its exit code (128+N when killed by signal N).
+ */
+export async function runInteractive(
+  argv: readonly string[],
+  options: { env?: Record<string, string | undefined>; signal?: AbortSignal; cwd?: string } = {},
+): Promise<number> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error("runInteractive() needs a command");
+  const result = await execa(file, args, {
+    stdio: "inherit",
+    reject: false,
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.signal ? { cancelSignal: options.signal } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
+  if (result.failed && result.exitCode === undefined && !result.isCanceled && !result.signal) {
+    throw new NixpoolError("PROCESS_NOT_STARTED", `Could not start ${file}: ${result.shortMessage}.`, {
+      hint: `Install ${file} or check PATH.`,
+    });
+  }
+  if (result.exitCode !== undefined) return result.exitCode;
+  return 128 + (result.signal ? (osConstants.signals[result.signal] ?? 0) : 0);
 }

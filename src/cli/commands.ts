@@ -4,6 +4,7 @@ import { registerBuilders } from "../commands/builders.js";
 import { registerLocal } from "../commands/local.js";
 import { registerBuild } from "../commands/build.js";
 import { registerEmulator } from "../commands/emulator.js";
+import { registerWorker } from "../commands/worker.js";
 import { registerConfig } from "../commands/config.js";
 import { registerImport } from "../commands/import.js";
 import { registerAccess } from "../commands/access.js";
@@ -19,6 +20,7 @@ export const commandModules: RegisterCommands[] = [
   registerLocal,
   registerBuild,
   registerEmulator,
+  registerWorker,
   registerConfig,
   registerImport,
   registerAccess,

@@ -2,6 +2,8 @@ import type { RegisterCommands } from "../cli/commands.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
 import { runNixBuild, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
+import type { Builder } from "../core/builder.js";
+import { buildOnWorker } from "./worker.js";
 
 /**
  * Rewrites nix-build style pairs (`--arg NAME VALUE`, `--argstr NAME VALUE`) into the single
@@ -65,6 +67,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
       collectArg("argstr"),
     )
     .option("-o, --out-link <path>", "GC root for the result", "result")
+    .option("--on <place>", "rent a worker for this build and delete it after: hetzner[:TYPE]")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
     .action(
@@ -77,33 +80,38 @@ export const registerBuild: RegisterCommands = (program, context) => {
           outLink: string;
           json?: boolean;
           quiet?: boolean;
+          on?: string;
         },
       ) => {
         const ctx = context();
-        const builders = await ctx.builders();
         const controller = new AbortController();
         const onSignal = () => controller.abort();
         process.once("SIGINT", onSignal);
         process.once("SIGTERM", onSignal);
         try {
-          const result = await runNixBuild({
-            builders,
-            stateDir: ctx.stateDir,
-            file,
-            attr: opts.attr,
-            args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
-            outLink: opts.outLink,
-            signal: controller.signal,
-            ...(opts.json || opts.quiet
-              ? {}
-              : {
-                  onProgress: (e) =>
-                    ctx.output.err(
-                      `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
-                    ),
-                }),
-          });
-          if (opts.json) return ctx.output.json(result);
+          const exec = (builders: Builder[], signal: AbortSignal) =>
+            runNixBuild({
+              builders,
+              stateDir: ctx.stateDir,
+              file,
+              attr: opts.attr,
+              args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
+              outLink: opts.outLink,
+              signal,
+              ...(opts.json || opts.quiet
+                ? {}
+                : {
+                    onProgress: (e) =>
+                      ctx.output.err(
+                        `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
+                      ),
+                  }),
+            });
+          // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).
+          const { result, worker } = opts.on
+            ? await buildOnWorker(ctx, opts.on, exec)
+            : { result: await exec(await ctx.builders(), controller.signal), worker: undefined };
+          if (opts.json) return ctx.output.json(worker ? { ...result, worker } : result);
           ctx.output.out(renderBuildReport(result));
         } catch (e) {
           if (e instanceof NixpoolError && e.code === "BUILD_FAILED" && !opts.json) {

@@ -1,0 +1,453 @@
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { Command } from "commander";
+import type { RegisterCommands } from "../cli/commands.js";
+import { registerBuilderSource, type Context } from "../cli/context.js";
+import { renderTable } from "../cli/output.js";
+import { writeFileAtomic } from "../adapters/fs.js";
+import { runInteractive } from "../adapters/runner.js";
+import { sshAlias, storeUri, type Builder } from "../core/builder.js";
+import { formatWorkerCost, type WorkerCost } from "../core/cost.js";
+import { configError, ExitCode, isNixpoolError, NixpoolError } from "../core/errors.js";
+import { parseDuration, type LeaseHolder } from "../core/lease.js";
+import { renderMachinesLine } from "../core/machines.js";
+import {
+  createLease,
+  destroyWorker,
+  findRecord,
+  openSession,
+  provisionWorker,
+  readRecords,
+  readWorkerBuilders,
+  reapQuietly,
+  reapWorkers,
+  recordCost,
+  saveRecord,
+  workerBuilder,
+  writeWorkerSshFiles,
+  type HetznerSession,
+  type Log,
+  type WorkerRecord,
+  type WorkerRequest,
+} from "../providers/hetzner/workers.js";
+
+interface RentFlags {
+  provider?: string;
+  type?: string;
+  minCores?: string;
+  minMemory?: string;
+  location?: string;
+  image?: string;
+  ttl?: string;
+  bootTimeout?: string;
+  keep?: boolean;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+const DEFAULTS = { location: "fsn1", image: "debian-12", minCores: 2, minMemory: 2 };
+
+function positive(flag: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw configError("FLAG_INVALID", `${flag} must be a positive number, not "${v}".`, {
+      hint: `For example: nixpool worker up ${flag} 4`,
+    });
+  }
+  return n;
+}
+
+/** Turns flags (and NIXPOOL_HCLOUD_LOCATION/IMAGE) into a worker request. */
+export function parseWorkerRequest(
+  f: RentFlags,
+  env: Record<string, string | undefined>,
+  holder: LeaseHolder,
+  defaultTtl: string,
+): WorkerRequest {
+  if (f.provider !== undefined && f.provider !== "hetzner") {
+    throw configError("PROVIDER_UNKNOWN", `There is no worker provider "${f.provider}".`, {
+      hint: "The provider is hetzner: nixpool worker up --provider hetzner",
+    });
+  }
+  const type = f.type ?? "auto";
+  if (type !== "auto" && (f.minCores !== undefined || f.minMemory !== undefined)) {
+    throw configError(
+      "FLAG_CONFLICT",
+      "--type names a server type; --min-cores and --min-memory go with --type auto.",
+      {
+        hint: "Use either --type cx22, or --min-cores 4 --min-memory 8 (which implies --type auto).",
+      },
+    );
+  }
+  return {
+    type,
+    requirements: {
+      minCores: positive("--min-cores", f.minCores, DEFAULTS.minCores),
+      minMemory: positive("--min-memory", f.minMemory, DEFAULTS.minMemory),
+    },
+    location: f.location ?? env["NIXPOOL_HCLOUD_LOCATION"] ?? DEFAULTS.location,
+    image: f.image ?? env["NIXPOOL_HCLOUD_IMAGE"] ?? DEFAULTS.image,
+    ttlMs: parseDuration(f.ttl ?? defaultTtl),
+    holder,
+    bootTimeoutMs: parseDuration(f.bootTimeout ?? "10m", "--boot-timeout"),
+  };
+}
+
+/** Adds the options that say what to rent. */
+function rentOptions(cmd: Command, ttl: string): Command {
+  return cmd
+    .option("--provider <provider>", "where to rent (hetzner)", "hetzner")
+    .option("--type <type>", "server type, or auto: the cheapest that fits (default auto)")
+    .option("--min-cores <n>", `with --type auto: at least N cores (default ${DEFAULTS.minCores})`)
+    .option("--min-memory <gb>", `with --type auto: at least G GB memory (default ${DEFAULTS.minMemory})`)
+    .option("--location <loc>", `location (default $NIXPOOL_HCLOUD_LOCATION or ${DEFAULTS.location})`)
+    .option("--image <image>", `image (default $NIXPOOL_HCLOUD_IMAGE or ${DEFAULTS.image})`)
+    .option("--ttl <duration>", `lease: the reaper deletes the server after this (default ${ttl})`)
+    .option("--boot-timeout <duration>", "time allowed for create, boot, SSH and Nix (default 10m)")
+    .option("--token-file <file>", "file holding the Hetzner Cloud API token (default $HCLOUD_TOKEN)");
+}
+
+/** What a command prints as progress: stderr, unless --json asks for quiet. */
+function logFor(ctx: Context): Log {
+  return (line) => ctx.output.err(line);
+}
+
+/**
+ * Keeps the process alive through signals so the worker is always deleted: the first of
+ * `signals` aborts `controller`, later ones are ignored; `ignore` signals are only ignored.
+ */
+function trapSignals(
+  controller: AbortController,
+  log: Log,
+  signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"],
+  ignore: NodeJS.Signals[] = [],
+): () => void {
+  const noop = () => undefined;
+  for (const s of ignore) process.on(s, noop);
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!controller.signal.aborted) {
+      log(`${sig}: stopping; the worker is being deleted (nixpool worker gc cleans up if this is killed)`);
+      controller.abort();
+    }
+  };
+  for (const s of signals) process.on(s, onSignal);
+  return () => {
+    for (const s of signals) process.off(s, onSignal);
+    for (const s of ignore) process.off(s, noop);
+  };
+}
+
+/** Two sessions: one that an interruption aborts, and one for teardown that it must not. */
+async function openSessions(ctx: Context, f: RentFlags, signal: AbortSignal, log: Log) {
+  const base = { stateDir: ctx.stateDir, env: process.env, tokenFile: f.tokenFile };
+  const onRetry = (e: { request: string; attempt: number; delayMs: number; reason: string }) =>
+    log(`hetzner: ${e.request} → ${e.reason}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`);
+  const live = await openSession({ ...base, signal, onRetry });
+  const teardown = await openSession({ ...base, onRetry });
+  return { live, teardown };
+}
+
+function summarise(rec: WorkerRecord, now = Date.now()) {
+  const cost = recordCost(rec, now);
+  return {
+    name: rec.lease.name,
+    server: rec.lease.serverName,
+    serverId: rec.serverId,
+    status: rec.status,
+    type: rec.type,
+    location: rec.location,
+    address: rec.ipv4,
+    cores: rec.cores,
+    expiresAt: rec.lease.expiresAt,
+    holder: rec.lease.holder.kind,
+    cost: { ...cost.total, currency: cost.currency, hours: cost.hours, source: cost.source, date: cost.date },
+  };
+}
+
+export interface RentedRun<T> {
+  result: T;
+  worker: ReturnType<typeof summarise>;
+  cost: WorkerCost;
+}
+
+/**
+ * Rents one worker, runs `fn` with it as the only builder, and deletes it — on success,
+ * failure, SIGINT and SIGTERM (unless keep) — then prints the cost line.
+ */
+export async function withRentedWorker<T>(
+  ctx: Context,
+  f: RentFlags,
+  fn: (builders: Builder[], signal: AbortSignal, rec: WorkerRecord) => Promise<T>,
+  o: { defaultTtl: string; trap?: NodeJS.Signals[]; ignore?: NodeJS.Signals[] },
+): Promise<RentedRun<T>> {
+  const log = logFor(ctx);
+  const controller = new AbortController();
+  const untrap = trapSignals(controller, log, o.trap, o.ignore);
+  try {
+    const req = parseWorkerRequest(
+      f,
+      process.env,
+      { kind: "process", pid: process.pid, host: hostname() },
+      o.defaultTtl,
+    );
+    const { live, teardown } = await openSessions(ctx, f, controller.signal, log);
+    await reapQuietly(live, log);
+    let rec: WorkerRecord | undefined;
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+    try {
+      rec = await createLease(live, req, log);
+      await provisionWorker(
+        live,
+        rec,
+        { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
+        log,
+      );
+      outcome = { ok: true, value: await fn([workerBuilder(rec)], controller.signal, rec) };
+    } catch (e) {
+      outcome = { ok: false, error: e };
+    }
+    if (!rec) throw outcome.ok ? new Error("unreachable") : outcome.error;
+    if (f.keep && outcome.ok) {
+      rec.lease.holder = { kind: "user" };
+      await saveRecord(ctx.stateDir, rec);
+      log(
+        `KEEPING worker ${rec.lease.name} (${rec.ipv4 ?? "?"}) — it costs money until you run: nixpool worker down ${rec.lease.name}` +
+          ` (the reaper deletes it after ${rec.lease.expiresAt})`,
+      );
+      return { result: outcome.value, worker: summarise(rec), cost: recordCost(rec, Date.now()) };
+    }
+    let cost: WorkerCost;
+    try {
+      cost = await destroyWorker(teardown, rec, log);
+    } catch (e) {
+      if (!outcome.ok)
+        log(`error: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`);
+      throw new NixpoolError(
+        "WORKER_LEAKED",
+        `Worker ${rec.lease.name} (server ${rec.lease.serverName}) could not be deleted.`,
+        {
+          hint: "Delete it now: nixpool worker gc (or hcloud server delete " + rec.lease.serverName + ")",
+          cause: e,
+        },
+      );
+    }
+    log(`worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`);
+    if (!outcome.ok) {
+      if (
+        controller.signal.aborted &&
+        !(isNixpoolError(outcome.error) && outcome.error.code === "INTERRUPTED")
+      ) {
+        throw new NixpoolError("INTERRUPTED", "Interrupted; the worker was deleted.", {
+          exitCode: ExitCode.interrupted,
+          cause: outcome.error,
+        });
+      }
+      throw outcome.error;
+    }
+    return { result: outcome.value, worker: summarise(rec), cost };
+  } finally {
+    untrap();
+  }
+}
+
+/** Parses `--on hetzner[:TYPE]` for nixpool build. */
+export function parseOn(on: string): RentFlags {
+  const m = /^hetzner(?::([a-z0-9-]+))?$/.exec(on);
+  if (!m) {
+    throw configError("BUILD_ON_INVALID", `--on "${on}" is not a place to build.`, {
+      hint: "Use --on hetzner (cheapest fitting type) or --on hetzner:cx32.",
+    });
+  }
+  return m[1] ? { type: m[1] } : {};
+}
+
+/** For nixpool build --on hetzner[:TYPE]: rent, build with `exec`, copy back, delete, print the cost. */
+export function buildOnWorker<T>(
+  ctx: Context,
+  on: string,
+  exec: (builders: Builder[], signal: AbortSignal) => Promise<T>,
+): Promise<RentedRun<T>> {
+  return withRentedWorker(ctx, parseOn(on), (builders, signal) => exec(builders, signal), {
+    defaultTtl: "6h",
+  });
+}
+
+async function withSession<T>(
+  ctx: Context,
+  f: { tokenFile?: string },
+  fn: (s: HetznerSession, log: Log) => Promise<T>,
+) {
+  const log = logFor(ctx);
+  const s = await openSession({ stateDir: ctx.stateDir, env: process.env, tokenFile: f.tokenFile });
+  return fn(s, log);
+}
+
+/** nixpool worker up/list/down/gc/shell: temporary cloud builders that never leak. */
+export const registerWorker: RegisterCommands = (program, context) => {
+  registerBuilderSource(readWorkerBuilders);
+  const worker = program.command("worker").description("rent temporary cloud builders (Hetzner Cloud)");
+
+  rentOptions(worker.command("up").description("rent a worker and add it to the pool's builders"), "2h")
+    .option("--keep", "same as without: the worker stays until worker down or its lease expires")
+    .option("--json", "print JSON")
+    .action(async (f: RentFlags) => {
+      const ctx = context();
+      const log = logFor(ctx);
+      const controller = new AbortController();
+      const untrap = trapSignals(controller, log);
+      try {
+        const req = parseWorkerRequest(f, process.env, { kind: "user" }, "2h");
+        const { live, teardown } = await openSessions(ctx, f, controller.signal, log);
+        await reapQuietly(live, log);
+        const rec = await createLease(live, req, log);
+        try {
+          await provisionWorker(
+            live,
+            rec,
+            { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
+            log,
+          );
+        } catch (e) {
+          const cost = await destroyWorker(teardown, rec, log).catch((de: unknown) => {
+            log(
+              `error: could not delete ${rec.lease.serverName}: ${de instanceof Error ? de.message : String(de)}; run: nixpool worker gc`,
+            );
+            return undefined;
+          });
+          if (cost)
+            log(`worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`);
+          throw e;
+        }
+        log(
+          `Worker ${rec.lease.name} is a builder now; it costs money until: nixpool worker down ${rec.lease.name}` +
+            ` (the reaper deletes it after ${rec.lease.expiresAt}).`,
+        );
+        if (f.json) return ctx.output.json({ worker: summarise(rec) });
+        ctx.output.out(rec.lease.name);
+      } finally {
+        untrap();
+      }
+    });
+
+  worker
+    .command("list")
+    .description("list workers with status, lease expiry and cost so far")
+    .option("--token-file <file>", "file holding the Hetzner Cloud API token")
+    .option("--json", "print JSON")
+    .action(async (f: { tokenFile?: string; json?: boolean }) => {
+      const ctx = context();
+      await withSession(ctx, f, async (s, log) => {
+        await reapQuietly(s, log);
+        const now = Date.now();
+        const rows = (await readRecords(ctx.stateDir, log)).map((r) => summarise(r, now));
+        if (f.json) return ctx.output.json({ workers: rows });
+        if (rows.length === 0) return ctx.output.out("No workers. Rent one with: nixpool worker up");
+        ctx.output.out(
+          renderTable(
+            ["NAME", "STATUS", "TYPE", "LOCATION", "ADDRESS", "EXPIRES", "COST SO FAR"],
+            rows.map((r) => [
+              r.name,
+              r.status,
+              r.type,
+              r.location,
+              r.address ?? "-",
+              r.expiresAt,
+              `€${r.cost.net.toFixed(4)} net (${r.cost.hours} h)`,
+            ]),
+          ),
+        );
+      });
+    });
+
+  worker
+    .command("down")
+    .description("delete a worker and print what it cost")
+    .argument("<name>", "worker name (hz-…), server name or lease id")
+    .option("--token-file <file>", "file holding the Hetzner Cloud API token")
+    .option("--json", "print JSON")
+    .action(async (name: string, f: { tokenFile?: string; json?: boolean }) => {
+      const ctx = context();
+      await withSession(ctx, f, async (s, log) => {
+        const rec = findRecord(await readRecords(ctx.stateDir, log), name);
+        if (!rec) {
+          await reapQuietly(s, log);
+          throw configError("WORKER_UNKNOWN", `No worker is named "${name}".`, {
+            hint: "List them with: nixpool worker list",
+          });
+        }
+        const cost = await destroyWorker(s, rec, log);
+        await reapQuietly(s, log);
+        const line = `worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`;
+        if (f.json) return ctx.output.json({ deleted: rec.lease.name, cost });
+        ctx.output.out(line);
+      });
+    });
+
+  worker
+    .command("gc")
+    .description("delete servers whose lease expired or whose owner record or process is gone")
+    .option("--token-file <file>", "file holding the Hetzner Cloud API token")
+    .option("--json", "print JSON")
+    .action(async (f: { tokenFile?: string; json?: boolean }) => {
+      const ctx = context();
+      await withSession(ctx, f, async (s, log) => {
+        const r = await reapWorkers(s, log);
+        if (f.json) return ctx.output.json(r);
+        ctx.output.out(
+          r.deleted.length === 0 && r.droppedLeases.length === 0
+            ? "Nothing to collect."
+            : `Deleted ${r.deleted.length} server(s), dropped ${r.droppedLeases.length} stale record(s), ${r.deletedSshKeys} temporary SSH key(s).`,
+        );
+      });
+    });
+
+  rentOptions(
+    worker
+      .command("shell")
+      .description("rent a worker and open a shell set up to build on it; leaving the shell deletes it"),
+    "2h",
+  )
+    .option("--keep", "keep the worker after the shell exits (until its lease expires)")
+    .option("-c, --command <command>", "run this bash command instead of an interactive shell")
+    .action(async (f: RentFlags & { command?: string }) => {
+      const ctx = context();
+      // Ctrl-C belongs to the shell (nixpool ignores it); SIGTERM and SIGHUP end both.
+      const { result } = await withRentedWorker(
+        ctx,
+        f,
+        async (builders, signal, rec) => {
+          const b = builders[0] as Builder;
+          const files = await writeWorkerSshFiles(ctx.stateDir, rec);
+          const rc = join(ctx.stateDir, "hetzner", "workers", rec.lease.id, "shellrc");
+          await writeFileAtomic(rc, renderShellRc());
+          const env = {
+            NIXPOOL_WORKER: b.name,
+            NIXPOOL_WORKER_ADDRESS: b.host,
+            NIXPOOL_WORKER_SSH: `ssh -F ${files.sshConfig} ${sshAlias(b)}`,
+            NIXPOOL_WORKER_STORE: storeUri(b),
+            NIXPOOL_WORKER_MACHINES: renderMachinesLine(b),
+            NIX_SSHOPTS: `-F ${files.sshConfig}`,
+            BASH_ENV: rc,
+          };
+          const argv = f.command !== undefined ? ["bash", "-c", f.command] : ["bash", "--rcfile", rc, "-i"];
+          return runInteractive(argv, { env, signal });
+        },
+        { defaultTtl: "2h", trap: ["SIGTERM", "SIGHUP"], ignore: ["SIGINT"] },
+      );
+      if (result !== 0) process.exitCode = result;
+    });
+};
+
+/** The shell's rc: the user's own bashrc, a prompt marker and nix_on_worker. */
+export function renderShellRc(): string {
+  return [
+    "# Generated by nixpool worker shell.",
+    '[ -n "$PS1" ] && [ -f "$HOME/.bashrc" ] && . "$HOME/.bashrc"',
+    "# Build with the worker as the only builder: nix_on_worker FILE.nix [nix-build options]",
+    'nix_on_worker() { nix-build --max-jobs 0 --builders "$NIXPOOL_WORKER_MACHINES" --option substituters "" "$@"; }',
+    '[ -n "$PS1" ] && PS1="[nixpool $NIXPOOL_WORKER] $PS1"',
+    '[ -n "$PS1" ] && echo "Worker $NIXPOOL_WORKER at $NIXPOOL_WORKER_ADDRESS: \\$NIXPOOL_WORKER_SSH, \\$NIXPOOL_WORKER_STORE, nix_on_worker FILE.nix. Exit to delete it."',
+    "",
+  ].join("\n");
+}
