@@ -11,6 +11,7 @@ import { renderMachinesFile } from "../core/machines.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { renderNixosModule } from "../core/nixos.js";
 import {
+  findOverriddenSettings,
   isForeignMachinesFile,
   planSystemConfig,
   renderNixConfFragment,
@@ -89,6 +90,12 @@ export async function applySystemConfig(ctx: Context, options: ApplyOptions): Pr
     files.push({ role: f.role, path: f.path, written: target, status, backup });
   }
 
+  const finalConf = plan.find((f) => f.role === "nix-conf")?.content ?? "";
+  for (const name of findOverriddenSettings(finalConf)) {
+    warnings.push(
+      `${under(SYSTEM_PATHS.nixConf)} sets ${name} after nixpool's block, which overrides nixpool's value; remove that line.`,
+    );
+  }
   const sshMain = await readFileIfExists(under(SYSTEM_PATHS.sshMainConfig));
   if (sshMain === undefined || !sshConfigIncludesDropIns(sshMain)) {
     warnings.push(

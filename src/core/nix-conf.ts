@@ -40,7 +40,9 @@ export function renderNixConfFragment(options: NixConfOptions = {}): string {
     "#   fallback = true       # build locally when substituting fails",
     "#   connect-timeout = 5   # seconds for binary-cache connections (not SSH; SSH's",
     "#                         # ConnectTimeout is set per builder in nixpool's ssh_config)",
-    "# The Nix daemon reads nix.conf when it starts: restart it after this file changes.",
+    "# With a Nix daemon (multi-user install) the build hook runs as root with root's ssh:",
+    "# identity files must be readable by root, and the daemon reads nix.conf when it",
+    "# starts: restart it after this file changes.",
     "",
   ].join("\n");
 }
@@ -148,4 +150,18 @@ export function isForeignMachinesFile(text: string): boolean {
     const e = l.split("#")[0] ?? "";
     return e.trim() !== "";
   });
+}
+
+/** Settings of nixpool's fragment that a line after nixpool's block in nix.conf overrides. */
+export function findOverriddenSettings(nixConf: string): string[] {
+  const lines = nixConf.split("\n");
+  const end = lines.findIndex((l) => l.trim() === NIX_CONF_BLOCK_END);
+  if (end < 0) return [];
+  const ours = new Set(["builders", "builders-use-substitutes"]);
+  const found = new Set<string>();
+  for (const l of lines.slice(end + 1)) {
+    const name = /^\s*([A-Za-z0-9-]+)\s*=/.exec(l)?.[1];
+    if (name && ours.has(name)) found.add(name);
+  }
+  return [...found];
 }

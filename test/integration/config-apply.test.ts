@@ -172,6 +172,12 @@ describe("nixpool config apply --root", () => {
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stderr, /does not include \/etc\/ssh\/ssh_config\.d\/\*\.conf/);
     assert.match(r.stderr, /builder b1 has no pinned host key/);
+    const confPath = join(root, SYSTEM_PATHS.nixConf);
+    await writeFile(confPath, `${await readFile(confPath, "utf8")}builders = @/elsewhere\n`);
+    const again = await cli(["config", "apply", "--root", root]);
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.match(again.stderr, /sets builders after nixpool's block/);
+    assert.match(again.stdout, /nix\.conf\s+unchanged/);
   });
 });
 

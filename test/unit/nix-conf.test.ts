@@ -2,6 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../src/core/builder.js";
 import {
+  findOverriddenSettings,
   isForeignMachinesFile,
   NIX_CONF_BLOCK_BEGIN,
   NIX_CONF_BLOCK_END,
@@ -124,5 +125,17 @@ describe("helpers", () => {
     assert.equal(isForeignMachinesFile(""), false);
     assert.equal(isForeignMachinesFile("# just comments\n\n"), false);
     assert.equal(isForeignMachinesFile("# mine\nbuilder1 x86_64-linux\n"), true);
+  });
+});
+
+describe("overrides after the block", () => {
+  it("finds builders settings set after nixpool's block, not before it", () => {
+    const conf = upsertNixConfBlock("builders = @/old\n", renderNixConfBlock());
+    assert.deepEqual(findOverriddenSettings(conf), []);
+    assert.deepEqual(
+      findOverriddenSettings(`${conf}max-jobs = 0\n builders-use-substitutes = false\nbuilders = \n`),
+      ["builders-use-substitutes", "builders"],
+    );
+    assert.deepEqual(findOverriddenSettings("builders = x\n"), []);
   });
 });
