@@ -33,6 +33,8 @@ test("with a CA the fragment trusts it, revokes through the KRL and asks for pri
   assert.match(text, /^TrustedUserCAKeys \/var\/lib\/nixpool\/ca\/ca\.pub$/m);
   assert.match(text, /^RevokedKeys \/var\/lib\/nixpool\/ca\/revoked\.krl$/m);
   assert.match(text, /^AuthorizedPrincipalsCommand .* --principals %u$/m);
+  // OpenSSH 9.2 ignores an AuthorizedPrincipalsCommand that comes after AuthorizedKeysCommand.
+  assert.ok(text.indexOf("AuthorizedPrincipalsCommand ") < text.indexOf("AuthorizedKeysCommand "));
 });
 
 test("paths that sshd would split or expand are refused", () => {

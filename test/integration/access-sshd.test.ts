@@ -1,0 +1,378 @@
+// Access control against a real sshd on a builder host of the local pool, configured with the
+// fragments nixpool prints. Builder users are Unix accounts of their own; the test gives the
+// host a private /etc/passwd, /etc/group and /etc/shadow (bind-mounted in its mount namespace
+// only) holding them, and a nix-daemon so that non-root sessions reach the host's store.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { run, spawnDetached, type RunResult } from "../../src/adapters/runner.js";
+import { hostExecArgv, startHost, stopHost, type HostRecord } from "../../src/providers/local/host.js";
+import { makeTempDir, runCli } from "../helpers/cli.js";
+import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
+
+const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina"] as const;
+const FIRST_UID = 62101;
+
+describe("access control on a real sshd", () => {
+  let tmp: { dir: string; cleanup: () => Promise<void> };
+  let state: string;
+  let gh: FakeGithub;
+  let host: HostRecord | undefined;
+  let daemonPid = 0;
+  let knownHosts: string;
+  const key = (name: string) => join(tmp.dir, "keys", name);
+  const cli = (args: string[]) => runCli(state, args);
+
+  async function mustCli(args: string[]): Promise<RunResult> {
+    const r = await cli(args);
+    assert.equal(r.exitCode, 0, `nixpool ${args.join(" ")}: ${r.stderr}`);
+    return r;
+  }
+
+  function sshOpts(identity: string, extra: string[] = []): string[] {
+    return [
+      "-F",
+      "/dev/null",
+      "-i",
+      identity,
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      `UserKnownHostsFile=${knownHosts}`,
+      "-o",
+      "GlobalKnownHostsFile=/dev/null",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "ConnectTimeout=10",
+      ...extra,
+    ];
+  }
+
+  /** ssh USER@builder with OPTIONS, running COMMAND when given. */
+  async function ssh(
+    user: string,
+    identity: string,
+    options: string[],
+    command?: string,
+  ): Promise<RunResult> {
+    return run(
+      [
+        "ssh",
+        ...sshOpts(identity),
+        ...options,
+        `${user}@${host?.address}`,
+        ...(command === undefined ? [] : [command]),
+      ],
+      {
+        reject: false,
+        timeout: 30_000,
+        input: "",
+      },
+    );
+  }
+
+  /** A real `nix store ping` over ssh-ng as USER. */
+  async function storePing(user: string, identity: string, extra: string[] = []): Promise<RunResult> {
+    return run(
+      [
+        "nix",
+        "--extra-experimental-features",
+        "nix-command",
+        "--option",
+        "substituters",
+        "",
+        "store",
+        "ping",
+        "--store",
+        `ssh-ng://${user}@${host?.address}`,
+      ],
+      { reject: false, timeout: 60_000, env: { NIX_SSHOPTS: sshOpts(identity, extra).join(" ") } },
+    );
+  }
+
+  async function sshdLogTail(): Promise<string> {
+    return host
+      ? (await readFile(host.sshdLogPath, "utf8").catch(() => "")).split("\n").slice(-40).join("\n")
+      : "";
+  }
+
+  async function assertGetsIn(user: string, identity: string, extra: string[] = []) {
+    const r = await storePing(user, identity, extra);
+    assert.equal(
+      r.exitCode,
+      0,
+      `${user} should get in: ${r.stderr}\n--- sshd log ---\n${await sshdLogTail()}`,
+    );
+  }
+
+  async function assertRefused(user: string, identity: string, extra: string[] = []) {
+    const r = await storePing(user, identity, extra);
+    assert.notEqual(r.exitCode, 0, `${user} should be refused\n--- sshd log ---\n${await sshdLogTail()}`);
+    assert.match(r.stderr, /Permission denied/, `${user}: ${r.stderr}`);
+  }
+
+  before(async () => {
+    tmp = await makeTempDir("nixpool-access-sshd-");
+    // sshd runs the keys command as nobody: the state must be readable by it.
+    await chmod(tmp.dir, 0o755);
+    state = join(tmp.dir, "state");
+    await mkdir(join(tmp.dir, "keys"), { recursive: true });
+    for (const name of [...ACCOUNTS, "operator"]) {
+      await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `${name}@test`, "-f", key(name)]);
+    }
+    const pub = async (name: string) => (await readFile(`${key(name)}.pub`, "utf8")).trim();
+
+    gh = await startFakeGithub();
+    gh.setKeys("dave-gh", [await pub("dave")]);
+    await mustCli(["access", "add", "alice", "--key", await pub("alice"), "--trusted"]);
+    await mustCli(["access", "add", "bob", "--key", await pub("bob"), "--vouched-by", "alice"]);
+    await mustCli(["access", "add", "carol", "--vouched-by", "alice"]);
+    await mustCli([
+      "access",
+      "add",
+      "dave",
+      "--github",
+      "dave-gh",
+      "--vouched-by",
+      "alice",
+      "--expires",
+      "2030-01-01",
+    ]);
+    await mustCli(["access", "add", "frank", "--key", await pub("frank"), "--vouched-by", "alice"]);
+    await mustCli([
+      "access",
+      "add",
+      "gina",
+      "--key",
+      await pub("gina"),
+      "--vouched-by",
+      "alice",
+      "--expires",
+      "2030-01-01",
+    ]);
+    await mustCli(["access", "sync", "--github-url", gh.url]);
+    await mustCli(["ca", "init"]);
+    const sshdConfig = (await mustCli(["access", "sshd-config"])).stdout;
+    const nixConf = (await mustCli(["access", "nix-conf"])).stdout;
+    assert.match(sshdConfig, /TrustedUserCAKeys/);
+
+    // Unix accounts, visible only inside the builder host's mount namespace.
+    const etc = join(tmp.dir, "etc");
+    await mkdir(etc);
+    let passwd = await readFile("/etc/passwd", "utf8");
+    let group = await readFile("/etc/group", "utf8");
+    let shadow = await readFile("/etc/shadow", "utf8");
+    for (const [i, name] of ACCOUNTS.entries()) {
+      const uid = FIRST_UID + i;
+      const home = join(tmp.dir, "home", name);
+      await mkdir(home, { recursive: true });
+      await chown(home, uid, uid);
+      passwd += `${name}:x:${uid}:${uid}::${home}:/bin/sh\n`;
+      group += `${name}:x:${uid}:\n`;
+      // "*": no password, but not locked (sshd refuses "!" accounts when UsePAM is off).
+      shadow += `${name}:*:19000:0:99999:7:::\n`;
+    }
+    await writeFile(join(etc, "passwd"), passwd, { mode: 0o644 });
+    await writeFile(join(etc, "group"), group, { mode: 0o644 });
+    await writeFile(join(etc, "shadow"), shadow, { mode: 0o600 });
+
+    host = await startHost({
+      name: "access",
+      dir: join(tmp.dir, "host"),
+      jobs: 1,
+      authorizedKeys: [await pub("operator")],
+      nixConf,
+      sshdConfig,
+    });
+    for (const f of ["passwd", "group", "shadow"]) {
+      await run(hostExecArgv(host, ["mount", "--bind", join(etc, f), `/etc/${f}`]));
+    }
+    daemonPid = spawnDetached(hostExecArgv(host, ["nix-daemon"]));
+    const socket = join(host.storeDir, "var", "nix", "daemon-socket", "socket");
+    for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(50);
+    assert.ok(existsSync(socket), "the builder host's nix-daemon did not start");
+    knownHosts = join(tmp.dir, "known_hosts");
+    await writeFile(knownHosts, `${host.address} ${host.hostKeyPub}\n`);
+  });
+
+  after(async () => {
+    if (daemonPid > 0) {
+      try {
+        process.kill(daemonPid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+    if (host) await stopHost(host);
+    await gh?.stop();
+    await tmp?.cleanup();
+  });
+
+  test("a listed user's key reaches the Nix daemon: nix store ping and a real build over ssh-ng", async () => {
+    await assertGetsIn("alice", key("alice"));
+    await assertGetsIn("bob", key("bob"));
+    // dave's key came from (fake) GitHub, and his line carries expiry-time: sshd accepts both.
+    await assertGetsIn("dave", key("dave"));
+
+    const nonce = `${Date.now()}-${process.pid}`;
+    const file = join(tmp.dir, "build.nix");
+    await writeFile(
+      file,
+      `builtins.derivation { name = "access-build"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${nonce} > $out" ]; }\n`,
+    );
+    const nixOpts = ["--option", "substituters", ""];
+    const drv = (await run(["nix-instantiate", ...nixOpts, file])).stdout.trim();
+    const env = { NIX_SSHOPTS: sshOpts(key("alice")).join(" ") };
+    const store = `ssh-ng://alice@${host?.address}`;
+    await run(
+      [
+        "nix",
+        "--extra-experimental-features",
+        "nix-command",
+        ...nixOpts,
+        "copy",
+        "--derivation",
+        "--to",
+        store,
+        drv,
+      ],
+      { env, timeout: 120_000 },
+    );
+    const built = await run(["nix-store", ...nixOpts, "--store", store, "-r", drv], {
+      env,
+      timeout: 120_000,
+      reject: false,
+    });
+    assert.equal(built.exitCode, 0, built.stderr);
+    const out = built.stdout.trim().split("\n").at(-1) ?? "";
+    assert.match(out, /^\/nix\/store\/[a-z0-9]{32}-access-build$/);
+    assert.equal((await run(hostExecArgv(host as HostRecord, ["cat", out]))).stdout.trim(), nonce);
+  });
+
+  test("an unlisted key, a removed user and an expired user are refused", async () => {
+    await assertRefused("alice", key("eve"));
+    await assertRefused("eve", key("eve"));
+
+    await assertGetsIn("frank", key("frank"));
+    await mustCli(["access", "remove", "frank"]);
+    await assertRefused("frank", key("frank"));
+
+    await assertGetsIn("gina", key("gina"));
+    const file = join(state, "users.toml");
+    const text = await readFile(file, "utf8");
+    const at = text.indexOf("[users.gina]");
+    const edited =
+      text.slice(0, at) +
+      text.slice(at).replace('expires = "2030-01-01T00:00:00.000Z"', 'expires = "2020-01-01T00:00:00.000Z"');
+    assert.notEqual(edited, text);
+    await writeFile(file, edited);
+    await mustCli(["access", "sync", "--github-url", gh.url]);
+    await assertRefused("gina", key("gina"));
+  });
+
+  test("a restricted key opens no shell, runs no other command and forwards no port", async () => {
+    // Control: the operator's unrestricted root key does get a shell, so the checks below can fail.
+    const control = await ssh("root", key("operator"), [], "echo owned-$((6*7))");
+    assert.match(control.stdout, /owned-42/, control.stderr);
+    const controlForward = await ssh("root", key("operator"), ["-W", `${host?.address}:22`]);
+    assert.match(controlForward.stdout, /^SSH-2\.0-OpenSSH/, controlForward.stderr);
+
+    const cmd = await ssh("alice", key("alice"), [], "echo owned-$((6*7)); id");
+    assert.doesNotMatch(cmd.stdout, /owned-42|uid=/);
+    const shell = await ssh("alice", key("alice"), ["-tt"], "/bin/sh -i");
+    assert.doesNotMatch(shell.stdout, /owned|uid=|\$ |# /);
+    assert.match(shell.stderr, /PTY allocation request failed/);
+    const stdioForward = await ssh("alice", key("alice"), ["-W", `${host?.address}:22`]);
+    assert.notEqual(stdioForward.exitCode, 0);
+    assert.doesNotMatch(stdioForward.stdout, /SSH-2\.0/);
+    assert.match(stdioForward.stderr, /administratively prohibited|open failed/);
+    const remote = await ssh("alice", key("alice"), [
+      "-o",
+      "ExitOnForwardFailure=yes",
+      "-N",
+      "-R",
+      "0:127.0.0.1:22",
+    ]);
+    assert.notEqual(remote.exitCode, 0);
+    assert.match(remote.stderr, /forwarding failed/);
+  });
+
+  test("GitHub down, slow or rate limited: cached users still get in and keys answer locally", async (t) => {
+    t.after(async () => {
+      gh.mode = "ok";
+      await gh.setDown(false);
+    });
+    const cases: [string, () => Promise<void>][] = [
+      ["down", () => gh.setDown(true)],
+      [
+        "slow",
+        async () => {
+          await gh.setDown(false);
+          gh.mode = "slow";
+          gh.slowMs = 30_000;
+        },
+      ],
+      ["429", () => Promise.resolve(void (gh.mode = "429"))],
+    ];
+    for (const [what, makeIt] of cases) {
+      await makeIt();
+      const r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "1000"]);
+      assert.equal(r.exitCode, 3, `${what}: ${r.stderr}`);
+      await assertGetsIn("dave", key("dave"));
+      const started = process.hrtime.bigint();
+      const keys = await run([
+        "node",
+        join(import.meta.dirname, "../../dist/access/keys-command.js"),
+        "--state-dir",
+        state,
+        "dave",
+      ]);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      assert.match(keys.stdout, /nixpool:dave/);
+      t.diagnostic(`GitHub ${what}: keys command answered in ${ms.toFixed(1)} ms (node start included)`);
+    }
+  });
+
+  test("certificates: valid gets in; expired, not yet valid, wrong principal and revoked do not", async () => {
+    const sign = async (out: string, extra: string[]) => {
+      const r = await mustCli([
+        "ca",
+        "sign",
+        "carol",
+        "--key",
+        `${key("carol")}.pub`,
+        "--out",
+        join(tmp.dir, out),
+        "--json",
+        ...extra,
+      ]);
+      return JSON.parse(r.stdout) as { serial: number };
+    };
+    const withCert = (c: string) => ["-o", `CertificateFile=${join(tmp.dir, c)}`];
+    // carol has no keys listed: only a certificate can let her in.
+    await assertRefused("carol", key("carol"));
+    await sign("valid-cert.pub", []);
+    await assertGetsIn("carol", key("carol"), withCert("valid-cert.pub"));
+    await sign("expired-cert.pub", ["--validity", "-2h:-1h"]);
+    await assertRefused("carol", key("carol"), withCert("expired-cert.pub"));
+    await sign("future-cert.pub", ["--validity", "+1h:+2h"]);
+    await assertRefused("carol", key("carol"), withCert("future-cert.pub"));
+    await sign("bob-cert.pub", ["--principals", "bob"]);
+    await assertRefused("carol", key("carol"), withCert("bob-cert.pub"));
+    const revoked = await sign("revoked-cert.pub", []);
+    await assertGetsIn("carol", key("carol"), withCert("revoked-cert.pub"));
+    await mustCli(["ca", "revoke", "--serial", String(revoked.serial)]);
+    await assertRefused("carol", key("carol"), withCert("revoked-cert.pub"));
+    // The first certificate is still good: revocation is per certificate.
+    await assertGetsIn("carol", key("carol"), withCert("valid-cert.pub"));
+    // A removed member's certificates stop at once too (principals come from the index).
+    await mustCli(["access", "remove", "carol"]);
+    await assertRefused("carol", key("carol"), withCert("valid-cert.pub"));
+  });
+});
