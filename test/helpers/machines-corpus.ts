@@ -61,3 +61,86 @@ export const MACHINES_CORPUS: CorpusCase[] = [
   },
   { name: "same first label", text: "b1.example.com\nb1.example.org - - 2\nb1\n" },
 ];
+
+/** A small deterministic PRNG (mulberry32), so every run generates the same files. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface RandomMachinesOptions {
+  /** Also produce entries Nix 2.8 refuses (bad numbers, bad base64, whitespace-only entries). */
+  invalid: boolean;
+}
+
+/**
+ * A random machines file built from the pieces Nix 2.8 accepts (and, optionally, refuses):
+ * separators, comments, '-' and missing fields, number spellings, feature lists, host keys.
+ */
+export function randomMachinesFile(seed: number, options: RandomMachinesOptions): string {
+  const rnd = prng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+  const bad = (good: readonly string[], worse: readonly string[]) =>
+    options.invalid && rnd() < 0.08 ? pick(worse) : pick(good);
+  const uris = [
+    "host1",
+    "b2.example.com",
+    "root@h3",
+    "ssh://a.example.org",
+    "ssh-ng://nix@10.0.0.9",
+    "ssh-ng://builder",
+    "local",
+    "ssh://h:2222",
+  ];
+  const fields = (): string[] => [
+    bad(uris, ["-"]),
+    pick([
+      "-",
+      "x86_64-linux",
+      "x86_64-linux,i686-linux",
+      "aarch64-linux,,armv7l-linux",
+      "i686-linux,x86_64-linux",
+    ]),
+    pick(["-", "/root/.ssh/id", "/k"]),
+    bad(["-", "1", "4", "+2", "007", "16", "0"], ["-1", "x", "4294967296", "1.5"]),
+    bad(["-", "1", "3", "0", "+1", "010"], ["-2", "fast"]),
+    pick(["-", "kvm", "big-parallel,kvm", "b,a,a", ",x,", "nixos-test,benchmark"]),
+    pick(["-", "kvm", "big-parallel", "-,-"]),
+    bad(
+      ["-", Buffer.from(KEY_ED).toString("base64"), Buffer.from(`${KEY_ED2} c\n`).toString("base64"), "-"],
+      ["!!!", "a.b"],
+    ),
+    ...(rnd() < 0.1 ? ["extra"] : []),
+  ];
+  const entry = () => {
+    const f = fields();
+    const n = 1 + Math.floor(rnd() * f.length);
+    const sep = () => pick([" ", " ", "\t", "  "]);
+    return f.slice(0, n).reduce((acc, x) => `${acc}${sep()}${x}`);
+  };
+  const lines: string[] = [];
+  const count = 1 + Math.floor(rnd() * 6);
+  for (let i = 0; i < count; i++) {
+    const r = rnd();
+    if (r < 0.1) lines.push("# a comment");
+    else if (r < 0.15) lines.push("");
+    else if (r < 0.2 && options.invalid) lines.push(pick(["  # indented", "   ", "\t"]));
+    else {
+      let line = entry();
+      if (rnd() < 0.25) line = `${line} ;${pick(["", " "])}${entry()}`;
+      if (rnd() < 0.2) line = `${line} # trailing ; comment`;
+      if (rnd() < 0.15) line = `${pick([" ", "\t"])}${line}`;
+      lines.push(line);
+    }
+  }
+  const eol = rnd() < 0.15 ? "\r\n" : "\n";
+  // With CRLF a blank line is "\r", a whitespace-only entry Nix refuses.
+  const kept = eol === "\r\n" && !options.invalid ? lines.filter((l) => l !== "") : lines;
+  return kept.join(eol) + eol;
+}

@@ -10,7 +10,7 @@ import {
   planImport,
   type IncludeRead,
 } from "../../src/core/machines-parse.js";
-import { MACHINES_CORPUS } from "../helpers/machines-corpus.js";
+import { MACHINES_CORPUS, randomMachinesFile } from "../helpers/machines-corpus.js";
 
 const SYSTEM = "x86_64-linux";
 const DIR = "/corpus";
@@ -59,4 +59,29 @@ describe("import then render gives back an equivalent machines file", () => {
       );
     });
   }
+});
+
+describe("import then render, on 300 generated machines files", () => {
+  it("is equivalent every time", async () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const text = randomMachinesFile(seed, { invalid: false });
+      const original = await parseMachinesFile("/m", text, { read: reader({}) });
+      const errors = original.diagnostics.filter((d) => d.severity === "error");
+      assert.deepEqual(errors, [], `seed ${seed}: ${JSON.stringify(text)}`);
+      const plan = planImport(original);
+      const builders = normaliseBuilders(
+        parseInventory(renderInventoryToml(plan.builders), "nixpool.toml"),
+        SYSTEM,
+      );
+      const again = await parseMachinesFile("/r", renderMachinesFile(builders, { uriStyle: "direct" }), {
+        read: reader({}),
+      });
+      assert.deepEqual(
+        again.machines.map((m) => effectiveMachine(m, SYSTEM)),
+        plan.builders.map((b) => effectiveMachine(b.machine, SYSTEM)),
+        `seed ${seed}: ${JSON.stringify(text)}`,
+      );
+      assert.equal(plan.builders.length + plan.skipped.length, original.machines.length);
+    }
+  });
 });
