@@ -1,4 +1,5 @@
 import type { RegisterCommands } from "../cli/commands.js";
+import type { Context } from "../cli/context.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
 import { runNixBuild, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
@@ -35,6 +36,26 @@ function collectArg(kind: NixArg["kind"]) {
   };
 }
 
+function collectName(value: string, acc: string[]): string[] {
+  return [...acc, value];
+}
+
+/** The builders named with --builder (all when none), narrowed to those carrying every --tag. */
+async function selectBuilders(ctx: Context, names: string[], tags: string[]): Promise<Builder[]> {
+  const chosen = (await ctx.selectBuilders(names)).filter((b) => tags.every((t) => b.tags.includes(t)));
+  if (chosen.length === 0 && tags.length > 0) {
+    throw new NixpoolError(
+      "NO_BUILDERS",
+      `No builder carries the tag${tags.length > 1 ? "s" : ""} ${tags.join(", ")}.`,
+      {
+        hint: "List the builders and their tags with: nixpool builders --json",
+        exitCode: 2,
+      },
+    );
+  }
+  return chosen;
+}
+
 /** The table of which builder built what, then the outputs. */
 export function renderBuildReport(r: NixBuildResult): string {
   const rows = r.derivations.map((d) => [
@@ -67,6 +88,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
       collectArg("argstr"),
     )
     .option("-o, --out-link <path>", "GC root for the result", "result")
+    .option("--builder <name>", "offload only to this builder (repeatable)", collectName, [])
+    .option("--tag <tag>", "offload only to builders with this tag (repeatable)", collectName, [])
     .option("--on <place>", "rent a worker for this build and delete it after: hetzner[:TYPE]")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
@@ -81,6 +104,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
           json?: boolean;
           quiet?: boolean;
           on?: string;
+          builder: string[];
+          tag: string[];
         },
       ) => {
         const ctx = context();
@@ -110,7 +135,10 @@ export const registerBuild: RegisterCommands = (program, context) => {
           // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).
           const { result, worker } = opts.on
             ? await buildOnWorker(ctx, opts.on, exec)
-            : { result: await exec(await ctx.builders(), controller.signal), worker: undefined };
+            : {
+                result: await exec(await selectBuilders(ctx, opts.builder, opts.tag), controller.signal),
+                worker: undefined,
+              };
           if (opts.json) return ctx.output.json(worker ? { ...result, worker } : result);
           ctx.output.out(renderBuildReport(result));
         } catch (e) {

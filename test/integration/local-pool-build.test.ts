@@ -134,6 +134,47 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
     }
   });
 
+  test("--builder and --tag restrict where derivations go", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const r = await runCli(
+        stateDir,
+        [
+          "build",
+          join(EXAMPLES, "graph.nix"),
+          "--arg",
+          "n",
+          "4",
+          "--argstr",
+          "seed",
+          seed(),
+          "--builder",
+          "local2",
+          "-o",
+          join(dir, "r"),
+          "--json",
+        ],
+        { cwd: dir },
+      );
+      assert.equal(r.exitCode, 0, r.stderr);
+      const result = JSON.parse(r.stdout) as BuildJson;
+      assert.equal(result.derivations.length, 5);
+      for (const d of result.derivations) assert.equal(d.builder, "local2");
+      const unknown = await runCli(stateDir, ["build", join(EXAMPLES, "graph.nix"), "--builder", "nope"], {
+        cwd: dir,
+      });
+      assert.equal(unknown.exitCode, 2);
+      assert.match(unknown.stderr, /No builder is named "nope"/);
+      const noTag = await runCli(stateDir, ["build", join(EXAMPLES, "graph.nix"), "--tag", "gpu"], {
+        cwd: dir,
+      });
+      assert.equal(noTag.exitCode, 2);
+      assert.match(noTag.stderr, /No builder carries the tag gpu/);
+    } finally {
+      await cleanup();
+    }
+  });
+
   test("build of the dependency chain copies each step between builders and ends with the right value", async () => {
     const { dir, cleanup } = await makeTempDir();
     try {
