@@ -90,7 +90,10 @@ export function parseWorkerRequest(
     image: f.image ?? env["NIXPOOL_HCLOUD_IMAGE"] ?? DEFAULTS.image,
     ttlMs: parseDuration(f.ttl ?? defaultTtl),
     holder,
-    bootTimeoutMs: parseDuration(f.bootTimeout ?? "10m", "--boot-timeout"),
+    bootTimeoutMs: parseDuration(
+      f.bootTimeout ?? env["NIXPOOL_HCLOUD_BOOT_TIMEOUT"] ?? "10m",
+      "--boot-timeout",
+    ),
   };
 }
 
@@ -104,7 +107,10 @@ function rentOptions(cmd: Command, ttl: string): Command {
     .option("--location <loc>", `location (default $NIXPOOL_HCLOUD_LOCATION or ${DEFAULTS.location})`)
     .option("--image <image>", `image (default $NIXPOOL_HCLOUD_IMAGE or ${DEFAULTS.image})`)
     .option("--ttl <duration>", `lease: the reaper deletes the server after this (default ${ttl})`)
-    .option("--boot-timeout <duration>", "time allowed for create, boot, SSH and Nix (default 10m)")
+    .option(
+      "--boot-timeout <duration>",
+      "time allowed for create, boot, SSH and Nix (default $NIXPOOL_HCLOUD_BOOT_TIMEOUT or 10m)",
+    )
     .option("--token-file <file>", "file holding the Hetzner Cloud API token (default $HCLOUD_TOKEN)");
 }
 

@@ -1,0 +1,385 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile, readlink, writeFile, mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
+import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
+import { HcloudClient } from "../../src/providers/hetzner/client.js";
+import { leaseLabels, newLease } from "../../src/core/lease.js";
+import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
+import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+
+const GRAPH = resolve(import.meta.dirname, "../../examples/graph.nix");
+const seed = () => randomBytes(6).toString("hex");
+
+interface EmulatorStateJson {
+  servers: { id: number; name: string; status: string; labels: Record<string, string> }[];
+  ssh_keys: unknown[];
+}
+
+describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { timeout: 900_000 }, () => {
+  let emu: RunningEmulator;
+  let root: string;
+  let cleanupRoot: () => Promise<void>;
+  const children: ChildProcess[] = [];
+  let env: Record<string, string>;
+
+  const state = async (): Promise<EmulatorStateJson> =>
+    (await (await fetch(`${emu.adminUrl}/state`)).json()) as EmulatorStateJson;
+  const fault = async (f: unknown) => {
+    const r = await fetch(`${emu.adminUrl}/faults`, { method: "POST", body: JSON.stringify(f) });
+    assert.equal(r.status, 200);
+  };
+  const newStateDir = async (name: string) => {
+    const dir = join(root, `${name}-${seed()}`);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  };
+  const cli = (stateDir: string, args: string[], extraEnv: Record<string, string> = {}) =>
+    runCli(stateDir, args, { env: { ...env, ...extraEnv }, cwd: stateDir, timeout: 300_000 });
+  /** Starts the CLI in its own process group (as a terminal would), collecting stderr. */
+  const spawnCli = (stateDir: string, args: string[]) => {
+    const child = spawn("node", [CLI, "--state-dir", stateDir, ...args], {
+      cwd: stateDir,
+      env: { ...process.env, ...env },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout?.resume();
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    return { child, stderr: () => stderr, exited };
+  };
+  const waitFor = async (what: string, cond: () => boolean | Promise<boolean>, ms = 120_000) => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (await cond()) return;
+      await sleep(200);
+    }
+    assert.fail(`timed out waiting for ${what}`);
+  };
+  const assertNoServers = async () => {
+    await waitFor("zero servers", async () => (await state()).servers.length === 0, 30_000);
+    assert.deepEqual((await state()).servers, []);
+    assert.deepEqual((await state()).ssh_keys, []);
+  };
+
+  before(async () => {
+    ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-workers-"));
+    emu = await startHetznerEmulator({
+      tokens: [TEST_TOKEN],
+      booter: createLocalBooter(join(root, "emulator-hosts")),
+      timing: { createMs: 500, bootMs: 300, deleteMs: 200 },
+    });
+    env = {
+      HCLOUD_ENDPOINT: emu.endpoint,
+      HCLOUD_TOKEN: TEST_TOKEN,
+      NIXPOOL_HCLOUD_BOOT_TIMEOUT: "90s",
+    };
+  });
+
+  after(async () => {
+    for (const c of children) {
+      try {
+        if (c.pid) process.kill(-c.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await emu?.close();
+    await cleanupRoot?.();
+  });
+
+  test("build --on hetzner builds the example graph on a fresh worker, copies the result back, deletes it, prints the cost", async () => {
+    const stateDir = await newStateDir("build");
+    const r = await cli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "4",
+      "--argstr",
+      "seed",
+      seed(),
+      "--json",
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      outputs: string[];
+      derivations: { name: string; builder: string }[];
+      worker: { name: string; type: string; location: string; cost: { net: number; hours: number } };
+    };
+    assert.equal(out.worker.type, "cx22");
+    assert.equal(out.derivations.length, 5);
+    assert.ok(
+      out.derivations.every((d) => d.builder === out.worker.name),
+      JSON.stringify(out.derivations),
+    );
+    const link = await readlink(join(stateDir, "result"));
+    assert.equal(link, out.outputs[0]);
+    assert.equal((await readFile(link, "utf8")).trim().split("\n").length, 4);
+    assert.match(
+      r.stderr,
+      /deleted; cost: €0\.0068 net, €0\.0081 gross \(1 started hour of cx22 in fsn1 incl\. primary IPv4; API prices/,
+    );
+    await assertNoServers();
+    const list = await cli(stateDir, ["worker", "list", "--json"]);
+    assert.deepEqual(JSON.parse(list.stdout), { workers: [] });
+  });
+
+  test("429 and 5xx storms, conflicts and dropped connections are absorbed", async () => {
+    const stateDir = await newStateDir("storm");
+    await fault([
+      { kind: "rate_limit", count: 4 },
+      { kind: "server_error", count: 3, status: 503 },
+      { kind: "server_error", count: 1, status: 500, method: "POST", path: "/servers" },
+      { kind: "conflict", count: 1, method: "DELETE" },
+      { kind: "drop", count: 1, method: "GET", path: "/actions" },
+    ]);
+    const r = await cli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "2",
+      "--argstr",
+      "seed",
+      seed(),
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stderr, /→ 429 rate_limit_exceeded; retry/);
+    assert.match(r.stderr, /→ 503 unavailable; retry/);
+    assert.match(r.stderr, /POST \/servers → 500 server_error; retry/);
+    assert.match(r.stderr, /→ 409 conflict; retry/);
+    assert.match(r.stderr, /deleted; cost:/);
+    await assertNoServers();
+  });
+
+  test("a server that never becomes reachable ends in a clear error and is deleted", async () => {
+    const stateDir = await newStateDir("noboot");
+    await fault({ kind: "boot", mode: "unreachable" });
+    const r = await cli(stateDir, ["worker", "up", "--boot-timeout", "8s"]);
+    assert.equal(r.exitCode, 1, r.stderr);
+    assert.match(r.stderr, /error: Worker hz-[0-9a-f]{10} \(10\.[0-9.]+\) never answered on SSH/);
+    assert.match(r.stderr, /hint: The server is deleted/);
+    assert.match(r.stderr, /deleted; cost:/);
+    await assertNoServers();
+    assert.deepEqual(JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout), { workers: [] });
+  });
+
+  test("a failed create action is deleted too", async () => {
+    const stateDir = await newStateDir("failboot");
+    await fault({ kind: "boot", mode: "fail" });
+    const r = await cli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "1",
+      "--argstr",
+      "seed",
+      seed(),
+    ]);
+    assert.equal(r.exitCode, 1, r.stderr);
+    assert.match(r.stderr, /action create_server \(\d+\) failed: Server creation failed/);
+    await assertNoServers();
+  });
+
+  test("kill -9 of nixpool mid-build, then worker gc: zero servers", async () => {
+    const stateDir = await newStateDir("kill9");
+    const run = spawnCli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "2",
+      "--argstr",
+      "sleep",
+      "60",
+      "--argstr",
+      "seed",
+      seed(),
+    ]);
+    await waitFor("the build to start on the worker", () => /building leaf-/.test(run.stderr()));
+    assert.equal((await state()).servers.length, 1);
+    process.kill(run.child.pid ?? 0, "SIGKILL");
+    await run.exited;
+    assert.equal((await state()).servers.length, 1, "the server outlives a killed nixpool");
+    const gc = await cli(stateDir, ["worker", "gc", "--json"]);
+    assert.equal(gc.exitCode, 0, gc.stderr);
+    const res = JSON.parse(gc.stdout) as { deleted: { reason: string }[]; deletedSshKeys: number };
+    assert.deepEqual(
+      res.deleted.map((d) => d.reason),
+      ["holder process gone"],
+    );
+    await assertNoServers();
+  });
+
+  test("Ctrl-C (SIGINT to the process group) mid-build: exit 130, zero servers", async () => {
+    const stateDir = await newStateDir("sigint");
+    const run = spawnCli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "2",
+      "--argstr",
+      "sleep",
+      "60",
+      "--argstr",
+      "seed",
+      seed(),
+    ]);
+    await waitFor("the build to start on the worker", () => /building leaf-/.test(run.stderr()));
+    process.kill(-(run.child.pid ?? 0), "SIGINT");
+    assert.equal(await run.exited, 130, run.stderr());
+    assert.match(run.stderr(), /SIGINT: stopping; the worker is being deleted/);
+    assert.match(run.stderr(), /deleted; cost:/);
+    await assertNoServers();
+  });
+
+  test("SIGTERM while the worker boots: exit 130, zero servers", async () => {
+    const stateDir = await newStateDir("sigterm");
+    await fault({ kind: "boot", mode: "slow", delayMs: 60_000 });
+    const run = spawnCli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "1",
+      "--argstr",
+      "seed",
+      seed(),
+    ]);
+    await waitFor("the worker to boot", () => /waiting for SSH/.test(run.stderr()));
+    process.kill(run.child.pid ?? 0, "SIGTERM");
+    assert.equal(await run.exited, 130, run.stderr());
+    await assertNoServers();
+  });
+
+  test("worker up --type auto picks the cheapest fitting type; the worker is a builder until worker down", async (t) => {
+    const stateDir = await newStateDir("auto");
+    // A kept worker outlives a failed assertion; delete whatever is left before the next test.
+    t.after(async () => {
+      for (const s of (await state()).servers)
+        await fetch(`${emu.endpoint}/servers/${s.id}`, {
+          method: "DELETE",
+          headers: { Authorization: `Bearer ${TEST_TOKEN}` },
+        });
+    });
+    const up = await cli(stateDir, [
+      "worker",
+      "up",
+      "--min-cores",
+      "4",
+      "--location",
+      "hel1",
+      "--ttl",
+      "30m",
+      "--json",
+    ]);
+    assert.equal(up.exitCode, 0, up.stderr);
+    const w = (JSON.parse(up.stdout) as { worker: { name: string; type: string; cores: number } }).worker;
+    // cx32 (4 cores, cheapest) is sold out in hel1; cx11 is deprecated; cpx31 is next.
+    assert.equal(w.type, "cpx31");
+    assert.match(up.stderr, /cheapest fitting type at €0\.0218\/h net; next: cx42 at €0\.0263\/h/);
+    const builders = JSON.parse((await cli(stateDir, ["builders", "--json"])).stdout) as {
+      builders: { name: string; source: string; maxJobs: number; hostKey: string }[];
+    };
+    assert.deepEqual(
+      builders.builders.map((b) => [b.name, b.source, b.maxJobs]),
+      [[w.name, "hetzner", 4]],
+    );
+    const list = JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout) as {
+      workers: { name: string; status: string; cost: { net: number; hours: number } }[];
+    };
+    assert.deepEqual(
+      list.workers.map((x) => [x.name, x.status, x.cost.hours, x.cost.net]),
+      [[w.name, "ready", 1, 0.0226]],
+    );
+    const down = await cli(stateDir, ["worker", "down", w.name]);
+    assert.equal(down.exitCode, 0, down.stderr);
+    assert.match(down.stdout, /deleted; cost: €0\.0226 net/);
+    await assertNoServers();
+  });
+
+  test("worker shell runs with the worker's address, ssh command and store, then deletes it", async () => {
+    const stateDir = await newStateDir("shell");
+    const r = await cli(stateDir, [
+      "worker",
+      "shell",
+      "--type",
+      "cpx11",
+      "-c",
+      'echo "store=$NIXPOOL_WORKER_STORE"; $NIXPOOL_WORKER_SSH nix-store --version; type nix_on_worker >/dev/null && echo fn-ok',
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /store=ssh-ng:\/\/nixpool-hz-[0-9a-f]{10}/);
+    assert.match(r.stdout, /nix-store \(Nix\) 2\.8/);
+    assert.match(r.stdout, /fn-ok/);
+    assert.match(r.stderr, /deleted; cost:/);
+    await assertNoServers();
+  });
+});
+
+describe("worker gc by labels (API only)", { timeout: 120_000 }, () => {
+  test("deletes expired leases of any owner and this owner's orphans; leaves other owners' live servers", async (t) => {
+    const emu = await startHetznerEmulator({ tokens: [TEST_TOKEN], timing: { createMs: 50, deleteMs: 50 } });
+    const { dir, cleanup } = await makeTempDir("nixpool-gc-");
+    t.after(async () => {
+      await emu.close();
+      await cleanup();
+    });
+    await mkdir(join(dir, "hetzner"), { recursive: true });
+    await writeFile(join(dir, "hetzner", "owner"), "aaaaaaaaaaaa\n");
+    const client = new HcloudClient({ token: TEST_TOKEN, endpoint: emu.endpoint });
+    const make = async (id: string, owner: string, ttlMs: number) => {
+      const l = newLease({ id, owner, nowMs: Date.now(), ttlMs, holder: { kind: "user" } });
+      await client.createServer({
+        name: l.serverName,
+        server_type: "cx22",
+        image: "debian-12",
+        labels: leaseLabels(l),
+      });
+    };
+    await make("00000000a1", "aaaaaaaaaaaa", 3_600_000); // mine, no record
+    await make("00000000b1", "bbbbbbbbbbbb", -1000); // someone's, expired
+    await make("00000000b2", "bbbbbbbbbbbb", 3_600_000); // someone's, live
+    await client.createServer({ name: "not-nixpool", server_type: "cx22", image: "debian-12" });
+    const r = await runCli(dir, ["worker", "gc", "--json"], {
+      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN },
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { deleted: { name: string; reason: string }[] };
+    assert.deepEqual(res.deleted.map((d) => [d.name, d.reason]).sort(), [
+      ["nixpool-00000000a1", "owner record gone"],
+      ["nixpool-00000000b1", "lease expired"],
+    ]);
+    assert.deepEqual((await client.listServers()).map((s) => s.name).sort(), [
+      "nixpool-00000000b2",
+      "not-nixpool",
+    ]);
+    const noToken = await runCli(dir, ["worker", "gc"], {
+      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: "" },
+    });
+    assert.equal(noToken.exitCode, 2);
+    assert.match(noToken.stderr, /No Hetzner Cloud API token is set/);
+  });
+});
