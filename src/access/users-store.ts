@@ -43,6 +43,19 @@ async function pruneIndex(indexDir: string, keep: ReadonlySet<string>): Promise<
   return removed;
 }
 
+/** Runs fn over items with at most `limit` in flight (file writes overlap on libuv's pool). */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) await fn(items[i] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 /** Writes every member's index file (only those that changed) and removes the others. */
 export async function writeIndex(
   indexDir: string,
@@ -51,16 +64,17 @@ export async function writeIndex(
   await mkdir(indexDir, { recursive: true, mode: 0o755 });
   const removed = await pruneIndex(indexDir, new Set(entries.map((e) => e.name)));
   let written = 0;
-  for (const e of entries) {
+  await forEachLimited(entries, 16, async (e) => {
     const r = await writeFileAtomic(join(indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
     if (r.changed) written++;
-  }
+  });
   return { written, removed };
 }
 
 /**
- * Changes the users file under the access lock: plan → prune the index of removed members →
- * write users.toml atomically → write the index. A crash in between can only leave fewer keys.
+ * Changes the users file under the access lock: plan → remove index files of removed members →
+ * write users.toml atomically → write the changed members' index files. A crash in between can
+ * only leave fewer keys (fail closed); `access sync` rebuilds the whole index.
  */
 export async function updateUsers(
   paths: AccessPaths,
@@ -70,11 +84,18 @@ export async function updateUsers(
     const current = await loadUsers(paths.usersFile);
     const next = plan(current);
     const cache = await readGithubCache(paths.githubCache);
-    const entries = buildIndexEntries(next, cache);
+    // Only members whose entry changed are rewritten; `access sync` reconciles the whole index.
+    const before = new Map(current.users.map((u) => [u.name, JSON.stringify(u)]));
+    const changed = next.users.filter((u) => before.get(u.name) !== JSON.stringify(u));
+    const entries = buildIndexEntries({ users: changed }, cache);
+    const keep = new Set(next.users.map((u) => u.name));
     await mkdir(paths.indexDir, { recursive: true, mode: 0o755 });
-    await pruneIndex(paths.indexDir, new Set(entries.map((e) => e.name)));
+    for (const u of current.users) {
+      if (!keep.has(u.name)) await rm(join(paths.indexDir, u.name), { force: true });
+    }
     await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o644 });
-    await writeIndex(paths.indexDir, entries);
+    for (const e of entries)
+      await writeFileAtomic(join(paths.indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
     return next;
   });
 }

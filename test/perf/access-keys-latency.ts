@@ -1,0 +1,72 @@
+// Measures `nixpool access keys` with 10,000 members (docs/performance.md, "Access keys latency").
+// Run: npm run build && node --import tsx test/perf/access-keys-latency.ts [members] [runs]
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { run } from "../../src/adapters/runner.js";
+
+const members = Number(process.argv[2] ?? 10_000);
+const runs = Number(process.argv[3] ?? 50);
+const root = resolve(import.meta.dirname, "../..");
+const cli = join(root, "dist/cli/main.js");
+const entry = join(root, "dist/access/keys-command.js");
+
+function keyLine(): string {
+  const wire = (b: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+  };
+  return `ssh-ed25519 ${Buffer.concat([wire(Buffer.from("ssh-ed25519")), wire(randomBytes(32))]).toString("base64")}`;
+}
+
+async function time(argv: string[]): Promise<number> {
+  const t = process.hrtime.bigint();
+  await run(argv, { timeout: 600_000 });
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+
+async function sample(argv: string[]): Promise<{ median: number; p95: number }> {
+  const xs: number[] = [];
+  for (let i = 0; i < runs; i++) xs.push(await time(argv));
+  xs.sort((a, b) => a - b);
+  return { median: xs[Math.floor(xs.length / 2)] ?? 0, p95: xs[Math.floor(xs.length * 0.95)] ?? 0 };
+}
+
+const state = await mkdtemp(join(tmpdir(), "nixpool-access-perf-"));
+try {
+  const lines = ["version = 1", ""];
+  for (let i = 0; i < members; i++) {
+    const name = `user${String(i).padStart(5, "0")}`;
+    lines.push(`[users.${name}]`, `keys = [ "${keyLine()}", "${keyLine()}" ]`);
+    if (i === 0) lines.push("trusted = true");
+    else lines.push(`vouchedBy = "user00000"`);
+    if (i % 10 === 0) lines.push(`expires = "2030-01-01T00:00:00.000Z"`);
+    lines.push("");
+  }
+  await writeFile(join(state, "users.toml"), lines.join("\n"));
+  const n = (args: string[]) => ["node", cli, "--state-dir", state, ...args];
+  const sync = await time(n(["access", "sync"]));
+  const probe = `user${String(Math.floor(members / 2)).padStart(5, "0")}`;
+  const rows: [string, string[]][] = [
+    ["node -e 0 (node start alone)", ["node", "-e", "0"]],
+    [`keys-command.js ${probe} (AuthorizedKeysCommand entry)`, ["node", entry, "--state-dir", state, probe]],
+    ["keys-command.js unknown-user", ["node", entry, "--state-dir", state, "nosuchuser"]],
+    [`nixpool access keys ${probe} (full CLI)`, n(["access", "keys", probe])],
+  ];
+  console.log(`${members} members, ${runs} runs each, ${new Date().toISOString()}`);
+  console.log(`access sync (index of ${members} members written from scratch): ${sync.toFixed(0)} ms`);
+  console.log("| command | median ms | p95 ms |\n|---|---|---|");
+  for (const [label, argv] of rows) {
+    const s = await sample(argv);
+    console.log(`| ${label} | ${s.median.toFixed(1)} | ${s.p95.toFixed(1)} |`);
+  }
+  const add = await time(n(["access", "add", "newcomer", "--key", keyLine(), "--vouched-by", "user00000"]));
+  const remove = await time(n(["access", "remove", "newcomer"]));
+  console.log(
+    `access add with ${members} members: ${add.toFixed(0)} ms; access remove: ${remove.toFixed(0)} ms`,
+  );
+} finally {
+  await rm(state, { recursive: true, force: true });
+}
