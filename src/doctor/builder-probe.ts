@@ -188,110 +188,15 @@ async function runBudgeted(
   });
 }
 
-/** Probes one builder step by step within its time budget; never throws for the builder's faults. */
-export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<BuilderProbe> {
-  const budget = new Budget(ctx.timeoutMs);
-  const p: BuilderProbe = {
-    builder: b,
-    sshConfigPath: ctx.sshConfigPath,
-    ...(ctx.inventoryPath ? { inventoryPath: ctx.inventoryPath } : {}),
-  };
-  const step = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
-    if (budget.expired()) {
-      p.timedOutAt ??= name;
-      return undefined;
-    }
-    try {
-      return await f();
-    } catch (e) {
-      if ((e as { code?: string }).code === "INTERRUPTED") throw e;
-      p.timedOutAt ??= name;
-      return undefined;
-    }
-  };
-  const identityPromise = b.identityFile ? probeIdentity(b.identityFile, budget) : Promise.resolve(undefined);
+type Step = <T>(name: string, f: () => Promise<T>) => Promise<T | undefined>;
 
-  p.resolve = await probeResolve(b, budget);
-  if (p.resolve.ok) {
-    const address = p.resolve.addresses[0] ?? b.host;
-    p.tcp = await probeTcp(address, b.port, Math.max(1, Math.min(budget.remaining(), 10_000)), ctx.signal);
-  }
-  const identity = await identityPromise;
-  if (identity) p.identity = identity;
-  if (!p.tcp?.ok) return p;
-
-  const alias = sshAlias(b);
-  const keyscan = step("ssh-keyscan", async () => {
-    const secs = Math.max(1, Math.min(10, Math.floor(budget.remaining() / 1000)));
-    const r = await runBudgeted(
-      ["ssh-keyscan", "-T", String(secs), "-p", String(b.port), b.host],
-      budget,
-      ctx,
-    );
-    const keys = parseKeyscan(r.stdout);
-    return keys.length
-      ? { keys }
-      : {
-          keys,
-          error:
-            r.stderr
-              .trim()
-              .split("\n")
-              .filter((l) => !l.startsWith("#"))
-              .at(-1) ?? "no key",
-        };
-  });
-  const session = step("ssh session", async () => {
-    const before = Date.now();
-    const r = await runBudgeted([...sshBase(ctx), "-v", alias, "sh", "-s"], budget, ctx, {
-      input: REMOTE_FACTS_SCRIPT,
-    });
-    const after = Date.now();
-    const trace = parseSshVerbose(r.stderr);
-    const facts = trace.authenticated && r.stdout.includes("@@user") ? parseRemoteFacts(r.stdout) : undefined;
-    const mid = Math.round((before + after) / 2000);
-    return {
-      exitCode: r.exitCode,
-      trace,
-      ms: r.durationMs,
-      ...(facts ? { facts } : {}),
-      ...(facts?.epochSeconds !== undefined ? { skewSeconds: facts.epochSeconds - mid } : {}),
-    };
-  });
-  const [ks, s] = await Promise.all([keyscan, session]);
-  if (ks) p.keyscan = ks;
-  if (s) p.session = s;
-  if (!s?.trace.authenticated) {
-    if (s && s.trace.permissionDenied && s.trace.badPermissions.length === 0) {
-      const candidates = await candidateKeys(b.identityFile);
-      const alt = candidates.length
-        ? await step("alternative keys", async () => {
-            const r = await runBudgeted(
-              [
-                ...sshBase(ctx),
-                "-v",
-                "-o",
-                "IdentitiesOnly=yes",
-                ...candidates.flatMap((c) => ["-i", c]),
-                alias,
-                "true",
-              ],
-              budget,
-              ctx,
-            );
-            return parseSshVerbose(r.stderr);
-          })
-        : undefined;
-      p.alternatives = {
-        tried: candidates,
-        ...(alt?.authenticated && alt.accepted && alt.accepted.path !== b.identityFile
-          ? { accepted: alt.accepted }
-          : {}),
-      };
-    }
-    return p;
-  }
-
+/** nix store ping and the round trip through Nix's build hook, run concurrently. */
+function startNixSteps(
+  b: Builder,
+  ctx: ProbeContext,
+  step: Step,
+  budget: Budget,
+): Promise<[BuilderProbe["ping"] | undefined, BuilderProbe["roundTrip"] | undefined]> {
   const env = { NIX_SSHOPTS: `-F ${ctx.sshConfigPath}` };
   const ping = step("nix store ping", async () => {
     const r = await runBudgeted(
@@ -343,7 +248,124 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
       ...(outPath.startsWith("/nix/store/") ? { outPath } : {}),
     };
   });
-  const [pg, rt] = await Promise.all([ping, roundTrip]);
+  return Promise.all([ping, roundTrip]);
+}
+
+/** Probes one builder step by step within its time budget; never throws for the builder's faults. */
+export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<BuilderProbe> {
+  const budget = new Budget(ctx.timeoutMs);
+  const p: BuilderProbe = {
+    builder: b,
+    sshConfigPath: ctx.sshConfigPath,
+    ...(ctx.inventoryPath ? { inventoryPath: ctx.inventoryPath } : {}),
+  };
+  const step = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
+    if (budget.expired()) {
+      p.timedOutAt ??= name;
+      return undefined;
+    }
+    try {
+      return await f();
+    } catch (e) {
+      if ((e as { code?: string }).code === "INTERRUPTED") throw e;
+      p.timedOutAt ??= name;
+      return undefined;
+    }
+  };
+  const identityPromise = b.identityFile ? probeIdentity(b.identityFile, budget) : Promise.resolve(undefined);
+
+  p.resolve = await probeResolve(b, budget);
+  if (p.resolve.ok) {
+    const address = p.resolve.addresses[0] ?? b.host;
+    p.tcp = await probeTcp(address, b.port, Math.max(1, Math.min(budget.remaining(), 10_000)), ctx.signal);
+  }
+  const identity = await identityPromise;
+  if (identity) p.identity = identity;
+  if (!p.tcp?.ok) return p;
+
+  const alias = sshAlias(b);
+  const keyscan = () =>
+    step("ssh-keyscan", async () => {
+      const secs = Math.max(1, Math.min(10, Math.floor(budget.remaining() / 1000)));
+      const r = await runBudgeted(
+        ["ssh-keyscan", "-T", String(secs), "-p", String(b.port), b.host],
+        budget,
+        ctx,
+      );
+      const keys = parseKeyscan(r.stdout);
+      return keys.length
+        ? { keys }
+        : {
+            keys,
+            error:
+              r.stderr
+                .trim()
+                .split("\n")
+                .filter((l) => !l.startsWith("#"))
+                .at(-1) ?? "no key",
+          };
+    });
+  const session = step("ssh session", async () => {
+    const before = Date.now();
+    const r = await runBudgeted([...sshBase(ctx), "-v", alias, "sh", "-s"], budget, ctx, {
+      input: REMOTE_FACTS_SCRIPT,
+    });
+    const after = Date.now();
+    const trace = parseSshVerbose(r.stderr);
+    const facts = trace.authenticated && r.stdout.includes("@@user") ? parseRemoteFacts(r.stdout) : undefined;
+    const mid = Math.round((before + after) / 2000);
+    return {
+      exitCode: r.exitCode,
+      trace,
+      ms: r.durationMs,
+      ...(facts ? { facts } : {}),
+      ...(facts?.epochSeconds !== undefined ? { skewSeconds: facts.epochSeconds - mid } : {}),
+    };
+  });
+  // Nix's own path, started with the session: judged only when the login works.
+  const nixSteps = startNixSteps(b, ctx, step, budget);
+  const s = await session;
+  // The session's ssh already checked the pinned key; ask the builder for its keys only when that failed.
+  const ks =
+    s && !s.trace.hostKeyChanged && !s.trace.hostKeyUnknown && s.trace.serverHostKey
+      ? undefined
+      : await keyscan();
+  if (ks) p.keyscan = ks;
+  if (s) p.session = s;
+  if (!s?.trace.authenticated) {
+    if (s && s.trace.permissionDenied && s.trace.badPermissions.length === 0) {
+      const candidates = await candidateKeys(b.identityFile);
+      const alt = candidates.length
+        ? await step("alternative keys", async () => {
+            const r = await runBudgeted(
+              [
+                ...sshBase(ctx),
+                "-v",
+                "-o",
+                "IdentitiesOnly=yes",
+                ...candidates.flatMap((c) => ["-i", c]),
+                alias,
+                "true",
+              ],
+              budget,
+              ctx,
+            );
+            return parseSshVerbose(r.stderr);
+          })
+        : undefined;
+      p.alternatives = {
+        tried: candidates,
+        ...(alt?.authenticated && alt.accepted && alt.accepted.path !== b.identityFile
+          ? { accepted: alt.accepted }
+          : {}),
+      };
+    }
+    // Nix's steps fail fast without a login; wait so that no process outlives the doctor.
+    await nixSteps.catch(() => undefined);
+    return p;
+  }
+
+  const [pg, rt] = await nixSteps;
   if (pg) p.ping = pg;
   if (rt) p.roundTrip = rt;
   return p;

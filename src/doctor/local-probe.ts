@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { run } from "../adapters/runner.js";
-import type { LocalFacts } from "../core/doctor/local-verdicts.js";
+import { localStoreKind, type LocalFacts } from "../core/doctor/local-verdicts.js";
 import {
   configWords,
   parseMachinesSpec,
@@ -88,6 +88,30 @@ async function probeSubstituter(url: string, signal: AbortSignal | undefined) {
   }
 }
 
+/** How the hook user's ssh resolves the nixpool-* hosts of the machines file (only when we are that user). */
+async function resolveAliases(f: LocalFacts): Promise<{ alias: string; hostname: string }[]> {
+  const hookIsRoot = localStoreKind(f) === "daemon";
+  if (hookIsRoot && f.uid !== 0) return [];
+  const aliases = [
+    ...new Set(
+      (f.machines?.entries ?? [])
+        .map((e) => /^[a-z-]+:\/\/(?:[^@/]+@)?([^/?]+)/.exec(e.uri)?.[1] ?? "")
+        .filter((h) => h.startsWith("nixpool-")),
+    ),
+  ].slice(0, 50);
+  // The hook's ssh sees NIX_SSHOPTS only in single-user mode.
+  const opts = !hookIsRoot ? (f.env.NIX_SSHOPTS ?? "").split(/\s+/).filter(Boolean) : [];
+  return Promise.all(
+    aliases.map(async (alias) => {
+      const r = await run(["ssh", ...opts, "-G", alias], { reject: false, timeout: 5000 }).catch(
+        () => undefined,
+      );
+      const hostname = /^hostname (\S+)$/m.exec(r?.stdout ?? "")?.[1] ?? alias;
+      return { alias, hostname };
+    }),
+  );
+}
+
 /** Gathers the facts about this machine's Nix that the local checks judge. */
 export async function probeLocal(o: { poolUris: string[]; signal?: AbortSignal }): Promise<LocalFacts> {
   const info = userInfo();
@@ -135,6 +159,7 @@ export async function probeLocal(o: { poolUris: string[]; signal?: AbortSignal }
     facts.substituters = await Promise.all(
       configWords(config.config, "substituters").map((u) => probeSubstituter(u, o.signal)),
     );
+    facts.aliases = await resolveAliases(facts);
   } else if ("error" in config && config.error) {
     facts.configError = config.error;
   }

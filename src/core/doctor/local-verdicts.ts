@@ -26,6 +26,8 @@ export interface LocalFacts {
   /** Effective machines: the entries Nix will read, and the files it reads them from. */
   machines?: { entries: MachineEntry[]; files: { path: string; exists: boolean }[] };
   substituters: { url: string; ok: boolean; error?: string; ms: number }[];
+  /** How the hook user's ssh resolves the nixpool aliases of the effective machines (`ssh -G`). */
+  aliases?: { alias: string; hostname: string }[];
   /** Store URIs of the builders being diagnosed, to compare with the effective machines. */
   poolUris: string[];
 }
@@ -108,8 +110,22 @@ function judgeHookSsh(f: LocalFacts): CheckResult {
       {
         symptom:
           "Host key verification failed. / Permission denied (publickey). (only in builds, not in your own ssh)",
-        fix: "Install the ssh_config and known_hosts where root's ssh reads them: nixpool config apply",
+        fix: "Install the ssh_config and known_hosts where root's ssh reads them: sudo nixpool config apply",
         data,
+      },
+    );
+  }
+  const unknown = (f.aliases ?? []).filter((a) => a.hostname === a.alias);
+  if (unknown.length > 0) {
+    const names = unknown.map((a) => a.alias).join(", ");
+    return warnCheck(
+      id,
+      title,
+      `The machines file names ${names}, but ${hookUser}'s ssh has no Host alias for ${unknown.length === 1 ? "it" : "them"}: plain nix-build fails to connect.`,
+      {
+        symptom: `ssh: Could not resolve hostname ${unknown[0]?.alias ?? ""}: Name or service not known`,
+        fix: `${daemon || f.uid !== 0 ? "sudo " : ""}nixpool config apply`,
+        data: { ...data, unknownAliases: unknown.map((a) => a.alias) },
       },
     );
   }

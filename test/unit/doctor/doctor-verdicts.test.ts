@@ -355,3 +355,14 @@ test("exit codes: 1 for a failing local check, 3 for a failing builder, 0 with w
   const json = toDoctorJson(report);
   assert.deepEqual(Object.keys(json), ["status", "exitCode", "durationMs", "summary", "local", "builders"]);
 });
+
+test("local hook-ssh: an alias of the machines file that the hook's ssh cannot resolve", () => {
+  const single = local({ user: "root", uid: 0, stateWritable: true, daemonSocket: false });
+  const ok = judgeLocal({ ...single, aliases: [{ alias: "nixpool-b1", hostname: "10.0.0.2" }] });
+  assert.equal(ok.find((c) => c.id === "local.hook-ssh")?.status, "pass");
+  const bad = judgeLocal({ ...single, aliases: [{ alias: "nixpool-b1", hostname: "nixpool-b1" }] });
+  const c = bad.find((x) => x.id === "local.hook-ssh");
+  assert.equal(c?.status, "warn");
+  assert.match(c?.symptom ?? "", /Could not resolve hostname nixpool-b1/);
+  assert.equal(c?.fix, "nixpool config apply");
+});
