@@ -21,7 +21,7 @@ export const builderSchema = z
       .max(65535, "must be ≤ 65535")
       .default(22),
     user: z.string().regex(USER_PATTERN, "must be a user name (letters, digits, _ . -)").optional(),
-    protocol: z.enum(["ssh", "ssh-ng"], { error: 'must be "ssh" or "ssh-ng"' }).default("ssh-ng"),
+    protocol: z.enum(["ssh", "ssh-ng"], { error: 'must be "ssh" or "ssh-ng"' }).default("ssh"),
     systems: z.array(token("system such as x86_64-linux")).min(1, "must list at least one system").optional(),
     maxJobs: z.number().int("must be an integer").min(1, "must be ≥ 1").default(1),
     speedFactor: z.number().int("must be an integer (Nix 2.8)").min(1, "must be ≥ 1").default(1),

@@ -26,7 +26,7 @@ describe("inventory schema: defaults", () => {
       host: "h",
       port: 22,
       user: undefined,
-      protocol: "ssh-ng",
+      protocol: "ssh",
       systems: ["aarch64-linux"],
       maxJobs: 1,
       speedFactor: 1,
