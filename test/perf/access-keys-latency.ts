@@ -27,11 +27,21 @@ async function time(argv: string[]): Promise<number> {
   return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
-async function sample(argv: string[]): Promise<{ median: number; p95: number }> {
-  const xs: number[] = [];
-  for (let i = 0; i < runs; i++) xs.push(await time(argv));
-  xs.sort((a, b) => a - b);
-  return { median: xs[Math.floor(xs.length / 2)] ?? 0, p95: xs[Math.floor(xs.length * 0.95)] ?? 0 };
+function stats(xs: number[]): { median: number; p95: number } {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return {
+    median: sorted[Math.floor(sorted.length / 2)] ?? 0,
+    p95: sorted[Math.floor(sorted.length * 0.95)] ?? 0,
+  };
+}
+
+/** Runs the commands in turn, round after round, so that machine load hits them alike. */
+async function sampleInterleaved(argvs: string[][]): Promise<number[][]> {
+  const out: number[][] = argvs.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    for (const [j, argv] of argvs.entries()) out[j]?.push(await time(argv));
+  }
+  return out;
 }
 
 const state = await mkdtemp(join(tmpdir(), "nixpool-access-perf-"));
@@ -57,10 +67,16 @@ try {
   ];
   console.log(`${members} members, ${runs} runs each, ${new Date().toISOString()}`);
   console.log(`access sync (index of ${members} members written from scratch): ${sync.toFixed(0)} ms`);
-  console.log("| command | median ms | p95 ms |\n|---|---|---|");
-  for (const [label, argv] of rows) {
-    const s = await sample(argv);
-    console.log(`| ${label} | ${s.median.toFixed(1)} | ${s.p95.toFixed(1)} |`);
+  console.log("| command | median ms | p95 ms | median minus node start, ms |\n|---|---|---|---|");
+  const samples = await sampleInterleaved(rows.map(([, argv]) => argv));
+  const base = samples[0] ?? [];
+  for (const [j, [label]] of rows.entries()) {
+    const xs = samples[j] ?? [];
+    const s = stats(xs);
+    const over = stats(xs.map((x, i) => x - (base[i] ?? 0)));
+    console.log(
+      `| ${label} | ${s.median.toFixed(1)} | ${s.p95.toFixed(1)} | ${j === 0 ? "-" : over.median.toFixed(1)} |`,
+    );
   }
   const add = await time(n(["access", "add", "newcomer", "--key", keyLine(), "--vouched-by", "user00000"]));
   const remove = await time(n(["access", "remove", "newcomer"]));
