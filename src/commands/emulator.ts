@@ -42,7 +42,7 @@ export const registerEmulator: RegisterCommands = (program, context) => {
       const ctx = context();
       const port = parseCount("--port", opts.port);
       const booter: ServerBooter = opts.boot
-        ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"))
+        ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"), (l) => ctx.output.err(l))
         : noBooter;
       const timing = {
         ...(opts.createMs !== undefined ? { createMs: parseCount("--create-ms", opts.createMs) } : {}),
@@ -73,7 +73,9 @@ export const registerEmulator: RegisterCommands = (program, context) => {
 };
 
 /** The booter that starts local pool hosts (loaded lazily: it needs root and namespaces). */
-async function loadLocalBooter(dir: string): Promise<ServerBooter> {
-  const { createLocalBooter } = await import("../emulator/hetzner/local-booter.js");
+async function loadLocalBooter(dir: string, log: (line: string) => void): Promise<ServerBooter> {
+  const { createLocalBooter, stopStaleHosts } = await import("../emulator/hetzner/local-booter.js");
+  const stale = await stopStaleHosts(dir);
+  if (stale > 0) log(`Stopped ${stale} machine(s) left by an emulator that was killed.`);
   return createLocalBooter(dir);
 }

@@ -343,8 +343,19 @@ export const registerWorker: RegisterCommands = (program, context) => {
     .option("--json", "print JSON")
     .action(async (f: { tokenFile?: string; json?: boolean }) => {
       const ctx = context();
-      await withSession(ctx, f, async (s, log) => {
-        await reapQuietly(s, log);
+      const log = logFor(ctx);
+      // Without a token the local records are still worth showing; the reaper needs the API.
+      const session = await openSession({
+        stateDir: ctx.stateDir,
+        env: process.env,
+        tokenFile: f.tokenFile,
+      }).catch((e: unknown) => {
+        if (!(isNixpoolError(e) && e.code === "HCLOUD_TOKEN_MISSING")) throw e;
+        log("warning: no Hetzner Cloud token; showing local records only, without gc.");
+        return undefined;
+      });
+      {
+        if (session) await reapQuietly(session, log);
         const now = Date.now();
         const rows = (await readRecords(ctx.stateDir, log)).map((r) => summarise(r, now));
         if (f.json) return ctx.output.json({ workers: rows });
@@ -363,7 +374,7 @@ export const registerWorker: RegisterCommands = (program, context) => {
             ]),
           ),
         );
-      });
+      }
     });
 
   worker

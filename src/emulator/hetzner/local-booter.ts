@@ -1,5 +1,6 @@
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
+import { readHostRecord, setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
 import type { ServerBooter } from "./app.js";
 
 /** nix.conf keys a server's user_data may not override on a host that shares this kernel and has no network. */
@@ -34,4 +35,18 @@ export function createLocalBooter(dir: string): ServerBooter {
       stop: () => stopHost(rec),
     };
   };
+}
+
+/** Stops machines a previous emulator in DIR left running (it was killed); returns how many. */
+export async function stopStaleHosts(dir: string): Promise<number> {
+  let stopped = 0;
+  for (const d of await readdir(dir).catch(() => [] as string[])) {
+    if (!d.startsWith("server-")) continue;
+    const rec = await readHostRecord(join(dir, d));
+    if (rec) {
+      await stopHost(rec);
+      stopped++;
+    }
+  }
+  return stopped;
 }
