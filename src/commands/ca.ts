@@ -69,6 +69,17 @@ export const registerCa: RegisterCommands = (program, context) => {
           );
         }
         const principals = parsePrincipals(o.principals, user);
+        // Another member's name as a principal would let USER's key log in as that member.
+        const impersonated = principals.filter((p) => p !== user && f.users.some((u) => u.name === p));
+        if (impersonated.length > 0) {
+          throw configError(
+            "CERT_PRINCIPAL_INVALID",
+            `A certificate for "${user}" cannot name another member (${impersonated.join(", ")}) as a principal.`,
+            {
+              hint: `Sign each member's own key: nixpool ca sign ${impersonated[0] ?? "NAME"} --key THEIR_KEY.pub`,
+            },
+          );
+        }
         const validity = parseValidity(o.validity, now);
         // A certificate never outlives its member's access.
         if (member.expires !== undefined) validity.toMs = Math.min(validity.toMs, Date.parse(member.expires));

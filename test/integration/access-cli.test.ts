@@ -322,6 +322,18 @@ describe("access CLI", () => {
     assert.doesNotMatch(r.stderr + r.stdout, /BEGIN OPENSSH/);
     r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), "--principals", "alice,root"]);
     assert.match(r.stderr, /system account/);
+    assert.equal((await cli(["access", "add", "other", "--vouched-by", "alice"])).exitCode, 0);
+    r = await cli([
+      "ca",
+      "sign",
+      "alice",
+      "--key",
+      join(tmp.dir, "alice.pub"),
+      "--principals",
+      "alice,other",
+    ]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /cannot name another member \(other\)/);
     r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), "--validity", "+400d"]);
     assert.match(r.stderr, /longer than 30 days/);
     r = await cli([
@@ -357,6 +369,11 @@ describe("access CLI", () => {
     assert.doesNotMatch(shown, /permit-pty|permit-port-forwarding/);
     r = await cli(["ca", "revoke", "--serial", "2"]);
     assert.equal(r.exitCode, 0, r.stderr);
+    r = await cli(["ca", "revoke", "--id", "nixpool:nobody:99"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    r = await cli(["ca", "revoke", "--user", "mallory"]);
+    assert.equal(r.exitCode, 2);
+    assert.match(r.stderr, /No certificate was issued to "mallory"/);
     const q = await run(
       [
         "ssh-keygen",
