@@ -257,21 +257,23 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
   const p: BuilderProbe = {
     builder: b,
     sshConfigPath: ctx.sshConfigPath,
+    budgetMs: ctx.timeoutMs,
     ...(ctx.inventoryPath ? { inventoryPath: ctx.inventoryPath } : {}),
   };
   const step = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
     if (budget.expired()) {
-      p.timedOutAt ??= name;
+      (p.unfinished ??= {})[name] = "the time budget ran out before it started";
       return undefined;
     }
     try {
       return await f();
     } catch (e) {
       if ((e as { code?: string }).code === "INTERRUPTED") throw e;
-      p.timedOutAt ??= name;
+      (p.unfinished ??= {})[name] = e instanceof Error ? e.message : String(e);
       return undefined;
     }
   };
+
   const identityPromise = b.identityFile ? probeIdentity(b.identityFile, budget) : Promise.resolve(undefined);
 
   p.resolve = await probeResolve(b, budget);

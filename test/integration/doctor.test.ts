@@ -48,6 +48,12 @@ function renderInventory(builders: Record<string, InvBuilder>): string {
     .join("\n");
 }
 
+function parseNames(inventory: string): Record<string, true> {
+  return Object.fromEntries(
+    [...inventory.matchAll(/^\[builders\.([^\]]+)\]$/gm)].map((m) => [m[1] ?? "", true]),
+  );
+}
+
 function check(report: DoctorReport, builder: string, id: string): CheckResult {
   const b = report.builders.find((x) => x.name === builder);
   assert.ok(b, `no report for ${builder}`);
@@ -87,6 +93,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
   let report: DoctorReport;
   let exitCode: number;
   let stderr: string;
+  let invPath: string;
   let keys: { dir: string; ed: string; edPub: string; rsa: string; rsaPub: string };
 
   before(async () => {
@@ -124,6 +131,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       startHost(spec("nodaemon", { sshdConfig: `SetEnv PATH=${fakeBin}` })),
       startHost(spec("unreachable")),
       startHost(spec("tinystore")),
+      startHost(spec("hang", { sshdConfig: "ForceCommand /bin/sleep 600" })),
     ]);
     for (const r of started) if (r.status === "fulfilled") hosts.push(r.value);
     const failed = started.find((r) => r.status === "rejected");
@@ -181,10 +189,19 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       "tiny-store": base("tinystore"),
       "wrong-system": { ...base("healthy"), systems: ["aarch64-linux"] },
     });
-    const invPath = join(tmp.dir, "nixpool.toml");
-    await writeFile(invPath, inventory);
+    invPath = join(tmp.dir, "nixpool.toml");
+    await writeFile(invPath, inventory + renderInventory({ hang: base("hang") }));
     const stateDir = join(tmp.dir, "state");
-    const r = await runCli(stateDir, ["--inventory", invPath, "doctor", "--json", "--timeout", "20"]);
+    const names = Object.keys(parseNames(inventory)); // every builder but "hang", checked on its own below
+    const r = await runCli(stateDir, [
+      "--inventory",
+      invPath,
+      "doctor",
+      ...names,
+      "--json",
+      "--timeout",
+      "20",
+    ]);
     exitCode = r.exitCode;
     stderr = r.stderr;
     report = JSON.parse(r.stdout) as DoctorReport;
@@ -303,6 +320,25 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.match(c.fix ?? "", /nix-collect-garbage -d/);
   });
 
+  test("a builder whose sessions hang fails within its time budget", async () => {
+    const r = await runCli(join(tmp.dir, "state"), [
+      "--inventory",
+      invPath,
+      "doctor",
+      "hang",
+      "--no-local",
+      "--json",
+      "--timeout",
+      "4",
+    ]);
+    assert.equal(r.exitCode, 3, r.stderr);
+    const hang = JSON.parse(r.stdout) as DoctorReport;
+    const auth = check(hang, "hang", "auth");
+    assert.equal(auth.status, "fail");
+    assert.match(auth.message, /did not finish within the time budget \(4 s\)/);
+    assert.equal(check(hang, "hang", "round-trip").status, "skip");
+  });
+
   test("wrong system in the inventory: the systems line to write", () => {
     const c = check(report, "wrong-system", "systems");
     assert.equal(c.status, "fail");
@@ -357,6 +393,30 @@ describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
       assert.equal(report.builders.find((b) => b.name === "local2")?.status, "pass");
     } finally {
       await setLinkUp(h, true);
+    }
+  });
+});
+
+describe("nixpool doctor without Nix on this machine", () => {
+  test("the local nix check fails with the install command, and the exit code is 1", async () => {
+    const tmp = await makeTempDir("nixpool-doctor-nonix-");
+    try {
+      // A PATH with node and nothing else: no nix, as on a machine without Nix.
+      const bin = join(tmp.dir, "bin");
+      await mkdir(bin);
+      await symlink(process.execPath, join(bin, "node"));
+      const inv = join(tmp.dir, "nixpool.toml");
+      await writeFile(inv, "");
+      const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
+        env: { PATH: bin },
+      });
+      assert.equal(r.exitCode, 1, r.stderr);
+      const report = JSON.parse(r.stdout) as DoctorReport;
+      const nix = report.local.find((c) => c.id === "local.nix");
+      assert.equal(nix?.status, "fail");
+      assert.match(nix?.fix ?? "", /apt-get install nix-bin/);
+    } finally {
+      await tmp.cleanup();
     }
   });
 });

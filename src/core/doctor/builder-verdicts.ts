@@ -34,8 +34,10 @@ export interface BuilderProbe {
   alternatives?: { tried: string[]; accepted?: OfferedKey };
   ping?: { exitCode: number; stdout: string; stderr: string; ms: number };
   roundTrip?: { ok: boolean; stderr: string; outPath?: string; ms: number };
-  /** Set when the builder's time budget ran out before a step. */
-  timedOutAt?: string;
+  /** Steps that did not finish: the time budget ran out, or the command could not run. */
+  unfinished?: Record<string, string>;
+  /** The per-builder time budget in ms (for messages). */
+  budgetMs?: number;
 }
 
 export interface IdentityFacts {
@@ -86,6 +88,27 @@ function sshCommand(p: BuilderProbe): string {
 /** Nix's remote command for the builder's protocol. */
 export function remoteProgram(b: Pick<Builder, "protocol">): string {
   return b.protocol === "ssh-ng" ? "nix-daemon" : "nix-store";
+}
+
+/** A failing row for a step that did not finish (hung past the budget, or could not start). */
+function unfinished(p: BuilderProbe, step: string, id: string, title: string): CheckResult | undefined {
+  const why = p.unfinished?.[step];
+  if (why === undefined) return undefined;
+  const budget = p.budgetMs !== undefined ? ` (${Math.round(p.budgetMs / 1000)} s)` : "";
+  const timedOut = /did not finish|timed out|time budget/i.test(why);
+  return failCheck(
+    id,
+    title,
+    timedOut
+      ? `The ${step} did not finish within the time budget${budget}: the builder, its sshd or its shell start-up hangs or is very slow.`
+      : `The ${step} could not run: ${why}`,
+    {
+      fix: timedOut
+        ? `Run it by hand to see where it stops: ${sshCommand(p)} -v true — or raise --timeout if the builder is just slow.`
+        : "Install the missing program (see the message) and run nixpool doctor again.",
+      data: { step, reason: why },
+    },
+  );
 }
 
 function judgeResolve(p: BuilderProbe): CheckResult {
@@ -318,8 +341,7 @@ function judgeAuth(p: BuilderProbe, reachable: boolean, hostKeyOk: boolean): Che
   const title = "SSH key accepted";
   const s = p.session;
   if (!reachable) return skipCheck(id, title, "the builder is unreachable");
-  if (!s)
-    return skipCheck(id, title, p.timedOutAt ? `the time budget ran out (${p.timedOutAt})` : "not probed");
+  if (!s) return unfinished(p, "ssh session", id, title) ?? skipCheck(id, title, "not probed");
   const t = s.trace;
   if (t.hostKeyChanged || t.hostKeyUnknown || !hostKeyOk)
     return skipCheck(id, title, "ssh stops at the host key check (see host-key)");
@@ -657,7 +679,7 @@ function judgePing(p: BuilderProbe, sshOk: boolean): { check: CheckResult; trust
   if (!sshOk) return { check: skipCheck(id, title, "SSH login fails") };
   if (!r)
     return {
-      check: skipCheck(id, title, p.timedOutAt ? `the time budget ran out (${p.timedOutAt})` : "not probed"),
+      check: unfinished(p, "nix store ping", id, title) ?? skipCheck(id, title, "not probed"),
     };
   const uri = storeUri(p.builder);
   if (r.exitCode === 0) {
@@ -689,8 +711,7 @@ function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
   const title = "Build there and copy back";
   const r = p.roundTrip;
   if (!sshOk) return skipCheck(id, title, "SSH login fails");
-  if (!r)
-    return skipCheck(id, title, p.timedOutAt ? `the time budget ran out (${p.timedOutAt})` : "not probed");
+  if (!r) return unfinished(p, "round trip", id, title) ?? skipCheck(id, title, "not probed");
   if (r.ok) {
     return passCheck(
       id,

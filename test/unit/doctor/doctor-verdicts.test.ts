@@ -366,3 +366,23 @@ test("local hook-ssh: an alias of the machines file that the hook's ssh cannot r
   assert.match(c?.symptom ?? "", /Could not resolve hostname nixpool-b1/);
   assert.equal(c?.fix, "nixpool config apply");
 });
+
+test("a session that did not finish within the budget fails auth, not skips it", () => {
+  const p = healthy({
+    unfinished: {
+      "ssh session": "ssh did not finish within 4000 ms.",
+      "round trip": "nix-build did not finish within 4000 ms.",
+    },
+    budgetMs: 4000,
+  });
+  delete p.session;
+  delete p.roundTrip;
+  const checks = judgeBuilder(p);
+  const auth = byId(checks, "auth");
+  assert.equal(auth.status, "fail");
+  assert.match(auth.message, /did not finish within the time budget \(4 s\)/);
+  assert.equal(byId(checks, "round-trip").status, "skip");
+  const notStarted = healthy({ unfinished: { "ssh session": "Could not start ssh: spawn ssh ENOENT." } });
+  delete notStarted.session;
+  assert.match(byId(judgeBuilder(notStarted), "auth").message, /could not run: Could not start ssh/);
+});
