@@ -92,7 +92,7 @@ describe("config renderers, accepted by the real Nix and OpenSSH", () => {
       },
       {
         hostName: "nokey.example.com",
-        protocol: "ssh-ng",
+        protocol: "ssh",
         systems: ["x86_64-linux"],
         maxJobs: 1,
         speedFactor: 1,
@@ -137,7 +137,7 @@ describe("config renderers, accepted by the real Nix and OpenSSH", () => {
       assert.deepEqual(
         ours.machines.map((m) => m.storeUri),
         style.length
-          ? ["ssh-ng://nix@big.example.com", "ssh://nixpool-arm.2", "ssh-ng://nokey.example.com"]
+          ? ["ssh-ng://nix@big.example.com", "ssh://nixpool-arm.2", "ssh://nokey.example.com"]
           : ["ssh-ng://nixpool-big", "ssh://nixpool-arm.2"],
       );
       assert.equal(ours.machines[0]?.hostKey, KEY);
