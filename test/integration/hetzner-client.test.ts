@@ -161,6 +161,7 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     const pricing = await c.getPricing();
     assert.ok(pricing.primary_ips.find((p) => p.type === "ipv4")?.prices.some((p) => p.location === "fsn1"));
     assert.ok((await c.listImages({ name: "debian-12", architecture: "x86" })).length === 1);
+    assert.deepEqual(await c.listImages({ type: "snapshot", labelSelector: "nixpool=1" }), []);
     assert.ok((await c.listLocations()).some((l) => l.name === "nbg1"));
   });
 });

@@ -330,13 +330,24 @@ export class HcloudClient {
     ).body.pricing;
   }
 
+  /** Images: system images by name, or snapshots and backups (type) by label selector. */
   listImages(
-    filter: { name?: string; architecture?: string; labelSelector?: string } = {},
+    filter: {
+      name?: string;
+      architecture?: string;
+      labelSelector?: string;
+      type?: "system" | "snapshot" | "backup" | "app";
+    } = {},
   ): Promise<Image[]> {
     return this.listAll<Image>(
       "/images",
       "images",
-      { name: filter.name, architecture: filter.architecture, label_selector: filter.labelSelector },
+      {
+        name: filter.name,
+        architecture: filter.architecture,
+        label_selector: filter.labelSelector,
+        type: filter.type,
+      },
       "GET /images",
     );
   }
