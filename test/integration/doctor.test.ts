@@ -397,7 +397,7 @@ describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
   });
 });
 
-describe("nixpool doctor without Nix on this machine", () => {
+describe("nixpool doctor: checks of this machine", () => {
   test("the local nix check fails with the install command, and the exit code is 1", async () => {
     const tmp = await makeTempDir("nixpool-doctor-nonix-");
     try {
@@ -415,6 +415,29 @@ describe("nixpool doctor without Nix on this machine", () => {
       const nix = report.local.find((c) => c.id === "local.nix");
       assert.equal(nix?.status, "fail");
       assert.match(nix?.fix ?? "", /apt-get install nix-bin/);
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+
+  test("under a daemon, the hook's SSH setup is root's and NIX_SSHOPTS is reported as ignored", async () => {
+    const tmp = await makeTempDir("nixpool-doctor-daemon-");
+    try {
+      const inv = join(tmp.dir, "nixpool.toml");
+      await writeFile(inv, "");
+      const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
+        env: { NIX_REMOTE: "daemon", NIX_SSHOPTS: `-F ${join(tmp.dir, "ssh_config")}` },
+      });
+      const report = JSON.parse(r.stdout) as DoctorReport;
+      const get = (id: string) => report.local.find((c) => c.id === id);
+      assert.match(get("local.nix-mode")?.message ?? "", /nix-daemon performs builds/);
+      assert.equal(get("local.hook-ssh")?.status, "warn");
+      assert.match(
+        get("local.hook-ssh")?.message ?? "",
+        /runs as root .*\/root\/\.ssh\/config.*does not reach it/,
+      );
+      assert.match(get("local.hook-ssh")?.fix ?? "", /sudo nixpool config apply/);
+      assert.notEqual(r.exitCode, 1, r.stderr);
     } finally {
       await tmp.cleanup();
     }

@@ -77,7 +77,9 @@ export function editHint(
     return `set ${field} = ${value} under [builders.${b.name}] in ${p.inventoryPath ?? "nixpool.toml"}`;
   }
   if (b.source === "local")
-    return `recreate the local pool (nixpool local down; nixpool local up), which sets ${field} itself`;
+    return field === "maxJobs"
+      ? `recreate the local pool with fewer jobs (nixpool local down; nixpool local up --jobs ${value})`
+      : `recreate the local pool (nixpool local down; nixpool local up), which sets ${field} itself`;
   return `recreate the worker ${b.name}, which sets ${field} itself`;
 }
 
@@ -765,7 +767,12 @@ export function judgeBuilder(p: BuilderProbe): CheckResult[] {
     checks.push(judgeSpace(p, f));
     checks.push(judgeClock(p));
   } else {
-    const why = sshOk ? "the builder's facts could not be read" : "SSH login fails";
+    const blocker = checks.find(
+      (c) => c.status === "fail" && ["dns", "tcp", "host-key", "auth"].includes(c.id),
+    );
+    const why = sshOk
+      ? "the builder's facts could not be read"
+      : `the SSH login fails${blocker ? ` (see ${blocker.id})` : ""}`;
     checks.push(skipCheck("remote-nix", "Remote Nix for the protocol", why));
     checks.push(ping.check);
     for (const [id, title] of [
@@ -779,6 +786,14 @@ export function judgeBuilder(p: BuilderProbe): CheckResult[] {
     ] as const)
       checks.push(skipCheck(id, title, why));
   }
-  checks.push(judgeRoundTrip(p, sshOk));
+  const rt = judgeRoundTrip(p, sshOk);
+  const blocker = checks.find(
+    (c) => c.status === "fail" && ["dns", "tcp", "host-key", "auth"].includes(c.id),
+  );
+  checks.push(
+    rt.status === "skip" && blocker
+      ? skipCheck(rt.id, rt.title, `the SSH login fails (see ${blocker.id})`)
+      : rt,
+  );
   return checks;
 }

@@ -41,7 +41,7 @@ export function renderDoctorReport(r: DoctorReport): string {
   const failed = r.builders.filter((b) => b.status === "fail").map((b) => b.name);
   out.push("");
   out.push(
-    `${r.summary.pass} passed, ${r.summary.warn} warnings, ${r.summary.fail} failed, ${r.summary.skip} skipped in ${seconds(r.durationMs)}` +
+    `${r.summary.pass} passed, ${r.summary.warn} warning${r.summary.warn === 1 ? "" : "s"}, ${r.summary.fail} failed, ${r.summary.skip} skipped in ${seconds(r.durationMs)}` +
       (failed.length ? `; failing builders: ${failed.join(", ")}` : ""),
   );
   return out.join("\n");
