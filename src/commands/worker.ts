@@ -23,6 +23,7 @@ import {
   reapWorkers,
   recordCost,
   saveRecord,
+  startLeaseRenewal,
   workerBuilder,
   writeWorkerSshFiles,
   type HetznerSession,
@@ -88,7 +89,7 @@ export function parseWorkerRequest(
     },
     location: f.location ?? env["NIXPOOL_HCLOUD_LOCATION"] ?? DEFAULTS.location,
     image: f.image ?? env["NIXPOOL_HCLOUD_IMAGE"] ?? DEFAULTS.image,
-    ttlMs: parseDuration(f.ttl ?? defaultTtl),
+    ttlMs: parseDuration(f.ttl ?? env["NIXPOOL_HCLOUD_TTL"] ?? defaultTtl),
     holder,
     bootTimeoutMs: parseDuration(
       f.bootTimeout ?? env["NIXPOOL_HCLOUD_BOOT_TIMEOUT"] ?? "10m",
@@ -106,7 +107,10 @@ function rentOptions(cmd: Command, ttl: string): Command {
     .option("--min-memory <gb>", `with --type auto: at least G GB memory (default ${DEFAULTS.minMemory})`)
     .option("--location <loc>", `location (default $NIXPOOL_HCLOUD_LOCATION or ${DEFAULTS.location})`)
     .option("--image <image>", `image (default $NIXPOOL_HCLOUD_IMAGE or ${DEFAULTS.image})`)
-    .option("--ttl <duration>", `lease: the reaper deletes the server after this (default ${ttl})`)
+    .option(
+      "--ttl <duration>",
+      `lease: the reaper deletes the server after this (default $NIXPOOL_HCLOUD_TTL or ${ttl}; renewed while a build or shell runs)`,
+    )
     .option(
       "--boot-timeout <duration>",
       "time allowed for create, boot, SSH and Nix (default $NIXPOOL_HCLOUD_BOOT_TIMEOUT or 10m)",
@@ -209,7 +213,12 @@ export async function withRentedWorker<T>(
         { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
         log,
       );
-      outcome = { ok: true, value: await fn([workerBuilder(rec)], controller.signal, rec) };
+      const renewal = startLeaseRenewal(live, rec, req.ttlMs, log);
+      try {
+        outcome = { ok: true, value: await fn([workerBuilder(rec)], controller.signal, rec) };
+      } finally {
+        await renewal.stop();
+      }
     } catch (e) {
       outcome = { ok: false, error: e };
     }
@@ -303,7 +312,13 @@ export const registerWorker: RegisterCommands = (program, context) => {
       const controller = new AbortController();
       const untrap = trapSignals(controller, log);
       try {
-        const req = parseWorkerRequest(f, process.env, { kind: "user" }, "2h");
+        // Held by this process while it provisions (a kill -9 here is reaped), then by the user.
+        const req = parseWorkerRequest(
+          f,
+          process.env,
+          { kind: "process", pid: process.pid, host: hostname() },
+          "2h",
+        );
         const { live, teardown } = await openSessions(ctx, f, controller.signal, log);
         await reapQuietly(live, log);
         const rec = await createLease(live, req, log);
@@ -325,6 +340,8 @@ export const registerWorker: RegisterCommands = (program, context) => {
             log(`worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`);
           throw e;
         }
+        rec.lease.holder = { kind: "user" };
+        await saveRecord(ctx.stateDir, rec);
         log(
           `Worker ${rec.lease.name} is a builder now; it costs money until: nixpool worker down ${rec.lease.name}` +
             ` (the reaper deletes it after ${rec.lease.expiresAt}).`,

@@ -145,6 +145,18 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
       status: string;
     };
     assert.equal(running.status, "running");
+    const relabelled = await checked("PUT", `/servers/${server.id}`, "/servers/{id}", {
+      labels: { nixpool: "1", role: "web", "nixpool-expires": "1999999999" },
+    });
+    assert.deepEqual((relabelled.body?.["server"] as { labels: Record<string, string> }).labels, {
+      nixpool: "1",
+      role: "web",
+      "nixpool-expires": "1999999999",
+    });
+    const badLabel = await checked("PUT", `/servers/${server.id}`, "/servers/{id}", {
+      labels: { "bad key": "x" },
+    });
+    assert.equal(badLabel.status, 400);
 
     const del = await checked("DELETE", `/servers/${server.id}`, "/servers/{id}");
     const delAction = del.body?.["action"] as { id: number; command: string };

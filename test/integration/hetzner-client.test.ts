@@ -137,6 +137,8 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     );
     const done = await c.waitForAction(s.action, { pollMs: 50 });
     assert.equal(done.status, "success");
+    assert.deepEqual((await c.updateServerLabels(s.server.id, { t: "2" })).labels, { t: "2" });
+    await rejectsWith(c.updateServerLabels(s.server.id, { "bad key": "x" }), "HCLOUD_INVALID_INPUT");
     assert.equal((await c.getServer(s.server.id))?.status, "running");
     const del = await c.deleteServer(s.server.id);
     assert.ok(del);

@@ -41,10 +41,10 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
   const cli = (stateDir: string, args: string[], extraEnv: Record<string, string> = {}) =>
     runCli(stateDir, args, { env: { ...env, ...extraEnv }, cwd: stateDir, timeout: 300_000 });
   /** Starts the CLI in its own process group (as a terminal would), collecting stderr. */
-  const spawnCli = (stateDir: string, args: string[]) => {
+  const spawnCli = (stateDir: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn("node", [CLI, "--state-dir", stateDir, ...args], {
       cwd: stateDir,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, ...extraEnv },
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -193,6 +193,45 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     ]);
     assert.equal(r.exitCode, 1, r.stderr);
     assert.match(r.stderr, /action create_server \(\d+\) failed: Server creation failed/);
+    await assertNoServers();
+  });
+
+  test("a build that outlasts its lease renews it, so another owner's gc leaves the server alone", async () => {
+    const stateDir = await newStateDir("renew");
+    const other = await newStateDir("other-owner");
+    const run = spawnCli(
+      stateDir,
+      [
+        "build",
+        "--on",
+        "hetzner",
+        GRAPH,
+        "--arg",
+        "n",
+        "1",
+        "--argstr",
+        "sleep",
+        "24",
+        "--argstr",
+        "seed",
+        seed(),
+      ],
+      {
+        NIXPOOL_HCLOUD_TTL: "12s",
+      },
+    );
+    await waitFor("the build to start on the worker", () => /building leaf-/.test(run.stderr()));
+    const [server] = (await state()).servers;
+    const firstExpiry = Number(server?.labels["nixpool-expires"]);
+    // Past the original expiry: only a renewed label keeps the server out of the reaper's hands.
+    await waitFor("the original lease to expire", () => Date.now() > (firstExpiry + 2) * 1000, 60_000);
+    const gc = await cli(other, ["worker", "gc", "--json"]);
+    assert.equal(gc.exitCode, 0, gc.stderr);
+    assert.deepEqual((JSON.parse(gc.stdout) as { deleted: unknown[] }).deleted, []);
+    const renewed = Number((await state()).servers[0]?.labels["nixpool-expires"]);
+    assert.ok(renewed > firstExpiry, `${renewed} > ${firstExpiry}`);
+    assert.equal(await run.exited, 0, run.stderr());
+    assert.match(run.stderr(), /deleted; cost:/);
     await assertNoServers();
   });
 

@@ -149,6 +149,7 @@ const createServerSchema = z.object({
   firewalls: z.array(z.unknown()).optional(),
   placement_group: z.unknown().optional(),
 });
+const updateServerSchema = z.object({ name: z.string().optional(), labels: labelsSchema });
 const createSshKeySchema = z.object({
   name: z.string().min(1),
   public_key: z.string().min(1),
@@ -882,6 +883,26 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
     finishAction(a);
     return a;
   };
+  app.put("/v1/servers/:id", async (c) => {
+    const s = state.servers.get(idParam(c));
+    if (!s) throw new ApiError(404, "not_found", "server not found");
+    const body = parseBody(updateServerSchema, await readJson(c));
+    if (body.name !== undefined && body.name !== s.name) {
+      if (!HOSTNAME.test(body.name))
+        throw new ApiError(400, "invalid_input", "invalid input in field 'name'");
+      if ([...state.servers.values()].some((x) => x.name === body.name)) {
+        throw new ApiError(409, "uniqueness_error", "server name is already used", {
+          fields: [{ name: "name" }],
+        });
+      }
+      s.name = body.name;
+    }
+    if (body.labels !== undefined) {
+      checkLabels(body.labels);
+      s.labels = body.labels;
+    }
+    return c.json({ server: renderServer(s) });
+  });
   app.delete("/v1/servers/:id", (c) => {
     const s = state.servers.get(idParam(c));
     if (!s) throw new ApiError(404, "not_found", "server not found");

@@ -45,7 +45,7 @@ export interface HcloudClientOptions {
 type Query = Record<string, string | number | readonly (string | number)[] | undefined>;
 
 interface RequestSpec {
-  method: "GET" | "POST" | "DELETE";
+  method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   query?: Query;
   body?: unknown;
@@ -248,6 +248,18 @@ export class HcloudClient {
         schema: "POST /servers",
       })
     ).body;
+  }
+
+  /** Replaces a server's labels (the API's PUT replaces the whole set). */
+  async updateServerLabels(id: number, labels: Record<string, string>): Promise<Server> {
+    return (
+      await this.request<{ server: Server }>({
+        method: "PUT",
+        path: `/servers/${id}`,
+        body: { labels },
+        schema: "PUT /servers/{id}",
+      })
+    ).body.server;
   }
 
   /** Deletes a server; returns its delete action, or undefined when it was already gone. */

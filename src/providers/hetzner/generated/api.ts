@@ -201,7 +201,7 @@ export type paths = {
             cookie?: never;
         };
         get: operations["get_server"];
-        put?: never;
+        put: operations["update_server"];
         post?: never;
         delete: operations["delete_server"];
         options?: never;
@@ -2036,6 +2036,299 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        server?: {
+                            backup_window: string | null;
+                            /** Format: date-time */
+                            created: string;
+                            /** @deprecated */
+                            datacenter: {
+                                description: string;
+                                /** Format: int64 */
+                                id: number;
+                                location: {
+                                    city: string;
+                                    country: string;
+                                    description: string;
+                                    /** Format: int64 */
+                                    id: number;
+                                    /** Format: double */
+                                    latitude: number;
+                                    /** Format: double */
+                                    longitude: number;
+                                    name: string;
+                                    network_zone: string;
+                                };
+                                name: string;
+                                /** @deprecated */
+                                server_types: {
+                                    /** @deprecated */
+                                    available: number[];
+                                    /** @deprecated */
+                                    available_for_migration: number[];
+                                    /** @deprecated */
+                                    supported: number[];
+                                };
+                            };
+                            /** Format: int64 */
+                            id: number;
+                            image: {
+                                /** @enum {string} */
+                                architecture: "x86" | "arm";
+                                /** Format: int64 */
+                                bound_to: number | null;
+                                /** Format: date-time */
+                                created: string;
+                                created_from: {
+                                    /** Format: int64 */
+                                    id: number;
+                                    name: string;
+                                } | null;
+                                deleted: string | null;
+                                /** Format: date-time */
+                                deprecated: string | null;
+                                description: string;
+                                disk_size: number;
+                                /** Format: int64 */
+                                id: number;
+                                image_size: number | null;
+                                labels: {
+                                    [key: string]: string;
+                                };
+                                name: string | null;
+                                /** @enum {string} */
+                                os_flavor: "ubuntu" | "centos" | "debian" | "fedora" | "rocky" | "alma" | "opensuse" | "unknown";
+                                os_version: string | null;
+                                protection: {
+                                    delete: boolean;
+                                };
+                                rapid_deploy?: boolean;
+                                /** @enum {string} */
+                                status: "available" | "creating" | "unavailable";
+                                /** @enum {string} */
+                                type: "system" | "app" | "snapshot" | "backup";
+                            } | null;
+                            /** Format: int64 */
+                            included_traffic: number | null;
+                            /** Format: int64 */
+                            ingoing_traffic: number | null;
+                            iso: {
+                                /** @enum {string|null} */
+                                architecture: "x86" | "arm" | null;
+                                /** DeprecationInfo */
+                                deprecation: {
+                                    /** Format: date-time */
+                                    announced: string;
+                                    /** Format: date-time */
+                                    unavailable_after: string;
+                                } | null;
+                                description: string;
+                                /** Format: int64 */
+                                id: number;
+                                name: string | null;
+                                /** @enum {string|null} */
+                                type: "public" | "private" | null;
+                            } | null;
+                            labels: {
+                                [key: string]: string;
+                            };
+                            load_balancers?: number[];
+                            location: {
+                                city: string;
+                                country: string;
+                                description: string;
+                                /** Format: int64 */
+                                id: number;
+                                /** Format: double */
+                                latitude: number;
+                                /** Format: double */
+                                longitude: number;
+                                name: string;
+                                network_zone: string;
+                            };
+                            locked: boolean;
+                            name: string;
+                            /** Format: int64 */
+                            outgoing_traffic: number | null;
+                            /** PlacementGroupNullable */
+                            placement_group?: {
+                                /** Format: date-time */
+                                created: string;
+                                /** Format: int64 */
+                                id: number;
+                                labels: {
+                                    [key: string]: string;
+                                };
+                                name: string;
+                                servers: number[];
+                                /** @enum {string} */
+                                type: "spread";
+                            } | null;
+                            primary_disk_size: number;
+                            private_net: {
+                                alias_ips?: string[];
+                                ip?: string;
+                                mac_address?: string;
+                                /** Format: int64 */
+                                network?: number;
+                            }[];
+                            protection: {
+                                delete: boolean;
+                                rebuild: boolean;
+                            };
+                            public_net: {
+                                firewalls?: {
+                                    /** Format: int64 */
+                                    id?: number;
+                                    /** @enum {string} */
+                                    status?: "applied" | "pending";
+                                }[];
+                                floating_ips: number[];
+                                ipv4: {
+                                    blocked: boolean;
+                                    dns_ptr: string;
+                                    /** Format: int64 */
+                                    id?: number;
+                                    ip: string;
+                                } | null;
+                                ipv6: {
+                                    blocked: boolean;
+                                    dns_ptr: {
+                                        dns_ptr: string;
+                                        ip: string;
+                                    }[] | null;
+                                    /** Format: int64 */
+                                    id?: number;
+                                    ip: string;
+                                } | null;
+                            };
+                            rescue_enabled: boolean;
+                            server_type: {
+                                /** @enum {string} */
+                                architecture: "x86" | "arm";
+                                category?: string;
+                                cores: number;
+                                /** @enum {string} */
+                                cpu_type: "shared" | "dedicated";
+                                deprecated: boolean;
+                                /**
+                                 * DeprecationInfo
+                                 * @deprecated
+                                 */
+                                deprecation?: {
+                                    /** Format: date-time */
+                                    announced: string;
+                                    /** Format: date-time */
+                                    unavailable_after: string;
+                                } | null;
+                                description: string;
+                                disk: number;
+                                /** Format: int64 */
+                                id: number;
+                                locations: {
+                                    available: boolean;
+                                    /** DeprecationInfo */
+                                    deprecation: {
+                                        /** Format: date-time */
+                                        announced: string;
+                                        /** Format: date-time */
+                                        unavailable_after: string;
+                                    } | null;
+                                    /** Format: int64 */
+                                    id: number;
+                                    name: string;
+                                    recommended: boolean;
+                                }[];
+                                memory: number;
+                                name: string;
+                                prices: {
+                                    /** Format: int64 */
+                                    included_traffic: number;
+                                    location: string;
+                                    price_hourly: {
+                                        /** Format: decimal */
+                                        gross: string;
+                                        /** Format: decimal */
+                                        net: string;
+                                    };
+                                    price_monthly: {
+                                        /** Format: decimal */
+                                        gross: string;
+                                        /** Format: decimal */
+                                        net: string;
+                                    };
+                                    price_per_tb_traffic: {
+                                        /** Format: decimal */
+                                        gross: string;
+                                        /** Format: decimal */
+                                        net: string;
+                                    };
+                                }[];
+                                /** @enum {string} */
+                                storage_type: "local" | "network";
+                            };
+                            /** @enum {string} */
+                            status: "running" | "initializing" | "starting" | "stopping" | "off" | "deleting" | "migrating" | "rebuilding" | "unknown";
+                            volumes?: number[];
+                        };
+                    };
+                };
+            };
+        };
+    };
+    update_server: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    labels?: {
+                        [key: string]: string;
+                    };
+                    name?: string;
+                };
+            };
+        };
         responses: {
             "4xx": {
                 headers: {
