@@ -21,6 +21,8 @@ export interface ProbeContext {
   /** Per-builder time budget in ms. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Set when this machine's Nix cannot run the round trip; the reason is reported. */
+  roundTripObstacle?: string;
 }
 
 /** The Nix file of the round-trip probe: one derivation that needs nothing but /bin/sh. */
@@ -207,6 +209,7 @@ function startNixSteps(
     );
     return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr, ms: r.durationMs };
   });
+  if (ctx.roundTripObstacle) return Promise.all([ping, Promise.resolve(undefined)]);
   const roundTrip = step("round trip", async () => {
     const nonce = `${b.name}-${Date.now()}-${randomBytes(4).toString("hex")}`;
     const r = await runBudgeted(
@@ -258,6 +261,7 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
     builder: b,
     sshConfigPath: ctx.sshConfigPath,
     budgetMs: ctx.timeoutMs,
+    ...(ctx.roundTripObstacle ? { roundTripSkipped: ctx.roundTripObstacle } : {}),
     ...(ctx.inventoryPath ? { inventoryPath: ctx.inventoryPath } : {}),
   };
   const step = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {

@@ -112,8 +112,8 @@ async function resolveAliases(f: LocalFacts): Promise<{ alias: string; hostname:
   );
 }
 
-/** Gathers the facts about this machine's Nix that the local checks judge. */
-export async function probeLocal(o: { poolUris: string[]; signal?: AbortSignal }): Promise<LocalFacts> {
+/** The quick part of the local facts: user, Nix version and settings, daemon or not. */
+export async function probeLocalNix(o: { poolUris: string[]; signal?: AbortSignal }): Promise<LocalFacts> {
   const info = userInfo();
   const signalOpt = o.signal ? { signal: o.signal } : {};
   const [groups, version, config, daemonSocket, stateWritable, daemonSshOpts] = await Promise.all([
@@ -152,16 +152,21 @@ export async function probeLocal(o: { poolUris: string[]; signal?: AbortSignal }
     poolUris: o.poolUris,
   };
   if (daemonSshOpts) facts.daemonSshOpts = daemonSshOpts;
-  if ("config" in config && config.config) {
-    facts.config = config.config;
-    const builders = config.config["builders"];
+  if ("config" in config && config.config) facts.config = config.config;
+  else if ("error" in config && config.error) facts.configError = config.error;
+  return facts;
+}
+
+/** Completes the local facts: the machines Nix reads, substituters, and the hook's ssh aliases. */
+export async function completeLocalFacts(base: LocalFacts, signal?: AbortSignal): Promise<LocalFacts> {
+  const facts: LocalFacts = { ...base };
+  if (facts.config) {
+    const builders = facts.config["builders"];
     facts.machines = await readMachines(typeof builders === "string" ? builders : "");
     facts.substituters = await Promise.all(
-      configWords(config.config, "substituters").map((u) => probeSubstituter(u, o.signal)),
+      configWords(facts.config, "substituters").map((u) => probeSubstituter(u, signal)),
     );
     facts.aliases = await resolveAliases(facts);
-  } else if ("error" in config && config.error) {
-    facts.configError = config.error;
   }
   return facts;
 }

@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Builder } from "../core/builder.js";
 import { judgeBuilder } from "../core/doctor/builder-verdicts.js";
-import { judgeLocal } from "../core/doctor/local-verdicts.js";
+import { judgeLocal, roundTripObstacle } from "../core/doctor/local-verdicts.js";
 import { assembleBuilderReport, assembleReport, type DoctorReport } from "../core/doctor/model.js";
 import { machinesUri } from "../core/machines.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { probeBuilder, PROBE_NIX } from "./builder-probe.js";
-import { probeLocal } from "./local-probe.js";
+import { completeLocalFacts, probeLocalNix } from "./local-probe.js";
 
 export interface DoctorOptions {
   builders: Builder[];
@@ -39,13 +39,14 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       renderSshConfig(o.builders, { knownHostsFile: knownHostsPath, connectTimeout }),
     );
     await writeFile(probeNixFile, PROBE_NIX);
+    // The quick local facts first: they decide whether the round trip can go through this machine's Nix.
+    const base = await probeLocalNix({
+      poolUris: o.builders.map((b) => machinesUri(b)),
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    const obstacle = roundTripObstacle(base);
     const localPromise =
-      o.local === false
-        ? Promise.resolve([])
-        : probeLocal({
-            poolUris: o.builders.map((b) => machinesUri(b)),
-            ...(o.signal ? { signal: o.signal } : {}),
-          }).then(judgeLocal);
+      o.local === false ? Promise.resolve([]) : completeLocalFacts(base, o.signal).then(judgeLocal);
     const builderReports = Promise.all(
       o.builders.map(async (b) => {
         const t0 = Date.now();
@@ -53,6 +54,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
           sshConfigPath,
           probeNixFile,
           timeoutMs: o.timeoutMs,
+          ...(obstacle ? { roundTripObstacle: obstacle } : {}),
           ...(o.inventoryPath ? { inventoryPath: o.inventoryPath } : {}),
           ...(o.signal ? { signal: o.signal } : {}),
         });

@@ -36,6 +36,8 @@ export interface BuilderProbe {
   roundTrip?: { ok: boolean; stderr: string; outPath?: string; ms: number };
   /** Steps that did not finish: the time budget ran out, or the command could not run. */
   unfinished?: Record<string, string>;
+  /** Why the round trip was not attempted (e.g. this machine's daemon ignores --builders from us). */
+  roundTripSkipped?: string;
   /** The per-builder time budget in ms (for messages). */
   budgetMs?: number;
 }
@@ -713,6 +715,7 @@ function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
   const title = "Build there and copy back";
   const r = p.roundTrip;
   if (!sshOk) return skipCheck(id, title, "SSH login fails");
+  if (p.roundTripSkipped) return skipCheck(id, title, p.roundTripSkipped);
   if (!r) return unfinished(p, "round trip", id, title) ?? skipCheck(id, title, "not probed");
   if (r.ok) {
     return passCheck(
@@ -726,6 +729,20 @@ function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
     );
   }
   const known = classifyFailure(r.stderr);
+  if (known && ["dns", "tcp", "host-key", "auth", "identity"].includes(known.check)) {
+    // nixpool's own ssh logged in, so the build hook's ssh sees another setup (root's, under a daemon).
+    return failCheck(
+      id,
+      title,
+      `Nix's build hook could not log in to ${p.builder.name} (${known.cause}) although nixpool's ssh_config can: the hook's ssh (root's, when nix-daemon runs it) lacks nixpool's aliases, pinned keys or identity.`,
+      {
+        symptom: symptomOf(r.stderr),
+        fix: "Install nixpool's ssh_config and known_hosts where the hook's ssh reads them: sudo nixpool config apply (see the local.hook-ssh check).",
+        durationMs: r.ms,
+        data: { stderr: r.stderr.split("\n").slice(-8).join("\n") },
+      },
+    );
+  }
   return failCheck(
     id,
     title,

@@ -263,3 +263,16 @@ export function judgeLocal(f: LocalFacts): CheckResult[] {
     judgeUseSubstitutes(f),
   ];
 }
+
+/**
+ * Why the round trip through this machine's Nix cannot test a builder, if it cannot: under a
+ * nix-daemon that does not trust us, --builders is dropped and only the daemon's machines count.
+ */
+export function roundTripObstacle(f: LocalFacts): string | undefined {
+  if (!f.nix.version) return "Nix is missing on this machine (see local.nix)";
+  if (localStoreKind(f) !== "daemon" || f.uid === 0) return undefined;
+  const trusted = f.config ? matchNixUser(f.user, f.groups, configWords(f.config, "trusted-users")) : false;
+  return trusted
+    ? undefined
+    : `this machine's nix-daemon ignores --builders from ${f.user} (see local.trusted-user); run sudo nixpool doctor for the round trip`;
+}

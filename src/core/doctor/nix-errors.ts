@@ -53,6 +53,11 @@ const KNOWN: { pattern: RegExp; check: string; cause: string }[] = [
     cause: "the builder's allowed-users excludes the login user",
   },
   {
+    pattern: /unable to start any build; either increase '--max-jobs' or enable remote builds/,
+    check: "local.trusted-user",
+    cause: "this machine's Nix ignored the builders it was given (an untrusted user under nix-daemon)",
+  },
+  {
     pattern: /No space left on device|database or disk is full/,
     check: "store-space",
     cause: "the builder's store ran out of space",

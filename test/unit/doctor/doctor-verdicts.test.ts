@@ -6,7 +6,12 @@ import {
   remoteStoreKind,
   type BuilderProbe,
 } from "../../../src/core/doctor/builder-verdicts.js";
-import { judgeLocal, localStoreKind, type LocalFacts } from "../../../src/core/doctor/local-verdicts.js";
+import {
+  judgeLocal,
+  localStoreKind,
+  roundTripObstacle,
+  type LocalFacts,
+} from "../../../src/core/doctor/local-verdicts.js";
 import { assembleBuilderReport, assembleReport, computeExitCode } from "../../../src/core/doctor/model.js";
 import { parseRemoteFacts, parseSshVerbose, type RemoteFacts } from "../../../src/core/doctor/parse.js";
 import { renderDoctorReport, toDoctorJson } from "../../../src/core/doctor/render.js";
@@ -385,4 +390,38 @@ test("a session that did not finish within the budget fails auth, not skips it",
   const notStarted = healthy({ unfinished: { "ssh session": "Could not start ssh: spawn ssh ENOENT." } });
   delete notStarted.session;
   assert.match(byId(judgeBuilder(notStarted), "auth").message, /could not run: Could not start ssh/);
+});
+
+test("the round trip is skipped, with the reason, when this machine's daemon would drop --builders", () => {
+  assert.match(roundTripObstacle(local()) ?? "", /ignores --builders from alice .*sudo nixpool doctor/);
+  assert.equal(
+    roundTripObstacle(local({ config: { ...local().config, "trusted-users": ["root", "alice"] } })),
+    undefined,
+  );
+  assert.equal(roundTripObstacle(local({ uid: 0, user: "root" })), undefined);
+  assert.equal(roundTripObstacle(local({ stateWritable: true, daemonSocket: false })), undefined);
+  const p = healthy({ roundTripSkipped: "this machine's nix-daemon ignores --builders from alice" });
+  delete p.roundTrip;
+  const rt = byId(judgeBuilder(p), "round-trip");
+  assert.equal(rt.status, "skip");
+  assert.match(rt.message, /ignores --builders from alice/);
+});
+
+test("a round trip whose hook cannot log in although nixpool's ssh can points at the hook's ssh setup", () => {
+  const rt = byId(
+    judgeBuilder(
+      healthy({
+        roundTrip: {
+          ok: false,
+          stderr:
+            "ssh: Could not resolve hostname nixpool-b1: Name or service not known\nerror: cannot open connection to remote store 'ssh-ng://nixpool-b1': error: unexpected end-of-file\n",
+          ms: 300,
+        },
+      }),
+    ),
+    "round-trip",
+  );
+  assert.equal(rt.status, "fail");
+  assert.match(rt.message, /build hook could not log in/);
+  assert.match(rt.fix ?? "", /sudo nixpool config apply/);
 });
