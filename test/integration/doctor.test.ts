@@ -21,6 +21,8 @@ const SYSTEM = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
 
 interface InvBuilder {
   host: string;
+  port?: number;
+  supportedFeatures?: string[];
   user?: string;
   protocol?: "ssh" | "ssh-ng";
   systems?: string[];
@@ -36,6 +38,8 @@ function renderInventory(builders: Record<string, InvBuilder>): string {
       [
         `[builders.${name}]`,
         `host = ${q(b.host)}`,
+        ...(b.port ? [`port = ${b.port}`] : []),
+        ...(b.supportedFeatures ? [`supportedFeatures = [${b.supportedFeatures.map(q).join(", ")}]`] : []),
         ...(b.user ? [`user = ${q(b.user)}`] : []),
         `protocol = ${q(b.protocol ?? "ssh-ng")}`,
         `systems = [${(b.systems ?? [SYSTEM]).map(q).join(", ")}]`,
@@ -111,6 +115,18 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     await mkdir(fakeBin);
     for (const n of await readdir("/usr/bin"))
       if (n !== "nix-daemon") await symlink(join("/usr/bin", n), join(fakeBin, n));
+    // Fault: the builder's clock two hours ahead (a time namespace cannot move the real-time
+    // clock, so its `date` is the one program replaced).
+    const skewBin = join(tmp.dir, "bin-skewed-date");
+    await mkdir(skewBin);
+    await writeFile(
+      join(skewBin, "date"),
+      '#!/bin/sh\nexec /usr/bin/date -d "@$(( $(/usr/bin/date +%s) + 7200 ))" "$@"\n',
+      { mode: 0o755 },
+    );
+    // Fault: a key protected by a passphrase.
+    const withPassphrase = join(keyDir, "id_passphrase");
+    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "correct horse", "-f", withPassphrase]);
     // Fault: a non-root login needs an authorized_keys file it can read.
     const akAll = join(tmp.dir, "authorized_keys_all");
     await writeFile(akAll, `${keys.edPub}\n`, { mode: 0o644 });
@@ -132,6 +148,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       startHost(spec("unreachable")),
       startHost(spec("tinystore")),
       startHost(spec("hang", { sshdConfig: "ForceCommand /bin/sleep 600" })),
+      startHost(spec("skewed", { sshdConfig: `SetEnv PATH=${skewBin}:/usr/bin:/bin` })),
     ]);
     for (const r of started) if (r.status === "fulfilled") hosts.push(r.value);
     const failed = started.find((r) => r.status === "rejected");
@@ -188,6 +205,13 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       unreachable: base("unreachable"),
       "tiny-store": base("tinystore"),
       "wrong-system": { ...base("healthy"), systems: ["aarch64-linux"] },
+      "missing-feature": { ...base("healthy"), supportedFeatures: ["cuda"] },
+      "too-many-jobs": { ...base("healthy"), maxJobs: 512 },
+      "not-pinned": { host: h("healthy").address, user: "root", identityFile: ed },
+      "no-such-host": { ...base("healthy"), host: "no-such-builder.invalid" },
+      "wrong-port": { ...base("healthy"), port: 2222 },
+      passphrase: { ...base("healthy"), identityFile: withPassphrase },
+      skewed: base("skewed"),
     });
     invPath = join(tmp.dir, "nixpool.toml");
     await writeFile(invPath, inventory + renderInventory({ hang: base("hang") }));
@@ -337,6 +361,45 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(auth.status, "fail");
     assert.match(auth.message, /did not finish within the time budget \(4 s\)/);
     assert.equal(check(hang, "hang", "round-trip").status, "skip");
+  });
+
+  test("a declared feature the builder lacks, more jobs than cores", () => {
+    const f = check(report, "missing-feature", "features");
+    assert.equal(f.status, "fail");
+    assert.match(f.message, /supports cuda/);
+    assert.match(f.fix ?? "", /system-features = .*cuda/);
+    const j = check(report, "too-many-jobs", "max-jobs");
+    assert.equal(j.status, "warn");
+    assert.match(j.fix ?? "", /maxJobs = \d+ under \[builders\.too-many-jobs\]/);
+  });
+
+  test("no pinned key: the key line to pin, never a connection that accepts it", () => {
+    const c = check(report, "not-pinned", "host-key");
+    assert.equal(c.status, "fail");
+    const healthy = hosts.find((x) => x.name === "healthy");
+    assert.ok(c.fix?.includes(`hostKey = "${healthy?.hostKeyPub ?? "?"}"`), c.fix);
+    assert.equal(check(report, "not-pinned", "round-trip").status, "skip");
+  });
+
+  test("a name that does not resolve, a port nothing listens on", () => {
+    assert.equal(check(report, "no-such-host", "dns").status, "fail");
+    assert.equal(check(report, "no-such-host", "tcp").status, "skip");
+    const tcp = check(report, "wrong-port", "tcp");
+    assert.equal(tcp.status, "fail");
+    assert.match(tcp.message, /connection refused/);
+  });
+
+  test("a passphrase-protected key cannot be used in batch mode", () => {
+    const c = check(report, "passphrase", "identity");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /passphrase/);
+  });
+
+  test("a builder clock two hours ahead", () => {
+    const c = check(report, "skewed", "clock");
+    assert.equal(c.status, "warn");
+    assert.match(c.message, /\d+ s ahead/);
+    assert.ok(((c.data?.["skewSeconds"] as number | undefined) ?? 0) > 7000);
   });
 
   test("wrong system in the inventory: the systems line to write", () => {
