@@ -4,7 +4,7 @@
 // only) holding them, and a nix-daemon so that non-root sessions reach the host's store.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -13,7 +13,7 @@ import { hostExecArgv, startHost, stopHost, type HostRecord } from "../../src/pr
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
 
-const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina"] as const;
+const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina", "hank"] as const;
 const FIRST_UID = 62101;
 
 describe("access control on a real sshd", () => {
@@ -156,9 +156,15 @@ describe("access control on a real sshd", () => {
       "--expires",
       "2030-01-01",
     ]);
-    await mustCli(["access", "sync", "--github-url", gh.url]);
+    await mustCli(["access", "add", "hank", "--key", await pub("hank"), "--vouched-by", "alice"]);
+    // Static files for ssh:// (nix-store --serve): hank's only, so the others keep ssh-ng.
+    const staticDir = join(tmp.dir, "authorized_keys.d");
+    await mustCli(["access", "sync", "--github-url", gh.url, "--write", staticDir, "--protocol", "ssh"]);
+    for (const n of await readdir(staticDir)) if (n !== "hank") await rm(join(staticDir, n));
     await mustCli(["ca", "init"]);
-    const sshdConfig = (await mustCli(["access", "sshd-config"])).stdout;
+    const hostDir = join(tmp.dir, "host");
+    // First value wins: root keeps the pool's file, members also get nixpool's static files.
+    const sshdConfig = `AuthorizedKeysFile ${hostDir}/authorized_keys ${staticDir}/%u\n${(await mustCli(["access", "sshd-config"])).stdout}`;
     const nixConf = (await mustCli(["access", "nix-conf"])).stdout;
     assert.match(sshdConfig, /TrustedUserCAKeys/);
 
@@ -184,7 +190,7 @@ describe("access control on a real sshd", () => {
 
     host = await startHost({
       name: "access",
-      dir: join(tmp.dir, "host"),
+      dir: hostDir,
       jobs: 1,
       authorizedKeys: [await pub("operator")],
       nixConf,
@@ -253,6 +259,27 @@ describe("access control on a real sshd", () => {
     const out = built.stdout.trim().split("\n").at(-1) ?? "";
     assert.match(out, /^\/nix\/store\/[a-z0-9]{32}-access-build$/);
     assert.equal((await run(hostExecArgv(host as HostRecord, ["cat", out]))).stdout.trim(), nonce);
+  });
+
+  test("a static file written by access sync --write gives ssh:// (nix-store --serve) and nothing else", async () => {
+    const r = await run(
+      [
+        "nix",
+        "--extra-experimental-features",
+        "nix-command",
+        "--option",
+        "substituters",
+        "",
+        "store",
+        "ping",
+        "--store",
+        `ssh://hank@${host?.address}`,
+      ],
+      { reject: false, timeout: 60_000, env: { NIX_SSHOPTS: sshOpts(key("hank")).join(" ") } },
+    );
+    assert.equal(r.exitCode, 0, `${r.stderr}\n--- sshd log ---\n${await sshdLogTail()}`);
+    const cmd = await ssh("hank", key("hank"), [], "echo owned-$((6*7))");
+    assert.doesNotMatch(cmd.stdout, /owned-42/);
   });
 
   test("an unlisted key, a removed user and an expired user are refused", async () => {
