@@ -1,5 +1,6 @@
-import { lstat, readdir, rm } from "node:fs/promises";
+import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { run } from "../adapters/runner.js";
 import { planHousekeeping, type HousekeepingEntry } from "../core/access/housekeeping.js";
 
 export interface HousekeepingOptions {
@@ -74,7 +75,9 @@ export async function runHousekeeping(
   let removed = 0;
   if (!o.dryRun) {
     for (const e of entries) {
-      await rm(e.path, { recursive: true, force: true });
+      // GNU rm walks with openat/unlinkat and never follows a symlink a user swaps in mid-way;
+      // --one-file-system keeps it off bind mounts.
+      await run(["rm", "-rf", "--one-file-system", "--", e.path], { timeout: 600_000 });
       removed++;
     }
   }
