@@ -199,6 +199,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       "rsa-offered": { ...base("edonly"), identityFile: keys.rsa },
       "ed25519-offered": { ...base("rsaonly"), identityFile: keys.ed },
       untrusted: base("untrusted"),
+      "untrusted-ssh": { ...base("untrusted"), protocol: "ssh" },
       "single-user": { ...base("singleuser"), user: "nixtest" },
       "no-nix-daemon": base("nodaemon"),
       "nodaemon-ssh": { ...base("nodaemon"), protocol: "ssh" },
@@ -307,6 +308,12 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(rt.status, "fail");
     assert.match(rt.symptom ?? "", /you are not privileged to build input-addressed derivations/);
     assert.equal(check(report, "untrusted", "store-mode").message.startsWith("Multi-user"), true);
+    // ssh:// (nix-store --serve) goes through the same daemon and is refused the same way.
+    assert.equal(check(report, "untrusted-ssh", "trust").status, "fail");
+    assert.match(
+      check(report, "untrusted-ssh", "round-trip").symptom ?? "",
+      /not privileged to build input-addressed/,
+    );
   });
 
   test("single-user remote store: the per-user permission error, log in as the owner", () => {
