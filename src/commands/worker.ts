@@ -298,9 +298,13 @@ async function withSession<T>(
   return fn(s, log);
 }
 
+let sourceRegistered = false;
+
 /** nixpool worker up/list/down/gc/shell: temporary cloud builders that never leak. */
 export const registerWorker: RegisterCommands = (program, context) => {
-  registerBuilderSource(readWorkerBuilders);
+  // Once per process, however often a program is built (tests build several).
+  if (!sourceRegistered) registerBuilderSource(readWorkerBuilders);
+  sourceRegistered = true;
   const worker = program.command("worker").description("rent temporary cloud builders (Hetzner Cloud)");
 
   rentOptions(worker.command("up").description("rent a worker and add it to the pool's builders"), "2h")
