@@ -44,14 +44,16 @@ export function renderCloudInit(spec: CloudInitSpec): string {
     },
     users: [{ name: "root", lock_passwd: true, ssh_authorized_keys: spec.authorizedKeys }],
     package_update: true,
-    packages: ["nix-bin"],
+    // Debian's Nix; nix-setup-systemd brings the daemon unit and the nixbld build users.
+    packages: ["nix-bin", "nix-setup-systemd"],
     write_files: [
       {
         path: "/etc/nix/nix.conf",
         owner: "root:root",
         permissions: "0644",
         content: renderWorkerNixConf(spec),
-        // After package installation, so the package's own nix.conf does not win.
+        // Appended after package installation: Debian's own lines (sandbox = false) stay, ours win.
+        append: true,
         defer: true,
       },
     ],

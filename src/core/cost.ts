@@ -213,7 +213,8 @@ export interface TypeOffer {
   architecture: string;
   deprecated: boolean;
   deprecation?: unknown;
-  locations: { name: string; available: boolean }[];
+  /** Where it is offered; a location entry with a deprecation is being phased out there. */
+  locations: { name: string; available: boolean; deprecation?: unknown }[];
 }
 
 export interface TypeChoice {
@@ -237,7 +238,7 @@ export function chooseServerType(
     .filter((t) => !t.deprecated && (t.deprecation === undefined || t.deprecation === null))
     .filter((t) => t.architecture === req.architecture)
     .filter((t) => t.cores >= req.minCores && t.memory >= req.minMemory)
-    .filter((t) => t.locations.some((l) => l.name === location && l.available))
+    .filter((t) => t.locations.some((l) => l.name === location && l.available && !l.deprecation))
     .flatMap((t) => {
       const r = prices.serverTypes[t.name]?.[location];
       return r ? [{ type: t, hourly: r.hourly }] : [];

@@ -129,4 +129,11 @@ test("--type auto picks the cheapest available, non-deprecated type that fits, i
     ),
     undefined,
   );
+  const phasedOut = offer("cx22", 2, 4, {
+    locations: [{ name: "fsn1", available: true, deprecation: { announced: "2026-01-01" } }],
+  });
+  assert.equal(
+    chooseServerType([phasedOut, offer("cpx11", 2, 2)], "fsn1", req, FALLBACK_PRICES)?.type.name,
+    "cpx11",
+  );
 });
