@@ -1,14 +1,14 @@
 // Measures `nixpool access keys` with 10,000 members (docs/performance.md, "Access keys latency").
-// Run: npm run build && node --import tsx test/perf/access-keys-latency.ts [members] [runs]
+// Run: npm run build && node --import tsx bench/access-keys-latency.ts [members] [runs]
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { run } from "../../src/adapters/runner.js";
+import { run } from "../src/adapters/runner.js";
 
 const members = Number(process.argv[2] ?? 10_000);
 const runs = Number(process.argv[3] ?? 50);
-const root = resolve(import.meta.dirname, "../..");
+const root = resolve(import.meta.dirname, "..");
 const cli = join(root, "dist/cli/main.js");
 const entry = join(root, "dist/access/keys-command.js");
 
