@@ -9,7 +9,7 @@ import { runInteractive } from "../adapters/runner.js";
 import { sshAlias, storeUri, type Builder } from "../core/builder.js";
 import { formatWorkerCost, type WorkerCost } from "../core/cost.js";
 import { configError, ExitCode, isNixpoolError, NixpoolError } from "../core/errors.js";
-import { parseDuration, type LeaseHolder } from "../core/lease.js";
+import { LABELS, MANAGED_SELECTOR, parseDuration, type LeaseHolder } from "../core/lease.js";
 import { renderMachinesLine } from "../core/machines.js";
 import {
   createLease,
@@ -360,9 +360,10 @@ export const registerWorker: RegisterCommands = (program, context) => {
   worker
     .command("list")
     .description("list workers with status, lease expiry and cost so far")
+    .option("--all", "list every nixpool server of the project (any owner), from the API")
     .option("--token-file <file>", "file holding the Hetzner Cloud API token")
     .option("--json", "print JSON")
-    .action(async (f: { tokenFile?: string; json?: boolean }) => {
+    .action(async (f: { all?: boolean; tokenFile?: string; json?: boolean }) => {
       const ctx = context();
       const log = logFor(ctx);
       // Without a token the local records are still worth showing; the reaper needs the API.
@@ -371,31 +372,61 @@ export const registerWorker: RegisterCommands = (program, context) => {
         env: process.env,
         tokenFile: f.tokenFile,
       }).catch((e: unknown) => {
-        if (!(isNixpoolError(e) && e.code === "HCLOUD_TOKEN_MISSING")) throw e;
+        if (f.all || !(isNixpoolError(e) && e.code === "HCLOUD_TOKEN_MISSING")) throw e;
         log("warning: no Hetzner Cloud token; showing local records only, without gc.");
         return undefined;
       });
-      {
-        if (session) await reapQuietly(session, log);
-        const now = Date.now();
-        const rows = (await readRecords(ctx.stateDir, log)).map((r) => summarise(r, now));
-        if (f.json) return ctx.output.json({ workers: rows });
-        if (rows.length === 0) return ctx.output.out("No workers. Rent one with: nixpool worker up");
-        ctx.output.out(
+      if (session) await reapQuietly(session, log);
+      if (f.all && session) {
+        const servers = (await session.client.listServers({ labelSelector: MANAGED_SELECTOR })).map((x) => ({
+          name: x.name,
+          id: x.id,
+          status: x.status,
+          type: x.server_type.name,
+          location: x.location.name,
+          address: x.public_net.ipv4?.ip ?? null,
+          owner:
+            x.labels[LABELS.owner] === session.owner ? "this state dir" : (x.labels[LABELS.owner] ?? "?"),
+          expiresAt: Number.isFinite(Number(x.labels[LABELS.expires]))
+            ? new Date(Number(x.labels[LABELS.expires]) * 1000).toISOString()
+            : null,
+        }));
+        if (f.json) return ctx.output.json({ servers });
+        if (servers.length === 0) return ctx.output.out("No nixpool servers in this project.");
+        return ctx.output.out(
           renderTable(
-            ["NAME", "STATUS", "TYPE", "LOCATION", "ADDRESS", "EXPIRES", "COST SO FAR"],
-            rows.map((r) => [
-              r.name,
-              r.status,
-              r.type,
-              r.location,
-              r.address ?? "-",
-              r.expiresAt,
-              `€${r.cost.net.toFixed(4)} net (${r.cost.hours} h)`,
+            ["SERVER", "ID", "STATUS", "TYPE", "LOCATION", "ADDRESS", "OWNER", "EXPIRES"],
+            servers.map((x) => [
+              x.name,
+              String(x.id),
+              x.status,
+              x.type,
+              x.location,
+              x.address ?? "-",
+              x.owner,
+              x.expiresAt ?? "-",
             ]),
           ),
         );
       }
+      const now = Date.now();
+      const rows = (await readRecords(ctx.stateDir, log)).map((r) => summarise(r, now));
+      if (f.json) return ctx.output.json({ workers: rows });
+      if (rows.length === 0) return ctx.output.out("No workers. Rent one with: nixpool worker up");
+      ctx.output.out(
+        renderTable(
+          ["NAME", "STATUS", "TYPE", "LOCATION", "ADDRESS", "EXPIRES", "COST SO FAR"],
+          rows.map((r) => [
+            r.name,
+            r.status,
+            r.type,
+            r.location,
+            r.address ?? "-",
+            r.expiresAt,
+            `€${r.cost.net.toFixed(4)} net (${r.cost.hours} h)`,
+          ]),
+        ),
+      );
     });
 
   worker

@@ -415,6 +415,21 @@ describe("worker gc by labels (API only)", { timeout: 120_000 }, () => {
       "nixpool-00000000b2",
       "not-nixpool",
     ]);
+    const all = await runCli(dir, ["worker", "list", "--all", "--json"], {
+      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN },
+    });
+    assert.equal(all.exitCode, 0, all.stderr);
+    assert.deepEqual(
+      (JSON.parse(all.stdout) as { servers: { name: string; owner: string }[] }).servers.map((x) => [
+        x.name,
+        x.owner,
+      ]),
+      [["nixpool-00000000b2", "bbbbbbbbbbbb"]],
+    );
+    const offline = await runCli(dir, ["worker", "list", "--json"], { env: { HCLOUD_TOKEN: "" } });
+    assert.equal(offline.exitCode, 0, offline.stderr);
+    assert.match(offline.stderr, /no Hetzner Cloud token; showing local records only/);
+    assert.deepEqual(JSON.parse(offline.stdout), { workers: [] });
     const noToken = await runCli(dir, ["worker", "gc"], {
       env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: "" },
     });
