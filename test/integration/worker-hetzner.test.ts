@@ -164,6 +164,33 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     await assertNoServers();
   });
 
+  test("a create whose answer was lost is retried without making a second server", async () => {
+    const stateDir = await newStateDir("lost-answer");
+    const before = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+    await fault([
+      { kind: "drop", count: 1, after: true, method: "POST", path: "/ssh_keys" },
+      { kind: "drop", count: 1, after: true, method: "POST", path: "/servers" },
+    ]);
+    const r = await cli(stateDir, [
+      "build",
+      "--on",
+      "hetzner",
+      GRAPH,
+      "--arg",
+      "n",
+      "1",
+      "--argstr",
+      "seed",
+      seed(),
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stderr, /POST \/servers → .*; retry 1/);
+    assert.match(r.stderr, /the server was created by an earlier attempt; using it/);
+    const after = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+    assert.equal(after.servers_created - before.servers_created, 1);
+    await assertNoServers();
+  });
+
   test("a server that never becomes reachable ends in a clear error and is deleted", async () => {
     const stateDir = await newStateDir("noboot");
     await fault({ kind: "boot", mode: "unreachable" });

@@ -98,6 +98,8 @@ export interface EmulatorState {
   actions: Map<number, ActionRecord>;
   faults: Fault[];
   requests: number;
+  /** Servers created since start (a retried create must not add one). */
+  serversCreated: number;
 }
 
 export interface HetznerEmulator {
@@ -181,6 +183,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
     actions: new Map(),
     faults: [],
     requests: 0,
+    serversCreated: 0,
   };
   let nextId = 1000;
   const newId = () => ++nextId;
@@ -535,6 +538,11 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
     }
     rateHeaders(c);
     try {
+      if (fault?.kind === "drop" && fault.after) {
+        await next();
+        c.env.incoming.socket.destroy();
+        return;
+      }
       if (fault?.kind === "drop") {
         c.env.incoming.socket.destroy();
         throw new ApiError(503, "unavailable", "connection dropped");
@@ -856,6 +864,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
       timers: [],
     };
     state.servers.set(id, server);
+    state.serversCreated++;
     let fault: Extract<Fault, { kind: "boot" }> | undefined;
     try {
       fault = await bootServer(server, sshKeys);
@@ -920,6 +929,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
   app.get("/_emulator/state", (c) =>
     c.json({
       requests: state.requests,
+      servers_created: state.serversCreated,
       faults: state.faults,
       servers: [...state.servers.values()].map((s) => ({
         id: s.id,

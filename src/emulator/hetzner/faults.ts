@@ -21,10 +21,12 @@ export const faultSchema = z.discriminatedUnion("kind", [
     method: z.string().optional(),
     path: z.string().optional(),
   }),
-  /** Closes the connection without an answer. */
+  /** Closes the connection without an answer (before or after handling the request). */
   z.object({
     kind: z.literal("drop"),
     count: z.int().min(1),
+    /** Handle the request first, then close without answering (the client never learns it worked). */
+    after: z.boolean().default(false),
     method: z.string().optional(),
     path: z.string().optional(),
   }),
