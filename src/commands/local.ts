@@ -2,6 +2,7 @@ import type { RegisterCommands } from "../cli/commands.js";
 import { renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
 import { poolDown, poolHealth, poolUp, readPool } from "../providers/local/pool.js";
+import { findOrphanHosts, requireRoot, stopHost } from "../providers/local/host.js";
 
 function parseCount(value: string, flag: string): number {
   const n = Number(value);
@@ -87,6 +88,31 @@ export const registerLocal: RegisterCommands = (program, context) => {
           "Some builder hosts are not running; restart the pool: nixpool local down && nixpool local up",
         );
       }
+    });
+
+  local
+    .command("gc")
+    .description("stop builder hosts whose state directory is gone (deleted by hand, or a crashed start)")
+    .option("--dry-run", "only list them")
+    .option("--json", "print JSON")
+    .action(async (opts: { dryRun?: boolean; json?: boolean }) => {
+      const ctx = context();
+      requireRoot();
+      const orphans = await findOrphanHosts();
+      if (!opts.dryRun) {
+        for (const o of orphans) await stopHost({ netns: o.netns, slot: o.slot, dir: "", sshdPid: 0 });
+      }
+      if (opts.json) return ctx.output.json({ dryRun: Boolean(opts.dryRun), orphans });
+      if (orphans.length === 0) return ctx.output.out("No orphaned builder hosts.");
+      ctx.output.out(
+        renderTable(
+          ["NETNS", "PIDS", "STATE DIRECTORY (gone)"],
+          orphans.map((o) => [o.netns, o.pids.join(",") || "-", o.dir ?? "-"]),
+        ) +
+          (opts.dryRun
+            ? "\nRemove them with: nixpool local gc"
+            : `\nStopped ${orphans.length} orphaned builder hosts.`),
+      );
     });
 
   local

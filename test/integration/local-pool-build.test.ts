@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, readFile, readlink, writeFile } from "node:fs/promises";
+import { chmod, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -340,6 +340,30 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.match(r.stderr, /A Nix daemon performs your builds/);
       assert.match(r.stderr, /hint: .*nixpool config apply/);
       assert.ok(!existsSync(join(dir, "r")));
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("local gc stops hosts whose state directory was deleted, and only those", async () => {
+    const { dir: lostState, cleanup } = await makeTempDir("nixpool-lost-");
+    try {
+      const up = await runCli(lostState, ["local", "up", "--builders", "1", "--jobs", "1", "--json"]);
+      assert.equal(up.exitCode, 0, up.stderr);
+      const lost = (JSON.parse(up.stdout) as { pool: Pool }).pool.hosts[0];
+      assert.ok(lost);
+      await rm(lostState, { recursive: true, force: true });
+      const dry = await runCli(stateDir, ["local", "gc", "--dry-run", "--json"]);
+      const found = (JSON.parse(dry.stdout) as { orphans: { netns: string }[] }).orphans.map((o) => o.netns);
+      assert.ok(found.includes(lost.netns), "the lost host is found");
+      for (const h of pool.hosts) assert.ok(!found.includes(h.netns), "live pools are not orphans");
+      assert.equal(isAlive(lost.sshdPid), true, "dry run stops nothing");
+      const gc = await runCli(stateDir, ["local", "gc"]);
+      assert.equal(gc.exitCode, 0, gc.stderr);
+      assert.equal(isAlive(lost.sshdPid), false);
+      const left = (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]);
+      assert.ok(!left.includes(lost.netns), "its namespace is gone");
+      for (const h of pool.hosts) assert.equal(isAlive(h.sshdPid), true);
     } finally {
       await cleanup();
     }

@@ -1,6 +1,7 @@
 import { connect } from "node:net";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NixpoolError } from "../../core/errors.js";
 import { run, spawnDetached } from "../../adapters/runner.js";
@@ -283,7 +284,7 @@ export async function stopHost(rec: Pick<HostRecord, "netns" | "slot" | "dir" | 
   for (const pid of pids) if (isAlive(pid)) signal(pid, "SIGKILL");
   await run(["ip", "link", "del", vethNames(rec.slot).host], { reject: false });
   await run(["ip", "netns", "del", rec.netns], { reject: false });
-  await rm(rec.dir, { recursive: true, force: true });
+  if (rec.dir) await rm(rec.dir, { recursive: true, force: true });
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
@@ -298,4 +299,50 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 export async function readHostRecord(dir: string): Promise<HostRecord | undefined> {
   const text = await readFile(join(dir, "host.json"), "utf8").catch(() => undefined);
   return text === undefined ? undefined : (JSON.parse(text) as HostRecord);
+}
+
+/** A builder host whose state directory is gone: nothing else would ever stop it. */
+export interface OrphanHost {
+  netns: string;
+  slot: number;
+  pids: number[];
+  /** The directory its sshd was started from, when known. */
+  dir: string | undefined;
+}
+
+/**
+ * Finds builder hosts whose state directory no longer exists (deleted by hand, or a crashed
+ * `local up`): their sshd's config path names the directory; an empty namespace older than a
+ * minute is left over from a start that died half-way.
+ */
+export async function findOrphanHosts(now = Date.now()): Promise<OrphanHost[]> {
+  const names = (await run(["ip", "netns", "list"])).stdout
+    .split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((n) => /^nixpool-\d+$/.test(n));
+  const orphans: OrphanHost[] = [];
+  for (const netns of names) {
+    const slot = Number(netns.slice("nixpool-".length));
+    const pids = (await run(["ip", "netns", "pids", netns], { reject: false })).stdout
+      .split("\n")
+      .map((l) => Number(l.trim()))
+      .filter((n) => Number.isInteger(n) && n > 0);
+    if (pids.length === 0) {
+      const age = await stat(join("/run/netns", netns))
+        .then((s) => now - s.mtimeMs)
+        .catch(() => 0);
+      if (age > 60_000) orphans.push({ netns, slot, pids, dir: undefined });
+      continue;
+    }
+    const dirs = new Set<string>();
+    for (const pid of pids) {
+      // sshd rewrites its command line into one string (setproctitle), so match rather than split.
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replace(/\0/g, " ");
+      const config = /\/sshd .*-f (\S+\/sshd_config)/.exec(cmdline)?.[1];
+      if (config) dirs.add(dirname(config));
+    }
+    const [dir] = [...dirs];
+    if (dir !== undefined && !existsSync(join(dir, "host.json"))) orphans.push({ netns, slot, pids, dir });
+  }
+  return orphans;
 }
