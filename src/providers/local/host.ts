@@ -208,6 +208,8 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
 
     await mkdir(join(rec.storeDir, "store"), { recursive: true });
     await mkdir(join(spec.dir, "etc-nix"), { recursive: true });
+    // Its own root home: a real builder does not share this machine's ~/.bashrc or ~/.ssh.
+    await mkdir(join(spec.dir, "root-home"), { recursive: true, mode: 0o700 });
     await writeFile(rec.nixConfPath, renderHostNixConf(spec.jobs, spec.nixConf));
     await writeFile(rec.authorizedKeysPath, spec.authorizedKeys.map((k) => `${k}\n`).join(""), {
       mode: 0o600,
@@ -217,7 +219,7 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
 
     // Positional parameters, not interpolation: paths never become shell text.
     const script =
-      'mount --bind "$1" /nix && mount --bind "$2" /etc/nix && exec /usr/sbin/sshd -D -E "$3" -f "$4"';
+      'mount --bind "$1" /nix && mount --bind "$2" /etc/nix && mount --bind "$5" /root && exec /usr/sbin/sshd -D -E "$3" -f "$4"';
     rec.sshdPid = spawnDetached([
       "ip",
       "netns",
@@ -235,6 +237,7 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
       join(spec.dir, "etc-nix"),
       rec.sshdLogPath,
       rec.sshdConfigPath,
+      join(spec.dir, "root-home"),
     ]);
     await writeFileAtomic(join(spec.dir, "host.json"), JSON.stringify(rec, null, 2));
     if (!(await waitForPort(address, 22, rec.sshdPid, 10_000))) {
