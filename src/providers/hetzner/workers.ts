@@ -241,7 +241,10 @@ export interface ReapResult {
  * temporary SSH keys. Runs in passing before every provider command.
  */
 export async function reapWorkers(s: HetznerSession, log: Log): Promise<ReapResult> {
-  const servers = await s.client.listServers({ labelSelector: MANAGED_SELECTOR });
+  // A server already being deleted needs nothing more.
+  const servers = (await s.client.listServers({ labelSelector: MANAGED_SELECTOR })).filter(
+    (x) => x.status !== "deleting",
+  );
   const records = await readRecords(s.stateDir, log);
   const plan = planReap({
     servers: servers.map((x) => ({ id: x.id, name: x.name, labels: x.labels })),
@@ -251,7 +254,7 @@ export async function reapWorkers(s: HetznerSession, log: Log): Promise<ReapResu
     isHolderAlive,
   });
   const result: ReapResult = { deleted: [], droppedLeases: [], deletedSshKeys: 0 };
-  await Promise.all(
+  const outcomes = await Promise.allSettled(
     plan.deleteServers.map(async ({ server, reason }) => {
       log(`gc: deleting server ${server.name} (${server.id}): ${reason}`);
       const action = await s.client.deleteServer(server.id);
@@ -265,6 +268,7 @@ export async function reapWorkers(s: HetznerSession, log: Log): Promise<ReapResu
       }
     }),
   );
+  const failures = outcomes.flatMap((o) => (o.status === "rejected" ? [o.reason as unknown] : []));
   for (const { lease, reason } of plan.dropLeases) {
     log(`gc: dropping the record of ${lease.name}: ${reason}`);
     await dropRecord(s.stateDir, lease.id);
@@ -282,6 +286,14 @@ export async function reapWorkers(s: HetznerSession, log: Log): Promise<ReapResu
     if (expired || (mine && !live.has(leaseId) && !liveRecords.has(leaseId ?? ""))) {
       if (await s.client.deleteSshKey(key.id)) result.deletedSshKeys++;
     }
+  }
+  if (failures.length > 0) {
+    const first = failures[0];
+    throw new NixpoolError(
+      "WORKER_GC_INCOMPLETE",
+      `gc deleted ${result.deleted.length} of ${plan.deleteServers.length} server(s); the others failed: ${first instanceof Error ? first.message : String(first)}`,
+      { hint: "Run nixpool worker gc again; check with: nixpool worker list --all", cause: first },
+    );
   }
   return result;
 }
