@@ -6,6 +6,8 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HcloudClient, type RetryEvent } from "../../src/providers/hetzner/client.js";
 import { resolveToken } from "../../src/providers/hetzner/token.js";
+import { loadPrices } from "../../src/providers/hetzner/workers.js";
+import { FALLBACK_PRICES } from "../../src/core/cost.js";
 import { isNixpoolError, type NixpoolError } from "../../src/core/errors.js";
 import { redact } from "../../src/core/redact.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
@@ -154,6 +156,23 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     const e = await rejectsWith(c.waitForAction(s.action, { pollMs: 50 }), "HCLOUD_ACTION_FAILED");
     assert.match(e.message, /create_server/);
     await c.deleteServer(s.server.id);
+  });
+
+  test("prices come from the API, else from the bundled dated table with a warning", async () => {
+    const c = client();
+    const lines: string[] = [];
+    const api = await loadPrices(c, (l) => lines.push(l));
+    assert.equal(api.source, "api");
+    assert.equal(api.serverTypes["cx22"]?.["fsn1"]?.hourly.net, 0.006);
+    assert.equal(api.primaryIpv4["fsn1"]?.monthly.net, 0.5);
+    assert.equal(lines.length, 0);
+    await fault({ kind: "server_error", count: 3, status: 503, path: "/pricing" });
+    const fallback = await loadPrices(c, (l) => lines.push(l));
+    assert.equal(fallback, FALLBACK_PRICES);
+    assert.match(
+      lines.join("\n"),
+      /could not read prices from the API .*; using the bundled table of 2026-01-15/,
+    );
   });
 
   test("catalogue: server types with per-location availability, pricing with primary IPv4, images", async () => {

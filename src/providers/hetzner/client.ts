@@ -53,6 +53,8 @@ interface RequestSpec {
   schema?: string;
   /** Statuses that are not errors for this call (404 for a delete that already happened). */
   accept?: number[];
+  /** Fewer attempts for requests with a fallback (prices). */
+  attempts?: number;
 }
 
 const validators = new Map<string, z.ZodType>();
@@ -104,6 +106,7 @@ export class HcloudClient {
     }
     const label = `${spec.method} ${spec.path}`;
     const now = this.options.now ?? Date.now;
+    const attempts = spec.attempts ?? this.policy.attempts;
     for (let attempt = 1; ; attempt++) {
       this.options.signal?.throwIfAborted();
       let res: Response;
@@ -130,7 +133,7 @@ export class HcloudClient {
           throw new NixpoolError("INTERRUPTED", `${label} was interrupted.`, { exitCode: 130 });
         }
         const reason = describeTransportError(e);
-        if (attempt >= this.policy.attempts) {
+        if (attempt >= attempts) {
           throw new NixpoolError(
             "HCLOUD_UNREACHABLE",
             `Hetzner Cloud API at ${this.endpoint} did not answer ${label}: ${reason}.`,
@@ -157,7 +160,7 @@ export class HcloudClient {
       }
       const parsed = errorSchema.safeParse(json);
       const apiError: ApiErrorBody | undefined = parsed.success ? parsed.data.error : undefined;
-      if (isRetryableApiError(res.status, apiError?.code) && attempt < this.policy.attempts) {
+      if (isRetryableApiError(res.status, apiError?.code) && attempt < attempts) {
         const rate =
           res.status === 429 ? { info: readRateLimit((n) => res.headers.get(n)), nowMs: now() } : undefined;
         await this.pause(label, attempt, `${res.status} ${apiError?.code ?? ""}`.trim(), rate);
@@ -336,9 +339,15 @@ export class HcloudClient {
     return this.listAll<Location>("/locations", "locations", {}, "GET /locations");
   }
 
-  async getPricing(): Promise<Pricing> {
+  /** Prices; `attempts` lowers the retry budget when the caller has a fallback. */
+  async getPricing(o: { attempts?: number } = {}): Promise<Pricing> {
     return (
-      await this.request<{ pricing: Pricing }>({ method: "GET", path: "/pricing", schema: "GET /pricing" })
+      await this.request<{ pricing: Pricing }>({
+        method: "GET",
+        path: "/pricing",
+        schema: "GET /pricing",
+        ...(o.attempts !== undefined ? { attempts: o.attempts } : {}),
+      })
     ).body.pricing;
   }
 

@@ -330,7 +330,8 @@ export interface WorkerRequest {
 /** Reads prices from the API, else the bundled table (with a warning). */
 export async function loadPrices(client: HcloudClient, log: Log): Promise<PriceTable> {
   try {
-    return pricesFromApi(await client.getPricing(), new Date().toISOString().slice(0, 10));
+    // Prices are not worth a long wait: the bundled table is the fallback.
+    return pricesFromApi(await client.getPricing({ attempts: 3 }), new Date().toISOString().slice(0, 10));
   } catch (e) {
     if (isNixpoolError(e) && e.code === "INTERRUPTED") throw e;
     log(
