@@ -123,19 +123,21 @@ function logFor(ctx: Context): Log {
   return (line) => ctx.output.err(line);
 }
 
+/** True while `worker shell` runs its interactive shell. */
+let shellInForeground = false;
+
 /**
  * Keeps the process alive through signals so the worker is always deleted: the first of
- * `signals` aborts `controller`, later ones are ignored; `ignore` signals are only ignored.
+ * `signals` aborts `controller`, later ones are ignored.
  */
 function trapSignals(
   controller: AbortController,
   log: Log,
   signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"],
-  ignore: NodeJS.Signals[] = [],
 ): () => void {
-  const noop = () => undefined;
-  for (const s of ignore) process.on(s, noop);
   const onSignal = (sig: NodeJS.Signals) => {
+    // Ctrl-C at the prompt of `worker shell` belongs to the shell.
+    if (sig === "SIGINT" && shellInForeground) return;
     if (!controller.signal.aborted) {
       log(`${sig}: stopping; the worker is being deleted (nixpool worker gc cleans up if this is killed)`);
       controller.abort();
@@ -144,7 +146,6 @@ function trapSignals(
   for (const s of signals) process.on(s, onSignal);
   return () => {
     for (const s of signals) process.off(s, onSignal);
-    for (const s of ignore) process.off(s, noop);
   };
 }
 
@@ -189,11 +190,11 @@ export async function withRentedWorker<T>(
   ctx: Context,
   f: RentFlags,
   fn: (builders: Builder[], signal: AbortSignal, rec: WorkerRecord) => Promise<T>,
-  o: { defaultTtl: string; trap?: NodeJS.Signals[]; ignore?: NodeJS.Signals[] },
+  o: { defaultTtl: string; trap?: NodeJS.Signals[] },
 ): Promise<RentedRun<T>> {
   const log = logFor(ctx);
   const controller = new AbortController();
-  const untrap = trapSignals(controller, log, o.trap, o.ignore);
+  const untrap = trapSignals(controller, log, o.trap);
   try {
     const req = parseWorkerRequest(
       f,
@@ -481,7 +482,8 @@ export const registerWorker: RegisterCommands = (program, context) => {
     .option("-c, --command <command>", "run this bash command instead of an interactive shell")
     .action(async (f: RentFlags & { command?: string }) => {
       const ctx = context();
-      // Ctrl-C belongs to the shell (nixpool ignores it); SIGTERM and SIGHUP end both.
+      // Ctrl-C aborts the rental until the interactive shell starts, then belongs to the shell;
+      // SIGTERM and SIGHUP end both.
       const { result } = await withRentedWorker(
         ctx,
         f,
@@ -500,9 +502,14 @@ export const registerWorker: RegisterCommands = (program, context) => {
             BASH_ENV: rc,
           };
           const argv = f.command !== undefined ? ["bash", "-c", f.command] : ["bash", "--rcfile", rc, "-i"];
-          return runInteractive(argv, { env, signal });
+          shellInForeground = f.command === undefined;
+          try {
+            return await runInteractive(argv, { env, signal });
+          } finally {
+            shellInForeground = false;
+          }
         },
-        { defaultTtl: "2h", trap: ["SIGTERM", "SIGHUP"], ignore: ["SIGINT"] },
+        { defaultTtl: "2h", trap: ["SIGINT", "SIGTERM", "SIGHUP"] },
       );
       if (result !== 0) process.exitCode = result;
     });
