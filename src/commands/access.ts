@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { Option } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
+import { parseNumberFlag } from "../cli/flags.js";
 import { renderTable } from "../cli/output.js";
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
 import { parseDuration } from "../core/access/duration.js";
@@ -26,14 +27,8 @@ export function defaultKeysEntry(): string {
   return fileURLToPath(new URL("../access/keys-command.js", import.meta.url));
 }
 
-function positiveInt(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw configError("USAGE", `${name} must be a positive integer, not "${v}".`, {
-      hint: `Pass e.g. ${name} 5000`,
-    });
-  return n;
-}
+const positiveInt = (name: string, v: string): number =>
+  parseNumberFlag(name, v, { integer: true, min: 1, example: `nixpool access sync ${name} 5000` });
 
 function parseGithubUrl(v: string): string {
   let u: URL;

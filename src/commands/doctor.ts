@@ -1,15 +1,10 @@
-import { InvalidArgumentError } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
+import { parseNumberFlag } from "../cli/flags.js";
 import { renderDoctorReport, toDoctorJson } from "../core/doctor/render.js";
 import { runDoctor } from "../doctor/run-doctor.js";
 
-function parseTimeout(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 3600) {
-    throw new InvalidArgumentError("must be a number of seconds between 0 and 3600");
-  }
-  return n;
-}
+const parseTimeout = (v: string): number =>
+  parseNumberFlag("--timeout", v, { min: 0.1, max: 3600, example: "nixpool doctor --timeout 20" });
 
 /** nixpool doctor [BUILDER…] [--json] [--timeout S] [--no-local]: every check, its cause and its fix. */
 export const registerDoctor: RegisterCommands = (program, context) => {

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { RegisterCommands } from "../cli/commands.js";
-import { configError } from "../core/errors.js";
+import { parseNumberFlag } from "../cli/flags.js";
 import { noBooter, type ServerBooter } from "../emulator/hetzner/app.js";
 import { startHetznerEmulator } from "../emulator/hetzner/serve.js";
 
@@ -12,17 +12,6 @@ interface EmulatorFlags {
   log?: boolean;
   createMs?: string;
   bootMs?: string;
-}
-
-/** Parses a non-negative integer flag. */
-function parseCount(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) {
-    throw configError("FLAG_INVALID", `${flag} must be a non-negative integer, not "${v}".`, {
-      hint: `Example: nixpool emulator hetzner ${flag} 8080`,
-    });
-  }
-  return n;
 }
 
 /** nixpool emulator hetzner: serves the Hetzner Cloud API locally until interrupted. */
@@ -40,13 +29,33 @@ export const registerEmulator: RegisterCommands = (program, context) => {
     .option("--log", "print one line per request")
     .action(async (opts: EmulatorFlags) => {
       const ctx = context();
-      const port = parseCount("--port", opts.port);
+      const port = parseNumberFlag("--port", opts.port, {
+        integer: true,
+        min: 0,
+        example: "nixpool emulator hetzner --port 8080",
+      });
       const booter: ServerBooter = opts.boot
         ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"), (l) => ctx.output.err(l))
         : noBooter;
       const timing = {
-        ...(opts.createMs !== undefined ? { createMs: parseCount("--create-ms", opts.createMs) } : {}),
-        ...(opts.bootMs !== undefined ? { bootMs: parseCount("--boot-ms", opts.bootMs) } : {}),
+        ...(opts.createMs !== undefined
+          ? {
+              createMs: parseNumberFlag("--create-ms", opts.createMs, {
+                integer: true,
+                min: 0,
+                example: "nixpool emulator hetzner --create-ms 500",
+              }),
+            }
+          : {}),
+        ...(opts.bootMs !== undefined
+          ? {
+              bootMs: parseNumberFlag("--boot-ms", opts.bootMs, {
+                integer: true,
+                min: 0,
+                example: "nixpool emulator hetzner --boot-ms 500",
+              }),
+            }
+          : {}),
       };
       const running = await startHetznerEmulator({
         port,

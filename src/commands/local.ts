@@ -1,19 +1,8 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import { renderTable } from "../cli/output.js";
-import { NixpoolError } from "../core/errors.js";
+import { parseNumberFlag } from "../cli/flags.js";
 import { poolDown, poolHealth, poolUp, readPool } from "../providers/local/pool.js";
 import { findOrphanHosts, requireRoot, stopHost } from "../providers/local/host.js";
-
-function parseCount(value: string, flag: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
-    throw new NixpoolError("USAGE", `${flag} must be a whole number (got "${value}").`, {
-      hint: `For example: nixpool local up ${flag} 2`,
-      exitCode: 2,
-    });
-  }
-  return n;
-}
 
 /** nixpool local up|status|down: real builder hosts on this machine. */
 export const registerLocal: RegisterCommands = (program, context) => {
@@ -28,8 +17,18 @@ export const registerLocal: RegisterCommands = (program, context) => {
     .action(async (opts: { builders: string; jobs: string; json?: boolean }) => {
       const ctx = context();
       const pool = await poolUp(ctx.stateDir, {
-        builders: parseCount(opts.builders, "--builders"),
-        jobs: parseCount(opts.jobs, "--jobs"),
+        builders: parseNumberFlag("--builders", opts.builders, {
+          integer: true,
+          min: 1,
+          max: 64,
+          example: "nixpool local up --builders 2",
+        }),
+        jobs: parseNumberFlag("--jobs", opts.jobs, {
+          integer: true,
+          min: 1,
+          max: 256,
+          example: "nixpool local up --jobs 2",
+        }),
       });
       if (opts.json) return ctx.output.json({ pool });
       ctx.output.out(

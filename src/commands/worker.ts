@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
+import { parseNumberFlag } from "../cli/flags.js";
 import { registerBuilderSource, type Context } from "../cli/context.js";
 import { renderTable } from "../cli/output.js";
 import { writeFileAtomic } from "../adapters/fs.js";
@@ -50,13 +51,7 @@ const DEFAULTS = { location: "fsn1", image: "debian-12", minCores: 2, minMemory:
 
 function positive(flag: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) {
-    throw configError("FLAG_INVALID", `${flag} must be a positive number, not "${v}".`, {
-      hint: `For example: nixpool worker up ${flag} 4`,
-    });
-  }
-  return n;
+  return parseNumberFlag(flag, v, { positive: true, example: `nixpool worker up ${flag} 4` });
 }
 
 /** Turns flags (and NIXPOOL_HCLOUD_LOCATION/IMAGE) into a worker request. */

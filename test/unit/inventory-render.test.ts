@@ -4,34 +4,16 @@ import { parse } from "smol-toml";
 import { parseInventory } from "../../src/config/load.js";
 import { normaliseBuilders } from "../../src/config/schema.js";
 import type { Builder } from "../../src/core/builder.js";
+import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";
 import {
   renderBuilderTable,
   renderInventoryToml,
   toInventoryEntry,
 } from "../../src/core/inventory-render.js";
 
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+const KEY = SAMPLE_KEY;
 
-function builder(over: Partial<Builder> = {}): Builder {
-  return {
-    name: "b1",
-    host: "10.0.0.1",
-    port: 22,
-    user: undefined,
-    protocol: "ssh-ng",
-    systems: ["x86_64-linux"],
-    maxJobs: 1,
-    speedFactor: 1,
-    supportedFeatures: [],
-    mandatoryFeatures: [],
-    hostKey: undefined,
-    identityFile: undefined,
-    tags: [],
-    trust: "trusted",
-    source: "inventory",
-    ...over,
-  };
-}
+const builder = (over: Partial<Builder> = {}): Builder => sampleBuilder(over);
 
 describe("inventory renderer", () => {
   it("leaves defaults out, keeps protocol explicit", () => {

@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../src/core/builder.js";
+import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";
 import {
   encodeHostKey,
   machinesUri,
@@ -8,28 +9,9 @@ import {
   renderMachinesLine,
 } from "../../src/core/machines.js";
 
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+const KEY = SAMPLE_KEY;
 
-function builder(over: Partial<Builder> = {}): Builder {
-  return {
-    name: "b1",
-    host: "10.0.0.1",
-    port: 22,
-    user: undefined,
-    protocol: "ssh-ng",
-    systems: ["x86_64-linux"],
-    maxJobs: 1,
-    speedFactor: 1,
-    supportedFeatures: [],
-    mandatoryFeatures: [],
-    hostKey: undefined,
-    identityFile: undefined,
-    tags: [],
-    trust: "trusted",
-    source: "inventory",
-    ...over,
-  };
-}
+const builder = (over: Partial<Builder> = {}): Builder => sampleBuilder(over);
 
 describe("machines file renderer", () => {
   it("writes 8 fields with '-' for defaults", () => {

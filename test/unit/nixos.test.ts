@@ -1,30 +1,24 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../src/core/builder.js";
+import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";
 import { nixIndentedString, nixosHostName, nixString, renderNixosModule } from "../../src/core/nixos.js";
 
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+const KEY = SAMPLE_KEY;
 
-function builder(over: Partial<Builder> = {}): Builder {
-  return {
-    name: "b1",
-    host: "10.0.0.1",
-    port: 22,
-    user: "root",
-    protocol: "ssh-ng",
-    systems: ["x86_64-linux"],
-    maxJobs: 4,
-    speedFactor: 2,
-    supportedFeatures: ["big-parallel", "kvm"],
-    mandatoryFeatures: ["kvm"],
-    hostKey: `${KEY} comment`,
-    identityFile: "/root/.ssh/id",
-    tags: [],
-    trust: "trusted",
-    source: "inventory",
+const builder = (over: Partial<Builder> = {}): Builder =>
+  sampleBuilder({
+    ...{
+      user: "root",
+      maxJobs: 4,
+      speedFactor: 2,
+      supportedFeatures: ["big-parallel", "kvm"],
+      mandatoryFeatures: ["kvm"],
+      hostKey: `${KEY} comment`,
+      identityFile: "/root/.ssh/id",
+    },
     ...over,
-  };
-}
+  });
 
 describe("Nix literals", () => {
   it("escapes strings", () => {
