@@ -298,6 +298,10 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
         assert.ok(!netns.split("\n").some((l) => l.split(" ")[0] === h.netns), `${h.netns} is gone`);
         assert.ok(!links.includes(`np${h.slot}h`), "veth is gone");
         assert.ok(!existsSync(h.dir), "host directory is gone");
+        assert.ok(
+          !(await readFile("/proc/self/mountinfo", "utf8")).includes(h.dir),
+          "nothing of it is mounted",
+        );
       }
       // The other pool is untouched.
       for (const h of pool.hosts) assert.equal(isAlive(h.sshdPid), true);
@@ -364,6 +368,33 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const left = (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]);
       assert.ok(!left.includes(lost.netns), "its namespace is gone");
       for (const h of pool.hosts) assert.equal(isAlive(h.sshdPid), true);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test("without network namespaces (as in an unprivileged container), local up says so and what to do instead", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const r = await run(
+        [
+          "unshare",
+          "--user",
+          "--map-root-user",
+          "node",
+          CLI,
+          "--state-dir",
+          join(dir, "s"),
+          "local",
+          "up",
+          "--builders",
+          "1",
+        ],
+        { reject: false },
+      );
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, /error: Could not create network namespace nixpool-\d+/);
+      assert.match(r.stderr, /hint: .*network namespaces.*remote builders/);
     } finally {
       await cleanup();
     }

@@ -128,7 +128,7 @@ async function reserveSlot(): Promise<number> {
       "LOCAL_POOL_NO_NAMESPACES",
       `Could not create network namespace ${ns}: ${r.stderr.trim()}`,
       {
-        hint: "The local pool needs Linux network namespaces (ip netns); run on a machine or container that allows them, or use remote builders.",
+        hint: "The local pool needs Linux network namespaces (ip netns); run on a machine or container that allows them, or declare remote builders in nixpool.toml (see docs/configuration.md).",
         exitCode: 2,
       },
     );
