@@ -201,23 +201,18 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
   const outLink = resolve(req.outLink ?? "result");
   const state = createBuildLogState();
   const started = Date.now();
-  const seen = new Set<string>();
   const result = await run(nixBuildArgv(req, outLink, machinesArg), {
     env: { ...(files ? nixSshEnv(files) : {}), ...(req.env ?? {}) },
     timeout: req.timeoutMs ?? 0,
     reject: false,
     ...(req.signal ? { signal: req.signal } : {}),
     onStderrLine: (line) => {
-      applyBuildLogLine(state, line, Date.now());
-      if (!req.onProgress) return;
-      for (const b of state.builds.values()) {
-        const key = `${b.drv}:${b.finishedMs === undefined ? "start" : "done"}`;
-        if (seen.has(key) || b.machine === "") continue;
-        seen.add(key);
+      const event = applyBuildLogLine(state, line, Date.now());
+      if (event && req.onProgress) {
         req.onProgress({
-          kind: b.finishedMs === undefined ? "start" : "done",
-          name: derivationName(b.drv),
-          builder: builderForMachine(b.machine, usable),
+          kind: event.kind,
+          name: derivationName(event.build.drv),
+          builder: builderForMachine(event.build.machine, usable),
         });
       }
     },

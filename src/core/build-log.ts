@@ -27,17 +27,27 @@ export function createBuildLogState(): BuildLogState {
 const ANSI = new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g");
 const stripAnsi = (s: string) => s.replace(ANSI, "");
 
+/** A derivation's build on a builder started or finished. */
+export interface BuildLogEvent {
+  kind: "start" | "done";
+  build: DerivationBuild;
+}
+
 /**
- * Folds one stderr line of `--log-format internal-json` into the state. Returns false for
- * lines that are not Nix log events (plain text is kept nowhere).
+ * Folds one stderr line of `--log-format internal-json` into the state (other lines are
+ * ignored). Returns an event when a build on a builder starts or finishes.
  */
-export function applyBuildLogLine(state: BuildLogState, line: string, nowMs: number): boolean {
-  if (!line.startsWith("@nix ")) return false;
+export function applyBuildLogLine(
+  state: BuildLogState,
+  line: string,
+  nowMs: number,
+): BuildLogEvent | undefined {
+  if (!line.startsWith("@nix ")) return undefined;
   let ev: Record<string, unknown>;
   try {
     ev = JSON.parse(line.slice(5)) as Record<string, unknown>;
   } catch {
-    return false;
+    return undefined;
   }
   const id = typeof ev["id"] === "number" ? ev["id"] : undefined;
   switch (ev["action"]) {
@@ -52,13 +62,15 @@ export function applyBuildLogLine(state: BuildLogState, line: string, nowMs: num
       const existing = state.builds.get(drv);
       // A remote build shows a second start with an empty machine name: keep the first.
       if (!existing || (existing.machine === "" && machine !== "")) {
-        state.builds.set(drv, {
+        const build: DerivationBuild = {
           drv,
           machine,
           startedMs: existing?.startedMs ?? nowMs,
           finishedMs: undefined,
           logTail: existing?.logTail ?? [],
-        });
+        };
+        state.builds.set(drv, build);
+        if (machine !== "") return { kind: "start", build };
       }
       break;
     }
@@ -66,7 +78,10 @@ export function applyBuildLogLine(state: BuildLogState, line: string, nowMs: num
       if (id === undefined) break;
       const drv = state.activityToDrv.get(id);
       const b = drv ? state.builds.get(drv) : undefined;
-      if (b && b.finishedMs === undefined) b.finishedMs = nowMs;
+      if (b && b.finishedMs === undefined) {
+        b.finishedMs = nowMs;
+        if (b.machine !== "") return { kind: "done", build: b };
+      }
       break;
     }
     case "result": {
@@ -85,7 +100,7 @@ export function applyBuildLogLine(state: BuildLogState, line: string, nowMs: num
       break;
     }
   }
-  return true;
+  return undefined;
 }
 
 /** The derivation a Nix error message says failed, if any ("builder for '/nix/store/…drv' failed"). */

@@ -12,20 +12,27 @@ const ev = (o: unknown) => `@nix ${JSON.stringify(o)}`;
 
 test("a hook build is attributed to its machine, timed from start to stop, with its log tail", () => {
   const s = createBuildLogState();
-  assert.equal(applyBuildLogLine(s, "plain text from ssh", 0), false);
-  applyBuildLogLine(
+  assert.equal(applyBuildLogLine(s, "plain text from ssh", 0), undefined);
+  const started = applyBuildLogLine(
     s,
     ev({ action: "start", id: 7, type: 105, fields: [drv, "ssh-ng://nixpool-local1", 1, 1] }),
     1000,
   );
-  // The remote daemon's own start (empty machine) must not overwrite the machine.
-  applyBuildLogLine(s, ev({ action: "start", id: 9, type: 105, fields: [drv, "", 1, 1] }), 1200);
+  assert.equal(started?.kind, "start");
+  // The remote daemon's own start (empty machine) must not overwrite the machine, nor start it again.
+  const again = applyBuildLogLine(
+    s,
+    ev({ action: "start", id: 9, type: 105, fields: [drv, "", 1, 1] }),
+    1200,
+  );
+  assert.equal(again, undefined);
   applyBuildLogLine(
     s,
     ev({ action: "result", id: 9, type: 101, fields: ["hello \u001b[1mworld\u001b[0m"] }),
     1300,
   );
-  applyBuildLogLine(s, ev({ action: "stop", id: 9 }), 1400);
+  assert.equal(applyBuildLogLine(s, ev({ action: "stop", id: 9 }), 1400)?.kind, "done");
+  assert.equal(applyBuildLogLine(s, ev({ action: "stop", id: 7 }), 1500), undefined, "finished once");
   const b = s.builds.get(drv);
   assert.ok(b);
   assert.equal(b.machine, "ssh-ng://nixpool-local1");
