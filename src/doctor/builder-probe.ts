@@ -1,15 +1,14 @@
 import { constants } from "node:fs";
-import { access, readdir, stat } from "node:fs/promises";
+import { access, readdir, readFile, stat } from "node:fs/promises";
 import { lookup } from "node:dns/promises";
 import { connect, isIP } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { run, type RunResult } from "../adapters/runner.js";
 import { sshAlias, storeUri, type Builder } from "../core/builder.js";
 import type { BuilderProbe, IdentityFacts } from "../core/doctor/builder-verdicts.js";
-import { parseKeyscan, parseRemoteFacts, parseSshVerbose } from "../core/doctor/parse.js";
+import { parseKeyscan, parseRemoteFacts, parseSshResolved, parseSshVerbose } from "../core/doctor/parse.js";
 import { REMOTE_FACTS_SCRIPT } from "../core/doctor/remote-script.js";
 import { renderMachinesLine } from "../core/machines.js";
 
@@ -23,6 +22,8 @@ export interface ProbeContext {
   signal?: AbortSignal;
   /** Set when this machine's Nix cannot run the round trip; the reason is reported. */
   roundTripObstacle?: string;
+  /** Options of the build hook's ssh, when this process can act as the hook's user. */
+  hookSshOpts?: string[];
 }
 
 /** The Nix file of the round-trip probe: one derivation that needs nothing but /bin/sh. */
@@ -171,8 +172,24 @@ async function candidateKeys(identityFile: string | undefined): Promise<string[]
   return out.slice(0, 5);
 }
 
-function sshBase(ctx: ProbeContext): string[] {
-  return ["ssh", "-F", ctx.sshConfigPath];
+/** The keys the build hook's own ssh (its NIX_SSHOPTS, ssh_config and known_hosts) records for the builder. */
+async function probeHookKnownHosts(
+  b: Builder,
+  opts: string[],
+  budget: Budget,
+): Promise<BuilderProbe["hookKnownHosts"]> {
+  const alias = sshAlias(b);
+  const timeout = Math.max(1, Math.min(budget.remaining(), 5000));
+  const g = await run(["ssh", ...opts, "-G", alias], { reject: false, timeout });
+  const r = parseSshResolved(g.stdout);
+  // An alias the hook's ssh does not know is reported by local.hook-ssh; nothing to compare here.
+  if (g.exitCode !== 0 || r.hostname === alias) return undefined;
+  const entries: NonNullable<BuilderProbe["hookKnownHosts"]>["entries"] = [];
+  for (const file of r.knownHostsFiles.map((f) => f.replace(/^~(?=\/)/, homedir()))) {
+    const k = await run(["ssh-keygen", "-F", r.knownHostsName, "-f", file], { reject: false, timeout });
+    for (const key of parseKeyscan(k.stdout)) entries.push({ file, key });
+  }
+  return { name: r.knownHostsName, entries };
 }
 
 async function runBudgeted(
@@ -280,13 +297,18 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
 
   const identityPromise = b.identityFile ? probeIdentity(b.identityFile, budget) : Promise.resolve(undefined);
 
+  const hookPromise = ctx.hookSshOpts
+    ? step("hook known_hosts", () => probeHookKnownHosts(b, ctx.hookSshOpts ?? [], budget))
+    : Promise.resolve(undefined);
+
   p.resolve = await probeResolve(b, budget);
   if (p.resolve.ok) {
     const address = p.resolve.addresses[0] ?? b.host;
     p.tcp = await probeTcp(address, b.port, Math.max(1, Math.min(budget.remaining(), 10_000)), ctx.signal);
   }
-  const identity = await identityPromise;
+  const [identity, hook] = await Promise.all([identityPromise, hookPromise]);
   if (identity) p.identity = identity;
+  if (hook) p.hookKnownHosts = hook;
   if (!p.tcp?.ok) return p;
 
   const alias = sshAlias(b);
@@ -313,7 +335,7 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
     });
   const session = step("ssh session", async () => {
     const before = Date.now();
-    const r = await runBudgeted([...sshBase(ctx), "-v", alias, "sh", "-s"], budget, ctx, {
+    const r = await runBudgeted(["ssh", "-F", ctx.sshConfigPath, "-v", alias, "sh", "-s"], budget, ctx, {
       input: REMOTE_FACTS_SCRIPT,
     });
     const after = Date.now();
@@ -345,7 +367,9 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
         ? await step("alternative keys", async () => {
             const r = await runBudgeted(
               [
-                ...sshBase(ctx),
+                "ssh",
+                "-F",
+                ctx.sshConfigPath,
                 "-v",
                 "-o",
                 "IdentitiesOnly=yes",

@@ -2,12 +2,13 @@ import { constants } from "node:fs";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { run } from "../adapters/runner.js";
-import { localStoreKind, type LocalFacts } from "../core/doctor/local-verdicts.js";
+import { hookSshOptions, type LocalFacts } from "../core/doctor/local-verdicts.js";
 import {
   configWords,
   parseMachinesSpec,
   parseNixConfig,
   parseNixVersion,
+  parseSshResolved,
   type MachineEntry,
 } from "../core/doctor/parse.js";
 
@@ -83,15 +84,17 @@ async function probeSubstituter(url: string, signal: AbortSignal | undefined) {
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     const error =
-      cause?.code ?? (e instanceof Error && e.name === "TimeoutError" ? "no answer in 3 s" : String(e));
+      e instanceof Error && e.name === "TimeoutError"
+        ? "no answer in 3 s"
+        : (cause?.code ?? cause?.message ?? String(e));
     return { url, ok: false, ms: Date.now() - started, error };
   }
 }
 
 /** How the hook user's ssh resolves the nixpool-* hosts of the machines file (only when we are that user). */
 async function resolveAliases(f: LocalFacts): Promise<{ alias: string; hostname: string }[]> {
-  const hookIsRoot = localStoreKind(f) === "daemon";
-  if (hookIsRoot && f.uid !== 0) return [];
+  const opts = hookSshOptions(f);
+  if (!opts) return [];
   const aliases = [
     ...new Set(
       (f.machines?.entries ?? [])
@@ -99,15 +102,12 @@ async function resolveAliases(f: LocalFacts): Promise<{ alias: string; hostname:
         .filter((h) => h.startsWith("nixpool-")),
     ),
   ].slice(0, 50);
-  // The hook's ssh sees NIX_SSHOPTS only in single-user mode.
-  const opts = !hookIsRoot ? (f.env.NIX_SSHOPTS ?? "").split(/\s+/).filter(Boolean) : [];
   return Promise.all(
     aliases.map(async (alias) => {
       const r = await run(["ssh", ...opts, "-G", alias], { reject: false, timeout: 5000 }).catch(
         () => undefined,
       );
-      const hostname = /^hostname (\S+)$/m.exec(r?.stdout ?? "")?.[1] ?? alias;
-      return { alias, hostname };
+      return { alias, hostname: parseSshResolved(r?.stdout ?? "").hostname || alias };
     }),
   );
 }

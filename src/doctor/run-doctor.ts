@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Builder } from "../core/builder.js";
 import { judgeBuilder } from "../core/doctor/builder-verdicts.js";
-import { judgeLocal, roundTripObstacle } from "../core/doctor/local-verdicts.js";
+import { hookSshOptions, judgeLocal, roundTripObstacle } from "../core/doctor/local-verdicts.js";
 import { assembleBuilderReport, assembleReport, type DoctorReport } from "../core/doctor/model.js";
 import { machinesUri } from "../core/machines.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
@@ -45,6 +45,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
       ...(o.signal ? { signal: o.signal } : {}),
     });
     const obstacle = roundTripObstacle(base);
+    const hookSshOpts = hookSshOptions(base);
     const localPromise =
       o.local === false ? Promise.resolve([]) : completeLocalFacts(base, o.signal).then(judgeLocal);
     const builderReports = Promise.all(
@@ -55,6 +56,7 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
           probeNixFile,
           timeoutMs: o.timeoutMs,
           ...(obstacle ? { roundTripObstacle: obstacle } : {}),
+          ...(hookSshOpts ? { hookSshOpts } : {}),
           ...(o.inventoryPath ? { inventoryPath: o.inventoryPath } : {}),
           ...(o.signal ? { signal: o.signal } : {}),
         });

@@ -2,6 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { appendFile, chmod, copyFile, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { run, spawnDetached } from "../../src/adapters/runner.js";
@@ -99,6 +100,8 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
   let stderr: string;
   let invPath: string;
   let keys: { dir: string; ed: string; edPub: string; rsa: string; rsaPub: string };
+  let hookSshConfig: string;
+  let hookKnownHosts: string;
 
   before(async () => {
     tmp = await makeTempDir("nixpool-doctor-");
@@ -115,6 +118,11 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     await mkdir(fakeBin);
     for (const n of await readdir("/usr/bin"))
       if (n !== "nix-daemon") await symlink(join("/usr/bin", n), join(fakeBin, n));
+    // Fault: nix-store missing from the session PATH (what ssh:// runs).
+    const noStoreBin = join(tmp.dir, "bin-without-nix-store");
+    await mkdir(noStoreBin);
+    for (const n of await readdir("/usr/bin"))
+      if (n !== "nix-store") await symlink(join("/usr/bin", n), join(noStoreBin, n));
     // Fault: the builder's clock two hours ahead (a time namespace cannot move the real-time
     // clock, so its `date` is the one program replaced).
     const skewBin = join(tmp.dir, "bin-skewed-date");
@@ -145,6 +153,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       startHost(spec("untrusted")),
       startHost(spec("singleuser", { sshdConfig: `AuthorizedKeysFile ${akAll}` })),
       startHost(spec("nodaemon", { sshdConfig: `SetEnv PATH=${fakeBin}` })),
+      startHost(spec("nostore", { sshdConfig: `SetEnv PATH=${noStoreBin}` })),
       startHost(spec("unreachable")),
       startHost(spec("tinystore")),
       startHost(spec("hang", { sshdConfig: "ForceCommand /bin/sleep 600" })),
@@ -190,6 +199,36 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       hostKey: h(name).hostKeyPub,
       identityFile: ed,
     });
+    // The build hook's own ssh setup (NIX_SSHOPTS of a single-user Nix): aliases whose
+    // known_hosts disagree with the inventory or the builder, to learn which side is wrong.
+    hookKnownHosts = join(tmp.dir, "hook_known_hosts");
+    const healthyKey = h("healthy").hostKeyPub;
+    await writeFile(
+      hookKnownHosts,
+      [
+        `nixpool-stale-known-hosts ${otherHostKey}`,
+        `nixpool-builder-key-changed ${otherHostKey}`,
+        `nixpool-stale-pin ${healthyKey}`,
+        "",
+      ].join("\n"),
+    );
+    hookSshConfig = join(tmp.dir, "hook_ssh_config");
+    await writeFile(
+      hookSshConfig,
+      ["stale-known-hosts", "builder-key-changed", "stale-pin"]
+        .map((n) =>
+          [
+            `Host nixpool-${n}`,
+            `  HostName ${h("healthy").address}`,
+            `  HostKeyAlias nixpool-${n}`,
+            `  UserKnownHostsFile ${hookKnownHosts}`,
+            "  GlobalKnownHostsFile /dev/null",
+            "",
+          ].join("\n"),
+        )
+        .join("\n"),
+    );
+
     const inventory = renderInventory({
       healthy: base("healthy"),
       "healthy-ssh": { ...base("healthy"), protocol: "ssh" },
@@ -203,6 +242,10 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       "single-user": { ...base("singleuser"), user: "nixtest" },
       "no-nix-daemon": base("nodaemon"),
       "nodaemon-ssh": { ...base("nodaemon"), protocol: "ssh" },
+      "no-nix-store": { ...base("nostore"), protocol: "ssh" },
+      "stale-known-hosts": base("healthy"),
+      "builder-key-changed": { ...base("healthy"), hostKey: otherHostKey },
+      "stale-pin": { ...base("healthy"), hostKey: otherHostKey },
       unreachable: base("unreachable"),
       "tiny-store": base("tinystore"),
       "wrong-system": { ...base("healthy"), systems: ["aarch64-linux"] },
@@ -218,15 +261,11 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     await writeFile(invPath, inventory + renderInventory({ hang: base("hang") }));
     const stateDir = join(tmp.dir, "state");
     const names = Object.keys(parseNames(inventory)); // every builder but "hang", checked on its own below
-    const r = await runCli(stateDir, [
-      "--inventory",
-      invPath,
-      "doctor",
-      ...names,
-      "--json",
-      "--timeout",
-      "20",
-    ]);
+    const r = await runCli(
+      stateDir,
+      ["--inventory", invPath, "doctor", ...names, "--json", "--timeout", "20"],
+      { env: { NIX_SSHOPTS: `-F ${hookSshConfig}` } },
+    );
     exitCode = r.exitCode;
     stderr = r.stderr;
     report = JSON.parse(r.stdout) as DoctorReport;
@@ -255,6 +294,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
         check(report, name, "round-trip").message,
         /copied \/nix\/store\/\S+-nixpool-doctor-probe back/,
       );
+      assert.match(check(report, name, "tcp").message, /:22 answered in \d+ ms \(SSH-2\.0-OpenSSH/);
     }
   });
 
@@ -266,6 +306,48 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.match(c.message, /presents ED25519 key SHA256:\S+, but the inventory pins SHA256:/);
     assert.ok(c.fix?.includes(`hostKey = "${healthy.hostKeyPub}"`), c.fix);
     assert.equal(check(report, "wrong-host-key", "auth").status, "skip");
+  });
+
+  test("which side is wrong: this machine's known_hosts, the builder, or the inventory", async () => {
+    const healthy = hosts.find((x) => x.name === "healthy");
+    assert.ok(healthy);
+    const blob = healthy.hostKeyPub.split(" ")[1] ?? "?";
+    // Inventory and builder agree; the hook's known_hosts holds another key.
+    const local = check(report, "stale-known-hosts", "host-key");
+    assert.equal(local.status, "fail");
+    assert.match(
+      local.message,
+      /The builder and the inventory agree .* this machine's known_hosts is the wrong side/,
+    );
+    assert.ok(local.message.includes(hookKnownHosts), local.message);
+    assert.equal(local.data?.["wrongSide"], "known_hosts");
+    assert.equal(
+      local.fix,
+      `ssh-keygen -R nixpool-stale-known-hosts -f ${hookKnownHosts} && echo 'nixpool-stale-known-hosts ssh-ed25519 ${blob}' >> ${hookKnownHosts}`,
+    );
+    assert.match(local.symptom ?? "", /REMOTE HOST IDENTIFICATION HAS CHANGED/);
+    // Inventory and the hook's known_hosts agree; the builder now presents another key.
+    const builderSide = check(report, "builder-key-changed", "host-key");
+    assert.equal(builderSide.status, "fail");
+    assert.match(builderSide.message, /the builder side changed/);
+    assert.equal(builderSide.data?.["wrongSide"], "builder");
+    assert.match(builderSide.fix ?? "", /^Do not build there until the builder's console confirms SHA256:/);
+    // The builder and the hook's known_hosts agree; the inventory pin is the odd one out.
+    const inventorySide = check(report, "stale-pin", "host-key");
+    assert.equal(inventorySide.status, "fail");
+    assert.match(inventorySide.message, /the inventory side is wrong/);
+    assert.equal(inventorySide.data?.["wrongSide"], "inventory");
+    assert.ok(inventorySide.fix?.includes(`hostKey = "${healthy.hostKeyPub}"`), inventorySide.fix);
+    // The fix, run as printed, makes the check pass.
+    await run(["sh", "-c", local.fix ?? "false"]);
+    const again = await runCli(
+      join(tmp.dir, "state"),
+      ["--inventory", invPath, "doctor", "stale-known-hosts", "--no-local", "--json", "--timeout", "20"],
+      { env: { NIX_SSHOPTS: `-F ${hookSshConfig}` } },
+    );
+    const fixed = check(JSON.parse(again.stdout) as DoctorReport, "stale-known-hosts", "host-key");
+    assert.equal(fixed.status, "pass", fixed.message);
+    assert.match(fixed.message, /as \S+hook_known_hosts records/);
   });
 
   test("missing identity file: named, with the command that creates it", () => {
@@ -321,6 +403,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(c.status, "fail");
     assert.match(c.message, /single-user/);
     assert.match(c.fix ?? "", /user = "root"/);
+    assert.match(c.fix ?? "", /start nix-daemon there/);
     const ping = check(report, "single-user", "store-ping");
     assert.equal(ping.status, "fail");
     assert.match(ping.symptom ?? "", /could not set permissions on '\/nix\/var\/nix\/profiles\/per-user'/);
@@ -337,10 +420,23 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(check(report, "nodaemon-ssh", "round-trip").status, "pass");
   });
 
+  test("missing nix-store over ssh:// (nix-store --serve): the ln -s to run", () => {
+    const c = check(report, "no-nix-store", "remote-nix");
+    assert.equal(c.status, "fail");
+    assert.match(c.message, /nix-store is not on the PATH .*"nix-store --serve --write"/);
+    assert.match(
+      c.fix ?? "",
+      /^On the builder, put nix-store on the system PATH: ln -s \S+\/nix-store \/usr\/local\/bin\/nix-store\.$/,
+    );
+    assert.match(check(report, "no-nix-store", "round-trip").symptom ?? "", /nix-store: command not found/);
+  });
+
   test("unreachable builder: TCP fails, the rest is skipped", () => {
     const c = check(report, "unreachable", "tcp");
     assert.equal(c.status, "fail");
     assert.match(c.message, /did not answer|unreachable|sent no SSH banner/);
+    assert.match(c.fix ?? "", /remove it from the pool while it is down/);
+    assert.match(c.symptom ?? "", /Connection timed out|No route to host/);
     assert.equal(check(report, "unreachable", "round-trip").status, "skip");
   });
 
@@ -349,6 +445,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(c.status, "fail");
     assert.match(c.message, /Only \d+(\.\d+)? MiB free/);
     assert.match(c.fix ?? "", /nix-collect-garbage -d/);
+    assert.equal(c.symptom, "error: writing to file: No space left on device");
   });
 
   test("a builder whose sessions hang fails within its time budget", async () => {
@@ -389,17 +486,26 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
   });
 
   test("a name that does not resolve, a port nothing listens on", () => {
-    assert.equal(check(report, "no-such-host", "dns").status, "fail");
+    const dns = check(report, "no-such-host", "dns");
+    assert.equal(dns.status, "fail");
+    assert.match(dns.message, /no-such-builder\.invalid does not resolve/);
+    assert.match(dns.fix ?? "", /set host = "ADDRESS" under \[builders\.no-such-host\]/);
     assert.equal(check(report, "no-such-host", "tcp").status, "skip");
     const tcp = check(report, "wrong-port", "tcp");
     assert.equal(tcp.status, "fail");
     assert.match(tcp.message, /connection refused/);
+    assert.match(
+      tcp.fix ?? "",
+      /^Start sshd on the builder .*set port = PORT under \[builders\.wrong-port\]/,
+    );
+    assert.match(tcp.symptom ?? "", /port 2222: Connection refused$/);
   });
 
   test("a passphrase-protected key cannot be used in batch mode", () => {
     const c = check(report, "passphrase", "identity");
     assert.equal(c.status, "fail");
     assert.match(c.message, /passphrase/);
+    assert.match(c.fix ?? "", /ssh-keygen -t ed25519 -N "" .*identityFile = /);
   });
 
   test("a builder clock two hours ahead", () => {
@@ -407,6 +513,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(c.status, "warn");
     assert.match(c.message, /\d+ s ahead/);
     assert.ok(((c.data?.["skewSeconds"] as number | undefined) ?? 0) > 7000);
+    assert.match(c.fix ?? "", /Synchronise the builder's clock/);
   });
 
   test("wrong system in the inventory: the systems line to write", () => {
@@ -417,7 +524,10 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       /builds aarch64-linux, but the builder is x86_64-linux|builds aarch64-linux, but the builder is aarch64/,
     );
     assert.ok(c.fix?.includes(`systems = ["${SYSTEM}"]`), c.fix);
-    assert.equal(check(report, "wrong-system", "round-trip").status, "fail");
+    const rt = check(report, "wrong-system", "round-trip");
+    assert.equal(rt.status, "fail");
+    assert.match(rt.message, /: the builder cannot build this system or these features/);
+    assert.match(rt.fix ?? "", /See the systems check above/);
   });
 });
 
@@ -485,6 +595,66 @@ describe("nixpool doctor: checks of this machine", () => {
       const nix = report.local.find((c) => c.id === "local.nix");
       assert.equal(nix?.status, "fail");
       assert.match(nix?.fix ?? "", /apt-get install nix-bin/);
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+
+  test("a missing machines file, an unreachable substituter, an untrusted user under a daemon", async () => {
+    const tmp = await makeTempDir("nixpool-doctor-conf-");
+    try {
+      // This machine's nix.conf, injected with NIX_CONF_DIR (Nix reads it instead of /etc/nix).
+      const confDir = join(tmp.dir, "nix");
+      await mkdir(confDir);
+      const missing = join(tmp.dir, "no-such-machines");
+      // A port nothing listens on: bound, then released.
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const closedPort = (server.address() as AddressInfo).port;
+      await new Promise((resolve) => server.close(resolve));
+      await writeFile(
+        join(confDir, "nix.conf"),
+        [
+          `builders = @${missing}`,
+          `substituters = http://127.0.0.1:${closedPort}`,
+          "store = daemon",
+          "trusted-users = nobody",
+          "builders-use-substitutes = true",
+          "",
+        ].join("\n"),
+      );
+      const inv = join(tmp.dir, "nixpool.toml");
+      await writeFile(inv, "");
+      const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
+        env: { NIX_CONF_DIR: confDir },
+      });
+      assert.equal(r.exitCode, 0, r.stderr);
+      const report = JSON.parse(r.stdout) as DoctorReport;
+      const get = (id: string) => {
+        const c = report.local.find((x) => x.id === id);
+        assert.ok(c, id);
+        return c;
+      };
+      const builders = get("local.builders");
+      assert.equal(builders.status, "warn");
+      assert.ok(builders.message.includes(`names ${missing}, which does not exist`), builders.message);
+      assert.equal(builders.fix, "Write the machines file: nixpool config apply");
+      const subst = get("local.substituters");
+      assert.equal(subst.status, "warn");
+      assert.match(
+        subst.message,
+        new RegExp(`^http://127\\.0\\.0\\.1:${closedPort} \\(ECONNREFUSED\\) unreachable`),
+      );
+      assert.match(subst.fix ?? "", /set "substituters =" in \/etc\/nix\/nix\.conf/);
+      const trusted = get("local.trusted-user");
+      assert.equal(trusted.status, "warn");
+      assert.match(
+        trusted.message,
+        /root is not in trusted-users \(nobody\): the daemon silently ignores --builders/,
+      );
+      assert.match(trusted.fix ?? "", /add "trusted-users = nobody root" to \/etc\/nix\/nix\.conf/);
+      assert.match(get("local.nix-mode").message, /nix-daemon performs builds/);
+      assert.match(get("local.builders-use-substitutes").message, /^true: builders fetch inputs/);
     } finally {
       await tmp.cleanup();
     }

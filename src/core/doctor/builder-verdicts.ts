@@ -1,5 +1,5 @@
 import type { Builder } from "../builder.js";
-import { storeUri } from "../builder.js";
+import { sshAlias, storeUri } from "../builder.js";
 import { failCheck, passCheck, skipCheck, warnCheck, type CheckResult } from "./model.js";
 import {
   configString,
@@ -28,6 +28,8 @@ export interface BuilderProbe {
     | { ok: true; address: string; ms: number; banner?: string }
     | { ok: false; error: string; ms: number; timedOut: boolean; connected?: boolean };
   keyscan?: { keys: PublicKey[]; error?: string };
+  /** The keys the build hook's ssh has on record for this builder (absent: unknown to it, or not readable). */
+  hookKnownHosts?: { name: string; entries: { file: string; key: PublicKey }[] };
   identity?: IdentityFacts;
   session?: { exitCode: number; trace: SshTrace; facts?: RemoteFacts; skewSeconds?: number; ms: number };
   /** Other local keys tried when the configured one was refused. */
@@ -86,12 +88,25 @@ export function editHint(
 }
 
 function sshCommand(p: BuilderProbe): string {
-  return `ssh -F ${p.sshConfigPath} nixpool-${p.builder.name}`;
+  return `ssh -F ${p.sshConfigPath} ${sshAlias(p.builder)}`;
 }
 
 /** Nix's remote command for the builder's protocol. */
 export function remoteProgram(b: Pick<Builder, "protocol">): string {
   return b.protocol === "ssh-ng" ? "nix-daemon" : "nix-store";
+}
+
+/**
+ * What Nix 2.8's build hook prints when the remote command fails with `line` (verified by
+ * running it): ssh-ng:// shows the line, then the connection error; ssh:// folds it into one.
+ */
+function hookSymptom(b: Pick<Builder, "name" | "protocol">, line: string): string {
+  const uri = storeUri(b);
+  const failed =
+    b.protocol === "ssh-ng"
+      ? `${line}\ncannot build on '${uri}': error: cannot open connection to remote store '${uri}': error: unexpected end-of-file`
+      : `cannot build on '${uri}': error: cannot connect to '${sshAlias(b)}': ${line}`;
+  return `${failed}\nFailed to find a machine for remote build!`;
 }
 
 /** A failing row for a step that did not finish (hung past the budget, or could not start). */
@@ -190,90 +205,129 @@ function judgeHostKey(p: BuilderProbe, reachable: boolean): CheckResult {
   const title = "Host key pinned and matching";
   const b = p.builder;
   if (!reachable) return skipCheck(id, title, "the builder is unreachable");
-  const scan = p.keyscan;
-  const presented = scan?.keys ?? [];
-  const presentedText = presented.map((k) => `${keyTypeLabel(k.type)} ${fingerprintOf(k)}`).join(", ");
+  const presented = p.keyscan?.keys ?? [];
   const pinned = b.hostKey ? parsePublicKey(b.hostKey) : undefined;
-  const scanLine = (k: PublicKey) => `"${k.type} ${k.blob}"`;
+  const keyLine = (k: PublicKey) => `"${k.type} ${k.blob}"`;
   const preferred = presented.find((k) => k.type === "ssh-ed25519") ?? presented[0];
+  const pinFix = (k: PublicKey | undefined) =>
+    k
+      ? `Confirm on the builder's console that ssh-keygen -lf /etc/ssh/ssh_host_${k.type.replace(/^ssh-/, "")}_key.pub prints ${fingerprintOf(k)}, then ${editHint(p, "hostKey", keyLine(k))}.`
+      : `Read the key on the builder (cat /etc/ssh/ssh_host_ed25519_key.pub) and ${editHint(p, "hostKey", '"ssh-ed25519 AAAA…"')}.`;
   if (!pinned) {
     return failCheck(
       id,
       title,
       `No host key is pinned for ${b.name}, and nixpool never trusts an unknown key.`,
       {
-        symptom: `No ED25519 host key is known for nixpool-${b.name} and you have requested strict checking.\nHost key verification failed.`,
-        fix: preferred
-          ? `Confirm on the builder's console that ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub prints ${fingerprintOf(preferred)}, then ${editHint(p, "hostKey", scanLine(preferred))}.`
-          : `Read the key on the builder (cat /etc/ssh/ssh_host_ed25519_key.pub) and ${editHint(p, "hostKey", '"ssh-ed25519 AAAA…"')}.`,
+        symptom: `No ED25519 host key is known for ${sshAlias(b)} and you have requested strict checking.\nHost key verification failed.`,
+        fix: pinFix(preferred),
         data: { presented: presented.map((k) => ({ type: k.type, fingerprint: fingerprintOf(k) })) },
       },
     );
   }
   const pinnedFp = fingerprintOf(pinned);
-  if (presented.length === 0) {
-    // ssh-keyscan found nothing; fall back to what the real ssh session saw.
-    const t = p.session?.trace;
-    if (t?.hostKeyChanged) {
-      return failCheck(
-        id,
-        title,
-        `The builder presents ${t.serverHostKey?.fingerprint ?? "another key"}, not the pinned ${pinnedFp}.`,
-        {
-          symptom: "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key verification failed.",
-          fix: `Confirm the builder's key on its console, then ${editHint(p, "hostKey", '"TYPE KEY"')}.`,
-        },
-      );
-    }
-    if (t?.authenticated || t?.serverHostKey)
-      return passCheck(
-        id,
-        title,
-        `The builder's key matches the pinned ${keyTypeLabel(pinned.type)} key ${pinnedFp}.`,
-      );
+  const t = p.session?.trace;
+  const sameType = presented.find((k) => k.type === pinned.type);
+  if (presented.length > 0 && !sameType) {
+    return failCheck(
+      id,
+      title,
+      `The inventory pins a ${keyTypeLabel(pinned.type)} key, but the builder offers only ${presented.map((k) => `${keyTypeLabel(k.type)} ${fingerprintOf(k)}`).join(", ")}: the inventory side is wrong.`,
+      {
+        symptom: "Host key verification failed.",
+        fix: pinFix(preferred),
+        data: { pinned: pinnedFp, presented: presented.map((k) => fingerprintOf(k)), wrongSide: "inventory" },
+      },
+    );
+  }
+  // The builder's key of the pinned type: from ssh-keyscan, else what the session's ssh saw.
+  const builderFp = sameType
+    ? fingerprintOf(sameType)
+    : t?.hostKeyChanged
+      ? (t.serverHostKey?.fingerprint ?? "another key")
+      : t?.authenticated || t?.serverHostKey
+        ? pinnedFp
+        : undefined;
+  if (builderFp === undefined) {
     return warnCheck(
       id,
       title,
-      `ssh-keyscan got no host key from the builder (${scan?.error ?? "no answer"}).`,
+      `ssh-keyscan got no host key from the builder (${p.keyscan?.error ?? "no answer"}).`,
       {
         fix: `Check by hand: ssh-keyscan -p ${b.port} ${b.host}`,
       },
     );
   }
-  if (presented.some((k) => k.type === pinned.type && k.blob === pinned.blob)) {
+  // The third party: the known_hosts files the build hook's own ssh reads for this builder.
+  const hook = p.hookKnownHosts;
+  const recorded = (hook?.entries ?? []).filter((e) => e.key.type === pinned.type);
+  const recordedWith = (fp: string) => recorded.find((e) => fingerprintOf(e.key) === fp);
+  const label = keyTypeLabel(pinned.type);
+  const changedSymptom = `WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key for ${hook?.name ?? sshAlias(b)} has changed and you have requested strict checking.\nHost key verification failed.`;
+  if (builderFp === pinnedFp) {
+    const stale = recordedWith(pinnedFp) ? [] : recorded;
+    const first = stale[0];
+    if (hook && first) {
+      return failCheck(
+        id,
+        title,
+        `The builder and the inventory agree on ${label} key ${pinnedFp}, but ${first.file}, which the build hook's ssh reads, records ${fingerprintOf(first.key)} for ${hook.name}: this machine's known_hosts is the wrong side, and Nix's builds fail there.`,
+        {
+          symptom: changedSymptom,
+          fix: `ssh-keygen -R ${hook.name} -f ${first.file} && echo '${hook.name} ${pinned.type} ${pinned.blob}' >> ${first.file}`,
+          data: {
+            pinned: pinnedFp,
+            presented: pinnedFp,
+            recorded: fingerprintOf(first.key),
+            file: first.file,
+            wrongSide: "known_hosts",
+          },
+        },
+      );
+    }
+    const agrees = recordedWith(pinnedFp);
     return passCheck(
       id,
       title,
-      `The builder presents the pinned ${keyTypeLabel(pinned.type)} key ${pinnedFp}.`,
-      {
-        data: { pinned: pinnedFp },
-      },
+      `The builder presents the pinned ${label} key ${pinnedFp}${agrees ? `, as ${agrees.file} records` : ""}.`,
+      { data: { pinned: pinnedFp } },
     );
   }
-  const sameType = presented.find((k) => k.type === pinned.type);
-  if (sameType) {
-    const fp = fingerprintOf(sameType);
+  const fix = sameType ? editHint(p, "hostKey", keyLine(sameType)) : editHint(p, "hostKey", '"TYPE KEY"');
+  const byBuilder = recordedWith(builderFp);
+  if (byBuilder) {
     return failCheck(
       id,
       title,
-      `The builder presents ${keyTypeLabel(pinned.type)} key ${fp}, but the inventory pins ${pinnedFp}: the pin is stale (the builder was reinstalled or its key regenerated) or someone else answers at ${b.host}.`,
+      `The builder presents ${label} key ${builderFp}, which ${byBuilder.file} (the build hook's known_hosts) also records, but the inventory pins ${pinnedFp}: the inventory side is wrong.`,
       {
-        symptom: `WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key for nixpool-${b.name} has changed and you have requested strict checking.\nHost key verification failed.`,
-        fix: `If the builder's console shows ${fp} (ssh-keygen -lf /etc/ssh/ssh_host_${pinned.type.replace(/^ssh-/, "")}_key.pub), the inventory is wrong: ${editHint(p, "hostKey", scanLine(sameType))}. If it shows ${pinnedFp}, the builder side is wrong: do not connect; find who answers at ${b.host}.`,
-        data: { pinned: pinnedFp, presented: fp, wrongSide: "unknown: inventory or builder" },
+        symptom: changedSymptom,
+        fix: `${fix[0]?.toUpperCase() ?? ""}${fix.slice(1)}.`,
+        data: { pinned: pinnedFp, presented: builderFp, file: byBuilder.file, wrongSide: "inventory" },
+      },
+    );
+  }
+  const byPin = recordedWith(pinnedFp);
+  if (byPin) {
+    return failCheck(
+      id,
+      title,
+      `The inventory and ${byPin.file} (the build hook's known_hosts) both record ${label} key ${pinnedFp}, but the builder now presents ${builderFp}: the builder side changed (reinstalled, its key regenerated, or someone else answers at ${b.host}).`,
+      {
+        symptom: changedSymptom,
+        fix: `Do not build there until the builder's console confirms ${builderFp}; if it does, ${fix} and run ssh-keygen -R ${hook?.name ?? sshAlias(b)} -f ${byPin.file}.`,
+        data: { pinned: pinnedFp, presented: builderFp, file: byPin.file, wrongSide: "builder" },
       },
     );
   }
   return failCheck(
     id,
     title,
-    `The inventory pins a ${keyTypeLabel(pinned.type)} key, but the builder offers only ${presentedText}: the inventory side is wrong.`,
+    `The builder presents ${label} key ${builderFp}, but the inventory pins ${pinnedFp}: the pin is stale (the builder was reinstalled or its key regenerated) or someone else answers at ${b.host}.`,
     {
-      symptom: `Host key verification failed.`,
-      fix: preferred
-        ? `Confirm on the builder's console that its key is ${fingerprintOf(preferred)}, then ${editHint(p, "hostKey", scanLine(preferred))}.`
-        : `Pin one of the builder's keys.`,
-      data: { pinned: pinnedFp, presented: presented.map((k) => fingerprintOf(k)), wrongSide: "inventory" },
+      symptom: changedSymptom,
+      fix: `If the builder's console shows ${builderFp} (ssh-keygen -lf /etc/ssh/ssh_host_${pinned.type.replace(/^ssh-/, "")}_key.pub), the inventory is wrong: ${fix}. If it shows ${pinnedFp}, the builder side is wrong: do not connect; find who answers at ${b.host}.`,
+      data: { pinned: pinnedFp, presented: builderFp, wrongSide: "unknown: inventory or builder" },
     },
   );
 }
@@ -400,14 +454,14 @@ function judgeAuth(p: BuilderProbe, reachable: boolean, hostKeyOk: boolean): Che
         title,
         `The builder refused the ${offeredTypes.join("/") || "configured"} key offered (${offeredText}) but accepts the ${alt.type} key ${alt.path}: ${offeredTypes.length ? `an ${offeredTypes.join("/")} key is offered where only an ${alt.type} key is authorised` : "the wrong key is configured"}.`,
         {
-          symptom: `Permission denied (publickey).\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+          symptom: hookSymptom(p.builder, `${user}@${p.builder.host}: Permission denied (publickey).`),
           fix: `${editHint(p, "identityFile", `"${alt.path}"`)}${pubLine ? `, or authorise the offered key on the builder: echo '${pubLine}' >> ~${user}/.ssh/authorized_keys` : ""}.`,
           data: { offered, acceptedAlternative: alt },
         },
       );
     }
     return failCheck(id, title, `The builder refused ${offeredText} for user ${user}.`, {
-      symptom: `${user}@${p.builder.host}: Permission denied (publickey).\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+      symptom: hookSymptom(p.builder, `${user}@${p.builder.host}: Permission denied (publickey).`),
       fix: pubLine
         ? `Authorise the key on the builder: echo '${pubLine}' >> ~${user}/.ssh/authorized_keys`
         : `Authorise one of your public keys in ~${user}/.ssh/authorized_keys on the builder, or ${editHint(p, "identityFile", '"/path/to/key"')}.`,
@@ -440,7 +494,7 @@ function judgeRemoteNix(p: BuilderProbe, f: RemoteFacts): CheckResult {
       title,
       `${prog} is not on the PATH of non-interactive SSH sessions on the builder (PATH=${f.path || "empty"}), and ${p.builder.protocol}:// runs "${prog} ${p.builder.protocol === "ssh-ng" ? "--stdio" : "--serve --write"}" there.`,
       {
-        symptom: `bash: ${prog}: command not found\nerror: cannot open connection to remote store '${storeUri(p.builder)}': error: unexpected end-of-file`,
+        symptom: hookSymptom(p.builder, `bash: line 1: ${prog}: command not found`),
         fix: `On the builder, put ${prog} on the system PATH: ln -s /nix/var/nix/profiles/default/bin/${prog} /usr/local/bin/${prog}${other ? ` — or use the ssh protocol, which needs only nix-store (${editHint(p, "protocol", '"ssh"')})` : ""}.`,
         data: { path: f.path, which: f.which },
       },

@@ -42,6 +42,16 @@ export function localStoreKind(f: LocalFacts): "daemon" | "local" {
   return "local";
 }
 
+/**
+ * The options of the build hook's ssh (NIX_SSHOPTS: the daemon's, or ours in single-user mode),
+ * or undefined when this process is not the hook's user and so cannot see its ssh setup.
+ */
+export function hookSshOptions(f: LocalFacts): string[] | undefined {
+  const daemon = localStoreKind(f) === "daemon";
+  if (daemon && f.uid !== 0) return undefined;
+  return ((daemon ? f.daemonSshOpts : f.env.NIX_SSHOPTS) ?? "").split(/\s+/).filter(Boolean);
+}
+
 function judgeNix(f: LocalFacts): CheckResult {
   const id = "local.nix";
   const title = "Nix present";
@@ -200,7 +210,7 @@ function judgeTrusted(f: LocalFacts): CheckResult {
     {
       symptom:
         "warning: ignoring the client-specified setting 'builders', because it is a restricted setting and you are not a trusted user",
-      fix: `Put the builders where the daemon reads them (nixpool config apply), or add "trusted-users = root ${f.user}" to /etc/nix/nix.conf and restart nix-daemon.`,
+      fix: `Put the builders where the daemon reads them (nixpool config apply), or add "trusted-users = ${[...new Set([...trusted, f.user])].join(" ")}" to /etc/nix/nix.conf and restart nix-daemon.`,
     },
   );
 }

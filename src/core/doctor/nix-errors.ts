@@ -88,14 +88,19 @@ const NOISE = [
   /^OpenSSH_/,
 ];
 
-/** What Nix printed that matters: its message lines without progress noise, at most the last three. */
+/**
+ * What Nix printed that matters, without progress noise: the line that names a known cause
+ * (the build hook buries it above its own "unable to start any build") and the last lines.
+ */
 export function symptomOf(stderr: string): string {
   const lines = stderr
     .split("\n")
-    .map((l) => l.trim())
+    .map((l) => l.trim().slice(0, 300))
     .filter((l) => l && !NOISE.some((n) => n.test(l)));
-  return lines
-    .slice(-3)
-    .map((l) => l.slice(0, 300))
-    .join("\n");
+  const tail = lines.slice(-3);
+  const known = KNOWN.find((k) => lines.some((l) => k.pattern.test(l)));
+  const cause = known && lines.find((l) => known.pattern.test(l));
+  if (!cause || tail.includes(cause)) return tail.join("\n");
+  const closing = lines.filter((l) => l.startsWith("error:")).at(-1) ?? lines.at(-1) ?? "";
+  return [cause, closing].join("\n");
 }

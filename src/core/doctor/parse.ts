@@ -194,11 +194,11 @@ export function parsePublicKey(line: string): PublicKey | undefined {
   return { type, blob };
 }
 
-/** The host keys `ssh-keyscan` printed ("host type blob" lines; comments skipped). */
+/** The keys of known_hosts lines ("host type blob"), as `ssh-keyscan` and `ssh-keygen -F` print them; comments and @markers skipped. */
 export function parseKeyscan(stdout: string): PublicKey[] {
   const keys: PublicKey[] = [];
   for (const line of stdout.split("\n")) {
-    if (!line.trim() || line.startsWith("#")) continue;
+    if (!line.trim() || line.startsWith("#") || line.startsWith("@")) continue;
     const [, type, blob] = line.trim().split(/\s+/);
     if (type && blob) keys.push({ type, blob });
   }
@@ -274,29 +274,19 @@ export function parseRemoteFacts(stdout: string): RemoteFacts {
     if (!m) continue;
     const key = m[1] ?? "";
     const value = (m[2] ?? "").trim();
-    const int = (s: string) => (/^-?\d+$/.test(s) ? Number.parseInt(s, 10) : undefined);
+    const int = /^-?\d+$/.test(value) ? Number.parseInt(value, 10) : undefined;
     switch (key) {
       case "user":
         if (value) f.user = value;
         break;
-      case "uid": {
-        const n = int(value);
-        if (n !== undefined) f.uid = n;
-        break;
-      }
       case "groups":
         f.groups = value.split(/\s+/).filter(Boolean);
         break;
-      case "nproc": {
-        const n = int(value);
-        if (n !== undefined) f.nproc = n;
+      case "uid":
+      case "nproc":
+      case "date":
+        if (int !== undefined) f[key === "date" ? "epochSeconds" : key] = int;
         break;
-      }
-      case "date": {
-        const n = int(value);
-        if (n !== undefined) f.epochSeconds = n;
-        break;
-      }
       case "nix-remote":
         f.nixRemote = value;
         break;
@@ -380,4 +370,28 @@ export function parseMachinesSpec(text: string): { entries: MachineEntry[]; incl
     entries.push({ uri, systems });
   }
   return { entries, includes };
+}
+
+/** What `ssh -G ALIAS` says ssh would use for a host: the real host and the known_hosts files. */
+export interface SshResolved {
+  hostname: string;
+  port: number;
+  /** The name ssh looks up in known_hosts: HostKeyAlias, else "host" or "[host]:port". */
+  knownHostsName: string;
+  knownHostsFiles: string[];
+}
+
+/** Parses `ssh -G` output ("keyword value" lines, keywords lower-case). */
+export function parseSshResolved(stdout: string): SshResolved {
+  const get = (k: string) => new RegExp(`^${k} (.*)$`, "m").exec(stdout)?.[1]?.trim() ?? "";
+  const hostname = get("hostname");
+  const port = Number(get("port")) || 22;
+  const alias = get("hostkeyalias");
+  const files = [...get("userknownhostsfile").split(/\s+/), ...get("globalknownhostsfile").split(/\s+/)];
+  return {
+    hostname,
+    port,
+    knownHostsName: alias && alias !== "none" ? alias : port === 22 ? hostname : `[${hostname}]:${port}`,
+    knownHostsFiles: [...new Set(files.filter((x) => x && x !== "/dev/null" && x !== "none"))],
+  };
 }

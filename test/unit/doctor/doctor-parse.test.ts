@@ -14,6 +14,7 @@ import {
   parseNixVersion,
   parsePublicKey,
   parseRemoteFacts,
+  parseSshResolved,
   parseSshVerbose,
   parseStorePing,
 } from "../../../src/core/doctor/parse.js";
@@ -232,5 +233,43 @@ test("Nix failures are recognised from their text, and the symptom drops progres
       "these 1 derivations will be built:\n  /nix/store/x.drv\nbuilding '/nix/store/x.drv' on 'ssh-ng://b1'...\ncopying 0 paths...\nerror: you are not privileged to build input-addressed derivations\nerror: builder for '/nix/store/x.drv' failed with exit code 1\n",
     ),
     "error: you are not privileged to build input-addressed derivations",
+  );
+});
+
+test("the build hook's buried cause is the symptom, not its closing complaint (Nix 2.8 output)", () => {
+  const stderr = [
+    "this derivation will be built:",
+    "  /nix/store/hq57-p.drv",
+    "bash: line 1: nix-daemon: command not found",
+    "cannot build on 'ssh-ng://b1': error: cannot open connection to remote store 'ssh-ng://b1': error: unexpected end-of-file",
+    "Failed to find a machine for remote build!",
+    "derivation: hq57-p.drv",
+    "required (system, features): (x86_64-linux, )",
+    "1 available machines:",
+    "(systems, maxjobs, supportedFeatures, mandatoryFeatures)",
+    "(x86_64-linux, 1, , )",
+    "error: unable to start any build; remote machines may not have all required system features.",
+    "       https://nixos.org/manual/nix/stable/advanced-topics/distributed-builds.html",
+  ].join("\n");
+  assert.equal(classifyFailure(stderr)?.check, "remote-nix");
+  assert.equal(
+    symptomOf(stderr),
+    "bash: line 1: nix-daemon: command not found\nerror: unable to start any build; remote machines may not have all required system features.",
+  );
+});
+
+test("ssh -G: the known_hosts name and files the hook's ssh uses", () => {
+  const g = (extra: string) =>
+    `host nixpool-b1\nhostname 10.0.0.2\nport 2222\n${extra}userknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\nglobalknownhostsfile /etc/ssh/ssh_known_hosts /dev/null\n`;
+  assert.deepEqual(parseSshResolved(g("")), {
+    hostname: "10.0.0.2",
+    port: 2222,
+    knownHostsName: "[10.0.0.2]:2222",
+    knownHostsFiles: ["~/.ssh/known_hosts", "~/.ssh/known_hosts2", "/etc/ssh/ssh_known_hosts"],
+  });
+  assert.equal(parseSshResolved(g("hostkeyalias nixpool-b1\n")).knownHostsName, "nixpool-b1");
+  assert.deepEqual(
+    parseKeyscan("# Host nixpool-b1 found: line 3\nnixpool-b1 ssh-ed25519 AAAA\n@revoked * ssh-rsa BBBB\n"),
+    [{ type: "ssh-ed25519", blob: "AAAA" }],
   );
 });

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../../src/core/builder.js";
+import { sampleBuilder } from "../../helpers/builders.js";
 import {
   judgeBuilder,
   remoteStoreKind,
@@ -20,24 +21,14 @@ const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4ICnaFD9NFgSVA/bKHPAq2/A
 const OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFf6eCF/IOLqfn77M1YNRCnKsTTM0gMgHciZUBq1NWu9";
 
 function builder(over: Partial<Builder> = {}): Builder {
-  return {
-    name: "b1",
+  return sampleBuilder({
     host: "10.0.0.2",
-    port: 22,
     user: "root",
-    protocol: "ssh-ng",
-    systems: ["x86_64-linux"],
     maxJobs: 2,
-    speedFactor: 1,
-    supportedFeatures: [],
-    mandatoryFeatures: [],
     hostKey: HOST_KEY,
     identityFile: "/k/id_ed25519",
-    tags: [],
-    trust: "trusted",
-    source: "inventory",
     ...over,
-  };
+  });
 }
 
 function facts(over: Partial<RemoteFacts> = {}): RemoteFacts {
@@ -158,6 +149,45 @@ test("host key: unpinned, mismatched (both fingerprints) and of a type the build
     "host-key",
   );
   assert.match(pool.fix ?? "", /nixpool local down; nixpool local up/);
+});
+
+test("host key: the build hook's known_hosts tells which side is wrong", () => {
+  const blob = (k: string) => k.split(" ")[1] ?? "";
+  const hook = (key: string) => ({
+    name: "nixpool-b1",
+    entries: [{ file: "/root/.ssh/known_hosts", key: { type: "ssh-ed25519", blob: blob(key) } }],
+  });
+  // Builder and pin agree; the hook's file is stale: the fix removes and rewrites its line.
+  const noScan = healthy({ hookKnownHosts: hook(OTHER_KEY) });
+  delete noScan.keyscan; // the session's ssh accepted the pinned key, so no ssh-keyscan ran
+  const local = byId(judgeBuilder(noScan), "host-key");
+  assert.equal(local.status, "fail");
+  assert.equal(local.data?.["wrongSide"], "known_hosts");
+  assert.equal(
+    local.fix,
+    `ssh-keygen -R nixpool-b1 -f /root/.ssh/known_hosts && echo 'nixpool-b1 ${HOST_KEY}' >> /root/.ssh/known_hosts`,
+  );
+  // The hook's file also lists the pinned key: ssh accepts it, so nothing is wrong.
+  const both = healthy({ hookKnownHosts: hook(HOST_KEY) });
+  both.hookKnownHosts?.entries.push({ file: "/x", key: { type: "ssh-ed25519", blob: blob(OTHER_KEY) } });
+  const agrees = byId(judgeBuilder(both), "host-key");
+  assert.equal(agrees.status, "pass");
+  assert.match(agrees.message, /as \/root\/\.ssh\/known_hosts records/);
+  // Pin stale, the hook's file agrees with the builder: the inventory side.
+  const stalePin = builder({ hostKey: OTHER_KEY });
+  const inv = byId(judgeBuilder(healthy({ builder: stalePin, hookKnownHosts: hook(HOST_KEY) })), "host-key");
+  assert.equal(inv.data?.["wrongSide"], "inventory");
+  assert.equal(inv.fix, `Set hostKey = "${HOST_KEY}" under [builders.b1] in /etc/nixpool.toml.`);
+  // Pin and the hook's file agree, the builder differs: the builder side.
+  const changed = byId(
+    judgeBuilder(healthy({ builder: stalePin, hookKnownHosts: hook(OTHER_KEY) })),
+    "host-key",
+  );
+  assert.equal(changed.data?.["wrongSide"], "builder");
+  assert.match(changed.message, /the builder side changed/);
+  // No record on this machine: both possibilities, with both fingerprints.
+  const unknown = byId(judgeBuilder(healthy({ builder: stalePin })), "host-key");
+  assert.equal(unknown.data?.["wrongSide"], "unknown: inventory or builder");
 });
 
 test("identity: missing, 0644, passphrase", () => {
