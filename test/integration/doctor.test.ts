@@ -151,6 +151,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       startHost(spec("edonly")),
       startHost(spec("rsaonly", { authorizedKeys: [keys.rsaPub] })),
       startHost(spec("untrusted")),
+      startHost(spec("notallowed")),
       startHost(spec("singleuser", { sshdConfig: `AuthorizedKeysFile ${akAll}` })),
       startHost(spec("nodaemon", { sshdConfig: `SetEnv PATH=${fakeBin}` })),
       startHost(spec("nostore", { sshdConfig: `SetEnv PATH=${noStoreBin}` })),
@@ -173,6 +174,15 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     await appendFile(untrusted.nixConfPath, "\nstore = daemon\ntrusted-users = nobody\n");
     spawnDetached(hostExecArgv(untrusted, ["nix-daemon", "--store", "local"]));
     await waitFor(() => existsSync(join(untrusted.storeDir, "var/nix/daemon-socket/socket")), 10_000);
+
+    // Not allowed: the builder's nix-daemon admits nobody but "nobody".
+    const notAllowed = h("notallowed");
+    await appendFile(
+      notAllowed.nixConfPath,
+      "\nstore = daemon\ntrusted-users = nobody\nallowed-users = nobody\n",
+    );
+    spawnDetached(hostExecArgv(notAllowed, ["nix-daemon", "--store", "local"]));
+    await waitFor(() => existsSync(join(notAllowed.storeDir, "var/nix/daemon-socket/socket")), 10_000);
 
     // Single-user: a login user "nixtest" who cannot write the root-owned store, and no daemon.
     const single = h("singleuser");
@@ -239,6 +249,8 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       "ed25519-offered": { ...base("rsaonly"), identityFile: keys.ed },
       untrusted: base("untrusted"),
       "untrusted-ssh": { ...base("untrusted"), protocol: "ssh" },
+      "not-allowed": base("notallowed"),
+      "not-allowed-ssh": { ...base("notallowed"), protocol: "ssh" },
       "single-user": { ...base("singleuser"), user: "nixtest" },
       "no-nix-daemon": base("nodaemon"),
       "nodaemon-ssh": { ...base("nodaemon"), protocol: "ssh" },
@@ -355,6 +367,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(c.status, "fail");
     assert.match(c.message, /no-such-key does not exist/);
     assert.match(c.fix ?? "", /ssh-keygen -t ed25519/);
+    assert.match(c.symptom ?? "", /^no such identity: \S+no-such-key: No such file or directory\n/);
     assert.equal(check(report, "missing-identity", "auth").status, "fail");
   });
 
@@ -395,6 +408,26 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.match(
       check(report, "untrusted-ssh", "round-trip").symptom ?? "",
       /not privileged to build input-addressed/,
+    );
+  });
+
+  test("a login user outside the builder's allowed-users: the daemon hangs up", () => {
+    for (const name of ["not-allowed", "not-allowed-ssh"]) {
+      const c = check(report, name, "trust");
+      assert.equal(c.status, "fail", name);
+      assert.match(c.message, /refuses root: it is neither in allowed-users \(nobody\) nor in trusted-users/);
+      assert.match(c.fix ?? "", /^On the builder, add to \/etc\/nix\/nix\.conf: trusted-users = nobody root/);
+      const rt = check(report, name, "round-trip");
+      assert.equal(rt.status, "fail", name);
+      assert.match(rt.message, /hangs up on the login user/, name);
+    }
+    assert.match(
+      check(report, "not-allowed-ssh", "round-trip").symptom ?? "",
+      /remote store 'daemon': error: reading from file: Connection reset by peer/,
+    );
+    assert.match(
+      check(report, "not-allowed", "trust").symptom ?? "",
+      /^error: splicing data from daemon socket to stdout: Connection reset by peer\ncannot build on 'ssh-ng:\/\/nixpool-not-allowed'/,
     );
   });
 

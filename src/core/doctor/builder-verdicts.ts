@@ -177,7 +177,7 @@ function judgeTcp(p: BuilderProbe): CheckResult {
       title,
       `${where} accepted the connection but sent no SSH banner within ${(t.ms / 1000).toFixed(1)} s: the builder is down behind a proxy or firewall that answers for it, or its sshd hangs.`,
       {
-        symptom: "Connection timed out during banner exchange",
+        symptom: `Connection timed out during banner exchange\nConnection to ${p.builder.host} port ${p.builder.port} timed out`,
         fix: `Check that the builder is up and its sshd answers (ssh-keyscan -p ${p.builder.port} ${p.builder.host}); remove it from the pool while it is down.`,
         durationMs: t.ms,
         data: { error: t.error, timedOut: t.timedOut, connected: true },
@@ -346,7 +346,7 @@ function judgeIdentity(p: BuilderProbe): CheckResult {
   }
   if (!i.exists) {
     return failCheck(id, title, `The identity file ${i.path} does not exist.`, {
-      symptom: `Warning: Identity file ${i.path} not accessible: No such file or directory.\nPermission denied (publickey).`,
+      symptom: `no such identity: ${i.path}: No such file or directory\n${b.user ?? "root"}@${b.host}: Permission denied (publickey).`,
       fix: `Create it (ssh-keygen -t ed25519 -N "" -f ${i.path}) and authorise ${i.path}.pub on the builder, or ${editHint(p, "identityFile", '"/path/to/key"')}.`,
     });
   }
@@ -566,7 +566,13 @@ function judgeTrust(p: BuilderProbe, f: RemoteFacts, pingTrusted: boolean | unde
       title,
       `The builder's nix-daemon refuses ${user}: it is neither in allowed-users (${allowedUsers.join(" ") || "empty"}) nor in trusted-users.`,
       {
-        symptom: `error: cannot open connection to remote store '${storeUri(p.builder)}': error: user '${user}' is not allowed to connect to the Nix daemon`,
+        symptom:
+          p.builder.protocol === "ssh-ng"
+            ? hookSymptom(
+                p.builder,
+                "error: splicing data from daemon socket to stdout: Connection reset by peer",
+              )
+            : "error: cannot open connection to remote store 'daemon': error: reading from file: Connection reset by peer\nerror: unexpected end-of-file",
         fix: `On the builder, add to /etc/nix/nix.conf: trusted-users = ${[...new Set([...trustedUsers, user])].join(" ")} — then restart nix-daemon (systemctl restart nix-daemon).`,
       },
     );

@@ -229,8 +229,7 @@ function judgeSubstituters(f: LocalFacts): CheckResult {
       title,
       `${bad.map((s) => `${s.url} (${s.error ?? "no answer"})`).join(", ")} unreachable: Nix retries it for every path, which slows builds down by seconds.`,
       {
-        symptom:
-          "warning: error: unable to download 'https://cache.nixos.org/…': Couldn't resolve host name (6); retrying in … ms",
+        symptom: `warning: error: unable to download '${bad[0]?.url.replace(/\/$/, "") ?? ""}/nix-cache-info': Couldn't connect to server (7); retrying in … ms`,
         fix: "When offline, set \"substituters =\" in /etc/nix/nix.conf (or pass --option substituters ''); otherwise restore the network route to the cache.",
         data,
       },

@@ -48,9 +48,11 @@ const KNOWN: { pattern: RegExp; check: string; cause: string }[] = [
     cause: "the builder's Nix daemon does not trust the login user",
   },
   {
-    pattern: /is not allowed to connect to the Nix daemon/,
+    // The builder's daemon closes the socket; which of these Nix 2.8 prints is a race.
+    pattern:
+      /is not allowed to connect to the Nix daemon|(?:splicing data from|unexpected EOF from) daemon socket|remote store 'daemon': error: reading from file: Connection reset by peer/,
     check: "trust",
-    cause: "the builder's allowed-users excludes the login user",
+    cause: "the builder's nix-daemon hangs up on the login user (not in its allowed-users)",
   },
   {
     pattern: /unable to start any build; either increase '--max-jobs' or enable remote builds/,
