@@ -32,11 +32,16 @@ export interface NixBuildRequest {
   outLink?: string | undefined;
   signal?: AbortSignal;
   /** Called with each derivation as its build starts and ends. */
-  onProgress?: (event: { kind: "start" | "done"; name: string; builder: string }) => void;
+  onProgress?: (event: BuildProgress) => void;
   env?: Record<string, string | undefined>;
   /** Seconds before the whole build is abandoned; default none. */
   timeoutMs?: number;
 }
+
+/** What a running build reports: a derivation started or finished on a builder, or printed a log line. */
+export type BuildProgress =
+  | { kind: "start" | "done"; name: string; builder: string }
+  | { kind: "log"; name: string; builder: string; line: string };
 
 /** One derivation of a finished build: where it was built and how long it took. */
 export interface BuiltDerivation {
@@ -209,11 +214,13 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
     onStderrLine: (line) => {
       const event = applyBuildLogLine(state, line, Date.now());
       if (event && req.onProgress) {
-        req.onProgress({
-          kind: event.kind,
+        const where = {
           name: derivationName(event.build.drv),
           builder: builderForMachine(event.build.machine, usable),
-        });
+        };
+        req.onProgress(
+          event.kind === "log" ? { kind: "log", line: event.line, ...where } : { kind: event.kind, ...where },
+        );
       }
     },
   });

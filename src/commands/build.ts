@@ -2,7 +2,7 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
-import { runNixBuild, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
+import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
 import type { Builder } from "../core/builder.js";
 import { buildOnWorker } from "./worker.js";
 
@@ -93,6 +93,10 @@ export const registerBuild: RegisterCommands = (program, context) => {
     .option("--on <place>", "rent a worker for this build and delete it after: hetzner[:TYPE]")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
+    .option(
+      "-L, --print-build-logs",
+      "print the builders' build logs, each line prefixed with its derivation",
+    )
     .action(
       async (
         file: string,
@@ -103,6 +107,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
           outLink: string;
           json?: boolean;
           quiet?: boolean;
+          printBuildLogs?: boolean;
           on?: string;
           builder: string[];
           tag: string[];
@@ -126,10 +131,14 @@ export const registerBuild: RegisterCommands = (program, context) => {
               ...(opts.json || opts.quiet
                 ? {}
                 : {
-                    onProgress: (e) =>
-                      ctx.output.err(
-                        `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
-                      ),
+                    onProgress: (e: BuildProgress) => {
+                      if (e.kind === "log") {
+                        if (opts.printBuildLogs) ctx.output.err(`${e.name}> ${e.line}`);
+                      } else
+                        ctx.output.err(
+                          `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
+                        );
+                    },
                   }),
             });
           // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).

@@ -27,15 +27,13 @@ export function createBuildLogState(): BuildLogState {
 const ANSI = new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g");
 const stripAnsi = (s: string) => s.replace(ANSI, "");
 
-/** A derivation's build on a builder started or finished. */
-export interface BuildLogEvent {
-  kind: "start" | "done";
-  build: DerivationBuild;
-}
+/** A derivation's build on a builder started, printed a log line, or finished. */
+export type BuildLogEvent =
+  { kind: "start" | "done"; build: DerivationBuild } | { kind: "log"; build: DerivationBuild; line: string };
 
 /**
  * Folds one stderr line of `--log-format internal-json` into the state (other lines are
- * ignored). Returns an event when a build on a builder starts or finishes.
+ * ignored). Returns an event when a build on a builder starts, logs a line, or finishes.
  */
 export function applyBuildLogLine(
   state: BuildLogState,
@@ -90,8 +88,10 @@ export function applyBuildLogLine(
       const b = drv ? state.builds.get(drv) : undefined;
       const fields = Array.isArray(ev["fields"]) ? (ev["fields"] as unknown[]) : [];
       if (b && typeof fields[0] === "string") {
-        b.logTail.push(stripAnsi(fields[0]));
+        const text = stripAnsi(fields[0]);
+        b.logTail.push(text);
         if (b.logTail.length > LOG_TAIL_LINES) b.logTail.shift();
+        return { kind: "log", build: b, line: text };
       }
       break;
     }

@@ -208,6 +208,40 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
     }
   });
 
+  test("-L prints the builders' build logs, prefixed with the derivation", async () => {
+    const { dir, cleanup } = await makeTempDir();
+    try {
+      const marker = `log-line-${seed()}`;
+      const file = join(dir, "talk.nix");
+      await writeFile(
+        file,
+        `{ seed }: builtins.derivation { name = "talker"; system = builtins.currentSystem; builder = "/bin/sh";
+           inherit seed; args = [ "-c" "echo ${marker}; echo done > $out" ]; }`,
+      );
+      const r = await runCli(
+        stateDir,
+        ["build", file, "--argstr", "seed", seed(), "-L", "-o", join(dir, "r")],
+        {
+          cwd: dir,
+        },
+      );
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.ok(r.stderr.split("\n").includes(`talker> ${marker}`), r.stderr);
+      const quiet = await runCli(
+        stateDir,
+        ["build", file, "--argstr", "seed", seed(), "-o", join(dir, "r2")],
+        {
+          cwd: dir,
+        },
+      );
+      assert.equal(quiet.exitCode, 0, quiet.stderr);
+      assert.match(quiet.stderr, /building talker on local[12]/, "it was really built again");
+      assert.ok(!quiet.stderr.includes(marker), "without -L no build log is printed");
+    } finally {
+      await cleanup();
+    }
+  });
+
   test("a failing derivation is reported with its name, its builder and its log tail", async () => {
     const { dir, cleanup } = await makeTempDir();
     try {
