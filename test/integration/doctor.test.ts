@@ -1,4 +1,4 @@
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { appendFile, chmod, copyFile, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
@@ -610,41 +610,62 @@ describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
   });
 });
 
+/**
+ * Runs `doctor --json` with no builders (this machine's checks only) and the environment that
+ * `env` builds in a temporary directory, removed after the test.
+ */
+async function doctorLocal(
+  t: TestContext,
+  env: (dir: string) => Record<string, string> | Promise<Record<string, string>>,
+): Promise<{ exitCode: number; stderr: string; local: (id: string) => CheckResult }> {
+  const tmp = await makeTempDir("nixpool-doctor-local-");
+  t.after(() => tmp.cleanup());
+  const inv = join(tmp.dir, "nixpool.toml");
+  await writeFile(inv, "");
+  const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
+    env: await env(tmp.dir),
+  });
+  const report = JSON.parse(r.stdout) as DoctorReport;
+  return {
+    exitCode: r.exitCode,
+    stderr: r.stderr,
+    local: (id) => {
+      const c = report.local.find((x) => x.id === id);
+      assert.ok(c, `no local check ${id}`);
+      return c;
+    },
+  };
+}
+
 describe("nixpool doctor: checks of this machine", () => {
-  test("the local nix check fails with the install command, and the exit code is 1", async () => {
-    const tmp = await makeTempDir("nixpool-doctor-nonix-");
-    try {
+  test("the local nix check fails with the install command, and the exit code is 1", async (t) => {
+    const r = await doctorLocal(t, async (dir) => {
       // A PATH with node and nothing else: no nix, as on a machine without Nix.
-      const bin = join(tmp.dir, "bin");
+      const bin = join(dir, "bin");
       await mkdir(bin);
       await symlink(process.execPath, join(bin, "node"));
-      const inv = join(tmp.dir, "nixpool.toml");
-      await writeFile(inv, "");
-      const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
-        env: { PATH: bin },
-      });
-      assert.equal(r.exitCode, 1, r.stderr);
-      const report = JSON.parse(r.stdout) as DoctorReport;
-      const nix = report.local.find((c) => c.id === "local.nix");
-      assert.equal(nix?.status, "fail");
-      assert.match(nix?.fix ?? "", /apt-get install nix-bin/);
-    } finally {
-      await tmp.cleanup();
-    }
+      return { PATH: bin };
+    });
+    assert.equal(r.exitCode, 1, r.stderr);
+    const nix = r.local("local.nix");
+    assert.equal(nix.status, "fail");
+    assert.match(nix.message, /^Nix is not installed or not on PATH/);
+    assert.match(nix.fix ?? "", /apt-get install nix-bin/);
   });
 
-  test("a missing machines file, an unreachable substituter, an untrusted user under a daemon", async () => {
-    const tmp = await makeTempDir("nixpool-doctor-conf-");
-    try {
-      // This machine's nix.conf, injected with NIX_CONF_DIR (Nix reads it instead of /etc/nix).
-      const confDir = join(tmp.dir, "nix");
-      await mkdir(confDir);
-      const missing = join(tmp.dir, "no-such-machines");
+  test("a missing machines file, an unreachable substituter, an untrusted user under a daemon", async (t) => {
+    let missing = "";
+    let closedPort = 0;
+    const r = await doctorLocal(t, async (dir) => {
+      missing = join(dir, "no-such-machines");
       // A port nothing listens on: bound, then released.
       const server = createServer();
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      const closedPort = (server.address() as AddressInfo).port;
+      closedPort = (server.address() as AddressInfo).port;
       await new Promise((resolve) => server.close(resolve));
+      // This machine's nix.conf, injected with NIX_CONF_DIR (Nix reads it instead of /etc/nix).
+      const confDir = join(dir, "nix");
+      await mkdir(confDir);
       await writeFile(
         join(confDir, "nix.conf"),
         [
@@ -656,63 +677,42 @@ describe("nixpool doctor: checks of this machine", () => {
           "",
         ].join("\n"),
       );
-      const inv = join(tmp.dir, "nixpool.toml");
-      await writeFile(inv, "");
-      const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
-        env: { NIX_CONF_DIR: confDir },
-      });
-      assert.equal(r.exitCode, 0, r.stderr);
-      const report = JSON.parse(r.stdout) as DoctorReport;
-      const get = (id: string) => {
-        const c = report.local.find((x) => x.id === id);
-        assert.ok(c, id);
-        return c;
-      };
-      const builders = get("local.builders");
-      assert.equal(builders.status, "warn");
-      assert.ok(builders.message.includes(`names ${missing}, which does not exist`), builders.message);
-      assert.equal(builders.fix, "Write the machines file: nixpool config apply");
-      const subst = get("local.substituters");
-      assert.equal(subst.status, "warn");
-      assert.match(
-        subst.message,
-        new RegExp(`^http://127\\.0\\.0\\.1:${closedPort} \\(ECONNREFUSED\\) unreachable`),
-      );
-      assert.match(subst.fix ?? "", /set "substituters =" in \/etc\/nix\/nix\.conf/);
-      const trusted = get("local.trusted-user");
-      assert.equal(trusted.status, "warn");
-      assert.match(
-        trusted.message,
-        /root is not in trusted-users \(nobody\): the daemon silently ignores --builders/,
-      );
-      assert.match(trusted.fix ?? "", /add "trusted-users = nobody root" to \/etc\/nix\/nix\.conf/);
-      assert.match(get("local.nix-mode").message, /nix-daemon performs builds/);
-      assert.match(get("local.builders-use-substitutes").message, /^true: builders fetch inputs/);
-    } finally {
-      await tmp.cleanup();
-    }
+      return { NIX_CONF_DIR: confDir };
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const builders = r.local("local.builders");
+    assert.equal(builders.status, "warn");
+    assert.ok(builders.message.includes(`names ${missing}, which does not exist`), builders.message);
+    assert.equal(builders.fix, "Write the machines file: nixpool config apply");
+    const subst = r.local("local.substituters");
+    assert.equal(subst.status, "warn");
+    assert.match(
+      subst.message,
+      new RegExp(`^http://127\\.0\\.0\\.1:${closedPort} \\(ECONNREFUSED\\) unreachable`),
+    );
+    assert.match(subst.fix ?? "", /set "substituters =" in \/etc\/nix\/nix\.conf/);
+    assert.match(subst.symptom ?? "", /Couldn't connect to server \(7\); retrying in … ms$/);
+    const trusted = r.local("local.trusted-user");
+    assert.equal(trusted.status, "warn");
+    assert.match(
+      trusted.message,
+      /root is not in trusted-users \(nobody\): the daemon silently ignores --builders/,
+    );
+    assert.match(trusted.fix ?? "", /add "trusted-users = nobody root" to \/etc\/nix\/nix\.conf/);
+    assert.match(r.local("local.nix-mode").message, /nix-daemon performs builds/);
+    assert.match(r.local("local.builders-use-substitutes").message, /^true: builders fetch inputs/);
   });
 
-  test("under a daemon, the hook's SSH setup is root's and NIX_SSHOPTS is reported as ignored", async () => {
-    const tmp = await makeTempDir("nixpool-doctor-daemon-");
-    try {
-      const inv = join(tmp.dir, "nixpool.toml");
-      await writeFile(inv, "");
-      const r = await runCli(join(tmp.dir, "state"), ["--inventory", inv, "doctor", "--json"], {
-        env: { NIX_REMOTE: "daemon", NIX_SSHOPTS: `-F ${join(tmp.dir, "ssh_config")}` },
-      });
-      const report = JSON.parse(r.stdout) as DoctorReport;
-      const get = (id: string) => report.local.find((c) => c.id === id);
-      assert.match(get("local.nix-mode")?.message ?? "", /nix-daemon performs builds/);
-      assert.equal(get("local.hook-ssh")?.status, "warn");
-      assert.match(
-        get("local.hook-ssh")?.message ?? "",
-        /runs as root .*\/root\/\.ssh\/config.*does not reach it/,
-      );
-      assert.match(get("local.hook-ssh")?.fix ?? "", /sudo nixpool config apply/);
-      assert.notEqual(r.exitCode, 1, r.stderr);
-    } finally {
-      await tmp.cleanup();
-    }
+  test("under a daemon, the hook's SSH setup is root's and NIX_SSHOPTS is reported as ignored", async (t) => {
+    const r = await doctorLocal(t, (dir) => ({
+      NIX_REMOTE: "daemon",
+      NIX_SSHOPTS: `-F ${join(dir, "ssh_config")}`,
+    }));
+    assert.notEqual(r.exitCode, 1, r.stderr);
+    assert.match(r.local("local.nix-mode").message, /nix-daemon performs builds/);
+    const hook = r.local("local.hook-ssh");
+    assert.equal(hook.status, "warn");
+    assert.match(hook.message, /runs as root .*\/root\/\.ssh\/config.*does not reach it/);
+    assert.match(hook.fix ?? "", /sudo nixpool config apply/);
   });
 });

@@ -9,6 +9,7 @@ import {
   matchNixUser,
   parsePublicKey,
   parseStorePing,
+  resolveStoreKind,
   type OfferedKey,
   type PublicKey,
   type RemoteFacts,
@@ -57,8 +58,30 @@ export interface IdentityFacts {
   error?: string;
 }
 
-/** Thresholds of the doctor's judgement, overridable for tests and docs. */
-export const LIMITS = {
+/** Each builder check's id and title, in the order of the report. */
+const TITLES = {
+  dns: "Name resolution",
+  tcp: "TCP reachability",
+  "host-key": "Host key pinned and matching",
+  identity: "Identity file",
+  auth: "SSH key accepted",
+  "remote-nix": "Remote Nix for the protocol",
+  "store-ping": "nix store ping",
+  "store-mode": "Multi-user or single-user Nix",
+  trust: "Remote user trusted",
+  systems: "Systems",
+  features: "Features",
+  "max-jobs": "maxJobs against cores",
+  "store-space": "Free space in the store",
+  clock: "Clock skew",
+  "round-trip": "Build there and copy back",
+} as const;
+
+/** The checks whose failure stops the SSH login, and with it every later check. */
+const LOGIN_CHECKS: readonly string[] = ["dns", "tcp", "host-key", "auth"];
+
+/** Thresholds of the doctor's judgement. */
+const LIMITS = {
   storeFailBytes: 256 * 1024 * 1024,
   storeWarnBytes: 2 * 1024 * 1024 * 1024,
   skewWarnSeconds: 5,
@@ -71,11 +94,7 @@ function formatBytes(n: number): string {
 }
 
 /** Where the user changes a builder field: the inventory entry, or how to recreate a pool builder. */
-export function editHint(
-  p: Pick<BuilderProbe, "builder" | "inventoryPath">,
-  field: string,
-  value: string,
-): string {
+function editHint(p: Pick<BuilderProbe, "builder" | "inventoryPath">, field: string, value: string): string {
   const b = p.builder;
   if (b.source === "inventory") {
     return `set ${field} = ${value} under [builders.${b.name}] in ${p.inventoryPath ?? "nixpool.toml"}`;
@@ -92,7 +111,7 @@ function sshCommand(p: BuilderProbe): string {
 }
 
 /** Nix's remote command for the builder's protocol. */
-export function remoteProgram(b: Pick<Builder, "protocol">): string {
+function remoteProgram(b: Pick<Builder, "protocol">): string {
   return b.protocol === "ssh-ng" ? "nix-daemon" : "nix-store";
 }
 
@@ -132,7 +151,7 @@ function unfinished(p: BuilderProbe, step: string, id: string, title: string): C
 
 function judgeResolve(p: BuilderProbe): CheckResult {
   const id = "dns";
-  const title = "Name resolution";
+  const title = TITLES[id];
   const r = p.resolve;
   if (!r) return skipCheck(id, title, "not probed");
   if (r.ok)
@@ -149,7 +168,7 @@ function judgeResolve(p: BuilderProbe): CheckResult {
 
 function judgeTcp(p: BuilderProbe): CheckResult {
   const id = "tcp";
-  const title = "TCP reachability";
+  const title = TITLES[id];
   const t = p.tcp;
   const where = `${p.builder.host}:${p.builder.port}`;
   if (!t) return skipCheck(id, title, p.resolve?.ok === false ? "the name does not resolve" : "not probed");
@@ -202,7 +221,7 @@ function judgeTcp(p: BuilderProbe): CheckResult {
 
 function judgeHostKey(p: BuilderProbe, reachable: boolean): CheckResult {
   const id = "host-key";
-  const title = "Host key pinned and matching";
+  const title = TITLES[id];
   const b = p.builder;
   if (!reachable) return skipCheck(id, title, "the builder is unreachable");
   const presented = p.keyscan?.keys ?? [];
@@ -334,7 +353,7 @@ function judgeHostKey(p: BuilderProbe, reachable: boolean): CheckResult {
 
 function judgeIdentity(p: BuilderProbe): CheckResult {
   const id = "identity";
-  const title = "Identity file";
+  const title = TITLES[id];
   const i = p.identity;
   const b = p.builder;
   if (!b.identityFile || !i) {
@@ -396,7 +415,7 @@ function judgeIdentity(p: BuilderProbe): CheckResult {
 
 function judgeAuth(p: BuilderProbe, reachable: boolean, hostKeyOk: boolean): CheckResult {
   const id = "auth";
-  const title = "SSH key accepted";
+  const title = TITLES[id];
   const s = p.session;
   if (!reachable) return skipCheck(id, title, "the builder is unreachable");
   if (!s) return unfinished(p, "ssh session", id, title) ?? skipCheck(id, title, "not probed");
@@ -475,16 +494,12 @@ function judgeAuth(p: BuilderProbe, reachable: boolean, hostKeyOk: boolean): Che
 
 /** Which store a remote Nix command opens for the login user: Nix 2.8's "auto" rules. */
 export function remoteStoreKind(f: RemoteFacts): "daemon" | "local" | "other" {
-  const store = (f.config ? configString(f.config, "store") : "") || f.nixRemote || "auto";
-  if (store === "daemon" || store.startsWith("unix://")) return "daemon";
-  if (store === "local" || store.startsWith("/")) return "local";
-  if (store === "auto") return f.stateWritable ? "local" : f.daemonSocket ? "daemon" : "local";
-  return "other";
+  return resolveStoreKind((f.config ? configString(f.config, "store") : "") || f.nixRemote || "auto", f);
 }
 
 function judgeRemoteNix(p: BuilderProbe, f: RemoteFacts): CheckResult {
   const id = "remote-nix";
-  const title = "Remote Nix for the protocol";
+  const title = TITLES[id];
   const prog = remoteProgram(p.builder);
   const found = f.which[prog];
   if (!found) {
@@ -507,7 +522,7 @@ function judgeRemoteNix(p: BuilderProbe, f: RemoteFacts): CheckResult {
 
 function judgeStoreMode(p: BuilderProbe, f: RemoteFacts): CheckResult {
   const id = "store-mode";
-  const title = "Multi-user or single-user Nix";
+  const title = TITLES[id];
   const kind = remoteStoreKind(f);
   const user = f.user ?? p.builder.user ?? "root";
   if (kind === "daemon") {
@@ -543,7 +558,7 @@ function judgeStoreMode(p: BuilderProbe, f: RemoteFacts): CheckResult {
 
 function judgeTrust(p: BuilderProbe, f: RemoteFacts, pingTrusted: boolean | undefined): CheckResult {
   const id = "trust";
-  const title = "Remote user trusted";
+  const title = TITLES[id];
   const kind = remoteStoreKind(f);
   const user = f.user ?? p.builder.user ?? "root";
   const trustedUsers = f.config ? configWords(f.config, "trusted-users") : [];
@@ -599,8 +614,8 @@ function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
   const cfg = f.config;
   if (!cfg) {
     return [
-      skipCheck("systems", "Systems", "the builder's Nix did not print its configuration"),
-      skipCheck("features", "Features", "the builder's Nix did not print its configuration"),
+      skipCheck("systems", TITLES.systems, "the builder's Nix did not print its configuration"),
+      skipCheck("features", TITLES.features, "the builder's Nix did not print its configuration"),
     ];
   }
   const system = configString(cfg, "system");
@@ -609,7 +624,7 @@ function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
   const systems = missing.length
     ? failCheck(
         "systems",
-        "Systems",
+        TITLES.systems,
         `The inventory says ${b.name} builds ${missing.join(", ")}, but the builder is ${system} (extra-platforms: ${configWords(cfg, "extra-platforms").join(" ") || "none"}).`,
         {
           symptom: `error: a '${missing[0] ?? ""}' with features {} is required to build '/nix/store/…drv', but I am a '${system}' with features {${configWords(cfg, "system-features").join(", ")}}`,
@@ -619,7 +634,7 @@ function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
       )
     : passCheck(
         "systems",
-        "Systems",
+        TITLES.systems,
         `The builder runs ${b.systems.join(", ")} as declared (system ${system}).`,
         {
           data: { declared: b.systems, builderSystems: platforms },
@@ -631,7 +646,7 @@ function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
   const features = absent.length
     ? failCheck(
         "features",
-        "Features",
+        TITLES.features,
         `The inventory says ${b.name} supports ${absent.join(", ")}, but its system-features are ${remoteFeatures.join(" ") || "empty"}: Nix sends it builds it refuses.`,
         {
           symptom: `error: a '${system}' with features {${absent.join(", ")}} is required to build '/nix/store/…drv', but I am a '${system}' with features {${remoteFeatures.join(", ")}}`,
@@ -648,7 +663,7 @@ function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
       )
     : passCheck(
         "features",
-        "Features",
+        TITLES.features,
         wanted.length
           ? `The builder offers ${wanted.join(", ")} as declared.`
           : `No features declared; the builder offers ${remoteFeatures.join(", ") || "none"}.`,
@@ -659,7 +674,7 @@ function judgeSystems(p: BuilderProbe, f: RemoteFacts): CheckResult[] {
 
 function judgeJobs(p: BuilderProbe, f: RemoteFacts): CheckResult {
   const id = "max-jobs";
-  const title = "maxJobs against cores";
+  const title = TITLES[id];
   const n = f.nproc;
   const b = p.builder;
   if (n === undefined) return skipCheck(id, title, "the builder did not report its cores");
@@ -681,7 +696,7 @@ function judgeJobs(p: BuilderProbe, f: RemoteFacts): CheckResult {
 
 function judgeSpace(p: BuilderProbe, f: RemoteFacts): CheckResult {
   const id = "store-space";
-  const title = "Free space in the store";
+  const title = TITLES[id];
   const free = f.storeFreeBytes;
   if (free === undefined) return skipCheck(id, title, "df did not report /nix/store");
   const data = { freeBytes: free, sizeBytes: f.storeSizeBytes };
@@ -713,7 +728,7 @@ function judgeSpace(p: BuilderProbe, f: RemoteFacts): CheckResult {
 
 function judgeClock(p: BuilderProbe): CheckResult {
   const id = "clock";
-  const title = "Clock skew";
+  const title = TITLES[id];
   const skew = p.session?.skewSeconds;
   if (skew === undefined) return skipCheck(id, title, "the builder did not report its time");
   if (Math.abs(skew) > LIMITS.skewWarnSeconds) {
@@ -738,7 +753,7 @@ function failureFix(check: string | undefined): string {
 
 function judgePing(p: BuilderProbe, sshOk: boolean): { check: CheckResult; trusted?: boolean } {
   const id = "store-ping";
-  const title = "nix store ping";
+  const title = TITLES[id];
   const r = p.ping;
   if (!sshOk) return { check: skipCheck(id, title, "SSH login fails") };
   if (!r)
@@ -772,7 +787,7 @@ function judgePing(p: BuilderProbe, sshOk: boolean): { check: CheckResult; trust
 
 function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
   const id = "round-trip";
-  const title = "Build there and copy back";
+  const title = TITLES[id];
   const r = p.roundTrip;
   if (!sshOk) return skipCheck(id, title, "SSH login fails");
   if (p.roundTripSkipped) return skipCheck(id, title, p.roundTripSkipped);
@@ -789,7 +804,7 @@ function judgeRoundTrip(p: BuilderProbe, sshOk: boolean): CheckResult {
     );
   }
   const known = classifyFailure(r.stderr);
-  if (known && ["dns", "tcp", "host-key", "auth", "identity"].includes(known.check)) {
+  if (known && [...LOGIN_CHECKS, "identity"].includes(known.check)) {
     // nixpool's own ssh logged in, so the build hook's ssh sees another setup (root's, under a daemon).
     return failCheck(
       id,
@@ -826,51 +841,40 @@ export function judgeBuilder(p: BuilderProbe): CheckResult[] {
   checks.push(tcp);
   const reachable = tcp.status === "pass";
   const hostKey = judgeHostKey(p, reachable);
-  checks.push(hostKey);
-  checks.push(judgeIdentity(p));
+  checks.push(hostKey, judgeIdentity(p));
   const auth = judgeAuth(p, reachable, hostKey.status !== "fail");
   checks.push(auth);
   const sshOk = auth.status === "pass";
   const f = sshOk ? p.session?.facts : undefined;
   const ping = judgePing(p, sshOk);
+  const blocker = checks.find((c) => c.status === "fail" && LOGIN_CHECKS.includes(c.id));
+  const loginFails = `the SSH login fails${blocker ? ` (see ${blocker.id})` : ""}`;
   if (f) {
-    checks.push(judgeRemoteNix(p, f));
-    checks.push(ping.check);
-    const mode = judgeStoreMode(p, f);
-    checks.push(mode);
-    checks.push(judgeTrust(p, f, ping.trusted));
-    checks.push(...judgeSystems(p, f));
-    checks.push(judgeJobs(p, f));
-    checks.push(judgeSpace(p, f));
-    checks.push(judgeClock(p));
-  } else {
-    const blocker = checks.find(
-      (c) => c.status === "fail" && ["dns", "tcp", "host-key", "auth"].includes(c.id),
+    checks.push(
+      judgeRemoteNix(p, f),
+      ping.check,
+      judgeStoreMode(p, f),
+      judgeTrust(p, f, ping.trusted),
+      ...judgeSystems(p, f),
+      judgeJobs(p, f),
+      judgeSpace(p, f),
+      judgeClock(p),
     );
-    const why = sshOk
-      ? "the builder's facts could not be read"
-      : `the SSH login fails${blocker ? ` (see ${blocker.id})` : ""}`;
-    checks.push(skipCheck("remote-nix", "Remote Nix for the protocol", why));
-    checks.push(ping.check);
-    for (const [id, title] of [
-      ["store-mode", "Multi-user or single-user Nix"],
-      ["trust", "Remote user trusted"],
-      ["systems", "Systems"],
-      ["features", "Features"],
-      ["max-jobs", "maxJobs against cores"],
-      ["store-space", "Free space in the store"],
-      ["clock", "Clock skew"],
+  } else {
+    const why = sshOk ? "the builder's facts could not be read" : loginFails;
+    checks.push(skipCheck("remote-nix", TITLES["remote-nix"], why), ping.check);
+    for (const id of [
+      "store-mode",
+      "trust",
+      "systems",
+      "features",
+      "max-jobs",
+      "store-space",
+      "clock",
     ] as const)
-      checks.push(skipCheck(id, title, why));
+      checks.push(skipCheck(id, TITLES[id], why));
   }
   const rt = judgeRoundTrip(p, sshOk);
-  const blocker = checks.find(
-    (c) => c.status === "fail" && ["dns", "tcp", "host-key", "auth"].includes(c.id),
-  );
-  checks.push(
-    rt.status === "skip" && blocker
-      ? skipCheck(rt.id, rt.title, `the SSH login fails (see ${blocker.id})`)
-      : rt,
-  );
+  checks.push(rt.status === "skip" && blocker ? skipCheck(rt.id, rt.title, loginFails) : rt);
   return checks;
 }

@@ -5,6 +5,7 @@ import {
   configString,
   configWords,
   matchNixUser,
+  resolveStoreKind,
   type MachineEntry,
   type NixConfig,
 } from "./parse.js";
@@ -32,14 +33,12 @@ export interface LocalFacts {
   poolUris: string[];
 }
 
-export const MIN_NIX_VERSION = "2.4";
+const MIN_NIX_VERSION = "2.4";
 
 /** The local store kind: "daemon" when a nix-daemon performs builds (its hook runs as root). */
 export function localStoreKind(f: LocalFacts): "daemon" | "local" {
   const store = (f.config ? configString(f.config, "store") : "") || f.env.NIX_REMOTE || "auto";
-  if (store === "daemon" || store.startsWith("unix://")) return "daemon";
-  if (store === "auto") return f.stateWritable ? "local" : f.daemonSocket ? "daemon" : "local";
-  return "local";
+  return resolveStoreKind(store, f) === "daemon" ? "daemon" : "local";
 }
 
 /**
@@ -72,7 +71,7 @@ function judgeNix(f: LocalFacts): CheckResult {
       title,
       `Nix ${f.nix.version} is older than ${MIN_NIX_VERSION}, which nixpool needs (nix-command, ssh-ng).`,
       {
-        fix: "Upgrade Nix to 2.4 or later.",
+        fix: `Upgrade Nix to ${MIN_NIX_VERSION} or later.`,
       },
     );
   }

@@ -74,11 +74,11 @@ export function skipCheck(id: string, title: string, because: string): CheckResu
 
 const RANK: Record<CheckStatus, number> = { skip: 0, pass: 1, warn: 2, fail: 3 };
 
-/** The worst status of a list (skip counts as pass unless everything was skipped). */
-export function worstStatus(statuses: readonly CheckStatus[]): CheckStatus {
+/** The worst status of a list (skip ranks below pass: it is "skip" only when everything was skipped). */
+function worstStatus(statuses: readonly CheckStatus[]): CheckStatus {
   let worst: CheckStatus = "skip";
   for (const s of statuses) if (RANK[s] > RANK[worst]) worst = s;
-  return worst === "skip" && statuses.length > 0 ? "skip" : worst;
+  return worst;
 }
 
 /** Exit code: 1 when a local check fails, 3 when some builder fails, else 0 (warnings are fine). */
