@@ -1,5 +1,6 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
+import { trapSignals } from "../cli/signals.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
 import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
@@ -115,9 +116,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
       ) => {
         const ctx = context();
         const controller = new AbortController();
-        const onSignal = () => controller.abort();
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
+        const untrap = trapSignals(controller);
         try {
           const exec = (builders: Builder[], signal: AbortSignal) =>
             runNixBuild({
@@ -132,6 +131,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
                 ? {}
                 : {
                     onProgress: (e: BuildProgress) => {
+                      // Nix stops every activity as it unwinds after a signal: those are not builds.
+                      if (controller.signal.aborted) return;
                       if (e.kind === "log") {
                         if (opts.printBuildLogs) ctx.output.err(`${e.name}> ${e.line}`);
                       } else
@@ -159,8 +160,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
           }
           throw e;
         } finally {
-          process.off("SIGINT", onSignal);
-          process.off("SIGTERM", onSignal);
+          untrap();
         }
       },
     );

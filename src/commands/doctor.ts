@@ -1,5 +1,6 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../cli/flags.js";
+import { trapSignals } from "../cli/signals.js";
 import { renderDoctorReport, toDoctorJson } from "../core/doctor/render.js";
 import { runDoctor } from "../doctor/run-doctor.js";
 
@@ -20,8 +21,7 @@ export const registerDoctor: RegisterCommands = (program, context) => {
       const builders = await ctx.selectBuilders(names);
       const inv = ctx.inventoryLocation();
       const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once("SIGINT", onSigint);
+      const untrap = trapSignals(controller);
       try {
         const report = await runDoctor({
           builders,
@@ -38,7 +38,7 @@ export const registerDoctor: RegisterCommands = (program, context) => {
         }
         process.exitCode = report.exitCode;
       } finally {
-        process.off("SIGINT", onSigint);
+        untrap();
       }
     });
 };

@@ -4,6 +4,7 @@ import { chmod, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { execa } from "execa";
 import { run } from "../../src/adapters/runner.js";
 import { isAlive } from "../../src/providers/local/host.js";
 import type { Pool } from "../../src/providers/local/pool.js";
@@ -241,6 +242,55 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       await cleanup();
     }
   });
+
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    test(`${sig} during a build stops nix-build and exits 130, leaving no process behind`, async () => {
+      const { dir, cleanup } = await makeTempDir();
+      try {
+        const mark = seed();
+        const child = execa(
+          "node",
+          [
+            CLI,
+            "--state-dir",
+            stateDir,
+            "build",
+            join(EXAMPLES, "graph.nix"),
+            "--arg",
+            "n",
+            "2",
+            "--argstr",
+            "sleep",
+            "30",
+            "--argstr",
+            "seed",
+            mark,
+            "-o",
+            join(dir, "r"),
+          ],
+          { cwd: dir, reject: false },
+        );
+        let stderr = "";
+        await new Promise<void>((resolveStarted, rejectStarted) => {
+          child.stderr.on("data", (d: Buffer) => {
+            stderr += d.toString();
+            if (stderr.includes("building leaf-")) resolveStarted();
+          });
+          child.catch(rejectStarted);
+          setTimeout(() => rejectStarted(new Error(`no build started: ${stderr}`)), 60_000);
+        });
+        child.kill(sig);
+        const r = await child;
+        assert.equal(r.exitCode, 130, String(r.stderr));
+        assert.match(String(r.stderr), /interrupted/);
+        assert.doesNotMatch(String(r.stderr), /built {4}leaf-/, "nothing is reported built");
+        const left = await run(["pgrep", "-f", mark], { reject: false });
+        assert.equal(left.stdout.trim(), "", "no nix-build or hook of this build is left");
+      } finally {
+        await cleanup();
+      }
+    });
+  }
 
   test("a failing derivation is reported with its name, its builder and its log tail", async () => {
     const { dir, cleanup } = await makeTempDir();
