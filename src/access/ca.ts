@@ -3,8 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
 import { run } from "../adapters/runner.js";
-import type { AccessProtocol } from "../core/access/authorized-keys.js";
-import { renderKrlSpec, renderSignArgv, type Revocation, type Validity } from "../core/access/cert.js";
+import { renderKeyId, type AccessProtocol } from "../core/access/authorized-keys.js";
+import {
+  isSameRevocation,
+  renderKrlSpec,
+  renderSignArgv,
+  type Revocation,
+  type Validity,
+} from "../core/access/cert.js";
 import { KeyLineError, formatKey, parseKeyLine } from "../core/access/key-line.js";
 import { configError, NixpoolError } from "../core/errors.js";
 import { withLock } from "./lock.js";
@@ -21,6 +27,7 @@ export interface CaPaths {
   lock: string;
 }
 
+/** The CA's files inside its directory. */
 export function resolveCaPaths(dir: string): CaPaths {
   return {
     dir,
@@ -46,6 +53,7 @@ export interface IssuedCert {
   issuedAt: string;
 }
 
+/** Whether `nixpool ca init` has run here. */
 export async function caExists(p: CaPaths): Promise<boolean> {
   return (await readFileIfExists(p.pub)) !== undefined;
 }
@@ -70,9 +78,10 @@ async function writeKrl(p: CaPaths, revocations: readonly Revocation[]): Promise
   }
 }
 
-/** Creates the CA key pair (private key 0600) and an empty KRL; refuses to replace an existing CA. */
+/** Creates the CA key pair (private key 0600, directory 0700: sshd reads it as root) and an empty KRL; refuses to replace an existing CA. */
 export async function initCa(p: CaPaths): Promise<{ publicKey: string }> {
-  await mkdir(p.dir, { recursive: true, mode: 0o755 });
+  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  await chmod(p.dir, 0o700);
   return withLock(p.lock, async () => {
     if (await caExists(p)) {
       throw configError("CA_EXISTS", `A CA already exists in ${p.dir}.`, {
@@ -133,7 +142,7 @@ export async function signCert(p: CaPaths, input: SignInput): Promise<{ cert: st
     }
     const serial = last + 1;
     await writeFileAtomic(p.serial, `${serial}\n`, { mode: 0o644 });
-    const keyId = `nixpool:${input.user}:${serial}`;
+    const keyId = renderKeyId(input.user, serial);
     const tmp = await mkdtemp(join(tmpdir(), "nixpool-sign-"));
     try {
       const pubFile = join(tmp, "key.pub");
@@ -178,7 +187,8 @@ export async function readIssued(p: CaPaths): Promise<IssuedCert[]> {
     .map((l) => JSON.parse(l) as IssuedCert);
 }
 
-async function readRevoked(p: CaPaths): Promise<Revocation[]> {
+/** The revocations in force (the ledger the KRL is built from). */
+export async function readRevoked(p: CaPaths): Promise<Revocation[]> {
   const text = (await readFileIfExists(p.revoked)) ?? "[]";
   return JSON.parse(text) as Revocation[];
 }
@@ -211,19 +221,14 @@ export async function revokeCerts(
       }
     }
     const current = await readRevoked(p);
-    const same = (a: Revocation, b: Revocation) =>
-      "serial" in a ? "serial" in b && a.serial === b.serial : "keyId" in b && a.keyId === b.keyId;
     const added = wanted.filter(
-      (w, i) => !current.some((c) => same(c, w)) && wanted.findIndex((x) => same(x, w)) === i,
+      (w, i) =>
+        !current.some((c) => isSameRevocation(c, w)) && wanted.findIndex((x) => isSameRevocation(x, w)) === i,
     );
     const next = [...current, ...added];
-    await writeKrl(p, next);
+    // Ledger first: if the KRL step fails, a retry rebuilds it from the ledger, never from less.
     await writeFileAtomic(p.revoked, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o644 });
+    await writeKrl(p, next);
     return { added, total: next.length };
   });
-}
-
-/** The revocations in force. */
-export async function listRevoked(p: CaPaths): Promise<Revocation[]> {
-  return readRevoked(p);
 }

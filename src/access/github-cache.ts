@@ -50,5 +50,5 @@ export async function readGithubCache(path: string): Promise<GithubCache> {
 export async function writeGithubCache(path: string, cache: GithubCache): Promise<void> {
   const handles: Record<string, unknown> = {};
   for (const h of Object.keys(cache).sort()) handles[h] = cache[h];
-  await writeFileAtomic(path, `${JSON.stringify({ version: 1, handles }, null, 2)}\n`, { mode: 0o644 });
+  await writeFileAtomic(path, `${JSON.stringify({ version: 1, handles }, null, 2)}\n`, { mode: 0o600 });
 }

@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // sshd's AuthorizedKeysCommand / AuthorizedPrincipalsCommand entry point. It loads nothing but the
 // index reader, so a login costs one node start and one small file read:
-//   keys-command.js --state-dir DIR [--protocol ssh-ng|ssh] [--principals] USER
+//   keys-command.js --state-dir DIR [--protocol ssh-ng|ssh] USER
+//   keys-command.js --state-dir DIR --principals [--key-id KEYID] USER
 // Exit 0 with no output means "no keys"; any error exits 1, which sshd treats as a refusal.
-import { join } from "node:path";
+import type { AccessProtocol } from "../core/access/authorized-keys.js";
 import { lookupAuthorizedKeys, lookupPrincipals } from "./keys-lookup.js";
+import { resolveAccessPaths } from "./paths.js";
 
 async function main(argv: string[]): Promise<number> {
   let stateDir = process.env["NIXPOOL_STATE_DIR"];
-  let protocol: "ssh-ng" | "ssh" = "ssh-ng";
+  let protocol: AccessProtocol = "ssh-ng";
   let principals = false;
+  let keyId: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -19,14 +22,15 @@ async function main(argv: string[]): Promise<number> {
       if (p !== "ssh-ng" && p !== "ssh") return usage(`--protocol must be ssh-ng or ssh`);
       protocol = p;
     } else if (a === "--principals") principals = true;
+    else if (a === "--key-id") keyId = argv[++i] ?? "";
     else if (a !== undefined) rest.push(a);
   }
   const [user] = rest;
   if (!stateDir || user === undefined || rest.length !== 1) return usage("give --state-dir DIR and one USER");
-  const indexDir = join(stateDir, "access", "index");
+  const { indexDir } = resolveAccessPaths(stateDir);
   const nowMs = Date.now();
   const lines = principals
-    ? await lookupPrincipals(user, { indexDir, nowMs })
+    ? await lookupPrincipals(user, { indexDir, nowMs, keyId })
     : await lookupAuthorizedKeys(user, { indexDir, protocol, nowMs });
   if (lines.length > 0) process.stdout.write(`${lines.join("\n")}\n`);
   return 0;

@@ -2,7 +2,9 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  isEntryActive,
   parseIndexEntry,
+  parseKeyIdUser,
   renderAuthorizedLines,
   type AccessProtocol,
 } from "../core/access/authorized-keys.js";
@@ -34,9 +36,16 @@ export async function lookupAuthorizedKeys(user: string, o: LookupOptions): Prom
   return entry ? renderAuthorizedLines(entry, { protocol: o.protocol, nowMs: o.nowMs }) : [];
 }
 
-/** The principals a certificate may carry to log in as user: the user's own name while listed and active. */
-export async function lookupPrincipals(user: string, o: Omit<LookupOptions, "protocol">): Promise<string[]> {
+/**
+ * The principals a certificate may carry to log in as user: the user's own name while listed and
+ * active. Given the certificate's key ID (sshd's %i), none unless it was issued to this very user,
+ * so a certificate naming a later member as an extra principal cannot log in as them.
+ */
+export async function lookupPrincipals(
+  user: string,
+  o: Omit<LookupOptions, "protocol"> & { keyId?: string | undefined },
+): Promise<string[]> {
+  if (o.keyId !== undefined && parseKeyIdUser(o.keyId) !== user) return [];
   const entry = await readEntry(o.indexDir, user);
-  if (!entry || (entry.expiresMs !== undefined && o.nowMs >= entry.expiresMs)) return [];
-  return [entry.name];
+  return entry && isEntryActive(entry, o.nowMs) ? [entry.name] : [];
 }

@@ -1,5 +1,5 @@
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, readdir, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
 import { renderIndexEntry, type IndexEntry } from "../core/access/authorized-keys.js";
 import { dedupeKeys, formatKey, parseKeyLine } from "../core/access/key-line.js";
@@ -28,6 +28,16 @@ export function buildIndexEntries(f: UsersFile, cache: GithubCache): IndexEntry[
       keys: dedupeKeys([...explicit, ...fromGithub]).map(formatKey),
     };
   });
+}
+
+/**
+ * Creates STATE/access/index. Both directories are 0711: the AuthorizedKeysCommandUser can open
+ * STATE/access/index/USER (0644) by name, but cannot list the members or read anything else.
+ */
+async function ensureIndexDir(indexDir: string): Promise<void> {
+  await mkdir(indexDir, { recursive: true, mode: 0o711 });
+  await chmod(dirname(indexDir), 0o711);
+  await chmod(indexDir, 0o711);
 }
 
 /** Removes index files of members no longer listed (done before anything is added: fail closed). */
@@ -61,14 +71,19 @@ export async function writeIndex(
   indexDir: string,
   entries: readonly IndexEntry[],
 ): Promise<{ written: number; removed: number }> {
-  await mkdir(indexDir, { recursive: true, mode: 0o755 });
+  await ensureIndexDir(indexDir);
   const removed = await pruneIndex(indexDir, new Set(entries.map((e) => e.name)));
+  return { written: await writeEntries(indexDir, entries), removed };
+}
+
+/** Writes these members' index files atomically (only those that changed); returns how many changed. */
+async function writeEntries(indexDir: string, entries: readonly IndexEntry[]): Promise<number> {
   let written = 0;
   await forEachLimited(entries, 16, async (e) => {
     const r = await writeFileAtomic(join(indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
     if (r.changed) written++;
   });
-  return { written, removed };
+  return written;
 }
 
 /**
@@ -91,13 +106,13 @@ export async function updateUsers(
     const changed = next.users.filter((u) => whole || before.get(u.name) !== JSON.stringify(u));
     const entries = buildIndexEntries({ users: changed }, cache);
     const keep = new Set(next.users.map((u) => u.name));
-    await mkdir(paths.indexDir, { recursive: true, mode: 0o755 });
+    await ensureIndexDir(paths.indexDir);
     for (const u of current.users) {
       if (!keep.has(u.name)) await rm(join(paths.indexDir, u.name), { force: true });
     }
-    await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o644 });
-    for (const e of entries)
-      await writeFileAtomic(join(paths.indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
+    // Only nixpool reads users.toml; sshd's command user reads the index instead.
+    await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o600 });
+    await writeEntries(paths.indexDir, entries);
     return next;
   });
 }

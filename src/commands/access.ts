@@ -16,11 +16,13 @@ import { resolveAccessPaths } from "../access/paths.js";
 import { syncAccess } from "../access/sync.js";
 import { loadUsers, updateUsers } from "../access/users-store.js";
 
-const protocolOption = () =>
+/** --protocol: the Nix protocol a key or certificate is forced into (shared with `nixpool ca`). */
+export const protocolOption = () =>
   new Option("--protocol <protocol>", "Nix protocol a key is forced into")
     .choices(["ssh-ng", "ssh"])
     .default("ssh-ng");
-const usersOption = () => new Option("--users <file>", "users file (default STATE/users.toml)");
+/** --users FILE (shared with `nixpool ca`). */
+export const usersOption = () => new Option("--users <file>", "users file (default STATE/users.toml)");
 
 /** The fast AuthorizedKeysCommand entry shipped next to this module. */
 export function defaultKeysEntry(): string {
@@ -249,12 +251,13 @@ export const registerAccess: RegisterCommands = (program, context) => {
     .description("print USER's restricted keys from local data (for sshd's AuthorizedKeysCommand)")
     .addOption(protocolOption())
     .option("--principals", "print the principals USER's certificates may carry instead")
-    .action(async (user: string, o: { protocol: AccessProtocol; principals?: boolean }) => {
+    .option("--key-id <keyid>", "with --principals: the certificate's key ID (none unless issued to USER)")
+    .action(async (user: string, o: { protocol: AccessProtocol; principals?: boolean; keyId?: string }) => {
       const ctx = context();
       const { indexDir } = resolveAccessPaths(ctx.stateDir);
       const nowMs = Date.now();
       const lines = o.principals
-        ? await lookupPrincipals(user, { indexDir, nowMs })
+        ? await lookupPrincipals(user, { indexDir, nowMs, keyId: o.keyId })
         : await lookupAuthorizedKeys(user, { indexDir, protocol: o.protocol, nowMs });
       if (lines.length) ctx.output.out(lines.join("\n"));
     });
@@ -266,7 +269,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
     .option("--entry <path>", "absolute path of nixpool's keys-command.js", defaultKeysEntry())
     .option(
       "--command-user <user>",
-      "AuthorizedKeysCommandUser (needs read access to the state directory)",
+      "unprivileged AuthorizedKeysCommandUser (not root); reads only STATE/access/index/USER",
       "nobody",
     )
     .option("--max-startups <spec>", "MaxStartups start:rate:full", "10:30:100")

@@ -1,17 +1,17 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { Option } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
 import { renderTable } from "../cli/output.js";
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
-import { DEFAULT_VALIDITY, parsePrincipals, parseValidity } from "../core/access/cert.js";
+import { DEFAULT_VALIDITY, isCertRevoked, parsePrincipals, parseValidity } from "../core/access/cert.js";
 import { quoteUntrusted } from "../core/access/names.js";
 import { isActive } from "../core/access/users.js";
 import { configError } from "../core/errors.js";
 import { writeFileAtomic } from "../adapters/fs.js";
-import { initCa, listRevoked, readIssued, resolveCaPaths, revokeCerts, signCert } from "../access/ca.js";
+import { initCa, readIssued, readRevoked, resolveCaPaths, revokeCerts, signCert } from "../access/ca.js";
 import { resolveAccessPaths } from "../access/paths.js";
 import { loadUsers } from "../access/users-store.js";
+import { protocolOption, usersOption } from "./access.js";
 
 /** nixpool ca …: a user CA for short-lived SSH certificates, with a KRL. */
 export const registerCa: RegisterCommands = (program, context) => {
@@ -34,12 +34,8 @@ export const registerCa: RegisterCommands = (program, context) => {
     .option("--principals <list>", "comma-separated principals (default: USER)")
     .option("--validity <spec>", "[START:]END, e.g. +8h or -5m:+1h (at most 30 days)", DEFAULT_VALIDITY)
     .option("--out <file>", "where to write the certificate (default: KEY with -cert.pub)")
-    .addOption(
-      new Option("--protocol <protocol>", "Nix protocol forced by the certificate")
-        .choices(["ssh-ng", "ssh"])
-        .default("ssh-ng"),
-    )
-    .addOption(new Option("--users <file>", "users file (default STATE/users.toml)"))
+    .addOption(protocolOption())
+    .addOption(usersOption())
     .option("--json", "print JSON")
     .action(
       async (
@@ -168,10 +164,8 @@ export const registerCa: RegisterCommands = (program, context) => {
       const ctx = context();
       const p = resolveCaPaths(resolveAccessPaths(ctx.stateDir).caDir);
       const issued = await readIssued(p);
-      const revoked = await listRevoked(p).catch(() => []);
-      const isRevoked = (serial: number, keyId: string) =>
-        revoked.some((r) => ("serial" in r ? r.serial === serial : r.keyId === keyId));
-      const rows = issued.map((c) => ({ ...c, revoked: isRevoked(c.serial, c.keyId) }));
+      const revoked = await readRevoked(p);
+      const rows = issued.map((c) => ({ ...c, revoked: isCertRevoked(revoked, c) }));
       if (o.json) {
         ctx.output.json({ certificates: rows });
         return;

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readFile, readdir, stat, utimes, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
@@ -43,6 +43,8 @@ describe("access CLI", () => {
     assert.equal((await cli(["access", "add", "alice", "--key", aliceKey, "--trusted"])).exitCode, 0);
     const r = await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"]);
     assert.equal(r.exitCode, 0, r.stderr);
+    const carol = await cli(["access", "add", "carol", "--can-vouch", "--vouched-by", "alice"]);
+    assert.equal(carol.exitCode, 0, carol.stderr);
   });
   after(async () => {
     await gh?.stop();
@@ -65,6 +67,8 @@ describe("access CLI", () => {
       [["access", "add", "eve", "--github", "../../etc/passwd", "--vouched-by", "alice"], /GitHub handle/],
       [["access", "add", "eve", "--key", aliceKey], /needs a member to vouch/],
       [["access", "add", "eve", "--key", aliceKey, "--vouched-by", "dave"], /may not vouch/],
+      [["access", "add", "eve", "--trusted", "--vouched-by", "carol"], /"carol" is not trusted/],
+      [["access", "add", "eve", "--vouched-by", "mallory"], /Voucher "mallory" for "eve" is not a member/],
       [["access", "add", "root", "--key", aliceKey, "--vouched-by", "alice"], /system account/],
       [["access", "remove", "nobody-here"], /not listed/],
     ];
@@ -141,10 +145,8 @@ describe("access CLI", () => {
     });
     for (const n of names) {
       gh.setKeys(`${n}-handle`, [daveKey]);
-      assert.equal(
-        (await cli(["access", "add", n, "--github", `${n}-handle`, "--vouched-by", "alice"])).exitCode,
-        0,
-      );
+      const added = await cli(["access", "add", n, "--github", `${n}-handle`, "--vouched-by", "alice"]);
+      assert.equal(added.exitCode, 0, added.stderr);
     }
     gh.mode = "slow";
     gh.slowMs = 20_000;
@@ -193,6 +195,7 @@ describe("access CLI", () => {
       await readFile(join(dir, "alice"), "utf8"),
       /^restrict,command="nix-daemon --stdio" ssh-ed25519 \S+ nixpool:alice$/m,
     );
+    const daveBefore = await stat(join(dir, "dave"));
     gh.setKeys("dave-gh", [daveKey]);
     assert.equal(
       (await runCli(state, ["access", "sync", "--write", dir], { env: { NIXPOOL_GITHUB_URL: gh.url } }))
@@ -200,6 +203,10 @@ describe("access CLI", () => {
       0,
     );
     assert.match(await readFile(join(dir, "dave"), "utf8"), /nixpool:dave/);
+    // Replaced by rename (a new inode), never rewritten in place; nothing left behind.
+    assert.notEqual((await stat(join(dir, "dave"))).ino, daveBefore.ino);
+    assert.equal(daveBefore.mode & 0o777, 0o644);
+    assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "dave"]);
     await writeFile(join(dir, "operator"), "ssh-ed25519 AAAA mine\n");
     assert.equal((await cli(["access", "remove", "dave"])).exitCode, 0);
     assert.equal(
@@ -207,7 +214,7 @@ describe("access CLI", () => {
         .exitCode,
       0,
     );
-    assert.deepEqual((await readdir(dir)).sort(), ["alice", "operator"]);
+    assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "operator"]);
     assert.equal((await cli(["access", "keys", "dave"])).stdout, "");
     assert.equal(
       (await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"])).exitCode,
@@ -283,12 +290,50 @@ describe("access CLI", () => {
       assert.equal(r.exitCode, 0, user);
       assert.equal(r.stdout, "", user);
     }
-    const r = await run(["node", entry, "--state-dir", state, "alice"]);
+    // No network at all (a fresh network namespace) and the same answer.
+    const r = await run(["unshare", "--net", "node", entry, "--state-dir", state, "alice"]);
     assert.match(r.stdout, /nixpool:alice/);
+    assert.equal(r.stdout, (await cli(["access", "keys", "alice"])).stdout);
     assert.equal(
       (await run(["node", entry, "--state-dir", state, "--principals", "alice"])).stdout,
       "alice\n",
     );
+  });
+
+  test("the keys entry point loads only the file system, the index reader and pure modules", async () => {
+    const seen = new Set<string>();
+    const builtins = new Set<string>();
+    const visit = async (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const text = await readFile(file, "utf8");
+      for (const m of text.matchAll(
+        /^\s*(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"|\bimport\(\s*"([^"]+)"/gm,
+      )) {
+        const spec = m[1] ?? m[2] ?? "";
+        if (spec.startsWith(".")) await visit(join(dirname(file), spec));
+        else builtins.add(spec);
+      }
+    };
+    const dist = join(import.meta.dirname, "../../dist");
+    await visit(join(dist, "access/keys-command.js"));
+    assert.deepEqual([...builtins].sort(), ["node:fs/promises", "node:path"]);
+    assert.deepEqual([...seen].map((f) => f.slice(dist.length + 1)).sort(), [
+      "access/keys-command.js",
+      "access/keys-lookup.js",
+      "access/paths.js",
+      "core/access/authorized-keys.js",
+      "core/access/names.js",
+    ]);
+  });
+
+  test("files are private except what sshd's command user reads", async () => {
+    const mode = async (p: string) => ((await stat(join(state, p))).mode & 0o777).toString(8);
+    assert.equal(await mode("users.toml"), "600");
+    assert.equal(await mode("access/github-keys.json"), "600");
+    assert.equal(await mode("access"), "711");
+    assert.equal(await mode("access/index"), "711");
+    assert.equal(await mode("access/index/alice"), "644");
   });
 
   test("housekeeping: dry run lists, a real run removes only what is old", async () => {
@@ -352,6 +397,7 @@ describe("access CLI", () => {
     assert.equal(r.exitCode, 2, r.stderr);
     assert.match(r.stderr, /A CA already exists/);
     assert.equal(((await stat(join(state, "ca", "ca_ed25519"))).mode & 0o777).toString(8), "600");
+    assert.equal(((await stat(join(state, "ca"))).mode & 0o777).toString(8), "700");
     r = await cli(["ca", "sign", "mallory", "--key", join(tmp.dir, "alice.pub")]);
     assert.match(r.stderr, /not an active member/);
     r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice")]);
@@ -399,13 +445,35 @@ describe("access CLI", () => {
       JSON.parse((await cli(["ca", "list", "--json"])).stdout) as { certificates: { serial: number }[] }
     ).certificates.map((c) => c.serial);
     assert.deepEqual(serials, [1, 2]);
-    const shown = (await run(["ssh-keygen", "-L", "-f", join(tmp.dir, "a2-cert.pub")])).stdout;
+    // The default window is short and always written into the certificate.
+    const issued = JSON.parse(r.stdout) as { validFrom: string; validTo: string };
+    assert.equal(Date.parse(issued.validTo) - Date.parse(issued.validFrom), 65 * 60_000);
+    const shown = (
+      await run(["ssh-keygen", "-L", "-f", join(tmp.dir, "a2-cert.pub")], { env: { TZ: "UTC" } })
+    ).stdout;
     assert.match(shown, /Key ID: "nixpool:alice:2"/);
     assert.match(shown, /Serial: 2/);
+    assert.ok(
+      shown.includes(`Valid: from ${issued.validFrom.slice(0, 19)} to ${issued.validTo.slice(0, 19)}`),
+      shown,
+    );
+    // The principals command answers only for certificates issued to the user logging in.
+    const principals = (keyId: string) => cli(["access", "keys", "alice", "--principals", "--key-id", keyId]);
+    assert.equal((await principals("nixpool:alice:2")).stdout, "alice\n");
+    assert.equal((await principals("nixpool:other:3")).stdout, "");
     assert.match(shown, /force-command nix-daemon --stdio/);
     assert.doesNotMatch(shown, /permit-pty|permit-port-forwarding/);
+    const krl = join(state, "ca", "revoked.krl");
+    const krlBefore = await stat(krl);
     r = await cli(["ca", "revoke", "--serial", "2"]);
     assert.equal(r.exitCode, 0, r.stderr);
+    // Replaced by rename (sshd never reads a half-written KRL); no staged file left behind.
+    assert.notEqual((await stat(krl)).ino, krlBefore.ino);
+    assert.equal((await stat(krl)).mode & 0o777, 0o644);
+    assert.deepEqual(
+      (await readdir(join(state, "ca"))).filter((n) => n.includes("tmp")),
+      [],
+    );
     r = await cli(["ca", "revoke", "--id", "nixpool:nobody:99"]);
     assert.equal(r.exitCode, 0, r.stderr);
     r = await cli(["ca", "revoke", "--user", "mallory"]);

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { run, spawnDetached, type RunResult } from "../../src/adapters/runner.js";
@@ -15,6 +16,29 @@ import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
 
 const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina", "hank"] as const;
 const FIRST_UID = 62101;
+const NIX = ["nix", "--extra-experimental-features", "nix-command", "--option", "substituters", ""];
+/** Runs ARGV as sshd's AuthorizedKeysCommandUser of the fragment (nobody). */
+const asNobody = (argv: string[]) =>
+  run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", ...argv], { reject: false });
+
+/** Waits until sshd answers on ADDRESS:22 again (after a SIGHUP it re-executes itself). */
+async function waitForSsh(address: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const banner = await new Promise<string>((resolve) => {
+      const s = connect(22, address);
+      s.setTimeout(2000, () => s.destroy());
+      s.once("data", (d) => {
+        s.destroy();
+        resolve(d.toString());
+      });
+      s.once("error", () => resolve(""));
+      s.once("close", () => resolve(""));
+    });
+    if (banner.startsWith("SSH-2.0-")) return;
+    await sleep(50);
+  }
+  assert.fail(`sshd on ${address} did not come back after SIGHUP`);
+}
 
 describe("access control on a real sshd", () => {
   let tmp: { dir: string; cleanup: () => Promise<void> };
@@ -24,6 +48,7 @@ describe("access control on a real sshd", () => {
   let daemonPid = 0;
   let knownHosts: string;
   const key = (name: string) => join(tmp.dir, "keys", name);
+  const pub = async (name: string) => (await readFile(`${key(name)}.pub`, "utf8")).trim();
   const cli = (args: string[]) => runCli(state, args);
 
   async function mustCli(args: string[]): Promise<RunResult> {
@@ -77,23 +102,18 @@ describe("access control on a real sshd", () => {
     );
   }
 
-  /** A real `nix store ping` over ssh-ng as USER. */
-  async function storePing(user: string, identity: string, extra: string[] = []): Promise<RunResult> {
-    return run(
-      [
-        "nix",
-        "--extra-experimental-features",
-        "nix-command",
-        "--option",
-        "substituters",
-        "",
-        "store",
-        "ping",
-        "--store",
-        `ssh-ng://${user}@${host?.address}`,
-      ],
-      { reject: false, timeout: 60_000, env: { NIX_SSHOPTS: sshOpts(identity, extra).join(" ") } },
-    );
+  /** A real `nix store ping` as USER, over ssh-ng:// unless told otherwise. */
+  async function storePing(
+    user: string,
+    identity: string,
+    extra: string[] = [],
+    scheme: "ssh-ng" | "ssh" = "ssh-ng",
+  ): Promise<RunResult> {
+    return run([...NIX, "store", "ping", "--store", `${scheme}://${user}@${host?.address}`], {
+      reject: false,
+      timeout: 60_000,
+      env: { NIX_SSHOPTS: sshOpts(identity, extra).join(" ") },
+    });
   }
 
   async function sshdLogTail(): Promise<string> {
@@ -126,7 +146,6 @@ describe("access control on a real sshd", () => {
     for (const name of [...ACCOUNTS, "operator"]) {
       await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `${name}@test`, "-f", key(name)]);
     }
-    const pub = async (name: string) => (await readFile(`${key(name)}.pub`, "utf8")).trim();
 
     gh = await startFakeGithub();
     gh.setKeys("dave-gh", [await pub("dave")]);
@@ -199,6 +218,17 @@ describe("access control on a real sshd", () => {
     for (const f of ["passwd", "group", "shadow"]) {
       await run(hostExecArgv(host, ["mount", "--bind", join(etc, f), `/etc/${f}`]));
     }
+    // sshd keeps the LAST MaxStartups it reads (unlike most keywords): drop the pool's own, which
+    // follows the fragment, and reload, so the fragment's value is the one in force.
+    const config = await readFile(host.sshdConfigPath, "utf8");
+    const fragmentMaxStartups = /^MaxStartups .*$/m.exec(sshdConfig)?.[0];
+    const lines = config.split("\n");
+    const later = lines.findLastIndex((l) => l.startsWith("MaxStartups ") && l !== fragmentMaxStartups);
+    assert.ok(fragmentMaxStartups && later > lines.indexOf(fragmentMaxStartups), config);
+    lines.splice(later, 1);
+    await writeFile(host.sshdConfigPath, lines.join("\n"));
+    process.kill(host.sshdPid, "SIGHUP");
+    await waitForSsh(host.address);
     daemonPid = spawnDetached(hostExecArgv(host, ["nix-daemon"]));
     const socket = join(host.storeDir, "var", "nix", "daemon-socket", "socket");
     for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(50);
@@ -220,6 +250,47 @@ describe("access control on a real sshd", () => {
     await tmp?.cleanup();
   });
 
+  test("the generated fragments are in effect: sshd -T and the keys command user's view", async () => {
+    const h = host as HostRecord;
+    const effective = (await run(hostExecArgv(h, ["/usr/sbin/sshd", "-T", "-f", h.sshdConfigPath]))).stdout;
+    const entry = join(import.meta.dirname, "../../dist/access/keys-command.js");
+    const command = `${process.execPath} ${entry} --state-dir ${state}`;
+    for (const line of [
+      `authorizedkeyscommand ${command} --protocol ssh-ng %u`,
+      "authorizedkeyscommanduser nobody",
+      `authorizedprincipalscommand ${command} --principals --key-id %i %u`,
+      "authorizedprincipalscommanduser nobody",
+      `trustedusercakeys ${join(state, "ca", "ca_ed25519.pub")}`,
+      `revokedkeys ${join(state, "ca", "revoked.krl")}`,
+      "maxstartups 10:30:100",
+      "logingracetime 30",
+      "passwordauthentication no",
+    ]) {
+      assert.ok(effective.split("\n").includes(line), `sshd -T lacks "${line}":\n${effective}`);
+    }
+    const nixConf = await readFile(h.nixConfPath, "utf8");
+    assert.match(nixConf, /^trusted-users = root alice$/m);
+    assert.match(nixConf, /^allowed-users = root alice bob carol dave frank gina hank$/m);
+
+    // nobody reads a member's index file by name and nothing else of the state directory.
+    const asNobodyKeys = await asNobody([process.execPath, entry, "--state-dir", state, "alice"]);
+    assert.match(
+      asNobodyKeys.stdout,
+      /^restrict,command="nix-daemon --stdio" ssh-ed25519 \S+ nixpool:alice$/m,
+    );
+    for (const denied of [
+      ["ls", join(state, "access", "index")],
+      ["ls", join(state, "ca")],
+      ["cat", join(state, "users.toml")],
+      ["cat", join(state, "access", "github-keys.json")],
+      ["cat", join(state, "ca", "ca_ed25519")],
+    ]) {
+      const r = await asNobody(denied);
+      assert.notEqual(r.exitCode, 0, `nobody could run ${denied.join(" ")}`);
+      assert.match(r.stderr, /Permission denied/, denied.join(" "));
+    }
+  });
+
   test("a listed user's key reaches the Nix daemon: nix store ping and a real build over ssh-ng", async () => {
     await assertGetsIn("alice", key("alice"));
     await assertGetsIn("bob", key("bob"));
@@ -227,29 +298,15 @@ describe("access control on a real sshd", () => {
     await assertGetsIn("dave", key("dave"));
 
     const nonce = `${Date.now()}-${process.pid}`;
+    const derivation = (name: string) =>
+      `builtins.derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${nonce} > $out" ]; }\n`;
     const file = join(tmp.dir, "build.nix");
-    await writeFile(
-      file,
-      `builtins.derivation { name = "access-build"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${nonce} > $out" ]; }\n`,
-    );
+    await writeFile(file, derivation("access-build"));
     const nixOpts = ["--option", "substituters", ""];
     const drv = (await run(["nix-instantiate", ...nixOpts, file])).stdout.trim();
     const env = { NIX_SSHOPTS: sshOpts(key("alice")).join(" ") };
     const store = `ssh-ng://alice@${host?.address}`;
-    await run(
-      [
-        "nix",
-        "--extra-experimental-features",
-        "nix-command",
-        ...nixOpts,
-        "copy",
-        "--derivation",
-        "--to",
-        store,
-        drv,
-      ],
-      { env, timeout: 120_000 },
-    );
+    await run([...NIX, "copy", "--derivation", "--to", store, drv], { env, timeout: 120_000 });
     const built = await run(["nix-store", ...nixOpts, "--store", store, "-r", drv], {
       env,
       timeout: 120_000,
@@ -259,82 +316,98 @@ describe("access control on a real sshd", () => {
     const out = built.stdout.trim().split("\n").at(-1) ?? "";
     assert.match(out, /^\/nix\/store\/[a-z0-9]{32}-access-build$/);
     assert.equal((await run(hostExecArgv(host as HostRecord, ["cat", out]))).stdout.trim(), nonce);
+
+    // trusted-users from nix-conf: only a trusted user may waive signature checks, so an unsigned
+    // path built here is refused from bob and accepted from alice, with the same --no-check-sigs.
+    const localFile = join(tmp.dir, "local.nix");
+    await writeFile(localFile, derivation("access-unsigned"));
+    const local = (
+      await run(["nix-build", ...nixOpts, "--no-out-link", localFile], { timeout: 120_000 })
+    ).stdout.trim();
+    const copyAs = (user: string) =>
+      run([...NIX, "copy", "--no-check-sigs", "--to", `ssh-ng://${user}@${host?.address}`, local], {
+        env: { NIX_SSHOPTS: sshOpts(key(user)).join(" ") },
+        timeout: 120_000,
+        reject: false,
+      });
+    const asBob = await copyAs("bob");
+    assert.notEqual(asBob.exitCode, 0);
+    assert.match(asBob.stderr, /lacks a valid signature/);
+    const asAlice = await copyAs("alice");
+    assert.equal(asAlice.exitCode, 0, asAlice.stderr);
   });
 
   test("a static file written by access sync --write gives ssh:// (nix-store --serve) and nothing else", async () => {
-    const r = await run(
-      [
-        "nix",
-        "--extra-experimental-features",
-        "nix-command",
-        "--option",
-        "substituters",
-        "",
-        "store",
-        "ping",
-        "--store",
-        `ssh://hank@${host?.address}`,
-      ],
-      { reject: false, timeout: 60_000, env: { NIX_SSHOPTS: sshOpts(key("hank")).join(" ") } },
-    );
+    const r = await storePing("hank", key("hank"), [], "ssh");
     assert.equal(r.exitCode, 0, `${r.stderr}\n--- sshd log ---\n${await sshdLogTail()}`);
     const cmd = await ssh("hank", key("hank"), [], "echo owned-$((6*7))");
     assert.doesNotMatch(cmd.stdout, /owned-42/);
   });
 
-  test("an unlisted key, a removed user and an expired user are refused", async () => {
+  test("an unlisted key and a removed user are refused; expiry takes effect at once", async () => {
+    // gina's access now ends in 30 s; nothing is run between the two logins below.
+    await mustCli(["access", "remove", "gina"]);
+    const expires = Date.now() + 30_000;
+    await mustCli([
+      "access",
+      "add",
+      "gina",
+      "--key",
+      await pub("gina"),
+      "--vouched-by",
+      "alice",
+      "--expires",
+      new Date(expires).toISOString(),
+    ]);
+    await assertGetsIn("gina", key("gina"));
+
     await assertRefused("alice", key("eve"));
     await assertRefused("eve", key("eve"));
-
     await assertGetsIn("frank", key("frank"));
     await mustCli(["access", "remove", "frank"]);
     await assertRefused("frank", key("frank"));
 
-    await assertGetsIn("gina", key("gina"));
-    const file = join(state, "users.toml");
-    const text = await readFile(file, "utf8");
-    const at = text.indexOf("[users.gina]");
-    const edited =
-      text.slice(0, at) +
-      text.slice(at).replace('expires = "2030-01-01T00:00:00.000Z"', 'expires = "2020-01-01T00:00:00.000Z"');
-    assert.notEqual(edited, text);
-    await writeFile(file, edited);
-    await mustCli(["access", "sync", "--github-url", gh.url]);
+    await sleep(Math.max(0, expires + 1000 - Date.now()));
     await assertRefused("gina", key("gina"));
   });
 
-  test("a restricted key opens no shell, runs no other command and forwards no port", async () => {
+  test("a restricted key opens no shell, runs no other command and forwards no port (ssh-ng and ssh)", async () => {
     // Control: the operator's unrestricted root key does get a shell, so the checks below can fail.
     const control = await ssh("root", key("operator"), [], "echo owned-$((6*7))");
     assert.match(control.stdout, /owned-42/, control.stderr);
     const controlForward = await ssh("root", key("operator"), ["-W", `${host?.address}:22`]);
     assert.match(controlForward.stdout, /^SSH-2\.0-OpenSSH/, controlForward.stderr);
 
-    const cmd = await ssh("alice", key("alice"), [], "echo owned-$((6*7)); id");
-    assert.doesNotMatch(cmd.stdout, /owned-42|uid=/);
-    const shell = await ssh("alice", key("alice"), ["-tt"], "/bin/sh -i");
-    assert.doesNotMatch(shell.stdout, /owned|uid=|\$ |# /);
-    assert.match(shell.stderr, /PTY allocation request failed/);
-    const stdioForward = await ssh("alice", key("alice"), ["-W", `${host?.address}:22`]);
-    assert.notEqual(stdioForward.exitCode, 0);
-    assert.doesNotMatch(stdioForward.stdout, /SSH-2\.0/);
-    assert.match(stdioForward.stderr, /administratively prohibited|open failed/);
-    const remote = await ssh("alice", key("alice"), [
-      "-o",
-      "ExitOnForwardFailure=yes",
-      "-N",
-      "-R",
-      "0:127.0.0.1:22",
-    ]);
-    assert.notEqual(remote.exitCode, 0);
-    assert.match(remote.stderr, /forwarding failed/);
+    // alice's key comes from the keys command (ssh-ng), hank's from a static file (ssh).
+    for (const user of ["alice", "hank"]) {
+      const cmd = await ssh(user, key(user), [], "echo owned-$((6*7)); id");
+      assert.doesNotMatch(cmd.stdout, /owned-42|uid=/, user);
+      const shell = await ssh(user, key(user), ["-tt"], "/bin/sh -i");
+      assert.doesNotMatch(shell.stdout, /owned|uid=|\$ |# /, user);
+      assert.match(shell.stderr, /PTY allocation request failed/, user);
+      const stdioForward = await ssh(user, key(user), ["-W", `${host?.address}:22`]);
+      assert.notEqual(stdioForward.exitCode, 0, user);
+      assert.doesNotMatch(stdioForward.stdout, /SSH-2\.0/, user);
+      assert.match(stdioForward.stderr, /administratively prohibited|open failed/, user);
+      const remote = await ssh(user, key(user), [
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-N",
+        "-R",
+        "0:127.0.0.1:22",
+      ]);
+      assert.notEqual(remote.exitCode, 0, user);
+      assert.match(remote.stderr, /forwarding failed/, user);
+    }
   });
 
-  test("GitHub down, slow or rate limited: cached users still get in and keys answer locally", async (t) => {
+  test("GitHub down, slow, rate limited or hostile: cached users still get in and keys answer locally", async (t) => {
     t.after(async () => {
       gh.mode = "ok";
       await gh.setDown(false);
+      gh.setKeys("dave-gh", [await pub("dave")]);
     });
+    const entry = join(import.meta.dirname, "../../dist/access/keys-command.js");
     const cases: [string, () => Promise<void>][] = [
       ["down", () => gh.setDown(true)],
       [
@@ -346,34 +419,40 @@ describe("access control on a real sshd", () => {
         },
       ],
       ["429", () => Promise.resolve(void (gh.mode = "429"))],
+      ["oversized", () => Promise.resolve(void (gh.mode = "oversized"))],
+      [
+        // An answer smuggling eve's key with options: refused whole, dave keeps his cached key.
+        "hostile",
+        async () => {
+          gh.mode = "ok";
+          gh.setKeys("dave-gh", [await pub("dave"), `command="/bin/sh" ${await pub("eve")}`]);
+        },
+      ],
     ];
     for (const [what, makeIt] of cases) {
       await makeIt();
       const r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "1000"]);
       assert.equal(r.exitCode, 3, `${what}: ${r.stderr}`);
       await assertGetsIn("dave", key("dave"));
+      await assertRefused("dave", key("eve"));
+      const requests = gh.requests.length;
       const started = process.hrtime.bigint();
-      const keys = await run([
-        "node",
-        join(import.meta.dirname, "../../dist/access/keys-command.js"),
-        "--state-dir",
-        state,
-        "dave",
-      ]);
+      const keys = await run(["node", entry, "--state-dir", state, "dave"]);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       assert.match(keys.stdout, /nixpool:dave/);
+      assert.equal(gh.requests.length, requests, "the keys command asked GitHub");
       t.diagnostic(`GitHub ${what}: keys command answered in ${ms.toFixed(1)} ms (node start included)`);
     }
   });
 
-  test("certificates: valid gets in; expired, not yet valid, wrong principal and revoked do not", async () => {
-    const sign = async (out: string, extra: string[]) => {
+  test("certificates: valid gets in; expired, not yet valid, wrong principal, another member's and revoked do not", async () => {
+    const sign = async (user: string, out: string, extra: string[]) => {
       const r = await mustCli([
         "ca",
         "sign",
-        "carol",
+        user,
         "--key",
-        `${key("carol")}.pub`,
+        `${key(user)}.pub`,
         "--out",
         join(tmp.dir, out),
         "--json",
@@ -384,20 +463,28 @@ describe("access control on a real sshd", () => {
     const withCert = (c: string) => ["-o", `CertificateFile=${join(tmp.dir, c)}`];
     // carol has no keys listed: only a certificate can let her in.
     await assertRefused("carol", key("carol"));
-    await sign("valid-cert.pub", []);
+    await sign("carol", "valid-cert.pub", []);
     await assertGetsIn("carol", key("carol"), withCert("valid-cert.pub"));
-    await sign("expired-cert.pub", ["--validity", "-2h:-1h"]);
+    await sign("carol", "expired-cert.pub", ["--validity", "-2h:-1h"]);
     await assertRefused("carol", key("carol"), withCert("expired-cert.pub"));
-    await sign("future-cert.pub", ["--validity", "+1h:+2h"]);
+    await sign("carol", "future-cert.pub", ["--validity", "+1h:+2h"]);
     await assertRefused("carol", key("carol"), withCert("future-cert.pub"));
-    await sign("other-principal-cert.pub", ["--principals", "builders"]);
+    await sign("carol", "other-principal-cert.pub", ["--principals", "builders"]);
     await assertRefused("carol", key("carol"), withCert("other-principal-cert.pub"));
-    const revoked = await sign("revoked-cert.pub", []);
+    const revoked = await sign("carol", "revoked-cert.pub", []);
     await assertGetsIn("carol", key("carol"), withCert("revoked-cert.pub"));
     await mustCli(["ca", "revoke", "--serial", String(revoked.serial)]);
     await assertRefused("carol", key("carol"), withCert("revoked-cert.pub"));
     // The first certificate is still good: revocation is per certificate.
     await assertGetsIn("carol", key("carol"), withCert("valid-cert.pub"));
+
+    // bob's certificate names eve, who joins only later: it still cannot log in as eve.
+    await sign("bob", "bob-eve-cert.pub", ["--principals", "bob,eve"]);
+    await mustCli(["access", "add", "eve", "--vouched-by", "alice"]);
+    await assertRefused("eve", key("bob"), withCert("bob-eve-cert.pub"));
+    // Only the key ID binding refuses it: eve's own principal is answered.
+    assert.equal((await mustCli(["access", "keys", "eve", "--principals"])).stdout, "eve\n");
+
     // A removed member's certificates stop at once too (principals come from the index).
     await mustCli(["access", "remove", "carol"]);
     await assertRefused("carol", key("carol"), withCert("valid-cert.pub"));

@@ -1,4 +1,5 @@
 // Kept free of zod/TOML imports: the AuthorizedKeysCommand entry loads this file on every login.
+import { USER_NAME_PATTERN } from "./names.js";
 
 /** Which Nix remote protocol a restricted key is forced into. */
 export type AccessProtocol = "ssh-ng" | "ssh";
@@ -62,6 +63,22 @@ export function parseIndexEntry(text: string): IndexEntry | undefined {
   return { name, expiresMs, keys };
 }
 
+/** Whether an index entry still grants access at nowMs (expiry is checked at every login). */
+export function isEntryActive(e: Pick<IndexEntry, "expiresMs">, nowMs: number): boolean {
+  return e.expiresMs === undefined || nowMs < e.expiresMs;
+}
+
+/** The key ID nixpool's CA writes into a certificate: it names the member it was issued to. */
+export function renderKeyId(user: string, serial: number): string {
+  return `nixpool:${user}:${serial}`;
+}
+
+/** The member a nixpool key ID was issued to; undefined for any other key ID. */
+export function parseKeyIdUser(keyId: string): string | undefined {
+  const user = /^nixpool:(.*):\d+$/.exec(keyId)?.[1];
+  return user !== undefined && USER_NAME_PATTERN.test(user) ? user : undefined;
+}
+
 /** sshd's expiry-time value in UTC: YYYYMMDDHHMMSSZ. */
 export function formatSshTime(ms: number): string {
   return `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
@@ -85,7 +102,7 @@ export function renderAuthorizedLines(
   e: IndexEntry,
   o: { protocol: AccessProtocol; nowMs: number },
 ): string[] {
-  if (e.expiresMs !== undefined && o.nowMs >= e.expiresMs) return [];
+  if (!isEntryActive(e, o.nowMs)) return [];
   const opts = renderRestrictOptions({ protocol: o.protocol, expiresMs: e.expiresMs });
   return e.keys.map((k) => `${opts} ${k} nixpool:${e.name}`);
 }

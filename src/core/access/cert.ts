@@ -100,6 +100,21 @@ export function renderSignArgv(i: SignArgvInput): string[] {
 /** A revocation recorded in the CA's ledger. */
 export type Revocation = { serial: number } | { keyId: string };
 
+/** Whether two revocations name the same thing. */
+export function isSameRevocation(a: Revocation, b: Revocation): boolean {
+  return "serial" in a ? "serial" in b && a.serial === b.serial : "keyId" in b && a.keyId === b.keyId;
+}
+
+/** Whether a certificate is revoked, by its serial or its key ID. */
+export function isCertRevoked(
+  revocations: readonly Revocation[],
+  c: { serial: number; keyId: string },
+): boolean {
+  return revocations.some(
+    (r) => isSameRevocation(r, { serial: c.serial }) || isSameRevocation(r, { keyId: c.keyId }),
+  );
+}
+
 /** The ssh-keygen -k spec file for the revocations (serials of this CA, and key IDs). */
 export function renderKrlSpec(revocations: readonly Revocation[]): string {
   return revocations

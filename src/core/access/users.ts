@@ -14,7 +14,7 @@ export interface AccessUser {
   trusted: boolean;
   /** May vouch for new members (trusted members may vouch too). */
   canVouch: boolean;
-  /** The member who vouched for this one; absent only for the first members. */
+  /** The member who vouched for this one; absent only for the first member. */
   vouchedBy: string | undefined;
   /** ISO instant at which access ends; absent means no expiry. */
   expires: string | undefined;
@@ -176,7 +176,7 @@ export interface AddUserInput {
 
 /**
  * Plans the admission of a new member: validates every field and applies the vouching rule
- * (a newcomer needs a voucher who canVouch, unless no active member can vouch yet: the first members).
+ * (every member but the first needs an active voucher who canVouch; a trusted newcomer, a trusted voucher).
  */
 export function planAddUser(f: UsersFile, input: AddUserInput, nowMs: number): UsersFile {
   const fail = (message: string, hint: string) =>
@@ -229,8 +229,17 @@ export function planAddUser(f: UsersFile, input: AddUserInput, nowMs: number): U
       );
     expires = new Date(ms).toISOString();
   }
-  const anyVoucher = f.users.some((u) => canVouch(u, nowMs));
-  if (input.vouchedBy !== undefined) {
+  // Only the very first member comes in unvouched; after that, admission is always through a
+  // member who may vouch (if none may any more, the operator grants canVouch in users.toml).
+  if (input.vouchedBy === undefined) {
+    if (f.users.length > 0)
+      throw fail(
+        `User "${input.name}" needs a member to vouch for them.`,
+        f.users.some((u) => canVouch(u, nowMs))
+          ? "Add --vouched-by MEMBER (a trusted member or one added with --can-vouch)."
+          : `No active member may vouch: set canVouch = true for one in the users file, then add --vouched-by MEMBER.`,
+      );
+  } else {
     const voucher = f.users.find((u) => u.name === input.vouchedBy);
     if (!voucher)
       throw fail(
@@ -243,11 +252,13 @@ export function planAddUser(f: UsersFile, input: AddUserInput, nowMs: number): U
         `Ask a member who may vouch (trusted, or added with --can-vouch); see: nixpool access list`,
       );
     }
-  } else if (anyVoucher) {
-    throw fail(
-      `User "${input.name}" needs a member to vouch for them.`,
-      `Add --vouched-by MEMBER (a trusted member or one added with --can-vouch).`,
-    );
+    // trusted-users is root on the store: only a trusted member can hand that out.
+    if (input.trusted && !voucher.trusted) {
+      throw fail(
+        `Member "${voucher.name}" is not trusted, so cannot vouch for "${input.name}" as trusted.`,
+        "Ask a trusted member to vouch (see: nixpool access list), or add them without --trusted.",
+      );
+    }
   }
   const user: AccessUser = {
     name: input.name,

@@ -2,6 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   parseIndexEntry,
+  parseKeyIdUser,
+  renderKeyId,
   renderAuthorizedKeysFile,
   renderAuthorizedLines,
   renderIndexEntry,
@@ -42,4 +44,20 @@ test("index entries round-trip; damaged ones are refused (fail closed)", () => {
   assert.equal(parseIndexEntry(text.replace("key ssh-ed25519", 'key command="sh" ssh-ed25519')), undefined);
   assert.equal(parseIndexEntry(text.replace("expires", "expire")), undefined);
   assert.equal(parseIndexEntry("garbage"), undefined);
+});
+
+test("a nixpool key ID names its member; any other key ID names nobody", () => {
+  assert.equal(renderKeyId("alice", 7), "nixpool:alice:7");
+  assert.equal(parseKeyIdUser(renderKeyId("alice", 7)), "alice");
+  for (const other of [
+    "alice",
+    "nixpool:alice",
+    "nixpool:alice:",
+    "nixpool:Alice:1",
+    "nixpool:a;b:1",
+    "x:alice:1",
+    "",
+  ]) {
+    assert.equal(parseKeyIdUser(other), undefined, other);
+  }
 });

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  isCertRevoked,
   parsePrincipals,
   parseValidity,
   renderKrlSpec,
@@ -50,8 +51,12 @@ test("principals are validated user names", () => {
   assert.throws(() => parsePrincipals("a b", "alice"), /refused/);
 });
 
-test("KRL spec lists serials and key IDs", () => {
-  assert.equal(renderKrlSpec([{ serial: 3 }, { keyId: "nixpool:bob:4" }]), "serial: 3\nid: nixpool:bob:4\n");
+test("KRL spec lists serials and key IDs; a certificate is revoked by either", () => {
+  const revoked = [{ serial: 3 }, { keyId: "nixpool:bob:4" }];
+  assert.equal(renderKrlSpec(revoked), "serial: 3\nid: nixpool:bob:4\n");
+  assert.equal(isCertRevoked(revoked, { serial: 3, keyId: "nixpool:alice:3" }), true);
+  assert.equal(isCertRevoked(revoked, { serial: 4, keyId: "nixpool:bob:4" }), true);
+  assert.equal(isCertRevoked(revoked, { serial: 4, keyId: "nixpool:alice:4" }), false);
 });
 
 test("housekeeping keeps what is recent", () => {

@@ -32,7 +32,7 @@ test("with a CA the fragment trusts it, revokes through the KRL and asks for pri
   });
   assert.match(text, /^TrustedUserCAKeys \/var\/lib\/nixpool\/ca\/ca\.pub$/m);
   assert.match(text, /^RevokedKeys \/var\/lib\/nixpool\/ca\/revoked\.krl$/m);
-  assert.match(text, /^AuthorizedPrincipalsCommand .* --principals %u$/m);
+  assert.match(text, /^AuthorizedPrincipalsCommand .* --principals --key-id %i %u$/m);
   // OpenSSH 9.2 ignores an AuthorizedPrincipalsCommand that comes after AuthorizedKeysCommand.
   assert.ok(text.indexOf("AuthorizedPrincipalsCommand ") < text.indexOf("AuthorizedKeysCommand "));
 });
@@ -48,6 +48,14 @@ test("paths that sshd would split or expand are refused", () => {
     /cannot go into sshd_config/,
   );
   assert.throws(() => renderSshdFragment({ ...base, maxStartups: "10\nPermitRootLogin yes" }), /MaxStartups/);
+  assert.throws(
+    () => renderSshdFragment({ ...base, commandUser: "nobody\nPermitRootLogin yes" }),
+    /command user/,
+  );
+});
+
+test("the keys command never runs as root", () => {
+  assert.throws(() => renderSshdFragment({ ...base, commandUser: "root" }), /must not run as root/);
 });
 
 const u = (name: string, trusted: boolean, expires?: string): AccessUser => ({

@@ -63,6 +63,38 @@ test("the first member needs no voucher; later ones do, from a member who may vo
   );
 });
 
+test("only the very first member comes in unvouched, even when no member may vouch any more", () => {
+  const one = planAddUser(empty, { name: "alice", keys: [ed25519Line(1)] }, NOW);
+  rejects(() => planAddUser(one, { name: "bob" }, NOW), /needs a member to vouch/);
+  assert.throws(
+    () => planAddUser(one, { name: "bob" }, NOW),
+    (e: unknown) => isNixpoolError(e) && /set canVouch = true/.test(e.hint ?? ""),
+  );
+  const lapsed = planAddUser(empty, { name: "alice", trusted: true, expires: "2026-12-01" }, NOW);
+  const later = Date.parse("2027-01-01T00:00:00Z");
+  rejects(() => planAddUser(lapsed, { name: "bob" }, later), /needs a member to vouch/);
+  rejects(() => planAddUser(lapsed, { name: "bob", vouchedBy: "alice" }, later), /may not vouch/);
+});
+
+test("only a trusted member can vouch for a trusted newcomer", () => {
+  const f = planAddUser(
+    planAddUser(empty, { name: "alice", trusted: true }, NOW),
+    { name: "carol", canVouch: true, vouchedBy: "alice" },
+    NOW,
+  );
+  rejects(
+    () => planAddUser(f, { name: "dave", trusted: true, vouchedBy: "carol" }, NOW),
+    /"carol" is not trusted, so cannot vouch for "dave" as trusted/,
+  );
+  assert.equal(planAddUser(f, { name: "dave", vouchedBy: "carol" }, NOW).users.length, 3);
+  assert.equal(
+    planAddUser(f, { name: "dave", trusted: true, vouchedBy: "alice" }, NOW).users.find(
+      (u) => u.name === "dave",
+    )?.trusted,
+    true,
+  );
+});
+
 test("an expired member may not vouch", () => {
   const f: UsersFile = {
     users: [
