@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact } from "../core/redact.js";
@@ -8,16 +9,29 @@ registerBuilderSource(readPoolBuilders);
 import { commandModules } from "./commands.js";
 import { joinNixArgPairs } from "../commands/build.js";
 
+/** nixpool's version, from its package.json (dist/cli/ and src/cli/ are both two levels down). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+const HELP_FOOTER = `
+Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 some builders failed, 130 interrupted.
+Every command that prints a table takes --json. Documentation: README.md and docs/ (start with nixpool local up).`;
+
 /** Builds the commander program; each command module adds its subcommands. */
 export function buildProgram(): Command {
   const program = new Command("nixpool")
     .description("Remote Nix builders made easy, fast and safe.")
-    .version("0.1.0")
+    .version(packageVersion())
     .option(
       "--inventory <path>",
       "inventory file (default ./nixpool.toml, then ~/.config/nixpool/nixpool.toml)",
     )
     .option("--state-dir <dir>", "state directory (default $NIXPOOL_STATE_DIR, /var/lib/nixpool as root)")
+    .addHelpText("after", HELP_FOOTER)
     .showHelpAfterError()
     .exitOverride();
   const context = () => new Context(program.opts<GlobalFlags>());
