@@ -34,29 +34,24 @@ export const registerEmulator: RegisterCommands = (program, context) => {
         min: 0,
         example: "nixpool emulator hetzner --port 8080",
       });
+      const ms = (flag: string, v: string | undefined) =>
+        v === undefined
+          ? undefined
+          : parseNumberFlag(flag, v, {
+              integer: true,
+              min: 0,
+              example: `nixpool emulator hetzner ${flag} 500`,
+            });
+      const createMs = ms("--create-ms", opts.createMs);
+      const bootMs = ms("--boot-ms", opts.bootMs);
+      const timing = {
+        ...(createMs !== undefined ? { createMs } : {}),
+        ...(bootMs !== undefined ? { bootMs } : {}),
+      };
+      // Flags are checked above, before stale machines are stopped.
       const booter: ServerBooter = opts.boot
         ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"), (l) => ctx.output.err(l))
         : noBooter;
-      const timing = {
-        ...(opts.createMs !== undefined
-          ? {
-              createMs: parseNumberFlag("--create-ms", opts.createMs, {
-                integer: true,
-                min: 0,
-                example: "nixpool emulator hetzner --create-ms 500",
-              }),
-            }
-          : {}),
-        ...(opts.bootMs !== undefined
-          ? {
-              bootMs: parseNumberFlag("--boot-ms", opts.bootMs, {
-                integer: true,
-                min: 0,
-                example: "nixpool emulator hetzner --boot-ms 500",
-              }),
-            }
-          : {}),
-      };
       const running = await startHetznerEmulator({
         port,
         hostname: opts.host,

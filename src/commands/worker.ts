@@ -8,10 +8,12 @@ import { renderTable } from "../cli/output.js";
 import { writeFileAtomic } from "../adapters/fs.js";
 import { runInteractive } from "../adapters/runner.js";
 import { sshAlias, storeUri, type Builder } from "../core/builder.js";
-import { formatWorkerCost, type WorkerCost } from "../core/cost.js";
+import { formatCostShort, formatWorkerCost, type WorkerCost } from "../core/cost.js";
 import { configError, ExitCode, isNixpoolError, NixpoolError } from "../core/errors.js";
 import { LABELS, MANAGED_SELECTOR, parseDuration, type LeaseHolder } from "../core/lease.js";
 import { renderMachinesLine } from "../core/machines.js";
+import { redact } from "../core/redact.js";
+import type { RetryEvent } from "../providers/hetzner/client.js";
 import {
   createLease,
   destroyWorker,
@@ -113,9 +115,9 @@ function rentOptions(cmd: Command, ttl: string): Command {
     .option("--token-file <file>", "file holding the Hetzner Cloud API token (default $HCLOUD_TOKEN)");
 }
 
-/** What a command prints as progress: stderr, unless --json asks for quiet. */
+/** Progress and warnings go to stderr, redacted (they may quote API errors). */
 function logFor(ctx: Context): Log {
-  return (line) => ctx.output.err(line);
+  return (line) => ctx.output.err(redact(line));
 }
 
 /** True while `worker shell` runs its interactive shell. */
@@ -144,13 +146,22 @@ function trapSignals(
   };
 }
 
+/** A session whose retries are shown as progress lines. */
+function openLoggedSession(ctx: Context, f: { tokenFile?: string }, log: Log, signal?: AbortSignal) {
+  return openSession({
+    stateDir: ctx.stateDir,
+    env: process.env,
+    tokenFile: f.tokenFile,
+    ...(signal ? { signal } : {}),
+    onRetry: (e: RetryEvent) =>
+      log(`hetzner: ${e.request} → ${e.reason}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`),
+  });
+}
+
 /** Two sessions: one that an interruption aborts, and one for teardown that it must not. */
 async function openSessions(ctx: Context, f: RentFlags, signal: AbortSignal, log: Log) {
-  const base = { stateDir: ctx.stateDir, env: process.env, tokenFile: f.tokenFile };
-  const onRetry = (e: { request: string; attempt: number; delayMs: number; reason: string }) =>
-    log(`hetzner: ${e.request} → ${e.reason}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`);
-  const live = await openSession({ ...base, signal, onRetry });
-  const teardown = await openSession({ ...base, onRetry });
+  const live = await openLoggedSession(ctx, f, log, signal);
+  const teardown = await openLoggedSession(ctx, f, log);
   return { live, teardown };
 }
 
@@ -177,9 +188,82 @@ export interface RentedRun<T> {
   cost: WorkerCost;
 }
 
+/** An error that a signal caused becomes INTERRUPTED (exit 130), keeping it as the cause. */
+function interruptedOr(error: unknown, signal: AbortSignal): unknown {
+  if (!signal.aborted || (isNixpoolError(error) && error.code === "INTERRUPTED")) return error;
+  return new NixpoolError("INTERRUPTED", "Interrupted; the worker was deleted.", {
+    exitCode: ExitCode.interrupted,
+    cause: error,
+  });
+}
+
+/**
+ * Deletes a worker and logs its cost line. When the deletion itself fails it throws
+ * WORKER_LEAKED, after logging `failure` (the error that made the caller give up), if any.
+ */
+async function deleteWorker(teardown: HetznerSession, rec: WorkerRecord, log: Log, failure?: unknown) {
+  let cost: WorkerCost;
+  try {
+    cost = await destroyWorker(teardown, rec, log);
+  } catch (e) {
+    if (failure instanceof Error) log(`error: ${failure.message}`);
+    throw new NixpoolError(
+      "WORKER_LEAKED",
+      `Worker ${rec.lease.name} (server ${rec.lease.serverName}) could not be deleted.`,
+      {
+        hint: `Delete it now: nixpool worker gc (or hcloud server delete ${rec.lease.serverName})`,
+        cause: e,
+      },
+    );
+  }
+  log(`worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`);
+  return cost;
+}
+
+/** Hands a worker to the user: it stays until `worker down` or its lease expires, and says so loudly. */
+async function keepWorker(stateDir: string, rec: WorkerRecord, log: Log): Promise<void> {
+  rec.lease.holder = { kind: "user" };
+  await saveRecord(stateDir, rec);
+  log(
+    `KEEPING worker ${rec.lease.name} (${rec.ipv4 ?? "?"}) until its lease expires at ${rec.lease.expiresAt};` +
+      ` it costs money until then. Delete it sooner with: nixpool worker down ${rec.lease.name}`,
+  );
+}
+
+/**
+ * Rents one worker held by this process: gc in passing, the lease, then provisioning. A
+ * provisioning failure deletes the worker before it is rethrown.
+ */
+async function rentWorker(
+  ctx: Context,
+  f: RentFlags,
+  defaultTtl: string,
+  controller: AbortController,
+  log: Log,
+) {
+  const holder: LeaseHolder = { kind: "process", pid: process.pid, host: hostname() };
+  const req = parseWorkerRequest(f, process.env, holder, defaultTtl);
+  const { live, teardown } = await openSessions(ctx, f, controller.signal, log);
+  await reapQuietly(live, log);
+  const rec = await createLease(live, req, log);
+  try {
+    await provisionWorker(
+      live,
+      rec,
+      { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
+      log,
+    );
+  } catch (e) {
+    await deleteWorker(teardown, rec, log, e);
+    throw interruptedOr(e, controller.signal);
+  }
+  return { rec, req, live, teardown };
+}
+
 /**
  * Rents one worker, runs `fn` with it as the only builder, and deletes it — on success,
- * failure, SIGINT and SIGTERM (unless keep) — then prints the cost line.
+ * failure, SIGINT and SIGTERM — then prints the cost line. With `keep`, a worker that was not
+ * interrupted stays until its lease expires (debugging a failed build, say).
  */
 export async function withRentedWorker<T>(
   ctx: Context,
@@ -191,71 +275,24 @@ export async function withRentedWorker<T>(
   const controller = new AbortController();
   const untrap = trapSignals(controller, log, o.trap);
   try {
-    const req = parseWorkerRequest(
-      f,
-      process.env,
-      { kind: "process", pid: process.pid, host: hostname() },
-      o.defaultTtl,
-    );
-    const { live, teardown } = await openSessions(ctx, f, controller.signal, log);
-    await reapQuietly(live, log);
-    let rec: WorkerRecord | undefined;
-    let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+    const { rec, req, live, teardown } = await rentWorker(ctx, f, o.defaultTtl, controller, log);
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown };
+    const renewal = startLeaseRenewal(live, rec, req.ttlMs, log);
     try {
-      rec = await createLease(live, req, log);
-      await provisionWorker(
-        live,
-        rec,
-        { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
-        log,
-      );
-      const renewal = startLeaseRenewal(live, rec, req.ttlMs, log);
-      try {
-        outcome = { ok: true, value: await fn([workerBuilder(rec)], controller.signal, rec) };
-      } finally {
-        await renewal.stop();
-      }
+      outcome = { ok: true, value: await fn([workerBuilder(rec)], controller.signal, rec) };
     } catch (e) {
       outcome = { ok: false, error: e };
-    }
-    if (!rec) throw outcome.ok ? new Error("unreachable") : outcome.error;
-    if (f.keep && outcome.ok) {
-      rec.lease.holder = { kind: "user" };
-      await saveRecord(ctx.stateDir, rec);
-      log(
-        `KEEPING worker ${rec.lease.name} (${rec.ipv4 ?? "?"}) — it costs money until you run: nixpool worker down ${rec.lease.name}` +
-          ` (the reaper deletes it after ${rec.lease.expiresAt})`,
-      );
-      return { result: outcome.value, worker: summarise(rec), cost: recordCost(rec, Date.now()) };
+    } finally {
+      await renewal.stop();
     }
     let cost: WorkerCost;
-    try {
-      cost = await destroyWorker(teardown, rec, log);
-    } catch (e) {
-      if (!outcome.ok)
-        log(`error: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`);
-      throw new NixpoolError(
-        "WORKER_LEAKED",
-        `Worker ${rec.lease.name} (server ${rec.lease.serverName}) could not be deleted.`,
-        {
-          hint: "Delete it now: nixpool worker gc (or hcloud server delete " + rec.lease.serverName + ")",
-          cause: e,
-        },
-      );
+    if (f.keep && !controller.signal.aborted) {
+      await keepWorker(ctx.stateDir, rec, log);
+      cost = recordCost(rec, Date.now());
+    } else {
+      cost = await deleteWorker(teardown, rec, log, outcome.ok ? undefined : outcome.error);
     }
-    log(`worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`);
-    if (!outcome.ok) {
-      if (
-        controller.signal.aborted &&
-        !(isNixpoolError(outcome.error) && outcome.error.code === "INTERRUPTED")
-      ) {
-        throw new NixpoolError("INTERRUPTED", "Interrupted; the worker was deleted.", {
-          exitCode: ExitCode.interrupted,
-          cause: outcome.error,
-        });
-      }
-      throw outcome.error;
-    }
+    if (!outcome.ok) throw interruptedOr(outcome.error, controller.signal);
     return { result: outcome.value, worker: summarise(rec), cost };
   } finally {
     untrap();
@@ -290,8 +327,7 @@ async function withSession<T>(
   fn: (s: HetznerSession, log: Log) => Promise<T>,
 ) {
   const log = logFor(ctx);
-  const s = await openSession({ stateDir: ctx.stateDir, env: process.env, tokenFile: f.tokenFile });
-  return fn(s, log);
+  return fn(await openLoggedSession(ctx, f, log), log);
 }
 
 let sourceRegistered = false;
@@ -304,7 +340,7 @@ export const registerWorker: RegisterCommands = (program, context) => {
   const worker = program.command("worker").description("rent temporary cloud builders (Hetzner Cloud)");
 
   rentOptions(worker.command("up").description("rent a worker and add it to the pool's builders"), "2h")
-    .option("--keep", "same as without: the worker stays until worker down or its lease expires")
+    .option("--keep", "the default for worker up: it stays until worker down or its lease expires")
     .option("--json", "print JSON")
     .action(async (f: RentFlags) => {
       const ctx = context();
@@ -313,39 +349,8 @@ export const registerWorker: RegisterCommands = (program, context) => {
       const untrap = trapSignals(controller, log);
       try {
         // Held by this process while it provisions (a kill -9 here is reaped), then by the user.
-        const req = parseWorkerRequest(
-          f,
-          process.env,
-          { kind: "process", pid: process.pid, host: hostname() },
-          "2h",
-        );
-        const { live, teardown } = await openSessions(ctx, f, controller.signal, log);
-        await reapQuietly(live, log);
-        const rec = await createLease(live, req, log);
-        try {
-          await provisionWorker(
-            live,
-            rec,
-            { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
-            log,
-          );
-        } catch (e) {
-          const cost = await destroyWorker(teardown, rec, log).catch((de: unknown) => {
-            log(
-              `error: could not delete ${rec.lease.serverName}: ${de instanceof Error ? de.message : String(de)}; run: nixpool worker gc`,
-            );
-            return undefined;
-          });
-          if (cost)
-            log(`worker ${rec.lease.name} deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`);
-          throw e;
-        }
-        rec.lease.holder = { kind: "user" };
-        await saveRecord(ctx.stateDir, rec);
-        log(
-          `Worker ${rec.lease.name} is a builder now; it costs money until: nixpool worker down ${rec.lease.name}` +
-            ` (the reaper deletes it after ${rec.lease.expiresAt}).`,
-        );
+        const { rec } = await rentWorker(ctx, f, "2h", controller, log);
+        await keepWorker(ctx.stateDir, rec, log);
         if (f.json) return ctx.output.json({ worker: summarise(rec) });
         ctx.output.out(rec.lease.name);
       } finally {
@@ -363,11 +368,7 @@ export const registerWorker: RegisterCommands = (program, context) => {
       const ctx = context();
       const log = logFor(ctx);
       // Without a token the local records are still worth showing; the reaper needs the API.
-      const session = await openSession({
-        stateDir: ctx.stateDir,
-        env: process.env,
-        tokenFile: f.tokenFile,
-      }).catch((e: unknown) => {
+      const session = await openLoggedSession(ctx, f, log).catch((e: unknown) => {
         if (f.all || !(isNixpoolError(e) && e.code === "HCLOUD_TOKEN_MISSING")) throw e;
         log("warning: no Hetzner Cloud token; showing local records only, without gc.");
         return undefined;
@@ -406,20 +407,20 @@ export const registerWorker: RegisterCommands = (program, context) => {
         );
       }
       const now = Date.now();
-      const rows = (await readRecords(ctx.stateDir, log)).map((r) => summarise(r, now));
-      if (f.json) return ctx.output.json({ workers: rows });
-      if (rows.length === 0) return ctx.output.out("No workers. Rent one with: nixpool worker up");
+      const records = await readRecords(ctx.stateDir, log);
+      if (f.json) return ctx.output.json({ workers: records.map((r) => summarise(r, now)) });
+      if (records.length === 0) return ctx.output.out("No workers. Rent one with: nixpool worker up");
       ctx.output.out(
         renderTable(
           ["NAME", "STATUS", "TYPE", "LOCATION", "ADDRESS", "EXPIRES", "COST SO FAR"],
-          rows.map((r) => [
-            r.name,
+          records.map((r) => [
+            r.lease.name,
             r.status,
             r.type,
             r.location,
-            r.address ?? "-",
-            r.expiresAt,
-            `€${r.cost.net.toFixed(4)} net (${r.cost.hours} h)`,
+            r.ipv4 ?? "-",
+            r.lease.expiresAt,
+            formatCostShort(recordCost(r, now)),
           ]),
         ),
       );
@@ -473,7 +474,10 @@ export const registerWorker: RegisterCommands = (program, context) => {
       .description("rent a worker and open a shell set up to build on it; leaving the shell deletes it"),
     "2h",
   )
-    .option("--keep", "keep the worker after the shell exits (until its lease expires)")
+    .option(
+      "--keep",
+      "keep the worker after the shell exits, until its lease expires (not after SIGTERM/SIGHUP)",
+    )
     .option("-c, --command <command>", "run this bash command instead of an interactive shell")
     .action(async (f: RentFlags & { command?: string }) => {
       const ctx = context();

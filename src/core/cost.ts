@@ -197,6 +197,12 @@ export function formatWorkerCost(c: WorkerCost, type: string, location: string):
   );
 }
 
+/** Short form for tables and logs: "€0.0068 net (1 h)"; "unknown (1 h)" without a price. */
+export function formatCostShort(c: WorkerCost): string {
+  const amount = c.known ? `${formatMoney(c.total.net, c.currency)} net` : "unknown";
+  return `${amount} (${c.hours} h)`;
+}
+
 /** What a server type must offer. */
 export interface TypeRequirements {
   minCores: number;
@@ -217,8 +223,8 @@ export interface TypeOffer {
   locations: { name: string; available: boolean; deprecation?: unknown }[];
 }
 
-export interface TypeChoice {
-  type: TypeOffer;
+export interface TypeChoice<T extends TypeOffer = TypeOffer> {
+  type: T;
   hourly: Money;
   /** The other fitting types, cheapest first (for --json and messages). */
   alternatives: { name: string; hourly: number }[];
@@ -228,12 +234,12 @@ export interface TypeChoice {
  * `--type auto`: the cheapest non-deprecated type that is available in the location and meets
  * the requirements (ties: more cores, then name). Undefined when nothing fits.
  */
-export function chooseServerType(
-  types: readonly TypeOffer[],
+export function chooseServerType<T extends TypeOffer>(
+  types: readonly T[],
   location: string,
   req: TypeRequirements,
   prices: PriceTable,
-): TypeChoice | undefined {
+): TypeChoice<T> | undefined {
   const fitting = types
     .filter((t) => !t.deprecated && (t.deprecation === undefined || t.deprecation === null))
     .filter((t) => t.architecture === req.architecture)

@@ -68,7 +68,26 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
       /\s+/,
     )[1];
     assert.equal(`MD5:${list[0]?.fingerprint}`, fp);
-    await hcloud(["ssh-key", "delete", "cli-key"]);
+    assert.match(
+      await hcloud(["ssh-key", "describe", "cli-key"]),
+      new RegExp(`Fingerprint:\\s+${list[0]?.fingerprint}`),
+    );
+    await hcloud(["ssh-key", "update", "cli-key", "--name", "renamed-key"]);
+    await hcloud(["ssh-key", "add-label", "renamed-key", "nixpool=1"]);
+    await hcloud(["ssh-key", "add-label", "renamed-key", "role=ci"]);
+    await hcloud(["ssh-key", "remove-label", "renamed-key", "role"]);
+    const described = JSON.parse(await hcloud(["ssh-key", "describe", "renamed-key", "-o", "json"])) as {
+      name: string;
+      labels: Record<string, string>;
+    };
+    assert.deepEqual([described.name, described.labels], ["renamed-key", { nixpool: "1" }]);
+    assert.deepEqual(
+      (await listJson<{ name: string }>(["ssh-key", "list", "-o", "json", "-l", "nixpool=1"])).map(
+        (k) => k.name,
+      ),
+      ["renamed-key"],
+    );
+    await hcloud(["ssh-key", "delete", "renamed-key"]);
     assert.deepEqual(await listJson(["ssh-key", "list", "-o", "json"]), []);
   });
 

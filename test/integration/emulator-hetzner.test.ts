@@ -86,6 +86,12 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
   test("servers: create with an action that progresses, list, label selectors, uniqueness, delete", async () => {
     const key = await checked("POST", "/ssh_keys", "/ssh_keys", { name: "srv-key", public_key: PUBKEY(1) });
     assert.equal(key.status, 201);
+    const keyId = (key.body?.["ssh_key"] as { id: number }).id;
+    await checked("GET", `/ssh_keys/${keyId}`, "/ssh_keys/{id}");
+    const relabelledKey = await checked("PUT", `/ssh_keys/${keyId}`, "/ssh_keys/{id}", {
+      labels: { nixpool: "1" },
+    });
+    assert.deepEqual((relabelledKey.body?.["ssh_key"] as { labels: unknown }).labels, { nixpool: "1" });
     const created = await checked("POST", "/servers", "/servers", {
       name: "web-1",
       server_type: "cx22",
@@ -141,6 +147,11 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     assert.equal(done?.status, "success");
     assert.equal(done?.progress, 100);
     await checked("GET", `/actions?id=${action.id}`, "/actions");
+    const serverActions = await checked("GET", `/servers/${server.id}/actions`, "/servers/{id}/actions");
+    assert.deepEqual(
+      (serverActions.body?.["actions"] as { command: string }[]).map((x) => x.command),
+      ["create_server", "start_server"],
+    );
     const running = (await checked("GET", `/servers/${server.id}`, "/servers/{id}")).body?.["server"] as {
       status: string;
     };

@@ -231,6 +231,12 @@ describe("token sources", () => {
         "cmd-token-abcdef",
       );
       assert.equal(redact("x cmd-token-abcdef y"), "x [redacted] y");
+      for (const bad of ["two words-abc", "tökén-abc", "tab\tinside-abc"]) {
+        await assert.rejects(
+          resolveToken({ env: { HCLOUD_TOKEN: bad } }),
+          (e: unknown) => isNixpoolError(e) && e.code === "HCLOUD_TOKEN_INVALID" && !e.message.includes(bad),
+        );
+      }
       await assert.rejects(
         resolveToken({ env: {} }),
         (e: unknown) => isNixpoolError(e) && e.code === "HCLOUD_TOKEN_MISSING",

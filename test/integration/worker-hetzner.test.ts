@@ -1,19 +1,32 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFile, readlink, writeFile, mkdir } from "node:fs/promises";
+import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { run } from "../../src/adapters/runner.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
-import { HcloudClient } from "../../src/providers/hetzner/client.js";
-import { leaseLabels, newLease } from "../../src/core/lease.js";
 import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
 
 const GRAPH = resolve(import.meta.dirname, "../../examples/graph.nix");
 const seed = () => randomBytes(6).toString("hex");
+/** `nixpool build --on hetzner` of the example graph with n leaves and a fresh seed. */
+const buildOn = (n: number, ...extra: string[]) => [
+  "build",
+  "--on",
+  "hetzner",
+  GRAPH,
+  "--arg",
+  "n",
+  String(n),
+  "--argstr",
+  "seed",
+  seed(),
+  ...extra,
+];
 
 interface EmulatorStateJson {
   servers: { id: number; name: string; status: string; labels: Record<string, string> }[];
@@ -26,6 +39,8 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
   let cleanupRoot: () => Promise<void>;
   const children: ChildProcess[] = [];
   let env: Record<string, string>;
+  /** The user_data of every server created, as nixpool sent it. */
+  const userData: string[] = [];
 
   const state = async (): Promise<EmulatorStateJson> =>
     (await (await fetch(`${emu.adminUrl}/state`)).json()) as EmulatorStateJson;
@@ -71,9 +86,13 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
 
   before(async () => {
     ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-workers-"));
+    const localBooter = createLocalBooter(join(root, "emulator-hosts"));
     emu = await startHetznerEmulator({
       tokens: [TEST_TOKEN],
-      booter: createLocalBooter(join(root, "emulator-hosts")),
+      booter: (req) => {
+        if (req.userData !== undefined) userData.push(req.userData);
+        return localBooter(req);
+      },
       timing: { createMs: 500, bootMs: 300, deleteMs: 200 },
     });
     env = {
@@ -97,19 +116,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
 
   test("build --on hetzner builds the example graph on a fresh worker, copies the result back, deletes it, prints the cost", async () => {
     const stateDir = await newStateDir("build");
-    const r = await cli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "4",
-      "--argstr",
-      "seed",
-      seed(),
-      "--json",
-    ]);
+    const r = await cli(stateDir, buildOn(4, "--json"));
     assert.equal(r.exitCode, 0, r.stderr);
     const out = JSON.parse(r.stdout) as {
       outputs: string[];
@@ -134,6 +141,18 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.deepEqual(JSON.parse(list.stdout), { workers: [] });
   });
 
+  test("the user_data nixpool sent passes cloud-init's own schema validator", async () => {
+    assert.ok(userData.length > 0, "no server was created yet");
+    for (const [i, ud] of userData.entries()) {
+      const file = join(root, `user-data-${i}.yaml`);
+      await writeFile(file, ud, { mode: 0o600 });
+      const r = await run(["cloud-init", "schema", "--config-file", file], { reject: false });
+      assert.equal(r.exitCode, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /Valid cloud-config/);
+      assert.match(ud, /^\s+max-jobs = \d+$/m);
+    }
+  });
+
   test("429 and 5xx storms, conflicts and dropped connections are absorbed", async () => {
     const stateDir = await newStateDir("storm");
     await fault([
@@ -143,18 +162,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
       { kind: "conflict", count: 1, method: "DELETE" },
       { kind: "drop", count: 1, method: "GET", path: "/actions" },
     ]);
-    const r = await cli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "2",
-      "--argstr",
-      "seed",
-      seed(),
-    ]);
+    const r = await cli(stateDir, buildOn(2));
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stderr, /→ 429 rate_limit_exceeded; retry/);
     assert.match(r.stderr, /→ 503 unavailable; retry/);
@@ -171,18 +179,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
       { kind: "drop", count: 1, after: true, method: "POST", path: "/ssh_keys" },
       { kind: "drop", count: 1, after: true, method: "POST", path: "/servers" },
     ]);
-    const r = await cli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "1",
-      "--argstr",
-      "seed",
-      seed(),
-    ]);
+    const r = await cli(stateDir, buildOn(1));
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stderr, /POST \/servers → .*; retry 1/);
     assert.match(r.stderr, /the server was created by an earlier attempt; using it/);
@@ -206,18 +203,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
   test("a failed create action is deleted too", async () => {
     const stateDir = await newStateDir("failboot");
     await fault({ kind: "boot", mode: "fail" });
-    const r = await cli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "1",
-      "--argstr",
-      "seed",
-      seed(),
-    ]);
+    const r = await cli(stateDir, buildOn(1));
     assert.equal(r.exitCode, 1, r.stderr);
     assert.match(r.stderr, /action create_server \(\d+\) failed: Server creation failed/);
     await assertNoServers();
@@ -226,28 +212,10 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
   test("a build that outlasts its lease renews it, so another owner's gc leaves the server alone", async () => {
     const stateDir = await newStateDir("renew");
     const other = await newStateDir("other-owner");
-    const run = spawnCli(
-      stateDir,
-      [
-        "build",
-        "--on",
-        "hetzner",
-        GRAPH,
-        "--arg",
-        "n",
-        "1",
-        "--argstr",
-        "sleep",
-        "24",
-        "--argstr",
-        "seed",
-        seed(),
-      ],
-      {
-        NIXPOOL_HCLOUD_TTL: "12s",
-      },
-    );
-    await waitFor("the build to start on the worker", () => /building leaf-/.test(run.stderr()));
+    const proc = spawnCli(stateDir, buildOn(1, "--argstr", "sleep", "24"), {
+      NIXPOOL_HCLOUD_TTL: "12s",
+    });
+    await waitFor("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
     const [server] = (await state()).servers;
     const firstExpiry = Number(server?.labels["nixpool-expires"]);
     // Past the original expiry: only a renewed label keeps the server out of the reaper's hands.
@@ -257,32 +225,18 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.deepEqual((JSON.parse(gc.stdout) as { deleted: unknown[] }).deleted, []);
     const renewed = Number((await state()).servers[0]?.labels["nixpool-expires"]);
     assert.ok(renewed > firstExpiry, `${renewed} > ${firstExpiry}`);
-    assert.equal(await run.exited, 0, run.stderr());
-    assert.match(run.stderr(), /deleted; cost:/);
+    assert.equal(await proc.exited, 0, proc.stderr());
+    assert.match(proc.stderr(), /deleted; cost:/);
     await assertNoServers();
   });
 
   test("kill -9 of nixpool mid-build, then worker gc: zero servers", async () => {
     const stateDir = await newStateDir("kill9");
-    const run = spawnCli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "2",
-      "--argstr",
-      "sleep",
-      "60",
-      "--argstr",
-      "seed",
-      seed(),
-    ]);
-    await waitFor("the build to start on the worker", () => /building leaf-/.test(run.stderr()));
+    const proc = spawnCli(stateDir, buildOn(2, "--argstr", "sleep", "60"));
+    await waitFor("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
     assert.equal((await state()).servers.length, 1);
-    process.kill(run.child.pid ?? 0, "SIGKILL");
-    await run.exited;
+    process.kill(proc.child.pid ?? 0, "SIGKILL");
+    await proc.exited;
     assert.equal((await state()).servers.length, 1, "the server outlives a killed nixpool");
     const gc = await cli(stateDir, ["worker", "gc", "--json"]);
     assert.equal(gc.exitCode, 0, gc.stderr);
@@ -296,47 +250,22 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
 
   test("Ctrl-C (SIGINT to the process group) mid-build: exit 130, zero servers", async () => {
     const stateDir = await newStateDir("sigint");
-    const run = spawnCli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "2",
-      "--argstr",
-      "sleep",
-      "60",
-      "--argstr",
-      "seed",
-      seed(),
-    ]);
-    await waitFor("the build to start on the worker", () => /building leaf-/.test(run.stderr()));
-    process.kill(-(run.child.pid ?? 0), "SIGINT");
-    assert.equal(await run.exited, 130, run.stderr());
-    assert.match(run.stderr(), /SIGINT: stopping; the worker is being deleted/);
-    assert.match(run.stderr(), /deleted; cost:/);
+    const proc = spawnCli(stateDir, buildOn(2, "--argstr", "sleep", "60"));
+    await waitFor("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
+    process.kill(-(proc.child.pid ?? 0), "SIGINT");
+    assert.equal(await proc.exited, 130, proc.stderr());
+    assert.match(proc.stderr(), /SIGINT: stopping; the worker is being deleted/);
+    assert.match(proc.stderr(), /deleted; cost:/);
     await assertNoServers();
   });
 
   test("SIGTERM while the worker boots: exit 130, zero servers", async () => {
     const stateDir = await newStateDir("sigterm");
     await fault({ kind: "boot", mode: "slow", delayMs: 60_000 });
-    const run = spawnCli(stateDir, [
-      "build",
-      "--on",
-      "hetzner",
-      GRAPH,
-      "--arg",
-      "n",
-      "1",
-      "--argstr",
-      "seed",
-      seed(),
-    ]);
-    await waitFor("the worker to boot", () => /waiting for SSH/.test(run.stderr()));
-    process.kill(run.child.pid ?? 0, "SIGTERM");
-    assert.equal(await run.exited, 130, run.stderr());
+    const proc = spawnCli(stateDir, buildOn(1));
+    await waitFor("the worker to boot", () => /waiting for SSH/.test(proc.stderr()));
+    process.kill(proc.child.pid ?? 0, "SIGTERM");
+    assert.equal(await proc.exited, 130, proc.stderr());
     await assertNoServers();
   });
 
@@ -380,9 +309,52 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
       list.workers.map((x) => [x.name, x.status, x.cost.hours, x.cost.net]),
       [[w.name, "ready", 1, 0.0226]],
     );
+    const table = (await cli(stateDir, ["worker", "list"])).stdout;
+    assert.match(table, /^NAME +STATUS +TYPE +LOCATION +ADDRESS +EXPIRES +COST SO FAR$/m);
+    assert.match(table, new RegExp(`^${w.name} +ready +cpx31 +hel1 .*€0\\.0226 net \\(1 h\\)$`, "m"));
     const down = await cli(stateDir, ["worker", "down", w.name]);
     assert.equal(down.exitCode, 0, down.stderr);
     assert.match(down.stdout, /deleted; cost: €0\.0226 net/);
+    await assertNoServers();
+  });
+
+  test("worker shell --keep keeps the worker, loudly, until its lease expires; then gc deletes it", async () => {
+    const stateDir = await newStateDir("keep");
+    const r = await cli(stateDir, [
+      "worker",
+      "shell",
+      "--type",
+      "cpx11",
+      "--keep",
+      "--ttl",
+      "45s",
+      "-c",
+      "true",
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const m =
+      /KEEPING worker (hz-[0-9a-f]{10}) \([0-9.]+\) until its lease expires at (\S+); it costs money until then\. Delete it sooner with: nixpool worker down hz-/.exec(
+        r.stderr,
+      );
+    assert.ok(m, r.stderr);
+    assert.doesNotMatch(r.stderr, /deleted; cost/);
+    const [, name, expiresAt] = m;
+    const list = JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout) as {
+      workers: { name: string; status: string; holder: string; expiresAt: string }[];
+    };
+    assert.deepEqual(
+      list.workers.map((w) => [w.name, w.status, w.holder, w.expiresAt]),
+      [[name, "ready", "user", expiresAt]],
+    );
+    // The shell is gone, but the user holds the lease: the gc that worker list ran kept the server.
+    assert.equal((await state()).servers.length, 1);
+    await waitFor("the lease to expire", () => Date.now() > Date.parse(expiresAt ?? "") + 1000, 60_000);
+    const gc = await cli(stateDir, ["worker", "gc", "--json"]);
+    assert.equal(gc.exitCode, 0, gc.stderr);
+    assert.deepEqual(
+      (JSON.parse(gc.stdout) as { deleted: { reason: string }[] }).deleted.map((d) => d.reason),
+      ["lease expired"],
+    );
     await assertNoServers();
   });
 
@@ -402,65 +374,5 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.match(r.stdout, /fn-ok/);
     assert.match(r.stderr, /deleted; cost:/);
     await assertNoServers();
-  });
-});
-
-describe("worker gc by labels (API only)", { timeout: 120_000 }, () => {
-  test("deletes expired leases of any owner and this owner's orphans; leaves other owners' live servers", async (t) => {
-    const emu = await startHetznerEmulator({ tokens: [TEST_TOKEN], timing: { createMs: 50, deleteMs: 50 } });
-    const { dir, cleanup } = await makeTempDir("nixpool-gc-");
-    t.after(async () => {
-      await emu.close();
-      await cleanup();
-    });
-    await mkdir(join(dir, "hetzner"), { recursive: true });
-    await writeFile(join(dir, "hetzner", "owner"), "aaaaaaaaaaaa\n");
-    const client = new HcloudClient({ token: TEST_TOKEN, endpoint: emu.endpoint });
-    const make = async (id: string, owner: string, ttlMs: number) => {
-      const l = newLease({ id, owner, nowMs: Date.now(), ttlMs, holder: { kind: "user" } });
-      await client.createServer({
-        name: l.serverName,
-        server_type: "cx22",
-        image: "debian-12",
-        labels: leaseLabels(l),
-      });
-    };
-    await make("00000000a1", "aaaaaaaaaaaa", 3_600_000); // mine, no record
-    await make("00000000b1", "bbbbbbbbbbbb", -1000); // someone's, expired
-    await make("00000000b2", "bbbbbbbbbbbb", 3_600_000); // someone's, live
-    await client.createServer({ name: "not-nixpool", server_type: "cx22", image: "debian-12" });
-    const r = await runCli(dir, ["worker", "gc", "--json"], {
-      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN },
-    });
-    assert.equal(r.exitCode, 0, r.stderr);
-    const res = JSON.parse(r.stdout) as { deleted: { name: string; reason: string }[] };
-    assert.deepEqual(res.deleted.map((d) => [d.name, d.reason]).sort(), [
-      ["nixpool-00000000a1", "owner record gone"],
-      ["nixpool-00000000b1", "lease expired"],
-    ]);
-    assert.deepEqual((await client.listServers()).map((s) => s.name).sort(), [
-      "nixpool-00000000b2",
-      "not-nixpool",
-    ]);
-    const all = await runCli(dir, ["worker", "list", "--all", "--json"], {
-      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN },
-    });
-    assert.equal(all.exitCode, 0, all.stderr);
-    assert.deepEqual(
-      (JSON.parse(all.stdout) as { servers: { name: string; owner: string }[] }).servers.map((x) => [
-        x.name,
-        x.owner,
-      ]),
-      [["nixpool-00000000b2", "bbbbbbbbbbbb"]],
-    );
-    const offline = await runCli(dir, ["worker", "list", "--json"], { env: { HCLOUD_TOKEN: "" } });
-    assert.equal(offline.exitCode, 0, offline.stderr);
-    assert.match(offline.stderr, /no Hetzner Cloud token; showing local records only/);
-    assert.deepEqual(JSON.parse(offline.stdout), { workers: [] });
-    const noToken = await runCli(dir, ["worker", "gc"], {
-      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: "" },
-    });
-    assert.equal(noToken.exitCode, 2);
-    assert.match(noToken.stderr, /No Hetzner Cloud API token is set/);
   });
 });

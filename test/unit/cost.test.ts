@@ -4,6 +4,7 @@ import {
   billedHours,
   chooseServerType,
   FALLBACK_PRICES,
+  formatCostShort,
   formatWorkerCost,
   pricesFromApi,
   workerCost,
@@ -44,6 +45,11 @@ test("the cost line names hours, type, location and where the prices come from",
     "cost: €0.0068 net, €0.0081 gross (1 started hour of cx22 in fsn1 incl. primary IPv4; bundled prices of 2026-01-15, the API's were unavailable)",
   );
   assert.match(FALLBACK_PRICES.date, /^\d{4}-\d{2}-\d{2}$/);
+  assert.equal(
+    formatCostShort(workerCost(FALLBACK_PRICES, "cx22", "fsn1", 0, 61 * 60_000)),
+    "€0.0136 net (2 h)",
+  );
+  assert.equal(formatCostShort(workerCost(FALLBACK_PRICES, "cx22", "sin", 0, 1)), "unknown (1 h)");
 });
 
 test("API prices replace the table", () => {

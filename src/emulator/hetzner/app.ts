@@ -12,6 +12,8 @@ export interface BootRequest {
   serverId: number;
   name: string;
   cores: number;
+  /** The server's user_data as sent; the fields below are what the emulator takes from it. */
+  userData: string | undefined;
   hostKeyPrivate: string | undefined;
   authorizedKeys: string[];
   nixConf: string | undefined;
@@ -151,7 +153,8 @@ const createServerSchema = z.object({
   firewalls: z.array(z.unknown()).optional(),
   placement_group: z.unknown().optional(),
 });
-const updateServerSchema = z.object({ name: z.string().optional(), labels: labelsSchema });
+/** PUT /servers/{id} and PUT /ssh_keys/{id}: a new name and/or a new set of labels. */
+const updateSchema = z.object({ name: z.string().min(1).optional(), labels: labelsSchema });
 const createSshKeySchema = z.object({
   name: z.string().min(1),
   public_key: z.string().min(1),
@@ -442,6 +445,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
       serverId: s.id,
       name: s.name,
       cores: s.type.cores,
+      userData: s.userData,
       hostKeyPrivate: cfg.hostKeyPrivate,
       authorizedKeys: [...sshKeys, ...cfg.authorizedKeys],
       nixConf: cfg.nixConf,
@@ -537,6 +541,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
       if (fault.count <= 0) state.faults.splice(i, 1);
     }
     rateHeaders(c);
+    let errorStatus: number | undefined;
     try {
       if (fault?.kind === "drop" && fault.after) {
         await next();
@@ -570,8 +575,12 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
         throw new ApiError(401, "unauthorized", "unable to authenticate");
       }
       await next();
+    } catch (e) {
+      // Thrown here, the error is answered after this middleware: log the status it will get.
+      errorStatus = e instanceof ApiError ? e.status : 500;
+      throw e;
     } finally {
-      options.log?.(`${method} ${c.req.path} ${c.res.status}`);
+      options.log?.(`${method} ${c.req.path} ${errorStatus ?? c.res.status}`);
     }
   });
 
@@ -700,6 +709,24 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
   app.get("/v1/ssh_keys/:id", (c) => {
     const k = state.sshKeys.get(idParam(c));
     if (!k) throw new ApiError(404, "not_found", "SSH key not found");
+    return c.json({ ssh_key: renderSshKey(k) });
+  });
+  app.put("/v1/ssh_keys/:id", async (c) => {
+    const k = state.sshKeys.get(idParam(c));
+    if (!k) throw new ApiError(404, "not_found", "SSH key not found");
+    const body = parseBody(updateSchema, await readJson(c));
+    if (body.name !== undefined && body.name !== k.name) {
+      if ([...state.sshKeys.values()].some((x) => x.name === body.name)) {
+        throw new ApiError(409, "uniqueness_error", "SSH key name is already used", {
+          fields: [{ name: "name" }],
+        });
+      }
+      k.name = body.name;
+    }
+    if (body.labels !== undefined) {
+      checkLabels(body.labels);
+      k.labels = body.labels;
+    }
     return c.json({ ssh_key: renderSshKey(k) });
   });
   app.post("/v1/ssh_keys", async (c) => {
@@ -895,7 +922,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
   app.put("/v1/servers/:id", async (c) => {
     const s = state.servers.get(idParam(c));
     if (!s) throw new ApiError(404, "not_found", "server not found");
-    const body = parseBody(updateServerSchema, await readJson(c));
+    const body = parseBody(updateSchema, await readJson(c));
     if (body.name !== undefined && body.name !== s.name) {
       if (!HOSTNAME.test(body.name))
         throw new ApiError(400, "invalid_input", "invalid input in field 'name'");

@@ -138,7 +138,7 @@ export class HcloudClient {
             "HCLOUD_UNREACHABLE",
             `Hetzner Cloud API at ${this.endpoint} did not answer ${label}: ${reason}.`,
             {
-              hint: "Check the network and HCLOUD_ENDPOINT (default https://api.hetzner.cloud/v1); see https://status.hetzner.com",
+              hint: `Check the network and HCLOUD_ENDPOINT (default ${DEFAULT_ENDPOINT}); test with: hcloud server list`,
               cause: new TransportError(redact(reason)),
             },
           );
@@ -195,7 +195,7 @@ export class HcloudClient {
         "HCLOUD_BAD_RESPONSE",
         `Hetzner Cloud answered ${label} with an unexpected shape at ${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "invalid"}.`,
         {
-          hint: "Check HCLOUD_ENDPOINT points at the Hetzner Cloud API; if it does, report this to nixpool.",
+          hint: `Check that HCLOUD_ENDPOINT (default ${DEFAULT_ENDPOINT}) points at the Hetzner Cloud API; if it does, report this to nixpool.`,
           details: { issues: r.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`) },
         },
       );
@@ -323,7 +323,7 @@ export class HcloudClient {
         "HCLOUD_ACTION_FAILED",
         `Hetzner Cloud action ${current.command} (${current.id}) failed: ${current.error?.message ?? "no reason given"} (${current.error?.code ?? "unknown"}).`,
         {
-          hint: "Retry; if it keeps failing, try another --location or --type.",
+          hint: "Run the same command again; if it keeps failing, pass another --location or --type (hcloud location list; hcloud server-type list).",
           details: { action: current.id, apiCode: current.error?.code },
         },
       );

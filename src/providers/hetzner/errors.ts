@@ -16,6 +16,9 @@ interface Mapping {
 const TOKEN_HINT =
   "Create a Read & Write API token in the Hetzner Cloud Console (project → Security → API tokens) and set HCLOUD_TOKEN, --token-file or NIXPOOL_HCLOUD_TOKEN_COMMAND.";
 
+const SERVER_ERROR_HINT =
+  "Hetzner Cloud is having trouble (https://status.hetzner.com); run the same command again later, then clean up with: nixpool worker gc";
+
 const MAPPINGS: Record<string, Mapping> = {
   unauthorized: { code: "HCLOUD_UNAUTHORIZED", hint: TOKEN_HINT, exitCode: ExitCode.usage },
   token_readonly: {
@@ -41,11 +44,11 @@ const MAPPINGS: Record<string, Mapping> = {
   not_found: { code: "HCLOUD_NOT_FOUND", hint: "List what exists with: nixpool worker list" },
   rate_limit_exceeded: {
     code: "HCLOUD_RATE_LIMITED",
-    hint: "The project's API limit (3600 requests/hour) is used up; wait a few minutes and retry, and check for other tools using the same token.",
+    hint: "The project's API limit (3600 requests/hour) is used up, maybe by other tools with the same token; wait a few minutes, then run the same command again.",
   },
   resource_unavailable: {
     code: "HCLOUD_RESOURCE_UNAVAILABLE",
-    hint: "That server type is sold out in this location; try another --location or --type auto.",
+    hint: "That server type is sold out in this location; see where it is offered with: hcloud server-type describe TYPE; then pass another --location, or --type auto.",
   },
   unsupported_location_for_server_type: {
     code: "HCLOUD_RESOURCE_UNAVAILABLE",
@@ -53,41 +56,42 @@ const MAPPINGS: Record<string, Mapping> = {
   },
   placement_error: {
     code: "HCLOUD_RESOURCE_UNAVAILABLE",
-    hint: "Hetzner could not place the server; try another --location or --type.",
+    hint: "Hetzner could not place the server; run the same command with another --location or --type (hcloud location list).",
   },
-  conflict: { code: "HCLOUD_CONFLICT", hint: "Another action runs on the resource; retry in a moment." },
-  locked: { code: "HCLOUD_CONFLICT", hint: "The resource is locked by another action; retry in a moment." },
+  conflict: {
+    code: "HCLOUD_CONFLICT",
+    hint: "Another action runs on the resource; run the same command again in a minute.",
+  },
+  locked: {
+    code: "HCLOUD_CONFLICT",
+    hint: "Another action has locked the resource; run the same command again in a minute.",
+  },
   protected: {
     code: "HCLOUD_PROTECTED",
-    hint: "Remove the protection in the Hetzner Cloud Console, then retry.",
+    hint: "Remove the protection (hcloud server disable-protection NAME delete), then run the same command again.",
   },
-  maintenance: { code: "HCLOUD_UNAVAILABLE", hint: "Hetzner Cloud is in maintenance; retry later." },
+  maintenance: {
+    code: "HCLOUD_UNAVAILABLE",
+    hint: "Hetzner Cloud is in maintenance (https://status.hetzner.com); run the same command again later.",
+  },
   server_error: {
     code: "HCLOUD_SERVER_ERROR",
-    hint: "Hetzner Cloud had an internal error; retry, and see https://status.hetzner.com",
+    hint: SERVER_ERROR_HINT,
   },
-  service_error: {
-    code: "HCLOUD_SERVER_ERROR",
-    hint: "Hetzner Cloud had an internal error; retry, and see https://status.hetzner.com",
-  },
+  service_error: { code: "HCLOUD_SERVER_ERROR", hint: SERVER_ERROR_HINT },
   unavailable: {
     code: "HCLOUD_UNAVAILABLE",
-    hint: "Hetzner Cloud is unavailable; see https://status.hetzner.com",
+    hint: SERVER_ERROR_HINT,
   },
-  timeout: { code: "HCLOUD_TIMEOUT", hint: "The API timed out; retry." },
+  timeout: { code: "HCLOUD_TIMEOUT", hint: SERVER_ERROR_HINT },
 };
 
 /** Maps an API error answer to a NixpoolError naming the request, with a hint. */
-export function mapApiError(
-  status: number,
-  body: ApiErrorBody | undefined,
-  request: string,
-  cause?: unknown,
-): NixpoolError {
+export function mapApiError(status: number, body: ApiErrorBody | undefined, request: string): NixpoolError {
   const apiCode = body?.code ?? (status >= 500 ? "server_error" : "unknown");
   const m = MAPPINGS[apiCode] ?? {
     code: status >= 500 ? "HCLOUD_SERVER_ERROR" : "HCLOUD_REQUEST_FAILED",
-    hint: "See the Hetzner Cloud API documentation for the error code, or run the same request with the hcloud CLI.",
+    hint: "Look the error code up in the Hetzner Cloud API documentation, or try the same with the hcloud CLI (hcloud server list).",
   };
   const message = body?.message ? body.message.replace(/\.$/, "") : `HTTP ${status}`;
   return new NixpoolError(
@@ -97,7 +101,6 @@ export function mapApiError(
       hint: m.hint,
       ...(m.exitCode !== undefined ? { exitCode: m.exitCode } : {}),
       details: { status, apiCode, ...(body?.details ? { apiDetails: body.details } : {}) },
-      ...(cause !== undefined ? { cause } : {}),
     },
   );
 }

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { run } from "../../adapters/runner.js";
 import { configError } from "../../core/errors.js";
 import { registerSecret } from "../../core/redact.js";
+import { DEFAULT_ENDPOINT } from "./client.js";
 
 export interface TokenSources {
   /** --token-file */
@@ -18,16 +19,14 @@ export interface ResolvedToken {
 const HINT =
   'Set HCLOUD_TOKEN, pass --token-file FILE, or set NIXPOOL_HCLOUD_TOKEN_COMMAND to a command that prints it (e.g. "pass show hetzner/token").';
 
-/** Checks a token's shape: one word of printable characters. */
+/** Checks a token's shape: one word of visible ASCII (an HTTP header cannot carry more). */
 function checkToken(raw: string, source: string): string {
   const token = raw.trim();
-  if (token === "" || /\s/.test(token)) {
+  if (!/^[\x21-\x7e]+$/.test(token)) {
     throw configError(
       "HCLOUD_TOKEN_INVALID",
-      `The Hetzner Cloud token from ${source} is empty or has spaces in it.`,
-      {
-        hint: HINT,
-      },
+      `The Hetzner Cloud token from ${source} is empty or has spaces or non-ASCII characters in it.`,
+      { hint: HINT },
     );
   }
   registerSecret(token);
@@ -78,5 +77,5 @@ export async function resolveToken(s: TokenSources): Promise<ResolvedToken> {
 
 /** HCLOUD_ENDPOINT like the official CLI, else the public API. */
 export function resolveEndpoint(env: Record<string, string | undefined>): string {
-  return env["HCLOUD_ENDPOINT"] || "https://api.hetzner.cloud/v1";
+  return env["HCLOUD_ENDPOINT"] || DEFAULT_ENDPOINT;
 }

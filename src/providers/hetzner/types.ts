@@ -16,11 +16,4 @@ export type Pricing = Ok<"get_pricing", 200>["pricing"];
 export type SshKey = Ok<"list_ssh_keys", 200>["ssh_keys"][number];
 export type CreateSshKeyRequest = operations["create_ssh_key"]["requestBody"]["content"]["application/json"];
 export type Image = Ok<"list_images", 200>["images"][number];
-export interface Pagination {
-  page: number;
-  per_page: number;
-  previous_page: number | null;
-  next_page: number | null;
-  last_page: number | null;
-  total_entries: number | null;
-}
+export type Pagination = ServerListResponse["meta"]["pagination"];

@@ -11,6 +11,7 @@ import { renderCloudInit } from "../../core/cloud-init.js";
 import {
   chooseServerType,
   FALLBACK_PRICES,
+  formatCostShort,
   pricesFromApi,
   workerCost,
   type PriceTable,
@@ -33,9 +34,6 @@ import { classifySshFailure } from "../../core/ssh-errors.js";
 import { HcloudClient, type RetryEvent } from "./client.js";
 import { resolveEndpoint, resolveToken } from "./token.js";
 import type { Server, ServerType } from "./types.js";
-
-/** Where a worker is in its life. */
-export type WorkerStatus = "creating" | "booting" | "ready" | "deleting";
 
 const rateSchema = z.object({
   hourly: z.object({ net: z.number(), gross: z.number() }),
@@ -263,7 +261,7 @@ export async function reapWorkers(s: HetznerSession, log: Log): Promise<ReapResu
       const leaseId = server.labels[LABELS.lease];
       const rec = records.find((r) => r.lease.id === leaseId);
       if (rec) {
-        log(`gc: ${rec.lease.name} ${formatCostShort(recordCost(rec, Date.now()))}`);
+        log(`gc: ${rec.lease.name} cost ${formatCostShort(recordCost(rec, Date.now()))}`);
         await dropRecord(s.stateDir, rec.lease.id);
       }
     }),
@@ -291,7 +289,7 @@ export async function reapWorkers(s: HetznerSession, log: Log): Promise<ReapResu
     const first = failures[0];
     throw new NixpoolError(
       "WORKER_GC_INCOMPLETE",
-      `gc deleted ${result.deleted.length} of ${plan.deleteServers.length} server(s); the others failed: ${first instanceof Error ? first.message : String(first)}`,
+      `Worker gc deleted ${result.deleted.length} of ${plan.deleteServers.length} server(s); the first failure: ${first instanceof Error ? first.message : String(first)}`,
       { hint: "Run nixpool worker gc again; check with: nixpool worker list --all", cause: first },
     );
   }
@@ -307,10 +305,6 @@ export async function reapQuietly(s: HetznerSession, log: Log): Promise<ReapResu
     log(`warning: gc of leftover workers failed: ${e instanceof Error ? e.message : String(e)}`);
     return undefined;
   }
-}
-
-function formatCostShort(c: WorkerCost): string {
-  return c.known ? `cost €${c.total.net.toFixed(4)} net (${c.hours} h)` : "cost unknown";
 }
 
 // ---- up -----------------------------------------------------------------------------------
@@ -362,10 +356,10 @@ export function pickServerType(
         "HCLOUD_TYPE_UNAVAILABLE",
         `Server type ${t.name} is ${at ? "sold out" : "not offered"} in ${req.location}.`,
         {
-          hint: `Try another location (${t.locations
+          hint: `Rent it where it is available (${t.locations
             .filter((l) => l.available)
             .map((l) => l.name)
-            .join(", ")}) or --type auto.`,
+            .join(", ")}), e.g. nixpool worker up --type ${t.name} --location LOCATION; or use --type auto.`,
           exitCode: 2,
         },
       );
@@ -377,12 +371,14 @@ export function pickServerType(
     throw new NixpoolError(
       "HCLOUD_NO_FITTING_TYPE",
       `No available ${architecture} server type in ${req.location} has ${req.requirements.minCores}+ cores and ${req.requirements.minMemory}+ GB memory.`,
-      { hint: "Lower --min-cores/--min-memory or try another --location.", exitCode: 2 },
+      {
+        hint: "Lower --min-cores/--min-memory or pass another --location; the types: hcloud server-type list",
+        exitCode: 2,
+      },
     );
   }
-  const t = types.find((x) => x.name === choice.type.name) as ServerType;
   return {
-    type: t,
+    type: choice.type,
     why: `cheapest fitting type at €${choice.hourly.net.toFixed(4)}/h net${
       choice.alternatives[0]
         ? `; next: ${choice.alternatives[0].name} at €${choice.alternatives[0].hourly.toFixed(4)}/h`
@@ -566,7 +562,7 @@ export async function provisionWorker(
   rec.ipv4 = fresh.public_net.ipv4?.ip ?? rec.ipv4;
   if (!rec.ipv4) {
     throw new NixpoolError("HCLOUD_NO_IPV4", `Server ${rec.lease.serverName} has no public IPv4 address.`, {
-      hint: "nixpool needs IPv4 to reach workers; report this if it persists.",
+      hint: "nixpool needs IPv4 to reach workers; the server is deleted, run the same command again and report this if it repeats.",
     });
   }
   await saveRecord(s.stateDir, rec);
@@ -613,7 +609,7 @@ async function waitForSsh(rec: WorkerRecord, sshConfig: string, deadline: number
         "HOST_KEY_MISMATCH",
         `Worker ${rec.lease.name} (${rec.ipv4 ?? "?"}) presented a host key other than the one nixpool gave it; nixpool refused to connect.`,
         {
-          hint: "Something else answers at that address. The worker is deleted; retry, and report this if it repeats.",
+          hint: "Something else answers at that address; the worker is deleted, run the same command again and report this if it repeats.",
         },
       );
     }
@@ -623,7 +619,7 @@ async function waitForSsh(rec: WorkerRecord, sshConfig: string, deadline: number
     "WORKER_BOOT_TIMEOUT",
     `Worker ${rec.lease.name} (${rec.ipv4 ?? "?"}) never answered on SSH${last ? ` (last: ${last})` : ""}.`,
     {
-      hint: "The server is deleted. Retry with a longer --boot-timeout, another --location, or check Hetzner's status page.",
+      hint: "The server is deleted. Run the same command with a longer --boot-timeout (e.g. --boot-timeout 20m) or another --location; see https://status.hetzner.com",
     },
   );
 }
@@ -656,7 +652,9 @@ async function waitForNix(rec: WorkerRecord, sshConfig: string, deadline: number
   throw new NixpoolError(
     "WORKER_NIX_TIMEOUT",
     `Worker ${rec.lease.name} answers on SSH but Nix never did${last ? ` (last: ${last})` : ""}.`,
-    { hint: "The server is deleted. Cloud-init may have failed to install nix-bin; try another --image." },
+    {
+      hint: "The server is deleted. Cloud-init may have failed to install nix-bin; run the same command with another --image (hcloud image list --type system).",
+    },
   );
 }
 
