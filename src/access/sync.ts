@@ -8,6 +8,7 @@ import {
   type IndexEntry,
 } from "../core/access/authorized-keys.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { listGithubHandles } from "../core/access/users.js";
 import { fetchGithubKeys, type FetchKeysResult } from "./github-keys.js";
 import { readGithubCache, writeGithubCache } from "./github-cache.js";
 import { withLock } from "./lock.js";
@@ -92,7 +93,7 @@ async function fetchAll(
 }
 
 /** Writes one authorized_keys file per member into dir (atomically) and removes nixpool's stale ones. */
-export async function writeAuthorizedKeysDir(
+async function writeAuthorizedKeysDir(
   dir: string,
   entries: readonly IndexEntry[],
   protocol: AccessProtocol,
@@ -126,9 +127,7 @@ export async function writeAuthorizedKeysDir(
 export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<SyncResult> {
   const now = o.now ?? Date.now;
   const before = await loadUsers(paths.usersFile);
-  const handles = [
-    ...new Set(before.users.flatMap((u) => (u.github ? [u.github.toLowerCase()] : []))),
-  ].sort();
+  const handles = listGithubHandles(before);
   const fetched = await fetchAll(handles, o);
   return withLock(paths.lockFile, async () => {
     const users = await loadUsers(paths.usersFile);
@@ -167,6 +166,9 @@ export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<Sy
         });
       }
     }
+    // Handles no member uses any more are forgotten: a later member never inherits stale keys.
+    const inUse = new Set(listGithubHandles(users));
+    for (const h of Object.keys(cache)) if (!inUse.has(h)) delete cache[h];
     await writeGithubCache(paths.githubCache, cache);
     const entries = buildIndexEntries(users, cache);
     const index = await writeIndex(paths.indexDir, entries);

@@ -25,7 +25,7 @@ export const protocolOption = () =>
 export const usersOption = () => new Option("--users <file>", "users file (default STATE/users.toml)");
 
 /** The fast AuthorizedKeysCommand entry shipped next to this module. */
-export function defaultKeysEntry(): string {
+function defaultKeysEntry(): string {
   return fileURLToPath(new URL("../access/keys-command.js", import.meta.url));
 }
 

@@ -215,6 +215,8 @@ describe("access CLI", () => {
       0,
     );
     assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "operator"]);
+    // The cache forgets a handle no member uses: a later member never inherits its keys.
+    assert.doesNotMatch(await readFile(join(state, "access", "github-keys.json"), "utf8"), /dave-gh/);
     assert.equal((await cli(["access", "keys", "dave"])).stdout, "");
     assert.equal(
       (await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"])).exitCode,

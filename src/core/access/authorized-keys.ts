@@ -84,27 +84,18 @@ export function formatSshTime(ms: number): string {
   return `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
 }
 
-export interface RestrictOptions {
-  protocol: AccessProtocol;
-  expiresMs: number | undefined;
-}
-
-/** `restrict,[expiry-time=…,]command="…"`: no shell, pty, forwarding or agent; the Nix protocol only. */
-export function renderRestrictOptions(o: RestrictOptions): string {
-  const parts = ["restrict"];
-  if (o.expiresMs !== undefined) parts.push(`expiry-time="${formatSshTime(o.expiresMs)}"`);
-  parts.push(`command="${FORCED_COMMAND[o.protocol]}"`);
-  return parts.join(",");
-}
-
 /** authorized_keys lines for a member; nothing once expired. The comment is replaced by nixpool:NAME. */
 export function renderAuthorizedLines(
   e: IndexEntry,
   o: { protocol: AccessProtocol; nowMs: number },
 ): string[] {
   if (!isEntryActive(e, o.nowMs)) return [];
-  const opts = renderRestrictOptions({ protocol: o.protocol, expiresMs: e.expiresMs });
-  return e.keys.map((k) => `${opts} ${k} nixpool:${e.name}`);
+  // restrict: no shell, pty, forwarding or agent; command=: the Nix protocol only; expiry-time:
+  // sshd itself refuses the key after the expiry, even from a static file.
+  const opts = ["restrict"];
+  if (e.expiresMs !== undefined) opts.push(`expiry-time="${formatSshTime(e.expiresMs)}"`);
+  opts.push(`command="${FORCED_COMMAND[o.protocol]}"`);
+  return e.keys.map((k) => `${opts.join(",")} ${k} nixpool:${e.name}`);
 }
 
 /** A whole authorized_keys file for `access sync --write DIR`, marked as nixpool's own. */

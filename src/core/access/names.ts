@@ -2,7 +2,7 @@
 export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** GitHub's rule: 1–39 letters, digits or single inner hyphens. */
-export const GITHUB_HANDLE_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
+const GITHUB_HANDLE_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
 
 /** System accounts that must never be handed out as builder users. */
 const RESERVED = new Set([

@@ -64,6 +64,11 @@ export function parseInstant(text: string): number | undefined {
   return Number.isNaN(ms) ? undefined : ms;
 }
 
+/** The GitHub handles the members use, lower-cased (GitHub's are case-insensitive), sorted, once each. */
+export function listGithubHandles(f: UsersFile): string[] {
+  return [...new Set(f.users.flatMap((u) => (u.github ? [u.github.toLowerCase()] : [])))].sort();
+}
+
 /** Whether the member may log in at `nowMs`. */
 export function isActive(u: Pick<AccessUser, "expires">, nowMs: number): boolean {
   return u.expires === undefined || nowMs < Date.parse(u.expires);
@@ -86,7 +91,7 @@ function invalid(file: string, problems: string[]) {
 }
 
 /** Problems with one member's fields (name, handle, keys, voucher), each naming the path. */
-export function checkUser(u: AccessUser): string[] {
+function checkUser(u: AccessUser): string[] {
   const at = `users.${u.name}`;
   const problems: string[] = [];
   const nameProblem = checkUserName(u.name);

@@ -4,6 +4,7 @@ import { isNixpoolError } from "../../../src/core/errors.js";
 import { checkGithubHandle, checkUserName } from "../../../src/core/access/names.js";
 import {
   canVouch,
+  listGithubHandles,
   parseUsersFile,
   planAddUser,
   planRemoveUser,
@@ -162,4 +163,12 @@ test("remove refuses an unknown member and keeps the others", () => {
   const f = planAddUser(empty, { name: "alice", trusted: true }, NOW);
   rejects(() => planRemoveUser(f, "bob"), /not listed/);
   assert.deepEqual(planRemoveUser(f, "alice").users, []);
+});
+
+test("GitHub handles are listed once, lower-cased and sorted", () => {
+  let f = planAddUser(empty, { name: "alice", trusted: true, github: "Zed" }, NOW);
+  f = planAddUser(f, { name: "bob", github: "zed", vouchedBy: "alice" }, NOW);
+  f = planAddUser(f, { name: "carol", github: "Amy", vouchedBy: "alice" }, NOW);
+  f = planAddUser(f, { name: "dave", vouchedBy: "alice" }, NOW);
+  assert.deepEqual(listGithubHandles(f), ["amy", "zed"]);
 });
