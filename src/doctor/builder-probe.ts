@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { lookup } from "node:dns/promises";
 import { connect, isIP } from "node:net";
-import { homedir } from "node:os";
+import { homedir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { run, type RunResult } from "../adapters/runner.js";
@@ -125,9 +125,10 @@ async function probeTcp(
 }
 
 async function probeIdentity(path: string, budget: Budget): Promise<IdentityFacts> {
+  const runner = userInfo().username;
   const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
   if (st instanceof Error) {
-    return { path, exists: st.code !== "ENOENT", readable: false, error: st.code ?? st.message };
+    return { path, runner, exists: st.code !== "ENOENT", readable: false, error: st.code ?? st.message };
   }
   const mode = st.mode & 0o777;
   const readable = await access(path, constants.R_OK).then(
@@ -139,7 +140,7 @@ async function probeIdentity(path: string, budget: Budget): Promise<IdentityFact
     exists: true,
     readable,
     mode,
-    ownerIsRunner: st.uid === process.getuid?.(),
+    runner,
   };
   if (!readable) return facts;
   // -P "" never prompts: an encrypted key fails instead.

@@ -15,7 +15,7 @@ import {
   type HostSpec,
 } from "../../src/providers/local/host.js";
 import type { CheckResult, DoctorReport } from "../../src/core/doctor/model.js";
-import { makeTempDir, runCli } from "../helpers/cli.js";
+import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 
 const SYSTEM = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
@@ -369,6 +369,40 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.match(c.fix ?? "", /ssh-keygen -t ed25519/);
     assert.match(c.symptom ?? "", /^no such identity: \S+no-such-key: No such file or directory\n/);
     assert.equal(check(report, "missing-identity", "auth").status, "fail");
+  });
+
+  test("identity file the user running ssh cannot read: chown and chmod for that user", async () => {
+    // The doctor runs as "nobody"; the key sits in root's 0700 directory.
+    const state = join(tmp.dir, "state-nobody");
+    await mkdir(state, { mode: 0o777 });
+    await chmod(state, 0o777);
+    const r = await run(
+      [
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        ...["node", CLI, "--state-dir", state, "--inventory", invPath, "doctor", "healthy"],
+        ...["--no-local", "--json", "--timeout", "20"],
+      ],
+      { reject: false, timeout: 120_000 },
+    );
+    assert.equal(r.exitCode, 3, r.stderr);
+    const asNobody = JSON.parse(r.stdout) as DoctorReport;
+    const c = check(asNobody, "healthy", "identity");
+    assert.equal(c.status, "fail");
+    assert.equal(c.message, `The identity file ${keys.ed} cannot be read (EACCES).`);
+    assert.equal(
+      c.fix,
+      `Make it readable by the user who runs ssh (nobody here; root when nix-daemon runs the build hook): chown nobody ${keys.ed} && chmod 600 ${keys.ed}`,
+    );
+    assert.equal(
+      c.symptom,
+      `no such identity: ${keys.ed}: Permission denied\nroot@${hosts.find((x) => x.name === "healthy")?.address ?? "?"}: Permission denied (publickey).`,
+    );
+    const auth = check(asNobody, "healthy", "auth");
+    assert.equal(auth.status, "fail");
+    assert.match(auth.message, /refused no key at all for user root/);
   });
 
   test("identity file of mode 0644: chmod 600", () => {

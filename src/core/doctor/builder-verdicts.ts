@@ -51,7 +51,8 @@ export interface IdentityFacts {
   readable: boolean;
   /** Permission bits, e.g. 0o600. */
   mode?: number;
-  ownerIsRunner?: boolean;
+  /** The user the doctor (and so its ssh) runs as. */
+  runner: string;
   /** The public key line derived from the private key (public, safe to print). */
   publicKey?: string;
   encrypted?: boolean;
@@ -375,8 +376,8 @@ function judgeIdentity(p: BuilderProbe): CheckResult {
       title,
       `The identity file ${i.path} cannot be read (${i.error ?? "permission denied"}).`,
       {
-        symptom: `Warning: Identity file ${i.path} not accessible: Permission denied.`,
-        fix: `Make it readable by the user who runs ssh (root for nix-daemon): chown root ${i.path}; chmod 600 ${i.path}`,
+        symptom: `no such identity: ${i.path}: Permission denied\n${b.user ?? "root"}@${b.host}: Permission denied (publickey).`,
+        fix: `Make it readable by the user who runs ssh (${i.runner} here; root when nix-daemon runs the build hook): chown ${i.runner} ${i.path} && chmod 600 ${i.path}`,
       },
     );
   }

@@ -69,7 +69,14 @@ function healthy(over: Partial<BuilderProbe> = {}, f: Partial<RemoteFacts> = {})
     resolve: { ok: true, addresses: ["10.0.0.2"], ms: 0 },
     tcp: { ok: true, address: "10.0.0.2", ms: 3, banner: "SSH-2.0-OpenSSH_9.2p1" },
     keyscan: { keys: [{ type: "ssh-ed25519", blob: HOST_KEY.split(" ")[1] ?? "" }] },
-    identity: { path: "/k/id_ed25519", exists: true, readable: true, mode: 0o600, publicKey: HOST_KEY },
+    identity: {
+      path: "/k/id_ed25519",
+      runner: "root",
+      exists: true,
+      readable: true,
+      mode: 0o600,
+      publicKey: HOST_KEY,
+    },
     session: { exitCode: 0, trace: ACCEPTED, facts: facts(f), skewSeconds: 0, ms: 300 },
     ping: { exitCode: 0, stdout: "Store URL: ssh-ng://nixpool-b1\nVersion: 2.8.0\n", stderr: "", ms: 300 },
     roundTrip: { ok: true, stderr: "", outPath: "/nix/store/x-nixpool-doctor-probe", ms: 500 },
@@ -192,18 +199,29 @@ test("host key: the build hook's known_hosts tells which side is wrong", () => {
 
 test("identity: missing, 0644, passphrase", () => {
   const missing = byId(
-    judgeBuilder(healthy({ identity: { path: "/k/x", exists: false, readable: false } })),
+    judgeBuilder(healthy({ identity: { path: "/k/x", runner: "root", exists: false, readable: false } })),
     "identity",
   );
   assert.match(missing.message, /does not exist/);
   const open = byId(
-    judgeBuilder(healthy({ identity: { path: "/k/x", exists: true, readable: true, mode: 0o644 } })),
+    judgeBuilder(
+      healthy({ identity: { path: "/k/x", runner: "root", exists: true, readable: true, mode: 0o644 } }),
+    ),
     "identity",
   );
   assert.equal(open.fix, "chmod 600 /k/x");
   const enc = byId(
     judgeBuilder(
-      healthy({ identity: { path: "/k/x", exists: true, readable: true, mode: 0o600, encrypted: true } }),
+      healthy({
+        identity: {
+          path: "/k/x",
+          runner: "root",
+          exists: true,
+          readable: true,
+          mode: 0o600,
+          encrypted: true,
+        },
+      }),
     ),
     "identity",
   );
@@ -218,6 +236,7 @@ test("auth: a refused RSA key with an accepted ED25519 alternative names both an
     builder: builder({ identityFile: "/k/id_rsa" }),
     identity: {
       path: "/k/id_rsa",
+      runner: "root",
       exists: true,
       readable: true,
       mode: 0o600,
