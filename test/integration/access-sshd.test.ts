@@ -300,22 +300,25 @@ describe("access control on a real sshd", () => {
     const nonce = `${Date.now()}-${process.pid}`;
     const derivation = (name: string) =>
       `builtins.derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${nonce} > $out" ]; }\n`;
-    const file = join(tmp.dir, "build.nix");
-    await writeFile(file, derivation("access-build"));
     const nixOpts = ["--option", "substituters", ""];
-    const drv = (await run(["nix-instantiate", ...nixOpts, file])).stdout.trim();
-    const env = { NIX_SSHOPTS: sshOpts(key("alice")).join(" ") };
-    const store = `ssh-ng://alice@${host?.address}`;
-    await run([...NIX, "copy", "--derivation", "--to", store, drv], { env, timeout: 120_000 });
-    const built = await run(["nix-store", ...nixOpts, "--store", store, "-r", drv], {
-      env,
-      timeout: 120_000,
-      reject: false,
-    });
-    assert.equal(built.exitCode, 0, built.stderr);
-    const out = built.stdout.trim().split("\n").at(-1) ?? "";
-    assert.match(out, /^\/nix\/store\/[a-z0-9]{32}-access-build$/);
-    assert.equal((await run(hostExecArgv(host as HostRecord, ["cat", out]))).stdout.trim(), nonce);
+    // alice is trusted, bob is not: both build by sending the .drv and realising it remotely.
+    for (const user of ["alice", "bob"]) {
+      const file = join(tmp.dir, `build-${user}.nix`);
+      await writeFile(file, derivation(`access-build-${user}`));
+      const drv = (await run(["nix-instantiate", ...nixOpts, file])).stdout.trim();
+      const env = { NIX_SSHOPTS: sshOpts(key(user)).join(" ") };
+      const store = `ssh-ng://${user}@${host?.address}`;
+      await run([...NIX, "copy", "--derivation", "--to", store, drv], { env, timeout: 120_000 });
+      const built = await run(["nix-store", ...nixOpts, "--store", store, "-r", drv], {
+        env,
+        timeout: 120_000,
+        reject: false,
+      });
+      assert.equal(built.exitCode, 0, `${user}: ${built.stderr}`);
+      const out = built.stdout.trim().split("\n").at(-1) ?? "";
+      assert.match(out, new RegExp(`^/nix/store/[a-z0-9]{32}-access-build-${user}$`));
+      assert.equal((await run(hostExecArgv(host as HostRecord, ["cat", out]))).stdout.trim(), nonce);
+    }
 
     // trusted-users from nix-conf: only a trusted user may waive signature checks, so an unsigned
     // path built here is refused from bob and accepted from alice, with the same --no-check-sigs.
