@@ -8,6 +8,8 @@ export interface AccessPaths {
   /** One precompiled file per member, read by `access keys` at every login. */
   indexDir: string;
   githubCache: string;
+  /** The remembered `access sync --write DIR` target. */
+  staticTarget: string;
   lockFile: string;
   caDir: string;
 }
@@ -21,6 +23,7 @@ export function resolveAccessPaths(stateDir: string, usersFlag?: string): Access
     accessDir,
     indexDir: join(accessDir, "index"),
     githubCache: join(accessDir, "github-keys.json"),
+    staticTarget: join(accessDir, "static-files.json"),
     lockFile: join(accessDir, "lock"),
     caDir: join(stateDir, "ca"),
   };

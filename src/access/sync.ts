@@ -1,18 +1,10 @@
-import { mkdir, readFile, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { writeFileAtomic } from "../adapters/fs.js";
-import {
-  AUTHORIZED_KEYS_MARKER,
-  renderAuthorizedKeysFile,
-  type AccessProtocol,
-  type IndexEntry,
-} from "../core/access/authorized-keys.js";
-import { USER_NAME_PATTERN } from "../core/access/names.js";
+import type { AccessProtocol } from "../core/access/authorized-keys.js";
 import { listGithubHandles } from "../core/access/users.js";
 import { fetchGithubKeys, type FetchKeysResult } from "./github-keys.js";
 import { readGithubCache, writeGithubCache } from "./github-cache.js";
 import { withLock } from "./lock.js";
 import type { AccessPaths } from "./paths.js";
+import { writeStaticFiles } from "./static-files.js";
 import { buildIndexEntries, loadUsers, writeIndex } from "./users-store.js";
 
 export interface SyncOptions {
@@ -92,34 +84,6 @@ async function fetchAll(
   return results;
 }
 
-/** Writes one authorized_keys file per member into dir (atomically) and removes nixpool's stale ones. */
-async function writeAuthorizedKeysDir(
-  dir: string,
-  entries: readonly IndexEntry[],
-  protocol: AccessProtocol,
-  nowMs: number,
-): Promise<{ written: number; removed: number }> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  const keep = new Set(entries.map((e) => e.name));
-  let removed = 0;
-  for (const n of await readdir(dir)) {
-    if (!USER_NAME_PATTERN.test(n) || keep.has(n)) continue;
-    const head = await readFile(join(dir, n), "utf8").catch(() => "");
-    if (head.startsWith(AUTHORIZED_KEYS_MARKER)) {
-      await rm(join(dir, n), { force: true });
-      removed++;
-    }
-  }
-  let written = 0;
-  for (const e of entries) {
-    const r = await writeFileAtomic(join(dir, e.name), renderAuthorizedKeysFile(e, { protocol, nowMs }), {
-      mode: 0o644,
-    });
-    if (r.changed) written++;
-  }
-  return { written, removed };
-}
-
 /**
  * Fetches every member's GitHub keys, merges them into the cache (a failed, slow or rate-limited
  * fetch keeps the cached keys), and rewrites the index (and --write DIR) under the access lock.
@@ -173,7 +137,7 @@ export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<Sy
     const entries = buildIndexEntries(users, cache);
     const index = await writeIndex(paths.indexDir, entries);
     const files = o.writeDir
-      ? await writeAuthorizedKeysDir(o.writeDir, entries, o.protocol, now())
+      ? await writeStaticFiles(paths, { dir: o.writeDir, protocol: o.protocol }, entries, now())
       : { written: 0, removed: 0 };
     return {
       handles: results,

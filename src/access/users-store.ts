@@ -8,6 +8,7 @@ import { parseUsersFile, renderUsersFile, type UsersFile } from "../core/access/
 import { readGithubCache, type GithubCache } from "./github-cache.js";
 import { withLock } from "./lock.js";
 import type { AccessPaths } from "./paths.js";
+import { readStaticTarget, writeStaticFiles } from "./static-files.js";
 
 /** Reads and validates the users file; an absent file has no members. */
 export async function loadUsers(path: string): Promise<UsersFile> {
@@ -88,8 +89,9 @@ async function writeEntries(indexDir: string, entries: readonly IndexEntry[]): P
 
 /**
  * Changes the users file under the access lock: plan → remove index files of removed members →
- * write users.toml atomically → write the changed members' index files. A crash in between can
- * only leave fewer keys (fail closed); `access sync` rebuilds the whole index.
+ * write users.toml atomically → write the changed members' index files → update the static files
+ * of `access sync --write`, if any. A crash in between can only leave fewer keys in the index
+ * (fail closed); `access sync` rebuilds the whole index.
  */
 export async function updateUsers(
   paths: AccessPaths,
@@ -113,6 +115,9 @@ export async function updateUsers(
     // Only nixpool reads users.toml; sshd's command user reads the index instead.
     await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o600 });
     await writeEntries(paths.indexDir, entries);
+    // Static files from `access sync --write DIR` follow at once too (removal included).
+    const target = await readStaticTarget(paths);
+    if (target) await writeStaticFiles(paths, target, buildIndexEntries(next, cache), Date.now());
     return next;
   });
 }

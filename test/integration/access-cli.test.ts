@@ -208,7 +208,9 @@ describe("access CLI", () => {
     assert.equal(daveBefore.mode & 0o777, 0o644);
     assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "dave"]);
     await writeFile(join(dir, "operator"), "ssh-ed25519 AAAA mine\n");
+    // access remove updates the remembered --write directory at once; sync keeps it so.
     assert.equal((await cli(["access", "remove", "dave"])).exitCode, 0);
+    assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "operator"]);
     assert.equal(
       (await runCli(state, ["access", "sync", "--write", dir], { env: { NIXPOOL_GITHUB_URL: gh.url } }))
         .exitCode,
@@ -333,6 +335,7 @@ describe("access CLI", () => {
     const mode = async (p: string) => ((await stat(join(state, p))).mode & 0o777).toString(8);
     assert.equal(await mode("users.toml"), "600");
     assert.equal(await mode("access/github-keys.json"), "600");
+    assert.equal(await mode("access/static-files.json"), "600");
     assert.equal(await mode("access"), "711");
     assert.equal(await mode("access/index"), "711");
     assert.equal(await mode("access/index/alice"), "644");

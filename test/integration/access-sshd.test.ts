@@ -4,7 +4,7 @@
 // only) holding them, and a nix-daemon so that non-root sessions reach the host's store.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -177,9 +177,13 @@ describe("access control on a real sshd", () => {
     ]);
     await mustCli(["access", "add", "hank", "--key", await pub("hank"), "--vouched-by", "alice"]);
     // Static files for ssh:// (nix-store --serve): hank's only, so the others keep ssh-ng.
+    // Written to a directory of their own (later add/remove keep it current), of which sshd is
+    // given hank's file only.
+    const written = join(tmp.dir, "written");
+    await mustCli(["access", "sync", "--github-url", gh.url, "--write", written, "--protocol", "ssh"]);
     const staticDir = join(tmp.dir, "authorized_keys.d");
-    await mustCli(["access", "sync", "--github-url", gh.url, "--write", staticDir, "--protocol", "ssh"]);
-    for (const n of await readdir(staticDir)) if (n !== "hank") await rm(join(staticDir, n));
+    await mkdir(staticDir);
+    await copyFile(join(written, "hank"), join(staticDir, "hank"));
     await mustCli(["ca", "init"]);
     const hostDir = join(tmp.dir, "host");
     // First value wins: root keeps the pool's file, members also get nixpool's static files.
