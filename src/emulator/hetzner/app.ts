@@ -384,6 +384,23 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
       }
     }
   };
+  /** PUT semantics shared by servers and SSH keys: a unique new name, a whole new label set. */
+  const applyUpdate = (
+    target: { name: string; labels: Labels },
+    all: Iterable<{ name: string }>,
+    body: z.infer<typeof updateSchema>,
+  ) => {
+    if (body.name !== undefined && body.name !== target.name) {
+      if ([...all].some((x) => x.name === body.name)) {
+        throw new ApiError(409, "uniqueness_error", "name is already used", { fields: [{ name: "name" }] });
+      }
+      target.name = body.name;
+    }
+    if (body.labels !== undefined) {
+      checkLabels(body.labels);
+      target.labels = body.labels;
+    }
+  };
   const readJson = async (c: HonoContext): Promise<unknown> => {
     try {
       return await c.req.json();
@@ -438,7 +455,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
   };
 
   // ---- server lifecycle -----------------------------------------------------------------
-  const bootServer = async (s: ServerRecord, sshKeys: string[]) => {
+  const bootServer = async (s: ServerRecord) => {
     const cfg = parseUserData(s.userData);
     const fault = takeFault("boot");
     const host = await booter({
@@ -447,7 +464,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
       cores: s.type.cores,
       userData: s.userData,
       hostKeyPrivate: cfg.hostKeyPrivate,
-      authorizedKeys: [...sshKeys, ...cfg.authorizedKeys],
+      authorizedKeys: [...s.sshKeys, ...cfg.authorizedKeys],
       nixConf: cfg.nixConf,
     });
     s.host = host;
@@ -714,19 +731,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
   app.put("/v1/ssh_keys/:id", async (c) => {
     const k = state.sshKeys.get(idParam(c));
     if (!k) throw new ApiError(404, "not_found", "SSH key not found");
-    const body = parseBody(updateSchema, await readJson(c));
-    if (body.name !== undefined && body.name !== k.name) {
-      if ([...state.sshKeys.values()].some((x) => x.name === body.name)) {
-        throw new ApiError(409, "uniqueness_error", "SSH key name is already used", {
-          fields: [{ name: "name" }],
-        });
-      }
-      k.name = body.name;
-    }
-    if (body.labels !== undefined) {
-      checkLabels(body.labels);
-      k.labels = body.labels;
-    }
+    applyUpdate(k, state.sshKeys.values(), parseBody(updateSchema, await readJson(c)));
     return c.json({ ssh_key: renderSshKey(k) });
   });
   app.post("/v1/ssh_keys", async (c) => {
@@ -894,7 +899,7 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
     state.serversCreated++;
     let fault: Extract<Fault, { kind: "boot" }> | undefined;
     try {
-      fault = await bootServer(server, sshKeys);
+      fault = await bootServer(server);
     } catch (e) {
       state.servers.delete(id);
       throw new ApiError(500, "server_error", `the emulated machine did not start: ${String(e)}`);
@@ -923,20 +928,9 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
     const s = state.servers.get(idParam(c));
     if (!s) throw new ApiError(404, "not_found", "server not found");
     const body = parseBody(updateSchema, await readJson(c));
-    if (body.name !== undefined && body.name !== s.name) {
-      if (!HOSTNAME.test(body.name))
-        throw new ApiError(400, "invalid_input", "invalid input in field 'name'");
-      if ([...state.servers.values()].some((x) => x.name === body.name)) {
-        throw new ApiError(409, "uniqueness_error", "server name is already used", {
-          fields: [{ name: "name" }],
-        });
-      }
-      s.name = body.name;
-    }
-    if (body.labels !== undefined) {
-      checkLabels(body.labels);
-      s.labels = body.labels;
-    }
+    if (body.name !== undefined && !HOSTNAME.test(body.name))
+      throw new ApiError(400, "invalid_input", "invalid input in field 'name'");
+    applyUpdate(s, state.servers.values(), body);
     return c.json({ server: renderServer(s) });
   });
   app.delete("/v1/servers/:id", (c) => {

@@ -58,11 +58,12 @@ interface RequestSpec {
 }
 
 const validators = new Map<string, z.ZodType>();
-function validatorFor(key: string): z.ZodType | undefined {
+function validatorFor(key: string): z.ZodType {
   let v = validators.get(key);
   if (!v) {
     const schema = responseSchemas[key];
-    if (!schema) return undefined;
+    // A missing schema is a bug here (gen-hetzner.ts VALIDATED), not a reason to skip validation.
+    if (!schema) throw new Error(`no response schema "${key}" in generated/schemas.ts`);
     v = z.fromJSONSchema(schema);
     validators.set(key, v);
   }
@@ -186,9 +187,7 @@ export class HcloudClient {
   }
 
   private validate(schemaKey: string, json: unknown, label: string): void {
-    const v = validatorFor(schemaKey);
-    if (!v) return;
-    const r = v.safeParse(json);
+    const r = validatorFor(schemaKey).safeParse(json);
     if (!r.success) {
       const issue = r.error.issues[0];
       throw new NixpoolError(
@@ -202,8 +201,8 @@ export class HcloudClient {
     }
   }
 
-  /** Fetches every page of a list endpoint (per_page 50). */
-  async listAll<T>(path: string, key: string, query: Query = {}, schema?: string): Promise<T[]> {
+  /** Fetches every page of a list endpoint (per_page 50), each validated against `GET path`. */
+  async listAll<T>(path: string, key: string, query: Query = {}): Promise<T[]> {
     const out: T[] = [];
     for (let page: number | null = 1; page !== null;) {
       type Page = Record<string, unknown> & { meta?: { pagination?: Pagination } };
@@ -211,7 +210,7 @@ export class HcloudClient {
         method: "GET",
         path,
         query: { ...query, page, per_page: 50 },
-        ...(schema ? { schema } : {}),
+        schema: `GET ${path}`,
       });
       out.push(...((body[key] as T[] | undefined) ?? []));
       const next: number | null | undefined = body.meta?.pagination?.next_page;
@@ -222,12 +221,10 @@ export class HcloudClient {
 
   /** Servers, optionally filtered by a label selector or an exact name. */
   listServers(filter: { labelSelector?: string; name?: string } = {}): Promise<Server[]> {
-    return this.listAll<Server>(
-      "/servers",
-      "servers",
-      { label_selector: filter.labelSelector, name: filter.name },
-      "GET /servers",
-    );
+    return this.listAll<Server>("/servers", "servers", {
+      label_selector: filter.labelSelector,
+      name: filter.name,
+    });
   }
 
   /** One server, or undefined when it does not exist. */
@@ -294,14 +291,15 @@ export class HcloudClient {
     action: Action,
     o: { timeoutMs?: number; pollMs?: number; onProgress?: (a: Action) => void } = {},
   ): Promise<Action> {
-    const deadline = Date.now() + (o.timeoutMs ?? 600_000);
+    const timeoutMs = o.timeoutMs ?? 600_000;
+    const deadline = Date.now() + timeoutMs;
     let current = action;
     let poll = o.pollMs ?? 500;
     while (current.status === "running") {
       if (Date.now() > deadline) {
         throw new NixpoolError(
           "HCLOUD_ACTION_TIMEOUT",
-          `Hetzner Cloud action ${current.command} (${current.id}) did not finish within ${Math.round((o.timeoutMs ?? 600_000) / 1000)} s.`,
+          `Hetzner Cloud action ${current.command} (${current.id}) did not finish within ${Math.round(timeoutMs / 1000)} s.`,
           {
             hint: "Look at it with: hcloud server describe NAME; then remove leftovers with: nixpool worker gc",
           },
@@ -332,11 +330,11 @@ export class HcloudClient {
   }
 
   listServerTypes(): Promise<ServerType[]> {
-    return this.listAll<ServerType>("/server_types", "server_types", {}, "GET /server_types");
+    return this.listAll<ServerType>("/server_types", "server_types");
   }
 
   listLocations(): Promise<Location[]> {
-    return this.listAll<Location>("/locations", "locations", {}, "GET /locations");
+    return this.listAll<Location>("/locations", "locations");
   }
 
   /** Prices; `attempts` lowers the retry budget when the caller has a fallback. */
@@ -360,26 +358,19 @@ export class HcloudClient {
       type?: "system" | "snapshot" | "backup" | "app";
     } = {},
   ): Promise<Image[]> {
-    return this.listAll<Image>(
-      "/images",
-      "images",
-      {
-        name: filter.name,
-        architecture: filter.architecture,
-        label_selector: filter.labelSelector,
-        type: filter.type,
-      },
-      "GET /images",
-    );
+    return this.listAll<Image>("/images", "images", {
+      name: filter.name,
+      architecture: filter.architecture,
+      label_selector: filter.labelSelector,
+      type: filter.type,
+    });
   }
 
   listSshKeys(filter: { labelSelector?: string; name?: string } = {}): Promise<SshKey[]> {
-    return this.listAll<SshKey>(
-      "/ssh_keys",
-      "ssh_keys",
-      { label_selector: filter.labelSelector, name: filter.name },
-      "GET /ssh_keys",
-    );
+    return this.listAll<SshKey>("/ssh_keys", "ssh_keys", {
+      label_selector: filter.labelSelector,
+      name: filter.name,
+    });
   }
 
   async createSshKey(req: CreateSshKeyRequest): Promise<SshKey> {
