@@ -9,7 +9,7 @@
  *   npm run build && node --import tsx bench/doctor-20.ts [--builders 20] [--timeout 30] [--runs 3] [--no-sequential]
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { run } from "../src/adapters/runner.js";
@@ -39,6 +39,11 @@ try {
   if (!cut) throw new Error("no host to cut");
   await setLinkUp(cut, false);
   console.log(`cut the link of ${cut.name}; per-builder budget --timeout ${timeout}`);
+  const load = () =>
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ");
+  console.log(`load average before: ${load()}`);
   for (let i = 1; i <= runs; i++) {
     const started = Date.now();
     const r = await run(
@@ -86,6 +91,7 @@ try {
     }
     console.log(`one after the other: ${((Date.now() - started) / 1000).toFixed(2)} s for ${n} builders`);
   }
+  console.log(`load average after: ${load()}`);
 } finally {
   await poolDown(stateDir);
   await rm(stateDir, { recursive: true, force: true });

@@ -268,6 +268,8 @@ function judgeHostKey(p: BuilderProbe, reachable: boolean): CheckResult {
       : t?.authenticated || t?.serverHostKey
         ? pinnedFp
         : undefined;
+  if (builderFp === undefined && p.unfinished?.["ssh-keyscan"] !== undefined)
+    return skipCheck(id, title, "the time budget ran out before the builder's key was read (see auth)");
   if (builderFp === undefined) {
     return warnCheck(
       id,

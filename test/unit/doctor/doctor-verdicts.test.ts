@@ -197,6 +197,17 @@ test("host key: the build hook's known_hosts tells which side is wrong", () => {
   assert.equal(unknown.data?.["wrongSide"], "unknown: inventory or builder");
 });
 
+test("host key: a session and key scan cut short by the budget skip the host key check, not warn", () => {
+  const p = healthy({
+    unfinished: { "ssh session": "timed out", "ssh-keyscan": "the time budget ran out before it started" },
+  });
+  delete p.session;
+  delete p.keyscan;
+  const checks = judgeBuilder(p);
+  assert.equal(byId(checks, "host-key").status, "skip");
+  assert.match(byId(checks, "auth").message, /did not finish within the time budget/);
+});
+
 test("identity: missing, 0644, passphrase", () => {
   const missing = byId(
     judgeBuilder(healthy({ identity: { path: "/k/x", runner: "root", exists: false, readable: false } })),
