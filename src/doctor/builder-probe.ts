@@ -178,16 +178,21 @@ async function probeHookKnownHosts(
   b: Builder,
   opts: string[],
   budget: Budget,
+  signal: AbortSignal | undefined,
 ): Promise<BuilderProbe["hookKnownHosts"]> {
   const alias = sshAlias(b);
-  const timeout = Math.max(1, Math.min(budget.remaining(), 5000));
-  const g = await run(["ssh", ...opts, "-G", alias], { reject: false, timeout });
+  const runOpts = {
+    reject: false,
+    timeout: Math.max(1, Math.min(budget.remaining(), 5000)),
+    ...(signal ? { signal } : {}),
+  };
+  const g = await run(["ssh", ...opts, "-G", alias], runOpts);
   const r = parseSshResolved(g.stdout);
   // An alias the hook's ssh does not know is reported by local.hook-ssh; nothing to compare here.
   if (g.exitCode !== 0 || r.hostname === alias) return undefined;
   const entries: NonNullable<BuilderProbe["hookKnownHosts"]>["entries"] = [];
   for (const file of r.knownHostsFiles.map((f) => f.replace(/^~(?=\/)/, homedir()))) {
-    const k = await run(["ssh-keygen", "-F", r.knownHostsName, "-f", file], { reject: false, timeout });
+    const k = await run(["ssh-keygen", "-F", r.knownHostsName, "-f", file], runOpts);
     for (const key of parseKeyscan(k.stdout)) entries.push({ file, key });
   }
   return { name: r.knownHostsName, entries };
@@ -299,7 +304,7 @@ export async function probeBuilder(b: Builder, ctx: ProbeContext): Promise<Build
   const identityPromise = b.identityFile ? probeIdentity(b.identityFile, budget) : Promise.resolve(undefined);
 
   const hookPromise = ctx.hookSshOpts
-    ? step("hook known_hosts", () => probeHookKnownHosts(b, ctx.hookSshOpts ?? [], budget))
+    ? step("hook known_hosts", () => probeHookKnownHosts(b, ctx.hookSshOpts ?? [], budget, ctx.signal))
     : Promise.resolve(undefined);
 
   p.resolve = await probeResolve(b, budget);

@@ -638,6 +638,12 @@ describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
       const report = JSON.parse(r.stdout) as DoctorReport;
       assert.equal(report.builders.find((b) => b.name === "local1")?.status, "fail");
       assert.equal(report.builders.find((b) => b.name === "local2")?.status, "pass");
+      const text = await pool.cli(["doctor", "local1", "--no-local", "--timeout", "5"]);
+      assert.equal(text.exitCode, 3, text.stderr);
+      assert.match(text.stdout, /^local1 .* FAIL /m);
+      assert.match(text.stdout, /^ {2}fail {2}tcp +\S+:22 (did not answer|accepted the connection)/m);
+      assert.match(text.stdout, /^ +fix: .*remove it from the pool while it is down\.$/m);
+      assert.match(text.stdout, /failing builders: local1$/m);
     } finally {
       await setLinkUp(h, true);
     }
