@@ -485,3 +485,26 @@ test("a round trip whose hook cannot log in although nixpool's ssh can points at
   assert.match(rt.message, /build hook could not log in/);
   assert.match(rt.fix ?? "", /sudo nixpool config apply/);
 });
+
+test("local nix older than 2.4 fails with the upgrade, and nothing else is judged", () => {
+  const checks = judgeLocal(local({ nix: { version: "2.3.16" } }));
+  assert.deepEqual(
+    checks.map((c) => [c.id, c.status]),
+    [["local.nix", "fail"]],
+  );
+  assert.match(checks[0]?.message ?? "", /Nix 2\.3\.16 is older than 2\.4/);
+  assert.equal(checks[0]?.fix, "Upgrade Nix to 2.4 or later.");
+});
+
+test("auth: no mutual signature algorithm points at an ED25519 key", () => {
+  const trace = parseSshVerbose(
+    "debug1: Offering public key: /k/id_rsa RSA SHA256:r explicit\ndebug1: send_pubkey_test: no mutual signature algorithm\nroot@h: Permission denied (publickey).",
+  );
+  const auth = byId(judgeBuilder(healthy({ session: { exitCode: 255, trace, ms: 100 } })), "auth");
+  assert.equal(auth.status, "fail");
+  assert.match(auth.message, /SHA-1 signatures/);
+  assert.match(
+    auth.fix ?? "",
+    /^Use an ED25519 key: ssh-keygen -t ed25519 .*identityFile = "\/root\/\.ssh\/nixpool_ed25519"/,
+  );
+});
