@@ -393,7 +393,9 @@ describe("access CLI", () => {
   });
 
   test("ca: refuses before init, unknown users, private keys and hostile principals", async () => {
-    let r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub")]);
+    const signAlice = (...extra: string[]) =>
+      cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), ...extra]);
+    let r = await signAlice();
     assert.equal(r.exitCode, 2);
     assert.match(r.stderr, /No CA exists/);
     r = await cli(["ca", "init"]);
@@ -408,43 +410,17 @@ describe("access CLI", () => {
     r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice")]);
     assert.match(r.stderr, /is a private key/);
     assert.doesNotMatch(r.stderr + r.stdout, /BEGIN OPENSSH/);
-    r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), "--principals", "alice,root"]);
+    r = await signAlice("--principals", "alice,root");
     assert.match(r.stderr, /system account/);
     assert.equal((await cli(["access", "add", "other", "--vouched-by", "alice"])).exitCode, 0);
-    r = await cli([
-      "ca",
-      "sign",
-      "alice",
-      "--key",
-      join(tmp.dir, "alice.pub"),
-      "--principals",
-      "alice,other",
-    ]);
+    r = await signAlice("--principals", "alice,other");
     assert.equal(r.exitCode, 2);
     assert.match(r.stderr, /cannot name another member \(other\)/);
-    r = await cli(["ca", "sign", "alice", "--key", join(tmp.dir, "alice.pub"), "--validity", "+400d"]);
+    r = await signAlice("--validity", "+400d");
     assert.match(r.stderr, /longer than 30 days/);
-    r = await cli([
-      "ca",
-      "sign",
-      "alice",
-      "--key",
-      join(tmp.dir, "alice.pub"),
-      "--out",
-      join(tmp.dir, "a1-cert.pub"),
-      "--json",
-    ]);
+    r = await signAlice("--out", join(tmp.dir, "a1-cert.pub"), "--json");
     assert.equal(r.exitCode, 0, r.stderr);
-    r = await cli([
-      "ca",
-      "sign",
-      "alice",
-      "--key",
-      join(tmp.dir, "alice.pub"),
-      "--out",
-      join(tmp.dir, "a2-cert.pub"),
-      "--json",
-    ]);
+    r = await signAlice("--out", join(tmp.dir, "a2-cert.pub"), "--json");
     assert.equal(r.exitCode, 0, r.stderr);
     const serials = (
       JSON.parse((await cli(["ca", "list", "--json"])).stdout) as { certificates: { serial: number }[] }

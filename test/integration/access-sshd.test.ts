@@ -57,6 +57,11 @@ describe("access control on a real sshd", () => {
     return r;
   }
 
+  /** Adds NAME with their own key, vouched for by alice. */
+  async function addMember(name: string, ...extra: string[]): Promise<void> {
+    await mustCli(["access", "add", name, "--key", await pub(name), "--vouched-by", "alice", ...extra]);
+  }
+
   function sshOpts(identity: string, extra: string[] = []): string[] {
     return [
       "-F",
@@ -150,7 +155,7 @@ describe("access control on a real sshd", () => {
     gh = await startFakeGithub();
     gh.setKeys("dave-gh", [await pub("dave")]);
     await mustCli(["access", "add", "alice", "--key", await pub("alice"), "--trusted"]);
-    await mustCli(["access", "add", "bob", "--key", await pub("bob"), "--vouched-by", "alice"]);
+    await addMember("bob");
     await mustCli(["access", "add", "carol", "--vouched-by", "alice"]);
     await mustCli([
       "access",
@@ -163,19 +168,9 @@ describe("access control on a real sshd", () => {
       "--expires",
       "2030-01-01",
     ]);
-    await mustCli(["access", "add", "frank", "--key", await pub("frank"), "--vouched-by", "alice"]);
-    await mustCli([
-      "access",
-      "add",
-      "gina",
-      "--key",
-      await pub("gina"),
-      "--vouched-by",
-      "alice",
-      "--expires",
-      "2030-01-01",
-    ]);
-    await mustCli(["access", "add", "hank", "--key", await pub("hank"), "--vouched-by", "alice"]);
+    await addMember("frank");
+    await addMember("gina", "--expires", "2030-01-01");
+    await addMember("hank");
     // Static files for ssh:// (nix-store --serve): hank's only, so the others keep ssh-ng.
     // Written to a directory of their own (later add/remove keep it current), of which sshd is
     // given hank's file only.
@@ -355,17 +350,7 @@ describe("access control on a real sshd", () => {
     // gina's access now ends in 30 s; nothing is run between the two logins below.
     await mustCli(["access", "remove", "gina"]);
     const expires = Date.now() + 30_000;
-    await mustCli([
-      "access",
-      "add",
-      "gina",
-      "--key",
-      await pub("gina"),
-      "--vouched-by",
-      "alice",
-      "--expires",
-      new Date(expires).toISOString(),
-    ]);
+    await addMember("gina", "--expires", new Date(expires).toISOString());
     await assertGetsIn("gina", key("gina"));
 
     await assertRefused("alice", key("eve"));
