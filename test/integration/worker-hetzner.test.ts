@@ -200,6 +200,18 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.deepEqual(JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout), { workers: [] });
   });
 
+  test("a slow boot is waited for: SSH retried with the pinned key until it answers", async () => {
+    const stateDir = await newStateDir("slowboot");
+    await fault({ kind: "boot", mode: "slow", delayMs: 6000 });
+    const r = await cli(stateDir, ["worker", "shell", "--type", "cpx11", "-c", "true"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stderr, /waiting for SSH with the pinned host key\n.*SSH answers; waiting for Nix/s);
+    assert.match(r.stderr, /deleted; cost:/);
+    const after = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { faults: unknown[] };
+    assert.deepEqual(after.faults, [], "the slow boot hit this worker");
+    await assertNoServers();
+  });
+
   test("a failed create action is deleted too", async () => {
     const stateDir = await newStateDir("failboot");
     await fault({ kind: "boot", mode: "fail" });
