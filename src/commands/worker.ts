@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../cli/flags.js";
+import { trapSignals } from "../cli/signals.js";
 import { registerBuilderSource, type Context } from "../cli/context.js";
 import { renderTable } from "../cli/output.js";
 import { writeFileAtomic } from "../adapters/fs.js";
@@ -127,23 +128,18 @@ let shellInForeground = false;
  * Keeps the process alive through signals so the worker is always deleted: the first of
  * `signals` aborts `controller`, later ones are ignored.
  */
-function trapSignals(
+function trapWorkerSignals(
   controller: AbortController,
   log: Log,
   signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM"],
 ): () => void {
-  const onSignal = (sig: NodeJS.Signals) => {
+  return trapSignals(controller, {
+    signals,
     // Ctrl-C at the prompt of `worker shell` belongs to the shell.
-    if (sig === "SIGINT" && shellInForeground) return;
-    if (!controller.signal.aborted) {
-      log(`${sig}: stopping; the worker is being deleted (nixpool worker gc cleans up if this is killed)`);
-      controller.abort();
-    }
-  };
-  for (const s of signals) process.on(s, onSignal);
-  return () => {
-    for (const s of signals) process.off(s, onSignal);
-  };
+    ignore: (sig) => sig === "SIGINT" && shellInForeground,
+    onFirst: (sig) =>
+      log(`${sig}: stopping; the worker is being deleted (nixpool worker gc cleans up if this is killed)`),
+  });
 }
 
 /** A session whose retries are shown as progress lines. */
@@ -273,7 +269,7 @@ export async function withRentedWorker<T>(
 ): Promise<RentedRun<T>> {
   const log = logFor(ctx);
   const controller = new AbortController();
-  const untrap = trapSignals(controller, log, o.trap);
+  const untrap = trapWorkerSignals(controller, log, o.trap);
   try {
     const { rec, req, live, teardown } = await rentWorker(ctx, f, o.defaultTtl, controller, log);
     let outcome: { ok: true; value: T } | { ok: false; error: unknown };
@@ -346,7 +342,7 @@ export const registerWorker: RegisterCommands = (program, context) => {
       const ctx = context();
       const log = logFor(ctx);
       const controller = new AbortController();
-      const untrap = trapSignals(controller, log);
+      const untrap = trapWorkerSignals(controller, log);
       try {
         // Held by this process while it provisions (a kill -9 here is reaped), then by the user.
         const { rec } = await rentWorker(ctx, f, "2h", controller, log);
