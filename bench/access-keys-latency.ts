@@ -83,6 +83,15 @@ try {
   console.log(
     `access add with ${members} members: ${add.toFixed(0)} ms; access remove: ${remove.toFixed(0)} ms`,
   );
+  // With static files (sync --write DIR), add and remove also bring DIR up to date.
+  const written = await time(n(["access", "sync", "--write", join(state, "authorized_keys.d")]));
+  const addStatic = await time(
+    n(["access", "add", "newcomer", "--key", keyLine(), "--vouched-by", "user00000"]),
+  );
+  const removeStatic = await time(n(["access", "remove", "newcomer"]));
+  console.log(
+    `access sync --write (${members} files): ${written.toFixed(0)} ms; then access add: ${addStatic.toFixed(0)} ms; access remove: ${removeStatic.toFixed(0)} ms`,
+  );
 } finally {
   await rm(state, { recursive: true, force: true });
 }

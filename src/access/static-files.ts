@@ -39,11 +39,37 @@ export async function readStaticTarget(paths: AccessPaths): Promise<StaticTarget
   return { dir: raw.dir, protocol: raw.protocol };
 }
 
+/** Removes DIR/NAME if nixpool wrote it (its first line says so); true when removed. */
+async function removeStaticFile(dir: string, name: string): Promise<boolean> {
+  const head = await readFile(join(dir, name), "utf8").catch(() => "");
+  if (!head.startsWith(AUTHORIZED_KEYS_MARKER)) return false;
+  await rm(join(dir, name), { force: true });
+  return true;
+}
+
 /**
- * Writes one authorized_keys file per member into the target directory (each atomically: temp
- * file and rename, 0644 since sshd reads it as the member), removes nixpool's files of members no
- * longer listed, and remembers the target.
+ * Writes these members' authorized_keys files into the target directory (each atomically: temp
+ * file and rename, 0644 since sshd reads it as the member) and removes nixpool's files of the
+ * `removed` members; returns how many files changed.
  */
+export async function updateStaticFiles(
+  target: StaticTarget,
+  entries: readonly IndexEntry[],
+  removed: readonly string[],
+  nowMs: number,
+): Promise<{ written: number; removed: number }> {
+  await mkdir(target.dir, { recursive: true, mode: 0o755 });
+  let gone = 0;
+  for (const n of removed) if (USER_NAME_PATTERN.test(n) && (await removeStaticFile(target.dir, n))) gone++;
+  let written = 0;
+  for (const e of entries) {
+    const text = renderAuthorizedKeysFile(e, { protocol: target.protocol, nowMs });
+    if ((await writeFileAtomic(join(target.dir, e.name), text, { mode: 0o644 })).changed) written++;
+  }
+  return { written, removed: gone };
+}
+
+/** Brings the target directory in line with all members (stale nixpool files removed) and remembers it. */
 export async function writeStaticFiles(
   paths: AccessPaths,
   target: StaticTarget,
@@ -51,21 +77,7 @@ export async function writeStaticFiles(
   nowMs: number,
 ): Promise<{ written: number; removed: number }> {
   await writeFileAtomic(paths.staticTarget, `${JSON.stringify(target)}\n`, { mode: 0o600 });
-  await mkdir(target.dir, { recursive: true, mode: 0o755 });
   const keep = new Set(entries.map((e) => e.name));
-  let removed = 0;
-  for (const n of await readdir(target.dir)) {
-    if (!USER_NAME_PATTERN.test(n) || keep.has(n)) continue;
-    const head = await readFile(join(target.dir, n), "utf8").catch(() => "");
-    if (head.startsWith(AUTHORIZED_KEYS_MARKER)) {
-      await rm(join(target.dir, n), { force: true });
-      removed++;
-    }
-  }
-  let written = 0;
-  for (const e of entries) {
-    const text = renderAuthorizedKeysFile(e, { protocol: target.protocol, nowMs });
-    if ((await writeFileAtomic(join(target.dir, e.name), text, { mode: 0o644 })).changed) written++;
-  }
-  return { written, removed };
+  const stale = (await readdir(target.dir).catch(() => [] as string[])).filter((n) => !keep.has(n));
+  return updateStaticFiles(target, entries, stale, nowMs);
 }

@@ -8,7 +8,7 @@ import { parseUsersFile, renderUsersFile, type UsersFile } from "../core/access/
 import { readGithubCache, type GithubCache } from "./github-cache.js";
 import { withLock } from "./lock.js";
 import type { AccessPaths } from "./paths.js";
-import { readStaticTarget, writeStaticFiles } from "./static-files.js";
+import { readStaticTarget, updateStaticFiles } from "./static-files.js";
 
 /** Reads and validates the users file; an absent file has no members. */
 export async function loadUsers(path: string): Promise<UsersFile> {
@@ -108,16 +108,15 @@ export async function updateUsers(
     const changed = next.users.filter((u) => whole || before.get(u.name) !== JSON.stringify(u));
     const entries = buildIndexEntries({ users: changed }, cache);
     const keep = new Set(next.users.map((u) => u.name));
+    const removed = current.users.map((u) => u.name).filter((n) => !keep.has(n));
     await ensureIndexDir(paths.indexDir);
-    for (const u of current.users) {
-      if (!keep.has(u.name)) await rm(join(paths.indexDir, u.name), { force: true });
-    }
+    for (const n of removed) await rm(join(paths.indexDir, n), { force: true });
     // Only nixpool reads users.toml; sshd's command user reads the index instead.
     await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o600 });
     await writeEntries(paths.indexDir, entries);
     // Static files from `access sync --write DIR` follow at once too (removal included).
     const target = await readStaticTarget(paths);
-    if (target) await writeStaticFiles(paths, target, buildIndexEntries(next, cache), Date.now());
+    if (target) await updateStaticFiles(target, entries, removed, Date.now());
     return next;
   });
 }
