@@ -232,3 +232,12 @@ export async function revokeCerts(
     return { added, total: next.length };
   });
 }
+
+/**
+ * Revokes every certificate issued to a removed member (none when there is no CA), so a later
+ * member given the same name never inherits them; returns how many were newly revoked.
+ */
+export async function revokeUserCerts(p: CaPaths, user: string): Promise<number> {
+  if (!(await caExists(p)) || !(await readIssued(p)).some((c) => c.user === user)) return 0;
+  return (await revokeCerts(p, { serials: [], keyIds: [], users: [user] })).added.length;
+}

@@ -8,7 +8,7 @@ import { parseDuration } from "../core/access/duration.js";
 import { renderNixConfFragment, renderSshdFragment } from "../core/access/fragments.js";
 import { isActive, planAddUser, planRemoveUser, canVouch } from "../core/access/users.js";
 import { configError, ExitCode } from "../core/errors.js";
-import { caExists, resolveCaPaths } from "../access/ca.js";
+import { caExists, resolveCaPaths, revokeUserCerts } from "../access/ca.js";
 import { readGithubCache } from "../access/github-cache.js";
 import { runHousekeeping } from "../access/housekeeping.js";
 import { lookupAuthorizedKeys, lookupPrincipals } from "../access/keys-lookup.js";
@@ -114,17 +114,20 @@ export const registerAccess: RegisterCommands = (program, context) => {
 
   access
     .command("remove <name>")
-    .description("remove a member; their keys stop working at once")
+    .description("remove a member; their keys and certificates stop working at once")
     .addOption(usersOption())
     .option("--json", "print JSON")
     .action(async (name: string, o: { users?: string; json?: boolean }) => {
       const ctx = context();
       const paths = resolveAccessPaths(ctx.stateDir, o.users);
       const next = await updateUsers(paths, (f) => planRemoveUser(f, name));
+      const revoked = await revokeUserCerts(resolveCaPaths(paths.caDir), name);
       const orphans = next.users.filter((u) => u.vouchedBy === name).map((u) => u.name);
-      if (o.json) ctx.output.json({ removed: name, vouchedFor: orphans });
+      if (o.json) ctx.output.json({ removed: name, certificatesRevoked: revoked, vouchedFor: orphans });
       else {
-        ctx.output.out(`Removed ${name}; their keys are refused from now on.`);
+        ctx.output.out(
+          `Removed ${name}; their keys${revoked ? ` and ${revoked} certificate(s)` : ""} are refused from now on.`,
+        );
         if (orphans.length) ctx.output.out(`Still listed, vouched for by ${name}: ${orphans.join(", ")}.`);
       }
     });

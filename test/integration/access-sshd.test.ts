@@ -477,8 +477,16 @@ describe("access control on a real sshd", () => {
     // Only the key ID binding refuses it: eve's own principal is answered.
     assert.equal((await mustCli(["access", "keys", "eve", "--principals"])).stdout, "eve\n");
 
-    // A removed member's certificates stop at once too (principals come from the index).
-    await mustCli(["access", "remove", "carol"]);
+    // A removed member's certificates stop at once too (principals come from the index), and are
+    // revoked, so they do not come back if the name is given to a member again.
+    const removed = JSON.parse((await mustCli(["access", "remove", "carol", "--json"])).stdout) as {
+      certificatesRevoked: number;
+    };
+    assert.equal(removed.certificatesRevoked, 4); // the fifth was revoked above
     await assertRefused("carol", key("carol"), withCert("valid-cert.pub"));
+    await mustCli(["access", "add", "carol", "--vouched-by", "alice"]);
+    await assertRefused("carol", key("carol"), withCert("valid-cert.pub"));
+    await sign("carol", "new-cert.pub", []);
+    await assertGetsIn("carol", key("carol"), withCert("new-cert.pub"));
   });
 });
