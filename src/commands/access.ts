@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Option } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
@@ -217,7 +218,8 @@ export const registerAccess: RegisterCommands = (program, context) => {
           concurrency: positiveInt("--concurrency", o.concurrency),
           deadlineMs: positiveInt("--deadline", o.deadline),
           protocol: o.protocol,
-          writeDir: o.write,
+          // Absolute: the directory is remembered for later add/remove, from any working directory.
+          writeDir: o.write === undefined ? undefined : resolve(o.write),
         });
         const failed = r.handles.filter((h) => h.status === "kept" || h.status === "skipped");
         if (o.json) ctx.output.json(r);

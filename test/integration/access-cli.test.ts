@@ -212,18 +212,22 @@ describe("access CLI", () => {
     assert.equal((await cli(["access", "remove", "dave"])).exitCode, 0);
     assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "operator"]);
     assert.equal(
-      (await runCli(state, ["access", "sync", "--write", dir], { env: { NIXPOOL_GITHUB_URL: gh.url } }))
-        .exitCode,
+      (
+        await runCli(state, ["access", "sync", "--write", "authorized"], {
+          env: { NIXPOOL_GITHUB_URL: gh.url },
+          cwd: tmp.dir,
+        })
+      ).exitCode,
       0,
     );
     assert.deepEqual((await readdir(dir)).sort(), ["alice", "carol", "operator"]);
     // The cache forgets a handle no member uses: a later member never inherits its keys.
     assert.doesNotMatch(await readFile(join(state, "access", "github-keys.json"), "utf8"), /dave-gh/);
     assert.equal((await cli(["access", "keys", "dave"])).stdout, "");
-    assert.equal(
-      (await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"])).exitCode,
-      0,
-    );
+    // A relative --write DIR was remembered as absolute: add works from any directory.
+    const readd = await cli(["access", "add", "dave", "--github", "dave-gh", "--vouched-by", "alice"]);
+    assert.equal(readd.exitCode, 0, readd.stderr);
+    assert.ok((await readdir(dir)).includes("dave"));
   });
 
   test("concurrent adds all land (the users file is locked)", async () => {
