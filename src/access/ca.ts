@@ -11,7 +11,7 @@ import {
   type Revocation,
   type Validity,
 } from "../core/access/cert.js";
-import { KeyLineError, formatKey, parseKeyLine } from "../core/access/key-line.js";
+import { KeyLineError, formatKey, parseKeyLine } from "../core/public-key.js";
 import { configError, NixpoolError } from "../core/errors.js";
 import { withLock } from "./lock.js";
 

@@ -1,4 +1,4 @@
-import { KeyLineError, formatKey, parseKeyLine } from "../core/access/key-line.js";
+import { KeyLineError, formatKey, parseKeyLine } from "../core/public-key.js";
 
 export interface FetchKeysOptions {
   /** Base URL, default https://github.com; keys are at BASE/HANDLE.keys. */

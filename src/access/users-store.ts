@@ -2,7 +2,7 @@ import { chmod, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
 import { renderIndexEntry, type IndexEntry } from "../core/access/authorized-keys.js";
-import { dedupeKeys, formatKey, parseKeyLine } from "../core/access/key-line.js";
+import { dedupeKeys, formatKey, parseKeyLine } from "../core/public-key.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
 import { parseUsersFile, renderUsersFile, type UsersFile } from "../core/access/users.js";
 import { readGithubCache, type GithubCache } from "./github-cache.js";

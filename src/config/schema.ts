@@ -1,12 +1,10 @@
 import { z } from "zod";
 import { BUILDER_NAME_PATTERN, type Builder } from "../core/builder.js";
+import { publicKeyProblem } from "../core/public-key.js";
 
 const HOST_PATTERN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$/;
 const USER_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/i;
 const TOKEN_PATTERN = /^[A-Za-z0-9_.+-]+$/;
-/** One public key line: type, base64 blob, optional comment; no options, no newlines. */
-export const PUBLIC_KEY_PATTERN =
-  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/;
 
 const token = (what: string) =>
   z.string().regex(TOKEN_PATTERN, `must be a ${what} (letters, digits, _ . + -)`);
@@ -30,7 +28,14 @@ export const builderSchema = z
     hostKey: z
       .string()
       .trim()
-      .regex(PUBLIC_KEY_PATTERN, "must be one public key line such as 'ssh-ed25519 AAAA…'")
+      .superRefine((line, ctx) => {
+        const why = publicKeyProblem(line);
+        if (why)
+          ctx.addIssue({
+            code: "custom",
+            message: `must be one public key line such as 'ssh-ed25519 AAAA…': ${why}`,
+          });
+      })
       .optional(),
     identityFile: z
       .string()

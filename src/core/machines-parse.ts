@@ -1,4 +1,5 @@
 import type { InventoryBuilderEntry, NamedInventoryEntry } from "./inventory-render.js";
+import { publicKeyProblem } from "./public-key.js";
 
 /**
  * A parser for Nix machines files that reads them exactly as Nix 2.8 does
@@ -117,28 +118,10 @@ export function decodeNixBase64(text: string): string | undefined {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
-const KEY_TYPES = new Set([
-  "ssh-ed25519",
-  "ssh-rsa",
-  "ssh-dss",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "sk-ssh-ed25519@openssh.com",
-  "sk-ecdsa-sha2-nistp256@openssh.com",
-]);
-
 /** Whether text is one OpenSSH public key line ("type base64 [comment]"); returns it trimmed. */
 export function checkPublicKeyLine(text: string): string | undefined {
   const line = text.trim();
-  if (line.includes("\n") || line.includes("\r")) return undefined;
-  const [type, blob] = line.split(/\s+/);
-  if (!type || !blob || !KEY_TYPES.has(type) || !/^[A-Za-z0-9+/]+={0,3}$/.test(blob)) return undefined;
-  // The blob itself starts with the key type, length-prefixed; a cheap but real check.
-  const raw = Buffer.from(blob, "base64");
-  const len = raw.length >= 4 ? raw.readUInt32BE(0) : -1;
-  if (len !== type.length || raw.subarray(4, 4 + len).toString("latin1") !== type) return undefined;
-  return line;
+  return publicKeyProblem(line) === undefined ? line : undefined;
 }
 
 function sortedSet(field: string): string[] {

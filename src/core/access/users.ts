@@ -1,7 +1,7 @@
 import { parse, stringify, TomlDate, TomlError } from "smol-toml";
 import { z } from "zod";
 import { configError } from "../errors.js";
-import { KeyLineError, parseKeyLine, formatKey } from "./key-line.js";
+import { KeyLineError, parseKeyLine, formatKey } from "../public-key.js";
 import { checkGithubHandle, checkUserName, quoteUntrusted } from "./names.js";
 
 /** One member of a shared builder, as listed in users.toml. */

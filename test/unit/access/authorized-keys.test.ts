@@ -9,7 +9,7 @@ import {
   renderIndexEntry,
   type IndexEntry,
 } from "../../../src/core/access/authorized-keys.js";
-import { ed25519Line } from "./key-fixtures.js";
+import { ed25519Line } from "../../helpers/key-fixtures.js";
 
 const key = ed25519Line(3);
 const entry: IndexEntry = { name: "alice", expiresMs: Date.parse("2026-12-01T00:00:00Z"), keys: [key] };

@@ -11,7 +11,7 @@ import {
   renderUsersFile,
   type UsersFile,
 } from "../../../src/core/access/users.js";
-import { ed25519Line } from "./key-fixtures.js";
+import { ed25519Line } from "../../helpers/key-fixtures.js";
 
 const NOW = Date.parse("2026-11-27T10:00:00Z");
 const empty: UsersFile = { users: [] };

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { KeyLineError, dedupeKeys, parseKeyLine } from "../../../src/core/access/key-line.js";
-import { ed25519Line, mismatchedLine, rsaLine } from "./key-fixtures.js";
+import { KeyLineError, dedupeKeys, parseKeyLine } from "../../src/core/public-key.js";
+import { ed25519Line, mismatchedLine, rsaLine } from "../helpers/key-fixtures.js";
 
 test("a plain ed25519 line parses, comment kept", () => {
   const k = parseKeyLine(ed25519Line(1, "alice@laptop"));

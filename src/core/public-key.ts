@@ -1,4 +1,4 @@
-/** Public key types nixpool accepts in a users file or from GitHub (no DSA, no certificates). */
+/** Public key types nixpool accepts anywhere: host keys, login keys, users files, GitHub (no DSA, no certificates). */
 export const KEY_TYPES = [
   "ssh-ed25519",
   "ssh-rsa",
@@ -126,6 +126,17 @@ export function parseKeyLine(line: string): PublicKey {
     throw new KeyLineError(`the key comment is longer than ${MAX_COMMENT_LENGTH} characters`);
   if (!/^[\x20-\x7e]*$/.test(comment)) throw new KeyLineError("the key comment has non-ASCII characters");
   return { type, blob, comment };
+}
+
+/** Why a line is not an acceptable public key, or undefined when it is. */
+export function publicKeyProblem(line: string): string | undefined {
+  try {
+    parseKeyLine(line);
+    return undefined;
+  } catch (e) {
+    if (e instanceof KeyLineError) return e.message;
+    throw e;
+  }
 }
 
 /** The key as "TYPE BASE64" (comment dropped), the form used for comparison and output. */
