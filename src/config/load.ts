@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { parse, TomlError } from "smol-toml";
+import { parseTomlDocument } from "../core/toml.js";
 import type { z } from "zod";
 import { configError } from "../core/errors.js";
 import type { Builder } from "../core/builder.js";
@@ -32,19 +32,7 @@ export function formatZodIssues(error: z.ZodError): string[] {
 
 /** Parses and validates inventory text; throws CONFIG_INVALID / CONFIG_SYNTAX naming file, path and line:col. */
 export function parseInventory(text: string, file: string): InventoryFile {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (e) {
-    if (e instanceof TomlError) {
-      const first = e.message.split("\n")[0] ?? e.message;
-      throw configError("CONFIG_SYNTAX", `${file}:${e.line}:${e.column}: ${first}`, {
-        hint: `Fix the TOML syntax at line ${e.line}, column ${e.column} of ${file}.`,
-        details: { file, line: e.line, column: e.column },
-      });
-    }
-    throw e;
-  }
+  const raw = parseTomlDocument(text, file, "CONFIG_SYNTAX");
   const result = inventorySchema.safeParse(raw);
   if (!result.success) {
     const problems = formatZodIssues(result.error);

@@ -1,4 +1,5 @@
-import { parse, stringify, TomlDate, TomlError } from "smol-toml";
+import { stringify, TomlDate } from "smol-toml";
+import { parseTomlDocument } from "../toml.js";
 import { z } from "zod";
 import { configError } from "../errors.js";
 import { KeyLineError, parseKeyLine, formatKey } from "../public-key.js";
@@ -116,17 +117,7 @@ function checkUser(u: AccessUser): string[] {
 
 /** Parses and validates users.toml text; throws USERS_SYNTAX / USERS_INVALID naming the file and path. */
 export function parseUsersFile(text: string, file: string): UsersFile {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (e) {
-    if (e instanceof TomlError) {
-      throw configError("USERS_SYNTAX", `${file}:${e.line}:${e.column}: ${e.message.split("\n")[0] ?? ""}`, {
-        hint: `Fix the TOML syntax at line ${e.line}, column ${e.column} of ${file}.`,
-      });
-    }
-    throw e;
-  }
+  const raw = parseTomlDocument(text, file, "USERS_SYNTAX");
   const result = fileSchema.safeParse(raw);
   if (!result.success) {
     throw invalid(
