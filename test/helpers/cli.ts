@@ -35,3 +35,13 @@ export async function makeTempDir(
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
+
+/** Runs fn with a fresh temporary directory, removed afterwards even when fn fails. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix?: string): Promise<T> {
+  const { dir, cleanup } = await makeTempDir(prefix);
+  try {
+    return await fn(dir);
+  } finally {
+    await cleanup();
+  }
+}

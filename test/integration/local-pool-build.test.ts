@@ -8,7 +8,7 @@ import { execa } from "execa";
 import { run } from "../../src/adapters/runner.js";
 import { isAlive } from "../../src/providers/local/host.js";
 import type { Pool } from "../../src/providers/local/pool.js";
-import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
+import { CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
 
 const EXAMPLES = resolve(import.meta.dirname, "../../examples");
 const seed = () => randomBytes(8).toString("hex");
@@ -69,8 +69,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   });
 
   test("build of the example graph runs every derivation on a pool builder and returns correct outputs", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const outLink = join(dir, "graph-result");
       const r = await runCli(
         stateDir,
@@ -130,14 +129,11 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.equal(human.exitCode, 0, human.stderr);
       assert.match(human.stdout, /DERIVATION\s+BUILDER\s+TIME/);
       assert.match(human.stdout, /leaf-0\s+local[12]\s+\d/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("--builder and --tag restrict where derivations go", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const r = await runCli(
         stateDir,
         [
@@ -171,14 +167,11 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       });
       assert.equal(noTag.exitCode, 2);
       assert.match(noTag.stderr, /No builder carries the tag gpu/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("build of the dependency chain copies each step between builders and ends with the right value", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const r = await runCli(
         stateDir,
         [
@@ -204,14 +197,11 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       );
       for (const d of result.derivations) assert.match(d.builder, /^local[12]$/);
       assert.equal((await readFile(result.outputs[0] ?? "", "utf8")).trim(), "4");
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("-L prints the builders' build logs, prefixed with the derivation", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const marker = `log-line-${seed()}`;
       const file = join(dir, "talk.nix");
       await writeFile(
@@ -238,15 +228,12 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.equal(quiet.exitCode, 0, quiet.stderr);
       assert.match(quiet.stderr, /building talker on local[12]/, "it was really built again");
       assert.ok(!quiet.stderr.includes(marker), "without -L no build log is printed");
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     test(`${sig} during a build stops nix-build and exits 130, leaving no process behind`, async () => {
-      const { dir, cleanup } = await makeTempDir();
-      try {
+      await withTempDir(async (dir) => {
         const mark = seed();
         const child = execa(
           "node",
@@ -286,15 +273,12 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
         assert.doesNotMatch(String(r.stderr), /built {4}leaf-/, "nothing is reported built");
         const left = await run(["pgrep", "-f", mark], { reject: false });
         assert.equal(left.stdout.trim(), "", "no nix-build or hook of this build is left");
-      } finally {
-        await cleanup();
-      }
+      });
     });
   }
 
   test("a failing derivation is reported with its name, its builder and its log tail", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const file = join(dir, "broken.nix");
       await writeFile(
         file,
@@ -312,14 +296,11 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.equal(err.code, "BUILD_FAILED");
       assert.match(err.details.builder, /^local[12]$/);
       assert.match(err.details.derivation, /-broken\.drv$/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("a builder whose pinned host key does not match is refused, and nothing learns its real key", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const host = pool.hosts[0];
       assert.ok(host);
       await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "other")]);
@@ -361,9 +342,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.ok(!existsSync(join(dir, "r")), "no result was produced");
       const knownHosts = await readFile(join(emptyState, "client", "known_hosts"), "utf8");
       assert.ok(!knownHosts.includes(host.hostKeyPub.split(" ")[1] ?? "x"), "the real key was not learned");
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("local down stops exactly the pool's processes and leaves no namespace, link or state", async () => {
@@ -397,8 +376,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   });
 
   test("when a Nix daemon would build, nixpool refuses a silent local build and points to config apply", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       await chmod(dir, 0o777);
       const host = pool.hosts[0];
       assert.ok(host);
@@ -428,9 +406,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.match(r.stderr, /A Nix daemon performs your builds/);
       assert.match(r.stderr, /hint: .*nixpool config apply/);
       assert.ok(!existsSync(join(dir, "r")));
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("local gc stops hosts whose state directory was deleted, and only those", async () => {
@@ -458,8 +434,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   });
 
   test("without network namespaces (as in an unprivileged container), local up says so and what to do instead", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       const r = await run(
         [
           "unshare",
@@ -479,14 +454,11 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.equal(r.exitCode, 2, r.stderr);
       assert.match(r.stderr, /error: Could not create network namespace nixpool-\d+/);
       assert.match(r.stderr, /hint: .*network namespaces.*remote builders/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 
   test("without root, local up says so and what to do instead", async () => {
-    const { dir, cleanup } = await makeTempDir();
-    try {
+    await withTempDir(async (dir) => {
       await chmod(dir, 0o777);
       const r = await run(
         [
@@ -506,8 +478,6 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.equal(r.exitCode, 2, r.stderr);
       assert.match(r.stderr, /needs root/);
       assert.match(r.stderr, /hint: .*nixpool\.toml/);
-    } finally {
-      await cleanup();
-    }
+    });
   });
 });
