@@ -1,4 +1,4 @@
-import { storeUri, type Builder } from "./builder.js";
+import { assertRenderableBuilder, storeUri, type Builder } from "./builder.js";
 
 export interface RenderMachinesOptions {
   /**
@@ -31,6 +31,7 @@ const list = (xs: readonly string[]) => {
 
 /** One machines-file line with all 8 fields, "-" for defaults. */
 export function renderMachinesLine(b: Builder, options: RenderMachinesOptions = {}): string {
+  assertRenderableBuilder(b);
   return [
     machinesUri(b, options),
     list(b.systems),

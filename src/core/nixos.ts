@@ -1,4 +1,4 @@
-import { sshAlias, type Builder } from "./builder.js";
+import { assertRenderableBuilder, sshAlias, type Builder } from "./builder.js";
 import { encodeHostKey } from "./machines.js";
 
 /** A Nix string literal ("…") with every character Nix treats specially escaped. */
@@ -46,6 +46,7 @@ function keyLine(hostKey: string): string {
  * programs.ssh.extraConfig.
  */
 export function renderNixosModule(builders: readonly Builder[]): string {
+  builders.forEach(assertRenderableBuilder);
   const machines = builders.map((b) => {
     const fields: string[] = [
       `hostName = ${nixString(nixosHostName(b))};`,

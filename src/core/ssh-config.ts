@@ -1,4 +1,5 @@
-import { sshAlias, type Builder } from "./builder.js";
+import { assertRenderableBuilder, sshAlias, type Builder } from "./builder.js";
+import { NixpoolError } from "./errors.js";
 
 export interface SshConfigOptions {
   /** The known_hosts file holding the pinned keys (see renderKnownHosts). */
@@ -7,8 +8,17 @@ export interface SshConfigOptions {
   connectTimeout?: number;
 }
 
-/** Quotes an ssh_config value when it holds spaces. */
+/** Quotes an ssh_config value when it holds spaces; refuses one that would end the line. */
 function value(v: string): string {
+  if (/[\p{Cc}"]/u.test(v)) {
+    throw new NixpoolError(
+      "SSH_CONFIG_UNSAFE_VALUE",
+      `The path ${JSON.stringify(v)} cannot be written into an ssh_config.`,
+      {
+        hint: "Use a state directory and key paths without quotes or control characters (--state-dir DIR).",
+      },
+    );
+  }
   return /[\s"]/.test(v) ? `"${v.replace(/"/g, "")}"` : v;
 }
 
@@ -18,6 +28,7 @@ function value(v: string): string {
  */
 export function renderSshConfig(builders: readonly Builder[], options: SshConfigOptions): string {
   const blocks = builders.map((b) => {
+    assertRenderableBuilder(b);
     const lines = [
       `Host ${sshAlias(b)}`,
       `  HostName ${b.host}`,
@@ -44,6 +55,7 @@ export function renderKnownHosts(builders: readonly Builder[]): string {
   const lines = builders
     .filter((b) => b.hostKey)
     .map((b) => {
+      assertRenderableBuilder(b);
       const [type, blob] = (b.hostKey ?? "").trim().split(/\s+/);
       return `${sshAlias(b)} ${type} ${blob}`;
     });

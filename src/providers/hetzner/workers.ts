@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { isIPv4 } from "node:net";
 import { hostname } from "node:os";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -71,7 +72,7 @@ const workerRecordSchema = z.object({
   }),
   serverId: z.number().nullable(),
   serverCreatedAt: z.string().nullable(),
-  ipv4: z.string().nullable(),
+  ipv4: z.ipv4().nullable(),
   sshKeyId: z.number().nullable(),
   hostKeyPub: z.string(),
   loginKeyPath: z.string(),
@@ -445,6 +446,25 @@ async function keygen(path: string, comment: string): Promise<string> {
   return (await readFile(`${path}.pub`, "utf8")).trim();
 }
 
+/**
+ * A server's public IPv4 address from an API answer, or null; anything else is refused, so a
+ * bad answer never reaches the worker record, ssh_config or known_hosts.
+ */
+export function serverIpv4(server: Pick<Server, "name" | "public_net">): string | null {
+  const ip = server.public_net.ipv4?.ip;
+  if (ip === undefined || ip === null) return null;
+  if (!isIPv4(ip)) {
+    throw new NixpoolError(
+      "HCLOUD_BAD_RESPONSE",
+      `Hetzner Cloud answered that server ${JSON.stringify(server.name)} has the public IPv4 address ${JSON.stringify(ip)}, which is not an IPv4 address.`,
+      {
+        hint: "Check that HCLOUD_ENDPOINT points at the Hetzner Cloud API; the server is deleted, run the same command again.",
+      },
+    );
+  }
+  return ip;
+}
+
 /** Files for ssh and Nix to reach one worker with its pinned key. */
 export async function writeWorkerSshFiles(
   stateDir: string,
@@ -542,7 +562,7 @@ export async function provisionWorker(
   }
   rec.serverId = server.id;
   rec.serverCreatedAt = server.created;
-  rec.ipv4 = server.public_net.ipv4?.ip ?? null;
+  rec.ipv4 = serverIpv4(server);
   rec.status = "booting";
   await saveRecord(s.stateDir, rec);
 
@@ -559,7 +579,7 @@ export async function provisionWorker(
       },
     );
   }
-  rec.ipv4 = fresh.public_net.ipv4?.ip ?? rec.ipv4;
+  rec.ipv4 = serverIpv4(fresh) ?? rec.ipv4;
   if (!rec.ipv4) {
     throw new NixpoolError("HCLOUD_NO_IPV4", `Server ${rec.lease.serverName} has no public IPv4 address.`, {
       hint: "nixpool needs IPv4 to reach workers; the server is deleted, run the same command again and report this if it repeats.",
