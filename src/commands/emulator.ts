@@ -1,4 +1,7 @@
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { configError } from "../core/errors.js";
+import { registerSecret } from "../core/redact.js";
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../cli/flags.js";
 import { noBooter, type ServerBooter } from "../emulator/hetzner/app.js";
@@ -9,6 +12,7 @@ interface EmulatorFlags {
   host: string;
   boot: boolean;
   token?: string[];
+  tokenFile?: string;
   log?: boolean;
   createMs?: string;
   bootMs?: string;
@@ -23,7 +27,11 @@ export const registerEmulator: RegisterCommands = (program, context) => {
     .option("--port <port>", "TCP port (0: any free port)", "8080")
     .option("--host <address>", "address to listen on", "127.0.0.1")
     .option("--no-boot", "do not start a machine per server (API only)")
-    .option("--token <token...>", "accept only these API tokens (default: any)")
+    .option(
+      "--token <token...>",
+      "accept only these API tokens (default: any; visible in ps, prefer --token-file)",
+    )
+    .option("--token-file <file>", "accept only the API tokens in this file, one a line (default: any)")
     .option("--create-ms <ms>", "duration of the create_server action")
     .option("--boot-ms <ms>", "time from creation until SSH answers")
     .option("--log", "print one line per request")
@@ -44,6 +52,7 @@ export const registerEmulator: RegisterCommands = (program, context) => {
             });
       const createMs = ms("--create-ms", opts.createMs);
       const bootMs = ms("--boot-ms", opts.bootMs);
+      const tokens = [...(opts.token ?? []), ...(opts.tokenFile ? await readTokenFile(opts.tokenFile) : [])];
       const timing = {
         ...(createMs !== undefined ? { createMs } : {}),
         ...(bootMs !== undefined ? { bootMs } : {}),
@@ -57,7 +66,7 @@ export const registerEmulator: RegisterCommands = (program, context) => {
         hostname: opts.host,
         booter,
         timing,
-        ...(opts.token ? { tokens: opts.token } : {}),
+        ...(opts.token || opts.tokenFile ? { tokens } : {}),
         ...(opts.log ? { log: (l: string) => ctx.output.err(l) } : {}),
       });
       ctx.output.out(`Hetzner Cloud API emulator listening on ${running.endpoint}`);
@@ -75,6 +84,30 @@ export const registerEmulator: RegisterCommands = (program, context) => {
       });
     });
 };
+
+/** The tokens in a --token-file, one a line (blank lines skipped); they stay out of argv and output. */
+async function readTokenFile(path: string): Promise<string[]> {
+  const text = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
+    throw configError(
+      "EMULATOR_TOKEN_FILE_UNREADABLE",
+      `Cannot read the token file ${path}: ${e.code ?? e.message}.`,
+      {
+        hint: "Write the tokens one a line into a file only you can read, then: nixpool emulator hetzner --token-file FILE",
+      },
+    );
+  });
+  const tokens = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+  if (tokens.length === 0) {
+    throw configError("EMULATOR_TOKEN_FILE_EMPTY", `The token file ${path} holds no token.`, {
+      hint: "Write the tokens one a line into it, or leave out --token-file to accept any token.",
+    });
+  }
+  tokens.forEach(registerSecret);
+  return tokens;
+}
 
 /** The booter that starts local pool hosts (loaded lazily: it needs root and namespaces). */
 async function loadLocalBooter(dir: string, log: (line: string) => void): Promise<ServerBooter> {
