@@ -57,6 +57,16 @@ export const registerEmulator: RegisterCommands = (program, context) => {
         ...(createMs !== undefined ? { createMs } : {}),
         ...(bootMs !== undefined ? { bootMs } : {}),
       };
+      // Every API client may put its SSH key on a machine that runs as root on this host.
+      if (opts.boot && !isLoopback(opts.host) && !opts.token && !opts.tokenFile) {
+        throw configError(
+          "EMULATOR_OPEN_TO_NETWORK",
+          `The emulator would boot machines for any client that reaches ${opts.host}; they run as root on this machine.`,
+          {
+            hint: "Listen on 127.0.0.1 (the default), or require tokens: nixpool emulator hetzner --host ADDRESS --token-file FILE",
+          },
+        );
+      }
       // Flags are checked above, before stale machines are stopped.
       const booter: ServerBooter = opts.boot
         ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"), (l) => ctx.output.err(l))
@@ -84,6 +94,11 @@ export const registerEmulator: RegisterCommands = (program, context) => {
       });
     });
 };
+
+/** Whether a listen address is on the loopback interface (only this machine can connect). */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
 
 /** The tokens in a --token-file, one a line (blank lines skipped); they stay out of argv and output. */
 async function readTokenFile(path: string): Promise<string[]> {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { CLI, makeTempDir } from "../helpers/cli.js";
+import { CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
 
 test("nixpool emulator hetzner --token-file accepts only its tokens and keeps them out of argv", async (t) => {
   const { dir, cleanup } = await makeTempDir("nixpool-emutoken-");
@@ -43,4 +43,15 @@ test("nixpool emulator hetzner --token-file accepts only its tokens and keeps th
   assert.ok(cmdline.includes(tokenFile), "the file is named on the command line");
   assert.ok(!cmdline.includes(token), "the token itself is not");
   assert.ok(!stdout.includes(token) && !stderr.includes(token));
+});
+
+test("nixpool emulator hetzner refuses to boot machines for the network without tokens", async () => {
+  await withTempDir(async (dir) => {
+    const r = await runCli(dir, ["emulator", "hetzner", "--port", "0", "--host", "0.0.0.0"], {
+      timeout: 30_000,
+    });
+    assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /boot machines for any client that reaches 0\.0\.0\.0/);
+    assert.doesNotMatch(r.stdout, /listening on/);
+  });
 });
