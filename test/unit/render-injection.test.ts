@@ -6,6 +6,7 @@ import { renderKnownHosts, renderSshConfig } from "../../src/core/ssh-config.js"
 import { renderMachinesFile } from "../../src/core/machines.js";
 import { renderNixosModule } from "../../src/core/nixos.js";
 import { serverIpv4 } from "../../src/providers/hetzner/workers.js";
+import { resolveEndpoint } from "../../src/providers/hetzner/token.js";
 import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";
 
 const builder = (over: Partial<Builder> = {}): Builder => sampleBuilder({ hostKey: SAMPLE_KEY, ...over });
@@ -78,5 +79,32 @@ describe("Hetzner server addresses", () => {
   it("returns a real address, and null when the server has none", () => {
     assert.equal(serverIpv4(server("203.0.113.5") as never), "203.0.113.5");
     assert.equal(serverIpv4(server(null) as never), null);
+  });
+});
+
+describe("HCLOUD_ENDPOINT", () => {
+  it("refuses plain http to another machine: the token and host keys would travel in clear text", () => {
+    for (const e of [
+      "http://203.0.113.5/v1",
+      "http://api.example.org/v1",
+      "ftp://127.0.0.1/v1",
+      "not a url",
+    ]) {
+      assert.throws(() => resolveEndpoint({ HCLOUD_ENDPOINT: e }), /HCLOUD_ENDPOINT/, e);
+    }
+  });
+
+  it("accepts https, http on loopback (the emulator), and http when explicitly allowed", () => {
+    assert.equal(resolveEndpoint({}), "https://api.hetzner.cloud/v1");
+    for (const e of [
+      "https://api.example.org/v1",
+      "http://127.0.0.1:8080/v1",
+      "http://localhost:1/v1",
+      "http://[::1]:9/v1",
+    ]) {
+      assert.equal(resolveEndpoint({ HCLOUD_ENDPOINT: e }), e);
+    }
+    const insecure = { HCLOUD_ENDPOINT: "http://10.0.0.2:8080/v1", NIXPOOL_HCLOUD_INSECURE_HTTP: "1" };
+    assert.equal(resolveEndpoint(insecure), insecure.HCLOUD_ENDPOINT);
   });
 });

@@ -75,7 +75,35 @@ export async function resolveToken(s: TokenSources): Promise<ResolvedToken> {
   throw configError("HCLOUD_TOKEN_MISSING", "No Hetzner Cloud API token is set.", { hint: HINT });
 }
 
-/** HCLOUD_ENDPOINT like the official CLI, else the public API. */
+/**
+ * HCLOUD_ENDPOINT like the official CLI, else the public API. The token and the workers' private
+ * host keys travel to it, so plain http is refused except to this machine (the emulator) or
+ * with NIXPOOL_HCLOUD_INSECURE_HTTP=1.
+ */
 export function resolveEndpoint(env: Record<string, string | undefined>): string {
-  return env["HCLOUD_ENDPOINT"] || DEFAULT_ENDPOINT;
+  const endpoint = env["HCLOUD_ENDPOINT"] || DEFAULT_ENDPOINT;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw configError(
+      "HCLOUD_ENDPOINT_INVALID",
+      `HCLOUD_ENDPOINT ${JSON.stringify(endpoint)} is not a URL.`,
+      {
+        hint: `Set it to the API's base URL (default ${DEFAULT_ENDPOINT}), or unset it.`,
+      },
+    );
+  }
+  const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(url.hostname);
+  const insecureOk = url.protocol === "http:" && (loopback || env["NIXPOOL_HCLOUD_INSECURE_HTTP"] === "1");
+  if (url.protocol !== "https:" && !insecureOk) {
+    throw configError(
+      "HCLOUD_ENDPOINT_INSECURE",
+      `HCLOUD_ENDPOINT ${url.origin} is not https; the API token and the workers' host keys would travel in clear text.`,
+      {
+        hint: `Use an https URL (default ${DEFAULT_ENDPOINT}); plain http is accepted on 127.0.0.1 (the emulator) or with NIXPOOL_HCLOUD_INSECURE_HTTP=1.`,
+      },
+    );
+  }
+  return endpoint;
 }
