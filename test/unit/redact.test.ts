@@ -1,0 +1,25 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { redact, registerSecret } from "../../src/core/redact.js";
+
+describe("redact", () => {
+  it("hides a registered token in plain text and in JSON text, even with quotes or backslashes", () => {
+    const token = 'tok"en\\9f3b2a71';
+    registerSecret(token);
+    assert.equal(redact(`token ${token} here`), "token [redacted] here");
+    const json = redact(JSON.stringify({ error: { message: `bad token ${token}` } }));
+    assert.ok(!json.includes("9f3b2a71"), json);
+    assert.deepEqual(JSON.parse(json), { error: { message: "bad token [redacted]" } });
+  });
+
+  it("hides private keys in plain text and inside JSON strings (cloud-init user_data)", () => {
+    const key =
+      "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+    const userData = `#cloud-config\nssh_keys:\n  ed25519_private: |\n    ${key.replace(/\n/g, "\n    ")}`;
+    for (const text of [key, JSON.stringify({ user_data: userData })]) {
+      const out = redact(text);
+      assert.ok(!out.includes("b3BlbnNzaC1rZXktdjEAAAAA"), out);
+      assert.match(out, /\[private key redacted\]/);
+    }
+  });
+});
