@@ -18,7 +18,7 @@ function packageVersion(): string {
 }
 
 const HELP_FOOTER = `
-Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 some builders failed, 130 interrupted.
+Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 partial (some builders or entries failed), 130 interrupted.
 Every command that prints a table takes --json. Documentation: README.md and docs/ (start with nixpool local up).`;
 
 /** Builds the commander program; each command module adds its subcommands. */
@@ -30,7 +30,10 @@ export function buildProgram(): Command {
       "--inventory <path>",
       "inventory file (default ./nixpool.toml, then ~/.config/nixpool/nixpool.toml)",
     )
-    .option("--state-dir <dir>", "state directory (default $NIXPOOL_STATE_DIR, /var/lib/nixpool as root)")
+    .option(
+      "--state-dir <dir>",
+      "state directory (default $NIXPOOL_STATE_DIR, else /var/lib/nixpool as root, else $XDG_STATE_HOME/nixpool)",
+    )
     .addHelpText("after", HELP_FOOTER)
     .showHelpAfterError()
     .exitOverride();

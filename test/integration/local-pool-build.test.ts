@@ -351,6 +351,13 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const up = await runCli(otherState, ["local", "up", "--builders", "1", "--jobs", "1", "--json"]);
       assert.equal(up.exitCode, 0, up.stderr);
       const p = (JSON.parse(up.stdout) as { pool: Pool }).pool;
+      // A host whose sshd died is reported at once (exit 3), and down still cleans it up.
+      const dead = p.hosts[0];
+      assert.ok(dead);
+      process.kill(dead.sshdPid, "SIGKILL");
+      const dying = await runCli(otherState, ["local", "status"]);
+      assert.equal(dying.exitCode, 3, dying.stdout);
+      assert.match(dying.stdout, /local1\s.*STOPPED/);
       const down = await runCli(otherState, ["local", "down"]);
       assert.equal(down.exitCode, 0, down.stderr);
       assert.match(down.stdout, /Stopped 1 builder hosts/);
