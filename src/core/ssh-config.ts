@@ -52,10 +52,11 @@ export function renderSshConfig(builders: readonly Builder[], options: SshConfig
 
 /** known_hosts lines pinning each builder's key under its alias (builders without a key are skipped). */
 export function renderKnownHosts(builders: readonly Builder[]): string {
+  // Every builder, keyed or not: the first file written must refuse what the next ones would.
+  builders.forEach(assertRenderableBuilder);
   const lines = builders
     .filter((b) => b.hostKey)
     .map((b) => {
-      assertRenderableBuilder(b);
       const [type, blob] = (b.hostKey ?? "").trim().split(/\s+/);
       return `${sshAlias(b)} ${type} ${blob}`;
     });

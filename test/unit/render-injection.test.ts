@@ -108,3 +108,12 @@ describe("HCLOUD_ENDPOINT", () => {
     assert.equal(resolveEndpoint(insecure), insecure.HCLOUD_ENDPOINT);
   });
 });
+
+describe("writers of several files", () => {
+  it("known_hosts, rendered first, refuses a bad builder even without a host key", () => {
+    assert.throws(
+      () => renderKnownHosts([builder({ hostKey: undefined, host: "h\nProxyCommand x" })]),
+      refused,
+    );
+  });
+});
