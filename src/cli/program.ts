@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode, isNixpoolError } from "../core/errors.js";
-import { redact } from "../core/redact.js";
+import { redact, redactForTerminal } from "../core/redact.js";
 import { Context, registerBuilderSource, type GlobalFlags } from "./context.js";
 import { readPoolBuilders } from "../providers/local/pool.js";
 
@@ -70,9 +70,9 @@ export async function main(argv: string[]): Promise<number> {
           `${redact(JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, ...(e.details ? { details: e.details } : {}) } }, null, 2))}\n`,
         );
       }
-      process.stderr.write(`error: ${redact(e.message)}\n`);
-      for (const l of describeCause(e)) process.stderr.write(`${redact(l)}\n`);
-      if (e.hint) process.stderr.write(`hint: ${redact(e.hint)}\n`);
+      process.stderr.write(`error: ${redactForTerminal(e.message)}\n`);
+      for (const l of describeCause(e)) process.stderr.write(`${redactForTerminal(l)}\n`);
+      if (e.hint) process.stderr.write(`hint: ${redactForTerminal(e.hint)}\n`);
       return e.exitCode;
     }
     const fsError = e as NodeJS.ErrnoException;

@@ -13,7 +13,7 @@ import { formatCostShort, formatWorkerCost, type WorkerCost } from "../core/cost
 import { configError, ExitCode, isNixpoolError, NixpoolError } from "../core/errors.js";
 import { LABELS, MANAGED_SELECTOR, parseDuration, type LeaseHolder } from "../core/lease.js";
 import { renderMachinesLine } from "../core/machines.js";
-import { redact } from "../core/redact.js";
+import { redactForTerminal } from "../core/redact.js";
 import type { RetryEvent } from "../providers/hetzner/client.js";
 import {
   createLease,
@@ -118,7 +118,7 @@ function rentOptions(cmd: Command, ttl: string): Command {
 
 /** Progress and warnings go to stderr, redacted (they may quote API errors). */
 function logFor(ctx: Context): Log {
-  return (line) => ctx.output.err(redact(line));
+  return (line) => ctx.output.err(redactForTerminal(line));
 }
 
 /** True while `worker shell` runs its interactive shell. */

@@ -19,3 +19,12 @@ export function redact(text: string): string {
   out = out.replace(/(Authorization:\s*Bearer\s+)\S+/gi, "$1[redacted]");
   return out;
 }
+
+/**
+ * Text for a terminal: redacted, with control characters other than newline and tab shown as
+ * "?" (an API answer or a server name must not move the cursor or retitle the terminal).
+ */
+export function redactForTerminal(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return redact(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, "?");
+}

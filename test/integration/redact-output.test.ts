@@ -4,14 +4,18 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { runCli, withTempDir } from "../helpers/cli.js";
 
-test("warnings on stderr are redacted: an API error that echoes the token does not print it", async (t) => {
+test("stderr is redacted and free of terminal escapes when an API error echoes the token and escape codes", async (t) => {
   const token = "hcloud-secret-token-9d2e77a1";
   // A hostile or broken endpoint that echoes the Authorization header in its error message.
   const server = createServer((req, res) => {
     res.writeHead(403, { "Content-Type": "application/json" });
     res.end(
       JSON.stringify({
-        error: { code: "forbidden", message: `bad token ${req.headers.authorization ?? ""}`, details: null },
+        error: {
+          code: "forbidden",
+          message: `bad token ${req.headers.authorization ?? ""} \u001b]0;owned\u0007\u001b[2J`,
+          details: null,
+        },
       }),
     );
   });
@@ -25,5 +29,16 @@ test("warnings on stderr are redacted: an API error that echoes the token does n
     });
     assert.match(r.stderr, /warning: gc of leftover workers failed: .*bad token Bearer \[redacted\]/);
     assert.ok(!r.stderr.includes(token) && !r.stdout.includes(token), r.stderr);
+    assert.ok(!r.stderr.includes("\u001b"), "no terminal escape from the API reaches stderr");
+    const all = await runCli(dir, ["worker", "list", "--all"], {
+      env: { HCLOUD_ENDPOINT: endpoint, HCLOUD_TOKEN: token },
+      timeout: 60_000,
+    });
+    assert.equal(all.exitCode, 2, all.stderr);
+    assert.match(
+      all.stderr,
+      /^error: Hetzner Cloud refused .*bad token Bearer \[redacted\] \?\]0;owned\?\?\[2J/m,
+    );
+    assert.ok(!all.stderr.includes(token) && !all.stderr.includes("\u001b"), all.stderr);
   });
 });

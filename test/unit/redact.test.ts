@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { redact, registerSecret } from "../../src/core/redact.js";
+import { redact, redactForTerminal, registerSecret } from "../../src/core/redact.js";
 
 describe("redact", () => {
   it("hides a registered token in plain text and in JSON text, even with quotes or backslashes", () => {
@@ -21,5 +21,11 @@ describe("redact", () => {
       assert.ok(!out.includes("b3BlbnNzaC1rZXktdjEAAAAA"), out);
       assert.match(out, /\[private key redacted\]/);
     }
+  });
+});
+
+describe("redactForTerminal", () => {
+  it("shows control characters other than newline and tab as ?", () => {
+    assert.equal(redactForTerminal("a\u001b[2Jb\u0007c\rd\n\te\u009b"), "a?[2Jb?c?d\n\te?");
   });
 });
