@@ -13,7 +13,10 @@ export const stdOutput: Output = {
 };
 
 /** Renders rows as an aligned text table with a header. */
-export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+export function renderTable(headers: readonly string[], rawRows: readonly (readonly string[])[]): string {
+  // Cells may come from an API (server names, labels): no control characters reach the terminal.
+  // eslint-disable-next-line no-control-regex
+  const rows = rawRows.map((r) => r.map((c) => c.replace(/[\x00-\x1f\x7f-\x9f]/g, "?")));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     cells

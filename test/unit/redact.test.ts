@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { redact, redactForTerminal, registerSecret } from "../../src/core/redact.js";
+import { renderTable } from "../../src/cli/output.js";
 
 describe("redact", () => {
   it("hides a registered token in plain text and in JSON text, even with quotes or backslashes", () => {
@@ -27,5 +28,13 @@ describe("redact", () => {
 describe("redactForTerminal", () => {
   it("shows control characters other than newline and tab as ?", () => {
     assert.equal(redactForTerminal("a\u001b[2Jb\u0007c\rd\n\te\u009b"), "a?[2Jb?c?d\n\te?");
+  });
+});
+
+describe("renderTable", () => {
+  it("shows control characters in cells (API server names) as ?", () => {
+    const t = renderTable(["NAME", "OWNER"], [["srv\u001b]0;x\u0007", "a\nb"]]);
+    assert.ok(!t.includes("\u001b") && !t.includes("\u0007") && t.split("\n").length === 2, t);
+    assert.match(t, /srv\?\]0;x\?\s+a\?b/);
   });
 });
