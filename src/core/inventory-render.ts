@@ -80,7 +80,7 @@ export function renderBuilderTable(n: NamedInventoryEntry): string {
 
 /** A whole nixpool.toml: an optional header comment, then one table per builder. */
 export function renderInventoryToml(entries: readonly NamedInventoryEntry[], header: string[] = []): string {
-  const head = header.map((h) => `# ${h}\n`).join("");
+  const head = header.map((h) => `# ${h.replace(/[\r\n]+/g, " ")}\n`).join("");
   const tables = entries.map(renderBuilderTable).join("\n");
   return `${head}${head && tables ? "\n" : ""}${tables}`;
 }

@@ -7,6 +7,7 @@ import { renderMachinesFile } from "../../src/core/machines.js";
 import { renderNixosModule } from "../../src/core/nixos.js";
 import { serverIpv4 } from "../../src/providers/hetzner/workers.js";
 import { resolveEndpoint } from "../../src/providers/hetzner/token.js";
+import { renderInventoryToml } from "../../src/core/inventory-render.js";
 import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";
 
 const builder = (over: Partial<Builder> = {}): Builder => sampleBuilder({ hostKey: SAMPLE_KEY, ...over });
@@ -115,5 +116,12 @@ describe("writers of several files", () => {
       () => renderKnownHosts([builder({ hostKey: undefined, host: "h\nProxyCommand x" })]),
       refused,
     );
+  });
+});
+
+describe("nixpool.toml header", () => {
+  it("keeps a file name with a newline inside the comment (it must not add a builder table)", () => {
+    const toml = renderInventoryToml([], ['Imported from /tmp/x\n[builders.evil]\nhost = "203.0.113.9"']);
+    assert.equal(toml.split("\n").filter((l) => l !== "" && !l.startsWith("#")).length, 0, toml);
   });
 });
