@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NixpoolError } from "../../core/errors.js";
@@ -81,14 +81,10 @@ export function renderHostSshdConfig(dir: string, address: string, extra = ""): 
 
 async function ensureHostKey(spec: HostSpec, keyPath: string): Promise<string> {
   if (spec.hostKeyPrivate) {
-    await writeFile(
-      keyPath,
-      spec.hostKeyPrivate.endsWith("\n") ? spec.hostKeyPrivate : `${spec.hostKeyPrivate}\n`,
-      {
-        mode: 0o600,
-      },
-    );
-    await chmod(keyPath, 0o600);
+    const text = spec.hostKeyPrivate.endsWith("\n") ? spec.hostKeyPrivate : `${spec.hostKeyPrivate}\n`;
+    // "wx": a fresh file created 0600, never an existing one whose mode would be kept while writing.
+    await rm(keyPath, { force: true });
+    await writeFile(keyPath, text, { mode: 0o600, flag: "wx" });
   } else {
     await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `nixpool-${spec.name}`, "-f", keyPath]);
   }
