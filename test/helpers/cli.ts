@@ -45,3 +45,8 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix?: s
     await cleanup();
   }
 }
+
+/** argv that runs argv as the unprivileged user nobody (uid and gid 65534, no groups). */
+export function asNobody(argv: readonly string[]): string[] {
+  return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...argv];
+}

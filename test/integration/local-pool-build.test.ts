@@ -8,7 +8,7 @@ import { execa } from "execa";
 import { run } from "../../src/adapters/runner.js";
 import { isAlive } from "../../src/providers/local/host.js";
 import type { Pool } from "../../src/providers/local/pool.js";
-import { CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
+import { asNobody, CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
 
 const EXAMPLES = resolve(import.meta.dirname, "../../examples");
 const seed = () => randomBytes(8).toString("hex");
@@ -391,11 +391,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       await writeFile(inventory, `[builders.b1]\nhost = "${host.address}"\nhostKey = "${host.hostKeyPub}"\n`);
       // A user other than root whose Nix talks to a daemon: its hook ignores --builders and NIX_SSHOPTS.
       const r = await run(
-        [
-          "setpriv",
-          "--reuid=65534",
-          "--regid=65534",
-          "--clear-groups",
+        asNobody([
           "node",
           CLI,
           "--state-dir",
@@ -406,7 +402,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
           join(EXAMPLES, "graph.nix"),
           "-o",
           join(dir, "r"),
-        ],
+        ]),
         { reject: false, env: { HOME: dir, NIX_REMOTE: "daemon" }, cwd: dir },
       );
       assert.equal(r.exitCode, 2, r.stderr);
@@ -467,21 +463,10 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   test("without root, local up says so and what to do instead", async () => {
     await withTempDir(async (dir) => {
       await chmod(dir, 0o777);
-      const r = await run(
-        [
-          "setpriv",
-          "--reuid=65534",
-          "--regid=65534",
-          "--clear-groups",
-          "node",
-          CLI,
-          "--state-dir",
-          join(dir, "s"),
-          "local",
-          "up",
-        ],
-        { reject: false, env: { HOME: dir } },
-      );
+      const r = await run(asNobody(["node", CLI, "--state-dir", join(dir, "s"), "local", "up"]), {
+        reject: false,
+        env: { HOME: dir },
+      });
       assert.equal(r.exitCode, 2, r.stderr);
       assert.match(r.stderr, /needs root/);
       assert.match(r.stderr, /hint: .*nixpool\.toml/);
