@@ -46,8 +46,7 @@ export class Context {
   /** Every builder: the inventory's, the local pool's and rented workers'; names must be unique. */
   async builders(): Promise<Builder[]> {
     const inv = await this.loadInventory();
-    const all = [...inv.builders];
-    for (const read of extraSources) all.push(...(await read(this.stateDir)));
+    const all = [...inv.builders, ...(await this.sourceBuilders())];
     const seen = new Map<string, Builder>();
     for (const b of all) {
       const other = seen.get(b.name);

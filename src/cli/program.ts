@@ -4,8 +4,11 @@ import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact, redactForTerminal } from "../core/redact.js";
 import { Context, registerBuilderSource, type GlobalFlags } from "./context.js";
 import { readPoolBuilders } from "../providers/local/pool.js";
+import { readWorkerBuilders } from "../providers/hetzner/workers.js";
 
+// Builders beyond the inventory: the local pool and rented workers, read from the state directory.
 registerBuilderSource(readPoolBuilders);
+registerBuilderSource(readWorkerBuilders);
 import { commandModules } from "./commands.js";
 import { joinNixArgPairs } from "../commands/build.js";
 

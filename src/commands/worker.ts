@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../cli/flags.js";
 import { trapSignals } from "../cli/signals.js";
-import { registerBuilderSource, type Context } from "../cli/context.js";
+import type { Context } from "../cli/context.js";
 import { renderTable } from "../cli/output.js";
 import { writeFileAtomic } from "../adapters/fs.js";
 import { runInteractive } from "../adapters/runner.js";
@@ -22,7 +22,6 @@ import {
   openSession,
   provisionWorker,
   readRecords,
-  readWorkerBuilders,
   reapQuietly,
   reapWorkers,
   recordCost,
@@ -326,13 +325,8 @@ async function withSession<T>(
   return fn(await openLoggedSession(ctx, f, log), log);
 }
 
-let sourceRegistered = false;
-
 /** nixpool worker up/list/down/gc/shell: temporary cloud builders that never leak. */
 export const registerWorker: RegisterCommands = (program, context) => {
-  // Once per process, however often a program is built (tests build several).
-  if (!sourceRegistered) registerBuilderSource(readWorkerBuilders);
-  sourceRegistered = true;
   const worker = program.command("worker").description("rent temporary cloud builders (Hetzner Cloud)");
 
   rentOptions(worker.command("up").description("rent a worker and add it to the pool's builders"), "2h")
