@@ -4,18 +4,16 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { renderTable } from "../cli/output.js";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
+import { readMachinesInclude } from "../adapters/machines-file.js";
 import { formatZodIssues, localSystem, parseInventory } from "../config/load.js";
 import { builderSchema } from "../config/schema.js";
 import { configError, ExitCode } from "../core/errors.js";
 import { renderBuilderTable, renderInventoryToml } from "../core/inventory-render.js";
+import { planImport, type ImportedBuilder, type SkippedMachine } from "../core/machines-import-plan.js";
 import {
   formatMachinesDiagnostic,
   parseMachinesFile,
-  planImport,
-  type ImportedBuilder,
-  type IncludeRead,
   type MachinesDiagnostic,
-  type SkippedMachine,
 } from "../core/machines-parse.js";
 
 export interface ImportOptions {
@@ -35,16 +33,6 @@ export interface ImportReport {
   diagnostics: MachinesDiagnostic[];
   /** The inventory text (also what --print prints). */
   toml: string;
-}
-
-/** Reads a file for the machines parser: ENOENT is "missing" (Nix ignores it), anything else an error. */
-async function readInclude(path: string): Promise<IncludeRead> {
-  try {
-    const text = await readFileIfExists(path);
-    return text === undefined ? { kind: "missing" } : { kind: "text", text };
-  } catch (e) {
-    return { kind: "error", message: (e as NodeJS.ErrnoException).code ?? String(e) };
-  }
 }
 
 const sameMachine = (
@@ -75,7 +63,7 @@ export async function importMachines(
       },
     );
   });
-  const parsed = await parseMachinesFile(source, text, { read: readInclude });
+  const parsed = await parseMachinesFile(source, text, { read: readMachinesInclude });
   const errors = parsed.diagnostics.filter((d) => d.severity === "error");
   if (errors.length) {
     const lines = errors.map(formatMachinesDiagnostic);

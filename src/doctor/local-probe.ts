@@ -1,15 +1,14 @@
 import { constants } from "node:fs";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
+import { loadMachines } from "../adapters/machines-file.js";
 import { run } from "../adapters/runner.js";
 import { hookSshOptions, type LocalFacts } from "../core/doctor/local-verdicts.js";
 import {
   configWords,
-  parseMachinesSpec,
   parseNixConfig,
   parseNixVersion,
   parseSshResolved,
-  type MachineEntry,
 } from "../core/doctor/parse.js";
 
 const NIX = ["nix", "--extra-experimental-features", "nix-command"];
@@ -45,21 +44,10 @@ async function readDaemonSshOpts(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Follows a `builders` value through its @files (as Nix does, a missing file is just noted). */
+/** Follows a `builders` value through its @files exactly as Nix 2.8's build hook does. */
 async function readMachines(value: string): Promise<NonNullable<LocalFacts["machines"]>> {
-  const entries: MachineEntry[] = [];
-  const files: { path: string; exists: boolean }[] = [];
-  const visit = async (text: string, depth: number) => {
-    const spec = parseMachinesSpec(text);
-    entries.push(...spec.entries);
-    for (const inc of spec.includes) {
-      const content = await readFile(inc, "utf8").catch(() => undefined);
-      files.push({ path: inc, exists: content !== undefined });
-      if (content !== undefined && depth < 4) await visit(content, depth + 1);
-    }
-  };
-  await visit(value, 0);
-  return { entries, files };
+  const parsed = await loadMachines("builders setting", value);
+  return { entries: parsed.machines, files: parsed.includes, problems: parsed.diagnostics };
 }
 
 async function probeSubstituter(url: string, signal: AbortSignal | undefined) {
@@ -98,7 +86,7 @@ async function resolveAliases(f: LocalFacts): Promise<{ alias: string; hostname:
   const aliases = [
     ...new Set(
       (f.machines?.entries ?? [])
-        .map((e) => /^[a-z-]+:\/\/(?:[^@/]+@)?([^/?]+)/.exec(e.uri)?.[1] ?? "")
+        .map((e) => /^[a-z-]+:\/\/(?:[^@/]+@)?([^/?]+)/.exec(e.storeUri)?.[1] ?? "")
         .filter((h) => h.startsWith("nixpool-")),
     ),
   ].slice(0, 50);

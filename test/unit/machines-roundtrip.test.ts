@@ -4,12 +4,8 @@ import { parseInventory } from "../../src/config/load.js";
 import { normaliseBuilders } from "../../src/config/schema.js";
 import { renderInventoryToml } from "../../src/core/inventory-render.js";
 import { renderMachinesFile } from "../../src/core/machines.js";
-import {
-  effectiveMachine,
-  parseMachinesFile,
-  planImport,
-  type IncludeRead,
-} from "../../src/core/machines-parse.js";
+import { planImport } from "../../src/core/machines-import-plan.js";
+import { effectiveMachine, parseMachinesFile, type IncludeRead } from "../../src/core/machines-parse.js";
 import { MACHINES_CORPUS, randomMachinesFile } from "../helpers/machines-corpus.js";
 
 const SYSTEM = "x86_64-linux";

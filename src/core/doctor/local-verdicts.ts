@@ -6,9 +6,9 @@ import {
   configWords,
   matchNixUser,
   resolveStoreKind,
-  type MachineEntry,
   type NixConfig,
 } from "./parse.js";
+import { formatMachinesDiagnostic, type MachinesDiagnostic, type ParsedMachine } from "../machines-parse.js";
 
 /** What the local probes found out about this machine's Nix. */
 export interface LocalFacts {
@@ -24,8 +24,15 @@ export interface LocalFacts {
   env: { NIX_REMOTE?: string; NIX_SSHOPTS?: string };
   /** NIX_SSHOPTS of the running nix-daemon, when it could be read. */
   daemonSshOpts?: string;
-  /** Effective machines: the entries Nix will read, and the files it reads them from. */
-  machines?: { entries: MachineEntry[]; files: { path: string; exists: boolean }[] };
+  /**
+   * Effective machines, parsed as Nix 2.8's build hook parses them (machines-parse.ts): the
+   * entries, the files it looked for, and the problems (errors: Nix refuses the whole setting).
+   */
+  machines?: {
+    entries: ParsedMachine[];
+    files: { path: string; exists: boolean }[];
+    problems: MachinesDiagnostic[];
+  };
   substituters: { url: string; ok: boolean; error?: string; ms: number }[];
   /** How the hook user's ssh resolves the nixpool aliases of the effective machines (`ssh -G`). */
   aliases?: { alias: string; hostname: string }[];
@@ -148,7 +155,20 @@ function judgeBuilders(f: LocalFacts): CheckResult {
   const m = f.machines;
   const missingFiles = m?.files.filter((x) => !x.exists) ?? [];
   const entries = m?.entries ?? [];
-  const data = { builders: value, machines: entries.map((e) => e.uri), files: m?.files ?? [] };
+  const data = { builders: value, machines: entries.map((e) => e.storeUri), files: m?.files ?? [] };
+  const refused = m?.problems.filter((d) => d.severity === "error") ?? [];
+  if (refused.length > 0) {
+    return failCheck(
+      id,
+      title,
+      `Nix 2.8 refuses the machines of builders = ${value} (${refused.length} problem${refused.length > 1 ? "s" : ""}): ${refused.map(formatMachinesDiagnostic).join("; ")}.`,
+      {
+        symptom: "error: bad machine specification: … (every build that may offload fails)",
+        fix: "Fix the lines named above, or rewrite the file from the inventory: nixpool config apply",
+        data: { ...data, problems: refused },
+      },
+    );
+  }
   if (missingFiles.length > 0) {
     return warnCheck(
       id,
@@ -162,12 +182,12 @@ function judgeBuilders(f: LocalFacts): CheckResult {
       },
     );
   }
-  const absent = f.poolUris.filter((u) => !entries.some((e) => e.uri === u || e.uri.endsWith(`/${u}`)));
+  const absent = f.poolUris.filter((u) => !entries.some((e) => e.storeUri === u));
   if (f.poolUris.length > 0 && absent.length === f.poolUris.length) {
     return warnCheck(
       id,
       title,
-      `Nix's own builders (${entries.length ? entries.map((e) => e.uri).join(", ") : "none"}) include none of nixpool's builders: plain nix-build will not offload (nixpool build passes them itself).`,
+      `Nix's own builders (${entries.length ? entries.map((e) => e.storeUri).join(", ") : "none"}) include none of nixpool's builders: plain nix-build will not offload (nixpool build passes them itself).`,
       {
         fix: "nixpool config apply",
         data,

@@ -347,31 +347,6 @@ export function matchNixUser(user: string, groups: readonly string[], list: read
   return list.some((e) => e === "*" || e === user || (e.startsWith("@") && groups.includes(e.slice(1))));
 }
 
-/** One machines-file entry as Nix reads it (fields beyond the URI may be absent). */
-export interface MachineEntry {
-  uri: string;
-  systems: string[];
-}
-
-/** Entries and @includes of a `builders` value or machines file (`;` and newlines separate entries). */
-export function parseMachinesSpec(text: string): { entries: MachineEntry[]; includes: string[] } {
-  const entries: MachineEntry[] = [];
-  const includes: string[] = [];
-  for (const raw of text.split(/[\n;]/)) {
-    const line = raw.replace(/#.*$/, "").trim();
-    if (!line) continue;
-    if (line.startsWith("@")) {
-      includes.push(line.slice(1).trim());
-      continue;
-    }
-    const fields = line.split(/\s+/);
-    const uri = fields[0] ?? "";
-    const systems = fields[1] && fields[1] !== "-" ? fields[1].split(",") : [];
-    entries.push({ uri, systems });
-  }
-  return { entries, includes };
-}
-
 /** What `ssh -G ALIAS` says ssh would use for a host: the real host and the known_hosts files. */
 export interface SshResolved {
   hostname: string;

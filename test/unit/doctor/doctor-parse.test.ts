@@ -9,7 +9,6 @@ import {
   matchNixUser,
   parseDfLine,
   parseKeyscan,
-  parseMachinesSpec,
   parseNixConfig,
   parseNixVersion,
   parsePublicKey,
@@ -196,7 +195,7 @@ test("remote facts: every field of the script's output", () => {
   assert.deepEqual(configWords(f.config ?? {}, "trusted-users"), ["root"]);
 });
 
-test("df, user lists and machines specs", () => {
+test("df and user lists", () => {
   assert.deepEqual(parseDfLine("tmpfs 8192 100 8092 2% /nix"), {
     sizeBytes: 8192 * 1024,
     availableBytes: 8092 * 1024,
@@ -205,12 +204,6 @@ test("df, user lists and machines specs", () => {
   assert.equal(matchNixUser("alice", ["users"], ["root", "@users"]), true);
   assert.equal(matchNixUser("alice", ["users"], ["root"]), false);
   assert.equal(matchNixUser("alice", [], ["*"]), true);
-  const spec = parseMachinesSpec("ssh-ng://b1 x86_64-linux - 2 ; ssh://b2 # comment\n@/etc/nix/machines\n\n");
-  assert.deepEqual(spec.entries, [
-    { uri: "ssh-ng://b1", systems: ["x86_64-linux"] },
-    { uri: "ssh://b2", systems: [] },
-  ]);
-  assert.deepEqual(spec.includes, ["/etc/nix/machines"]);
 });
 
 test("Nix failures are recognised from their text, and the symptom drops progress noise", () => {

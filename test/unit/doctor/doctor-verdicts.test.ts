@@ -16,6 +16,11 @@ import {
 import { assembleBuilderReport, assembleReport, computeExitCode } from "../../../src/core/doctor/model.js";
 import { parseRemoteFacts, parseSshVerbose, type RemoteFacts } from "../../../src/core/doctor/parse.js";
 import { renderDoctorReport, toDoctorJson } from "../../../src/core/doctor/render.js";
+import {
+  parseMachineEntry,
+  parseMachinesFile,
+  type ParsedMachine,
+} from "../../../src/core/machines-parse.js";
 
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4ICnaFD9NFgSVA/bKHPAq2/ARDwFab1o/vsrihPjRO";
 const OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFf6eCF/IOLqfn77M1YNRCnKsTTM0gMgHciZUBq1NWu9";
@@ -344,6 +349,13 @@ test("a failed round trip is attributed to the check that explains it", () => {
   assert.match(rt.fix ?? "", /trust check/);
 });
 
+/** One machine entry, parsed by the one machines parser. */
+function machine(line: string): ParsedMachine {
+  const m = parseMachineEntry(line, { file: "/etc/nix/machines", line: 1 }).machine;
+  assert.ok(m, line);
+  return m;
+}
+
 function local(over: Partial<LocalFacts> = {}): LocalFacts {
   return {
     user: "alice",
@@ -361,8 +373,9 @@ function local(over: Partial<LocalFacts> = {}): LocalFacts {
     stateWritable: false,
     env: {},
     machines: {
-      entries: [{ uri: "ssh-ng://nixpool-b1", systems: [] }],
+      entries: [machine("ssh-ng://nixpool-b1")],
       files: [{ path: "/etc/nix/machines", exists: true }],
+      problems: [],
     },
     substituters: [],
     poolUris: ["ssh-ng://nixpool-b1"],
@@ -386,7 +399,7 @@ test("local checks: daemon mode, untrusted user, NIX_SSHOPTS that never reaches 
     [["local.nix", "fail"]],
   );
   const missingFile = judgeLocal(
-    local({ machines: { entries: [], files: [{ path: "/etc/nix/machines", exists: false }] } }),
+    local({ machines: { entries: [], files: [{ path: "/etc/nix/machines", exists: false }], problems: [] } }),
   );
   assert.equal(missingFile.find((c) => c.id === "local.builders")?.status, "warn");
   const offline = judgeLocal(
@@ -507,4 +520,41 @@ test("auth: no mutual signature algorithm points at an ED25519 key", () => {
     auth.fix ?? "",
     /^Use an ED25519 key: ssh-keygen -t ed25519 .*identityFile = "\/root\/\.ssh\/nixpool_ed25519"/,
   );
+});
+
+test("local builders: the doctor reads machines with Nix 2.8's parser, and fails where Nix refuses them", async () => {
+  // An indented comment is fatal to Nix 2.8; a scheme-less URI means ssh://, not the pool's ssh-ng://.
+  const files: Record<string, string> = {
+    "/etc/nix/machines": "nixpool-b1 x86_64-linux\n  # indented comment\n",
+  };
+  const parsed = await parseMachinesFile("builders setting", "@/etc/nix/machines", {
+    read: (p) =>
+      Promise.resolve(files[p] === undefined ? { kind: "missing" } : { kind: "text", text: files[p] }),
+  });
+  assert.deepEqual(
+    parsed.machines.map((m) => m.storeUri),
+    ["ssh://nixpool-b1"],
+  );
+  const facts = local({
+    machines: {
+      entries: parsed.machines,
+      files: [{ path: "/etc/nix/machines", exists: true }],
+      problems: parsed.diagnostics,
+    },
+  });
+  const c = judgeLocal(facts).find((x) => x.id === "local.builders");
+  assert.equal(c?.status, "fail");
+  assert.match(c?.message ?? "", /\/etc\/nix\/machines:2: error: an entry holding only whitespace/);
+  // Without the bad line the entry parses, but ssh:// is not the pool's ssh-ng:// builder.
+  const ok = judgeLocal(
+    local({
+      machines: {
+        entries: parsed.machines,
+        files: [{ path: "/etc/nix/machines", exists: true }],
+        problems: [],
+      },
+    }),
+  ).find((x) => x.id === "local.builders");
+  assert.equal(ok?.status, "warn");
+  assert.match(ok?.message ?? "", /ssh:\/\/nixpool-b1\) include none of nixpool's builders/);
 });
