@@ -1,5 +1,10 @@
 import type { InventoryBuilderEntry, NamedInventoryEntry } from "./inventory-render.js";
-import type { MachinesDiagnostic, MachinesLocation, ParsedMachine, ParseMachinesResult } from "./machines-parse.js";
+import type {
+  MachinesDiagnostic,
+  MachinesLocation,
+  ParsedMachine,
+  ParseMachinesResult,
+} from "./machines-parse.js";
 
 /**
  * Import planning: which machines of a parsed machines file nixpool can manage, and the

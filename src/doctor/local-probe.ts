@@ -4,12 +4,7 @@ import { homedir, userInfo } from "node:os";
 import { loadMachines } from "../adapters/machines-file.js";
 import { run } from "../adapters/runner.js";
 import { hookSshOptions, type LocalFacts } from "../core/doctor/local-verdicts.js";
-import {
-  configWords,
-  parseNixConfig,
-  parseNixVersion,
-  parseSshResolved,
-} from "../core/doctor/parse.js";
+import { configWords, parseNixConfig, parseNixVersion, parseSshResolved } from "../core/doctor/parse.js";
 
 const NIX = ["nix", "--extra-experimental-features", "nix-command"];
 

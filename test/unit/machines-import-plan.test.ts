@@ -17,7 +17,6 @@ function parse(text: string, files: Record<string, string> = {}, errors: Record<
   return parseMachinesFile("/etc/nix/machines", text, { read });
 }
 
-
 describe("analyseStoreUri", () => {
   it("splits ssh and ssh-ng URIs into protocol, user and host", () => {
     assert.deepEqual(analyseStoreUri("ssh://h"), {
