@@ -36,19 +36,27 @@ export function escapeXml(text: string): string {
 
 /** A tick step of 1, 2 or 5 × 10^k seconds (or whole minutes) giving about `target` ticks. */
 function tickStepMs(spanMs: number, target: number): number {
-  const steps = [100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
+  const steps = [
+    100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000,
+    1_800_000, 3_600_000,
+  ];
   const ideal = spanMs / target;
   for (const s of steps) if (s >= ideal) return s;
-  return Math.ceil(ideal / 600_000) * 600_000;
+  return Math.ceil(ideal / 3_600_000) * 3_600_000;
 }
 
-/** "0s", "2.5s", "45s", "2m", "1m30s". */
+/** "0s", "2.5s", "45s", "2m", "1m30s", "1h", "1h30m". */
 function formatTick(ms: number): string {
   const s = Math.round(ms / 100) / 10;
   if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  const rest = Math.round(s - m * 60);
-  return rest === 0 ? `${m}m` : `${m}m${String(rest).padStart(2, "0")}s`;
+  if (s < 3600) {
+    const m = Math.floor(s / 60);
+    const rest = Math.round(s - m * 60);
+    return rest === 0 ? `${m}m` : `${m}m${String(rest).padStart(2, "0")}s`;
+  }
+  const h = Math.floor(s / 3600);
+  const m = Math.round((s - h * 3600) / 60);
+  return m === 0 ? `${h}h` : `${h}h${String(m).padStart(2, "0")}m`;
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)}s`;

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StatusSnapshot } from "../../src/core/build-record.js";
 import { createStatusView, renderStatusBlock, sanitizeTerminalLine } from "../../src/cli/build-status.js";
+import { screen } from "../helpers/terminal-screen.js";
 
 const snapshot = (over: Partial<StatusSnapshot> = {}): StatusSnapshot => ({
   elapsedMs: 12_300,
@@ -72,33 +73,6 @@ test("derivation and builder names cannot move the cursor", () => {
 function fakeStream(isTTY: boolean, columns = 80, rows = 24) {
   const writes: string[] = [];
   return { writes, isTTY, columns, rows, write: (t: string) => (writes.push(t), true) };
-}
-
-/** What a terminal would show after the writes: applies "\n", "\r", cursor up (CSI n A), erase down (CSI J). */
-function screen(writes: readonly string[]): string[] {
-  const lines: string[] = [""];
-  let row = 0;
-  const text = writes.join("");
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i] ?? "";
-    if (ch === "\u001b") {
-      // eslint-disable-next-line no-control-regex
-      const m = /^\u001b\[(\d*)([A-Za-z])/.exec(text.slice(i));
-      assert.ok(m, `unknown escape at ${JSON.stringify(text.slice(i, i + 8))}`);
-      if (m[2] === "A") row = Math.max(0, row - Number(m[1] || 1));
-      else if (m[2] === "J") {
-        lines.splice(row + 1);
-        lines[row] = "";
-      } else assert.fail(`unexpected escape ${m[0]}`);
-      i += m[0].length - 1;
-    } else if (ch === "\n") {
-      row++;
-      if (lines.length <= row) lines.push("");
-    } else if (ch === "\r") {
-      // Always used at a line's start here.
-    } else lines[row] = (lines[row] ?? "") + ch;
-  }
-  return lines;
 }
 
 test("on a terminal: the block is redrawn in place and log lines go above it", async () => {

@@ -182,3 +182,24 @@ test("an attempt that failed before its first span: the others keep their number
   assert.match(tips[0] ?? "", /attempt 2 of 3, failed: builder local1 went silent for 20s$/);
   assert.match(tips[1] ?? "", /attempt 3 of 3$/);
 });
+
+test("axis ticks of a long build read in minutes and hours", () => {
+  const r = makeRecord({ name: "long", spans: attemptSpans("local1", 1, 0, { build: 2.5 * 3600_000 }) });
+  const svg = parseXml(renderTimelineSvg([r], { title: "t", wallMs: 2.5 * 3600_000, builders: pool }));
+  const ticks = allElements(svg)
+    .filter((e) => e.name === "g" && e.attributes["class"] === "axis")
+    .flatMap((g) => g.children.filter((c) => c.name === "text").map((c) => c.text));
+  assert.deepEqual(ticks, [
+    "0s",
+    "15m",
+    "30m",
+    "45m",
+    "1h",
+    "1h15m",
+    "1h30m",
+    "1h45m",
+    "2h",
+    "2h15m",
+    "2h30m",
+  ]);
+});
