@@ -78,6 +78,9 @@ interface Bar {
   attempts: number;
   /** Why this attempt ended without a result, or null when it succeeded (or still runs). */
   failure: string | null;
+  /** The attempt's first span, and how long the whole attempt took. */
+  first: boolean;
+  attemptMs: number;
 }
 
 /**
@@ -103,7 +106,10 @@ function collectBars(records: readonly DerivationRecord[]): Bar[] {
               ? (record.error ?? "failed")
               : (record.retries[attempt - 1]?.reason ?? "attempt failed, retried"),
           );
-      for (const span of spans) bars.push({ span, record, attempt, attempts: total, failure });
+      const attemptMs = (spans[spans.length - 1]?.endMs ?? 0) - (spans[0]?.startMs ?? 0);
+      spans.forEach((span, j) =>
+        bars.push({ span, record, attempt, attempts: total, failure, first: j === 0, attemptMs }),
+      );
     });
   }
   return bars;
@@ -233,6 +239,7 @@ export function renderTimelineSvg(records: readonly DerivationRecord[], options:
 
   // Bars, then the labels that fit inside them (drawn last so no bar covers a label).
   const labels: string[] = [];
+  const separators: string[] = [];
   for (const bar of bars) {
     const { span, record } = bar;
     const row = rowIndex.get(`${span.builder} #${span.slot}`) ?? 0;
@@ -253,13 +260,22 @@ export function renderTimelineSvg(records: readonly DerivationRecord[], options:
       `<rect class="span ${span.phase}${bar.failure !== null ? " failed" : ""}" x="${num(x0)}" y="${num(y)}" ` +
         `width="${num(w)}" height="${BAR_HEIGHT}" ${paint}><title>${escapeXml(tip)}</title></rect>`,
     );
+    // A white hairline where an attempt starts tells back-to-back derivations apart.
+    if (bar.first && (bar.attemptMs / endMs) * plotWidth >= 4) {
+      separators.push(
+        `<line x1="${num(x0 + 0.5)}" y1="${num(y)}" x2="${num(x0 + 0.5)}" y2="${num(y + BAR_HEIGHT)}"/>`,
+      );
+    }
     if (span.phase === "build" && w >= 30) {
-      const fit = Math.floor((w - 6) / 6);
+      const fit = Math.floor((w - 6) / 5.8);
       const name = record.name.length > fit ? `${record.name.slice(0, Math.max(1, fit - 1))}…` : record.name;
       labels.push(
         `<text x="${num(x0 + 3)}" y="${num(y + BAR_HEIGHT - 3.5)}" font-size="10.5" fill="#ffffff" pointer-events="none">${escapeXml(name)}</text>`,
       );
     }
+  }
+  if (separators.length > 0) {
+    out.push('<g class="separators" stroke="#ffffff" stroke-width="1">', ...separators, "</g>");
   }
   if (labels.length > 0) out.push('<g class="bar-labels">', ...labels, "</g>");
   if (bars.length === 0) {

@@ -203,3 +203,18 @@ test("axis ticks of a long build read in minutes and hours", () => {
     "2h30m",
   ]);
 });
+
+test("back-to-back derivations are told apart: a hairline where each wide attempt starts", () => {
+  const recs = [0, 1, 2].map((i) =>
+    makeRecord({
+      name: `leaf-${i}`,
+      spans: attemptSpans("local1", 1, i * 1000, { upload: 100, build: 800, download: 100 }),
+    }),
+  );
+  // Too narrow to see a hairline on: none drawn.
+  recs.push(makeRecord({ name: "tiny", spans: attemptSpans("local1", 2, 0, { build: 1 }) }));
+  const svg = parseXml(renderTimelineSvg(recs, { title: "t", wallMs: 3000, builders: pool }));
+  const group = allElements(svg).find((e) => e.attributes["class"] === "separators");
+  assert.equal(group?.children.length, 3);
+  assert.equal(spanRects(svg).length, 10);
+});
