@@ -1,6 +1,63 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/** Modules with effects (processes, files, network, clock) that src/core must not import. */
+const EFFECT_MODULES = [
+  "fs",
+  "fs/promises",
+  "child_process",
+  "net",
+  "process",
+  "os",
+  "http",
+  "https",
+  "http2",
+  "dgram",
+  "dns",
+  "tls",
+  "timers",
+  "timers/promises",
+  "readline",
+  "worker_threads",
+  "cluster",
+].flatMap((m) => [m, `node:${m}`]);
+
+/** src/core: pure. No effect modules, no effect packages, nothing outside src/core (`depth` = folders below src/core). */
+/** @param {number} depth */
+function coreLayer(depth) {
+  return {
+    files: [`src/core/${"*/".repeat(depth)}*.ts`],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: [...EFFECT_MODULES, "execa", "@hono/node-server"].map((name) => ({
+            name,
+            message: "src/core is pure: effects live in src/adapters (see docs/development.md#layers).",
+          })),
+          patterns: [
+            {
+              regex: `^(\\.\\./){${depth + 1},}`,
+              message: "src/core imports only src/core (see docs/development.md#layers).",
+            },
+          ],
+        },
+      ],
+      "no-restricted-globals": [
+        "error",
+        ...["process", "setTimeout", "setInterval", "fetch"].map((name) => ({
+          name,
+          message: "src/core is pure: pass the value in (env, clock, timers) from the caller.",
+        })),
+      ],
+      "no-restricted-properties": [
+        "error",
+        { object: "Date", property: "now", message: "src/core is pure: take the time as an argument." },
+      ],
+    },
+  };
+}
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "src/providers/hetzner/generated/"] },
   js.configs.recommended,
@@ -29,6 +86,45 @@ export default tseslint.config(
       "@typescript-eslint/restrict-template-expressions": [
         "error",
         { allowNumber: true, allowBoolean: true },
+      ],
+    },
+  },
+  // Layers (docs/development.md#layers): each rule below is a directory's import boundary.
+  coreLayer(0),
+  coreLayer(1),
+  coreLayer(2),
+  {
+    // A command never imports another command: what two commands share lives below them.
+    files: ["src/commands/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^\\./|^\\.\\./commands/",
+              message: "Commands do not import other commands: move what they share below src/commands.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Effects and providers sit below the commands and the CLI.
+    files: ["src/adapters/**/*.ts", "src/providers/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^(\\.\\./)+(commands|cli)/",
+              message:
+                "Adapters and providers do not import commands or the CLI (see docs/development.md#layers).",
+            },
+          ],
+        },
       ],
     },
   },

@@ -4,12 +4,8 @@ import { loadInventory, type LoadedInventory } from "../config/load.js";
 import { resolveInventoryPath, resolveStateDir } from "../config/paths.js";
 import { stdOutput, type Output } from "./output.js";
 
-/** Sources of builders beyond the inventory file (local pool, cloud workers), registered by providers. */
+/** A source of builders beyond the inventory file (local pool, cloud workers), read from the state directory. */
 export type BuilderSourceReader = (stateDir: string) => Promise<Builder[]>;
-const extraSources: BuilderSourceReader[] = [];
-export function registerBuilderSource(reader: BuilderSourceReader): void {
-  extraSources.push(reader);
-}
 
 export interface GlobalFlags {
   inventory?: string;
@@ -21,9 +17,15 @@ export class Context {
   readonly output: Output;
   readonly stateDir: string;
   readonly inventoryFlag: string | undefined;
+  readonly builderSources: readonly BuilderSourceReader[];
 
-  constructor(flags: GlobalFlags, output: Output = stdOutput) {
+  constructor(
+    flags: GlobalFlags,
+    builderSources: readonly BuilderSourceReader[],
+    output: Output = stdOutput,
+  ) {
     this.output = output;
+    this.builderSources = builderSources;
     this.stateDir = resolveStateDir(flags.stateDir);
     this.inventoryFlag = flags.inventory;
   }
@@ -39,7 +41,7 @@ export class Context {
   /** Builders of the other sources only (local pool, workers), without reading the inventory. */
   async sourceBuilders(): Promise<Builder[]> {
     const all: Builder[] = [];
-    for (const read of extraSources) all.push(...(await read(this.stateDir)));
+    for (const read of this.builderSources) all.push(...(await read(this.stateDir)));
     return all;
   }
 

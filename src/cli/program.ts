@@ -2,15 +2,11 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact, redactForTerminal } from "../core/redact.js";
-import { Context, registerBuilderSource, type GlobalFlags } from "./context.js";
+import { Context, type BuilderSourceReader, type GlobalFlags } from "./context.js";
 import { readPoolBuilders } from "../providers/local/pool.js";
 import { readWorkerBuilders } from "../providers/hetzner/workers.js";
-
-// Builders beyond the inventory: the local pool and rented workers, read from the state directory.
-registerBuilderSource(readPoolBuilders);
-registerBuilderSource(readWorkerBuilders);
 import { commandModules } from "./commands.js";
-import { joinNixArgPairs } from "../commands/build.js";
+import { joinNixArgPairs } from "./nix-args.js";
 
 /** nixpool's version, from its package.json (dist/cli/ and src/cli/ are both two levels down). */
 function packageVersion(): string {
@@ -19,6 +15,9 @@ function packageVersion(): string {
   };
   return pkg.version;
 }
+
+/** Builders beyond the inventory: the local pool and rented workers, read from the state directory. */
+const BUILDER_SOURCES: readonly BuilderSourceReader[] = [readPoolBuilders, readWorkerBuilders];
 
 const HELP_FOOTER = `
 Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 partial (some builders or entries failed), 130 interrupted.
@@ -40,7 +39,7 @@ export function buildProgram(): Command {
     .addHelpText("after", HELP_FOOTER)
     .showHelpAfterError()
     .exitOverride();
-  const context = () => new Context(program.opts<GlobalFlags>());
+  const context = () => new Context(program.opts<GlobalFlags>(), BUILDER_SOURCES);
   for (const register of commandModules) register(program, context);
   return program;
 }

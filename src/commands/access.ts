@@ -1,9 +1,9 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Option } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
-import { parseNumberFlag } from "../cli/flags.js";
+import { parseNumberFlag } from "../core/number-flag.js";
 import { renderTable } from "../cli/output.js";
+import { protocolOption, usersOption } from "../cli/access-options.js";
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
 import { parseDuration } from "../core/access/duration.js";
 import { renderNixConfFragment, renderSshdFragment } from "../core/access/fragments.js";
@@ -16,14 +16,6 @@ import { lookupAuthorizedKeys, lookupPrincipals } from "../access/keys-lookup.js
 import { resolveAccessPaths } from "../access/paths.js";
 import { syncAccess } from "../access/sync.js";
 import { loadUsers, updateUsers } from "../access/users-store.js";
-
-/** --protocol: the Nix protocol a key or certificate is forced into (shared with `nixpool ca`). */
-export const protocolOption = () =>
-  new Option("--protocol <protocol>", "Nix protocol a key is forced into")
-    .choices(["ssh-ng", "ssh"])
-    .default("ssh-ng");
-/** --users FILE (shared with `nixpool ca`). */
-export const usersOption = () => new Option("--users <file>", "users file (default STATE/users.toml)");
 
 /** The fast AuthorizedKeysCommand entry shipped next to this module. */
 function defaultKeysEntry(): string {

@@ -1,27 +1,11 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
-import { trapSignals } from "../cli/signals.js";
+import { trapSignals } from "../adapters/signals.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
 import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
 import type { Builder } from "../core/builder.js";
-import { buildOnWorker } from "./worker.js";
-
-/**
- * Rewrites nix-build style pairs (`--arg NAME VALUE`, `--argstr NAME VALUE`) into the single
- * `--arg=NAME=VALUE` form commander parses.
- */
-export function joinNixArgPairs(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? "";
-    if ((a === "--arg" || a === "--argstr") && i + 2 < argv.length && !(argv[i + 1] ?? "").includes("=")) {
-      out.push(`${a}=${argv[i + 1] ?? ""}=${argv[i + 2] ?? ""}`);
-      i += 2;
-    } else out.push(a);
-  }
-  return out;
-}
+import { buildOnWorker } from "../providers/hetzner/rent.js";
 
 function collectArg(kind: NixArg["kind"]) {
   return (raw: string, acc: NixArg[] = []): NixArg[] => {
@@ -142,7 +126,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
                     },
                   }),
             });
-          // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).
+          // --on: a rented worker is the only builder, deleted afterwards (see src/providers/hetzner/rent.ts).
           const { result, worker } = opts.on
             ? await buildOnWorker(ctx, opts.on, exec)
             : {

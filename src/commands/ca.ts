@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../adapters/fs.js";
 import { initCa, readIssued, readRevoked, resolveCaPaths, revokeCerts, signCert } from "../access/ca.js";
 import { resolveAccessPaths } from "../access/paths.js";
 import { loadUsers } from "../access/users-store.js";
-import { protocolOption, usersOption } from "./access.js";
+import { protocolOption, usersOption } from "../cli/access-options.js";
 
 /** nixpool ca …: a user CA for short-lived SSH certificates, with a KRL. */
 export const registerCa: RegisterCommands = (program, context) => {

@@ -1,6 +1,6 @@
 import type { RegisterCommands } from "../cli/commands.js";
-import { parseNumberFlag } from "../cli/flags.js";
-import { trapSignals } from "../cli/signals.js";
+import { parseNumberFlag } from "../core/number-flag.js";
+import { trapSignals } from "../adapters/signals.js";
 import { renderDoctorReport, toDoctorJson } from "../core/doctor/render.js";
 import { runDoctor } from "../doctor/run-doctor.js";
 

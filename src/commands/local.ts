@@ -1,6 +1,6 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import { renderTable } from "../cli/output.js";
-import { parseNumberFlag } from "../cli/flags.js";
+import { parseNumberFlag } from "../core/number-flag.js";
 import { poolDown, poolHealth, poolUp, readPool } from "../providers/local/pool.js";
 import { findOrphanHosts, requireRoot, stopHost } from "../providers/local/host.js";
 

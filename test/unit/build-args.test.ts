@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { joinNixArgPairs } from "../../src/commands/build.js";
+import { joinNixArgPairs } from "../../src/cli/nix-args.js";
 import { builderForMachine, detectDaemonMode, nixBuildArgv } from "../../src/adapters/nix-build.js";
 import type { Builder } from "../../src/core/builder.js";
 

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { LABELS, leaseLabels, newLease, parseDuration, planReap, type Lease } from "../../src/core/lease.js";
 import { renderCloudInit, renderWorkerNixConf } from "../../src/core/cloud-init.js";
 import { parseUserData } from "../../src/emulator/hetzner/user-data.js";
-import { parseOn, parseWorkerRequest, renderShellRc } from "../../src/commands/worker.js";
+import { parseOn, parseWorkerRequest } from "../../src/providers/hetzner/rent.js";
+import { renderShellRc } from "../../src/commands/worker.js";
 
 const NOW = Date.parse("2026-11-27T10:00:00Z");
 const lease = (id: string, o: Partial<Lease> = {}): Lease => ({

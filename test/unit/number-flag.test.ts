@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseNumberFlag } from "../../src/cli/flags.js";
+import { parseNumberFlag } from "../../src/core/number-flag.js";
 import { isNixpoolError } from "../../src/core/errors.js";
 
 test("numeric flags are parsed within their bounds", () => {

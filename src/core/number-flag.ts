@@ -1,4 +1,4 @@
-import { configError } from "../core/errors.js";
+import { configError } from "./errors.js";
 
 export interface NumberFlagOptions {
   /** Inclusive bounds. */
