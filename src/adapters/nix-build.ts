@@ -1,4 +1,3 @@
-import { accessSync, constants } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { sshAlias, storeUri, type Builder } from "../core/builder.js";
@@ -11,11 +10,13 @@ import {
 } from "../core/build-log.js";
 import { NixpoolError } from "../core/errors.js";
 import { formatMachinesDiagnostic } from "../core/machines-parse.js";
+import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { renderMachinesFile } from "../core/machines.js";
 import { classifySshFailure, machinesWithConnectionErrors, type SshFailure } from "../core/ssh-errors.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { readFileIfExists, writeFileAtomic } from "./fs.js";
 import { loadMachines } from "./machines-file.js";
+import { probeStoreFacts } from "./nix-store-probe.js";
 import { run } from "./runner.js";
 
 export interface NixArg {
@@ -91,22 +92,6 @@ export async function writeClientFiles(stateDir: string, builders: readonly Buil
 /** Environment that points Nix's ssh at nixpool's own ssh_config (never the user's ~/.ssh). */
 export function nixSshEnv(files: Pick<ClientFiles, "sshConfig">): Record<string, string> {
   return { NIX_SSHOPTS: `-F ${files.sshConfig}` };
-}
-
-/**
- * Whether a Nix daemon (not this process) will perform builds: then the build hook runs as
- * root with root's ssh setup, and ignores --builders from untrusted users.
- */
-export function detectDaemonMode(env: Record<string, string | undefined>, uid: number): boolean {
-  const remote = env["NIX_REMOTE"] ?? "";
-  if (remote === "daemon" || remote.startsWith("unix://")) return true;
-  if (remote === "local" || uid === 0) return false;
-  try {
-    accessSync("/nix/var/nix/db", constants.W_OK);
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 /** The nix-build argv: no local builds (max-jobs 0), our machines file, no substituters, JSON log. */
@@ -203,11 +188,11 @@ function summarise(state: BuildLogState, builders: readonly Builder[]): BuiltDer
  * through Nix's build hook, and reports which builder built what and how long it took.
  */
 export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult> {
-  const env = req.env ?? process.env;
+  const env = { ...process.env, ...(req.env ?? {}) };
   const usable = req.builders.filter((b) => b.hostKey);
   let machinesArg: string | undefined;
   let files: ClientFiles | undefined;
-  if (detectDaemonMode(env, process.getuid?.() ?? 0)) {
+  if (isDaemonBuilding(await probeStoreFacts(env))) {
     // The daemon's hook runs as root and ignores our --builders and NIX_SSHOPTS: the applied
     // system configuration must hold the builders.
     await checkDaemonConfig(usable);

@@ -1,26 +1,19 @@
-import { constants } from "node:fs";
-import { access, readdir, readFile, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { homedir, userInfo } from "node:os";
 import { loadMachines } from "../adapters/machines-file.js";
+import { probeStoreAccess } from "../adapters/nix-store-probe.js";
 import { run } from "../adapters/runner.js";
+import { effectiveStoreUri } from "../core/nix-store-kind.js";
 import { hookSshOptions, type LocalFacts } from "../core/doctor/local-verdicts.js";
-import { configWords, parseNixConfig, parseNixVersion, parseSshResolved } from "../core/doctor/parse.js";
+import {
+  configString,
+  configWords,
+  parseNixConfig,
+  parseNixVersion,
+  parseSshResolved,
+} from "../core/doctor/parse.js";
 
 const NIX = ["nix", "--extra-experimental-features", "nix-command"];
-
-async function isSocket(path: string): Promise<boolean> {
-  return stat(path).then(
-    (s) => s.isSocket(),
-    () => false,
-  );
-}
-
-async function canWrite(path: string): Promise<boolean> {
-  return access(path, constants.R_OK | constants.W_OK).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** NIX_SSHOPTS of a running nix-daemon (readable as root), or undefined. */
 async function readDaemonSshOpts(): Promise<string | undefined> {
@@ -99,7 +92,7 @@ async function resolveAliases(f: LocalFacts): Promise<{ alias: string; hostname:
 export async function probeLocalNix(o: { poolUris: string[]; signal?: AbortSignal }): Promise<LocalFacts> {
   const info = userInfo();
   const signalOpt = o.signal ? { signal: o.signal } : {};
-  const [groups, version, config, daemonSocket, stateWritable, daemonSshOpts] = await Promise.all([
+  const [groups, version, config, daemonSshOpts] = await Promise.all([
     run(["id", "-Gn"], { reject: false, timeout: 5000, ...signalOpt }).then(
       (r) => r.stdout.trim().split(/\s+/).filter(Boolean),
       () => [] as string[],
@@ -115,10 +108,13 @@ export async function probeLocalNix(o: { poolUris: string[]; signal?: AbortSigna
           : { error: r.stderr.trim().split("\n")[0] ?? `exit ${r.exitCode}` },
       (e: unknown) => ({ error: e instanceof Error ? e.message : String(e) }),
     ),
-    isSocket("/nix/var/nix/daemon-socket/socket"),
-    canWrite("/nix/var/nix"),
     readDaemonSshOpts(),
   ]);
+  const storeSetting = "config" in config && config.config ? configString(config.config, "store") : "";
+  const { daemonSocket, stateWritable } = await probeStoreAccess(
+    effectiveStoreUri({ storeSetting, nixRemote: process.env["NIX_REMOTE"] }),
+    process.env,
+  );
   const facts: LocalFacts = {
     user: info.username,
     uid: info.uid,

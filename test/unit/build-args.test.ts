@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { joinNixArgPairs } from "../../src/cli/nix-args.js";
-import { builderForMachine, detectDaemonMode, nixBuildArgv } from "../../src/adapters/nix-build.js";
+import { builderForMachine, nixBuildArgv } from "../../src/adapters/nix-build.js";
 import type { Builder } from "../../src/core/builder.js";
 
 test("nix-build style --arg NAME VALUE pairs are joined; the joined form passes through", () => {
@@ -47,13 +47,6 @@ test("nix-build argv never builds locally and never substitutes", () => {
     "--log-format",
     "internal-json",
   ]);
-});
-
-test("daemon mode is detected from NIX_REMOTE and the uid", () => {
-  assert.equal(detectDaemonMode({ NIX_REMOTE: "daemon" }, 0), true);
-  assert.equal(detectDaemonMode({ NIX_REMOTE: "unix:///nix/var/nix/daemon-socket/socket" }, 0), true);
-  assert.equal(detectDaemonMode({ NIX_REMOTE: "local" }, 1000), false);
-  assert.equal(detectDaemonMode({}, 0), false);
 });
 
 test("machine URIs from Nix's log map back to builder names", () => {

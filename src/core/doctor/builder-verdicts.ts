@@ -9,12 +9,12 @@ import {
   matchNixUser,
   parsePublicKey,
   parseStorePing,
-  resolveStoreKind,
   type OfferedKey,
   type PublicKey,
   type RemoteFacts,
   type SshTrace,
 } from "./parse.js";
+import { effectiveStoreUri, resolveStoreKind, type StoreKind } from "../nix-store-kind.js";
 import { classifyFailure, symptomOf } from "./nix-errors.js";
 
 /** Everything the probes found out about one builder; absent fields were not probed. */
@@ -496,8 +496,9 @@ function judgeAuth(p: BuilderProbe, reachable: boolean, hostKeyOk: boolean): Che
 }
 
 /** Which store a remote Nix command opens for the login user: Nix 2.8's "auto" rules. */
-export function remoteStoreKind(f: RemoteFacts): "daemon" | "local" | "other" {
-  return resolveStoreKind((f.config ? configString(f.config, "store") : "") || f.nixRemote || "auto", f);
+export function remoteStoreKind(f: RemoteFacts): StoreKind {
+  const storeSetting = f.config ? configString(f.config, "store") : "";
+  return resolveStoreKind(effectiveStoreUri({ storeSetting, nixRemote: f.nixRemote }), f);
 }
 
 function judgeRemoteNix(p: BuilderProbe, f: RemoteFacts): CheckResult {

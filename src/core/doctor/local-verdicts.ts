@@ -5,9 +5,9 @@ import {
   configString,
   configWords,
   matchNixUser,
-  resolveStoreKind,
   type NixConfig,
 } from "./parse.js";
+import { isDaemonBuilding } from "../nix-store-kind.js";
 import { formatMachinesDiagnostic, type MachinesDiagnostic, type ParsedMachine } from "../machines-parse.js";
 
 /** What the local probes found out about this machine's Nix. */
@@ -44,8 +44,8 @@ const MIN_NIX_VERSION = "2.4";
 
 /** The local store kind: "daemon" when a nix-daemon performs builds (its hook runs as root). */
 export function localStoreKind(f: LocalFacts): "daemon" | "local" {
-  const store = (f.config ? configString(f.config, "store") : "") || f.env.NIX_REMOTE || "auto";
-  return resolveStoreKind(store, f) === "daemon" ? "daemon" : "local";
+  const storeSetting = f.config ? configString(f.config, "store") : "";
+  return isDaemonBuilding({ ...f, storeSetting, nixRemote: f.env.NIX_REMOTE }) ? "daemon" : "local";
 }
 
 /**

@@ -370,17 +370,3 @@ export function parseSshResolved(stdout: string): SshResolved {
     knownHostsFiles: [...new Set(files.filter((x) => x && x !== "/dev/null" && x !== "none"))],
   };
 }
-
-/**
- * Which store Nix 2.8 opens for a `store` setting (or NIX_REMOTE): "auto" means the local store
- * when /nix/var/nix is writable or no daemon socket exists, else the daemon.
- */
-export function resolveStoreKind(
-  store: string,
-  o: { stateWritable: boolean; daemonSocket: boolean },
-): "daemon" | "local" | "other" {
-  if (store === "daemon" || store.startsWith("unix://")) return "daemon";
-  if (store === "local" || store.startsWith("/")) return "local";
-  if (store === "auto") return o.stateWritable || !o.daemonSocket ? "local" : "daemon";
-  return "other";
-}

@@ -13,7 +13,7 @@ echo "@@nix-remote \${NIX_REMOTE-}"
 echo "@@path $PATH"
 for c in nix-store nix-daemon nix; do echo "@@which $c $(command -v $c 2>/dev/null)"; done
 echo "@@nix-version $(nix-store --version 2>/dev/null)"
-if [ -S /nix/var/nix/daemon-socket/socket ]; then echo "@@daemon-socket yes"; fi
+if [ -e /nix/var/nix/daemon-socket/socket ] || [ -L /nix/var/nix/daemon-socket/socket ]; then echo "@@daemon-socket yes"; fi
 if [ -r /nix/var/nix ] && [ -w /nix/var/nix ]; then echo "@@state-writable yes"; fi
 echo "@@store-owner $(stat -c %U /nix/store 2>/dev/null)"
 echo "@@df $(df -Pk /nix/store 2>/dev/null | tail -n 1)"
