@@ -167,3 +167,68 @@ export async function runInteractive(
   if (result.exitCode !== undefined) return result.exitCode;
   return 128 + (result.signal ? (osConstants.signals[result.signal] ?? 0) : 0);
 }
+
+/** A process whose pipes the caller drives (a protocol session); see spawnPiped. */
+export interface PipedProcess {
+  stdin: NodeJS.WritableStream & { destroyed: boolean; end(): void };
+  stdout: NodeJS.ReadableStream;
+  stderr: NodeJS.ReadableStream;
+  pid: number | undefined;
+  /** The escaped command, for messages. */
+  command: string;
+  /** Settles when the process has exited (never rejects). */
+  exited: Promise<{
+    exitCode: number | undefined;
+    signal: string | undefined;
+    failedToStart: string | undefined;
+  }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Starts argv with its three pipes left to the caller, for long-lived protocol peers such as
+ * `nix-store --serve`: no timeout (the caller owns liveness), killed when `signal` aborts or
+ * when nixpool exits.
+ */
+export function spawnPiped(
+  argv: readonly string[],
+  options: { env?: Record<string, string | undefined>; signal?: AbortSignal } = {},
+): PipedProcess {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error("spawnPiped() needs a command");
+  const child = execa(file, args, {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: false,
+    reject: false,
+    cleanup: true,
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.signal ? { cancelSignal: options.signal, forceKillAfterDelay: 1000 } : {}),
+  });
+  const exited = child.then(
+    (r) => ({
+      exitCode: r.exitCode,
+      signal: r.signal,
+      failedToStart:
+        r.failed && r.exitCode === undefined && !r.signal && !r.isCanceled ? r.shortMessage : undefined,
+    }),
+    (e: unknown) => ({ exitCode: undefined, signal: undefined, failedToStart: String(e) }),
+  );
+  if (!child.stdin || !child.stdout || !child.stderr) throw new Error("spawnPiped: pipes missing");
+  return {
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    pid: child.pid,
+    command: redact(
+      [file, ...args]
+        .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
+        .join(" "),
+    ),
+    exited,
+    kill: (signal: NodeJS.Signals = "SIGTERM") => {
+      child.kill(signal);
+    },
+  };
+}
