@@ -12,6 +12,8 @@ import { NixpoolError } from "../core/errors.js";
 import { formatMachinesDiagnostic } from "../core/machines-parse.js";
 import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { renderMachinesFile } from "../core/machines.js";
+import { compareNatural } from "../core/natural-order.js";
+import { evalFailure, splitNixMessages } from "../core/nix-eval-errors.js";
 import { classifySshFailure, machinesWithConnectionErrors, type SshFailure } from "../core/ssh-errors.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { readFileIfExists, writeFileAtomic } from "./fs.js";
@@ -173,7 +175,7 @@ export function builderForMachine(machine: string, builders: readonly Builder[])
 
 function summarise(state: BuildLogState, builders: readonly Builder[]): BuiltDerivation[] {
   return [...state.builds.values()]
-    .sort((a, b) => a.startedMs - b.startedMs)
+    .sort((a, b) => compareNatural(derivationName(a.drv), derivationName(b.drv)) || a.startedMs - b.startedMs)
     .map((b) => ({
       drv: b.drv,
       name: derivationName(b.drv),
@@ -224,6 +226,8 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
   });
   const derivations = summarise(state, usable);
   if (result.exitCode !== 0) {
+    const evaluation = evalFailure(result.stderr, resolve(req.file));
+    if (evaluation) throw evaluation;
     const unreachable = files
       ? await diagnoseConnections(state.errors.join("\n") + result.stderr, usable, files)
       : undefined;
@@ -316,7 +320,12 @@ function buildFailure(state: BuildLogState, derivations: BuiltDerivation[], stde
   const drv = failedDerivation(state.errors);
   const built = derivations.find((d) => d.drv === drv);
   const tail = (drv ? state.builds.get(drv)?.logTail : undefined) ?? [];
-  const nixError = state.errors.join("\n").trim() || stderr.split("\n").slice(-10).join("\n");
+  const nixError =
+    state.errors.join("\n").trim() ||
+    splitNixMessages(stderr)
+      .filter((m) => !m.startsWith("warning:"))
+      .slice(-10)
+      .join("\n");
   const plainErrors = state.errors.join("\n");
   let hint = "Run nixpool doctor to check the builders.";
   if (/Failed to find a machine|unable to start any build/.test(plainErrors))

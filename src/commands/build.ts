@@ -136,7 +136,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
           if (opts.json) return ctx.output.json(worker ? { ...result, worker } : result);
           ctx.output.out(renderBuildReport(result));
         } catch (e) {
-          if (e instanceof NixpoolError && e.code === "BUILD_FAILED" && !opts.json) {
+          // Nix's own error text (with file:line:column for an evaluation error) before nixpool's.
+          if (e instanceof NixpoolError && typeof e.details?.["nixError"] === "string" && !opts.json) {
             const tail = (e.details?.["logTail"] as string[] | undefined) ?? [];
             const nixError = typeof e.details?.["nixError"] === "string" ? e.details["nixError"] : "";
             if (nixError) ctx.output.err(nixError);

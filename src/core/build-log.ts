@@ -96,7 +96,11 @@ export function applyBuildLogLine(
       break;
     }
     case "msg": {
-      if (ev["level"] === 0 && typeof ev["msg"] === "string") state.errors.push(stripAnsi(ev["msg"]));
+      // Nix prints its warnings at level 0 too; they are never the reason a build failed.
+      if (ev["level"] === 0 && typeof ev["msg"] === "string") {
+        const msg = stripAnsi(ev["msg"]);
+        if (!msg.startsWith("warning:")) state.errors.push(msg);
+      }
       break;
     }
   }

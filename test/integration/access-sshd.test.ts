@@ -13,6 +13,7 @@ import { run, spawnDetached, type RunResult } from "../../src/adapters/runner.js
 import { hostExecArgv, startHost, stopHost, type HostRecord } from "../../src/providers/local/host.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
+import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
 
 const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina", "hank"] as const;
 const FIRST_UID = 62101;
@@ -47,6 +48,9 @@ describe("access control on a real sshd", () => {
   let host: HostRecord | undefined;
   let daemonPid = 0;
   let knownHosts: string;
+  // sshd runs the keys command as nobody: from a copy it can read (the checkout may be 0700).
+  let staged: StagedCli;
+  let entry: string;
   const key = (name: string) => join(tmp.dir, "keys", name);
   const pub = async (name: string) => (await readFile(`${key(name)}.pub`, "utf8")).trim();
   const cli = (args: string[]) => runCli(state, args);
@@ -147,6 +151,8 @@ describe("access control on a real sshd", () => {
     // sshd runs the keys command as nobody: the state must be readable by it.
     await chmod(tmp.dir, 0o755);
     state = join(tmp.dir, "state");
+    staged = await stageCli();
+    entry = join(staged.dir, "dist", "access", "keys-command.js");
     await mkdir(join(tmp.dir, "keys"), { recursive: true });
     for (const name of [...ACCOUNTS, "operator"]) {
       await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `${name}@test`, "-f", key(name)]);
@@ -182,7 +188,7 @@ describe("access control on a real sshd", () => {
     await mustCli(["ca", "init"]);
     const hostDir = join(tmp.dir, "host");
     // First value wins: root keeps the pool's file, members also get nixpool's static files.
-    const sshdConfig = `AuthorizedKeysFile ${hostDir}/authorized_keys ${staticDir}/%u\n${(await mustCli(["access", "sshd-config"])).stdout}`;
+    const sshdConfig = `AuthorizedKeysFile ${hostDir}/authorized_keys ${staticDir}/%u\n${(await mustCli(["access", "sshd-config", "--entry", entry])).stdout}`;
     const nixConf = (await mustCli(["access", "nix-conf"])).stdout;
     assert.match(sshdConfig, /TrustedUserCAKeys/);
 
@@ -247,12 +253,12 @@ describe("access control on a real sshd", () => {
     if (host) await stopHost(host);
     await gh?.stop();
     await tmp?.cleanup();
+    await staged?.cleanup();
   });
 
   test("the generated fragments are in effect: sshd -T and the keys command user's view", async () => {
     const h = host as HostRecord;
     const effective = (await run(hostExecArgv(h, ["/usr/sbin/sshd", "-T", "-f", h.sshdConfigPath]))).stdout;
-    const entry = join(import.meta.dirname, "../../dist/access/keys-command.js");
     const command = `${process.execPath} ${entry} --state-dir ${state}`;
     for (const line of [
       `authorizedkeyscommand ${command} --protocol ssh-ng %u`,
@@ -399,7 +405,6 @@ describe("access control on a real sshd", () => {
       await gh.setDown(false);
       gh.setKeys("dave-gh", [await pub("dave")]);
     });
-    const entry = join(import.meta.dirname, "../../dist/access/keys-command.js");
     const cases: [string, () => Promise<void>][] = [
       ["down", () => gh.setDown(true)],
       [

@@ -1,13 +1,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chmod, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { run } from "../../src/adapters/runner.js";
-import { CLI, makeTempDir } from "../helpers/cli.js";
+import { makeTempDir } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
-
-const EXAMPLES = resolve(import.meta.dirname, "../../examples");
+import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
 
 /**
  * A multi-user install, for real: in a private mount namespace, nixpool config apply writes
@@ -17,6 +16,7 @@ const EXAMPLES = resolve(import.meta.dirname, "../../examples");
  */
 const SCRIPT = `
 set -eu
+mkdir -p /etc/nix /etc/ssh/ssh_config.d /nix/var/nix/daemon-socket
 mount --bind "$T/etc-nix" /etc/nix
 mount --bind "$T/ssh_config.d" /etc/ssh/ssh_config.d
 mount --bind "$T/socket" /nix/var/nix/daemon-socket
@@ -34,14 +34,18 @@ setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$T/user" NIX_REMOTE
 describe("multi-user Nix: config apply makes the daemon offload to the pool", { timeout: 300_000 }, () => {
   let pool: TestPool;
   let t: { dir: string; cleanup: () => Promise<void> };
+  // The unprivileged user runs a copy of the CLI: the checkout may sit in a 0700 directory.
+  let staged: StagedCli;
 
   before(async () => {
     pool = await startTestPool(1, 2);
     t = await makeTempDir("nixpool-daemon-");
+    staged = await stageCli();
   });
   after(async () => {
-    await pool.cleanup();
-    await t.cleanup();
+    await pool?.cleanup();
+    await t?.cleanup();
+    await staged?.cleanup();
   });
 
   test("an unprivileged user's build goes through the daemon to a pool builder", async () => {
@@ -56,12 +60,12 @@ describe("multi-user Nix: config apply makes the daemon offload to the pool", { 
       "build-users-group =\nsubstituters =\nmax-jobs = 0\nsandbox = false\n",
     );
     const file = join(T, "graph.nix");
-    await copyFile(join(EXAMPLES, "graph.nix"), file);
+    await copyFile(join(staged.examples, "graph.nix"), file);
     await chmod(file, 0o644);
     const r = await run(["unshare", "-m", "--propagation", "private", "sh", "-c", SCRIPT], {
       reject: false,
       timeout: 240_000,
-      env: { T, CLI, STATE: pool.stateDir, FILE: file, SEED: randomBytes(6).toString("hex") },
+      env: { T, CLI: staged.cli, STATE: pool.stateDir, FILE: file, SEED: randomBytes(6).toString("hex") },
     });
     const err = await readFile(join(T, "build.err"), "utf8").catch(() => "");
     const daemonLog = await readFile(join(T, "daemon.log"), "utf8").catch(() => "");

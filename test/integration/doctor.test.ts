@@ -15,8 +15,9 @@ import {
   type HostSpec,
 } from "../../src/providers/local/host.js";
 import type { CheckResult, DoctorReport } from "../../src/core/doctor/model.js";
-import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
+import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { stageCli } from "../helpers/staged-cli.js";
 
 const SYSTEM = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
 
@@ -371,8 +372,11 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     assert.equal(check(report, "missing-identity", "auth").status, "fail");
   });
 
-  test("identity file the user running ssh cannot read: chown and chmod for that user", async () => {
-    // The doctor runs as "nobody"; the key sits in root's 0700 directory.
+  test("identity file the user running ssh cannot read: chown and chmod for that user", async (t) => {
+    // The doctor runs as "nobody" (from a copy of the CLI it can read); the key sits in root's
+    // 0700 directory.
+    const staged = await stageCli();
+    t.after(() => staged.cleanup());
     const state = join(tmp.dir, "state-nobody");
     await mkdir(state, { mode: 0o777 });
     await chmod(state, 0o777);
@@ -382,7 +386,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
         "--reuid=nobody",
         "--regid=nogroup",
         "--clear-groups",
-        ...["node", CLI, "--state-dir", state, "--inventory", invPath, "doctor", "healthy"],
+        ...["node", staged.cli, "--state-dir", state, "--inventory", invPath, "doctor", "healthy"],
         ...["--no-local", "--json", "--timeout", "20"],
       ],
       { reject: false, timeout: 120_000 },

@@ -9,6 +9,7 @@ import { run } from "../../src/adapters/runner.js";
 import { isAlive } from "../../src/providers/local/host.js";
 import type { Pool } from "../../src/providers/local/pool.js";
 import { asNobody, CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
+import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
 
 const EXAMPLES = resolve(import.meta.dirname, "../../examples");
 const seed = () => randomBytes(8).toString("hex");
@@ -23,8 +24,11 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   let stateDir: string;
   let cleanupDir: () => Promise<void>;
   let pool: Pool;
+  // What runs as nobody runs from a copy it can read: the checkout may sit in a 0700 directory.
+  let staged: StagedCli;
 
   before(async () => {
+    staged = await stageCli();
     ({ dir: stateDir, cleanup: cleanupDir } = await makeTempDir("nixpool-lpb-"));
     const up = await runCli(stateDir, ["local", "up", "--builders", "2", "--jobs", "2", "--json"]);
     assert.equal(up.exitCode, 0, up.stderr);
@@ -34,6 +38,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   after(async () => {
     await runCli(stateDir, ["local", "down"]);
     await cleanupDir();
+    await staged?.cleanup();
   });
 
   test("local up starts two distinct builder hosts, listed as builders with pinned keys", async () => {
@@ -393,13 +398,13 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const r = await run(
         asNobody([
           "node",
-          CLI,
+          staged.cli,
           "--state-dir",
           join(dir, "state"),
           "--inventory",
           inventory,
           "build",
-          join(EXAMPLES, "graph.nix"),
+          join(staged.examples, "graph.nix"),
           "-o",
           join(dir, "r"),
         ]),
@@ -463,7 +468,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   test("without root, local up says so and what to do instead", async () => {
     await withTempDir(async (dir) => {
       await chmod(dir, 0o777);
-      const r = await run(asNobody(["node", CLI, "--state-dir", join(dir, "s"), "local", "up"]), {
+      const r = await run(asNobody(["node", staged.cli, "--state-dir", join(dir, "s"), "local", "up"]), {
         reject: false,
         env: { HOME: dir },
       });

@@ -61,3 +61,18 @@ test("derivationName strips the store hash and .drv", () => {
   assert.equal(derivationName(drv), "leaf-0");
   assert.equal(derivationName("/nix/store/vcwv436q0qnhahdvvg1xp56nk22ls1yw-graph-root.drv"), "graph-root");
 });
+
+test("Nix's warnings, printed at level 0 like errors, are never collected as errors", () => {
+  const s = createBuildLogState();
+  applyBuildLogLine(
+    s,
+    ev({
+      action: "msg",
+      level: 0,
+      msg: "warning: the group 'nixbld' specified in 'build-users-group' does not exist",
+    }),
+    0,
+  );
+  applyBuildLogLine(s, ev({ action: "msg", level: 0, msg: "\u001b[31;1merror:\u001b[0m boom" }), 0);
+  assert.deepEqual(s.errors, ["error: boom"]);
+});

@@ -178,8 +178,8 @@ export function isAlive(pid: number): boolean {
  */
 export async function startHost(spec: HostSpec): Promise<HostRecord> {
   await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
-  // The mount point of the host's private /etc/nix: Debian's nix-bin alone does not create it.
-  await mkdir("/etc/nix", { recursive: true, mode: 0o755 });
+  // Mount points of the private /nix and /etc/nix: a fresh nix-bin install may have neither yet.
+  for (const mountPoint of ["/nix", "/etc/nix"]) await mkdir(mountPoint, { recursive: true, mode: 0o755 });
   await mkdir(spec.dir, { recursive: true, mode: 0o700 });
   const slot = await reserveSlot();
   const ns = netnsName(slot);
