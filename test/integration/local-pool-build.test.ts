@@ -83,7 +83,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
           join(EXAMPLES, "graph.nix"),
           "--arg",
           "n",
-          "8",
+          "11",
           "--argstr",
           "seed",
           seed(),
@@ -95,12 +95,15 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       );
       assert.equal(r.exitCode, 0, r.stderr);
       const result = JSON.parse(r.stdout) as BuildJson;
-      assert.equal(result.derivations.length, 9);
-      const names = result.derivations.map((d) => d.name).sort();
-      assert.deepEqual(names, [...Array.from({ length: 8 }, (_, i) => `leaf-${i}`), "graph-root"].sort());
+      assert.equal(result.derivations.length, 12);
+      // Listed in natural order: leaf-2 before leaf-10.
+      assert.deepEqual(
+        result.derivations.map((d) => d.name),
+        ["graph-root", ...Array.from({ length: 11 }, (_, i) => `leaf-${i}`)],
+      );
       for (const d of result.derivations)
         assert.ok(["local1", "local2"].includes(d.builder), `${d.name} on ${d.builder}`);
-      // Both builders got work: the hook spread 8 leaves over 2 × 2 slots.
+      // Both builders got work: the hook spread 11 leaves over 2 × 2 slots.
       assert.equal(new Set(result.derivations.map((d) => d.builder)).size, 2);
       const [output] = result.outputs;
       assert.ok(output);
@@ -109,7 +112,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const content = await readFile(output, "utf8");
       assert.deepEqual(
         content.trim().split("\n"),
-        Array.from({ length: 8 }, (_, i) => `leaf-${i}`),
+        Array.from({ length: 11 }, (_, i) => `leaf-${i}`),
       );
       // The result is registered in the local store and rooted by the out-link.
       const roots = await run(["nix-store", "--gc", "--print-roots"]);
