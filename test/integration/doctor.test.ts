@@ -389,7 +389,8 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
         ...["node", staged.cli, "--state-dir", state, "--inventory", invPath, "doctor", "healthy"],
         ...["--no-local", "--json", "--timeout", "20"],
       ],
-      { reject: false, timeout: 120_000 },
+      // A working directory nobody can enter (a checkout under /root) would fail every spawn.
+      { reject: false, timeout: 120_000, cwd: state },
     );
     assert.equal(r.exitCode, 3, r.stderr);
     const asNobody = JSON.parse(r.stdout) as DoctorReport;
