@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+
 /** Public key types nixpool accepts anywhere: host keys, login keys, users files, GitHub (no DSA, no certificates). */
 export const KEY_TYPES = [
   "ssh-ed25519",
@@ -10,9 +12,14 @@ export const KEY_TYPES = [
 ] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
 
-/** A validated public key: type and base64 blob; the comment is kept only for display. */
-export interface PublicKey {
-  type: KeyType;
+/**
+ * The one public key type: key type, base64 blob, and a comment kept only for display.
+ * `PublicKey` (type one of KEY_TYPES) is what parseKeyLine accepts anywhere in nixpool;
+ * `PublicKey<string>` is a key as ssh reports it (keyscan, known_hosts, a .pub file),
+ * read with readKeyFields and used only to report what was found.
+ */
+export interface PublicKey<T extends string = KeyType> {
+  type: T;
   blob: string;
   comment: string;
 }
@@ -140,12 +147,12 @@ export function publicKeyProblem(line: string): string | undefined {
 }
 
 /** The key as "TYPE BASE64" (comment dropped), the form used for comparison and output. */
-export function formatKey(k: Pick<PublicKey, "type" | "blob">): string {
+export function formatKey(k: Pick<PublicKey<string>, "type" | "blob">): string {
   return `${k.type} ${k.blob}`;
 }
 
 /** Keeps the first occurrence of each key (same type and blob). */
-export function dedupeKeys<T extends Pick<PublicKey, "type" | "blob">>(keys: readonly T[]): T[] {
+export function dedupeKeys<T extends Pick<PublicKey<string>, "type" | "blob">>(keys: readonly T[]): T[] {
   const seen = new Set<string>();
   return keys.filter((k) => {
     const id = formatKey(k);
@@ -153,4 +160,28 @@ export function dedupeKeys<T extends Pick<PublicKey, "type" | "blob">>(keys: rea
     seen.add(id);
     return true;
   });
+}
+
+/** Reads "TYPE BLOB [COMMENT]" without judging it (what ssh printed); undefined without two fields. */
+export function readKeyFields(line: string): PublicKey<string> | undefined {
+  const [type, blob, ...rest] = line.trim().split(/\s+/);
+  if (!type || !blob) return undefined;
+  return { type, blob, comment: rest.join(" ") };
+}
+
+/** OpenSSH's SHA256 fingerprint of a key blob ("SHA256:…", unpadded base64). */
+export function fingerprintOf(key: Pick<PublicKey<string>, "blob">): string {
+  const digest = createHash("sha256").update(Buffer.from(key.blob, "base64")).digest("base64");
+  return `SHA256:${digest.replace(/=+$/, "")}`;
+}
+
+/** How ssh -v names a key type ("ssh-ed25519" → "ED25519"). */
+export function keyTypeLabel(type: string): string {
+  if (type === "ssh-ed25519") return "ED25519";
+  if (type === "ssh-rsa" || type.startsWith("rsa-sha2")) return "RSA";
+  if (type.startsWith("ecdsa-sha2")) return "ECDSA";
+  if (type.startsWith("sk-ssh-ed25519")) return "ED25519-SK";
+  if (type.startsWith("sk-ecdsa")) return "ECDSA-SK";
+  if (type === "ssh-dss") return "DSA";
+  return type.toUpperCase();
 }

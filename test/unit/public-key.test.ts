@@ -1,6 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { KeyLineError, dedupeKeys, parseKeyLine } from "../../src/core/public-key.js";
+import {
+  KeyLineError,
+  dedupeKeys,
+  fingerprintOf,
+  formatKey,
+  parseKeyLine,
+  readKeyFields,
+  type PublicKey,
+} from "../../src/core/public-key.js";
 import { ed25519Line, mismatchedLine, rsaLine } from "../helpers/key-fixtures.js";
 
 test("a plain ed25519 line parses, comment kept", () => {
@@ -43,4 +51,18 @@ test("dedupeKeys ignores comments", () => {
   const b = parseKeyLine(ed25519Line(1, "two"));
   const c = parseKeyLine(ed25519Line(2));
   assert.deepEqual(dedupeKeys([a, b, c]), [a, c]);
+});
+
+test("one PublicKey: a key ssh reports and the same key nixpool validates agree on type, blob and fingerprint", () => {
+  const line = ed25519Line(7, "host");
+  const accepted: PublicKey = parseKeyLine(line);
+  const reported: PublicKey<string> | undefined = readKeyFields(line);
+  assert.ok(reported);
+  assert.deepEqual(reported, accepted);
+  assert.equal(formatKey(reported), formatKey(accepted));
+  assert.equal(fingerprintOf(reported), fingerprintOf(accepted));
+  // What ssh reports is read as-is, even a type nixpool refuses; only parseKeyLine judges it.
+  assert.deepEqual(readKeyFields("ssh-dss AAAAB3 old"), { type: "ssh-dss", blob: "AAAAB3", comment: "old" });
+  assert.throws(() => parseKeyLine("ssh-dss AAAAB3 old"), KeyLineError);
+  assert.equal(readKeyFields("ssh-ed25519"), undefined);
 });

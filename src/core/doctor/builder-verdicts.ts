@@ -4,16 +4,13 @@ import { failCheck, passCheck, skipCheck, warnCheck, type CheckResult } from "./
 import {
   configString,
   configWords,
-  fingerprintOf,
-  keyTypeLabel,
   matchNixUser,
-  parsePublicKey,
   parseStorePing,
   type OfferedKey,
-  type PublicKey,
   type RemoteFacts,
   type SshTrace,
 } from "./parse.js";
+import { fingerprintOf, keyTypeLabel, readKeyFields, type PublicKey } from "../public-key.js";
 import { effectiveStoreUri, resolveStoreKind, type StoreKind } from "../nix-store-kind.js";
 import { classifyFailure, symptomOf } from "./nix-errors.js";
 
@@ -28,9 +25,9 @@ export interface BuilderProbe {
   tcp?:
     | { ok: true; address: string; ms: number; banner?: string }
     | { ok: false; error: string; ms: number; timedOut: boolean; connected?: boolean };
-  keyscan?: { keys: PublicKey[]; error?: string };
+  keyscan?: { keys: PublicKey<string>[]; error?: string };
   /** The keys the build hook's ssh has on record for this builder (absent: unknown to it, or not readable). */
-  hookKnownHosts?: { name: string; entries: { file: string; key: PublicKey }[] };
+  hookKnownHosts?: { name: string; entries: { file: string; key: PublicKey<string> }[] };
   identity?: IdentityFacts;
   session?: { exitCode: number; trace: SshTrace; facts?: RemoteFacts; skewSeconds?: number; ms: number };
   /** Other local keys tried when the configured one was refused. */
@@ -226,10 +223,10 @@ function judgeHostKey(p: BuilderProbe, reachable: boolean): CheckResult {
   const b = p.builder;
   if (!reachable) return skipCheck(id, title, "the builder is unreachable");
   const presented = p.keyscan?.keys ?? [];
-  const pinned = b.hostKey ? parsePublicKey(b.hostKey) : undefined;
-  const keyLine = (k: PublicKey) => `"${k.type} ${k.blob}"`;
+  const pinned = b.hostKey ? readKeyFields(b.hostKey) : undefined;
+  const keyLine = (k: PublicKey<string>) => `"${k.type} ${k.blob}"`;
   const preferred = presented.find((k) => k.type === "ssh-ed25519") ?? presented[0];
-  const pinFix = (k: PublicKey | undefined) =>
+  const pinFix = (k: PublicKey<string> | undefined) =>
     k
       ? `Confirm on the builder's console that ssh-keygen -lf /etc/ssh/ssh_host_${k.type.replace(/^ssh-/, "")}_key.pub prints ${fingerprintOf(k)}, then ${editHint(p, "hostKey", keyLine(k))}.`
       : `Read the key on the builder (cat /etc/ssh/ssh_host_ed25519_key.pub) and ${editHint(p, "hostKey", '"ssh-ed25519 AAAA…"')}.`;
@@ -407,7 +404,7 @@ function judgeIdentity(p: BuilderProbe): CheckResult {
       },
     );
   }
-  const pub = i.publicKey ? parsePublicKey(i.publicKey) : undefined;
+  const pub = i.publicKey ? readKeyFields(i.publicKey) : undefined;
   return passCheck(
     id,
     title,

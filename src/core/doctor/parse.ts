@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import type { PublicKey } from "../public-key.js";
 
 /** The version in `nix --version` / `nix-store --version` output ("nix (Nix) 2.8.0" → "2.8.0"). */
 export function parseNixVersion(text: string): string | undefined {
@@ -182,44 +182,15 @@ export function parseSshVerbose(stderr: string): SshTrace {
   return t;
 }
 
-export interface PublicKey {
-  type: string;
-  blob: string;
-}
-
-/** Splits a public key line ("ssh-ed25519 AAAA… comment") into type and blob. */
-export function parsePublicKey(line: string): PublicKey | undefined {
-  const [type, blob] = line.trim().split(/\s+/);
-  if (!type || !blob) return undefined;
-  return { type, blob };
-}
-
 /** The keys of known_hosts lines ("host type blob"), as `ssh-keyscan` and `ssh-keygen -F` print them; comments and @markers skipped. */
-export function parseKeyscan(stdout: string): PublicKey[] {
-  const keys: PublicKey[] = [];
+export function parseKeyscan(stdout: string): PublicKey<string>[] {
+  const keys: PublicKey<string>[] = [];
   for (const line of stdout.split("\n")) {
     if (!line.trim() || line.startsWith("#") || line.startsWith("@")) continue;
     const [, type, blob] = line.trim().split(/\s+/);
-    if (type && blob) keys.push({ type, blob });
+    if (type && blob) keys.push({ type, blob, comment: "" });
   }
   return keys;
-}
-
-/** OpenSSH's SHA256 fingerprint of a key blob ("SHA256:…", unpadded base64). */
-export function fingerprintOf(key: PublicKey): string {
-  const digest = createHash("sha256").update(Buffer.from(key.blob, "base64")).digest("base64");
-  return `SHA256:${digest.replace(/=+$/, "")}`;
-}
-
-/** How ssh -v names a key type ("ssh-ed25519" → "ED25519"). */
-export function keyTypeLabel(type: string): string {
-  if (type === "ssh-ed25519") return "ED25519";
-  if (type === "ssh-rsa" || type.startsWith("rsa-sha2")) return "RSA";
-  if (type.startsWith("ecdsa-sha2")) return "ECDSA";
-  if (type.startsWith("sk-ssh-ed25519")) return "ED25519-SK";
-  if (type.startsWith("sk-ecdsa")) return "ECDSA-SK";
-  if (type === "ssh-dss") return "DSA";
-  return type.toUpperCase();
 }
 
 /** What one SSH session on a builder reports about itself (see remote-script.ts). */

@@ -4,20 +4,18 @@ import {
   compareVersions,
   configBool,
   configWords,
-  fingerprintOf,
-  keyTypeLabel,
   matchNixUser,
   parseDfLine,
   parseKeyscan,
   parseNixConfig,
   parseNixVersion,
-  parsePublicKey,
   parseRemoteFacts,
   parseSshResolved,
   parseSshVerbose,
   parseStorePing,
 } from "../../../src/core/doctor/parse.js";
 import { classifyFailure, symptomOf } from "../../../src/core/doctor/nix-errors.js";
+import { fingerprintOf, keyTypeLabel, readKeyFields } from "../../../src/core/public-key.js";
 
 test("Nix versions are parsed and compared numerically", () => {
   assert.equal(parseNixVersion("nix (Nix) 2.8.0\n"), "2.8.0");
@@ -153,7 +151,11 @@ test("ssh-keyscan output and fingerprints match OpenSSH's", () => {
   assert.equal(k.type, "ssh-ed25519");
   // ssh-keygen -lf of this key printed exactly this fingerprint.
   assert.equal(fingerprintOf(k), "SHA256:nP0glXAH0l728XqWztkuAGqdALKCkfRJLJf8JiLg5TI");
-  assert.deepEqual(parsePublicKey("ssh-rsa AAAAB3 comment here"), { type: "ssh-rsa", blob: "AAAAB3" });
+  assert.deepEqual(readKeyFields("ssh-rsa AAAAB3 comment here"), {
+    type: "ssh-rsa",
+    blob: "AAAAB3",
+    comment: "comment here",
+  });
   assert.equal(keyTypeLabel("ssh-ed25519"), "ED25519");
   assert.equal(keyTypeLabel("ssh-rsa"), "RSA");
   assert.equal(keyTypeLabel("ecdsa-sha2-nistp256"), "ECDSA");
@@ -263,6 +265,6 @@ test("ssh -G: the known_hosts name and files the hook's ssh uses", () => {
   assert.equal(parseSshResolved(g("hostkeyalias nixpool-b1\n")).knownHostsName, "nixpool-b1");
   assert.deepEqual(
     parseKeyscan("# Host nixpool-b1 found: line 3\nnixpool-b1 ssh-ed25519 AAAA\n@revoked * ssh-rsa BBBB\n"),
-    [{ type: "ssh-ed25519", blob: "AAAA" }],
+    [{ type: "ssh-ed25519", blob: "AAAA", comment: "" }],
   );
 });

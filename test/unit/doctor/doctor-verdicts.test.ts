@@ -73,7 +73,7 @@ function healthy(over: Partial<BuilderProbe> = {}, f: Partial<RemoteFacts> = {})
     sshConfigPath: "/tmp/ssh_config",
     resolve: { ok: true, addresses: ["10.0.0.2"], ms: 0 },
     tcp: { ok: true, address: "10.0.0.2", ms: 3, banner: "SSH-2.0-OpenSSH_9.2p1" },
-    keyscan: { keys: [{ type: "ssh-ed25519", blob: HOST_KEY.split(" ")[1] ?? "" }] },
+    keyscan: { keys: [{ type: "ssh-ed25519", blob: HOST_KEY.split(" ")[1] ?? "", comment: "" }] },
     identity: {
       path: "/k/id_ed25519",
       runner: "root",
@@ -167,7 +167,7 @@ test("host key: the build hook's known_hosts tells which side is wrong", () => {
   const blob = (k: string) => k.split(" ")[1] ?? "";
   const hook = (key: string) => ({
     name: "nixpool-b1",
-    entries: [{ file: "/root/.ssh/known_hosts", key: { type: "ssh-ed25519", blob: blob(key) } }],
+    entries: [{ file: "/root/.ssh/known_hosts", key: { type: "ssh-ed25519", blob: blob(key), comment: "" } }],
   });
   // Builder and pin agree; the hook's file is stale: the fix removes and rewrites its line.
   const noScan = healthy({ hookKnownHosts: hook(OTHER_KEY) });
@@ -181,7 +181,10 @@ test("host key: the build hook's known_hosts tells which side is wrong", () => {
   );
   // The hook's file also lists the pinned key: ssh accepts it, so nothing is wrong.
   const both = healthy({ hookKnownHosts: hook(HOST_KEY) });
-  both.hookKnownHosts?.entries.push({ file: "/x", key: { type: "ssh-ed25519", blob: blob(OTHER_KEY) } });
+  both.hookKnownHosts?.entries.push({
+    file: "/x",
+    key: { type: "ssh-ed25519", blob: blob(OTHER_KEY), comment: "" },
+  });
   const agrees = byId(judgeBuilder(both), "host-key");
   assert.equal(agrees.status, "pass");
   assert.match(agrees.message, /as \/root\/\.ssh\/known_hosts records/);
