@@ -1,15 +1,7 @@
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { NixpoolError } from "../core/errors.js";
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+import { isProcessAlive } from "../adapters/process-alive.js";
 
 /**
  * Runs fn while holding an exclusive lock file (O_EXCL, holding our pid). A lock left by a dead
@@ -27,7 +19,7 @@ export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeou
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const pid = Number((await readFile(lockFile, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(pid) && pid > 0 && !isAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && !isProcessAlive(pid)) {
         await rm(lockFile, { force: true });
         continue;
       }

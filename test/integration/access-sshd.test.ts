@@ -14,6 +14,7 @@ import { hostExecArgv, startHost, stopHost, type HostRecord } from "../../src/pr
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
 import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina", "hank"] as const;
 const FIRST_UID = 62101;
@@ -24,8 +25,8 @@ const asNobody = (argv: string[]) =>
 
 /** Waits until sshd answers on ADDRESS:22 again (after a SIGHUP it re-executes itself). */
 async function waitForSsh(address: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const banner = await new Promise<string>((resolve) => {
+  const banner = () =>
+    new Promise<string>((resolve) => {
       const s = connect(22, address);
       s.setTimeout(2000, () => s.destroy());
       s.once("data", (d) => {
@@ -35,10 +36,8 @@ async function waitForSsh(address: string): Promise<void> {
       s.once("error", () => resolve(""));
       s.once("close", () => resolve(""));
     });
-    if (banner.startsWith("SSH-2.0-")) return;
-    await sleep(50);
-  }
-  assert.fail(`sshd on ${address} did not come back after SIGHUP`);
+  const back = await waitFor(async () => (await banner()).startsWith("SSH-2.0-"), { timeoutMs: 20_000 });
+  if (!back) assert.fail(`sshd on ${address} did not come back after SIGHUP`);
 }
 
 describe("access control on a real sshd", () => {
@@ -236,7 +235,7 @@ describe("access control on a real sshd", () => {
     await waitForSsh(host.address);
     daemonPid = spawnDetached(hostExecArgv(host, ["nix-daemon"]));
     const socket = join(host.storeDir, "var", "nix", "daemon-socket", "socket");
-    for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(50);
+    await waitFor(() => existsSync(socket), { timeoutMs: 10_000 });
     assert.ok(existsSync(socket), "the builder host's nix-daemon did not start");
     knownHosts = join(tmp.dir, "known_hosts");
     await writeFile(knownHosts, `${host.address} ${host.hostKeyPub}\n`);
@@ -353,11 +352,13 @@ describe("access control on a real sshd", () => {
   });
 
   test("an unlisted key and a removed user are refused; expiry takes effect at once", async () => {
-    // gina's access now ends in 30 s; nothing is run between the two logins below.
+    // gina's access now ends in 10 s (room for one CLI run and one login even on a loaded
+    // machine); nothing nixpool runs between her two logins below.
     await mustCli(["access", "remove", "gina"]);
-    const expires = Date.now() + 30_000;
+    const expires = Date.now() + 10_000;
     await addMember("gina", "--expires", new Date(expires).toISOString());
     await assertGetsIn("gina", key("gina"));
+    assert.ok(Date.now() < expires, "the first login ended after the expiry: the check proves nothing");
 
     await assertRefused("alice", key("eve"));
     await assertRefused("eve", key("eve"));

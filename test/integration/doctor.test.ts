@@ -4,7 +4,6 @@ import { existsSync } from "node:fs";
 import { appendFile, chmod, copyFile, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { run, spawnDetached } from "../../src/adapters/runner.js";
 import {
   hostExecArgv,
@@ -18,6 +17,7 @@ import type { CheckResult, DoctorReport } from "../../src/core/doctor/model.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { stageCli } from "../helpers/staged-cli.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 const SYSTEM = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
 
@@ -85,12 +85,8 @@ async function keygen(type: "ed25519" | "rsa", path: string): Promise<string> {
   return (await readFile(`${path}.pub`, "utf8")).trim();
 }
 
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(50);
-  }
+async function waitForFile(path: string, timeoutMs: number): Promise<void> {
+  assert.ok(await waitFor(() => existsSync(path), { timeoutMs }), `${path} did not appear in time`);
 }
 
 describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }, () => {
@@ -174,7 +170,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     const untrusted = h("untrusted");
     await appendFile(untrusted.nixConfPath, "\nstore = daemon\ntrusted-users = nobody\n");
     spawnDetached(hostExecArgv(untrusted, ["nix-daemon", "--store", "local"]));
-    await waitFor(() => existsSync(join(untrusted.storeDir, "var/nix/daemon-socket/socket")), 10_000);
+    await waitForFile(join(untrusted.storeDir, "var/nix/daemon-socket/socket"), 10_000);
 
     // Not allowed: the builder's nix-daemon admits nobody but "nobody".
     const notAllowed = h("notallowed");
@@ -183,7 +179,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
       "\nstore = daemon\ntrusted-users = nobody\nallowed-users = nobody\n",
     );
     spawnDetached(hostExecArgv(notAllowed, ["nix-daemon", "--store", "local"]));
-    await waitFor(() => existsSync(join(notAllowed.storeDir, "var/nix/daemon-socket/socket")), 10_000);
+    await waitForFile(join(notAllowed.storeDir, "var/nix/daemon-socket/socket"), 10_000);
 
     // Single-user: a login user "nixtest" who cannot write the root-owned store, and no daemon.
     const single = h("singleuser");

@@ -6,6 +6,7 @@ import { run } from "../../src/adapters/runner.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, () => {
   let emu: RunningEmulator;
@@ -137,11 +138,10 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
     assert.match(described, /Server Type:\s+cx22/);
     assert.match(described, /nixpool:\s+1|nixpool=1/);
     await hcloud(["server", "delete", "cli-server"]);
-    for (let i = 0; i < 50; i++) {
-      const left = await listJson(["server", "list", "-o", "json"]);
-      if (left.length === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(async () => (await listJson(["server", "list", "-o", "json"])).length === 0, {
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     assert.deepEqual(await listJson(["server", "list", "-o", "json"]), []);
   });
 });

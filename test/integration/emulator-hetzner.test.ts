@@ -1,8 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { specValidator, TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 const PUBKEY = (n: number) =>
   `ssh-ed25519 ${Buffer.concat([Buffer.from("\0\0\0\x0bssh-ed25519\0\0\0\x20"), Buffer.alloc(32, n)]).toString("base64")} k${n}`;
@@ -138,12 +138,15 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     assert.deepEqual(await names("!owner"), ["web-1"]);
     assert.deepEqual(await names("role notin (web,db)"), []);
 
-    let done: { status: string; progress: number } | undefined;
-    for (let i = 0; i < 100; i++) {
-      done = (await checked("GET", `/actions/${action.id}`, "/actions/{id}")).body?.["action"] as typeof done;
-      if (done?.status !== "running") break;
-      await sleep(50);
-    }
+    const done = await waitFor(
+      async () => {
+        const a = (await checked("GET", `/actions/${action.id}`, "/actions/{id}")).body?.["action"] as
+          { status: string; progress: number } | undefined;
+        return a?.status !== "running" && a;
+      },
+      { timeoutMs: 5000 },
+    );
+    assert.ok(done, "the action is still running");
     assert.equal(done?.status, "success");
     assert.equal(done?.progress, 100);
     await checked("GET", `/actions?id=${action.id}`, "/actions");
@@ -172,8 +175,9 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     const del = await checked("DELETE", `/servers/${server.id}`, "/servers/{id}");
     const delAction = del.body?.["action"] as { id: number; command: string };
     assert.equal(delAction.command, "delete_server");
-    for (let i = 0; i < 100 && (await call("GET", `/servers/${server.id}`)).status !== 404; i++)
-      await sleep(50);
+    await waitFor(async () => (await call("GET", `/servers/${server.id}`)).status === 404, {
+      timeoutMs: 5000,
+    });
     assert.equal((await call("GET", `/servers/${server.id}`)).status, 404);
   });
 
@@ -235,12 +239,15 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
       image: "debian-12",
     });
     const act = failing.body?.["action"] as { id: number };
-    let a: { status: string; error: { code: string } | null } | undefined;
-    for (let i = 0; i < 100; i++) {
-      a = (await call("GET", `/actions/${act.id}`)).body?.["action"] as typeof a;
-      if (a?.status !== "running") break;
-      await sleep(50);
-    }
+    const a = await waitFor(
+      async () => {
+        const x = (await call("GET", `/actions/${act.id}`)).body?.["action"] as
+          { status: string; error: { code: string } | null } | undefined;
+        return x?.status !== "running" && x;
+      },
+      { timeoutMs: 5000 },
+    );
+    assert.ok(a, "the action is still running");
     assert.equal(a?.status, "error");
     assert.equal(a?.error?.code, "server_create_failed");
 

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 import { run } from "../../src/adapters/runner.js";
-import { isAlive } from "../../src/providers/local/host.js";
+import { isProcessAlive } from "../../src/adapters/process-alive.js";
 import type { Pool } from "../../src/providers/local/pool.js";
 import { asNobody, CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
 import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
@@ -372,7 +372,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const netns = (await run(["ip", "netns", "list"])).stdout;
       const links = (await run(["ip", "-o", "link"])).stdout;
       for (const h of p.hosts) {
-        assert.equal(isAlive(h.sshdPid), false, "sshd is gone");
+        assert.equal(isProcessAlive(h.sshdPid), false, "sshd is gone");
         assert.ok(!netns.split("\n").some((l) => l.split(" ")[0] === h.netns), `${h.netns} is gone`);
         assert.ok(!links.includes(`np${h.slot}h`), "veth is gone");
         assert.ok(!existsSync(h.dir), "host directory is gone");
@@ -382,7 +382,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
         );
       }
       // The other pool is untouched.
-      for (const h of pool.hosts) assert.equal(isAlive(h.sshdPid), true);
+      for (const h of pool.hosts) assert.equal(isProcessAlive(h.sshdPid), true);
       const status = await runCli(otherState, ["local", "status", "--json"]);
       assert.equal((JSON.parse(status.stdout) as { up: boolean }).up, false);
     } finally {
@@ -432,13 +432,13 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const found = (JSON.parse(dry.stdout) as { orphans: { netns: string }[] }).orphans.map((o) => o.netns);
       assert.ok(found.includes(lost.netns), "the lost host is found");
       for (const h of pool.hosts) assert.ok(!found.includes(h.netns), "live pools are not orphans");
-      assert.equal(isAlive(lost.sshdPid), true, "dry run stops nothing");
+      assert.equal(isProcessAlive(lost.sshdPid), true, "dry run stops nothing");
       const gc = await runCli(stateDir, ["local", "gc"]);
       assert.equal(gc.exitCode, 0, gc.stderr);
-      assert.equal(isAlive(lost.sshdPid), false);
+      assert.equal(isProcessAlive(lost.sshdPid), false);
       const left = (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]);
       assert.ok(!left.includes(lost.netns), "its namespace is gone");
-      for (const h of pool.hosts) assert.equal(isAlive(h.sshdPid), true);
+      for (const h of pool.hosts) assert.equal(isProcessAlive(h.sshdPid), true);
     } finally {
       await cleanup();
     }

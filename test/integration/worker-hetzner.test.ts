@@ -4,12 +4,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { run } from "../../src/adapters/runner.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
 import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 const GRAPH = resolve(import.meta.dirname, "../../examples/graph.nix");
 const seed = () => randomBytes(6).toString("hex");
@@ -70,16 +70,11 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     return { child, stderr: () => stderr, exited };
   };
-  const waitFor = async (what: string, cond: () => boolean | Promise<boolean>, ms = 120_000) => {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
-      if (await cond()) return;
-      await sleep(200);
-    }
-    assert.fail(`timed out waiting for ${what}`);
+  const waitUntil = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 120_000) => {
+    if (!(await waitFor(cond, { timeoutMs, intervalMs: 200 }))) assert.fail(`timed out waiting for ${what}`);
   };
   const assertNoServers = async () => {
-    await waitFor("zero servers", async () => (await state()).servers.length === 0, 30_000);
+    await waitUntil("zero servers", async () => (await state()).servers.length === 0, 30_000);
     assert.deepEqual((await state()).servers, []);
     assert.deepEqual((await state()).ssh_keys, []);
   };
@@ -227,11 +222,11 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     const proc = spawnCli(stateDir, buildOn(1, "--argstr", "sleep", "24"), {
       NIXPOOL_HCLOUD_TTL: "12s",
     });
-    await waitFor("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
+    await waitUntil("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
     const [server] = (await state()).servers;
     const firstExpiry = Number(server?.labels["nixpool-expires"]);
     // Past the original expiry: only a renewed label keeps the server out of the reaper's hands.
-    await waitFor("the original lease to expire", () => Date.now() > (firstExpiry + 2) * 1000, 60_000);
+    await waitUntil("the original lease to expire", () => Date.now() > (firstExpiry + 2) * 1000, 60_000);
     const gc = await cli(other, ["worker", "gc", "--json"]);
     assert.equal(gc.exitCode, 0, gc.stderr);
     assert.deepEqual((JSON.parse(gc.stdout) as { deleted: unknown[] }).deleted, []);
@@ -245,7 +240,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
   test("kill -9 of nixpool mid-build, then worker gc: zero servers", async () => {
     const stateDir = await newStateDir("kill9");
     const proc = spawnCli(stateDir, buildOn(2, "--argstr", "sleep", "60"));
-    await waitFor("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
+    await waitUntil("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
     assert.equal((await state()).servers.length, 1);
     process.kill(proc.child.pid ?? 0, "SIGKILL");
     await proc.exited;
@@ -263,7 +258,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
   test("Ctrl-C (SIGINT to the process group) mid-build: exit 130, zero servers", async () => {
     const stateDir = await newStateDir("sigint");
     const proc = spawnCli(stateDir, buildOn(2, "--argstr", "sleep", "60"));
-    await waitFor("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
+    await waitUntil("the build to start on the worker", () => /building leaf-/.test(proc.stderr()));
     process.kill(-(proc.child.pid ?? 0), "SIGINT");
     assert.equal(await proc.exited, 130, proc.stderr());
     assert.match(proc.stderr(), /SIGINT: stopping; the worker is being deleted/);
@@ -275,7 +270,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     const stateDir = await newStateDir("sigterm");
     await fault({ kind: "boot", mode: "slow", delayMs: 60_000 });
     const proc = spawnCli(stateDir, buildOn(1));
-    await waitFor("the worker to boot", () => /waiting for SSH/.test(proc.stderr()));
+    await waitUntil("the worker to boot", () => /waiting for SSH/.test(proc.stderr()));
     process.kill(proc.child.pid ?? 0, "SIGTERM");
     assert.equal(await proc.exited, 130, proc.stderr());
     await assertNoServers();
@@ -360,7 +355,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     );
     // The shell is gone, but the user holds the lease: the gc that worker list ran kept the server.
     assert.equal((await state()).servers.length, 1);
-    await waitFor("the lease to expire", () => Date.now() > Date.parse(expiresAt ?? "") + 1000, 60_000);
+    await waitUntil("the lease to expire", () => Date.now() > Date.parse(expiresAt ?? "") + 1000, 60_000);
     const gc = await cli(stateDir, ["worker", "gc", "--json"]);
     assert.equal(gc.exitCode, 0, gc.stderr);
     assert.deepEqual(

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { run } from "../../adapters/runner.js";
 import { writeFileAtomic } from "../../adapters/fs.js";
+import { isProcessAlive } from "../../adapters/process-alive.js";
 import { sshAlias, type Builder } from "../../core/builder.js";
 import { renderCloudInit } from "../../core/cloud-init.js";
 import {
@@ -219,13 +220,7 @@ const thisHost = hostname();
 
 /** Whether the process holding a lease still runs (only processes on this host can be checked). */
 function isHolderAlive(h: Extract<LeaseHolder, { kind: "process" }>): boolean {
-  if (h.host !== thisHost) return true;
-  try {
-    process.kill(h.pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return h.host !== thisHost || isProcessAlive(h.pid);
 }
 
 export interface ReapResult {

@@ -1,11 +1,12 @@
 import { connect } from "node:net";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { NixpoolError } from "../../core/errors.js";
 import { run, spawnDetached } from "../../adapters/runner.js";
 import { writeFileAtomic } from "../../adapters/fs.js";
+import { isProcessAlive } from "../../adapters/process-alive.js";
+import { waitFor } from "../../adapters/wait-for.js";
 import { hostAddresses, MAX_SLOTS, netnsName, vethNames } from "../../core/local-net.js";
 
 /** What a builder host should be: its name, directory, job slots, keys and extra config. */
@@ -134,42 +135,29 @@ async function reserveSlot(): Promise<number> {
   });
 }
 
-async function waitForPort(address: string, port: number, pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (!isAlive(pid)) return false;
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: address, port, timeout: 500 });
-      s.once("connect", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
-      s.once("timeout", () => {
-        s.destroy();
-        resolve(false);
-      });
+/** Whether something accepts TCP connections at address:port now. */
+function canConnect(address: string, port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = connect({ host: address, port, timeout: 500 });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
     });
-    if (ok) return true;
-    await sleep(50);
-  }
-  return false;
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => {
+      s.destroy();
+      resolve(false);
+    });
+  });
 }
 
-/** Whether a process is alive: it exists (signal 0) and is not a zombie waiting to be reaped. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    // /proc/PID/stat: "pid (comm) STATE …"; comm may hold spaces or parentheses, so cut at the last ")".
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
+/** Waits for address:port to accept connections; false when `pid` dies or the time runs out first. */
+async function waitForPort(address: string, port: number, pid: number, timeoutMs: number): Promise<boolean> {
+  const r = await waitFor(
+    async () => (isProcessAlive(pid) ? (await canConnect(address, port)) || undefined : "dead"),
+    { timeoutMs },
+  );
+  return r === true;
 }
 
 /**
@@ -283,12 +271,12 @@ export async function stopHost(rec: Pick<HostRecord, "netns" | "slot" | "dir" | 
       .filter((n) => Number.isInteger(n) && n > 0);
   const pids = new Set([
     ...(await pidsOf()),
-    ...(rec.sshdPid > 0 && isAlive(rec.sshdPid) ? [rec.sshdPid] : []),
+    ...(rec.sshdPid > 0 && isProcessAlive(rec.sshdPid) ? [rec.sshdPid] : []),
   ]);
   for (const pid of pids) signal(pid, "SIGTERM");
-  for (let i = 0; i < 40 && [...pids].some(isAlive); i++) await sleep(50);
+  await waitFor(() => ![...pids].some(isProcessAlive), { timeoutMs: 2000 });
   for (const pid of await pidsOf()) signal(pid, "SIGKILL");
-  for (const pid of pids) if (isAlive(pid)) signal(pid, "SIGKILL");
+  for (const pid of pids) if (isProcessAlive(pid)) signal(pid, "SIGKILL");
   await run(["ip", "link", "del", vethNames(rec.slot).host], { reject: false });
   await run(["ip", "netns", "del", rec.netns], { reject: false });
   if (rec.dir) await rm(rec.dir, { recursive: true, force: true });

@@ -6,7 +6,8 @@ import { NixpoolError } from "../../core/errors.js";
 import { writeFileAtomic } from "../../adapters/fs.js";
 import { run } from "../../adapters/runner.js";
 import { localSystem } from "../../config/load.js";
-import { isAlive, readHostRecord, requireRoot, startHost, stopHost, type HostRecord } from "./host.js";
+import { isProcessAlive } from "../../adapters/process-alive.js";
+import { readHostRecord, requireRoot, startHost, stopHost, type HostRecord } from "./host.js";
 
 /** A running local pool, as recorded in STATE/local/pool.json. */
 export interface Pool {
@@ -134,7 +135,7 @@ export function poolBuilders(pool: Pool, system = localSystem()): Builder[] {
 
 /** Per host: whether its sshd is still running. */
 export function poolHealth(pool: Pool): { name: string; running: boolean }[] {
-  return pool.hosts.map((h) => ({ name: h.name, running: isAlive(h.sshdPid) }));
+  return pool.hosts.map((h) => ({ name: h.name, running: isProcessAlive(h.sshdPid) }));
 }
 
 /** Builders of the local pool in a state directory (none when no pool is up). */

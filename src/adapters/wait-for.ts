@@ -1,0 +1,35 @@
+import { setTimeout as sleep } from "node:timers/promises";
+
+export interface WaitForOptions {
+  /** Give up after this long (the predicate is tried at least once). */
+  timeoutMs: number;
+  /** Pause between tries (default 50 ms). */
+  intervalMs?: number;
+  /** Stops the wait early: the signal's reason is thrown. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Polls `predicate` until it returns true (or a value other than false/undefined), and
+ * returns that value; false when `timeoutMs` passes first. The one polling loop of nixpool
+ * and its tests: callers decide what a timeout means.
+ */
+export async function waitFor<T>(
+  predicate: () => T | false | undefined | Promise<T | false | undefined>,
+  o: WaitForOptions,
+): Promise<T | false> {
+  const deadline = Date.now() + o.timeoutMs;
+  const interval = o.intervalMs ?? 50;
+  for (;;) {
+    o.signal?.throwIfAborted();
+    const value = await predicate();
+    if (value !== false && value !== undefined) return value;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await sleep(Math.min(interval, left), undefined, o.signal ? { signal: o.signal } : {}).catch(
+      (e: unknown) => {
+        throw o.signal?.aborted ? o.signal.reason : e;
+      },
+    );
+  }
+}
