@@ -1,33 +1,38 @@
 import { once } from "node:events";
-import { PassThrough } from "node:stream";
 import { NixpoolError } from "../core/errors.js";
 import {
+  connectionLostError,
   decodeAck,
   decodeBuildResult,
   decodePathInfos,
   decodePathList,
   decodeServerHello,
   DEFAULT_BUILD_OPTIONS,
+  describeClose,
   DEFAULT_WIRE_LIMITS,
   encodeClientHello,
   encodeRequest,
   IncrementalDecoder,
   protocolError,
+  requestTimeoutError,
   scanExportStream,
   scanNar,
   SERVE_PROTOCOL_VERSION,
   type BasicDerivation,
   type BuildOptions,
+  type AddToStoreNarInfo,
   type BuildResult,
   type DecodeContext,
   type Decoder,
   type ExportedPath,
   type NarSummary,
   type PathInfo,
+  type ServeCloseIntent,
+  type ServeCloseReason,
+  type ServeProcessExit,
   type ServeRequest,
   type WireLimits,
 } from "../core/nix-serve/index.js";
-import { classifySshFailure, type SshFailure } from "../core/ssh-errors.js";
 import { spawnPiped, type PipedProcess } from "./runner.js";
 
 export interface ServeSessionOptions {
@@ -49,24 +54,16 @@ export interface ServeSessionOptions {
   onClose?: (reason: ServeCloseReason) => void;
 }
 
-/** Why a session ended. */
-export interface ServeCloseReason {
-  kind: "closed" | "killed" | "aborted" | "eof" | "protocol-error" | "timeout" | "not-started";
-  /** One sentence for people. */
-  message: string;
-  exitCode: number | undefined;
-  signal: string | undefined;
-  /** The peer's last stderr lines (ssh's own complaints land here too). */
-  stderrTail: string[];
-  /** What ssh's stderr says went wrong, when the command is ssh. */
-  sshFailure: SshFailure | undefined;
-}
+/** Bytes to send: a stream, or any (async) iterable of chunks. */
+export type ByteSource = NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 export interface RequestOptions {
   /** Milliseconds for the answer; on expiry the session is killed (its state is unknown). */
   timeoutMs?: number;
   /** Stderr lines while this request runs go here instead of the session's sink. */
   onLog?: (line: string) => void;
+  /** Progress of streamed payloads (exports, imports, NARs): called with each chunk's size. */
+  onBytes?: (bytes: number) => void;
 }
 
 const STDERR_TAIL = 30;
@@ -95,9 +92,10 @@ export class ServeSession {
   private requestSink: ((line: string) => void) | undefined;
   private reason: ServeCloseReason | undefined;
   private resolveClosed!: (r: ServeCloseReason) => void;
-  private intent: "closed" | "killed" | "aborted" | "protocol-error" | "timeout" | undefined;
-  private intentMessage = "";
+  private intent: ServeCloseIntent | undefined;
   private stdoutEnded = false;
+  /** Bytes written to the peer, to know whether a failed request left anything half-sent. */
+  private sentBytes = 0;
   /** The request in flight, for messages. */
   private current: string | undefined;
 
@@ -126,8 +124,7 @@ export class ServeSession {
     });
     if (options.signal) {
       const onAbort = () => {
-        this.intent ??= "aborted";
-        this.intentMessage ||= "the operation was interrupted";
+        this.intent ??= { kind: "aborted", message: "the operation was interrupted" };
         this.proc.kill("SIGKILL");
       };
       if (options.signal.aborted) onAbort();
@@ -214,36 +211,71 @@ export class ServeSession {
    * imported; resolves with what it held once the peer acknowledges. The stream is checked as
    * it passes: a malformed or truncated one is never completed, and the session is killed.
    */
-  importPaths(
-    source: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
-    options: RequestOptions = {},
-  ): Promise<ExportedPath[]> {
+  importPaths(source: ByteSource, options: RequestOptions = {}): Promise<ExportedPath[]> {
     const scanner = new IncrementalDecoder(
       scanExportStream,
       "export stream sent to ImportPaths",
       this.limits,
     );
+    const command = encodeRequest({ cmd: "importPaths" }, this.clientVersion);
     return this.request(
       "ImportPaths",
-      async () => {
-        await this.write(encodeRequest({ cmd: "importPaths" }, this.clientVersion));
-        for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
-          const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-          const used = scanner.push(bytes);
-          if (used < bytes.length) {
-            throw new NixpoolError(
-              "SERVE_REQUEST_FAILED",
-              `The export stream sent to ${this.name} has bytes after its end.`,
-              {
-                hint: "Pass exactly one export stream (nix-store --export or ExportPaths) to importPaths.",
-              },
-            );
-          }
-          await this.write(bytes);
-        }
-        scanner.finish();
-      },
+      () =>
+        this.stream(
+          source,
+          command,
+          (bytes) => {
+            if (scanner.push(bytes) < bytes.length) {
+              throw new NixpoolError(
+                "SERVE_REQUEST_FAILED",
+                `The export stream sent to ${this.name} has bytes after its end.`,
+                {
+                  hint: "Pass exactly one export stream (nix-store --export or ExportPaths) to importPaths.",
+                },
+              );
+            }
+          },
+          options.onBytes,
+        ).then(() => void scanner.finish()),
       (ctx) => decodeAck(ctx, "ImportPaths"),
+      options,
+    ).then(() => scanner.value);
+  }
+
+  /**
+   * Adds one path from its NAR and metadata (Nix checks narHash and narSize; signatures are not
+   * checked). The NAR is checked as it passes and must be exactly `info.narSize` bytes.
+   */
+  addToStoreNar(info: AddToStoreNarInfo, nar: ByteSource, options: RequestOptions = {}): Promise<NarSummary> {
+    const scanner = new IncrementalDecoder(scanNar, `NAR of ${info.path}`, this.limits);
+    const command = encodeRequest({ cmd: "addToStoreNar", info }, this.clientVersion);
+    const wrongSize = (got: string) =>
+      new NixpoolError(
+        "SERVE_REQUEST_FAILED",
+        `The NAR given for ${info.path} is ${got}, not the ${info.narSize} bytes declared.`,
+        {
+          hint: "Pass the NAR's exact size as narSize (nix-store --dump PATH | wc -c).",
+          details: { path: info.path, narSize: info.narSize },
+        },
+      );
+    let total = 0;
+    return this.request(
+      `AddToStoreNar of ${info.path}`,
+      () =>
+        this.stream(
+          nar,
+          command,
+          (bytes) => {
+            total += bytes.length;
+            if (total > info.narSize) throw wrongSize("longer");
+            if (scanner.push(bytes) < bytes.length) throw wrongSize("followed by extra bytes");
+          },
+          options.onBytes,
+        ).then(() => {
+          scanner.finish();
+          if (total !== info.narSize) throw wrongSize(`${total} bytes`);
+        }),
+      (ctx) => decodeAck(ctx, "AddToStoreNar"),
       options,
     ).then(() => scanner.value);
   }
@@ -305,8 +337,7 @@ export class ServeSession {
    */
   async close(graceMs = 2000): Promise<ServeCloseReason> {
     if (!this.reason) {
-      this.intent ??= "closed";
-      this.intentMessage ||= "nixpool closed the connection";
+      this.intent ??= { kind: "closed", message: "nixpool closed the connection" };
       this.failPending?.(this.lostError(this.current ?? "a request"));
       this.proc.stdin.end();
       const timer = setTimeout(() => this.proc.kill("SIGKILL"), graceMs);
@@ -319,8 +350,7 @@ export class ServeSession {
   /** Kills the peer at once. */
   kill(): void {
     if (this.reason) return;
-    this.intent ??= "killed";
-    this.intentMessage ||= "nixpool killed the connection";
+    this.intent ??= { kind: "killed", message: "nixpool killed the connection" };
     this.proc.kill("SIGKILL");
   }
 
@@ -375,6 +405,7 @@ export class ServeSession {
           }
           // A sink that went away (the importing side failed) no longer gets bytes, but the
           // answer is still read to its end so this session stays usable.
+          if (sink && used > 0) options.onBytes?.(used);
           if (sink && used > 0 && !isGone(sink) && !sink.write(chunk.subarray(0, used))) {
             // Backpressure: stop reading the peer until the sink has room (or is gone).
             this.proc.stdout.pause();
@@ -404,21 +435,13 @@ export class ServeSession {
           const ms = options.timeoutMs;
           timer = setTimeout(() => {
             this.breakConnection("timeout", `it did not answer ${what} within ${ms} ms`);
-            settle(
-              new NixpoolError(
-                "SERVE_TIMEOUT",
-                `${capitalize(this.name)} did not answer ${what} within ${ms} ms.`,
-                {
-                  hint: "Check the builder with `nixpool doctor NAME`; the connection was closed.",
-                  details: { what, timeoutMs: ms },
-                },
-              ),
-            );
+            settle(requestTimeoutError(this.name, what, ms));
           }, ms);
         }
+        const sentBefore = this.sentBytes;
         send().catch((e: unknown) => {
-          // Half a request went out: the peer's state is unknown, so the connection goes too.
-          this.breakConnection("killed", `sending ${what} failed`);
+          // Part of a request went out: the peer's state is unknown, so the connection goes too.
+          if (this.sentBytes !== sentBefore) this.breakConnection("killed", `sending ${what} failed`);
           settle(e instanceof Error ? e : new Error(String(e)));
         });
       });
@@ -427,13 +450,45 @@ export class ServeSession {
     return result;
   }
 
+  /**
+   * Sends `command` then the bytes of `source`, each chunk checked by `check` before it goes
+   * out. Nothing is sent before the source yields its first chunk, so a source that fails at
+   * once leaves the session usable.
+   */
+  private async stream(
+    source: ByteSource,
+    command: Uint8Array,
+    check: (bytes: Uint8Array) => void,
+    onBytes: ((bytes: number) => void) | undefined,
+  ): Promise<void> {
+    let pending: Uint8Array | undefined = command;
+    for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+      const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      check(bytes);
+      if (pending) {
+        await this.write(pending);
+        pending = undefined;
+      }
+      await this.write(bytes);
+      onBytes?.(bytes.length);
+    }
+    if (pending) await this.write(pending);
+  }
+
   private async write(bytes: Uint8Array): Promise<void> {
-    if (this.isClosed) throw this.lostError("a request");
+    if (this.isClosed) throw this.lostError(this.current ?? "a request");
+    this.sentBytes += bytes.length;
     if (this.proc.stdin.write(bytes)) return;
-    const lost = this.closed.then(() => {
-      throw this.lostError("a request");
-    });
-    await Promise.race([once(this.proc.stdin as unknown as NodeJS.EventEmitter, "drain"), lost]);
+    try {
+      await Promise.race([
+        once(this.proc.stdin as unknown as NodeJS.EventEmitter, "drain"),
+        this.closed.then(() => Promise.reject(new Error("closed"))),
+      ]);
+    } catch {
+      // EPIPE or the end of the session: report it as the connection loss it is.
+      await Promise.race([this.closed, sleep(1000)]);
+      throw this.lostError(this.current ?? "a request");
+    }
   }
 
   private onData(chunk: Uint8Array): void {
@@ -469,115 +524,22 @@ export class ServeSession {
   }
 
   private breakConnection(kind: "protocol-error" | "timeout" | "killed", message: string): void {
-    if (this.intent === undefined) {
-      this.intent = kind;
-      this.intentMessage = message;
-    }
+    this.intent ??= { kind, message };
     this.proc.kill("SIGKILL");
   }
 
-  private finishClose(exit: {
-    exitCode: number | undefined;
-    signal: string | undefined;
-    failedToStart: string | undefined;
-  }) {
+  private finishClose(exit: ServeProcessExit): void {
     if (this.reason) return;
     const stderrTail = [...this.tail, ...(this.stderrPartial ? [this.stderrPartial] : [])];
-    const sshFailure = /(^|\/)ssh$/.test(this.options.argv[0] ?? "")
-      ? classifySshFailure(stderrTail.join("\n"))
-      : undefined;
-    let kind: ServeCloseReason["kind"];
-    let message: string;
-    if (this.intent) {
-      kind = this.intent;
-      message = this.intentMessage;
-    } else if (exit.failedToStart) {
-      kind = "not-started";
-      message = `${this.options.argv[0] ?? "the command"} could not be started (${exit.failedToStart})`;
-    } else {
-      kind = "eof";
-      message =
-        exit.signal !== undefined
-          ? `its process was killed by ${exit.signal}`
-          : exit.exitCode !== undefined
-            ? `its process exited with ${exit.exitCode}`
-            : "it closed its output";
-    }
-    this.reason = {
-      kind,
-      message,
-      exitCode: exit.exitCode,
-      signal: exit.signal,
-      stderrTail,
-      sshFailure: sshFailure === "unknown" ? undefined : sshFailure,
-    };
+    this.reason = describeClose(this.options.argv[0] ?? "the command", this.intent, exit, stderrTail);
     this.failPending?.(this.lostError(this.current ?? "a request"));
     this.resolveClosed(this.reason);
     this.options.onClose?.(this.reason);
   }
 
   private lostError(what: string): NixpoolError {
-    const r = this.reason;
-    const why = r?.message ?? (this.intentMessage || "the connection is closing");
-    const tail = r?.stderrTail.filter((l) => l.trim() !== "").slice(-3) ?? [];
-    if (this.intent === "aborted") {
-      return new NixpoolError(
-        "INTERRUPTED",
-        `The connection to ${this.name} was interrupted during ${what}.`,
-        {
-          exitCode: 130,
-        },
-      );
-    }
-    return new NixpoolError(
-      "SERVE_CONNECTION_LOST",
-      `The connection to ${this.name} was lost during ${what}: ${why}${tail.length ? ` (${tail.join(" / ")})` : ""}.`,
-      {
-        hint: "Check the builder with `nixpool doctor NAME`; nixpool retries its work elsewhere where it can.",
-        details: {
-          command: this.proc.command,
-          exitCode: r?.exitCode,
-          signal: r?.signal,
-          stderr: r?.stderrTail.slice(-10),
-          ...(r?.sshFailure ? { sshFailure: r.sshFailure } : {}),
-        },
-      },
-    );
+    return connectionLostError(this.name, what, this.reason, this.intent, this.proc.command);
   }
-}
-
-/**
- * Copies `paths` (each must come after its references, as a closure in any order is sorted by
- * Nix) from one peer to another: `to` imports while `from` exports, the bytes piped through
- * with no temporary file. Resolves when `to` has acknowledged. If either side fails midway the
- * receiving session is killed, because a half-sent stream leaves it in an unknown state.
- */
-export async function transferPaths(
-  from: ServeSession,
-  to: ServeSession,
-  paths: readonly string[],
-  options: RequestOptions = {},
-): Promise<ExportedPath[]> {
-  if (from === to) throw new Error("transferPaths needs two different sessions");
-  const pipe = new PassThrough({ highWaterMark: 1 << 20 });
-  const imported = to.importPaths(pipe, options);
-  const exported = from.exportPaths(paths, pipe, options).then(
-    (r) => {
-      pipe.end();
-      return r;
-    },
-    (e: unknown) => {
-      // The importer sees the stream fail and kills its own connection.
-      pipe.destroy(e instanceof Error ? e : new Error(String(e)));
-      throw e;
-    },
-  );
-  const [sent] = await Promise.all([exported, imported]).catch(async (e: unknown) => {
-    // Whichever failed first, neither side may stay half-way: settle both before reporting.
-    await Promise.allSettled([exported, imported]);
-    throw e;
-  });
-  return sent;
 }
 
 function isGone(sink: NodeJS.WritableStream): boolean {
@@ -585,10 +547,10 @@ function isGone(sink: NodeJS.WritableStream): boolean {
   return w.destroyed === true || w.writableEnded === true;
 }
 
-function capitalize(s: string): string {
-  return s.charAt(0).toUpperCase() + s.slice(1);
-}
-
 function sleep(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 }
+
+export type { ServeCloseReason } from "../core/nix-serve/index.js";
+// transferPaths lives in its own file; re-exported here, where it first landed.
+export { transferPaths } from "./nix-serve-transfer.js";

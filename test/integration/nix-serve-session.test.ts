@@ -1,10 +1,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { readFile, readlink, realpath, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync, readlinkSync } from "node:fs";
+import { readFile, readlink, realpath, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { Writable } from "node:stream";
 import { execa } from "execa";
 import { readDerivationClosure } from "../../src/adapters/derivation-closure.js";
 import { writeClientFiles, type ClientFiles } from "../../src/adapters/nix-build.js";
@@ -15,39 +14,15 @@ import {
 } from "../../src/adapters/nix-serve-session.js";
 import { sshAlias } from "../../src/core/builder.js";
 import { toBasicDerivation, type Derivation } from "../../src/core/derivation.js";
-import { isNixpoolError } from "../../src/core/errors.js";
 import { encodeNar, isBuildSuccess, type BuildResult } from "../../src/core/nix-serve/index.js";
 import { poolBuilders } from "../../src/providers/local/pool.js";
 import { makeTempDir } from "../helpers/cli.js";
+import { Collect, expectCode } from "../helpers/serve.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 
 const SERVE_NIX = resolve(import.meta.dirname, "../fixtures/nix/serve.nix");
 const NIX_CONFIG = "substituters =\nsandbox = false\nbuild-users-group =";
 const LOCAL_ARGV = ["nix-store", "--serve", "--write"];
-
-/** Collects what a session streams into it. */
-class Collect extends Writable {
-  chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _enc: string, cb: () => void) {
-    this.chunks.push(chunk);
-    cb();
-  }
-  bytes() {
-    return Buffer.concat(this.chunks);
-  }
-}
-
-async function expectCode(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<Error> {
-  let caught: unknown;
-  await assert.rejects(p, (e: unknown) => {
-    caught = e;
-    assert.ok(isNixpoolError(e), String(e));
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  });
-  return caught as Error;
-}
 
 describe("nix-store --serve sessions, local and on pool builders", { timeout: 600_000 }, () => {
   const salt = randomBytes(6).toString("hex");
@@ -228,6 +203,131 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     assert.deepEqual(await b1.queryValidPaths([src]), [src], "the session is still usable");
   });
 
+  test("build options reach nix-store in wire order, for 0x206 and 0x207 clients", async () => {
+    for (const version of [0x206, 0x207]) {
+      const log: string[] = [];
+      const local = await openSession({ argv: LOCAL_ARGV, version, onStderrLine: (l) => log.push(l) });
+      const v = version.toString(16);
+      const t = performance.now();
+      const timedOut = await local.buildDerivation(drvPaths.get("slow")!, basic("slow"), {
+        build: { buildTimeout: 1 },
+      });
+      assert.equal(timedOut.statusName, "TimedOut", `${v}: ${timedOut.errorMsg}`);
+      assert.ok(performance.now() - t < 20_000);
+      const silent = await local.buildDerivation(drvPaths.get("slow")!, basic("slow"), {
+        build: { maxSilentTime: 1 },
+      });
+      assert.equal(silent.statusName, "TimedOut", v);
+      assert.match(silent.errorMsg, /of silence/);
+      const chatty = await local.buildDerivation(drvPaths.get("failing")!, basic("failing"), {
+        build: { maxLogSize: 5 },
+      });
+      assert.equal(chatty.statusName, "LogLimitExceeded", v);
+      // keepFailed exists only from 0x207: a 0x206 client cannot ask for it.
+      log.length = 0;
+      const kept = await local.buildDerivation(drvPaths.get("failing")!, basic("failing"), {
+        build: { keepFailed: true },
+      });
+      assert.equal(kept.statusName, "PermanentFailure", v);
+      const keeping = log
+        .map((l) => /keeping build directory '([^']+)'/.exec(l)?.[1])
+        .find((d) => d !== undefined);
+      if (keeping) await rm(keeping, { recursive: true, force: true });
+      assert.equal(keeping !== undefined, version === 0x207, `${v}: ${log.join(" / ")}`);
+      // A missing input is a failed build (MiscFailure), and the session goes on.
+      const missing = { ...basic("slow"), inputSrcs: [`/nix/store/${"2".repeat(32)}-missing-${salt}`] };
+      const r = await local.buildDerivation(drvPaths.get("slow")!, missing);
+      assert.equal(r.statusName, "MiscFailure", v);
+      assert.match(r.errorMsg, /does not exist/);
+      assert.deepEqual(await local.queryValidPaths([drvPaths.get("dep")!]), [drvPaths.get("dep")!]);
+    }
+  });
+
+  test("a transfer cut midway imports nothing and leaves the healthy side usable", async () => {
+    const file = join(tmp.dir, `cut-${salt}`);
+    await writeFile(file, randomBytes(16 << 20));
+    const blob = (await execa("nix-store", ["--add", file], { env: { NIX_CONFIG } })).stdout.trim();
+    const after1MiB = (kill: () => void) => {
+      let n = 0;
+      return (bytes: number) => {
+        n += bytes;
+        if (n >= 1 << 20 && n - bytes < 1 << 20) kill();
+      };
+    };
+    // The importer dies: the exporter reads its answer to the end and stays usable.
+    const local = await openSession({ argv: LOCAL_ARGV });
+    let b2 = await openSession({ argv: builderArgv("local2"), name: "builder local2" });
+    const importer = b2;
+    await expectCode(
+      transferPaths(local, importer, [blob], { onBytes: after1MiB(() => importer.kill()) }),
+      "SERVE_CONNECTION_LOST",
+      /builder local2 was lost during ImportPaths/,
+    );
+    assert.equal(local.isClosed, false);
+    assert.deepEqual(await local.queryValidPaths([blob]), [blob]);
+    b2 = await openSession({ argv: builderArgv("local2"), name: "builder local2" });
+    assert.deepEqual(await b2.queryValidPaths([blob]), []);
+    // The exporter dies: the importer got half a stream, so it is killed too.
+    const doomed = await openSession({ argv: LOCAL_ARGV, name: "the local store" });
+    await expectCode(
+      transferPaths(doomed, b2, [blob], { onBytes: after1MiB(() => doomed.kill()) }),
+      "SERVE_CONNECTION_LOST",
+      /the local store was lost during ExportPaths/,
+    );
+    assert.equal((await b2.closed).kind, "killed");
+    const b2again = await openSession({ argv: builderArgv("local2") });
+    assert.deepEqual(await b2again.queryValidPaths([blob]), []);
+  });
+
+  test("AddToStoreNar adds a path from a NAR of exactly the declared size", async () => {
+    const b1 = await openSession({ argv: builderArgv("local1"), name: "builder local1" });
+    const nar = encodeNar({
+      type: "directory",
+      entries: {
+        hello: { type: "regular", contents: `hello ${salt}\n` },
+        link: { type: "symlink", target: "hello" },
+      },
+    });
+    const alphabet = "0123456789abcdfghijklmnpqrsvwxyz";
+    const path = `/nix/store/${[...randomBytes(32)].map((b) => alphabet[b % 32]).join("")}-serve-added-${salt}`;
+    const info = {
+      path,
+      deriver: "",
+      narHash: createHash("sha256").update(nar).digest("hex"),
+      references: [],
+      registrationTime: 0,
+      narSize: nar.length,
+      ultimate: false,
+      sigs: [],
+      ca: "",
+    };
+    const summary = await b1.addToStoreNar(info, [nar.subarray(0, 100), nar.subarray(100)]);
+    assert.equal(summary.files, 1);
+    assert.deepEqual(await b1.queryValidPaths([path]), [path]);
+    const back = new Collect();
+    await b1.dumpStorePath(path, back);
+    assert.ok(back.bytes().equals(Buffer.from(nar)));
+    // A NAR shorter than declared would leave nix-store waiting: the session is closed instead.
+    const short = { ...info, path: path.replace("serve-added", "serve-short"), narSize: nar.length + 8 };
+    await expectCode(b1.addToStoreNar(short, [nar]), "SERVE_REQUEST_FAILED", /not the \d+ bytes declared/);
+    assert.equal((await b1.closed).kind, "killed");
+    const again = await openSession({ argv: builderArgv("local1") });
+    assert.deepEqual(await again.queryValidPaths([short.path]), []);
+  });
+
+  test("a request nix-store refuses (an invalid path to export) ends the connection, with its reason", async () => {
+    const local = await openSession({ argv: LOCAL_ARGV, name: "the local store" });
+    const nope = `/nix/store/${"3".repeat(32)}-not-valid-${salt}`;
+    await expectCode(
+      local.exportPaths([nope], new Collect()),
+      "SERVE_CONNECTION_LOST",
+      new RegExp(
+        `lost during ExportPaths: its process exited with 1 \\(error: path '${nope}' is not valid\\)`,
+      ),
+    );
+    assert.equal((await local.closed).kind, "eof");
+  });
+
   test("a large path streams local → builder without a temporary file", async () => {
     const local = await openSession({ argv: LOCAL_ARGV });
     const b1 = await openSession({ argv: builderArgv("local1") });
@@ -260,6 +360,7 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     const stat = readFileSync(`/proc/${shPid}/stat`, "utf8").split(") ")[1]!.split(" ");
     const serverPid = Number(stat[1]);
     const pgrp = Number(stat[2]);
+    const buildDir = readlinkSync(`/proc/${shPid}/cwd`);
     assert.match(
       readFileSync(`/proc/${serverPid}/cmdline`, "utf8").replaceAll("\0", " "),
       /nix-store --serve --write/,
@@ -277,6 +378,9 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     } finally {
       // The orphaned builder (its own process group) is ours to clean up.
       if (pgrp === shPid) process.kill(-pgrp, "SIGKILL");
+      // So is its build directory, which the killed nix-store could not remove.
+      if (buildDir.startsWith("/tmp/nix-build-slow.drv-"))
+        await rm(buildDir, { recursive: true, force: true });
     }
   });
 
@@ -329,129 +433,3 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-
-// A peer that replays hostile bytes the real nix-store cannot be made to send: it greets
-// properly (unless told not to), then answers the first request as `mode` says.
-const FAKE_PEER = String.raw`
-const mode = process.argv[1];
-const u64 = (n) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); return b; };
-const str = (s) => { const b = Buffer.from(s); return Buffer.concat([u64(b.length), b, Buffer.alloc((8 - (b.length % 8)) % 8)]); };
-let buf = Buffer.alloc(0);
-let greeted = false;
-process.stdin.on("data", (c) => {
-  buf = Buffer.concat([buf, c]);
-  if (!greeted) {
-    if (mode === "garbage-greeting") return void process.stdout.write("HTTP/1.1 400 Bad Request\r\n\r\n");
-    if (mode === "old-major") return void process.stdout.write(Buffer.concat([u64(0x5452eecb), u64(0x107)]));
-    if (buf.length < 16) return;
-    buf = buf.subarray(16);
-    greeted = true;
-    process.stdout.write(Buffer.concat([u64(0x5452eecb), u64(0x207)]));
-    if (mode === "unsolicited") process.stdout.write(u64(42));
-    if (buf.length === 0) return;
-  }
-  buf = Buffer.alloc(0);
-  const answers = {
-    "huge-string": () => Buffer.concat([u64(1), u64(2 ** 40)]),
-    "huge-list": () => u64(2 ** 40),
-    "bad-padding": () => Buffer.concat([u64(1), u64(3), Buffer.from("abc"), Buffer.from([0, 0, 0, 0, 7])]),
-    "bad-nar": () => Buffer.concat([u64(1), str("nix-archive-1"), str("("), str("type"), str("fifo"), str(")")]),
-    "extra-bytes": () => Buffer.concat([u64(0), u64(7)]),
-    "die-midway": () => Buffer.concat([u64(2), str("/nix/store/00000000000000000000000000000000-a")]),
-    silent: () => Buffer.alloc(0),
-    unsolicited: () => u64(0),
-  };
-  const answer = answers[mode]();
-  process.stdout.write(answer, () => { if (mode === "die-midway") process.exit(3); });
-});
-process.stdin.on("end", () => process.exit(0));
-setInterval(() => {}, 60000);
-`;
-
-describe("hostile peers: clean errors, never a hang", { timeout: 120_000 }, () => {
-  const fake = (mode: string) => ({
-    argv: [process.execPath, "-e", FAKE_PEER, mode],
-    name: `fake peer (${mode})`,
-  });
-  const within = async <T>(ms: number, p: Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms: the session hangs`)), ms);
-    });
-    try {
-      return await Promise.race([p, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
-  test("a peer that does not greet as nix-store --serve", async () => {
-    await within(
-      5000,
-      expectCode(ServeSession.open(fake("garbage-greeting")), "SERVE_PROTOCOL_ERROR", /did not greet/),
-    );
-    await within(
-      5000,
-      expectCode(ServeSession.open(fake("old-major")), "SERVE_PROTOCOL_ERROR", /version 0x107/),
-    );
-    await within(
-      5000,
-      expectCode(
-        ServeSession.open({ argv: ["/nonexistent/nix-store"] }),
-        "SERVE_CONNECTION_LOST",
-        /could not be started/,
-      ),
-    );
-  });
-
-  for (const [mode, code, pattern] of [
-    ["huge-string", "SERVE_PROTOCOL_ERROR", /1099511627776-byte string/],
-    ["huge-list", "SERVE_PROTOCOL_ERROR", /list of 1099511627776 items/],
-    ["bad-padding", "SERVE_PROTOCOL_ERROR", /non-zero padding/],
-    ["extra-bytes", "SERVE_PROTOCOL_ERROR", /sent 8 bytes after its answer to QueryValidPaths/],
-    ["die-midway", "SERVE_CONNECTION_LOST", /lost during QueryValidPaths: its process exited with 3/],
-    ["unsolicited", "SERVE_CONNECTION_LOST", /sent 8 bytes nobody asked for/],
-  ] as const) {
-    test(`a peer answering with ${mode} → ${code}`, async () => {
-      const s = await ServeSession.open(fake(mode));
-      try {
-        if (mode === "unsolicited") await s.closed;
-        await within(5000, expectCode(s.queryValidPaths([`/nix/store/${"1".repeat(32)}-x`]), code, pattern));
-        const reason = await within(5000, s.closed);
-        assert.equal(reason.kind, mode === "die-midway" ? "eof" : "protocol-error");
-        await expectCode(
-          s.queryValidPaths([]),
-          code === "SERVE_PROTOCOL_ERROR" ? "SERVE_CONNECTION_LOST" : code,
-        );
-      } finally {
-        s.kill();
-      }
-    });
-  }
-
-  test("a peer that goes silent fails the request at its timeout and is closed", async () => {
-    const s = await ServeSession.open(fake("silent"));
-    const t = performance.now();
-    await within(
-      5000,
-      expectCode(s.queryValidPaths([], { timeoutMs: 300 }), "SERVE_TIMEOUT", /within 300 ms/),
-    );
-    assert.ok(performance.now() - t >= 290);
-    assert.equal((await within(5000, s.closed)).kind, "timeout");
-  });
-
-  test("a malformed NAR in an export is refused and never passed on whole", async () => {
-    const s = await ServeSession.open(fake("bad-nar"));
-    const sink = new Collect();
-    await within(
-      5000,
-      expectCode(
-        s.exportPaths([`/nix/store/${"1".repeat(32)}-x`], sink),
-        "SERVE_PROTOCOL_ERROR",
-        /unknown node type "fifo"/,
-      ),
-    );
-    assert.equal(sink.bytes().length, 0, "the chunk holding the bad bytes was not passed on");
-    s.kill();
-  });
-});

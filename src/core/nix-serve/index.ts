@@ -6,3 +6,4 @@ export * from "./messages.js";
 export * from "./build.js";
 export * from "./nar.js";
 export * from "./export-stream.js";
+export * from "./close-reason.js";
