@@ -1,0 +1,383 @@
+import type { Builder } from "../builder.js";
+import { builderBackoffMs } from "./backoff.js";
+import { canBuild } from "./capability.js";
+import { remainingPaths, type BuildGraph, type DrvNode } from "./graph.js";
+import { ReadyQueue } from "./ready-queue.js";
+
+/** Where outputs can be: this machine's store, or a builder's (by name). */
+export const LOCAL = "local";
+
+export type SchedulerBuilder = Pick<
+  Builder,
+  "name" | "maxJobs" | "speedFactor" | "systems" | "supportedFeatures" | "mandatoryFeatures"
+>;
+
+export interface SchedulerOptions {
+  /** Tries per derivation across builders (default 3). */
+  maxAttempts?: number;
+  /** Base of the builder backoff (default 60 s; see builderBackoffMs). */
+  backoffBaseMs?: number;
+  /** Go on with every derivation that does not depend on a failed one. */
+  keepGoing?: boolean;
+  /** Estimated build time of a derivation, for the critical path. */
+  estimateMs?: (node: DrvNode) => number;
+}
+
+/** Not needed (outside what the roots need), or where it stands. */
+export type NodeStatus = "idle" | "waiting" | "ready" | "running" | "done" | "failed" | "skipped";
+
+export interface NodeState {
+  status: NodeStatus;
+  /** Built here by this build, or found already built ("cached"). */
+  outcome: "built" | "cached" | null;
+  attempts: number;
+  /** Builders an attempt failed on (lost connection, transient failure), in order. */
+  failedOn: string[];
+  /** Where all of its outputs are valid: LOCAL and/or builder names. */
+  locations: Set<string>;
+  priority: number;
+  readyMs: number | null;
+  runningOn: string | null;
+  error: string | null;
+}
+
+export interface BuilderState {
+  info: SchedulerBuilder;
+  /** Slots usable now (sessions open); at most maxJobs. */
+  slots: number;
+  running: number;
+  up: boolean;
+  failuresInARow: number;
+  downUntilMs: number;
+  downReason: string | null;
+}
+
+export interface Assignment {
+  drv: string;
+  builder: string;
+}
+
+/** The outcome of an attempt, as the runtime saw it. */
+export type AttemptEnd =
+  | { kind: "built" }
+  | { kind: "failed"; transient: boolean; message: string }
+  | { kind: "lost"; message: string };
+
+/**
+ * The dispatcher's scheduling state, pure: every decision (what is needed, what is ready, which
+ * builder gets which derivation, what a failure or a lost builder changes) is a method call on
+ * plain data, driven by events from the runtime, with the clock passed in.
+ */
+export class Scheduler {
+  readonly nodes = new Map<string, NodeState>();
+  readonly builders = new Map<string, BuilderState>();
+  private readonly queue: ReadyQueue<string>;
+  private readonly maxAttempts: number;
+  private readonly backoffBaseMs: number;
+  private readonly keepGoing: boolean;
+  /** Set after a failure without --keep-going: nothing new starts. */
+  stopping = false;
+
+  constructor(
+    readonly graph: BuildGraph,
+    builders: readonly SchedulerBuilder[],
+    options: SchedulerOptions = {},
+  ) {
+    this.maxAttempts = options.maxAttempts ?? 3;
+    this.backoffBaseMs = options.backoffBaseMs ?? 60_000;
+    this.keepGoing = options.keepGoing ?? false;
+    const paths = remainingPaths(graph, options.estimateMs ?? (() => 1000));
+    for (const drv of graph.order) {
+      this.nodes.set(drv, {
+        status: "idle",
+        outcome: null,
+        attempts: 0,
+        failedOn: [],
+        locations: new Set(),
+        priority: paths.get(drv) ?? 0,
+        readyMs: null,
+        runningOn: null,
+        error: null,
+      });
+    }
+    for (const b of builders) {
+      this.builders.set(b.name, {
+        info: b,
+        slots: 0,
+        running: 0,
+        up: false,
+        failuresInARow: 0,
+        downUntilMs: 0,
+        downReason: null,
+      });
+    }
+    this.queue = new ReadyQueue<string>((a, b) => {
+      const pa = this.state(a).priority;
+      const pb = this.state(b).priority;
+      if (pa !== pb) return pa > pb;
+      return this.node(a).name.localeCompare(this.node(b).name, "en", { numeric: true }) < 0;
+    });
+  }
+
+  node(drv: string): DrvNode {
+    const n = this.graph.nodes.get(drv);
+    if (!n) throw new Error(`unknown derivation ${drv}`);
+    return n;
+  }
+
+  state(drv: string): NodeState {
+    const s = this.nodes.get(drv);
+    if (!s) throw new Error(`unknown derivation ${drv}`);
+    return s;
+  }
+
+  /** Records that every output of `drv` is valid at `location`. */
+  addLocation(drv: string, location: string): void {
+    this.state(drv).locations.add(location);
+  }
+
+  /**
+   * Decides what must be built: walking down from the roots, a derivation whose outputs are
+   * valid somewhere (here or on a builder) is done; the rest is needed, and needed derivations
+   * whose inputs are all done are ready.
+   */
+  plan(nowMs: number): void {
+    for (const r of this.graph.roots) this.need(r, nowMs);
+  }
+
+  private need(drv: string, nowMs: number): void {
+    const stack = [drv];
+    const touched: string[] = [];
+    while (stack.length) {
+      const d = stack.pop() as string;
+      const s = this.state(d);
+      if (s.status !== "idle" && s.status !== "done") continue;
+      if (s.locations.size > 0) {
+        if (s.status === "idle") {
+          s.status = "done";
+          s.outcome = "cached";
+        }
+        continue;
+      }
+      s.status = "waiting";
+      s.outcome = null;
+      touched.push(d);
+      for (const dep of this.node(d).deps) stack.push(dep);
+    }
+    for (const d of touched) this.promoteIfReady(d, nowMs);
+  }
+
+  private promoteIfReady(drv: string, nowMs: number): void {
+    const s = this.state(drv);
+    if (s.status !== "waiting") return;
+    if (!this.node(drv).deps.every((dep) => this.state(dep).status === "done")) return;
+    s.status = "ready";
+    s.readyMs = nowMs;
+    this.queue.push(drv);
+  }
+
+  /** Needed derivations no builder of the pool could ever build (system or features). */
+  incapable(): string[] {
+    const all = [...this.builders.values()].map((b) => b.info);
+    return [...this.nodes.entries()]
+      .filter(([, s]) => s.status !== "idle" && s.status !== "done")
+      .map(([drv]) => drv)
+      .filter((drv) => !all.some((b) => canBuild(b, this.node(drv))));
+  }
+
+  /** A builder's sessions are open: `slots` of them can build. */
+  builderUp(name: string, slots: number): void {
+    const b = this.builder(name);
+    b.up = true;
+    b.slots = Math.min(slots, b.info.maxJobs);
+    b.downReason = null;
+  }
+
+  private builder(name: string): BuilderState {
+    const b = this.builders.get(name);
+    if (!b) throw new Error(`unknown builder ${name}`);
+    return b;
+  }
+
+  /**
+   * Pairs ready derivations, longest remaining path first, with free slots of capable builders;
+   * prefers a builder that was not already tried, then one holding more of the inputs, then the
+   * least loaded for its speed.
+   */
+  assign(): Assignment[] {
+    if (this.stopping) return [];
+    const out: Assignment[] = [];
+    const deferred: string[] = [];
+    while (this.queue.size > 0 && this.freeSlots() > 0) {
+      const drv = this.queue.pop() as string;
+      const s = this.state(drv);
+      if (s.status !== "ready") continue;
+      const b = this.pickBuilder(drv);
+      if (!b) {
+        deferred.push(drv);
+        continue;
+      }
+      s.status = "running";
+      s.attempts++;
+      s.runningOn = b.info.name;
+      b.running++;
+      out.push({ drv, builder: b.info.name });
+    }
+    for (const d of deferred) this.queue.push(d);
+    return out;
+  }
+
+  private freeSlots(): number {
+    let n = 0;
+    for (const b of this.builders.values()) if (b.up) n += Math.max(0, b.slots - b.running);
+    return n;
+  }
+
+  private pickBuilder(drv: string): BuilderState | undefined {
+    const node = this.node(drv);
+    const s = this.state(drv);
+    const free = [...this.builders.values()].filter(
+      (b) => b.up && b.running < b.slots && canBuild(b.info, node),
+    );
+    const fresh = free.filter((b) => !s.failedOn.includes(b.info.name));
+    const candidates = fresh.length ? fresh : free;
+    const held = (b: BuilderState) => node.deps.filter((d) => this.state(d).locations.has(b.info.name)).length;
+    const load = (b: BuilderState) => b.running / Math.max(1, b.info.speedFactor);
+    let best: BuilderState | undefined;
+    for (const b of candidates) {
+      if (!best) best = b;
+      else if (held(b) !== held(best)) best = held(b) > held(best) ? b : best;
+      else if (load(b) !== load(best)) best = load(b) < load(best) ? b : best;
+    }
+    return best;
+  }
+
+  /**
+   * An attempt ended. Built: the outputs are on the builder and dependents may become ready.
+   * A transient failure or a lost connection is tried again elsewhere (at most maxAttempts
+   * tries); a permanent failure fails the derivation and skips what depends on it.
+   */
+  finish(drv: string, end: AttemptEnd, nowMs: number): void {
+    const s = this.state(drv);
+    const where = s.runningOn;
+    if (s.status !== "running" || where === null) return;
+    const b = this.builder(where);
+    b.running = Math.max(0, b.running - 1);
+    s.runningOn = null;
+    if (end.kind === "built") {
+      b.failuresInARow = 0;
+      s.status = "done";
+      s.outcome = "built";
+      s.locations.add(where);
+      for (const up of this.node(drv).dependents) this.promoteIfReady(up, nowMs);
+      return;
+    }
+    s.failedOn.push(where);
+    const retry = end.kind === "lost" || end.transient;
+    if (retry && s.attempts < this.maxAttempts) {
+      this.requeue(drv, nowMs);
+      return;
+    }
+    s.status = "failed";
+    s.error =
+      retry && s.attempts >= this.maxAttempts
+        ? `${end.message} (gave up after ${s.attempts} tries)`
+        : end.message;
+    this.skipDependents(drv);
+    if (!this.keepGoing) this.stopping = true;
+  }
+
+  /** Back to the queue; inputs whose outputs were lost meanwhile are needed again first. */
+  private requeue(drv: string, nowMs: number): void {
+    const s = this.state(drv);
+    s.status = "waiting";
+    for (const dep of this.node(drv).deps) {
+      const d = this.state(dep);
+      if (d.status === "done" && d.locations.size === 0) {
+        d.status = "idle";
+        this.need(dep, nowMs);
+      }
+    }
+    this.promoteIfReady(drv, nowMs);
+  }
+
+  private skipDependents(drv: string): void {
+    const stack = [...this.node(drv).dependents];
+    while (stack.length) {
+      const d = stack.pop() as string;
+      const s = this.state(d);
+      if (s.status !== "waiting" && s.status !== "ready") continue;
+      s.status = "skipped";
+      s.error = `depends on ${this.node(drv).name}, which failed`;
+      stack.push(...this.node(d).dependents);
+    }
+  }
+
+  /**
+   * A builder is gone (connection lost, silent, refused): it gets no work until its backoff
+   * ends; what ran there is tried elsewhere (the runtime reports each through `finish` with
+   * kind "lost"); outputs only it held are lost, so whatever still needs them is built again.
+   */
+  builderDown(name: string, reason: string, nowMs: number): void {
+    const b = this.builder(name);
+    if (!b.up && b.downReason !== null) return;
+    b.up = false;
+    b.slots = 0;
+    b.failuresInARow++;
+    b.downUntilMs = nowMs + builderBackoffMs(b.failuresInARow, this.backoffBaseMs);
+    b.downReason = reason;
+    for (const [drv, s] of this.nodes) {
+      if (!s.locations.delete(name) || s.locations.size > 0 || s.status !== "done") continue;
+      if (this.stillNeeded(drv)) {
+        s.status = "idle";
+        this.need(drv, nowMs);
+        this.rewaitDependents(drv);
+      }
+    }
+  }
+
+  /** Whether a done derivation's outputs are still wanted: a root, or an input of unfinished work. */
+  private stillNeeded(drv: string): boolean {
+    if (this.graph.roots.includes(drv)) return true;
+    return this.node(drv).dependents.some((d) => {
+      const st = this.state(d).status;
+      return st === "waiting" || st === "ready";
+    });
+  }
+
+  private rewaitDependents(drv: string): void {
+    for (const d of this.node(drv).dependents) {
+      const s = this.state(d);
+      if (s.status === "ready") s.status = "waiting";
+    }
+  }
+
+  /** Builders whose backoff has ended and that are worth reconnecting to. */
+  reconnectable(nowMs: number): string[] {
+    return [...this.builders.values()]
+      .filter((b) => !b.up && b.downReason !== null && b.downUntilMs <= nowMs)
+      .map((b) => b.info.name);
+  }
+
+  /** Nothing runs and nothing more can start: done, or stuck (see stuck()). */
+  idle(): boolean {
+    return [...this.builders.values()].every((b) => b.running === 0);
+  }
+
+  /** Needed derivations not finished: waiting, ready or running. */
+  unfinished(): string[] {
+    return [...this.nodes.entries()]
+      .filter(([, s]) => s.status === "waiting" || s.status === "ready" || s.status === "running")
+      .map(([d]) => d);
+  }
+
+  /** Ready derivations that no builder now up could take (for the "every builder is down" error). */
+  stuck(): string[] {
+    return [...this.nodes.entries()]
+      .filter(([, s]) => s.status === "ready")
+      .map(([d]) => d)
+      .filter(
+        (d) => ![...this.builders.values()].some((b) => b.up && b.slots > 0 && canBuild(b.info, this.node(d))),
+      );
+  }
+}

@@ -1,0 +1,105 @@
+import type { Builder } from "../core/builder.js";
+import { StorePlace } from "./store-place.js";
+import type { DispatchSession, OpenSession } from "./store-session.js";
+
+/**
+ * nixpool's connections to one builder for one build: a transfer session (queries, downloads)
+ * opened first, then one session per job slot (uploads and builds), all long-lived. Any session
+ * ending unexpectedly means the builder is lost: every session is closed and `onLost` says why.
+ */
+export class BuilderLink {
+  readonly place: StorePlace;
+  transfer: DispatchSession | undefined;
+  private readonly slotSessions: (DispatchSession | undefined)[] = [];
+  private readonly busy = new Set<number>();
+  private readonly logTargets = new Map<number, (line: string) => void>();
+  private ending = false;
+  lostReason: string | undefined;
+
+  constructor(
+    readonly builder: Builder,
+    private readonly openSession: OpenSession,
+    private readonly onLost: (link: BuilderLink, reason: string) => void,
+  ) {
+    this.place = new StorePlace(builder.name);
+  }
+
+  get name(): string {
+    return this.builder.name;
+  }
+
+  /** Sessions open for building. */
+  get openSlots(): number {
+    return this.slotSessions.filter((s) => s !== undefined).length;
+  }
+
+  /** Opens the transfer session; rejects with the reason the builder cannot be used. */
+  async connect(): Promise<void> {
+    this.transfer = await this.openSession({
+      builder: this.builder,
+      onStderrLine: () => undefined,
+      onClose: (why) => this.lose(why),
+    });
+  }
+
+  /** Opens one session per job slot in the background; `onSlot` follows each one that opens. */
+  openSlotSessions(onSlot: (open: number) => void): void {
+    for (let i = 0; i < this.builder.maxJobs; i++) {
+      this.slotSessions.push(undefined);
+      this.openSession({
+        builder: this.builder,
+        onStderrLine: (line) => this.logTargets.get(i)?.(line),
+        onClose: (why) => this.lose(why),
+      }).then(
+        (s) => {
+          if (this.ending) {
+            s.kill();
+            return;
+          }
+          this.slotSessions[i] = s;
+          onSlot(this.openSlots);
+        },
+        (e: unknown) => this.lose(e instanceof Error ? e.message : String(e)),
+      );
+    }
+  }
+
+  /** A free, open slot session, lent until `releaseSlot`; its build log goes to `log`. */
+  takeSlot(log: (line: string) => void): { index: number; session: DispatchSession } | undefined {
+    for (let i = 0; i < this.slotSessions.length; i++) {
+      const s = this.slotSessions[i];
+      if (s && !this.busy.has(i)) {
+        this.busy.add(i);
+        this.logTargets.set(i, log);
+        return { index: i, session: s };
+      }
+    }
+    return undefined;
+  }
+
+  releaseSlot(index: number): void {
+    this.busy.delete(index);
+    this.logTargets.delete(index);
+  }
+
+  private lose(reason: string): void {
+    if (this.ending) return;
+    this.lostReason = reason;
+    this.kill();
+    this.onLost(this, reason);
+  }
+
+  /** Ends every session at once (Ctrl-C, builder lost): remote builds stop with their sessions. */
+  kill(): void {
+    this.ending = true;
+    this.transfer?.kill();
+    for (const s of this.slotSessions) s?.kill();
+    this.place.forget();
+  }
+
+  /** Closes every session cleanly (end of the build). */
+  async close(): Promise<void> {
+    this.ending = true;
+    await Promise.allSettled([this.transfer, ...this.slotSessions].map((s) => s?.close()));
+  }
+}

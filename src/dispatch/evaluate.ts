@@ -1,0 +1,54 @@
+import { resolve } from "node:path";
+import type { NixArg } from "../adapters/nix-build.js";
+import { run } from "../adapters/runner.js";
+import { NixpoolError } from "../core/errors.js";
+
+export interface EvaluateRequest {
+  file: string;
+  attr?: string | undefined;
+  args?: readonly NixArg[];
+  signal?: AbortSignal;
+}
+
+/** The nix-instantiate argv: the same file, attribute and arguments nix-build would get. */
+export function instantiateArgv(req: EvaluateRequest): string[] {
+  const argv = ["nix-instantiate", resolve(req.file)];
+  if (req.attr) argv.push("-A", req.attr);
+  for (const a of req.args ?? []) argv.push(`--${a.kind}`, a.name, a.value);
+  argv.push("--option", "substituters", "");
+  return argv;
+}
+
+/** Evaluates the file into derivations (written to the local store); returns their .drv paths. */
+export async function evaluateDerivations(req: EvaluateRequest): Promise<string[]> {
+  const result = await run(instantiateArgv(req), {
+    reject: false,
+    timeout: 0,
+    ...(req.signal ? { signal: req.signal } : {}),
+  });
+  if (result.exitCode !== 0) throw evaluationError(result.stderr, req.file);
+  const drvs = result.stdout
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  const bad = drvs.find((d) => !/^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[^/]+\.drv(!.*)?$/.test(d));
+  if (bad !== undefined || drvs.length === 0) {
+    throw new NixpoolError(
+      "NIX_EVAL_FAILED",
+      `nix-instantiate ${req.file} printed no derivation path${bad ? ` (got "${bad}")` : ""}.`,
+      { hint: `Does ${req.attr ? `attribute ${req.attr}` : "the file"} evaluate to a derivation? Try: nix-instantiate ${req.file}` },
+    );
+  }
+  return drvs.map((d) => d.replace(/!.*$/, ""));
+}
+
+/** Nix's own error lines (not its warnings), for an evaluation that failed. */
+function evaluationError(stderr: string, file: string): NixpoolError {
+  const lines = stderr.split("\n").filter((l) => !l.startsWith("warning:"));
+  const first = lines.findIndex((l) => l.startsWith("error:"));
+  const text = (first >= 0 ? lines.slice(first) : lines).join("\n").trim();
+  return new NixpoolError("NIX_EVAL_FAILED", `Evaluating ${file} failed: ${text.split("\n")[0] ?? ""}`, {
+    hint: `Fix the Nix expression; nix-instantiate ${file} shows the same error.`,
+    details: { nixError: text },
+  });
+}

@@ -1,0 +1,29 @@
+import { resolve } from "node:path";
+import { run } from "../adapters/runner.js";
+
+/** One GC root to create: a link name and the store path it points to. */
+export interface OutLink {
+  link: string;
+  path: string;
+}
+
+/**
+ * nix-build's naming: the first root's output is LINK, the i-th root's LINK-i, and an output other
+ * than "out" gets "-NAME" appended (result-dev).
+ */
+export function outLinkNames(base: string, roots: readonly { outputName: string; path: string }[]): OutLink[] {
+  return roots.map((r, i) => ({
+    link: `${base}${i > 0 ? `-${i + 1}` : ""}${r.outputName === "out" ? "" : `-${r.outputName}`}`,
+    path: r.path,
+  }));
+}
+
+/** Registers each link as an indirect GC root of its (already valid) store path. */
+export async function createOutLinks(links: readonly OutLink[], signal?: AbortSignal): Promise<void> {
+  for (const l of links) {
+    await run(["nix-store", "--realise", l.path, "--add-root", resolve(l.link), "--indirect"], {
+      timeout: 60_000,
+      ...(signal ? { signal } : {}),
+    });
+  }
+}

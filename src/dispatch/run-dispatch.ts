@@ -1,0 +1,593 @@
+import type { Builder } from "../core/builder.js";
+import type { DerivationRecord, StatusSnapshot } from "../core/build-record.js";
+import { describeNeeds, describeOffer } from "../core/dispatch/capability.js";
+import { buildGraph, type BuildGraph, type DrvNode } from "../core/dispatch/graph.js";
+import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/dispatch/scheduler.js";
+import { ExitCode, NixpoolError } from "../core/errors.js";
+import { isBuildSuccess } from "../core/nix-serve/build.js";
+import type { NixArg } from "../adapters/nix-build.js";
+import { BuilderLink } from "./builder-link.js";
+import { DerivationLog } from "./derivation-log.js";
+import { Durations } from "./durations.js";
+import { evaluateDerivations } from "./evaluate.js";
+import { createOutLinks, outLinkNames } from "./out-links.js";
+import { SessionPool } from "./session-pool.js";
+import { StorePlace } from "./store-place.js";
+import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
+import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
+
+export interface DispatchRequest {
+  builders: Builder[];
+  file: string;
+  attr?: string | undefined;
+  args?: readonly NixArg[];
+  outLink?: string | undefined;
+  signal?: AbortSignal;
+  keepGoing?: boolean;
+  /** "needed": the requested outputs (and what other builders need); "all": every built output. */
+  copyBack?: "needed" | "all";
+  /** Directory for per-derivation logs. */
+  logDir: string;
+  /** File of learned build times. */
+  durationsFile: string;
+  /** Base of the builder backoff (default 60 s). */
+  backoffBaseMs?: number;
+  onEvent?: (e: DispatchEvent) => void;
+  sessions: {
+    openBuilder: OpenSession;
+    openLocal: () => Promise<DispatchSession>;
+    transfer: TransferPaths;
+  };
+}
+
+/** What a running dispatch reports, for the live view, -L and plain progress lines. */
+export type DispatchEvent =
+  | { kind: "status"; snapshot: StatusSnapshot }
+  | { kind: "start"; name: string; builder: string; attempt: number }
+  | { kind: "done"; name: string; builder: string; ms: number }
+  | { kind: "retry"; name: string; builder: string; reason: string }
+  | { kind: "builder-down"; builder: string; reason: string }
+  | { kind: "log"; name: string; builder: string; line: string };
+
+export interface DispatchResult {
+  outputs: string[];
+  outLink: string;
+  records: DerivationRecord[];
+  startedAtMs: number;
+  wallMs: number;
+  builders: { name: string; slots: number }[];
+  stats: {
+    evalMs: number;
+    connectMs: number;
+    pathsUploaded: number;
+    pathsDownloaded: number;
+    derivationsInClosure: number;
+  };
+}
+
+/** Raised inside an attempt when it must be tried again without blaming its builder. */
+class Requeue extends Error {}
+
+/**
+ * nixpool's own dispatcher for one build: evaluates, reads the derivation graph, asks every
+ * builder what it already holds, and runs the scheduler's decisions over long-lived
+ * `nix-store --serve` sessions, surviving lost builders.
+ */
+export async function runDispatch(req: DispatchRequest): Promise<DispatchResult> {
+  const d = new Dispatch(req);
+  try {
+    return await d.run();
+  } finally {
+    await d.shutdown();
+  }
+}
+
+class Dispatch {
+  private readonly t0 = Date.now();
+  private graph!: BuildGraph;
+  private drvs!: LoadedDerivations;
+  private scheduler!: Scheduler;
+  private durations!: Durations;
+  private readonly records = new Map<string, DerivationRecord>();
+  private readonly logs = new Map<string, DerivationLog>();
+  private readonly links = new Map<string, BuilderLink>();
+  private readonly local: SessionPool<DispatchSession>;
+  private readonly localPlace = new StorePlace(LOCAL);
+  private readonly active = new Set<Promise<void>>();
+  private readonly downloading = new Set<string>();
+  private fatal: NixpoolError | undefined;
+  private wakeUp: (() => void) | undefined;
+  private stats = { evalMs: 0, connectMs: 0 };
+
+  constructor(private readonly req: DispatchRequest) {
+    this.local = new SessionPool(() => req.sessions.openLocal(), 4);
+    req.signal?.addEventListener("abort", () => this.abort(), { once: true });
+  }
+
+  private now(): number {
+    return Date.now() - this.t0;
+  }
+
+  private wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  private abort(): void {
+    this.fatal ??= new NixpoolError("INTERRUPTED", "The build was interrupted.", {
+      exitCode: ExitCode.interrupted,
+    });
+    for (const l of this.links.values()) l.kill();
+    this.wake();
+  }
+
+  async run(): Promise<DispatchResult> {
+    const usable = this.req.builders.filter((b) => b.hostKey);
+    if (usable.length === 0) throw noBuilders(this.req.builders.length);
+    const signal = this.req.signal;
+    const roots = await evaluateDerivations({
+      file: this.req.file,
+      attr: this.req.attr,
+      args: this.req.args ?? [],
+      ...(signal ? { signal } : {}),
+    });
+    this.stats.evalMs = this.now();
+    this.drvs = await loadDerivations(roots);
+    this.graph = buildGraph(this.drvs.inputs, roots);
+    this.durations = await Durations.load(this.req.durationsFile);
+    this.scheduler = new Scheduler(this.graph, usable, {
+      keepGoing: this.req.keepGoing ?? false,
+      ...(this.req.backoffBaseMs !== undefined ? { backoffBaseMs: this.req.backoffBaseMs } : {}),
+      estimateMs: (n) => this.durations.estimate(n.name),
+    });
+    this.throwIfAborted();
+    await this.learnLocalValidity();
+    await this.connectAll(usable);
+    this.throwIfAborted();
+    this.scheduler.plan(this.now());
+    this.checkCapable(usable);
+    for (const [drv, s] of this.scheduler.nodes) if (s.status !== "idle") this.record(drv);
+    for (const r of this.graph.roots) this.maybeDownload(r);
+    await this.loop();
+    this.throwIfAborted();
+    if (this.fatal) throw this.fatal;
+    const failed = [...this.records.values()].filter((r) => r.status === "failed");
+    if (failed.length) throw this.buildFailed(failed);
+    const outputs = this.rootOutputs();
+    const base = this.req.outLink ?? "result";
+    await createOutLinks(outLinkNames(base, outputs), signal);
+    await this.durations.save().catch(() => undefined);
+    return this.result(outputs.map((o) => o.path), base);
+  }
+
+  private throwIfAborted(): void {
+    if (this.req.signal?.aborted) this.abort();
+    if (this.fatal) throw this.fatal;
+  }
+
+  /** Outputs already in this machine's store need no builder (and neither do their inputs). */
+  private async learnLocalValidity(): Promise<void> {
+    const all = [...this.graph.nodes.values()].flatMap((n) => Object.values(n.outputs));
+    const valid = new Set(await this.local.with((s) => s.queryValidPaths(all)));
+    for (const p of valid) this.localPlace.known.add(p);
+    for (const n of this.graph.nodes.values()) {
+      if (Object.values(n.outputs).every((p) => valid.has(p))) this.scheduler.addLocation(n.drv, LOCAL);
+    }
+  }
+
+  /** Opens every builder's transfer session at once and asks what it holds; slot sessions follow. */
+  private async connectAll(builders: readonly Builder[]): Promise<void> {
+    const wanted = [...this.graph.nodes.values()].filter((n) => !this.scheduler.state(n.drv).locations.has(LOCAL));
+    const outPaths = wanted.flatMap((n) => Object.values(n.outputs));
+    const t = this.now();
+    await Promise.all(builders.map((b) => this.connect(b, wanted, outPaths)));
+    this.stats.connectMs = this.now() - t;
+    const up = [...this.links.values()].filter((l) => !l.lostReason);
+    if (up.length === 0) throw this.allDown();
+  }
+
+  private async connect(b: Builder, wanted: readonly DrvNode[], outPaths: readonly string[]): Promise<void> {
+    const link = new BuilderLink(b, this.req.sessions.openBuilder, (l, why) => this.lost(l, why));
+    this.links.set(b.name, link);
+    try {
+      await link.connect();
+      const valid = new Set(outPaths.length ? await (link.transfer as DispatchSession).queryValidPaths(outPaths) : []);
+      for (const p of valid) link.place.known.add(p);
+      for (const n of wanted) {
+        if (Object.values(n.outputs).every((p) => valid.has(p))) this.scheduler.addLocation(n.drv, b.name);
+      }
+    } catch (e) {
+      if (!link.lostReason) {
+        link.kill();
+        this.lost(link, e instanceof Error ? e.message : String(e));
+      }
+      return;
+    }
+    link.openSlotSessions((n) => {
+      if (link.lostReason) return;
+      this.scheduler.builderUp(b.name, n);
+      this.wake();
+    });
+  }
+
+  /** Builders still opening slot sessions: more slots may come. */
+  private opening(): number {
+    return [...this.links.values()].filter((l) => !l.lostReason && l.openSlots < l.builder.maxJobs).length;
+  }
+
+  private lost(link: BuilderLink, reason: string): void {
+    if (this.fatal) return;
+    this.scheduler.builderDown(link.name, reason, this.now());
+    this.emit({ kind: "builder-down", builder: link.name, reason });
+    for (const [drv, s] of this.scheduler.nodes) if (s.status !== "idle" && !this.records.has(drv)) this.record(drv);
+    this.wake();
+  }
+
+  /** Every needed derivation has a builder of the right system and features, or none of it starts. */
+  private checkCapable(builders: readonly Builder[]): void {
+    const bad = this.scheduler.incapable();
+    if (bad.length === 0) return;
+    const first = this.scheduler.node(bad[0] as string);
+    throw new NixpoolError(
+      "NO_CAPABLE_BUILDER",
+      `No builder can build ${first.name}: it needs ${describeNeeds(first)}${bad.length > 1 ? ` (and ${bad.length - 1} more derivations cannot be placed)` : ""}; the pool offers ${builders.map(describeOffer).join(", ")}.`,
+      {
+        hint: "Add a builder with that system and those features to nixpool.toml (see nixpool builders --json).",
+        exitCode: ExitCode.failed,
+        details: { derivations: bad, needs: describeNeeds(first) },
+      },
+    );
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      if (this.fatal) return;
+      if (this.scheduler.stopping) return;
+      for (const a of this.scheduler.assign()) this.track(this.attempt(a));
+      this.emitStatus();
+      const unfinished = this.scheduler.unfinished().length;
+      if (unfinished === 0 && this.active.size === 0) return;
+      if (this.active.size === 0 && this.opening() === 0 && unfinished > 0) {
+        if (this.scheduler.stuck().length > 0) throw this.allDown();
+      }
+      await new Promise<void>((resolve) => {
+        this.wakeUp = resolve;
+      });
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    this.active.add(p);
+    void p.finally(() => {
+      this.active.delete(p);
+      this.wake();
+    });
+  }
+
+  private async attempt(a: Assignment): Promise<void> {
+    const link = this.links.get(a.builder) as BuilderLink;
+    const node = this.scheduler.node(a.drv);
+    const rec = this.record(a.drv);
+    const log = this.log(a.drv);
+    const slot = link.takeSlot((line) => {
+      log.line(line);
+      this.emit({ kind: "log", name: node.name, builder: link.name, line });
+    });
+    if (!slot) {
+      this.finish(a.drv, { kind: "lost", message: `no open session on ${link.name}` });
+      return;
+    }
+    const attempt = this.scheduler.state(a.drv).attempts;
+    Object.assign(rec, { status: "running", builder: link.name, slot: slot.index + 1, attempts: attempt });
+    rec.startedMs ??= this.now();
+    await log.begin(attempt, link.name);
+    this.emit({ kind: "start", name: node.name, builder: link.name, attempt });
+    let phase: "upload" | "build" = "upload";
+    let t = this.now();
+    try {
+      await this.ensureInputs(node, link, slot.session);
+      this.span(rec, "upload", link.name, slot.index + 1, t);
+      phase = "build";
+      t = this.now();
+      const result = await slot.session.buildDerivation(a.drv, this.drvs.basic(a.drv));
+      this.span(rec, "build", link.name, slot.index + 1, t);
+      link.releaseSlot(slot.index);
+      if (isBuildSuccess(result)) {
+        for (const p of Object.values(node.outputs)) link.place.known.add(p);
+        this.durations.record(node.name, this.now() - t);
+        this.finish(a.drv, { kind: "built" });
+        this.emit({ kind: "done", name: node.name, builder: link.name, ms: this.now() - t });
+        this.maybeDownload(a.drv);
+      } else {
+        const transient = result.statusName === "TransientFailure" || result.statusName === "MiscFailure";
+        const msg = result.errorMsg.trim().split("\n").filter(Boolean).slice(-1)[0] ?? result.statusName;
+        this.finish(a.drv, { kind: "failed", transient, message: `${result.statusName} on ${link.name}: ${msg}` });
+      }
+    } catch (e) {
+      if (phase === "upload" || phase === "build") this.span(rec, phase, link.name, slot.index + 1, t, true);
+      link.releaseSlot(slot.index);
+      if (link.lostReason) {
+        this.finish(a.drv, { kind: "lost", message: `builder ${link.name} was lost (${link.lostReason})` });
+      } else if (e instanceof Requeue || this.fatal) {
+        this.finish(a.drv, { kind: "lost", message: e instanceof Error ? e.message : String(e) }, false);
+      } else {
+        this.finish(a.drv, { kind: "failed", transient: false, message: e instanceof Error ? e.message : String(e) });
+      }
+    }
+  }
+
+  private finish(drv: string, end: AttemptEnd, blame = true): void {
+    const s = this.scheduler.state(drv);
+    const where = s.runningOn ?? "?";
+    if (!blame && end.kind === "lost") s.attempts = Math.max(0, s.attempts - 1);
+    this.scheduler.finish(drv, end, this.now());
+    const rec = this.record(drv);
+    if (end.kind !== "built" && s.status === "ready") {
+      rec.retries.push({ builder: where, reason: end.message });
+      this.emit({ kind: "retry", name: rec.name, builder: where, reason: end.message });
+    }
+    this.syncRecords();
+  }
+
+  /** Brings a derivation's inputs to the builder: from other builders through here, then only what it lacks. */
+  private async ensureInputs(node: DrvNode, link: BuilderLink, session: DispatchSession): Promise<void> {
+    for (const dep of node.deps) {
+      const st = this.scheduler.state(dep);
+      if (st.locations.has(link.name) || st.locations.has(LOCAL)) continue;
+      const holder = [...st.locations].map((l) => this.links.get(l)).find((l) => l && !l.lostReason);
+      if (!holder) throw new Requeue(`the outputs of ${this.scheduler.node(dep).name} are on no reachable builder`);
+      await this.fetchToLocal(dep, holder);
+    }
+    const send = node.inputPaths.filter((p) => !link.place.known.has(p));
+    if (send.length === 0) return;
+    const closure = await this.local.with((s) => s.queryClosure(send));
+    await link.place.ensure(
+      closure,
+      (q) => session.queryValidPaths(q),
+      (paths) => this.local.with((l) => this.req.sessions.transfer(l, session, paths)),
+    );
+  }
+
+  /** Copies a derivation's outputs (with their closure) from a builder into this machine's store. */
+  private async fetchToLocal(drv: string, holder: BuilderLink): Promise<void> {
+    const outs = Object.values(this.scheduler.node(drv).outputs);
+    const from = holder.transfer as DispatchSession;
+    try {
+      const closure = await from.queryClosure(outs);
+      await this.localPlace.ensure(
+        closure,
+        (q) => this.local.with((s) => s.queryValidPaths(q)),
+        (paths) => this.local.with((l) => this.req.sessions.transfer(from, l, paths)),
+      );
+    } catch (e) {
+      if (holder.lostReason) throw new Requeue(`builder ${holder.name} was lost while sending outputs`);
+      throw e;
+    }
+    this.scheduler.addLocation(drv, LOCAL);
+  }
+
+  /** Outputs the user asked for (or every output with --copy-back all) come home as soon as they exist. */
+  private maybeDownload(drv: string): void {
+    const s = this.scheduler.state(drv);
+    const wanted = this.graph.roots.includes(drv) || (this.req.copyBack === "all" && s.outcome === "built");
+    if (!wanted || s.status !== "done" || s.locations.has(LOCAL) || this.downloading.has(drv)) return;
+    const holder = [...s.locations].map((l) => this.links.get(l)).find((l) => l && !l.lostReason);
+    if (!holder) return;
+    this.downloading.add(drv);
+    const rec = this.record(drv);
+    const t = this.now();
+    this.track(
+      this.fetchToLocal(drv, holder)
+        .then(
+          () => this.span(rec, "download", holder.name, 0, t),
+          (e: unknown) => {
+            // Lost on the way: the scheduler builds it again. Anything else ends the build.
+            if (holder.lostReason || e instanceof Requeue) return;
+            this.fatal ??= downloadFailed(rec.name, holder.name, e);
+          },
+        )
+        .finally(() => {
+          this.downloading.delete(drv);
+          // Lost on the way: the scheduler builds it again; once it is done, it is fetched again.
+          if (!this.scheduler.state(drv).locations.has(LOCAL)) this.retryDownloadsLater();
+        }),
+    );
+  }
+
+  private retryDownloadsLater(): void {
+    for (const r of this.graph.roots) this.maybeDownload(r);
+  }
+
+  private rootOutputs(): { outputName: string; path: string }[] {
+    return this.graph.roots.map((r) => {
+      const outputName = this.drvs.firstOutput(r);
+      return { outputName, path: this.scheduler.node(r).outputs[outputName] as string };
+    });
+  }
+
+  private record(drv: string): DerivationRecord {
+    let r = this.records.get(drv);
+    if (!r) {
+      const node = this.scheduler.node(drv);
+      r = {
+        drv,
+        name: node.name,
+        status: "queued",
+        builder: null,
+        slot: null,
+        attempts: 0,
+        retries: [],
+        readyMs: null,
+        startedMs: null,
+        finishedMs: null,
+        spans: [],
+        error: null,
+      };
+      this.records.set(drv, r);
+      this.syncRecord(drv, r);
+    }
+    return r;
+  }
+
+  private syncRecords(): void {
+    for (const [drv, r] of this.records) this.syncRecord(drv, r);
+  }
+
+  private syncRecord(drv: string, r: DerivationRecord): void {
+    const s = this.scheduler.state(drv);
+    r.attempts = s.attempts;
+    r.readyMs ??= s.readyMs;
+    r.error = s.error;
+    const was = r.status;
+    switch (s.status) {
+      case "done":
+        r.status = s.outcome === "built" ? "built" : "cached";
+        break;
+      case "failed":
+      case "skipped":
+        r.status = s.status;
+        break;
+      case "running":
+        r.status = "running";
+        break;
+      default:
+        r.status = "queued";
+    }
+    if (r.status !== was && (r.status === "built" || r.status === "failed")) r.finishedMs = this.now();
+  }
+
+  private log(drv: string): DerivationLog {
+    let l = this.logs.get(drv);
+    if (!l) {
+      l = new DerivationLog(this.req.logDir, drv);
+      this.logs.set(drv, l);
+    }
+    return l;
+  }
+
+  private span(
+    rec: DerivationRecord,
+    phase: "upload" | "build" | "download",
+    builder: string,
+    slot: number,
+    startMs: number,
+    failed = false,
+  ): void {
+    rec.spans.push({ phase, builder, slot, startMs, endMs: this.now(), ...(failed ? { failed: true } : {}) });
+  }
+
+  private emit(e: DispatchEvent): void {
+    this.req.onEvent?.(e);
+  }
+
+  private emitStatus(): void {
+    if (!this.req.onEvent) return;
+    const rs = [...this.records.values()];
+    const snapshot: StatusSnapshot = {
+      elapsedMs: this.now(),
+      total: rs.length,
+      done: rs.filter((r) => r.status === "built" || r.status === "cached").length,
+      running: rs.filter((r) => r.status === "running").length,
+      queued: rs.filter((r) => r.status === "queued").length,
+      failed: rs.filter((r) => r.status === "failed").length,
+      builders: [...this.links.values()].map((l) => {
+        const st = this.scheduler.builders.get(l.name);
+        return {
+          name: l.name,
+          slots: l.builder.maxJobs,
+          state: l.lostReason ? "down" : st?.up ? "up" : "connecting",
+          running: rs
+            .filter((r) => r.status === "running" && r.builder === l.name)
+            .map((r) => ({ slot: r.slot ?? 0, name: r.name })),
+        };
+      }),
+    };
+    this.emit({ kind: "status", snapshot });
+  }
+
+  private allDown(): NixpoolError {
+    const down = [...this.links.values()].map((l) => `${l.name} (${l.lostReason ?? "not connected"})`);
+    return new NixpoolError(
+      "ALL_BUILDERS_DOWN",
+      `No capable builder is reachable: ${down.join(", ")}.`,
+      {
+        hint: "Check them with: nixpool doctor",
+        details: { builders: Object.fromEntries([...this.links.values()].map((l) => [l.name, l.lostReason ?? null])) },
+      },
+    );
+  }
+
+  private buildFailed(failed: DerivationRecord[]): NixpoolError {
+    const first = [...failed].sort((a, b) => (a.finishedMs ?? 0) - (b.finishedMs ?? 0))[0] as DerivationRecord;
+    const log = this.logs.get(first.drv);
+    const more = failed.length > 1 ? ` (${failed.length - 1} more failed)` : "";
+    return new NixpoolError(
+      "BUILD_FAILED",
+      `Derivation ${first.name} failed${first.builder ? ` on builder ${first.builder}` : ""}${more}.`,
+      {
+        hint: log
+          ? `Its full log: ${log.path}; rebuild with -L to see logs as they come.`
+          : "Rebuild with -L to see the build logs.",
+        details: {
+          derivation: first.drv,
+          builder: first.builder,
+          error: first.error,
+          logTail: log?.tail ?? [],
+          logFile: log?.path ?? null,
+          failed: failed.map((f) => f.drv),
+          records: [...this.records.values()],
+        },
+      },
+    );
+  }
+
+  private result(outputs: string[], outLink: string): DispatchResult {
+    return {
+      outputs,
+      outLink,
+      records: [...this.records.values()],
+      startedAtMs: this.t0,
+      wallMs: this.now(),
+      builders: [...this.links.values()].map((l) => ({ name: l.name, slots: l.builder.maxJobs })),
+      stats: {
+        ...this.stats,
+        pathsUploaded: [...this.links.values()].reduce((n, l) => n + l.place.sent, 0),
+        pathsDownloaded: this.localPlace.sent,
+        derivationsInClosure: this.graph.nodes.size,
+      },
+    };
+  }
+
+  /** Closes every session: cleanly after success, at once after a failure or Ctrl-C. */
+  async shutdown(): Promise<void> {
+    const hard = this.fatal !== undefined || this.scheduler?.stopping;
+    await Promise.allSettled([...this.links.values()].map((l) => (hard ? Promise.resolve(l.kill()) : l.close())));
+    await Promise.allSettled(this.local.drain().map((s) => (hard ? Promise.resolve(s.kill()) : s.close())));
+    await Promise.allSettled([...this.logs.values()].map((l) => l.end()));
+    // Attempts still unwinding (killed sessions reject their requests) are waited for.
+    await Promise.allSettled([...this.active]);
+  }
+}
+
+function downloadFailed(name: string, builder: string, e: unknown): NixpoolError {
+  return new NixpoolError(
+    "DOWNLOAD_FAILED",
+    `Copying the outputs of ${name} from builder ${builder} into this machine's store failed.`,
+    { hint: `Check the local store (nix-store --verify) and the builder: nixpool doctor ${builder}`, cause: e },
+  );
+}
+
+function noBuilders(declared: number): NixpoolError {
+  return new NixpoolError(
+    "NO_BUILDERS",
+    declared === 0 ? "There are no builders to offload to." : "No builder has a pinned host key.",
+    {
+      hint:
+        declared === 0
+          ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
+          : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
+      exitCode: ExitCode.usage,
+    },
+  );
+}

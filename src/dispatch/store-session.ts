@@ -1,0 +1,28 @@
+import type { Builder } from "../core/builder.js";
+import type { BasicDerivation, BuildResult } from "../core/nix-serve/build.js";
+
+/** What the dispatcher needs of one `nix-store --serve --write` session (a builder's or this machine's). */
+export interface DispatchSession {
+  queryValidPaths(paths: readonly string[]): Promise<string[]>;
+  /** The closure of `paths` in that store (references included, outputs not). */
+  queryClosure(paths: readonly string[]): Promise<string[]>;
+  buildDerivation(drvPath: string, drv: BasicDerivation): Promise<BuildResult>;
+  close(): Promise<void>;
+  kill(): void;
+}
+
+export interface OpenSessionOptions {
+  builder: Builder;
+  onStderrLine: (line: string) => void;
+  /** Called once if the session ends other than by close()/kill(), with the reason. */
+  onClose: (reason: string) => void;
+}
+
+export type OpenSession = (options: OpenSessionOptions) => Promise<DispatchSession>;
+
+/** Moves `paths` (references first) from one store to another in one stream. */
+export type TransferPaths = (
+  from: DispatchSession,
+  to: DispatchSession,
+  paths: readonly string[],
+) => Promise<void>;
