@@ -3,9 +3,18 @@ import type { Context } from "../cli/context.js";
 import { trapSignals } from "../adapters/signals.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
-import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
+import {
+  detectDaemonMode,
+  runNixBuild,
+  type BuildProgress,
+  type NixArg,
+  type NixBuildResult,
+} from "../adapters/nix-build.js";
 import type { Builder } from "../core/builder.js";
+import { chooseDispatcher, type DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { buildOnWorker } from "../providers/hetzner/rent.js";
+import { dispatchBuild } from "../dispatch/dispatch-build.js";
+import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "../cli/dispatch-output.js";
 
 function collectArg(kind: NixArg["kind"]) {
   return (raw: string, acc: NixArg[] = []): NixArg[] => {
@@ -42,7 +51,7 @@ async function selectBuilders(ctx: Context, names: string[], tags: string[]): Pr
 }
 
 /** The table of which builder built what, then the outputs. */
-export function renderBuildReport(r: NixBuildResult): string {
+export function renderBuildReport(r: NixBuildResult, dispatcher?: DispatcherChoice): string {
   const rows = r.derivations.map((d) => [
     d.name,
     d.builder,
@@ -53,10 +62,35 @@ export function renderBuildReport(r: NixBuildResult): string {
       ? renderTable(["DERIVATION", "BUILDER", "TIME"], rows)
       : "Nothing to build: every output was already in the local store.",
     "",
-    `Built ${r.derivations.length} derivations in ${formatSeconds(r.wallMs)}. Outputs (GC root ${r.outLink}):`,
+    `Built ${r.derivations.length} derivations in ${formatSeconds(r.wallMs)}${dispatcher ? ` (${dispatcher.reason})` : ""}. Outputs (GC root ${r.outLink}):`,
     ...r.outputs.map((o) => `  ${o}`),
   ];
   return parts.join("\n");
+}
+
+interface BuildFlags {
+  attr?: string;
+  arg?: NixArg[];
+  argstr?: NixArg[];
+  outLink: string | false;
+  json?: boolean;
+  quiet?: boolean;
+  printBuildLogs?: boolean;
+  on?: string;
+  builder: string[];
+  tag: string[];
+  dispatcher?: string;
+  keepGoing?: boolean;
+  copyBack?: string;
+  timeline?: string;
+}
+
+function parseCopyBack(v: string | undefined): "needed" | "all" {
+  if (v === undefined || v === "needed" || v === "all") return v ?? "needed";
+  throw new NixpoolError("USAGE", `--copy-back must be "needed" or "all" (got "${v}").`, {
+    hint: "For example: nixpool build FILE.nix --copy-back all",
+    exitCode: 2,
+  });
 }
 
 /** nixpool build FILE.nix: offloads a real Nix build to the pool's builders. */
@@ -73,80 +107,121 @@ export const registerBuild: RegisterCommands = (program, context) => {
       collectArg("argstr"),
     )
     .option("-o, --out-link <path>", "GC root for the result", "result")
+    .option("--no-out-link", "do not create a GC root for the result")
     .option("--builder <name>", "offload only to this builder (repeatable)", collectName, [])
     .option("--tag <tag>", "offload only to builders with this tag (repeatable)", collectName, [])
     .option("--on <place>", "rent a worker for this build and delete it after: hetzner[:TYPE]")
+    .option("--dispatcher <kind>", "nixpool (default: nixpool's own dispatcher) or hook (Nix's build hook)")
+    .option("-k, --keep-going", "after a failure, build everything that does not depend on it")
+    .option("--copy-back <what>", "outputs copied here: needed (what you asked for; default) or all")
+    .option("--timeline <file.svg>", "draw the build as a Gantt chart (one row per builder slot)")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
     .option(
       "-L, --print-build-logs",
       "print the builders' build logs, each line prefixed with its derivation",
     )
-    .action(
-      async (
-        file: string,
-        opts: {
-          attr?: string;
-          arg?: NixArg[];
-          argstr?: NixArg[];
-          outLink: string;
-          json?: boolean;
-          quiet?: boolean;
-          printBuildLogs?: boolean;
-          on?: string;
-          builder: string[];
-          tag: string[];
-        },
-      ) => {
-        const ctx = context();
-        const controller = new AbortController();
-        const untrap = trapSignals(controller);
-        try {
+    .action(async (file: string, opts: BuildFlags) => {
+      const ctx = context();
+      const copyBack = parseCopyBack(opts.copyBack);
+      const choice = chooseDispatcher(
+        opts.dispatcher,
+        detectDaemonMode(process.env, process.getuid?.() ?? 0),
+        process.getuid?.() ?? 0,
+      );
+      const controller = new AbortController();
+      const untrap = trapSignals(controller);
+      const args = [...(opts.arg ?? []), ...(opts.argstr ?? [])];
+      const outLink = opts.outLink === false ? null : opts.outLink;
+      const showProgress = !opts.json && !opts.quiet;
+      const progress = showProgress || opts.printBuildLogs ? progressPrinter(ctx, opts.printBuildLogs === true, showProgress) : undefined;
+      try {
+        if (choice.kind === "nixpool") {
           const exec = (builders: Builder[], signal: AbortSignal) =>
-            runNixBuild({
+            dispatchBuild({
               builders,
               stateDir: ctx.stateDir,
               file,
               attr: opts.attr,
-              args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
-              outLink: opts.outLink,
+              args,
+              outLink,
               signal,
-              ...(opts.json || opts.quiet
-                ? {}
-                : {
-                    onProgress: (e: BuildProgress) => {
-                      // Nix stops every activity as it unwinds after a signal: those are not builds.
-                      if (controller.signal.aborted) return;
-                      if (e.kind === "log") {
-                        if (opts.printBuildLogs) ctx.output.err(`${e.name}> ${e.line}`);
-                      } else
-                        ctx.output.err(
-                          `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
-                        );
-                    },
-                  }),
+              keepGoing: opts.keepGoing === true,
+              copyBack,
+              ...backoffFromEnv(),
+              ...(progress ? { onEvent: progress.onEvent } : {}),
             });
-          // --on: a rented worker is the only builder, deleted afterwards (see src/providers/hetzner/rent.ts).
           const { result, worker } = opts.on
             ? await buildOnWorker(ctx, opts.on, exec)
             : {
                 result: await exec(await selectBuilders(ctx, opts.builder, opts.tag), controller.signal),
                 worker: undefined,
               };
-          if (opts.json) return ctx.output.json(worker ? { ...result, worker } : result);
-          ctx.output.out(renderBuildReport(result));
-        } catch (e) {
-          // Nix's own error text (with file:line:column for an evaluation error) before nixpool's.
-          if (e instanceof NixpoolError && typeof e.details?.["nixError"] === "string" && !opts.json) {
-            const tail = (e.details?.["logTail"] as string[] | undefined) ?? [];
-            const nixError = typeof e.details?.["nixError"] === "string" ? e.details["nixError"] : "";
-            if (nixError) ctx.output.err(nixError);
-            if (tail.length) ctx.output.err(`last log lines:\n  ${tail.join("\n  ")}`);
-          }
-          throw e;
-        } finally {
-          untrap();
+          progress?.close();
+          if (opts.timeline) await writeTimeline(opts.timeline, result, file);
+          if (opts.json) return ctx.output.json({ ...dispatchJson(result, choice), ...(worker ? { worker } : {}) });
+          printDispatchReport(ctx, result, choice);
+          return;
         }
-      },
-    );
+        if (opts.timeline) {
+          throw new NixpoolError("USAGE", "--timeline needs nixpool's own dispatcher.", {
+            hint: "Drop --dispatcher hook to draw the timeline.",
+            exitCode: 2,
+          });
+        }
+        const exec = (builders: Builder[], signal: AbortSignal) =>
+          runNixBuild({
+            builders,
+            stateDir: ctx.stateDir,
+            file,
+            attr: opts.attr,
+            args,
+            outLink: outLink ?? undefined,
+            signal,
+            ...(opts.json || opts.quiet
+              ? {}
+              : {
+                  onProgress: (e: BuildProgress) => {
+                    // Nix stops every activity as it unwinds after a signal: those are not builds.
+                    if (controller.signal.aborted) return;
+                    if (e.kind === "log") {
+                      if (opts.printBuildLogs) ctx.output.err(`${e.name}> ${e.line}`);
+                    } else
+                      ctx.output.err(`${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`);
+                  },
+                }),
+          });
+        // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).
+        const { result, worker } = opts.on
+          ? await buildOnWorker(ctx, opts.on, exec)
+          : {
+              result: await exec(await selectBuilders(ctx, opts.builder, opts.tag), controller.signal),
+              worker: undefined,
+            };
+        if (opts.json) return ctx.output.json({ ...result, dispatcher: choice, ...(worker ? { worker } : {}) });
+        ctx.output.out(renderBuildReport(result, choice));
+      } catch (e) {
+        progress?.close();
+        // Nix's own error text (with file:line:column for an evaluation error), then the log tail.
+        if (
+          e instanceof NixpoolError &&
+          !opts.json &&
+          (e.code === "BUILD_FAILED" || typeof e.details?.["nixError"] === "string")
+        ) {
+          const tail = (e.details?.["logTail"] as string[] | undefined) ?? [];
+          const nixError = typeof e.details?.["nixError"] === "string" ? e.details["nixError"] : "";
+          if (nixError) ctx.output.err(nixError);
+          if (tail.length) ctx.output.err(`last log lines:\n  ${tail.join("\n  ")}`);
+        }
+        throw e;
+      } finally {
+        untrap();
+      }
+    });
 };
+
+/** NIXPOOL_BACKOFF_BASE_MS: a shorter builder backoff, for tests and demos. */
+function backoffFromEnv(): { backoffBaseMs?: number } {
+  const v = process.env["NIXPOOL_BACKOFF_BASE_MS"];
+  return v !== undefined && /^\d+$/.test(v) ? { backoffBaseMs: Number(v) } : {};
+}

@@ -21,7 +21,8 @@ export interface DispatchRequest {
   file: string;
   attr?: string | undefined;
   args?: readonly NixArg[];
-  outLink?: string | undefined;
+  /** GC root for the result (default ./result); null for none (--no-out-link). */
+  outLink?: string | null | undefined;
   signal?: AbortSignal;
   keepGoing?: boolean;
   /** "needed": the requested outputs (and what other builders need); "all": every built output. */
@@ -51,7 +52,7 @@ export type DispatchEvent =
 
 export interface DispatchResult {
   outputs: string[];
-  outLink: string;
+  outLink: string | null;
   records: DerivationRecord[];
   startedAtMs: number;
   wallMs: number;
@@ -155,8 +156,8 @@ class Dispatch {
     const failed = [...this.records.values()].filter((r) => r.status === "failed");
     if (failed.length) throw this.buildFailed(failed);
     const outputs = this.rootOutputs();
-    const base = this.req.outLink ?? "result";
-    await createOutLinks(outLinkNames(base, outputs), signal);
+    const base = this.req.outLink === undefined ? "result" : this.req.outLink;
+    if (base !== null) await createOutLinks(outLinkNames(base, outputs), signal);
     await this.durations.save().catch(() => undefined);
     return this.result(outputs.map((o) => o.path), base);
   }
@@ -542,7 +543,7 @@ class Dispatch {
     );
   }
 
-  private result(outputs: string[], outLink: string): DispatchResult {
+  private result(outputs: string[], outLink: string | null): DispatchResult {
     return {
       outputs,
       outLink,

@@ -1,0 +1,41 @@
+import { join } from "node:path";
+import type { Builder } from "../core/builder.js";
+import { writeClientFiles, type NixArg } from "../adapters/nix-build.js";
+import { runDispatch, type DispatchEvent, type DispatchResult } from "./run-dispatch.js";
+import { serveSessions } from "./serve-sessions.js";
+
+export interface DispatchBuildRequest {
+  builders: Builder[];
+  stateDir: string;
+  file: string;
+  attr?: string | undefined;
+  args?: readonly NixArg[];
+  outLink?: string | null | undefined;
+  signal?: AbortSignal;
+  keepGoing?: boolean;
+  copyBack?: "needed" | "all";
+  onEvent?: (e: DispatchEvent) => void;
+  /** Base of the builder backoff in ms (default 60 s); NIXPOOL_BACKOFF_BASE_MS overrides it for tests. */
+  backoffBaseMs?: number;
+}
+
+/** A build through nixpool's own dispatcher, with nixpool's ssh_config and pinned keys. */
+export async function dispatchBuild(req: DispatchBuildRequest): Promise<DispatchResult> {
+  const usable = req.builders.filter((b) => b.hostKey);
+  const files = usable.length ? await writeClientFiles(req.stateDir, usable) : undefined;
+  return runDispatch({
+    builders: req.builders,
+    file: req.file,
+    attr: req.attr,
+    args: req.args ?? [],
+    outLink: req.outLink,
+    ...(req.signal ? { signal: req.signal } : {}),
+    keepGoing: req.keepGoing ?? false,
+    copyBack: req.copyBack ?? "needed",
+    logDir: join(req.stateDir, "logs"),
+    durationsFile: join(req.stateDir, "dispatch", "durations.json"),
+    ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
+    ...(req.onEvent ? { onEvent: req.onEvent } : {}),
+    sessions: serveSessions(files?.sshConfig ?? "/dev/null", req.signal),
+  });
+}

@@ -1,0 +1,148 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { execa } from "execa";
+import { setLinkUp } from "../../src/providers/local/host.js";
+import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { CLI, withTempDir } from "../helpers/cli.js";
+import { commandLines, killNetns, netnsPids, processesMarked } from "../helpers/processes.js";
+
+const FIXTURE = resolve(import.meta.dirname, "../fixtures/dispatch.nix");
+const MARK = "NIXPOOL_TEST_MARK";
+
+interface DrvJson {
+  name: string;
+  builder: string | null;
+  status: string;
+  attempts: number;
+  retries: { builder: string; reason: string }[];
+}
+
+/** Starts `nixpool build` on the pool in the background, marked so its processes can be found. */
+function startBuild(pool: TestPool, cwd: string, args: string[], mark: string) {
+  return execa("node", [CLI, "--state-dir", pool.stateDir, "build", FIXTURE, ...args], {
+    cwd,
+    reject: false,
+    env: { [MARK]: mark },
+    timeout: 300_000,
+  });
+}
+
+/** Waits until a host runs one of the builds (a sleep inside its namespace). */
+async function waitForBuildOn(netns: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const cmds = await commandLines(await netnsPids(netns));
+    if (cmds.some((c) => c.startsWith("/bin/sleep"))) return;
+    await sleep(100);
+  }
+  throw new Error(`no build started on ${netns} within ${timeoutMs} ms`);
+}
+
+async function sleepsIn(netns: string): Promise<string[]> {
+  return (await commandLines(await netnsPids(netns))).filter((c) => c.startsWith("/bin/sleep") || c.includes("nix-store --serve"));
+}
+
+const graphArgs = (n: number, secs: number) => ["-A", "graph", "--arg", "n", String(n), "--argstr", "sleep", String(secs), "--argstr", "seed", randomBytes(8).toString("hex")];
+
+describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency: false }, () => {
+  test("a builder host killed mid-build: its derivations are retried on the other one and the build succeeds", async () => {
+    const pool = await startTestPool(2, 2);
+    try {
+      await withTempDir(async (dir) => {
+        const mark = randomBytes(6).toString("hex");
+        const child = startBuild(pool, dir, [...graphArgs(8, 2), "--json", "--no-out-link"], mark);
+        const h1 = pool.pool.hosts[0]!;
+        await waitForBuildOn(h1.netns);
+        assert.ok((await killNetns(h1.netns)) > 0);
+        const r = await child;
+        assert.equal(r.exitCode, 0, r.stderr);
+        const j = JSON.parse(r.stdout) as { derivations: DrvJson[] };
+        const retried = j.derivations.filter((d) => d.retries.length > 0);
+        assert.ok(retried.length > 0, "some derivation was retried");
+        for (const d of retried) {
+          assert.equal(d.status, "built");
+          assert.equal(d.builder, "local2");
+          assert.match(d.retries[0]?.reason ?? "", /local1/);
+        }
+        assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+
+  test("a builder's link cut mid-build: it is declared lost within 20 s and the build succeeds elsewhere", async () => {
+    const pool = await startTestPool(2, 2);
+    try {
+      await withTempDir(async (dir) => {
+        const mark = randomBytes(6).toString("hex");
+        const child = startBuild(pool, dir, [...graphArgs(6, 4), "--json", "--no-out-link"], mark);
+        const h1 = pool.pool.hosts[0]!;
+        await waitForBuildOn(h1.netns);
+        const cut = Date.now();
+        await setLinkUp(h1, false);
+        const r = await child;
+        const elapsed = Date.now() - cut;
+        assert.equal(r.exitCode, 0, r.stderr);
+        const j = JSON.parse(r.stdout) as { derivations: DrvJson[] };
+        const retried = j.derivations.filter((d) => d.retries.length > 0);
+        assert.ok(retried.length > 0, "the derivations of the cut builder were retried");
+        for (const d of retried) assert.equal(d.builder, "local2");
+        // Detection (≤ 20 s) plus rebuilding the lost work on two slots: well under a minute.
+        assert.ok(elapsed < 60_000, `took ${elapsed} ms after the cut`);
+        assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
+        await setLinkUp(h1, true);
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+
+  test("every builder dead: a clear error naming them, exit 1, nothing left running", async () => {
+    const pool = await startTestPool(2, 1);
+    try {
+      await withTempDir(async (dir) => {
+        const mark = randomBytes(6).toString("hex");
+        const child = startBuild(pool, dir, [...graphArgs(4, 5), "--no-out-link"], mark);
+        await waitForBuildOn(pool.pool.hosts[0]!.netns);
+        for (const h of pool.pool.hosts) await killNetns(h.netns);
+        const r = await child;
+        assert.equal(r.exitCode, 1, r.stderr);
+        assert.match(r.stderr, /error: No capable builder is reachable: local1 \(.+\), local2 \(.+\)\./);
+        assert.match(r.stderr, /hint: .*nixpool doctor/);
+        assert.deepEqual(await processesMarked(MARK, mark), []);
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+
+  test("Ctrl-C: exit 130, and nothing is left running on the builders or here", async () => {
+    const pool = await startTestPool(2, 2);
+    try {
+      await withTempDir(async (dir) => {
+        const mark = randomBytes(6).toString("hex");
+        const child = startBuild(pool, dir, [...graphArgs(6, 30), "--no-out-link"], mark);
+        await waitForBuildOn(pool.pool.hosts[0]!.netns);
+        await waitForBuildOn(pool.pool.hosts[1]!.netns);
+        child.kill("SIGINT");
+        const r = await child;
+        assert.equal(r.exitCode, 130, r.stderr);
+        const deadline = Date.now() + 10_000;
+        let left: string[] = [];
+        do {
+          left = [...(await sleepsIn(pool.pool.hosts[0]!.netns)), ...(await sleepsIn(pool.pool.hosts[1]!.netns))];
+          if (left.length === 0) break;
+          await sleep(200);
+        } while (Date.now() < deadline);
+        assert.deepEqual(left, [], "no build or serve session left on the builders");
+        assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+});
