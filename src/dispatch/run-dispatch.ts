@@ -63,6 +63,9 @@ export interface DispatchResult {
     pathsUploaded: number;
     pathsDownloaded: number;
     derivationsInClosure: number;
+    /** nixpool's own CPU time (this process, not Nix or ssh) and peak memory. */
+    cpuMs: number;
+    maxRssMb: number;
   };
 }
 
@@ -556,6 +559,7 @@ class Dispatch {
         pathsUploaded: [...this.links.values()].reduce((n, l) => n + l.place.sent, 0),
         pathsDownloaded: this.localPlace.sent,
         derivationsInClosure: this.graph.nodes.size,
+        ...ownUsage(),
       },
     };
   }
@@ -569,6 +573,11 @@ class Dispatch {
     // Attempts still unwinding (killed sessions reject their requests) are waited for.
     await Promise.allSettled([...this.active]);
   }
+}
+
+function ownUsage(): { cpuMs: number; maxRssMb: number } {
+  const u = process.resourceUsage();
+  return { cpuMs: Math.round((u.userCPUTime + u.systemCPUTime) / 1000), maxRssMb: Math.round(u.maxRSS / 1024) };
 }
 
 function downloadFailed(name: string, builder: string, e: unknown): NixpoolError {
