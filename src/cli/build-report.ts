@@ -1,13 +1,9 @@
 import { phaseTotals, type DerivationRecord } from "../core/build-record.js";
+import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { compareNatural } from "../core/natural-order.js";
 import { sanitizeTerminalLine } from "./build-status.js";
 import { formatSeconds, renderTable } from "./output.js";
 
-/** Which path ran the build, and why (e.g. "the default", "--dispatcher hook", "not a trusted user"). */
-export interface DispatcherChoice {
-  kind: "nixpool" | "hook";
-  reason: string;
-}
 
 export interface DispatchReportOptions {
   wallMs: number;

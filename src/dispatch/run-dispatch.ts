@@ -309,7 +309,7 @@ class Dispatch {
         this.finish(a.drv, { kind: "failed", transient, message: `${result.statusName} on ${link.name}: ${msg}` });
       }
     } catch (e) {
-      if (phase === "upload" || phase === "build") this.span(rec, phase, link.name, slot.index + 1, t, true);
+      this.span(rec, phase, link.name, slot.index + 1, t);
       link.releaseSlot(slot.index);
       if (link.lostReason) {
         this.finish(a.drv, { kind: "lost", message: `builder ${link.name} was lost (${link.lostReason})` });
@@ -384,7 +384,8 @@ class Dispatch {
     this.track(
       this.fetchToLocal(drv, holder)
         .then(
-          () => this.span(rec, "download", holder.name, 0, t),
+          // Drawn in the row of the slot that built it (0: found already built on that builder).
+          () => this.span(rec, "download", holder.name, rec.builder === holder.name ? (rec.slot ?? 0) : 0, t),
           (e: unknown) => {
             // Lost on the way: the scheduler builds it again. Anything else ends the build.
             if (holder.lostReason || e instanceof Requeue) return;
@@ -476,9 +477,8 @@ class Dispatch {
     builder: string,
     slot: number,
     startMs: number,
-    failed = false,
   ): void {
-    rec.spans.push({ phase, builder, slot, startMs, endMs: this.now(), ...(failed ? { failed: true } : {}) });
+    rec.spans.push({ phase, builder, slot, startMs, endMs: this.now() });
   }
 
   private emit(e: DispatchEvent): void {

@@ -1,6 +1,7 @@
 import type { Builder } from "../builder.js";
 import { builderBackoffMs } from "./backoff.js";
 import { canBuild } from "./capability.js";
+import { compareNatural } from "../natural-order.js";
 import { remainingPaths, type BuildGraph, type DrvNode } from "./graph.js";
 import { ReadyQueue } from "./ready-queue.js";
 
@@ -115,7 +116,7 @@ export class Scheduler {
       const pa = this.state(a).priority;
       const pb = this.state(b).priority;
       if (pa !== pb) return pa > pb;
-      return this.node(a).name.localeCompare(this.node(b).name, "en", { numeric: true }) < 0;
+      return compareNatural(this.node(a).name, this.node(b).name) < 0;
     });
   }
 
