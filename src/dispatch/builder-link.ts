@@ -77,9 +77,9 @@ export class BuilderLink {
     return undefined;
   }
 
+  /** Frees a slot; its log keeps going to the last derivation (stderr may trail the result) until the next take. */
   releaseSlot(index: number): void {
     this.busy.delete(index);
-    this.logTargets.delete(index);
   }
 
   private lose(reason: string): void {

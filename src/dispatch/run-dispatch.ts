@@ -157,7 +157,11 @@ class Dispatch {
     this.throwIfAborted();
     if (this.fatal) throw this.fatal;
     const failed = [...this.records.values()].filter((r) => r.status === "failed");
-    if (failed.length) throw this.buildFailed(failed);
+    if (failed.length) {
+      // A build's last log lines travel on stderr and may trail its result on stdout.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      throw this.buildFailed(failed);
+    }
     const outputs = this.rootOutputs();
     const base = this.req.outLink === undefined ? "result" : this.req.outLink;
     if (base !== null) await createOutLinks(outLinkNames(base, outputs), signal);

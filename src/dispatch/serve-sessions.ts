@@ -1,6 +1,6 @@
 import { sshAlias, type Builder } from "../core/builder.js";
-import { classifySshFailure } from "../core/ssh-errors.js";
-import { openServeSession, transferPaths, type ServeSession } from "../adapters/nix-serve-session.js";
+import type { SshFailure } from "../core/ssh-errors.js";
+import { ServeSession, transferPaths, type ServeCloseReason } from "../adapters/nix-serve-session.js";
 import type { DispatchSession, OpenSessionOptions, TransferPaths } from "./store-session.js";
 
 /**
@@ -17,70 +17,72 @@ export function builderServeArgv(b: Pick<Builder, "name">, sshConfig: string): s
 /** argv of this machine's store session. */
 export const LOCAL_SERVE_ARGV = ["nix-store", "--serve", "--write"];
 
-function wrap(s: ServeSession): DispatchSession {
+interface WrappedSession extends DispatchSession {
+  readonly serve: ServeSession;
+}
+
+function wrap(s: ServeSession): WrappedSession {
   return {
+    serve: s,
     queryValidPaths: (paths) => s.queryValidPaths([...paths], { lock: false, substitute: false }),
     queryClosure: (paths) => s.queryClosure([...paths], false),
     buildDerivation: (drvPath, drv) => s.buildDerivation(drvPath, drv),
-    close: () => s.close(),
+    close: async () => {
+      await s.close();
+    },
     kill: () => s.kill(),
-    // The adapter's own session travels along for transfers.
-    ...({ serve: s } as object),
-  } as DispatchSession;
+  };
 }
 
 function unwrap(s: DispatchSession): ServeSession {
-  return (s as unknown as { serve: ServeSession }).serve;
+  const serve = (s as Partial<WrappedSession>).serve;
+  if (!serve) throw new Error("not a nix-store --serve session");
+  return serve;
 }
 
 /** The session factories the dispatcher runs on: builders over ssh, this machine directly. */
 export function serveSessions(sshConfig: string, signal?: AbortSignal) {
   const openBuilder = async (o: OpenSessionOptions): Promise<DispatchSession> => {
-    const stderrTail: string[] = [];
-    const session = await openServeSession({
+    const session = await ServeSession.open({
       argv: builderServeArgv(o.builder, sshConfig),
-      label: `builder ${o.builder.name}`,
-      onStderrLine: (line) => {
-        stderrTail.push(line);
-        if (stderrTail.length > 20) stderrTail.shift();
-        o.onStderrLine(line);
+      name: `builder ${o.builder.name}`,
+      onStderrLine: (line) => o.onStderrLine(line),
+      onClose: (why) => {
+        if (why.kind !== "closed" && why.kind !== "killed") o.onClose(describeLoss(why));
       },
-      onClose: (why) => o.onClose(describeLoss(why, stderrTail)),
       ...(signal ? { signal } : {}),
-    }).catch((e: unknown) => {
-      throw new Error(describeLoss(e instanceof Error ? e.message : String(e), stderrTail));
     });
     return wrap(session);
   };
   const openLocal = async (): Promise<DispatchSession> =>
     wrap(
-      await openServeSession({
+      await ServeSession.open({
         argv: LOCAL_SERVE_ARGV,
-        label: "this machine's store",
-        onStderrLine: () => undefined,
+        name: "this machine's store",
         ...(signal ? { signal } : {}),
       }),
     );
-  const transfer: TransferPaths = (from, to, paths) => transferPaths(unwrap(from), unwrap(to), [...paths]);
+  const transfer: TransferPaths = async (from, to, paths) => {
+    await transferPaths(unwrap(from), unwrap(to), [...paths]);
+  };
   return { openBuilder, openLocal, transfer };
 }
 
-/** Names why a builder's session ended in ssh's terms where ssh said why (host key, auth, timeout). */
-function describeLoss(why: string, stderrTail: readonly string[]): string {
-  const text = stderrTail.join("\n");
-  const cause = classifySshFailure(text);
-  const reasons: Record<string, string> = {
-    "host-key-mismatch": "host key does not match the pinned key",
-    "host-key-unknown": "no pinned host key that ssh accepts",
-    "auth-denied": "login key refused",
-    "identity-unreadable": "identity file unusable",
-    refused: "connection refused",
-    timeout: "no answer (timed out)",
-    unreachable: "unreachable",
-    dns: "host name does not resolve",
-  };
-  const said = reasons[cause];
+const SSH_REASONS: Partial<Record<SshFailure, string>> = {
+  "host-key-mismatch": "its host key does not match the pinned key",
+  "host-key-unknown": "no pinned host key that ssh accepts",
+  "auth-denied": "the login key was refused",
+  "identity-unreadable": "the identity file cannot be used",
+  refused: "connection refused",
+  timeout: "no answer (timed out)",
+  unreachable: "unreachable",
+  dns: "its host name does not resolve",
+};
+
+/** Why a builder's session ended, in ssh's terms where ssh said why (host key, login, silence). */
+export function describeLoss(why: ServeCloseReason): string {
+  const said = why.sshFailure ? SSH_REASONS[why.sshFailure] : undefined;
   if (said) return said;
-  if (/Timeout, server .* not responding/i.test(text)) return "went silent (no answer to keepalives)";
-  return why;
+  if (why.stderrTail.some((l) => /Timeout, server .* not responding/i.test(l))) return "it went silent (no answer to keepalives)";
+  return why.message;
 }
