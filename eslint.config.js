@@ -111,8 +111,8 @@ export default tseslint.config(
     },
   },
   {
-    // Effects and providers sit below the commands and the CLI.
-    files: ["src/adapters/**/*.ts", "src/providers/**/*.ts"],
+    // Effects, providers and the dispatcher sit below the commands and the CLI.
+    files: ["src/adapters/**/*.ts", "src/providers/**/*.ts", "src/dispatch/**/*.ts"],
     rules: {
       "no-restricted-imports": [
         "error",
@@ -121,7 +121,7 @@ export default tseslint.config(
             {
               regex: "^(\\.\\./)+(commands|cli)/",
               message:
-                "Adapters and providers do not import commands or the CLI (see docs/development.md#layers).",
+                "Adapters, providers and the dispatcher do not import commands or the CLI (see docs/development.md#layers).",
             },
           ],
         },

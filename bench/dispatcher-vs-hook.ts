@@ -56,11 +56,56 @@ const hugeFile = join(stateDir, "huge.nix");
 await writeFile(hugeFile, HUGE_NIX);
 const slots = builders * jobs;
 const scenarios: Scenario[] = [
-  { name: "wide", what: "40 × 0.5 s + root", file: join(EX, "graph.nix"), args: ["--arg", "n", "40", "--argstr", "sleep", "0.5"], idealS: (40 * 0.5) / slots, count: 41, hook: true, runs },
-  { name: "chain", what: "chain of 20 × 0.1 s", file: join(EX, "chain.nix"), args: ["--arg", "length", "19", "--argstr", "sleep", "0.1"], idealS: 2, count: 20, hook: true, runs },
-  { name: "many", what: "200 trivial (199 + root)", file: join(EX, "graph.nix"), args: ["--arg", "n", "199", "--argstr", "sleep", "0"], idealS: 0, count: 200, hook: true, runs },
-  { name: "big", what: "one 20 s derivation (+ trivial root)", file: join(EX, "graph.nix"), args: ["--arg", "n", "1", "--argstr", "sleep", "20"], idealS: 20, count: 2, hook: true, runs: Math.min(runs, 2) },
-  { name: "huge", what: "5,000 trivial + root", file: hugeFile, args: [], idealS: 0, count: 5001, hook: false, runs: 1 },
+  {
+    name: "wide",
+    what: "40 × 0.5 s + root",
+    file: join(EX, "graph.nix"),
+    args: ["--arg", "n", "40", "--argstr", "sleep", "0.5"],
+    idealS: (40 * 0.5) / slots,
+    count: 41,
+    hook: true,
+    runs,
+  },
+  {
+    name: "chain",
+    what: "chain of 20 × 0.1 s",
+    file: join(EX, "chain.nix"),
+    args: ["--arg", "length", "19", "--argstr", "sleep", "0.1"],
+    idealS: 2,
+    count: 20,
+    hook: true,
+    runs,
+  },
+  {
+    name: "many",
+    what: "200 trivial (199 + root)",
+    file: join(EX, "graph.nix"),
+    args: ["--arg", "n", "199", "--argstr", "sleep", "0"],
+    idealS: 0,
+    count: 200,
+    hook: true,
+    runs,
+  },
+  {
+    name: "big",
+    what: "one 20 s derivation (+ trivial root)",
+    file: join(EX, "graph.nix"),
+    args: ["--arg", "n", "1", "--argstr", "sleep", "20"],
+    idealS: 20,
+    count: 2,
+    hook: true,
+    runs: Math.min(runs, 2),
+  },
+  {
+    name: "huge",
+    what: "5,000 trivial + root",
+    file: hugeFile,
+    args: [],
+    idealS: 0,
+    count: 5001,
+    hook: false,
+    runs: 1,
+  },
 ].filter((s) => only.has(s.name));
 
 interface Run {
@@ -74,14 +119,32 @@ async function buildOnce(s: Scenario, dispatcher: "hook" | "nixpool"): Promise<R
   const t = process.hrtime.bigint();
   const r = await execa(
     "node",
-    [CLI, "--state-dir", stateDir, "build", s.file, ...s.args, "--argstr", "seed", seed, "--dispatcher", dispatcher, "--json", "--no-out-link"],
+    [
+      CLI,
+      "--state-dir",
+      stateDir,
+      "build",
+      s.file,
+      ...s.args,
+      "--argstr",
+      "seed",
+      seed,
+      "--dispatcher",
+      dispatcher,
+      "--json",
+      "--no-out-link",
+    ],
     { reject: false, timeout: 3_600_000 },
   );
   const wallS = Number(process.hrtime.bigint() - t) / 1e9;
   if (r.exitCode !== 0) throw new Error(`${s.name}/${dispatcher} failed: ${r.stderr.slice(-2000)}`);
-  const j = JSON.parse(r.stdout) as { derivations: { builder: string | null }[]; stats?: { cpuMs: number; maxRssMb: number } };
+  const j = JSON.parse(r.stdout) as {
+    derivations: { builder: string | null }[];
+    stats?: { cpuMs: number; maxRssMb: number };
+  };
   const offloaded = j.derivations.filter((d) => d.builder && d.builder !== "local").length;
-  if (offloaded !== s.count) throw new Error(`${s.name}/${dispatcher}: expected ${s.count} derivations on builders, got ${offloaded}`);
+  if (offloaded !== s.count)
+    throw new Error(`${s.name}/${dispatcher}: expected ${s.count} derivations on builders, got ${offloaded}`);
   return { wallS, ...(j.stats ? { cpuMs: j.stats.cpuMs, maxRssMb: j.stats.maxRssMb } : {}) };
 }
 
@@ -97,7 +160,9 @@ try {
       if (s.hook) hook.push(await buildOnce(s, "hook"));
       own.push(await buildOnce(s, "nixpool"));
       if (!values.json)
-        console.error(`${s.name} run ${i + 1}: hook ${hook.at(-1)?.wallS.toFixed(2) ?? "-"} s, nixpool ${own.at(-1)?.wallS.toFixed(2)} s`);
+        console.error(
+          `${s.name} run ${i + 1}: hook ${hook.at(-1)?.wallS.toFixed(2) ?? "-"} s, nixpool ${own.at(-1)?.wallS.toFixed(2)} s`,
+        );
     }
     const h = s.hook ? median(hook.map((r) => r.wallS)) : NaN;
     const n = median(own.map((r) => r.wallS));
@@ -110,9 +175,22 @@ try {
       nixpoolMedianS: +n.toFixed(2),
       speedup: +(h / n).toFixed(2),
     };
-    if (s.idealS > 0) Object.assign(row, { idealS: s.idealS, hookVsIdeal: +(h / s.idealS).toFixed(2), nixpoolVsIdeal: +(n / s.idealS).toFixed(2) });
-    if (s.name === "chain") Object.assign(row, { hookPerStepS: +((h - 2) / 20).toFixed(3), nixpoolPerStepS: +((n - 2) / 20).toFixed(3) });
-    if (s.name === "many") Object.assign(row, { hookDrvPerS: +(s.count / h).toFixed(1), nixpoolDrvPerS: +(s.count / n).toFixed(1) });
+    if (s.idealS > 0)
+      Object.assign(row, {
+        idealS: s.idealS,
+        hookVsIdeal: +(h / s.idealS).toFixed(2),
+        nixpoolVsIdeal: +(n / s.idealS).toFixed(2),
+      });
+    if (s.name === "chain")
+      Object.assign(row, {
+        hookPerStepS: +((h - 2) / 20).toFixed(3),
+        nixpoolPerStepS: +((n - 2) / 20).toFixed(3),
+      });
+    if (s.name === "many")
+      Object.assign(row, {
+        hookDrvPerS: +(s.count / h).toFixed(1),
+        nixpoolDrvPerS: +(s.count / n).toFixed(1),
+      });
     if (s.name === "big") Object.assign(row, { nixpoolVsHook: +(n / h).toFixed(3) });
     const cpu = own.map((r) => r.cpuMs).filter((x): x is number => x !== undefined);
     if (cpu.length) {
@@ -128,5 +206,12 @@ try {
   await poolDown(stateDir).catch(() => undefined);
   await rm(stateDir, { recursive: true, force: true });
 }
-const summary = { date: new Date().toISOString(), builders, jobs, loadBefore: load0, loadAfter: loadavg()[0], scenarios: report };
+const summary = {
+  date: new Date().toISOString(),
+  builders,
+  jobs,
+  loadBefore: load0,
+  loadAfter: loadavg()[0],
+  scenarios: report,
+};
 console.log(JSON.stringify(summary, null, 2));

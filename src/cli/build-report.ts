@@ -4,7 +4,6 @@ import { compareNatural } from "../core/natural-order.js";
 import { sanitizeTerminalLine } from "./build-status.js";
 import { formatSeconds, renderTable } from "./output.js";
 
-
 export interface DispatchReportOptions {
   wallMs: number;
   outputs: readonly string[];

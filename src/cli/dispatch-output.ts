@@ -24,10 +24,12 @@ export function progressPrinter(ctx: Context, printLogs: boolean, showProgress: 
         if (printLogs) line(`${e.name}> ${e.line}`);
         break;
       case "start":
-        if (showProgress && !process.stderr.isTTY) line(`building ${e.name} on ${e.builder}${e.attempt > 1 ? ` (try ${e.attempt})` : ""}`);
+        if (showProgress && !process.stderr.isTTY)
+          line(`building ${e.name} on ${e.builder}${e.attempt > 1 ? ` (try ${e.attempt})` : ""}`);
         break;
       case "done":
-        if (showProgress && !process.stderr.isTTY) line(`built    ${e.name} on ${e.builder} (${(e.ms / 1000).toFixed(2)}s)`);
+        if (showProgress && !process.stderr.isTTY)
+          line(`built    ${e.name} on ${e.builder} (${(e.ms / 1000).toFixed(2)}s)`);
         break;
       case "retry":
         if (showProgress) line(`retrying ${e.name}: ${e.reason}`);
@@ -64,6 +66,10 @@ export function printDispatchReport(ctx: Context, r: DispatchResult, dispatcher:
 }
 
 export async function writeTimeline(path: string, r: DispatchResult, file: string): Promise<void> {
-  const svg = renderTimelineSvg(r.records, { title: `nixpool build ${basename(file)}`, wallMs: r.wallMs, builders: r.builders });
+  const svg = renderTimelineSvg(r.records, {
+    title: `nixpool build ${basename(file)}`,
+    wallMs: r.wallMs,
+    builders: r.builders,
+  });
   await writeFile(path, svg);
 }

@@ -134,7 +134,10 @@ export const registerBuild: RegisterCommands = (program, context) => {
       const args = [...(opts.arg ?? []), ...(opts.argstr ?? [])];
       const outLink = opts.outLink === false ? null : opts.outLink;
       const showProgress = !opts.json && !opts.quiet;
-      const progress = showProgress || opts.printBuildLogs ? progressPrinter(ctx, opts.printBuildLogs === true, showProgress) : undefined;
+      const progress =
+        showProgress || opts.printBuildLogs
+          ? progressPrinter(ctx, opts.printBuildLogs === true, showProgress)
+          : undefined;
       try {
         if (choice.kind === "nixpool") {
           const exec = (builders: Builder[], signal: AbortSignal) =>
@@ -159,7 +162,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
               };
           progress?.close();
           if (opts.timeline) await writeTimeline(opts.timeline, result, file);
-          if (opts.json) return ctx.output.json({ ...dispatchJson(result, choice), ...(worker ? { worker } : {}) });
+          if (opts.json)
+            return ctx.output.json({ ...dispatchJson(result, choice), ...(worker ? { worker } : {}) });
           printDispatchReport(ctx, result, choice);
           return;
         }
@@ -187,7 +191,9 @@ export const registerBuild: RegisterCommands = (program, context) => {
                     if (e.kind === "log") {
                       if (opts.printBuildLogs) ctx.output.err(`${e.name}> ${e.line}`);
                     } else
-                      ctx.output.err(`${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`);
+                      ctx.output.err(
+                        `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
+                      );
                   },
                 }),
           });
@@ -198,7 +204,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
               result: await exec(await selectBuilders(ctx, opts.builder, opts.tag), controller.signal),
               worker: undefined,
             };
-        if (opts.json) return ctx.output.json({ ...result, dispatcher: choice, ...(worker ? { worker } : {}) });
+        if (opts.json)
+          return ctx.output.json({ ...result, dispatcher: choice, ...(worker ? { worker } : {}) });
         ctx.output.out(renderBuildReport(result, choice));
       } catch (e) {
         progress?.close();

@@ -100,6 +100,7 @@ export class BuilderLink {
   /** Closes every session cleanly (end of the build). */
   async close(): Promise<void> {
     this.ending = true;
-    await Promise.allSettled([this.transfer, ...this.slotSessions].map((s) => s?.close()));
+    const open = [this.transfer, ...this.slotSessions].filter((s): s is DispatchSession => s !== undefined);
+    await Promise.allSettled(open.map((s) => s.close()));
   }
 }

@@ -53,6 +53,9 @@ export class Durations {
     // Bounded: keep the most recently recorded 20,000 names.
     const entries = [...this.names.entries()].slice(-20_000);
     await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.path, `${JSON.stringify({ version: 1, names: Object.fromEntries(entries) })}\n`);
+    await writeFileAtomic(
+      this.path,
+      `${JSON.stringify({ version: 1, names: Object.fromEntries(entries) })}\n`,
+    );
   }
 }

@@ -36,7 +36,9 @@ export async function evaluateDerivations(req: EvaluateRequest): Promise<string[
     throw new NixpoolError(
       "NIX_EVAL_FAILED",
       `nix-instantiate ${req.file} printed no derivation path${bad ? ` (got "${bad}")` : ""}.`,
-      { hint: `Does ${req.attr ? `attribute ${req.attr}` : "the file"} evaluate to a derivation? Try: nix-instantiate ${req.file}` },
+      {
+        hint: `Does ${req.attr ? `attribute ${req.attr}` : "the file"} evaluate to a derivation? Try: nix-instantiate ${req.file}`,
+      },
     );
   }
   return drvs.map((d) => d.replace(/!.*$/, ""));

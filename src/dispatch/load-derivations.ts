@@ -1,5 +1,10 @@
 import { readDerivationClosure } from "../adapters/derivation-closure.js";
-import { derivationName, requiredSystemFeatures, toBasicDerivation, type Derivation } from "../core/derivation.js";
+import {
+  derivationName,
+  requiredSystemFeatures,
+  toBasicDerivation,
+  type Derivation,
+} from "../core/derivation.js";
 import type { GraphInput } from "../core/dispatch/graph.js";
 import type { BasicDerivation } from "../core/nix-serve/build.js";
 

@@ -11,7 +11,10 @@ export interface OutLink {
  * nix-build's naming: the first root's output is LINK, the i-th root's LINK-i, and an output other
  * than "out" gets "-NAME" appended (result-dev).
  */
-export function outLinkNames(base: string, roots: readonly { outputName: string; path: string }[]): OutLink[] {
+export function outLinkNames(
+  base: string,
+  roots: readonly { outputName: string; path: string }[],
+): OutLink[] {
   return roots.map((r, i) => ({
     link: `${base}${i > 0 ? `-${i + 1}` : ""}${r.outputName === "out" ? "" : `-${r.outputName}`}`,
     path: r.path,

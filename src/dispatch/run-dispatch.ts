@@ -166,7 +166,10 @@ class Dispatch {
     const base = this.req.outLink === undefined ? "result" : this.req.outLink;
     if (base !== null) await createOutLinks(outLinkNames(base, outputs), signal);
     await this.durations.save().catch(() => undefined);
-    return this.result(outputs.map((o) => o.path), base);
+    return this.result(
+      outputs.map((o) => o.path),
+      base,
+    );
   }
 
   private throwIfAborted(): void {
@@ -186,7 +189,9 @@ class Dispatch {
 
   /** Opens every builder's transfer session at once and asks what it holds; slot sessions follow. */
   private async connectAll(builders: readonly Builder[]): Promise<void> {
-    const wanted = [...this.graph.nodes.values()].filter((n) => !this.scheduler.state(n.drv).locations.has(LOCAL));
+    const wanted = [...this.graph.nodes.values()].filter(
+      (n) => !this.scheduler.state(n.drv).locations.has(LOCAL),
+    );
     const outPaths = wanted.flatMap((n) => Object.values(n.outputs));
     const t = this.now();
     await Promise.all(builders.map((b) => this.connect(b, wanted, outPaths)));
@@ -200,7 +205,9 @@ class Dispatch {
     this.links.set(b.name, link);
     try {
       await link.connect();
-      const valid = new Set(outPaths.length ? await (link.transfer as DispatchSession).queryValidPaths(outPaths) : []);
+      const valid = new Set(
+        outPaths.length ? await (link.transfer as DispatchSession).queryValidPaths(outPaths) : [],
+      );
       for (const p of valid) link.place.known.add(p);
       for (const n of wanted) {
         if (Object.values(n.outputs).every((p) => valid.has(p))) this.scheduler.addLocation(n.drv, b.name);
@@ -228,7 +235,8 @@ class Dispatch {
     if (this.fatal) return;
     this.scheduler.builderDown(link.name, reason, this.now());
     this.emit({ kind: "builder-down", builder: link.name, reason });
-    for (const [drv, s] of this.scheduler.nodes) if (s.status !== "idle" && !this.records.has(drv)) this.record(drv);
+    for (const [drv, s] of this.scheduler.nodes)
+      if (s.status !== "idle" && !this.records.has(drv)) this.record(drv);
     this.wake();
   }
 
@@ -310,7 +318,11 @@ class Dispatch {
       } else {
         const transient = result.statusName === "TransientFailure" || result.statusName === "MiscFailure";
         const msg = result.errorMsg.trim().split("\n").filter(Boolean).slice(-1)[0] ?? result.statusName;
-        this.finish(a.drv, { kind: "failed", transient, message: `${result.statusName} on ${link.name}: ${msg}` });
+        this.finish(a.drv, {
+          kind: "failed",
+          transient,
+          message: `${result.statusName} on ${link.name}: ${msg}`,
+        });
       }
     } catch (e) {
       this.span(rec, phase, link.name, slot.index + 1, t);
@@ -320,7 +332,11 @@ class Dispatch {
       } else if (e instanceof Requeue || this.fatal) {
         this.finish(a.drv, { kind: "lost", message: e instanceof Error ? e.message : String(e) }, false);
       } else {
-        this.finish(a.drv, { kind: "failed", transient: false, message: e instanceof Error ? e.message : String(e) });
+        this.finish(a.drv, {
+          kind: "failed",
+          transient: false,
+          message: e instanceof Error ? e.message : String(e),
+        });
       }
     }
   }
@@ -344,7 +360,8 @@ class Dispatch {
       const st = this.scheduler.state(dep);
       if (st.locations.has(link.name) || st.locations.has(LOCAL)) continue;
       const holder = [...st.locations].map((l) => this.links.get(l)).find((l) => l && !l.lostReason);
-      if (!holder) throw new Requeue(`the outputs of ${this.scheduler.node(dep).name} are on no reachable builder`);
+      if (!holder)
+        throw new Requeue(`the outputs of ${this.scheduler.node(dep).name} are on no reachable builder`);
       await this.fetchToLocal(dep, holder);
     }
     const send = node.inputPaths.filter((p) => !link.place.known.has(p));
@@ -516,18 +533,18 @@ class Dispatch {
 
   private allDown(): NixpoolError {
     const down = [...this.links.values()].map((l) => `${l.name} (${l.lostReason ?? "not connected"})`);
-    return new NixpoolError(
-      "ALL_BUILDERS_DOWN",
-      `No capable builder is reachable: ${down.join(", ")}.`,
-      {
-        hint: "Check them with: nixpool doctor",
-        details: { builders: Object.fromEntries([...this.links.values()].map((l) => [l.name, l.lostReason ?? null])) },
+    return new NixpoolError("ALL_BUILDERS_DOWN", `No capable builder is reachable: ${down.join(", ")}.`, {
+      hint: "Check them with: nixpool doctor",
+      details: {
+        builders: Object.fromEntries([...this.links.values()].map((l) => [l.name, l.lostReason ?? null])),
       },
-    );
+    });
   }
 
   private buildFailed(failed: DerivationRecord[]): NixpoolError {
-    const first = [...failed].sort((a, b) => (a.finishedMs ?? 0) - (b.finishedMs ?? 0))[0] as DerivationRecord;
+    const first = [...failed].sort(
+      (a, b) => (a.finishedMs ?? 0) - (b.finishedMs ?? 0),
+    )[0] as DerivationRecord;
     const log = this.logs.get(first.drv);
     const more = failed.length > 1 ? ` (${failed.length - 1} more failed)` : "";
     return new NixpoolError(
@@ -571,7 +588,9 @@ class Dispatch {
   /** Closes every session: cleanly after success, at once after a failure or Ctrl-C. */
   async shutdown(): Promise<void> {
     const hard = this.fatal !== undefined || this.scheduler?.stopping;
-    await Promise.allSettled([...this.links.values()].map((l) => (hard ? Promise.resolve(l.kill()) : l.close())));
+    await Promise.allSettled(
+      [...this.links.values()].map((l) => (hard ? Promise.resolve(l.kill()) : l.close())),
+    );
     await Promise.allSettled(this.local.drain().map((s) => (hard ? Promise.resolve(s.kill()) : s.close())));
     await Promise.allSettled([...this.logs.values()].map((l) => l.end()));
     // Attempts still unwinding (killed sessions reject their requests) are waited for.
@@ -581,14 +600,20 @@ class Dispatch {
 
 function ownUsage(): { cpuMs: number; maxRssMb: number } {
   const u = process.resourceUsage();
-  return { cpuMs: Math.round((u.userCPUTime + u.systemCPUTime) / 1000), maxRssMb: Math.round(u.maxRSS / 1024) };
+  return {
+    cpuMs: Math.round((u.userCPUTime + u.systemCPUTime) / 1000),
+    maxRssMb: Math.round(u.maxRSS / 1024),
+  };
 }
 
 function downloadFailed(name: string, builder: string, e: unknown): NixpoolError {
   return new NixpoolError(
     "DOWNLOAD_FAILED",
     `Copying the outputs of ${name} from builder ${builder} into this machine's store failed.`,
-    { hint: `Check the local store (nix-store --verify) and the builder: nixpool doctor ${builder}`, cause: e },
+    {
+      hint: `Check the local store (nix-store --verify) and the builder: nixpool doctor ${builder}`,
+      cause: e,
+    },
   );
 }
 

@@ -83,6 +83,7 @@ const SSH_REASONS: Partial<Record<SshFailure, string>> = {
 export function describeLoss(why: ServeCloseReason): string {
   const said = why.sshFailure ? SSH_REASONS[why.sshFailure] : undefined;
   if (said) return said;
-  if (why.stderrTail.some((l) => /Timeout, server .* not responding/i.test(l))) return "it went silent (no answer to keepalives)";
+  if (why.stderrTail.some((l) => /Timeout, server .* not responding/i.test(l)))
+    return "it went silent (no answer to keepalives)";
   return why.message;
 }

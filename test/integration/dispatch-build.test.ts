@@ -72,7 +72,21 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
     assert.equal((await readFile(out, "utf8")).trim().split("\n").length, 6);
     // Nix itself, given the same expression, finds exactly that output already built.
     const nix = await run(
-      ["nix-build", FIXTURE, "-A", "graph", "--argstr", "seed", s, "--arg", "n", "6", "--no-out-link", "--max-jobs", "0"],
+      [
+        "nix-build",
+        FIXTURE,
+        "-A",
+        "graph",
+        "--argstr",
+        "seed",
+        s,
+        "--arg",
+        "n",
+        "6",
+        "--no-out-link",
+        "--max-jobs",
+        "0",
+      ],
       { reject: false },
     );
     assert.equal(nix.exitCode, 0, nix.stderr);
@@ -115,11 +129,14 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
       .split("\n");
     assert.equal(outs.length, 3);
     for (const o of outs) assert.equal(await isValidLocally(o), true, `${o} came back`);
-    assert.equal(await readlink(join(work.dir, "multi")), outs.find((o) => o.endsWith("-multi")));
+    assert.equal(
+      await readlink(join(work.dir, "multi")),
+      outs.find((o) => o.endsWith("-multi")),
+    );
 
     const f = await build(["-A", "fixed", "--argstr", "seed", s, "-o", join(work.dir, "fixed")]);
     assert.equal(f.exitCode, 0, f.stderr);
-    assert.equal((await readFile(join(work.dir, "fixed"), "utf8")), "hello\n");
+    assert.equal(await readFile(join(work.dir, "fixed"), "utf8"), "hello\n");
   });
 
   test("features: a kvm derivation goes to the one kvm builder; one nobody offers fails with NO_CAPABLE_BUILDER", async () => {
@@ -141,9 +158,23 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
       ].join("\n"),
     );
     const withInv = (args: string[]) =>
-      pool.cli(["--inventory", inv, "build", FIXTURE, "--json", "--builder", "kvmhost", "--builder", "local2", ...args], {
-        cwd: work.dir,
-      });
+      pool.cli(
+        [
+          "--inventory",
+          inv,
+          "build",
+          FIXTURE,
+          "--json",
+          "--builder",
+          "kvmhost",
+          "--builder",
+          "local2",
+          ...args,
+        ],
+        {
+          cwd: work.dir,
+        },
+      );
     const r = await withInv(["-A", "needsKvm", "--argstr", "seed", seed(), "-o", join(work.dir, "kvm")]);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as BuildJson).derivations[0]?.builder, "kvmhost");
@@ -165,16 +196,37 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
     const logFile = /Its full log: (\S+\.log)/.exec(r.stderr)?.[1] ?? "";
     assert.match(await readFile(logFile, "utf8"), /about to fail/);
 
-    const k = await build(["-A", "keepGoing", "--argstr", "seed", s, "--argstr", "sleep", "1", "--keep-going"]);
+    const k = await build([
+      "-A",
+      "keepGoing",
+      "--argstr",
+      "seed",
+      s,
+      "--argstr",
+      "sleep",
+      "1",
+      "--keep-going",
+    ]);
     assert.equal(k.exitCode, 1);
-    const details = (JSON.parse(k.stdout) as { error: { code: string; details: { records: DrvJson[] } } }).error;
+    const details = (JSON.parse(k.stdout) as { error: { code: string; details: { records: DrvJson[] } } })
+      .error;
     assert.equal(details.code, "BUILD_FAILED");
     const byName = Object.fromEntries(details.details.records.map((d) => [d.name, d.status]));
     assert.deepEqual(byName, { fails: "failed", "ok-1": "built", "ok-2": "built" });
   });
 
   test("--dispatcher hook keeps Nix's build hook path, and says so", async () => {
-    const r = await build(["-A", "ok1", "--argstr", "seed", seed(), "--dispatcher", "hook", "-o", join(work.dir, "hook")]);
+    const r = await build([
+      "-A",
+      "ok1",
+      "--argstr",
+      "seed",
+      seed(),
+      "--dispatcher",
+      "hook",
+      "-o",
+      join(work.dir, "hook"),
+    ]);
     assert.equal(r.exitCode, 0, r.stderr);
     const j = JSON.parse(r.stdout) as BuildJson;
     assert.equal(j.dispatcher.kind, "hook");

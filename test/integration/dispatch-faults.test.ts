@@ -42,10 +42,24 @@ async function waitForBuildOn(netns: string, timeoutMs = 60_000): Promise<void> 
 }
 
 async function sleepsIn(netns: string): Promise<string[]> {
-  return (await commandLines(await netnsPids(netns))).filter((c) => c.startsWith("/bin/sleep") || c.includes("nix-store --serve"));
+  return (await commandLines(await netnsPids(netns))).filter(
+    (c) => c.startsWith("/bin/sleep") || c.includes("nix-store --serve"),
+  );
 }
 
-const graphArgs = (n: number, secs: number) => ["-A", "graph", "--arg", "n", String(n), "--argstr", "sleep", String(secs), "--argstr", "seed", randomBytes(8).toString("hex")];
+const graphArgs = (n: number, secs: number) => [
+  "-A",
+  "graph",
+  "--arg",
+  "n",
+  String(n),
+  "--argstr",
+  "sleep",
+  String(secs),
+  "--argstr",
+  "seed",
+  randomBytes(8).toString("hex"),
+];
 
 describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency: false }, () => {
   test("a builder host killed mid-build: its derivations are retried on the other one and the build succeeds", async () => {
@@ -132,9 +146,12 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         const r = await child;
         assert.equal(r.exitCode, 130, r.stderr);
         const deadline = Date.now() + 10_000;
-        let left: string[] = [];
+        let left: string[];
         do {
-          left = [...(await sleepsIn(pool.pool.hosts[0]!.netns)), ...(await sleepsIn(pool.pool.hosts[1]!.netns))];
+          left = [
+            ...(await sleepsIn(pool.pool.hosts[0]!.netns)),
+            ...(await sleepsIn(pool.pool.hosts[1]!.netns)),
+          ];
           if (left.length === 0) break;
           await sleep(200);
         } while (Date.now() < deadline);

@@ -51,7 +51,10 @@ test("graph: edges both ways, input paths, order and cycles", () => {
 });
 
 test("graph: remaining critical path counts the longest chain above a derivation", () => {
-  const g = buildGraph([drv("a"), drv("b", ["a"]), drv("c", ["b"]), drv("x"), drv("root", ["c", "x"])], [P("root.drv")]);
+  const g = buildGraph(
+    [drv("a"), drv("b", ["a"]), drv("c", ["b"]), drv("x"), drv("root", ["c", "x"])],
+    [P("root.drv")],
+  );
   const rp = remainingPaths(g, () => 1);
   assert.equal(rp.get(P("a.drv")), 4);
   assert.equal(rp.get(P("x.drv")), 2);
@@ -74,7 +77,14 @@ test("plan: outputs valid here or on a builder are not built, nor are their inpu
 
 test("assign: longest remaining path first, only into open slots, dependents after their inputs", () => {
   const g = buildGraph(
-    [drv("a"), drv("b", ["a"]), drv("c", ["b"]), drv("leaf-2"), drv("leaf-10"), drv("root", ["c", "leaf-2", "leaf-10"])],
+    [
+      drv("a"),
+      drv("b", ["a"]),
+      drv("c", ["b"]),
+      drv("leaf-2"),
+      drv("leaf-10"),
+      drv("root", ["c", "leaf-2", "leaf-10"]),
+    ],
     [P("root.drv")],
   );
   const s = new Scheduler(g, [builder("b1", { maxJobs: 2 })]);
@@ -93,16 +103,19 @@ test("capability follows Nix: system, supported and mandatory features", () => {
   const b = builder("k", { supportedFeatures: ["kvm"], mandatoryFeatures: ["big"] });
   assert.equal(canBuild(b, { system: "x86_64-linux", features: ["big"] }), true);
   assert.equal(canBuild(b, { system: "x86_64-linux", features: ["big", "kvm"] }), true);
-  assert.equal(canBuild(b, { system: "x86_64-linux", features: [] }), false, "mandatory feature not required");
+  assert.equal(
+    canBuild(b, { system: "x86_64-linux", features: [] }),
+    false,
+    "mandatory feature not required",
+  );
   assert.equal(canBuild(b, { system: "x86_64-linux", features: ["big", "cuda"] }), false);
   assert.equal(canBuild(b, { system: "aarch64-linux", features: ["big"] }), false);
   assert.equal(canBuild({ ...b, maxJobs: 0 }, { system: "x86_64-linux", features: ["big"] }), false);
 
-  const g = buildGraph([drv("plain"), drv("needs-kvm", [], { features: ["kvm"] }), drv("needs-gpu", [], { features: ["gpu"] })], [
-    P("plain.drv"),
-    P("needs-kvm.drv"),
-    P("needs-gpu.drv"),
-  ]);
+  const g = buildGraph(
+    [drv("plain"), drv("needs-kvm", [], { features: ["kvm"] }), drv("needs-gpu", [], { features: ["gpu"] })],
+    [P("plain.drv"), P("needs-kvm.drv"), P("needs-gpu.drv")],
+  );
   const s = new Scheduler(g, [builder("b1"), builder("b2", { supportedFeatures: ["kvm"] })]);
   s.plan(0);
   assert.deepEqual(s.incapable(), [P("needs-gpu.drv")]);

@@ -13,7 +13,11 @@ export interface DispatcherChoice {
  * Nix daemon owns the store and this user is not root, Nix's build hook (set up by
  * `nixpool config apply`) builds instead — unless the user insisted on the dispatcher.
  */
-export function chooseDispatcher(flag: string | undefined, daemonOwnsStore: boolean, uid: number): DispatcherChoice {
+export function chooseDispatcher(
+  flag: string | undefined,
+  daemonOwnsStore: boolean,
+  uid: number,
+): DispatcherChoice {
   if (flag !== undefined && flag !== "nixpool" && flag !== "hook") {
     throw configError("USAGE", `--dispatcher must be "nixpool" or "hook" (got "${flag}").`, {
       hint: "For example: nixpool build FILE.nix --dispatcher hook",

@@ -94,7 +94,10 @@ function topologicalOrder(nodes: Map<string, DrvNode>): string[] {
  * The remaining critical path of every derivation: its own estimated duration plus the longest
  * chain of dependents above it. Ready derivations with the longest remaining path go first.
  */
-export function remainingPaths(graph: BuildGraph, estimateMs: (node: DrvNode) => number): Map<string, number> {
+export function remainingPaths(
+  graph: BuildGraph,
+  estimateMs: (node: DrvNode) => number,
+): Map<string, number> {
   const out = new Map<string, number>();
   for (let i = graph.order.length - 1; i >= 0; i--) {
     const node = graph.nodes.get(graph.order[i] as string) as DrvNode;

@@ -242,7 +242,8 @@ export class Scheduler {
     );
     const fresh = free.filter((b) => !s.failedOn.includes(b.info.name));
     const candidates = fresh.length ? fresh : free;
-    const held = (b: BuilderState) => node.deps.filter((d) => this.state(d).locations.has(b.info.name)).length;
+    const held = (b: BuilderState) =>
+      node.deps.filter((d) => this.state(d).locations.has(b.info.name)).length;
     const load = (b: BuilderState) => b.running / Math.max(1, b.info.speedFactor);
     let best: BuilderState | undefined;
     for (const b of candidates) {
@@ -378,7 +379,8 @@ export class Scheduler {
       .filter(([, s]) => s.status === "ready")
       .map(([d]) => d)
       .filter(
-        (d) => ![...this.builders.values()].some((b) => b.up && b.slots > 0 && canBuild(b.info, this.node(d))),
+        (d) =>
+          ![...this.builders.values()].some((b) => b.up && b.slots > 0 && canBuild(b.info, this.node(d))),
       );
   }
 }
