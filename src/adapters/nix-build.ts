@@ -14,7 +14,8 @@ import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { renderMachinesFile } from "../core/machines.js";
 import { compareNatural } from "../core/natural-order.js";
 import { evalFailure, splitNixMessages } from "../core/nix-eval-errors.js";
-import { classifySshFailure, machinesWithConnectionErrors, type SshFailure } from "../core/ssh-errors.js";
+import { builderConnectionError } from "../core/builder-connection-error.js";
+import { classifySshFailure, machinesWithConnectionErrors } from "../core/ssh-errors.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { readFileIfExists, writeFileAtomic } from "./fs.js";
 import { loadMachines } from "./machines-file.js";
@@ -237,62 +238,6 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
   return { outputs, outLink, derivations, wallMs: Date.now() - started, machineWaits: state.waits };
 }
 
-/** The sentence and hint for each way ssh to a builder fails. */
-function connectionError(b: Builder, cause: SshFailure, stderr: string): NixpoolError {
-  const table: Record<SshFailure, [string, string, string]> = {
-    "host-key-mismatch": [
-      "HOST_KEY_MISMATCH",
-      `Builder ${b.name} (${b.host}) presented a host key that does not match its pinned key; nixpool refused to connect.`,
-      `If ${b.name} was reinstalled, verify its new key out of band and update hostKey in the inventory; check with: nixpool doctor ${b.name}`,
-    ],
-    "host-key-unknown": [
-      "HOST_KEY_UNKNOWN",
-      `Builder ${b.name} has no pinned host key that ssh accepts.`,
-      `Add its key (verified out of band) as hostKey in the inventory; check with: nixpool doctor ${b.name}`,
-    ],
-    "auth-denied": [
-      "BUILDER_AUTH_FAILED",
-      `Builder ${b.name} refused the login key ${b.identityFile ?? "(ssh default keys)"}.`,
-      `Authorise the key's .pub on ${b.name} for user ${b.user ?? "(default)"}; check with: nixpool doctor ${b.name}`,
-    ],
-    "identity-unreadable": [
-      "IDENTITY_UNUSABLE",
-      `The identity file ${b.identityFile ?? ""} of builder ${b.name} cannot be used (missing, unreadable or too open).`,
-      `Fix it (chmod 600 ${b.identityFile ?? "KEY"}); check with: nixpool doctor ${b.name}`,
-    ],
-    refused: [
-      "BUILDER_UNREACHABLE",
-      `Builder ${b.name} (${b.host}:${b.port}) refused the connection.`,
-      `Is sshd running there? Check with: nixpool doctor ${b.name}`,
-    ],
-    timeout: [
-      "BUILDER_UNREACHABLE",
-      `Builder ${b.name} (${b.host}:${b.port}) did not answer in time.`,
-      `Check the network path; nixpool doctor ${b.name}`,
-    ],
-    unreachable: [
-      "BUILDER_UNREACHABLE",
-      `Builder ${b.name} (${b.host}) is unreachable from here.`,
-      `Check the network path; nixpool doctor ${b.name}`,
-    ],
-    dns: [
-      "BUILDER_UNREACHABLE",
-      `The host name ${b.host} of builder ${b.name} does not resolve.`,
-      `Fix host in the inventory; nixpool doctor ${b.name}`,
-    ],
-    unknown: [
-      "BUILDER_CONNECT_FAILED",
-      `Nix could not connect to builder ${b.name}.`,
-      `Run: nixpool doctor ${b.name}`,
-    ],
-  };
-  const [code, message, hint] = table[cause];
-  return new NixpoolError(code, message, {
-    hint,
-    details: { builder: b.name, sshError: stderr.trim().split("\n").slice(-5).join("\n") },
-  });
-}
-
 /**
  * Nix reports a failed builder connection as "unexpected end-of-file"; ask ssh itself, with the
  * same config, what went wrong, so the error names the cause.
@@ -311,7 +256,7 @@ async function diagnoseConnections(
       timeout: 20_000,
     });
     if (probe.exitCode === 0) continue;
-    return connectionError(b, classifySshFailure(probe.stderr), probe.stderr);
+    return builderConnectionError(b, classifySshFailure(probe.stderr), probe.stderr);
   }
   return undefined;
 }

@@ -2,6 +2,7 @@ import { writeFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { toJsonRecord } from "../core/build-record.js";
 import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
+import { compareNatural } from "../core/natural-order.js";
 import { renderTimelineSvg } from "../core/timeline-svg.js";
 import type { DispatchEvent, DispatchResult } from "../dispatch/run-dispatch.js";
 import { createStatusView } from "./build-status.js";
@@ -49,7 +50,10 @@ export function dispatchJson(r: DispatchResult, dispatcher: DispatcherChoice) {
     outLink: r.outLink,
     wallMs: r.wallMs,
     dispatcher,
-    derivations: r.records.map((rec) => toJsonRecord(rec, r.startedAtMs)),
+    // In natural order of names (leaf-2 before leaf-10), as for Nix's build hook.
+    derivations: [...r.records]
+      .sort((a, b) => compareNatural(a.name, b.name))
+      .map((rec) => toJsonRecord(rec, r.startedAtMs)),
     stats: r.stats,
   };
 }

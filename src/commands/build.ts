@@ -3,13 +3,9 @@ import type { Context } from "../cli/context.js";
 import { trapSignals } from "../adapters/signals.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { NixpoolError } from "../core/errors.js";
-import {
-  detectDaemonMode,
-  runNixBuild,
-  type BuildProgress,
-  type NixArg,
-  type NixBuildResult,
-} from "../adapters/nix-build.js";
+import { probeStoreFacts } from "../adapters/nix-store-probe.js";
+import { isDaemonBuilding } from "../core/nix-store-kind.js";
+import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
 import type { Builder } from "../core/builder.js";
 import { chooseDispatcher, type DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { buildOnWorker } from "../providers/hetzner/rent.js";
@@ -126,7 +122,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
       const copyBack = parseCopyBack(opts.copyBack);
       const choice = chooseDispatcher(
         opts.dispatcher,
-        detectDaemonMode(process.env, process.getuid?.() ?? 0),
+        isDaemonBuilding(await probeStoreFacts(process.env)),
         process.getuid?.() ?? 0,
       );
       const controller = new AbortController();

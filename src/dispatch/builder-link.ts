@@ -1,6 +1,6 @@
 import type { Builder } from "../core/builder.js";
 import { StorePlace } from "./store-place.js";
-import type { DispatchSession, OpenSession } from "./store-session.js";
+import type { DispatchSession, OpenSession, SessionSshCause } from "./store-session.js";
 
 /**
  * nixpool's connections to one builder for one build: a transfer session (queries, downloads)
@@ -15,6 +15,8 @@ export class BuilderLink {
   private readonly logTargets = new Map<number, (line: string) => void>();
   private ending = false;
   lostReason: string | undefined;
+  /** What ssh said when the link was lost, if it said anything it knows. */
+  lostCause: SessionSshCause | undefined;
 
   constructor(
     readonly builder: Builder,
@@ -38,7 +40,7 @@ export class BuilderLink {
     this.transfer = await this.openSession({
       builder: this.builder,
       onStderrLine: () => undefined,
-      onClose: (why) => this.lose(why),
+      onClose: (why, ssh) => this.lose(why, ssh),
     });
   }
 
@@ -49,7 +51,7 @@ export class BuilderLink {
       this.openSession({
         builder: this.builder,
         onStderrLine: (line) => this.logTargets.get(i)?.(line),
-        onClose: (why) => this.lose(why),
+        onClose: (why, ssh) => this.lose(why, ssh),
       }).then(
         (s) => {
           if (this.ending) {
@@ -82,9 +84,10 @@ export class BuilderLink {
     this.busy.delete(index);
   }
 
-  private lose(reason: string): void {
+  private lose(reason: string, ssh?: SessionSshCause): void {
     if (this.ending) return;
     this.lostReason = reason;
+    this.lostCause = ssh;
     this.kill();
     this.onLost(this, reason);
   }

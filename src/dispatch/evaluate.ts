@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import type { NixArg } from "../adapters/nix-build.js";
 import { run } from "../adapters/runner.js";
 import { NixpoolError } from "../core/errors.js";
+import { evalFailure, splitNixMessages } from "../core/nix-eval-errors.js";
 
 export interface EvaluateRequest {
   file: string;
@@ -26,7 +27,7 @@ export async function evaluateDerivations(req: EvaluateRequest): Promise<string[
     timeout: 0,
     ...(req.signal ? { signal: req.signal } : {}),
   });
-  if (result.exitCode !== 0) throw evaluationError(result.stderr, req.file);
+  if (result.exitCode !== 0) throw evaluationError(result.stderr, resolve(req.file));
   const drvs = result.stdout
     .split("\n")
     .map((l) => l.trim())
@@ -44,13 +45,20 @@ export async function evaluateDerivations(req: EvaluateRequest): Promise<string[
   return drvs.map((d) => d.replace(/!.*$/, ""));
 }
 
-/** Nix's own error lines (not its warnings), for an evaluation that failed. */
+/** Nix's own error (never its warnings) for an evaluation that failed. */
 function evaluationError(stderr: string, file: string): NixpoolError {
-  const lines = stderr.split("\n").filter((l) => !l.startsWith("warning:"));
-  const first = lines.findIndex((l) => l.startsWith("error:"));
-  const text = (first >= 0 ? lines.slice(first) : lines).join("\n").trim();
-  return new NixpoolError("NIX_EVAL_FAILED", `Evaluating ${file} failed: ${text.split("\n")[0] ?? ""}`, {
-    hint: `Fix the Nix expression; nix-instantiate ${file} shows the same error.`,
-    details: { nixError: text },
-  });
+  const known = evalFailure(stderr, file);
+  if (known) return known;
+  const nixError = splitNixMessages(stderr)
+    .filter((m) => !m.startsWith("warning:"))
+    .join("\n")
+    .trim();
+  return new NixpoolError(
+    "NIX_EVAL_FAILED",
+    `nix-instantiate ${file} failed: ${nixError.split("\n")[0] ?? ""}`,
+    {
+      hint: `Check it with: nix-instantiate --show-trace ${file}`,
+      details: { file, position: null, nixError },
+    },
+  );
 }

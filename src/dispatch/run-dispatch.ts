@@ -3,6 +3,7 @@ import type { DerivationRecord, StatusSnapshot } from "../core/build-record.js";
 import { describeNeeds, describeOffer } from "../core/dispatch/capability.js";
 import { buildGraph, type BuildGraph, type DrvNode } from "../core/dispatch/graph.js";
 import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/dispatch/scheduler.js";
+import { builderConnectionError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { isBuildSuccess } from "../core/nix-serve/build.js";
 import type { NixArg } from "../adapters/nix-build.js";
@@ -532,6 +533,12 @@ class Dispatch {
   }
 
   private allDown(): NixpoolError {
+    const links = [...this.links.values()];
+    const only = links.length === 1 ? links[0] : undefined;
+    // One builder that ssh could not use: say exactly why (host key, login, network).
+    if (only?.lostCause && only.lostCause.failure !== "unknown") {
+      return builderConnectionError(only.builder, only.lostCause.failure, only.lostCause.stderr);
+    }
     const down = [...this.links.values()].map((l) => `${l.name} (${l.lostReason ?? "not connected"})`);
     return new NixpoolError("ALL_BUILDERS_DOWN", `No capable builder is reachable: ${down.join(", ")}.`, {
       hint: "Check them with: nixpool doctor",

@@ -48,9 +48,24 @@ export function serveSessions(sshConfig: string, signal?: AbortSignal) {
       name: `builder ${o.builder.name}`,
       onStderrLine: (line) => o.onStderrLine(line),
       onClose: (why) => {
-        if (why.kind !== "closed" && why.kind !== "killed") o.onClose(describeLoss(why));
+        if (why.kind === "closed" || why.kind === "killed") return;
+        o.onClose(
+          describeLoss(why),
+          why.sshFailure ? { failure: why.sshFailure, stderr: why.stderrTail.join("\n") } : undefined,
+        );
       },
       ...(signal ? { signal } : {}),
+    }).catch((e: unknown) => {
+      // A session that never opened: report why in ssh's terms, as a lost one would be.
+      const d = (e as { details?: { sshFailure?: SshFailure; stderr?: string[] } }).details;
+      if (d?.sshFailure) {
+        const why = { sshFailure: d.sshFailure, stderrTail: d.stderr ?? [] };
+        o.onClose(describeLoss({ ...why, message: (e as Error).message }), {
+          failure: d.sshFailure,
+          stderr: why.stderrTail.join("\n"),
+        });
+      }
+      throw e;
     });
     return wrap(session);
   };
@@ -80,7 +95,7 @@ const SSH_REASONS: Partial<Record<SshFailure, string>> = {
 };
 
 /** Why a builder's session ended, in ssh's terms where ssh said why (host key, login, silence). */
-export function describeLoss(why: ServeCloseReason): string {
+export function describeLoss(why: Pick<ServeCloseReason, "sshFailure" | "stderrTail" | "message">): string {
   const said = why.sshFailure ? SSH_REASONS[why.sshFailure] : undefined;
   if (said) return said;
   if (why.stderrTail.some((l) => /Timeout, server .* not responding/i.test(l)))

@@ -1,5 +1,6 @@
 import type { Builder } from "../core/builder.js";
 import type { BasicDerivation, BuildResult } from "../core/nix-serve/build.js";
+import type { SshFailure } from "../core/ssh-errors.js";
 
 /** What the dispatcher needs of one `nix-store --serve --write` session (a builder's or this machine's). */
 export interface DispatchSession {
@@ -14,8 +15,8 @@ export interface DispatchSession {
 export interface OpenSessionOptions {
   builder: Builder;
   onStderrLine: (line: string) => void;
-  /** Called once if the session ends other than by close()/kill(), with the reason. */
-  onClose: (reason: string) => void;
+  /** Called once if the session ends other than by close()/kill(), with the reason (and what ssh said). */
+  onClose: (reason: string, ssh?: SessionSshCause) => void;
 }
 
 export type OpenSession = (options: OpenSessionOptions) => Promise<DispatchSession>;
@@ -26,3 +27,9 @@ export type TransferPaths = (
   to: DispatchSession,
   paths: readonly string[],
 ) => Promise<void>;
+
+/** What ssh said when a builder's session ended: its classified cause and its last lines. */
+export interface SessionSshCause {
+  failure: SshFailure;
+  stderr: string;
+}

@@ -135,8 +135,12 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
         { cwd: dir },
       );
       assert.equal(human.exitCode, 0, human.stderr);
-      assert.match(human.stdout, /DERIVATION\s+BUILDER\s+TIME/);
-      assert.match(human.stdout, /leaf-0\s+local[12]\s+\d/);
+      assert.match(
+        human.stdout,
+        /DERIVATION\s+BUILDER\s+ATTEMPTS\s+QUEUED\s+UPLOAD\s+BUILD\s+DOWNLOAD\s+STATUS/,
+      );
+      assert.match(human.stdout, /leaf-0\s+local[12]\s+1\s+[\d.]+s\s+[\d.]+s\s+[\d.]+s\s+\S+\s+built/);
+      assert.match(human.stdout, /by nixpool's dispatcher \(the default\)/);
     });
   });
 

@@ -42,6 +42,6 @@ export function chooseDispatcher(
   }
   return {
     kind: "nixpool",
-    reason: flag === "nixpool" ? "--dispatcher nixpool" : "nixpool's own dispatcher (the default)",
+    reason: flag === "nixpool" ? "--dispatcher nixpool" : "the default",
   };
 }
