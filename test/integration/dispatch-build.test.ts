@@ -54,9 +54,29 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
   test("a graph builds on the pool, with the same output path as nix-build, and is the default dispatcher", async () => {
     const s = seed();
     const link = join(work.dir, "graph");
-    const r = await build(["-A", "graph", "--argstr", "seed", s, "--arg", "n", "6", "-o", link]);
+    const svg = join(work.dir, "graph.svg");
+    const r = await build([
+      "-A",
+      "graph",
+      "--argstr",
+      "seed",
+      s,
+      "--arg",
+      "n",
+      "6",
+      "-o",
+      link,
+      "--timeline",
+      svg,
+    ]);
     assert.equal(r.exitCode, 0, r.stderr);
     const j = JSON.parse(r.stdout) as BuildJson;
+    // The timeline: one build bar per derivation, each in the row of the slot that built it.
+    const chart = await readFile(svg, "utf8");
+    assert.match(chart, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    for (const d of j.derivations) {
+      assert.match(chart, new RegExp(`${d.name}: build on ${d.builder} #[12]`), `${d.name} has a build bar`);
+    }
     assert.equal(j.dispatcher.kind, "nixpool");
     assert.equal(j.derivations.length, 7);
     for (const d of j.derivations) {
@@ -108,7 +128,11 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
       j3.derivations.filter((d) => d.status === "built").map((d) => d.name),
       ["graph-root-tagged"],
     );
-    assert.ok(j3.stats.pathsUploaded <= 6, `uploaded ${j3.stats.pathsUploaded} paths`);
+    // Exactly the leaves built on the other builder travel (through here) to the root's builder.
+    const rootOn = j3.derivations.find((d) => d.name === "graph-root-tagged")?.builder;
+    const elsewhere = j.derivations.filter((d) => d.name.startsWith("leaf-") && d.builder !== rootOn).length;
+    assert.equal(j3.stats.pathsUploaded, elsewhere, `uploaded ${j3.stats.pathsUploaded} paths`);
+    assert.equal(j3.stats.pathsDownloaded, elsewhere + 1, "those leaves, and the root's output");
   });
 
   test("multiple outputs, a consumer of one of them, and a fixed-output derivation", async () => {
@@ -137,6 +161,37 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
     const f = await build(["-A", "fixed", "--argstr", "seed", s, "-o", join(work.dir, "fixed")]);
     assert.equal(f.exitCode, 0, f.stderr);
     assert.equal(await readFile(join(work.dir, "fixed"), "utf8"), "hello\n");
+  });
+
+  test("outputs copied back: only what was asked for by default, every output with --copy-back all", async () => {
+    const leafOutputs = async (j: BuildJson) => {
+      const leaves = j.derivations.filter((d) => d.name.startsWith("leaf-"));
+      const outs = await run(["nix-store", "-q", "--outputs", ...leaves.map((d) => d.drv)]);
+      return outs.stdout.trim().split("\n");
+    };
+    const some = await build(["-A", "graph", "--argstr", "seed", seed(), "--arg", "n", "3", "--no-out-link"]);
+    assert.equal(some.exitCode, 0, some.stderr);
+    const js = JSON.parse(some.stdout) as BuildJson;
+    assert.equal(await isValidLocally(js.outputs[0] as string), true);
+    for (const o of await leafOutputs(js))
+      assert.equal(await isValidLocally(o), false, `${o} stayed on its builder`);
+
+    const all = await build([
+      "-A",
+      "graph",
+      "--argstr",
+      "seed",
+      seed(),
+      "--arg",
+      "n",
+      "3",
+      "--no-out-link",
+      "--copy-back",
+      "all",
+    ]);
+    assert.equal(all.exitCode, 0, all.stderr);
+    for (const o of await leafOutputs(JSON.parse(all.stdout) as BuildJson))
+      assert.equal(await isValidLocally(o), true, `${o} came back`);
   });
 
   test("features: a kvm derivation goes to the one kvm builder; one nobody offers fails with NO_CAPABLE_BUILDER", async () => {
