@@ -25,7 +25,8 @@ export function createBuildLogState(): BuildLogState {
 }
 
 const ANSI = new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g");
-const stripAnsi = (s: string) => s.replace(ANSI, "");
+/** Removes ANSI colour codes (Nix colours its messages, BuildResult.errorMsg included). */
+export const stripAnsi = (s: string) => s.replace(ANSI, "");
 
 /** A derivation's build on a builder started, printed a log line, or finished. */
 export type BuildLogEvent =

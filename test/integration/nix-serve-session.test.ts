@@ -6,6 +6,8 @@ import { readFile, readlink, realpath, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { readDerivationClosure } from "../../src/adapters/derivation-closure.js";
+import { isProcessAlive } from "../../src/adapters/process-alive.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 import { writeClientFiles, type ClientFiles } from "../../src/adapters/nix-build.js";
 import {
   ServeSession,
@@ -15,6 +17,7 @@ import {
 import { sshAlias } from "../../src/core/builder.js";
 import { toBasicDerivation, type Derivation } from "../../src/core/derivation.js";
 import { encodeNar, isBuildSuccess, type BuildResult } from "../../src/core/nix-serve/index.js";
+import { setLinkUp } from "../../src/providers/local/host.js";
 import { poolBuilders } from "../../src/providers/local/pool.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { Collect, expectCode } from "../helpers/serve.js";
@@ -347,15 +350,16 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     assert.equal(theirs.narHash, mine.narHash);
   });
 
-  test("a builder whose nix-store dies mid-build fails the build with SERVE_CONNECTION_LOST at once", async () => {
-    const b1 = await openSession({ argv: builderArgv("local1"), name: "builder local1" });
+  /** Starts the 60 s "slow" build on `s`, waits for its first log line, and finds its processes. */
+  const startSlowBuild = async (s: ServeSession) => {
     let started!: () => void;
     const running = new Promise<void>((r) => (started = r));
-    const pending = build(b1, "slow", (line) => {
+    const pending = build(s, "slow", (line) => {
       if (line.includes(`slow-${salt} started`)) started();
     });
+    pending.catch(() => undefined);
     await running;
-    // The build's shell is a child of the remote nix-store: kill that nix-store.
+    // The build's shell is a child of the (remote) nix-store, in a process group of its own.
     const shPid = Number((await execa("pgrep", ["-f", `slow-${salt} started`])).stdout.trim().split("\n")[0]);
     const stat = readFileSync(`/proc/${shPid}/stat`, "utf8").split(") ")[1]!.split(" ");
     const serverPid = Number(stat[1]);
@@ -365,10 +369,28 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
       readFileSync(`/proc/${serverPid}/cmdline`, "utf8").replaceAll("\0", " "),
       /nix-store --serve --write/,
     );
+    // What a test that kills nix-store leaves behind is ours to clean up: the builder and its directory.
+    const cleanup = async () => {
+      if (isProcessAlive(serverPid)) process.kill(serverPid, "SIGKILL");
+      if (pgrp === shPid && isProcessAlive(shPid)) process.kill(-pgrp, "SIGKILL");
+      await waitFor(() => !isProcessAlive(shPid), { timeoutMs: 5000 });
+      if (buildDir.startsWith("/tmp/nix-build-slow.drv-"))
+        await rm(buildDir, { recursive: true, force: true });
+    };
+    return { pending, shPid, serverPid, cleanup };
+  };
+
+  test("a builder whose nix-store dies mid-build fails the build with SERVE_CONNECTION_LOST at once", async () => {
+    const b1 = await openSession({ argv: builderArgv("local1"), name: "builder local1" });
+    const slow = await startSlowBuild(b1);
     const t = performance.now();
-    process.kill(serverPid, "SIGKILL");
+    process.kill(slow.serverPid, "SIGKILL");
     try {
-      await expectCode(pending, "SERVE_CONNECTION_LOST", /builder local1 was lost during BuildDerivation/);
+      await expectCode(
+        slow.pending,
+        "SERVE_CONNECTION_LOST",
+        /builder local1 was lost during BuildDerivation/,
+      );
       const ms = performance.now() - t;
       timings.push(`remote nix-store killed → request rejected in ${ms.toFixed(0)} ms`);
       assert.ok(ms < 5000, `${ms} ms`);
@@ -376,30 +398,51 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
       assert.equal(reason.kind, "eof");
       await expectCode(b1.queryValidPaths([]), "SERVE_CONNECTION_LOST");
     } finally {
-      // The orphaned builder (its own process group) is ours to clean up.
-      if (pgrp === shPid) process.kill(-pgrp, "SIGKILL");
-      // So is its build directory, which the killed nix-store could not remove.
-      if (buildDir.startsWith("/tmp/nix-build-slow.drv-"))
-        await rm(buildDir, { recursive: true, force: true });
+      await slow.cleanup();
+    }
+  });
+
+  test("a builder whose link is cut mid-build is given up by ssh's keepalive, in seconds", async () => {
+    const host = tp.pool.hosts.find((h) => h.name === "local2")!;
+    const argv = builderArgv("local2");
+    // ServerAlive options on the command line win over the ssh_config's (first value wins).
+    argv.splice(3, 0, "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2");
+    const b2 = await openSession({ argv, name: "builder local2" });
+    const slow = await startSlowBuild(b2);
+    const t = performance.now();
+    await setLinkUp(host, false);
+    try {
+      await expectCode(
+        slow.pending,
+        "SERVE_CONNECTION_LOST",
+        /builder local2 was lost during BuildDerivation/,
+      );
+      const ms = performance.now() - t;
+      timings.push(
+        `builder link cut → request rejected in ${ms.toFixed(0)} ms (ServerAliveInterval=2, CountMax=2)`,
+      );
+      assert.ok(ms < 15_000, `${ms} ms`);
+      const reason = await b2.closed;
+      assert.equal(reason.exitCode, 255);
+      assert.match(reason.stderrTail.join("\n"), /Timeout, server \S+ not responding/);
+      assert.equal(reason.sshFailure, "timeout");
+    } finally {
+      await setLinkUp(host, true);
+      await slow.cleanup();
     }
   });
 
   test("close() aborts a running local build; an AbortSignal kills the session", async () => {
     const local = await openSession({ argv: LOCAL_ARGV });
-    let started!: () => void;
-    const running = new Promise<void>((r) => (started = r));
-    const pending = build(local, "slow", (line) => {
-      if (line.includes(`slow-${salt} started`)) started();
-    });
-    await running;
-    const shPid = Number((await execa("pgrep", ["-f", `slow-${salt} started`])).stdout.trim().split("\n")[0]);
+    const { pending, shPid } = await startSlowBuild(local);
     const reason = await local.close(5000);
     await expectCode(pending, "SERVE_CONNECTION_LOST", /nixpool closed the connection/);
     assert.equal(reason.kind, "closed");
     // nix-store noticed its stdin closing and killed its builder.
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && alive(shPid)) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(alive(shPid), false, "the builder still runs after close()");
+    assert.ok(
+      await waitFor(() => !isProcessAlive(shPid), { timeoutMs: 5000 }),
+      "the builder still runs after close()",
+    );
 
     const ac = new AbortController();
     const s = await openSession({ argv: LOCAL_ARGV, signal: ac.signal });
@@ -424,12 +467,3 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     );
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

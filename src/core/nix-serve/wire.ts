@@ -62,7 +62,9 @@ export function* skipBytes(n: number): Decoder<void> {
 
 /** Reads a u64; refuses values JavaScript cannot hold exactly. */
 export function* readU64(ctx: DecodeContext, what: string): Decoder<number> {
-  const b = yield* readBytes(8);
+  // Yields directly (not through readBytes): integers are most of the protocol's traffic.
+  const b = yield { kind: "read", n: 8 };
+  if (!b || b.length !== 8) throw new Error(`decoder driver returned ${b?.length ?? "no"} bytes, wanted 8`);
   const lo = (b[0]! | (b[1]! << 8) | (b[2]! << 16)) + b[3]! * 0x1000000;
   const hi = (b[4]! | (b[5]! << 8) | (b[6]! << 16)) + b[7]! * 0x1000000;
   if (hi > 0x1fffff) {
@@ -103,9 +105,17 @@ export function* readByteString(
       { what, length: len, limit: max },
     );
   }
-  const bytes = yield* readBytes(len);
-  yield* readPadding(ctx, len, what);
-  return bytes;
+  const pad = (8 - (len % 8)) % 8;
+  // The bytes and their padding in one read.
+  const b = yield* readBytes(len + pad);
+  for (let i = len; i < len + pad; i++) {
+    if (b[i] !== 0) {
+      throw protocolError(`The peer sent non-zero padding after ${what} at byte ${ctx.offset() - pad}.`, {
+        what,
+      });
+    }
+  }
+  return b.subarray(0, len);
 }
 
 /** Reads a string (UTF-8; Nix strings are bytes, store paths and names are ASCII). */
