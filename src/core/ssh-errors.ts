@@ -24,13 +24,7 @@ export function classifySshFailure(stderr: string): SshFailure {
     return "identity-unreadable";
   if (/Permission denied \(/i.test(stderr)) return "auth-denied";
   if (/Connection refused/i.test(stderr)) return "refused";
-  // "Timeout, server X not responding.": ServerAlive probes went unanswered on an open connection.
-  if (
-    /Connection timed out|Operation timed out|timed out during banner|Timeout, server .* not responding/i.test(
-      stderr,
-    )
-  )
-    return "timeout";
+  if (/Connection timed out|Operation timed out|timed out during banner/i.test(stderr)) return "timeout";
   if (/No route to host|Network is unreachable/i.test(stderr)) return "unreachable";
   if (/Could not resolve hostname|Name or service not known/i.test(stderr)) return "dns";
   return "unknown";
