@@ -7,6 +7,8 @@ export interface AccessPaths {
   accessDir: string;
   /** One precompiled file per member, read by `access keys` at every login. */
   indexDir: string;
+  /** What the installed keys command prints: sshd/{ssh-ng,ssh,principals}/USER. */
+  sshdDir: string;
   githubCache: string;
   /** The remembered `access sync --write DIR` target. */
   staticTarget: string;
@@ -22,6 +24,7 @@ export function resolveAccessPaths(stateDir: string, usersFlag?: string): Access
     usersFile: usersFlag ? resolve(usersFlag) : join(stateDir, "users.toml"),
     accessDir,
     indexDir: join(accessDir, "index"),
+    sshdDir: join(accessDir, "sshd"),
     githubCache: join(accessDir, "github-keys.json"),
     staticTarget: join(accessDir, "static-files.json"),
     lockFile: join(accessDir, "lock"),

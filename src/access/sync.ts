@@ -135,7 +135,7 @@ export async function syncAccess(paths: AccessPaths, o: SyncOptions): Promise<Sy
     for (const h of Object.keys(cache)) if (!inUse.has(h)) delete cache[h];
     await writeGithubCache(paths.githubCache, cache);
     const entries = buildIndexEntries(users, cache);
-    const index = await writeIndex(paths.indexDir, entries);
+    const index = await writeIndex(paths, entries, now());
     const files = o.writeDir
       ? await writeStaticFiles(paths, { dir: o.writeDir, protocol: o.protocol }, entries, now())
       : { written: 0, removed: 0 };

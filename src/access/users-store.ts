@@ -1,7 +1,8 @@
 import { chmod, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
-import { renderIndexEntry, type IndexEntry } from "../core/access/authorized-keys.js";
+import { renderIndexEntry, renderSshdAnswers, type IndexEntry } from "../core/access/authorized-keys.js";
+import { SSHD_ANSWER_DIRS } from "../core/access/keys-command-script.js";
 import { dedupeKeys, formatKey, parseKeyLine } from "../core/public-key.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
 import { parseUsersFile, renderUsersFile, type UsersFile } from "../core/access/users.js";
@@ -31,23 +32,37 @@ export function buildIndexEntries(f: UsersFile, cache: GithubCache): IndexEntry[
   });
 }
 
+/** Where a member's files live: the index and the keys command's precompiled answers. */
+type MemberDirs = Pick<AccessPaths, "indexDir" | "sshdDir">;
+
 /**
- * Creates STATE/access/index. Both directories are 0711: the AuthorizedKeysCommandUser can open
- * STATE/access/index/USER (0644) by name, but cannot list the members or read anything else.
+ * Creates STATE/access/index and STATE/access/sshd/{ssh-ng,ssh,principals}. Every directory is
+ * 0711: the AuthorizedKeysCommandUser can open a member's file (0644) by name, but cannot list
+ * the members or read anything else.
  */
-async function ensureIndexDir(indexDir: string): Promise<void> {
-  await mkdir(indexDir, { recursive: true, mode: 0o711 });
-  await chmod(dirname(indexDir), 0o711);
-  await chmod(indexDir, 0o711);
+export async function ensureIndexDir(dirs: MemberDirs): Promise<void> {
+  const all = [dirs.indexDir, dirs.sshdDir, ...SSHD_ANSWER_DIRS.map((k) => join(dirs.sshdDir, k))];
+  for (const d of all) await mkdir(d, { recursive: true, mode: 0o711 });
+  for (const d of [dirname(dirs.indexDir), ...all]) await chmod(d, 0o711);
 }
 
-/** Removes index files of members no longer listed (done before anything is added: fail closed). */
-async function pruneIndex(indexDir: string, keep: ReadonlySet<string>): Promise<number> {
-  const names = await readdir(indexDir).catch(() => [] as string[]);
+/** Removes a member's index file and precompiled answers. */
+async function removeMember(dirs: MemberDirs, name: string): Promise<void> {
+  // The index file last: `access sync` rebuilds from it, and fewer answers only fail closed.
+  for (const k of SSHD_ANSWER_DIRS) await rm(join(dirs.sshdDir, k, name), { force: true });
+  await rm(join(dirs.indexDir, name), { force: true });
+}
+
+/** Removes the files of members no longer listed (done before anything is added: fail closed). */
+async function pruneIndex(dirs: MemberDirs, keep: ReadonlySet<string>): Promise<number> {
+  const names = new Set(await readdir(dirs.indexDir).catch(() => [] as string[]));
+  for (const k of SSHD_ANSWER_DIRS) {
+    for (const n of await readdir(join(dirs.sshdDir, k)).catch(() => [] as string[])) names.add(n);
+  }
   let removed = 0;
   for (const n of names) {
     if (USER_NAME_PATTERN.test(n) && !keep.has(n)) {
-      await rm(join(indexDir, n), { force: true });
+      await removeMember(dirs, n);
       removed++;
     }
   }
@@ -67,21 +82,33 @@ async function forEachLimited<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-/** Writes every member's index file (only those that changed) and removes the others. */
+/** Writes every member's files (only those that changed) and removes the others. */
 export async function writeIndex(
-  indexDir: string,
+  dirs: MemberDirs,
   entries: readonly IndexEntry[],
+  nowMs: number,
 ): Promise<{ written: number; removed: number }> {
-  await ensureIndexDir(indexDir);
-  const removed = await pruneIndex(indexDir, new Set(entries.map((e) => e.name)));
-  return { written: await writeEntries(indexDir, entries), removed };
+  await ensureIndexDir(dirs);
+  const removed = await pruneIndex(dirs, new Set(entries.map((e) => e.name)));
+  return { written: await writeEntries(dirs, entries, nowMs), removed };
 }
 
-/** Writes these members' index files atomically (only those that changed); returns how many changed. */
-async function writeEntries(indexDir: string, entries: readonly IndexEntry[]): Promise<number> {
+/**
+ * Writes these members' index files and the keys command's answers precompiled from them,
+ * atomically (only those that changed); returns how many index files changed.
+ */
+async function writeEntries(
+  dirs: MemberDirs,
+  entries: readonly IndexEntry[],
+  nowMs: number,
+): Promise<number> {
   let written = 0;
   await forEachLimited(entries, 16, async (e) => {
-    const r = await writeFileAtomic(join(indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
+    const answers = renderSshdAnswers(e, nowMs);
+    for (const k of SSHD_ANSWER_DIRS) {
+      await writeFileAtomic(join(dirs.sshdDir, k, e.name), answers[k], { mode: 0o644 });
+    }
+    const r = await writeFileAtomic(join(dirs.indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
     if (r.changed) written++;
   });
   return written;
@@ -103,17 +130,18 @@ export async function updateUsers(
     const cache = await readGithubCache(paths.githubCache);
     // Only members whose entry changed are rewritten; `access sync` reconciles the whole index.
     const before = new Map(current.users.map((u) => [u.name, JSON.stringify(u)]));
-    // A missing index (first use, or deleted) is rebuilt whole.
-    const whole = !(await stat(paths.indexDir).catch(() => undefined));
+    // A missing index or answers directory (first use, deleted, older nixpool) is rebuilt whole.
+    const missing = async (d: string) => !(await stat(d).catch(() => undefined));
+    const whole = (await missing(paths.indexDir)) || (await missing(paths.sshdDir));
     const changed = next.users.filter((u) => whole || before.get(u.name) !== JSON.stringify(u));
     const entries = buildIndexEntries({ users: changed }, cache);
     const keep = new Set(next.users.map((u) => u.name));
     const removed = current.users.map((u) => u.name).filter((n) => !keep.has(n));
-    await ensureIndexDir(paths.indexDir);
-    for (const n of removed) await rm(join(paths.indexDir, n), { force: true });
+    await ensureIndexDir(paths);
+    for (const n of removed) await removeMember(paths, n);
     // Only nixpool reads users.toml; sshd's command user reads the index instead.
     await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o600 });
-    await writeEntries(paths.indexDir, entries);
+    await writeEntries(paths, entries, Date.now());
     // Static files from `access sync --write DIR` follow at once too (removal included).
     const target = await readStaticTarget(paths);
     if (target) await updateStaticFiles(target, entries, removed, Date.now());

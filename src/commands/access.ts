@@ -1,5 +1,4 @@
 import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../core/number-flag.js";
 import { renderTable } from "../cli/output.js";
@@ -7,20 +6,17 @@ import { protocolOption, usersOption } from "../cli/access-options.js";
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
 import { parseDuration } from "../core/access/duration.js";
 import { renderNixConfFragment, renderSshdFragment } from "../core/access/fragments.js";
+import { DEFAULT_KEYS_COMMAND_PREFIX } from "../core/access/keys-command-script.js";
 import { isActive, planAddUser, planRemoveUser, canVouch } from "../core/access/users.js";
 import { configError, ExitCode } from "../core/errors.js";
 import { caExists, resolveCaPaths, revokeUserCerts } from "../access/ca.js";
 import { readGithubCache } from "../access/github-cache.js";
 import { runHousekeeping } from "../access/housekeeping.js";
+import { checkKeysCommandSetup, installKeysCommand, keysCommandPath } from "../access/keys-command-setup.js";
 import { lookupAuthorizedKeys, lookupPrincipals } from "../access/keys-lookup.js";
 import { resolveAccessPaths } from "../access/paths.js";
 import { syncAccess } from "../access/sync.js";
-import { loadUsers, updateUsers } from "../access/users-store.js";
-
-/** The fast AuthorizedKeysCommand entry shipped next to this module. */
-function defaultKeysEntry(): string {
-  return fileURLToPath(new URL("../access/keys-command.js", import.meta.url));
-}
+import { ensureIndexDir, loadUsers, updateUsers } from "../access/users-store.js";
 
 const positiveInt = (name: string, v: string): number =>
   parseNumberFlag(name, v, { integer: true, min: 1, example: `nixpool access sync ${name} 5000` });
@@ -260,13 +256,37 @@ export const registerAccess: RegisterCommands = (program, context) => {
     });
 
   access
+    .command("install-keys-command")
+    .description(
+      "install the keys command sshd runs at every login: root's, world-readable, a small sh script",
+    )
+    .option("--prefix <dir>", "directory to install keys-command into", DEFAULT_KEYS_COMMAND_PREFIX)
+    .option("--command-user <user>", "the AuthorizedKeysCommandUser that must be able to run it", "nobody")
+    .option("--json", "print JSON")
+    .action(async (o: { prefix: string; commandUser: string; json?: boolean }) => {
+      const ctx = context();
+      const r = await installKeysCommand({
+        prefix: o.prefix,
+        commandUser: o.commandUser,
+        uid: process.getuid?.() ?? 0,
+      });
+      if (o.json) return ctx.output.json(r);
+      ctx.output.out(`${r.changed ? "Installed" : "Up to date:"} ${r.path} (root, 0755).`);
+      const flag = r.path === keysCommandPath() ? "" : ` --keys-command ${r.path}`;
+      ctx.output.out(`Point sshd at it with the fragment of: nixpool access sshd-config${flag}`);
+    });
+
+  access
     .command("sshd-config")
     .description("print the sshd_config fragment (AuthorizedKeysCommand, MaxStartups, the CA when it exists)")
-    .option("--node <path>", "absolute path of node", process.execPath)
-    .option("--entry <path>", "absolute path of nixpool's keys-command.js", defaultKeysEntry())
+    .option(
+      "--keys-command <path>",
+      "the installed keys command (nixpool access install-keys-command)",
+      keysCommandPath(),
+    )
     .option(
       "--command-user <user>",
-      "unprivileged AuthorizedKeysCommandUser (not root); reads only STATE/access/index/USER",
+      "unprivileged AuthorizedKeysCommandUser (not root); reads only STATE/access/sshd/*/USER",
       "nobody",
     )
     .option("--max-startups <spec>", "MaxStartups start:rate:full", "10:30:100")
@@ -274,8 +294,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
     .addOption(protocolOption())
     .action(
       async (o: {
-        node: string;
-        entry: string;
+        keysCommand: string;
         commandUser: string;
         maxStartups: string;
         loginGraceTime: string;
@@ -284,18 +303,27 @@ export const registerAccess: RegisterCommands = (program, context) => {
         const ctx = context();
         const paths = resolveAccessPaths(ctx.stateDir);
         const ca = resolveCaPaths(paths.caDir);
-        const base = [o.node, o.entry, "--state-dir", ctx.stateDir];
-        ctx.output.out(
-          renderSshdFragment({
-            keysCommand: [...base, "--protocol", o.protocol],
-            commandUser: o.commandUser,
-            maxStartups: o.maxStartups,
-            loginGraceTime: positiveInt("--login-grace-time", o.loginGraceTime),
-            ca: (await caExists(ca))
-              ? { publicKeyFile: ca.pub, krlFile: ca.krl, principalsCommand: [...base, "--principals"] }
-              : undefined,
-          }),
-        );
+        const withCa = await caExists(ca);
+        const base = [o.keysCommand, "--state-dir", ctx.stateDir];
+        const fragment = renderSshdFragment({
+          keysCommand: [...base, "--protocol", o.protocol],
+          commandUser: o.commandUser,
+          maxStartups: o.maxStartups,
+          loginGraceTime: positiveInt("--login-grace-time", o.loginGraceTime),
+          ca: withCa
+            ? { publicKeyFile: ca.pub, krlFile: ca.krl, principalsCommand: [...base, "--principals"] }
+            : undefined,
+        });
+        // Refuse a fragment with which sshd would refuse every login: say which path and the fix.
+        await ensureIndexDir(paths);
+        const [problem] = await checkKeysCommandSetup({
+          command: o.keysCommand,
+          commandUser: o.commandUser,
+          paths,
+          kinds: withCa ? [o.protocol, "principals"] : [o.protocol],
+        });
+        if (problem) throw problem;
+        ctx.output.out(fragment);
       },
     );
 

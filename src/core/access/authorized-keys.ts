@@ -98,6 +98,28 @@ export function renderAuthorizedLines(
   return e.keys.map((k) => `${opts.join(",")} ${k} nixpool:${e.name}`);
 }
 
+/**
+ * The principals a member's certificates may carry: their own name while active, with sshd's
+ * expiry-time, so that sshd itself stops accepting it at the expiry.
+ */
+export function renderPrincipalLines(e: IndexEntry, nowMs: number): string[] {
+  if (!isEntryActive(e, nowMs)) return [];
+  return [e.expiresMs === undefined ? e.name : `expiry-time="${formatSshTime(e.expiresMs)}" ${e.name}`];
+}
+
+/** What the installed keys command prints for a member, precompiled: keys per protocol, principals. */
+export function renderSshdAnswers(
+  e: IndexEntry,
+  nowMs: number,
+): Record<"ssh-ng" | "ssh" | "principals", string> {
+  const text = (lines: string[]) => lines.map((l) => `${l}\n`).join("");
+  return {
+    "ssh-ng": text(renderAuthorizedLines(e, { protocol: "ssh-ng", nowMs })),
+    ssh: text(renderAuthorizedLines(e, { protocol: "ssh", nowMs })),
+    principals: text(renderPrincipalLines(e, nowMs)),
+  };
+}
+
 /** A whole authorized_keys file for `access sync --write DIR`, marked as nixpool's own. */
 export function renderAuthorizedKeysFile(
   e: IndexEntry,
