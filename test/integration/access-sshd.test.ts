@@ -4,7 +4,7 @@
 // only) holding them, and a nix-daemon so that non-root sessions reach the host's store.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, chown, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -13,7 +13,6 @@ import { run, spawnDetached, type RunResult } from "../../src/adapters/runner.js
 import { hostExecArgv, startHost, stopHost, type HostRecord } from "../../src/providers/local/host.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
-import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 
 const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina", "hank"] as const;
@@ -47,9 +46,10 @@ describe("access control on a real sshd", () => {
   let host: HostRecord | undefined;
   let daemonPid = 0;
   let knownHosts: string;
-  // sshd runs the keys command as nobody: from a copy it can read (the checkout may be 0700).
-  let staged: StagedCli;
-  let entry: string;
+  // sshd runs the keys command as nobody: the installed copy (root's, under /run), never the
+  // checkout, which may sit in a 0700 directory.
+  let prefix: string;
+  let keysCommand: string;
   const key = (name: string) => join(tmp.dir, "keys", name);
   const pub = async (name: string) => (await readFile(`${key(name)}.pub`, "utf8")).trim();
   const cli = (args: string[]) => runCli(state, args);
@@ -150,8 +150,10 @@ describe("access control on a real sshd", () => {
     // sshd runs the keys command as nobody: the state must be readable by it.
     await chmod(tmp.dir, 0o755);
     state = join(tmp.dir, "state");
-    staged = await stageCli();
-    entry = join(staged.dir, "dist", "access", "keys-command.js");
+    prefix = await mkdtemp("/run/nixpool-test-");
+    await chmod(prefix, 0o755);
+    keysCommand = join(prefix, "keys-command");
+    await mustCli(["access", "install-keys-command", "--prefix", prefix]);
     await mkdir(join(tmp.dir, "keys"), { recursive: true });
     for (const name of [...ACCOUNTS, "operator"]) {
       await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `${name}@test`, "-f", key(name)]);
@@ -187,7 +189,7 @@ describe("access control on a real sshd", () => {
     await mustCli(["ca", "init"]);
     const hostDir = join(tmp.dir, "host");
     // First value wins: root keeps the pool's file, members also get nixpool's static files.
-    const sshdConfig = `AuthorizedKeysFile ${hostDir}/authorized_keys ${staticDir}/%u\n${(await mustCli(["access", "sshd-config", "--entry", entry])).stdout}`;
+    const sshdConfig = `AuthorizedKeysFile ${hostDir}/authorized_keys ${staticDir}/%u\n${(await mustCli(["access", "sshd-config", "--keys-command", keysCommand])).stdout}`;
     const nixConf = (await mustCli(["access", "nix-conf"])).stdout;
     assert.match(sshdConfig, /TrustedUserCAKeys/);
 
@@ -252,13 +254,13 @@ describe("access control on a real sshd", () => {
     if (host) await stopHost(host);
     await gh?.stop();
     await tmp?.cleanup();
-    await staged?.cleanup();
+    if (prefix) await rm(prefix, { recursive: true, force: true });
   });
 
   test("the generated fragments are in effect: sshd -T and the keys command user's view", async () => {
     const h = host as HostRecord;
     const effective = (await run(hostExecArgv(h, ["/usr/sbin/sshd", "-T", "-f", h.sshdConfigPath]))).stdout;
-    const command = `${process.execPath} ${entry} --state-dir ${state}`;
+    const command = `${keysCommand} --state-dir ${state}`;
     for (const line of [
       `authorizedkeyscommand ${command} --protocol ssh-ng %u`,
       "authorizedkeyscommanduser nobody",
@@ -276,14 +278,15 @@ describe("access control on a real sshd", () => {
     assert.match(nixConf, /^trusted-users = root alice$/m);
     assert.match(nixConf, /^allowed-users = root alice bob carol dave frank gina hank$/m);
 
-    // nobody reads a member's index file by name and nothing else of the state directory.
-    const asNobodyKeys = await asNobody([process.execPath, entry, "--state-dir", state, "alice"]);
+    // nobody reads a member's precompiled keys by name and nothing else of the state directory.
+    const asNobodyKeys = await asNobody([keysCommand, "--state-dir", state, "alice"]);
     assert.match(
       asNobodyKeys.stdout,
       /^restrict,command="nix-daemon --stdio" ssh-ed25519 \S+ nixpool:alice$/m,
     );
     for (const denied of [
       ["ls", join(state, "access", "index")],
+      ["ls", join(state, "access", "sshd", "ssh-ng")],
       ["ls", join(state, "ca")],
       ["cat", join(state, "users.toml")],
       ["cat", join(state, "access", "github-keys.json")],
@@ -435,11 +438,11 @@ describe("access control on a real sshd", () => {
       await assertRefused("dave", key("eve"));
       const requests = gh.requests.length;
       const started = process.hrtime.bigint();
-      const keys = await run(["node", entry, "--state-dir", state, "dave"]);
+      const keys = await run([keysCommand, "--state-dir", state, "dave"]);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       assert.match(keys.stdout, /nixpool:dave/);
       assert.equal(gh.requests.length, requests, "the keys command asked GitHub");
-      t.diagnostic(`GitHub ${what}: keys command answered in ${ms.toFixed(1)} ms (node start included)`);
+      t.diagnostic(`GitHub ${what}: the installed keys command answered in ${ms.toFixed(1)} ms`);
     }
   });
 
