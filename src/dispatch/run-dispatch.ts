@@ -3,17 +3,24 @@ import type { DerivationRecord, StatusSnapshot } from "../core/build-record.js";
 import { describeNeeds, describeOffer } from "../core/dispatch/capability.js";
 import { buildGraph, type BuildGraph, type DrvNode } from "../core/dispatch/graph.js";
 import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/dispatch/scheduler.js";
-import { builderConnectionError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { isBuildSuccess } from "../core/nix-serve/build.js";
 import type { NixArg } from "../adapters/nix-build.js";
 import { BuilderLink } from "./builder-link.js";
+import {
+  allBuildersDown,
+  buildFailedError,
+  downloadFailed,
+  noBuilders,
+  ownUsage,
+} from "./dispatch-errors.js";
 import { DerivationLog } from "./derivation-log.js";
 import { Durations } from "./durations.js";
 import { evaluateDerivations } from "./evaluate.js";
 import { createOutLinks, outLinkNames } from "./out-links.js";
 import { SessionPool } from "./session-pool.js";
 import { StorePlace } from "./store-place.js";
+import { RecordBook } from "./dispatch-records.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
 import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
 
@@ -93,7 +100,11 @@ class Dispatch {
   private drvs!: LoadedDerivations;
   private scheduler!: Scheduler;
   private durations!: Durations;
-  private readonly records = new Map<string, DerivationRecord>();
+  private readonly book = new RecordBook();
+  private get records(): Map<string, DerivationRecord> {
+    return this.book.records;
+  }
+  private lastStatusMs = -Infinity;
   private readonly logs = new Map<string, DerivationLog>();
   private readonly links = new Map<string, BuilderLink>();
   private readonly local: SessionPool<DispatchSession>;
@@ -152,7 +163,7 @@ class Dispatch {
     this.throwIfAborted();
     this.scheduler.plan(this.now());
     this.checkCapable(usable);
-    for (const [drv, s] of this.scheduler.nodes) if (s.status !== "idle") this.record(drv);
+    this.recordNeeded();
     for (const r of this.graph.roots) this.maybeDownload(r);
     await this.loop();
     this.throwIfAborted();
@@ -204,6 +215,12 @@ class Dispatch {
   private async connect(b: Builder, wanted: readonly DrvNode[], outPaths: readonly string[]): Promise<void> {
     const link = new BuilderLink(b, this.req.sessions.openBuilder, (l, why) => this.lost(l, why));
     this.links.set(b.name, link);
+    // Every session of the builder opens at once: slots are ready as soon as the answer is.
+    link.openSlotSessions((n) => {
+      if (link.lostReason) return;
+      this.scheduler.builderUp(b.name, n);
+      this.wake();
+    });
     try {
       await link.connect();
       const valid = new Set(
@@ -220,11 +237,6 @@ class Dispatch {
       }
       return;
     }
-    link.openSlotSessions((n) => {
-      if (link.lostReason) return;
-      this.scheduler.builderUp(b.name, n);
-      this.wake();
-    });
   }
 
   /** Builders still opening slot sessions: more slots may come. */
@@ -236,8 +248,7 @@ class Dispatch {
     if (this.fatal) return;
     this.scheduler.builderDown(link.name, reason, this.now());
     this.emit({ kind: "builder-down", builder: link.name, reason });
-    for (const [drv, s] of this.scheduler.nodes)
-      if (s.status !== "idle" && !this.records.has(drv)) this.record(drv);
+    this.recordNeeded();
     this.wake();
   }
 
@@ -352,19 +363,37 @@ class Dispatch {
       rec.retries.push({ builder: where, reason: end.message });
       this.emit({ kind: "retry", name: rec.name, builder: where, reason: end.message });
     }
+    if (end.kind === "built") {
+      this.syncRecords([drv, ...this.scheduler.node(drv).dependents]);
+      return;
+    }
+    // A failure can skip, or need again, much of the graph (rare: sync every record).
+    this.recordNeeded();
     this.syncRecords();
   }
 
-  /** Brings a derivation's inputs to the builder: from other builders through here, then only what it lacks. */
+  /** Creates the records of derivations the scheduler needs and that have none yet. */
+  private recordNeeded(): void {
+    for (const [drv, st] of this.scheduler.nodes)
+      if (st.status !== "idle" && !this.records.has(drv)) this.record(drv);
+  }
+
+  /**
+   * Brings a derivation's inputs to the builder, sending only what it lacks: outputs that live on
+   * another builder stream straight from that builder (through this process, not this store),
+   * everything else comes from this machine's store.
+   */
   private async ensureInputs(node: DrvNode, link: BuilderLink, session: DispatchSession): Promise<void> {
+    const fromOthers = new Map<BuilderLink, string[]>();
     for (const dep of node.deps) {
       const st = this.scheduler.state(dep);
       if (st.locations.has(link.name) || st.locations.has(LOCAL)) continue;
       const holder = [...st.locations].map((l) => this.links.get(l)).find((l) => l && !l.lostReason);
       if (!holder)
         throw new Requeue(`the outputs of ${this.scheduler.node(dep).name} are on no reachable builder`);
-      await this.fetchToLocal(dep, holder);
+      fromOthers.set(holder, [...(fromOthers.get(holder) ?? []), dep]);
     }
+    for (const [holder, deps] of fromOthers) await this.sendBetweenBuilders(holder, link, session, deps);
     const send = node.inputPaths.filter((p) => !link.place.known.has(p));
     if (send.length === 0) return;
     const closure = await this.local.with((s) => s.queryClosure(send));
@@ -373,6 +402,30 @@ class Dispatch {
       (q) => session.queryValidPaths(q),
       (paths) => this.local.with((l) => this.req.sessions.transfer(l, session, paths)),
     );
+  }
+
+  /** Streams derivations' outputs (with what they reference) from one builder to another. */
+  private async sendBetweenBuilders(
+    holder: BuilderLink,
+    link: BuilderLink,
+    session: DispatchSession,
+    deps: readonly string[],
+  ): Promise<void> {
+    const from = holder.transfer as DispatchSession;
+    const outs = deps.flatMap((d) => Object.values(this.scheduler.node(d).outputs));
+    try {
+      const closure = await from.queryClosure(outs);
+      await link.place.ensure(
+        closure,
+        (q) => session.queryValidPaths(q),
+        (paths) => this.req.sessions.transfer(from, session, paths),
+      );
+    } catch (e) {
+      if (holder.lostReason && !link.lostReason)
+        throw new Requeue(`builder ${holder.name} was lost while sending inputs`);
+      throw e;
+    }
+    for (const d of deps) this.scheduler.addLocation(d, link.name);
   }
 
   /** Copies a derivation's outputs (with their closure) from a builder into this machine's store. */
@@ -434,54 +487,12 @@ class Dispatch {
   }
 
   private record(drv: string): DerivationRecord {
-    let r = this.records.get(drv);
-    if (!r) {
-      const node = this.scheduler.node(drv);
-      r = {
-        drv,
-        name: node.name,
-        status: "queued",
-        builder: null,
-        slot: null,
-        attempts: 0,
-        retries: [],
-        readyMs: null,
-        startedMs: null,
-        finishedMs: null,
-        spans: [],
-        error: null,
-      };
-      this.records.set(drv, r);
-      this.syncRecord(drv, r);
-    }
-    return r;
+    return this.book.get(drv, this.scheduler, this.now());
   }
 
-  private syncRecords(): void {
-    for (const [drv, r] of this.records) this.syncRecord(drv, r);
-  }
-
-  private syncRecord(drv: string, r: DerivationRecord): void {
-    const s = this.scheduler.state(drv);
-    r.attempts = s.attempts;
-    r.readyMs ??= s.readyMs;
-    r.error = s.error;
-    const was = r.status;
-    switch (s.status) {
-      case "done":
-        r.status = s.outcome === "built" ? "built" : "cached";
-        break;
-      case "failed":
-      case "skipped":
-        r.status = s.status;
-        break;
-      case "running":
-        r.status = "running";
-        break;
-      default:
-        r.status = "queued";
-    }
-    if (r.status !== was && (r.status === "built" || r.status === "failed")) r.finishedMs = this.now();
+  /** Brings the records of `drvs` (all when omitted) in line with the scheduler. */
+  private syncRecords(drvs?: Iterable<string>): void {
+    this.book.sync(this.scheduler, this.now(), drvs);
   }
 
   private log(drv: string): DerivationLog {
@@ -509,69 +520,22 @@ class Dispatch {
 
   private emitStatus(): void {
     if (!this.req.onEvent) return;
-    const rs = [...this.records.values()];
-    const snapshot: StatusSnapshot = {
-      elapsedMs: this.now(),
-      total: rs.length,
-      done: rs.filter((r) => r.status === "built" || r.status === "cached").length,
-      running: rs.filter((r) => r.status === "running").length,
-      queued: rs.filter((r) => r.status === "queued").length,
-      failed: rs.filter((r) => r.status === "failed").length,
-      builders: [...this.links.values()].map((l) => {
-        const st = this.scheduler.builders.get(l.name);
-        return {
-          name: l.name,
-          slots: l.builder.maxJobs,
-          state: l.lostReason ? "down" : st?.up ? "up" : "connecting",
-          running: rs
-            .filter((r) => r.status === "running" && r.builder === l.name)
-            .map((r) => ({ slot: r.slot ?? 0, name: r.name })),
-        };
-      }),
-    };
-    this.emit({ kind: "status", snapshot });
-  }
-
-  private allDown(): NixpoolError {
-    const links = [...this.links.values()];
-    const only = links.length === 1 ? links[0] : undefined;
-    // One builder that ssh could not use: say exactly why (host key, login, network).
-    if (only?.lostCause && only.lostCause.failure !== "unknown") {
-      return builderConnectionError(only.builder, only.lostCause.failure, only.lostCause.stderr);
-    }
-    const down = [...this.links.values()].map((l) => `${l.name} (${l.lostReason ?? "not connected"})`);
-    return new NixpoolError("ALL_BUILDERS_DOWN", `No capable builder is reachable: ${down.join(", ")}.`, {
-      hint: "Check them with: nixpool doctor",
-      details: {
-        builders: Object.fromEntries([...this.links.values()].map((l) => [l.name, l.lostReason ?? null])),
-      },
+    // Drawn at most ten times a second: building a snapshot walks every record.
+    const now = this.now();
+    if (now - this.lastStatusMs < 100) return;
+    this.lastStatusMs = now;
+    this.emit({
+      kind: "status",
+      snapshot: this.book.snapshot(now, [...this.links.values()], this.scheduler),
     });
   }
 
+  private allDown(): NixpoolError {
+    return allBuildersDown([...this.links.values()]);
+  }
+
   private buildFailed(failed: DerivationRecord[]): NixpoolError {
-    const first = [...failed].sort(
-      (a, b) => (a.finishedMs ?? 0) - (b.finishedMs ?? 0),
-    )[0] as DerivationRecord;
-    const log = this.logs.get(first.drv);
-    const more = failed.length > 1 ? ` (${failed.length - 1} more failed)` : "";
-    return new NixpoolError(
-      "BUILD_FAILED",
-      `Derivation ${first.name} failed${first.builder ? ` on builder ${first.builder}` : ""}${more}.`,
-      {
-        hint: log
-          ? `Its full log: ${log.path}; rebuild with -L to see logs as they come.`
-          : "Rebuild with -L to see the build logs.",
-        details: {
-          derivation: first.drv,
-          builder: first.builder,
-          error: first.error,
-          logTail: log?.tail ?? [],
-          logFile: log?.path ?? null,
-          failed: failed.map((f) => f.drv),
-          records: [...this.records.values()],
-        },
-      },
-    );
+    return buildFailedError(failed, this.logs, [...this.records.values()]);
   }
 
   private result(outputs: string[], outLink: string | null): DispatchResult {
@@ -603,37 +567,4 @@ class Dispatch {
     // Attempts still unwinding (killed sessions reject their requests) are waited for.
     await Promise.allSettled([...this.active]);
   }
-}
-
-function ownUsage(): { cpuMs: number; maxRssMb: number } {
-  const u = process.resourceUsage();
-  return {
-    cpuMs: Math.round((u.userCPUTime + u.systemCPUTime) / 1000),
-    maxRssMb: Math.round(u.maxRSS / 1024),
-  };
-}
-
-function downloadFailed(name: string, builder: string, e: unknown): NixpoolError {
-  return new NixpoolError(
-    "DOWNLOAD_FAILED",
-    `Copying the outputs of ${name} from builder ${builder} into this machine's store failed.`,
-    {
-      hint: `Check the local store (nix-store --verify) and the builder: nixpool doctor ${builder}`,
-      cause: e,
-    },
-  );
-}
-
-function noBuilders(declared: number): NixpoolError {
-  return new NixpoolError(
-    "NO_BUILDERS",
-    declared === 0 ? "There are no builders to offload to." : "No builder has a pinned host key.",
-    {
-      hint:
-        declared === 0
-          ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
-          : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
-      exitCode: ExitCode.usage,
-    },
-  );
 }
