@@ -14,6 +14,7 @@ import {
 import { KeyLineError, formatKey, parseKeyLine } from "../core/public-key.js";
 import { configError, NixpoolError } from "../core/errors.js";
 import { withLock } from "./lock.js";
+import { caPaths } from "../config/state-paths.js";
 
 /** Files of nixpool's user CA. */
 export interface CaPaths {
@@ -27,18 +28,9 @@ export interface CaPaths {
   lock: string;
 }
 
-/** The CA's files inside its directory. */
+/** The CA's files inside its directory (the layout is config/state-paths.ts's). */
 export function resolveCaPaths(dir: string): CaPaths {
-  return {
-    dir,
-    key: join(dir, "ca_ed25519"),
-    pub: join(dir, "ca_ed25519.pub"),
-    krl: join(dir, "revoked.krl"),
-    serial: join(dir, "serial"),
-    issued: join(dir, "issued.jsonl"),
-    revoked: join(dir, "revoked.json"),
-    lock: join(dir, "lock"),
-  };
+  return caPaths(dir);
 }
 
 /** One issued certificate, as recorded in issued.jsonl. */

@@ -1,4 +1,5 @@
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { statePaths } from "../config/state-paths.js";
 
 /** Where access control keeps its files inside the state directory. */
 export interface AccessPaths {
@@ -16,18 +17,18 @@ export interface AccessPaths {
   caDir: string;
 }
 
-/** Resolves the access paths; --users FILE overrides STATE/users.toml. */
+/** Resolves the access paths (statePaths(stateDir).access and .ca); --users FILE overrides STATE/users.toml. */
 export function resolveAccessPaths(stateDir: string, usersFlag?: string): AccessPaths {
-  const accessDir = join(stateDir, "access");
+  const paths = statePaths(stateDir);
   return {
     stateDir,
-    usersFile: usersFlag ? resolve(usersFlag) : join(stateDir, "users.toml"),
-    accessDir,
-    indexDir: join(accessDir, "index"),
-    sshdDir: join(accessDir, "sshd"),
-    githubCache: join(accessDir, "github-keys.json"),
-    staticTarget: join(accessDir, "static-files.json"),
-    lockFile: join(accessDir, "lock"),
-    caDir: join(stateDir, "ca"),
+    usersFile: usersFlag ? resolve(usersFlag) : paths.access.usersFile,
+    accessDir: paths.access.dir,
+    indexDir: paths.access.indexDir,
+    sshdDir: paths.access.sshdDir,
+    githubCache: paths.access.githubCache,
+    staticTarget: paths.access.staticTarget,
+    lockFile: paths.access.lockFile,
+    caDir: paths.ca.dir,
   };
 }

@@ -1,5 +1,6 @@
 import { mkdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { statePaths } from "../config/state-paths.js";
 import { sshAlias, storeUri, type Builder } from "../core/builder.js";
 import {
   applyBuildLogLine,
@@ -78,14 +79,8 @@ export interface ClientFiles {
 
 /** Writes the client-side machines file, ssh_config and known_hosts under STATE/client (only when changed). */
 export async function writeClientFiles(stateDir: string, builders: readonly Builder[]): Promise<ClientFiles> {
-  const dir = join(stateDir, "client");
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const files: ClientFiles = {
-    dir,
-    machines: join(dir, "machines"),
-    sshConfig: join(dir, "ssh_config"),
-    knownHosts: join(dir, "known_hosts"),
-  };
+  const files: ClientFiles = statePaths(stateDir).client;
+  await mkdir(files.dir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(files.knownHosts, renderKnownHosts(builders));
   await writeFileAtomic(files.sshConfig, renderSshConfig(builders, { knownHostsFile: files.knownHosts }));
   await writeFileAtomic(files.machines, renderMachinesFile(builders));

@@ -1,11 +1,11 @@
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { configError } from "../core/errors.js";
 import { registerSecret } from "../core/redact.js";
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../core/number-flag.js";
 import { noBooter, type ServerBooter } from "../emulator/hetzner/app.js";
 import { startHetznerEmulator } from "../emulator/hetzner/serve.js";
+import { statePaths } from "../config/state-paths.js";
 
 interface EmulatorFlags {
   port: string;
@@ -69,7 +69,7 @@ export const registerEmulator: RegisterCommands = (program, context) => {
       }
       // Flags are checked above, before stale machines are stopped.
       const booter: ServerBooter = opts.boot
-        ? await loadLocalBooter(join(ctx.stateDir, "emulator", "hetzner"), (l) => ctx.output.err(l))
+        ? await loadLocalBooter(statePaths(ctx.stateDir).emulator.hetznerDir, (l) => ctx.output.err(l))
         : noBooter;
       const running = await startHetznerEmulator({
         port,

@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import type { Command } from "commander";
 import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
@@ -30,6 +29,7 @@ import {
   withRentedWorker,
   type RentFlags,
 } from "../providers/hetzner/rent.js";
+import { statePaths } from "../config/state-paths.js";
 
 /** Adds the options that say what to rent. */
 function rentOptions(cmd: Command, ttl: string): Command {
@@ -211,7 +211,7 @@ export const registerWorker: RegisterCommands = (program, context) => {
         async (builders, signal, rec) => {
           const b = builders[0] as Builder;
           const files = await writeWorkerSshFiles(ctx.stateDir, rec);
-          const rc = join(ctx.stateDir, "hetzner", "workers", rec.lease.id, "shellrc");
+          const rc = statePaths(ctx.stateDir).hetzner.worker(rec.lease.id).shellRc;
           await writeFileAtomic(rc, renderShellRc());
           const env = {
             NIXPOOL_WORKER: b.name,

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { isIPv4 } from "node:net";
 import { hostname } from "node:os";
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { run } from "../../adapters/runner.js";
@@ -36,6 +35,7 @@ import { classifySshFailure } from "../../core/ssh-errors.js";
 import { HcloudClient, type RetryEvent } from "./client.js";
 import { resolveEndpoint, resolveToken } from "./token.js";
 import type { Server, ServerType } from "./types.js";
+import { statePaths } from "../../config/state-paths.js";
 
 const rateSchema = z.object({
   hourly: z.object({ net: z.number(), gross: z.number() }),
@@ -102,15 +102,16 @@ export interface SessionOptions {
   onRetry?: (e: RetryEvent) => void;
 }
 
-const hetznerDir = (stateDir: string) => join(stateDir, "hetzner");
-const workersDir = (stateDir: string) => join(hetznerDir(stateDir), "workers");
+const hetznerDir = (stateDir: string) => statePaths(stateDir).hetzner.dir;
+const workersDir = (stateDir: string) => statePaths(stateDir).hetzner.workersDir;
 /** The directory of one worker: its record, login key, ssh_config and known_hosts. */
-export const workerDir = (stateDir: string, leaseId: string) => join(workersDir(stateDir), leaseId);
-const recordPath = (stateDir: string, leaseId: string) => join(workerDir(stateDir, leaseId), "worker.json");
+export const workerDir = (stateDir: string, leaseId: string) =>
+  statePaths(stateDir).hetzner.worker(leaseId).dir;
+const recordPath = (stateDir: string, leaseId: string) => statePaths(stateDir).hetzner.worker(leaseId).record;
 
 /** This state directory's owner id (random, created once), put on every server as a label. */
 export async function ensureOwner(stateDir: string): Promise<string> {
-  const path = join(hetznerDir(stateDir), "owner");
+  const path = statePaths(stateDir).hetzner.ownerFile;
   const existing = (await readFile(path, "utf8").catch(() => "")).trim();
   if (/^[0-9a-f]{12}$/.test(existing)) return existing;
   const owner = randomBytes(6).toString("hex");
@@ -419,7 +420,7 @@ export async function createLease(s: HetznerSession, req: WorkerRequest, log: Lo
     ipv4: null,
     sshKeyId: null,
     hostKeyPub: "",
-    loginKeyPath: join(workerDir(s.stateDir, lease.id), "id_ed25519"),
+    loginKeyPath: statePaths(s.stateDir).hetzner.worker(lease.id).loginKey,
     status: "creating",
     readyAt: null,
   };
@@ -465,10 +466,8 @@ export async function writeWorkerSshFiles(
   stateDir: string,
   rec: WorkerRecord,
 ): Promise<{ sshConfig: string; knownHosts: string }> {
-  const dir = workerDir(stateDir, rec.lease.id);
+  const { knownHosts, sshConfig } = statePaths(stateDir).hetzner.worker(rec.lease.id);
   const b = workerBuilder(rec);
-  const knownHosts = join(dir, "known_hosts");
-  const sshConfig = join(dir, "ssh_config");
   await writeFileAtomic(knownHosts, renderKnownHosts([b]));
   await writeFileAtomic(sshConfig, renderSshConfig([b], { knownHostsFile: knownHosts, connectTimeout: 5 }));
   return { sshConfig, knownHosts };
@@ -499,9 +498,8 @@ export async function provisionWorker(
   log: Log,
 ): Promise<WorkerRecord> {
   const deadline = Date.now() + (o.bootTimeoutMs ?? 600_000);
-  const dir = workerDir(s.stateDir, rec.lease.id);
   const loginPub = await keygen(rec.loginKeyPath, `nixpool-${rec.lease.name}`);
-  const hostKeyPath = join(dir, "ssh_host_ed25519_key");
+  const hostKeyPath = statePaths(s.stateDir).hetzner.worker(rec.lease.id).hostKey;
   const hostPub = await keygen(hostKeyPath, `${rec.lease.serverName}`);
   const hostPrivate = await readFile(hostKeyPath, "utf8");
   // The private host key only travels in user_data; nixpool keeps the public half.

@@ -8,6 +8,7 @@ import { writeFileAtomic } from "../../adapters/fs.js";
 import { isProcessAlive } from "../../adapters/process-alive.js";
 import { waitFor } from "../../adapters/wait-for.js";
 import { hostAddresses, MAX_SLOTS, netnsName, vethNames } from "../../core/local-net.js";
+import { localHostPaths } from "../../config/state-paths.js";
 
 /** What a builder host should be: its name, directory, job slots, keys and extra config. */
 export interface HostSpec {
@@ -64,9 +65,9 @@ export function renderHostSshdConfig(dir: string, address: string, extra = ""): 
     // Extra lines first: for most keywords sshd keeps the first value it reads.
     extra,
     `ListenAddress ${address}:22`,
-    `HostKey ${join(dir, "ssh_host_ed25519_key")}`,
-    `PidFile ${join(dir, "sshd.pid")}`,
-    `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+    `HostKey ${localHostPaths(dir).hostKey}`,
+    `PidFile ${localHostPaths(dir).sshdPid}`,
+    `AuthorizedKeysFile ${localHostPaths(dir).authorizedKeys}`,
     "UsePAM no",
     "PermitRootLogin prohibit-password",
     "PasswordAuthentication no",
@@ -173,6 +174,7 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
   const ns = netnsName(slot);
   const { host: hostIf, builder: builderIf } = vethNames(slot);
   const { hostAddress, address } = hostAddresses(slot);
+  const files = localHostPaths(spec.dir);
   const rec: HostRecord = {
     name: spec.name,
     dir: spec.dir,
@@ -182,15 +184,15 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
     hostAddress,
     hostKeyPub: "",
     sshdPid: 0,
-    storeDir: join(spec.dir, "nix"),
-    nixConfPath: join(spec.dir, "etc-nix", "nix.conf"),
-    sshdConfigPath: join(spec.dir, "sshd_config"),
-    sshdLogPath: join(spec.dir, "sshd.log"),
-    authorizedKeysPath: join(spec.dir, "authorized_keys"),
+    storeDir: files.storeDir,
+    nixConfPath: files.nixConf,
+    sshdConfigPath: files.sshdConfig,
+    sshdLogPath: files.sshdLog,
+    authorizedKeysPath: files.authorizedKeys,
   };
   try {
     // Record the slot first, so that a crash from here on can still be cleaned up.
-    await writeFileAtomic(join(spec.dir, "host.json"), JSON.stringify(rec, null, 2));
+    await writeFileAtomic(files.record, JSON.stringify(rec, null, 2));
     await run(["ip", "link", "add", hostIf, "type", "veth", "peer", "name", builderIf, "netns", ns]);
     await run(["ip", "addr", "add", `${hostAddress}/30`, "dev", hostIf]);
     await run(["ip", "link", "set", hostIf, "up"]);
@@ -199,15 +201,15 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
     await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
 
     await mkdir(join(rec.storeDir, "store"), { recursive: true });
-    await mkdir(join(spec.dir, "etc-nix"), { recursive: true });
+    await mkdir(files.etcNixDir, { recursive: true });
     // Its own root home: a real builder does not share this machine's ~/.bashrc or ~/.ssh.
-    await mkdir(join(spec.dir, "root-home"), { recursive: true, mode: 0o700 });
+    await mkdir(files.rootHome, { recursive: true, mode: 0o700 });
     await writeFile(rec.nixConfPath, renderHostNixConf(spec.jobs, spec.nixConf));
     await writeFile(rec.authorizedKeysPath, spec.authorizedKeys.map((k) => `${k}\n`).join(""), {
       mode: 0o600,
     });
     await writeFile(rec.sshdConfigPath, renderHostSshdConfig(spec.dir, address, spec.sshdConfig));
-    rec.hostKeyPub = await ensureHostKey(spec, join(spec.dir, "ssh_host_ed25519_key"));
+    rec.hostKeyPub = await ensureHostKey(spec, files.hostKey);
 
     // Positional parameters, not interpolation: paths never become shell text.
     const script =
@@ -226,12 +228,12 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
       script,
       "sh",
       rec.storeDir,
-      join(spec.dir, "etc-nix"),
+      files.etcNixDir,
       rec.sshdLogPath,
       rec.sshdConfigPath,
-      join(spec.dir, "root-home"),
+      files.rootHome,
     ]);
-    await writeFileAtomic(join(spec.dir, "host.json"), JSON.stringify(rec, null, 2));
+    await writeFileAtomic(files.record, JSON.stringify(rec, null, 2));
     if (!(await waitForPort(address, 22, rec.sshdPid, 10_000))) {
       const log = await readFile(rec.sshdLogPath, "utf8").catch(() => "");
       throw new NixpoolError(
@@ -292,7 +294,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 
 /** Reads a host record written by startHost. */
 export async function readHostRecord(dir: string): Promise<HostRecord | undefined> {
-  const text = await readFile(join(dir, "host.json"), "utf8").catch(() => undefined);
+  const text = await readFile(localHostPaths(dir).record, "utf8").catch(() => undefined);
   return text === undefined ? undefined : (JSON.parse(text) as HostRecord);
 }
 
@@ -337,7 +339,8 @@ export async function findOrphanHosts(now = Date.now()): Promise<OrphanHost[]> {
       if (config) dirs.add(dirname(config));
     }
     const [dir] = [...dirs];
-    if (dir !== undefined && !existsSync(join(dir, "host.json"))) orphans.push({ netns, slot, pids, dir });
+    if (dir !== undefined && !existsSync(localHostPaths(dir).record))
+      orphans.push({ netns, slot, pids, dir });
   }
   return orphans;
 }

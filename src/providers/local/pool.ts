@@ -6,6 +6,7 @@ import { NixpoolError } from "../../core/errors.js";
 import { writeFileAtomic } from "../../adapters/fs.js";
 import { run } from "../../adapters/runner.js";
 import { localSystem } from "../../config/load.js";
+import { statePaths } from "../../config/state-paths.js";
 import { isProcessAlive } from "../../adapters/process-alive.js";
 import { readHostRecord, requireRoot, startHost, stopHost, type HostRecord } from "./host.js";
 
@@ -22,13 +23,13 @@ export interface PoolUpOptions {
   jobs: number;
 }
 
-export const poolDir = (stateDir: string) => join(stateDir, "local");
-const poolFile = (stateDir: string) => join(poolDir(stateDir), "pool.json");
-const hostsDir = (stateDir: string) => join(poolDir(stateDir), "hosts");
+const poolDir = (stateDir: string) => statePaths(stateDir).localPool.dir;
+const poolFile = (stateDir: string) => statePaths(stateDir).localPool.poolFile;
+const hostsDir = (stateDir: string) => statePaths(stateDir).localPool.hostsDir;
 
 /** The login key nixpool uses for the pool's builders (0600). */
 export async function ensureClientKey(stateDir: string): Promise<string> {
-  const path = join(poolDir(stateDir), "id_ed25519");
+  const path = statePaths(stateDir).localPool.clientKey;
   if (!existsSync(path)) {
     await mkdir(poolDir(stateDir), { recursive: true, mode: 0o700 });
     await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nixpool-local-client", "-f", path]);
@@ -76,7 +77,7 @@ export async function poolUp(stateDir: string, options: PoolUpOptions): Promise<
     Array.from({ length: options.builders }, (_, i) =>
       startHost({
         name: `local${i + 1}`,
-        dir: join(hostsDir(stateDir), `local${i + 1}`),
+        dir: statePaths(stateDir).localPool.host(`local${i + 1}`).dir,
         jobs: options.jobs,
         authorizedKeys: [clientPub],
       }),

@@ -1,0 +1,125 @@
+import { join } from "node:path";
+
+/**
+ * Every path nixpool keeps under its state directory, in one place: code asks this module
+ * for a path instead of spelling it out, so the layout (docs/configuration.md#state-directory)
+ * can be read, and changed, here alone.
+ */
+
+/** The files of one local builder host, inside its directory (STATE/local/hosts/NAME). */
+export function localHostPaths(dir: string) {
+  return {
+    dir,
+    /** The host's record: slot, addresses, sshd pid (host.json). */
+    record: join(dir, "host.json"),
+    /** Bind-mounted over /nix inside the host's mount namespace. */
+    storeDir: join(dir, "nix"),
+    /** Bind-mounted over /etc/nix inside the host's mount namespace. */
+    etcNixDir: join(dir, "etc-nix"),
+    nixConf: join(dir, "etc-nix", "nix.conf"),
+    /** Bind-mounted over /root: the host's own root home. */
+    rootHome: join(dir, "root-home"),
+    sshdConfig: join(dir, "sshd_config"),
+    sshdLog: join(dir, "sshd.log"),
+    sshdPid: join(dir, "sshd.pid"),
+    authorizedKeys: join(dir, "authorized_keys"),
+    hostKey: join(dir, "ssh_host_ed25519_key"),
+  };
+}
+
+/** The files of one rented worker, inside its directory (STATE/hetzner/workers/LEASE). */
+export function workerPaths(dir: string) {
+  return {
+    dir,
+    /** The worker record (worker.json, 0600). */
+    record: join(dir, "worker.json"),
+    loginKey: join(dir, "id_ed25519"),
+    hostKey: join(dir, "ssh_host_ed25519_key"),
+    sshConfig: join(dir, "ssh_config"),
+    knownHosts: join(dir, "known_hosts"),
+    /** The bash rc of `worker shell`. */
+    shellRc: join(dir, "shellrc"),
+  };
+}
+
+/** The user CA's files, inside its directory (STATE/ca). */
+export function caPaths(dir: string) {
+  return {
+    dir,
+    key: join(dir, "ca_ed25519"),
+    pub: join(dir, "ca_ed25519.pub"),
+    krl: join(dir, "revoked.krl"),
+    serial: join(dir, "serial"),
+    issued: join(dir, "issued.jsonl"),
+    revoked: join(dir, "revoked.json"),
+    lock: join(dir, "lock"),
+  };
+}
+
+/** Every path under one state directory. */
+export function statePaths(stateDir: string) {
+  const local = join(stateDir, "local");
+  const client = join(stateDir, "client");
+  const hetzner = join(stateDir, "hetzner");
+  const access = join(stateDir, "access");
+  const emulator = join(stateDir, "emulator", "hetzner");
+  const logs = join(stateDir, "logs");
+  const dispatch = join(stateDir, "dispatch");
+  return {
+    root: stateDir,
+    /** The local pool (`nixpool local`). */
+    localPool: {
+      dir: local,
+      poolFile: join(local, "pool.json"),
+      /** The login key nixpool uses for the pool's builders. */
+      clientKey: join(local, "id_ed25519"),
+      hostsDir: join(local, "hosts"),
+      host: (name: string) => localHostPaths(join(local, "hosts", name)),
+    },
+    /** What `build` hands to Nix and ssh: machines file, ssh_config, known_hosts. */
+    client: {
+      dir: client,
+      machines: join(client, "machines"),
+      sshConfig: join(client, "ssh_config"),
+      knownHosts: join(client, "known_hosts"),
+    },
+    /** Rented Hetzner workers. */
+    hetzner: {
+      dir: hetzner,
+      /** This state directory's owner id, put on every server as a label. */
+      ownerFile: join(hetzner, "owner"),
+      workersDir: join(hetzner, "workers"),
+      worker: (leaseId: string) => workerPaths(join(hetzner, "workers", leaseId)),
+    },
+    /** Access control (`nixpool access`). */
+    access: {
+      dir: access,
+      usersFile: join(stateDir, "users.toml"),
+      /** One precompiled file per member, read by `access keys` at every login. */
+      indexDir: join(access, "index"),
+      /** What the installed keys command prints: sshd/{ssh-ng,ssh,principals}/USER. */
+      sshdDir: join(access, "sshd"),
+      githubCache: join(access, "github-keys.json"),
+      /** The remembered `access sync --write DIR` target. */
+      staticTarget: join(access, "static-files.json"),
+      lockFile: join(access, "lock"),
+    },
+    ca: caPaths(join(stateDir, "ca")),
+    /** The Hetzner API emulator's booted servers (`emulator hetzner`). */
+    emulator: { hetznerDir: emulator },
+    /** Build logs of the dispatcher: one file per derivation. */
+    logs: {
+      dir: logs,
+      /** The log of one derivation, named by its store path's base name (HASH-NAME.drv). */
+      derivationLog: (drvBaseName: string) => join(logs, `${drvBaseName}.log`),
+    },
+    /** The dispatcher's learned state. */
+    dispatch: {
+      dir: dispatch,
+      /** How long each derivation took, learned from past builds. */
+      durationsFile: join(dispatch, "durations.json"),
+    },
+  };
+}
+
+export type StatePaths = ReturnType<typeof statePaths>;
