@@ -330,6 +330,8 @@ describe("access CLI", () => {
       "access/keys-command.js",
       "access/keys-lookup.js",
       "access/paths.js",
+      // The state directory layout: pure path functions (node:path only).
+      "config/state-paths.js",
       "core/access/authorized-keys.js",
       "core/access/names.js",
     ]);
