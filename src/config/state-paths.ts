@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 /**
  * Every path nixpool keeps under its state directory, in one place: code asks this module
@@ -110,8 +110,8 @@ export function statePaths(stateDir: string) {
     /** Build logs of the dispatcher: one file per derivation. */
     logs: {
       dir: logs,
-      /** The log of one derivation, named by its store path's base name (HASH-NAME.drv). */
-      derivationLog: (drvBaseName: string) => join(logs, `${drvBaseName}.log`),
+      /** The log of one derivation: STATE/logs/HASH-NAME.log for /nix/store/HASH-NAME.drv. */
+      derivationLog: (drvPath: string) => join(logs, `${basename(drvPath, ".drv")}.log`),
     },
     /** The dispatcher's learned state. */
     dispatch: {

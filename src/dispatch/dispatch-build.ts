@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { statePaths } from "../config/state-paths.js";
 import type { Builder } from "../core/builder.js";
 import { writeClientFiles, type NixArg } from "../adapters/nix-build.js";
 import { runDispatch, type DispatchEvent, type DispatchResult } from "./run-dispatch.js";
@@ -32,8 +32,8 @@ export async function dispatchBuild(req: DispatchBuildRequest): Promise<Dispatch
     ...(req.signal ? { signal: req.signal } : {}),
     keepGoing: req.keepGoing ?? false,
     copyBack: req.copyBack ?? "needed",
-    logDir: join(req.stateDir, "logs"),
-    durationsFile: join(req.stateDir, "dispatch", "durations.json"),
+    logDir: statePaths(req.stateDir).logs.dir,
+    durationsFile: statePaths(req.stateDir).dispatch.durationsFile,
     ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
     ...(req.onEvent ? { onEvent: req.onEvent } : {}),
     sessions: serveSessions(files?.sshConfig ?? "/dev/null", req.signal),

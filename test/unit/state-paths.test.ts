@@ -28,7 +28,7 @@ test("the state directory layout, as docs/configuration.md describes it", () => 
   assert.equal(p.access.indexDir, "/var/lib/nixpool/access/index");
   assert.equal(p.ca.key, "/var/lib/nixpool/ca/ca_ed25519");
   assert.equal(p.emulator.hetznerDir, "/var/lib/nixpool/emulator/hetzner");
-  assert.equal(p.logs.derivationLog("abc-x.drv"), "/var/lib/nixpool/logs/abc-x.drv.log");
+  assert.equal(p.logs.derivationLog("/nix/store/abc-x.drv"), "/var/lib/nixpool/logs/abc-x.log");
   assert.equal(p.dispatch.durationsFile, "/var/lib/nixpool/dispatch/durations.json");
 });
 
