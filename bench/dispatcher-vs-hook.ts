@@ -45,10 +45,14 @@ interface Scenario {
   runs: number;
 }
 
+// 5,000 leaves under 50 groups of 100 under one root: no environment variable holds more than 100
+// paths (one holding all 5,000 would pass Linux's 128 KiB limit for a single argument).
 const HUGE_NIX = `{ n ? 5000, seed ? "" }:
-let mk = i: builtins.derivation { name = "t-\${toString i}"; inherit seed; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo \${toString i} > $out" ]; };
-    leaves = builtins.genList mk n;
-in builtins.derivation { name = "huge-root"; inherit seed leaves; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo done > $out" ]; }
+let
+  mk = name: script: extra: builtins.derivation ({ inherit name seed; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" script ]; } // extra);
+  leaf = i: mk "t-\${toString i}" "echo \${toString i} > $out" { };
+  group = g: mk "group-\${toString g}" "echo $members > $out" { members = builtins.genList (i: leaf (g * 100 + i)) 100; };
+in mk "huge-root" "echo $groups > $out" { groups = builtins.genList group (n / 100); }
 `;
 
 const stateDir = await mkdtemp(join(tmpdir(), "nixpool-bench-"));
