@@ -13,9 +13,10 @@ fi
 nixpool builders
 echo
 # A fresh seed makes fresh store paths, so every run really builds instead of reusing results.
-nixpool build examples/graph.nix --arg n 12 --argstr seed "$(date +%s%N)" --out-link result
+nixpool build examples/graph.nix --arg n 12 --argstr seed "$(date +%s%N)" --out-link result --timeline build.svg
 echo
 echo "Contents of ./result:"
 cat result
 echo
+echo "The build as a Gantt chart: ./build.svg (open it in a browser)."
 echo "Stop the pool with: node dist/cli/main.js local down"
