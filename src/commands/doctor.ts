@@ -27,6 +27,7 @@ export const registerDoctor: RegisterCommands = (program, context) => {
           builders,
           timeoutMs: opts.timeout * 1000,
           local: opts.local,
+          stateDir: ctx.stateDir,
           signal: controller.signal,
           ...(inv.exists ? { inventoryPath: inv.path } : {}),
         });

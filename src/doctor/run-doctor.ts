@@ -9,6 +9,7 @@ import { machinesUri } from "../core/machines.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { probeBuilder, PROBE_NIX } from "./builder-probe.js";
 import { completeLocalFacts, probeLocalNix } from "./local-probe.js";
+import { probeSharedBuilder } from "./shared-builder-probe.js";
 
 export interface DoctorOptions {
   builders: Builder[];
@@ -18,6 +19,8 @@ export interface DoctorOptions {
   timeoutMs: number;
   /** Run the checks of this machine too (default true). */
   local?: boolean;
+  /** nixpool's state directory: on a shared builder, its keys command is checked too. */
+  stateDir?: string;
   signal?: AbortSignal;
 }
 
@@ -46,8 +49,14 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     });
     const obstacle = roundTripObstacle(base);
     const hookSshOpts = hookSshOptions(base);
+    const stateDir = o.stateDir;
     const localPromise =
-      o.local === false ? Promise.resolve([]) : completeLocalFacts(base, o.signal).then(judgeLocal);
+      o.local === false
+        ? Promise.resolve([])
+        : Promise.all([
+            completeLocalFacts(base, o.signal).then(judgeLocal),
+            stateDir ? probeSharedBuilder(stateDir) : [],
+          ]).then(([nix, shared]) => [...nix, ...shared]);
     const builderReports = Promise.all(
       o.builders.map(async (b) => {
         const t0 = Date.now();

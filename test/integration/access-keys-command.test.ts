@@ -191,6 +191,23 @@ describe("the installed keys command and sshd-config's checks", () => {
       await chmod(prefix, 0o755);
     }
 
+    // nixpool doctor on this shared builder names the same problems, as a failing local check.
+    const doctor = await cli(["--inventory", "/dev/null", "doctor", "--json"], hiddenState);
+    assert.equal(doctor.exitCode, 1, doctor.stderr);
+    const row = (
+      JSON.parse(doctor.stdout) as {
+        local: {
+          id: string;
+          status: string;
+          data?: { problems: { code: string; message: string; hint: string }[] };
+        }[];
+      }
+    ).local.find((c) => c.id === "local.keys-command");
+    assert.equal(row?.status, "fail");
+    const index = row?.data?.problems.find((p) => p.code === "ACCESS_INDEX_UNREACHABLE");
+    assert.match(index?.message ?? "", new RegExp(`^nobody cannot search ${hidden} \\(mode 0700\\)`));
+    assert.match(index?.hint ?? "", new RegExp(`^Run: chmod o\\+x ${hidden}; `));
+
     const ok = await cli(["access", "sshd-config", "--keys-command", command]);
     assert.equal(ok.exitCode, 0, ok.stderr);
     assert.match(
