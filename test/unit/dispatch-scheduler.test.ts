@@ -111,6 +111,9 @@ test("capability follows Nix: system, supported and mandatory features", () => {
   assert.equal(canBuild(b, { system: "x86_64-linux", features: ["big", "cuda"] }), false);
   assert.equal(canBuild(b, { system: "aarch64-linux", features: ["big"] }), false);
   assert.equal(canBuild({ ...b, maxJobs: 0 }, { system: "x86_64-linux", features: ["big"] }), false);
+  // builtin:fetchurl and friends (system "builtin") run on any machine, as Nix's Machine::systemSupported says.
+  assert.equal(canBuild(builder("plain"), { system: "builtin", features: [] }), true);
+  assert.equal(canBuild(b, { system: "builtin", features: [] }), false, "mandatory feature not required");
 
   const g = buildGraph(
     [drv("plain"), drv("needs-kvm", [], { features: ["kvm"] }), drv("needs-gpu", [], { features: ["gpu"] })],

@@ -7,15 +7,17 @@ export interface BuildNeeds {
 }
 
 /**
- * Nix's own rule (build-remote, Nix 2.8): the builder lists the system, supports every required
- * feature (supported or mandatory), and every mandatory feature of the builder is required.
+ * Nix's own rule (build-remote, Nix 2.8): the builder lists the system (every builder takes
+ * "builtin"), supports every required feature (supported or mandatory), and every mandatory
+ * feature of the builder is required.
  */
 export function canBuild(
   b: Pick<Builder, "systems" | "supportedFeatures" | "mandatoryFeatures" | "maxJobs">,
   needs: BuildNeeds,
 ): boolean {
   if (b.maxJobs < 1) return false;
-  if (!b.systems.includes(needs.system)) return false;
+  // Builtin builders (builtin:fetchurl, system "builtin") run on any machine, as in Nix.
+  if (needs.system !== "builtin" && !b.systems.includes(needs.system)) return false;
   const offered = new Set([...b.supportedFeatures, ...b.mandatoryFeatures]);
   if (!needs.features.every((f) => offered.has(f))) return false;
   return b.mandatoryFeatures.every((f) => needs.features.includes(f));
