@@ -5,7 +5,7 @@ import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { compareNatural } from "../core/natural-order.js";
 import { renderTimelineSvg } from "../core/timeline-svg.js";
 import type { DispatchEvent, DispatchResult } from "../dispatch/run-dispatch.js";
-import { createStatusView } from "./build-status.js";
+import { createStatusView, sanitizeTerminalLine } from "./build-status.js";
 import { renderDispatchReport } from "./build-report.js";
 import type { Context } from "./context.js";
 
@@ -15,7 +15,8 @@ import type { Context } from "./context.js";
  */
 export function progressPrinter(ctx: Context, printLogs: boolean, showProgress: boolean) {
   const view = showProgress ? createStatusView(process.stderr, {}) : undefined;
-  const line = (text: string) => (view ? view.line(text) : ctx.output.err(text));
+  // Build log lines come from builders: no escape sequence reaches the terminal, view or not.
+  const line = (text: string) => (view ? view.line(text) : ctx.output.err(sanitizeTerminalLine(text)));
   const onEvent = (e: DispatchEvent): void => {
     switch (e.kind) {
       case "status":

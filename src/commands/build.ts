@@ -2,6 +2,7 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { trapSignals } from "../adapters/signals.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
+import { sanitizeTerminalLine } from "../cli/build-status.js";
 import { NixpoolError } from "../core/errors.js";
 import { probeStoreFacts } from "../adapters/nix-store-probe.js";
 import { isDaemonBuilding } from "../core/nix-store-kind.js";
@@ -185,7 +186,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
                     // Nix stops every activity as it unwinds after a signal: those are not builds.
                     if (controller.signal.aborted) return;
                     if (e.kind === "log") {
-                      if (opts.printBuildLogs) ctx.output.err(`${e.name}> ${e.line}`);
+                      if (opts.printBuildLogs) ctx.output.err(sanitizeTerminalLine(`${e.name}> ${e.line}`));
                     } else
                       ctx.output.err(
                         `${e.kind === "start" ? "building" : "built   "} ${e.name} on ${e.builder}`,
@@ -214,7 +215,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
           const tail = (e.details?.["logTail"] as string[] | undefined) ?? [];
           const nixError = typeof e.details?.["nixError"] === "string" ? e.details["nixError"] : "";
           if (nixError) ctx.output.err(nixError);
-          if (tail.length) ctx.output.err(`last log lines:\n  ${tail.join("\n  ")}`);
+          if (tail.length)
+            ctx.output.err(`last log lines:\n  ${tail.map(sanitizeTerminalLine).join("\n  ")}`);
         }
         throw e;
       } finally {

@@ -20,8 +20,14 @@ export function instantiateArgv(req: EvaluateRequest): string[] {
   return argv;
 }
 
+/** A derivation to build and the output the user asked for (`-A pkg.dev` names "dev"). */
+export interface EvaluatedRoot {
+  drv: string;
+  output: string;
+}
+
 /** Evaluates the file into derivations (written to the local store); returns their .drv paths. */
-export async function evaluateDerivations(req: EvaluateRequest): Promise<string[]> {
+export async function evaluateDerivations(req: EvaluateRequest): Promise<EvaluatedRoot[]> {
   const result = await run(instantiateArgv(req), {
     reject: false,
     timeout: 0,
@@ -42,7 +48,11 @@ export async function evaluateDerivations(req: EvaluateRequest): Promise<string[
       },
     );
   }
-  return drvs.map((d) => d.replace(/!.*$/, ""));
+  // nix-instantiate prints DRV!OUTPUT when the attribute names an output other than "out".
+  return drvs.map((d) => {
+    const [drv = d, output = "out"] = d.split("!");
+    return { drv, output };
+  });
 }
 
 /** Nix's own error (never its warnings) for an evaluation that failed. */

@@ -114,6 +114,8 @@ class Dispatch {
   private fatal: NixpoolError | undefined;
   private wakeUp: (() => void) | undefined;
   private stats = { evalMs: 0, connectMs: 0 };
+  /** The output each root was asked for, in the order of the roots. */
+  private rootOutputNames: string[] = [];
 
   constructor(private readonly req: DispatchRequest) {
     this.local = new SessionPool(() => req.sessions.openLocal(), 4);
@@ -142,13 +144,15 @@ class Dispatch {
     const usable = this.req.builders.filter((b) => b.hostKey);
     if (usable.length === 0) throw noBuilders(this.req.builders.length);
     const signal = this.req.signal;
-    const roots = await evaluateDerivations({
+    const evaluated = await evaluateDerivations({
       file: this.req.file,
       attr: this.req.attr,
       args: this.req.args ?? [],
       ...(signal ? { signal } : {}),
     });
     this.stats.evalMs = this.now();
+    const roots = evaluated.map((r) => r.drv);
+    this.rootOutputNames = evaluated.map((r) => r.output);
     this.drvs = await loadDerivations(roots);
     this.graph = buildGraph(this.drvs.inputs, roots);
     this.durations = await Durations.load(this.req.durationsFile);
@@ -480,8 +484,8 @@ class Dispatch {
   }
 
   private rootOutputs(): { outputName: string; path: string }[] {
-    return this.graph.roots.map((r) => {
-      const outputName = this.drvs.firstOutput(r);
+    return this.graph.roots.map((r, i) => {
+      const outputName = this.rootOutputNames[i] ?? this.drvs.firstOutput(r);
       return { outputName, path: this.scheduler.node(r).outputs[outputName] as string };
     });
   }

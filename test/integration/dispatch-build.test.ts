@@ -168,6 +168,16 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
     assert.equal(await readFile(join(work.dir, "fixed"), "utf8"), "hello\n");
   });
 
+  test("an attribute naming one output (-A multi.dev) links that output, named as nix-build names it", async () => {
+    const s = seed();
+    const r = await build(["-A", "multi.dev", "--argstr", "seed", s, "-o", join(work.dir, "only")]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as BuildJson;
+    assert.match(j.outputs[0] ?? "", /-multi-dev$/);
+    assert.equal(await readlink(join(work.dir, "only-dev")), j.outputs[0]);
+    assert.equal((await readFile(j.outputs[0] as string, "utf8")).trim(), "dev");
+  });
+
   test("outputs copied back: only what was asked for by default, every output with --copy-back all", async () => {
     const leafOutputs = async (j: BuildJson) => {
       const leaves = j.derivations.filter((d) => d.name.startsWith("leaf-"));
