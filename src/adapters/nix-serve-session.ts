@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import { StringDecoder } from "node:string_decoder";
 import { NixpoolError } from "../core/errors.js";
 import {
   connectionLostError,
@@ -112,8 +113,11 @@ export class ServeSession {
     this.proc.stdout.on("data", (chunk: Buffer) => this.onData(chunk));
     this.proc.stdout.on("end", () => this.onEof());
     this.proc.stdout.on("error", () => this.onEof());
-    this.proc.stderr.on("data", (chunk: Buffer) => this.onStderr(chunk.toString("utf8")));
+    // A multi-byte character may be split across chunks: decode as a stream.
+    const utf8 = new StringDecoder("utf8");
+    this.proc.stderr.on("data", (chunk: Buffer) => this.onStderr(utf8.write(chunk)));
     this.proc.stderr.on("end", () => {
+      this.onStderr(utf8.end());
       if (this.stderrPartial) this.emitLine(this.stderrPartial);
       this.stderrPartial = "";
     });
