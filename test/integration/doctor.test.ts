@@ -272,7 +272,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     const names = Object.keys(parseNames(inventory)); // every builder but "hang", checked on its own below
     const r = await runCli(
       stateDir,
-      ["--inventory", invPath, "doctor", ...names, "--json", "--timeout", "20"],
+      ["--inventory", invPath, "doctor", ...names, "--json", "--timeout", "60"],
       { env: { NIX_SSHOPTS: `-F ${hookSshConfig}` } },
     );
     exitCode = r.exitCode;
@@ -351,7 +351,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
     await run(["sh", "-c", local.fix ?? "false"]);
     const again = await runCli(
       join(tmp.dir, "state"),
-      ["--inventory", invPath, "doctor", "stale-known-hosts", "--no-local", "--json", "--timeout", "20"],
+      ["--inventory", invPath, "doctor", "stale-known-hosts", "--no-local", "--json", "--timeout", "60"],
       { env: { NIX_SSHOPTS: `-F ${hookSshConfig}` } },
     );
     const fixed = check(JSON.parse(again.stdout) as DoctorReport, "stale-known-hosts", "host-key");
@@ -383,7 +383,7 @@ describe("nixpool doctor on builders with injected faults", { timeout: 600_000 }
         "--regid=nogroup",
         "--clear-groups",
         ...["node", staged.cli, "--state-dir", state, "--inventory", invPath, "doctor", "healthy"],
-        ...["--no-local", "--json", "--timeout", "20"],
+        ...["--no-local", "--json", "--timeout", "60"],
       ],
       // A working directory nobody can enter (a checkout under /root) would fail every spawn.
       { reject: false, timeout: 120_000, cwd: state },
