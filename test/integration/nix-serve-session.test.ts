@@ -79,8 +79,18 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     files = await writeClientFiles(tp.stateDir, poolBuilders(tp.pool));
   });
 
+  /** Big test files go into this machine's store; they are deleted again after the tests. */
+  const added: string[] = [];
+  const addToLocalStore = async (file: string) => {
+    const path = (await execa("nix-store", ["--add", file], { env: { NIX_CONFIG } })).stdout.trim();
+    added.push(path);
+    return path;
+  };
+
   after(async () => {
     await Promise.all(sessions.map((s) => s.close()));
+    if (added.length)
+      await execa("nix-store", ["--delete", ...added], { env: { NIX_CONFIG }, reject: false });
     await tp?.cleanup();
     await tmp?.cleanup();
     if (timings.length) console.log(`# serve timings:\n#   ${timings.join("\n#   ")}`);
@@ -249,7 +259,7 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
   test("a transfer cut midway imports nothing and leaves the healthy side usable", async () => {
     const file = join(tmp.dir, `cut-${salt}`);
     await writeFile(file, randomBytes(16 << 20));
-    const blob = (await execa("nix-store", ["--add", file], { env: { NIX_CONFIG } })).stdout.trim();
+    const blob = await addToLocalStore(file);
     const after1MiB = (kill: () => void) => {
       let n = 0;
       return (bytes: number) => {
@@ -336,7 +346,7 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     const b1 = await openSession({ argv: builderArgv("local1") });
     const file = join(tmp.dir, `blob-${salt}`);
     await writeFile(file, randomBytes(32 << 20));
-    const path = (await execa("nix-store", ["--add", file], { env: { NIX_CONFIG } })).stdout.trim();
+    const path = await addToLocalStore(file);
     const t = performance.now();
     const [sent] = await transferPaths(local, b1, [path]);
     const ms = performance.now() - t;
