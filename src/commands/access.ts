@@ -4,7 +4,7 @@ import { parseNumberFlag } from "../core/number-flag.js";
 import { renderTable } from "../cli/output.js";
 import { protocolOption, usersOption } from "../cli/access-options.js";
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
-import { parseDuration } from "../core/access/duration.js";
+import { readDurationFlag } from "../core/duration.js";
 import { renderNixConfFragment, renderSshdFragment } from "../core/access/fragments.js";
 import { DEFAULT_KEYS_COMMAND_PREFIX } from "../core/access/keys-command-script.js";
 import { isActive, planAddUser, planRemoveUser, canVouch } from "../core/access/users.js";
@@ -17,6 +17,18 @@ import { lookupAuthorizedKeys, lookupPrincipals } from "../access/keys-lookup.js
 import { resolveAccessPaths } from "../access/paths.js";
 import { syncAccess } from "../access/sync.js";
 import { ensureIndexDir, loadUsers, updateUsers } from "../access/users-store.js";
+
+/** access sync's --timeout and --deadline: durations; a bare number is still milliseconds, with a note. */
+function syncDuration(flag: string, text: string, warn: (line: string) => void): number {
+  const d = readDurationFlag(text, {
+    flag,
+    bare: { legacyUnit: "ms" },
+    minMs: 1,
+    example: `nixpool access sync ${flag} ${flag === "--timeout" ? "5s" : "2m"}`,
+  });
+  if (d.warning) warn(d.warning);
+  return d.ms;
+}
 
 const positiveInt = (name: string, v: string): number =>
   parseNumberFlag(name, v, { integer: true, min: 1, example: `nixpool access sync ${name} 5000` });
@@ -174,10 +186,18 @@ export const registerAccess: RegisterCommands = (program, context) => {
     .description("fetch members' GitHub keys into the local cache (a failed fetch keeps cached keys)")
     .option("--github-url <url>", "GitHub base URL (default $NIXPOOL_GITHUB_URL or https://github.com)")
     .option("--write <dir>", "also write one authorized_keys file per member into DIR")
-    .option("--timeout <ms>", "per-request timeout in ms", "5000")
+    .option(
+      "--timeout <duration>",
+      "per-request timeout, e.g. 5s (a bare number is still milliseconds, deprecated)",
+      "5s",
+    )
     .option("--max-bytes <n>", "largest answer accepted per handle", "65536")
     .option("--concurrency <n>", "fetches at once", "8")
-    .option("--deadline <ms>", "time for all fetches; later handles keep their cached keys", "120000")
+    .option(
+      "--deadline <duration>",
+      "time for all fetches, e.g. 2m; later handles keep their cached keys (a bare number is still milliseconds, deprecated)",
+      "2m",
+    )
     .addOption(protocolOption())
     .addOption(usersOption())
     .option("--json", "print JSON")
@@ -200,11 +220,11 @@ export const registerAccess: RegisterCommands = (program, context) => {
         );
         const r = await syncAccess(paths, {
           baseUrl,
-          timeoutMs: positiveInt("--timeout", o.timeout),
+          timeoutMs: syncDuration("--timeout", o.timeout, (l) => ctx.output.err(l)),
           maxBytes: positiveInt("--max-bytes", o.maxBytes),
           maxKeys: 100,
           concurrency: positiveInt("--concurrency", o.concurrency),
-          deadlineMs: positiveInt("--deadline", o.deadline),
+          deadlineMs: syncDuration("--deadline", o.deadline, (l) => ctx.output.err(l)),
           protocol: o.protocol,
           // Absolute: the directory is remembered for later add/remove, from any working directory.
           writeDir: o.write === undefined ? undefined : resolve(o.write),
@@ -356,11 +376,13 @@ export const registerAccess: RegisterCommands = (program, context) => {
         json?: boolean;
       }) => {
         const ctx = context();
-        const maxAgeMs = parseDuration(o.maxAge);
-        if (maxAgeMs === undefined)
-          throw configError("USAGE", `--max-age "${o.maxAge}" is not a duration.`, {
-            hint: "Use e.g. --max-age 7d or 12h.",
-          });
+        // No bare number: a unit-less guess could remove every build directory.
+        const maxAgeMs = readDurationFlag(o.maxAge, {
+          flag: "--max-age",
+          bare: "refuse",
+          minMs: 1000,
+          example: "nixpool access housekeeping --max-age 7d",
+        }).ms;
         const f = await loadUsers(resolveAccessPaths(ctx.stateDir, o.users).usersFile);
         const r = await runHousekeeping({
           buildRoot: o.buildRoot,

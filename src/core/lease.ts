@@ -2,7 +2,6 @@
  * Leases of rented workers: written to local state before the server is created, mirrored
  * in the server's labels, and the basis on which the reaper decides what to delete.
  */
-import { configError } from "./errors.js";
 
 /** Label keys nixpool puts on every server and SSH key it creates. */
 export const LABELS = {
@@ -66,20 +65,6 @@ export function leaseLabels(l: Lease): Record<string, string> {
 
 /** The label selector for everything nixpool created in a project. */
 export const MANAGED_SELECTOR = `${LABELS.managed}=1`;
-
-/** Parses a duration: 90m, 2h, 1h30m, 1d, 45s; plain numbers are minutes. */
-export function parseDuration(text: string, flag = "--ttl"): number {
-  const t = text.trim();
-  const unit: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-  if (/^\d+$/.test(t)) return Number(t) * 60_000;
-  const parts = [...t.matchAll(/(\d+)([smhd])/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== t) {
-    throw configError("DURATION_INVALID", `${flag} "${text}" is not a duration.`, {
-      hint: `Write it like 90m, 2h, 1h30m or 1d, e.g. ${flag} 2h`,
-    });
-  }
-  return parts.reduce((ms, p) => ms + Number(p[1]) * (unit[p[2] ?? "m"] ?? 0), 0);
-}
 
 /** A server as the reaper sees it: id, name and labels. */
 export interface LabelledServer {

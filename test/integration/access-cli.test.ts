@@ -124,7 +124,7 @@ describe("access CLI", () => {
     ];
     for (const [what, makeIt, re] of failures) {
       await makeIt();
-      r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "2000", "--json"]);
+      r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "2s", "--json"]);
       assert.equal(r.exitCode, 3, `${what}: ${r.stderr}`);
       const out = JSON.parse(r.stdout) as { handles: { status: string; keys: number; error: string }[] };
       assert.equal(out.handles[0]?.status, "kept", what);
@@ -163,6 +163,8 @@ describe("access CLI", () => {
       "--json",
     ]);
     assert.equal(r.exitCode, 3);
+    // The old spelling (bare milliseconds) still works, and says how to write it now.
+    assert.match(r.stderr, /warning: --timeout 500 is read as 500ms \(milliseconds\), as before;.* write 500ms\./);
     const out = JSON.parse(r.stdout) as { handles: { status: string; error: string }[] };
     assert.equal(gh.requests.length, 3);
     assert.equal(out.handles.filter((h) => h.status === "skipped").length, 4);

@@ -432,7 +432,7 @@ describe("access control on a real sshd", () => {
     ];
     for (const [what, makeIt] of cases) {
       await makeIt();
-      const r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "1000"]);
+      const r = await cli(["access", "sync", "--github-url", gh.url, "--timeout", "1s"]);
       assert.equal(r.exitCode, 3, `${what}: ${r.stderr}`);
       await assertGetsIn("dave", key("dave"));
       await assertRefused("dave", key("eve"));

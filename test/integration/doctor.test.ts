@@ -634,7 +634,8 @@ describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
     assert.ok(h);
     await setLinkUp(h, false);
     try {
-      const r = await pool.cli(["doctor", "--json", "--no-local", "--timeout", "5"]);
+      // A duration (5s) and a bare number (5, seconds as always) mean the same budget.
+      const r = await pool.cli(["doctor", "--json", "--no-local", "--timeout", "5s"]);
       assert.equal(r.exitCode, 3, r.stderr);
       const report = JSON.parse(r.stdout) as DoctorReport;
       assert.equal(report.builders.find((b) => b.name === "local1")?.status, "fail");
@@ -645,6 +646,10 @@ describe("nixpool doctor on a healthy local pool", { timeout: 300_000 }, () => {
       assert.match(text.stdout, /^ {2}fail {2}tcp +\S+:22 (did not answer|accepted the connection)/m);
       assert.match(text.stdout, /^ +fix: .*remove it from the pool while it is down\.$/m);
       assert.match(text.stdout, /failing builders: local1$/m);
+      assert.equal(text.stderr, "", "a bare number of seconds is the convention: no deprecation note");
+      const bad = await pool.cli(["doctor", "--no-local", "--timeout", "2h"]);
+      assert.equal(bad.exitCode, 2);
+      assert.match(bad.stderr, /--timeout "2h" is longer than 1h/);
     } finally {
       await setLinkUp(h, true);
     }

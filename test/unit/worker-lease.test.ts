@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LABELS, leaseLabels, newLease, parseDuration, planReap, type Lease } from "../../src/core/lease.js";
+import { LABELS, leaseLabels, newLease, planReap, type Lease } from "../../src/core/lease.js";
 import { renderCloudInit, renderWorkerNixConf } from "../../src/core/cloud-init.js";
 import { parseUserData } from "../../src/emulator/hetzner/user-data.js";
 import { parseOn, parseWorkerRequest } from "../../src/providers/hetzner/rent.js";
@@ -35,16 +35,29 @@ test("a lease derives the server name and labels; label values are valid for Het
   assert.throws(() => newLease({ id: "xyz", owner: "o", nowMs: NOW, ttlMs: 1, holder: { kind: "user" } }));
 });
 
-test("durations: 90m, 2h, 1h30m, 1d, 45s and plain minutes; anything else is a usage error", () => {
-  assert.equal(parseDuration("90m"), 5_400_000);
-  assert.equal(parseDuration("2h"), 7_200_000);
-  assert.equal(parseDuration("1h30m"), 5_400_000);
-  assert.equal(parseDuration("1d"), 86_400_000);
-  assert.equal(parseDuration("45s"), 45_000);
-  assert.equal(parseDuration("15"), 900_000);
+test("lease durations: 90m, 2h, 1h30m, 1d, 45s; a bare number is still minutes, with a note; anything else is a usage error", () => {
+  const holder = { kind: "user" } as const;
+  const ttl = (text: string, warnings: string[] = []) =>
+    parseWorkerRequest({ ttl: text }, {}, holder, "2h", (l) => warnings.push(l)).ttlMs;
+  assert.equal(ttl("90m"), 5_400_000);
+  assert.equal(ttl("2h"), 7_200_000);
+  assert.equal(ttl("1h30m"), 5_400_000);
+  assert.equal(ttl("1d"), 86_400_000);
+  assert.equal(ttl("45s"), 45_000);
+  const warnings: string[] = [];
+  assert.equal(ttl("15", warnings), 900_000);
+  assert.deepEqual(warnings, [
+    "warning: --ttl 15 is read as 15m (minutes), as before; a bare number will mean seconds in a later release: write 15m.",
+  ]);
+  const fromEnv: string[] = [];
+  const req = parseWorkerRequest({}, { NIXPOOL_HCLOUD_BOOT_TIMEOUT: "3" }, holder, "2h", (l) =>
+    fromEnv.push(l),
+  );
+  assert.equal(req.bootTimeoutMs, 180_000);
+  assert.match(fromEnv[0] ?? "", /^warning: NIXPOOL_HCLOUD_BOOT_TIMEOUT 3 is read as 3m/);
   for (const bad of ["", "2x", "h", "1h 30m", "-1h"]) {
     assert.throws(
-      () => parseDuration(bad),
+      () => ttl(bad),
       (e: { code?: string; exitCode?: number }) => e.code === "DURATION_INVALID" && e.exitCode === 2,
     );
   }

@@ -1,6 +1,6 @@
 import { configError } from "../errors.js";
 import { FORCED_COMMAND, formatSshTime, type AccessProtocol } from "./authorized-keys.js";
-import { parseDuration } from "./duration.js";
+import { parseDuration } from "../duration.js";
 import { checkUserName, quoteUntrusted } from "./names.js";
 import { parseInstant } from "./users.js";
 

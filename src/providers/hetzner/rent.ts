@@ -3,7 +3,8 @@ import { trapSignals } from "../../adapters/signals.js";
 import type { Builder } from "../../core/builder.js";
 import { formatWorkerCost, type WorkerCost } from "../../core/cost.js";
 import { configError, ExitCode, isNixpoolError, NixpoolError } from "../../core/errors.js";
-import { parseDuration, type LeaseHolder } from "../../core/lease.js";
+import { readDurationFlag } from "../../core/duration.js";
+import type { LeaseHolder } from "../../core/lease.js";
 import { parseNumberFlag } from "../../core/number-flag.js";
 import { redactForTerminal } from "../../core/redact.js";
 import type { RetryEvent } from "./client.js";
@@ -52,12 +53,28 @@ function positive(flag: string, v: string | undefined, fallback: number): number
   return parseNumberFlag(flag, v, { positive: true, example: `nixpool worker up ${flag} 4` });
 }
 
-/** Turns flags (and NIXPOOL_HCLOUD_LOCATION/IMAGE) into a worker request. */
+/**
+ * A lease duration (--ttl, --boot-timeout and their variables): a bare number is still read as
+ * minutes, as it always was, with a deprecation note passed to warn (core/duration.ts).
+ */
+function leaseDuration(flag: string, text: string, warn: (line: string) => void): number {
+  const d = readDurationFlag(text, {
+    flag,
+    bare: { legacyUnit: "m" },
+    minMs: 1000,
+    example: `nixpool worker up ${flag.startsWith("--") ? flag : "--ttl"} 2h`,
+  });
+  if (d.warning) warn(d.warning);
+  return d.ms;
+}
+
+/** Turns flags (and NIXPOOL_HCLOUD_LOCATION/IMAGE/TTL/BOOT_TIMEOUT) into a worker request; deprecation notes go to warn. */
 export function parseWorkerRequest(
   f: RentFlags,
   env: Record<string, string | undefined>,
   holder: LeaseHolder,
   defaultTtl: string,
+  warn: (line: string) => void = () => undefined,
 ): WorkerRequest {
   if (f.provider !== undefined && f.provider !== "hetzner") {
     throw configError("PROVIDER_UNKNOWN", `There is no worker provider "${f.provider}".`, {
@@ -82,11 +99,22 @@ export function parseWorkerRequest(
     },
     location: f.location ?? env["NIXPOOL_HCLOUD_LOCATION"] ?? RENT_DEFAULTS.location,
     image: f.image ?? env["NIXPOOL_HCLOUD_IMAGE"] ?? RENT_DEFAULTS.image,
-    ttlMs: parseDuration(f.ttl ?? env["NIXPOOL_HCLOUD_TTL"] ?? defaultTtl),
+    ttlMs: leaseDuration(
+      f.ttl !== undefined
+        ? "--ttl"
+        : env["NIXPOOL_HCLOUD_TTL"] !== undefined
+          ? "NIXPOOL_HCLOUD_TTL"
+          : "--ttl",
+      f.ttl ?? env["NIXPOOL_HCLOUD_TTL"] ?? defaultTtl,
+      warn,
+    ),
     holder,
-    bootTimeoutMs: parseDuration(
+    bootTimeoutMs: leaseDuration(
+      f.bootTimeout !== undefined || env["NIXPOOL_HCLOUD_BOOT_TIMEOUT"] === undefined
+        ? "--boot-timeout"
+        : "NIXPOOL_HCLOUD_BOOT_TIMEOUT",
       f.bootTimeout ?? env["NIXPOOL_HCLOUD_BOOT_TIMEOUT"] ?? "10m",
-      "--boot-timeout",
+      warn,
     ),
   };
 }
@@ -227,7 +255,7 @@ async function rentWorker(
   log: Log,
 ) {
   const holder: LeaseHolder = { kind: "process", pid: process.pid, host: hostname() };
-  const req = parseWorkerRequest(f, rc.env ?? process.env, holder, defaultTtl);
+  const req = parseWorkerRequest(f, rc.env ?? process.env, holder, defaultTtl, (l) => rc.output.err(l));
   const { live, teardown } = await openSessions(rc, f, controller.signal, log);
   await reapQuietly(live, log);
   const rec = await createLease(live, req, log);

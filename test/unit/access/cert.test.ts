@@ -8,7 +8,7 @@ import {
   renderSignArgv,
 } from "../../../src/core/access/cert.js";
 import { planHousekeeping } from "../../../src/core/access/housekeeping.js";
-import { parseDuration } from "../../../src/core/access/duration.js";
+import { parseDuration } from "../../../src/core/duration.js";
 
 const NOW = Date.parse("2026-11-27T10:00:00Z");
 
