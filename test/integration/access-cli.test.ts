@@ -164,7 +164,10 @@ describe("access CLI", () => {
     ]);
     assert.equal(r.exitCode, 3);
     // The old spelling (bare milliseconds) still works, and says how to write it now.
-    assert.match(r.stderr, /warning: --timeout 500 is read as 500ms \(milliseconds\), as before;.* write 500ms\./);
+    assert.match(
+      r.stderr,
+      /warning: --timeout 500 is read as 500ms \(milliseconds\), as before;.* write 500ms\./,
+    );
     const out = JSON.parse(r.stdout) as { handles: { status: string; error: string }[] };
     assert.equal(gh.requests.length, 3);
     assert.equal(out.handles.filter((h) => h.status === "skipped").length, 4);
