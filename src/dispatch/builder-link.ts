@@ -14,6 +14,7 @@ export class BuilderLink {
   private readonly busy = new Set<number>();
   private readonly logTargets = new Map<number, (line: string) => void>();
   private ending = false;
+  private onSlot: ((open: number) => void) | undefined;
   lostReason: string | undefined;
   /** What ssh said when the link was lost, if it said anything it knows. */
   lostCause: SessionSshCause | undefined;
@@ -44,26 +45,32 @@ export class BuilderLink {
     });
   }
 
-  /** Opens one session per job slot in the background; `onSlot` follows each one that opens. */
+  /** Opens one session per job slot in the background; `onSlot` follows each change of the open count. */
   openSlotSessions(onSlot: (open: number) => void): void {
+    this.onSlot = onSlot;
     for (let i = 0; i < this.builder.maxJobs; i++) {
       this.slotSessions.push(undefined);
-      this.openSession({
-        builder: this.builder,
-        onStderrLine: (line) => this.logTargets.get(i)?.(line),
-        onClose: (why, ssh) => this.lose(why, ssh),
-      }).then(
-        (s) => {
-          if (this.ending) {
-            s.kill();
-            return;
-          }
-          this.slotSessions[i] = s;
-          onSlot(this.openSlots);
-        },
-        (e: unknown) => this.lose(e instanceof Error ? e.message : String(e)),
-      );
+      this.openSlot(i);
     }
+  }
+
+  private openSlot(i: number): void {
+    this.openSession({
+      builder: this.builder,
+      onStderrLine: (line) => this.logTargets.get(i)?.(line),
+      onClose: (why, ssh) => this.lose(why, ssh),
+    }).then(
+      (s) => {
+        if (this.ending) {
+          s.kill();
+          return;
+        }
+        this.slotSessions[i] = s;
+        this.busy.delete(i);
+        this.onSlot?.(this.openSlots);
+      },
+      (e: unknown) => this.lose(e instanceof Error ? e.message : String(e)),
+    );
   }
 
   /** A free, open slot session, lent until `releaseSlot`; its build log goes to `log`. */
@@ -81,6 +88,14 @@ export class BuilderLink {
 
   /** Frees a slot; its log keeps going to the last derivation (stderr may trail the result) until the next take. */
   releaseSlot(index: number): void {
+    if (this.slotSessions[index]?.isClosed && !this.ending) {
+      // Killed under a live builder (an input stream from a builder that died was cut): the slot
+      // stays taken until a fresh session replaces it.
+      this.slotSessions[index] = undefined;
+      this.onSlot?.(this.openSlots);
+      this.openSlot(index);
+      return;
+    }
     this.busy.delete(index);
   }
 

@@ -363,7 +363,8 @@ class Dispatch {
     if (!blame && end.kind === "lost") s.attempts = Math.max(0, s.attempts - 1);
     this.scheduler.finish(drv, end, this.now());
     const rec = this.record(drv);
-    if (end.kind !== "built" && s.status === "ready") {
+    // Tried again: ready, or waiting for inputs that must be built again first.
+    if (end.kind !== "built" && (s.status === "ready" || s.status === "waiting")) {
       rec.retries.push({ builder: where, reason: end.message });
       this.emit({ kind: "retry", name: rec.name, builder: where, reason: end.message });
     }

@@ -31,6 +31,9 @@ function wrap(s: ServeSession): WrappedSession {
       await s.close();
     },
     kill: () => s.kill(),
+    get isClosed() {
+      return s.isClosed;
+    },
   };
 }
 

@@ -1,11 +1,12 @@
 /**
  * A small pool of interchangeable sessions, each lent to one user at a time, opened on demand up
  * to `max`. Transfers take a session for their whole duration, so two transfers never wait on
- * each other's requests.
+ * each other's requests. A session that ended while lent (a transfer into it was cut) is dropped,
+ * and a fresh one opens in its place.
  */
-export class SessionPool<S> {
+export class SessionPool<S extends { readonly isClosed: boolean }> {
   private readonly idle: S[] = [];
-  private readonly waiters: ((s: S) => void)[] = [];
+  private readonly waiters: { resolve: (s: S) => void; reject: (e: unknown) => void }[] = [];
   private opened = 0;
   private closed = false;
   readonly all: S[] = [];
@@ -27,25 +28,34 @@ export class SessionPool<S> {
 
   private async acquire(): Promise<S> {
     if (this.closed) throw new Error("session pool closed");
-    const s = this.idle.pop();
-    if (s !== undefined) return s;
-    if (this.opened < this.max) {
-      this.opened++;
-      try {
-        const fresh = await this.open();
-        this.all.push(fresh);
-        return fresh;
-      } catch (e) {
-        this.opened--;
-        throw e;
-      }
+    for (let s = this.idle.pop(); s !== undefined; s = this.idle.pop()) {
+      if (!s.isClosed) return s;
+      this.opened--;
     }
-    return new Promise<S>((resolve) => this.waiters.push(resolve));
+    if (this.opened < this.max) return this.openFresh();
+    return new Promise<S>((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  private async openFresh(): Promise<S> {
+    this.opened++;
+    try {
+      const fresh = await this.open();
+      this.all.push(fresh);
+      return fresh;
+    } catch (e) {
+      this.opened--;
+      throw e;
+    }
   }
 
   private release(s: S): void {
     const next = this.waiters.shift();
-    if (next) next(s);
+    if (s.isClosed) {
+      this.opened--;
+      if (next) this.openFresh().then(next.resolve, next.reject);
+      return;
+    }
+    if (next) next.resolve(s);
     else this.idle.push(s);
   }
 

@@ -10,6 +10,8 @@ export interface DispatchSession {
   buildDerivation(drvPath: string, drv: BasicDerivation): Promise<BuildResult>;
   close(): Promise<void>;
   kill(): void;
+  /** Ended (closed, killed, or lost): it takes no more requests. */
+  readonly isClosed: boolean;
 }
 
 export interface OpenSessionOptions {

@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { resolve } from "node:path";
+import { writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { setLinkUp } from "../../src/providers/local/host.js";
@@ -109,6 +110,55 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         assert.ok(elapsed < 60_000, `took ${elapsed} ms after the cut`);
         assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
         await setLinkUp(h1, true);
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+
+  test("a builder killed while another pulls its outputs: the receiving builder keeps working", async () => {
+    const pool = await startTestPool(2, 1);
+    try {
+      await withTempDir(async (dir) => {
+        const [h1, h2] = pool.pool.hosts;
+        assert.ok(h1 && h2);
+        // local2 is the only kvm builder: pulls-big runs there, with big's 400 MB from local1.
+        const inv = join(dir, "kvm.toml");
+        const entry = (name: string, h: typeof h1, features: string) =>
+          [
+            `[builders.${name}]`,
+            `host = "${h.address}"`,
+            'user = "root"',
+            "maxJobs = 1",
+            `supportedFeatures = [${features}]`,
+            `hostKey = "${h.hostKeyPub}"`,
+            `identityFile = "${pool.pool.clientKeyPath}"`,
+          ].join("\n");
+        await writeFile(inv, `${entry("plain", h1, "")}\n${entry("kvmhost", h2, '"kvm"')}\n`);
+        const mark = randomBytes(6).toString("hex");
+        const child = execa(
+          "node",
+          [CLI, "--state-dir", pool.stateDir, "--inventory", inv, "build", FIXTURE, "-A", "pullsBig"]
+            .concat(["--arg", "n", "400", "--argstr", "sleep", "3", "--argstr", "seed", mark])
+            .concat(["--builder", "plain", "--builder", "kvmhost", "--json", "--no-out-link"]),
+          { cwd: dir, reject: false, env: { [MARK]: mark }, timeout: 300_000 },
+        );
+        // a-slow runs on kvmhost while big is built on plain; once both are done, big's transfer begins.
+        await waitForBuildOn(h2.netns);
+        const busy = async () =>
+          (await commandLines(await netnsPids(h2.netns))).some((c) => c.startsWith("/bin/sleep")) ||
+          (await commandLines(await netnsPids(h1.netns))).some((c) => c.startsWith("/bin/dd"));
+        while (await busy()) await sleep(20);
+        await sleep(150);
+        assert.ok((await killNetns(h1.netns)) > 0);
+        const r = await child;
+        assert.equal(r.exitCode, 0, `${r.stderr}${r.stdout}`);
+        const j = JSON.parse(r.stdout) as { derivations: DrvJson[] };
+        const pulls = j.derivations.find((d) => d.name === "pulls-big");
+        assert.equal(pulls?.status, "built");
+        assert.match(pulls?.retries[0]?.reason ?? "", /plain/, "pulls-big was retried after plain was lost");
+        assert.equal(j.derivations.find((d) => d.name === "big")?.builder, "kvmhost", "big was built again");
+        assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
       }, "nixpool-fault-");
     } finally {
       await pool.cleanup();

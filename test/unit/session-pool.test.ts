@@ -1,0 +1,38 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SessionPool } from "../../src/dispatch/session-pool.js";
+
+interface Plain {
+  id: number;
+  isClosed: boolean;
+}
+
+test("a session that ended while lent is never lent again; a fresh one takes its place", async () => {
+  let n = 0;
+  const pool = new SessionPool<Plain>(() => Promise.resolve({ id: ++n, isClosed: false }), 1);
+  await pool.with((s) => {
+    assert.equal(s.id, 1);
+    s.isClosed = true; // a transfer into it was cut
+    return Promise.resolve();
+  });
+  assert.equal(await pool.with((s) => Promise.resolve(s.id)), 2);
+  // The same while another user waits for the only session.
+  let release!: () => void;
+  const first = pool.with(
+    (s) =>
+      new Promise<number>((resolve) => {
+        release = () => {
+          s.isClosed = true;
+          resolve(s.id);
+        };
+      }),
+  );
+  const second = pool.with((s) => Promise.resolve(s.id));
+  await new Promise((r) => setImmediate(r));
+  release();
+  assert.deepEqual(await Promise.all([first, second]), [2, 3]);
+  assert.deepEqual(
+    pool.drain().map((s) => s.id),
+    [1, 2, 3],
+  );
+});
