@@ -99,6 +99,11 @@ export class BuilderLink {
     this.busy.delete(index);
   }
 
+  /** Gives the builder up for a reason found outside its sessions (a query that failed). */
+  fail(reason: string): void {
+    this.lose(reason);
+  }
+
   private lose(reason: string, ssh?: SessionSshCause): void {
     if (this.ending) return;
     this.lostReason = reason;

@@ -235,10 +235,8 @@ class Dispatch {
         if (Object.values(n.outputs).every((p) => valid.has(p))) this.scheduler.addLocation(n.drv, b.name);
       }
     } catch (e) {
-      if (!link.lostReason) {
-        link.kill();
-        this.lost(link, e instanceof Error ? e.message : String(e));
-      }
+      // Lost, not only killed: a link without a reason would count as still opening its slots.
+      if (!link.lostReason) link.fail(e instanceof Error ? e.message : String(e));
       return;
     }
   }
