@@ -4,7 +4,7 @@ import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact, redactForTerminal } from "../core/redact.js";
 import { Context, type BuilderSourceReader, type GlobalFlags } from "./context.js";
 import { readPoolBuilders } from "../providers/local/pool.js";
-import { readWorkerBuilders } from "../providers/hetzner/workers.js";
+import { readWorkerBuilders } from "../providers/hetzner/records.js";
 import { commandModules } from "./commands.js";
 import { joinNixArgPairs } from "./nix-args.js";
 

@@ -9,17 +9,11 @@ import { formatCostShort, formatWorkerCost } from "../core/cost.js";
 import { configError, isNixpoolError } from "../core/errors.js";
 import { LABELS, MANAGED_SELECTOR } from "../core/lease.js";
 import { renderMachinesLine } from "../core/machines.js";
-import {
-  destroyWorker,
-  findRecord,
-  readRecords,
-  reapQuietly,
-  reapWorkers,
-  recordCost,
-  writeWorkerSshFiles,
-  type HetznerSession,
-  type Log,
-} from "../providers/hetzner/workers.js";
+import { writeWorkerSshFiles } from "../providers/hetzner/provision.js";
+import { reapQuietly, reapWorkers } from "../providers/hetzner/reaper.js";
+import { findRecord, readRecords, recordCost, type Log } from "../providers/hetzner/records.js";
+import type { HetznerSession } from "../providers/hetzner/session.js";
+import { destroyWorker } from "../providers/hetzner/teardown.js";
 import {
   logFor,
   openLoggedSession,

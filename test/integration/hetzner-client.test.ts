@@ -6,7 +6,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { HcloudClient, type RetryEvent } from "../../src/providers/hetzner/client.js";
 import { resolveToken } from "../../src/providers/hetzner/token.js";
-import { loadPrices } from "../../src/providers/hetzner/workers.js";
+import { loadPrices } from "../../src/providers/hetzner/provision.js";
 import { FALLBACK_PRICES } from "../../src/core/cost.js";
 import { isNixpoolError, type NixpoolError } from "../../src/core/errors.js";
 import { redact } from "../../src/core/redact.js";

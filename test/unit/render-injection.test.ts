@@ -5,7 +5,7 @@ import { unsafeBuilderField } from "../../src/core/builder.js";
 import { renderKnownHosts, renderSshConfig } from "../../src/core/ssh-config.js";
 import { renderMachinesFile } from "../../src/core/machines.js";
 import { renderNixosModule } from "../../src/core/nixos.js";
-import { serverIpv4 } from "../../src/providers/hetzner/workers.js";
+import { serverIpv4 } from "../../src/providers/hetzner/provision.js";
 import { resolveEndpoint } from "../../src/providers/hetzner/token.js";
 import { renderInventoryToml } from "../../src/core/inventory-render.js";
 import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";

@@ -8,21 +8,12 @@ import type { LeaseHolder } from "../../core/lease.js";
 import { parseNumberFlag } from "../../core/number-flag.js";
 import { redactForTerminal } from "../../core/redact.js";
 import type { RetryEvent } from "./client.js";
-import {
-  createLease,
-  destroyWorker,
-  openSession,
-  provisionWorker,
-  reapQuietly,
-  recordCost,
-  saveRecord,
-  startLeaseRenewal,
-  workerBuilder,
-  type HetznerSession,
-  type Log,
-  type WorkerRecord,
-  type WorkerRequest,
-} from "./workers.js";
+import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
+import { reapQuietly } from "./reaper.js";
+import { recordCost, saveRecord, workerBuilder, type Log, type WorkerRecord } from "./records.js";
+import { startLeaseRenewal } from "./renewal.js";
+import { openSession, type HetznerSession } from "./session.js";
+import { destroyWorker } from "./teardown.js";
 
 /** What to rent, as given on the command line (every field a flag of `worker up`). */
 export interface RentFlags {
