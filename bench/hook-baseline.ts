@@ -10,7 +10,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { poolBuilders, poolDown, poolUp } from "../src/providers/local/pool.js";
+import { poolDown, poolUp } from "../src/providers/local/pool.js";
+import { poolBuilders } from "../src/providers/local/records.js";
 import { runNixBuild } from "../src/adapters/nix-build.js";
 
 const { values } = parseArgs({

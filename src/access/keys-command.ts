@@ -7,6 +7,7 @@
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
 import { lookupAuthorizedKeys, lookupPrincipals } from "./keys-lookup.js";
 import { resolveAccessPaths } from "./paths.js";
+import { ExitCode } from "../core/errors.js";
 
 async function main(argv: string[]): Promise<number> {
   let stateDir = process.env["NIXPOOL_STATE_DIR"];
@@ -33,12 +34,12 @@ async function main(argv: string[]): Promise<number> {
     ? await lookupPrincipals(user, { indexDir, nowMs, keyId })
     : await lookupAuthorizedKeys(user, { indexDir, protocol, nowMs });
   if (lines.length > 0) process.stdout.write(`${lines.join("\n")}\n`);
-  return 0;
+  return ExitCode.ok;
 }
 
 function usage(message: string): number {
   process.stderr.write(`nixpool keys-command: ${message}\n`);
-  return 2;
+  return ExitCode.usage;
 }
 
 main(process.argv.slice(2)).then(
@@ -47,6 +48,6 @@ main(process.argv.slice(2)).then(
   },
   (e: unknown) => {
     process.stderr.write(`nixpool keys-command: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = 1;
+    process.exitCode = ExitCode.failed;
   },
 );

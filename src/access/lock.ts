@@ -1,7 +1,8 @@
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { NixpoolError } from "../core/errors.js";
 import { isProcessAlive } from "../adapters/process-alive.js";
+import { readFileIfExists } from "../adapters/fs.js";
 
 /**
  * Runs fn while holding an exclusive lock file (O_EXCL, holding our pid). A lock left by a dead
@@ -18,7 +19,7 @@ export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeou
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number((await readFile(lockFile, "utf8").catch(() => "")).trim());
+      const pid = Number(((await readFileIfExists(lockFile)) ?? "").trim());
       if (Number.isInteger(pid) && pid > 0 && !isProcessAlive(pid)) {
         await rm(lockFile, { force: true });
         continue;

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmod, copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 
 export interface WriteResult {
@@ -43,9 +43,20 @@ export async function writeFileAtomic(
   }
 }
 
+/** A file's text, or undefined when it does not exist; any other error (EACCES, EISDIR) is thrown. */
 export async function readFileIfExists(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+/** A directory's entry names, or undefined when it does not exist; any other error is thrown. */
+export async function readDirIfExists(path: string): Promise<string[] | undefined> {
+  try {
+    return await readdir(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw e;

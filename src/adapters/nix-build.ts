@@ -9,7 +9,7 @@ import {
   failedDerivation,
   type BuildLogState,
 } from "../core/build-log.js";
-import { NixpoolError } from "../core/errors.js";
+import { ExitCode, NixpoolError } from "../core/errors.js";
 import { formatMachinesDiagnostic } from "../core/machines-parse.js";
 import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { renderMachinesFile } from "../core/machines.js";
@@ -117,7 +117,7 @@ function noBuilders(declared: number): NixpoolError {
         declared === 0
           ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
           : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
-      exitCode: 2,
+      exitCode: ExitCode.usage,
     },
   );
 }
@@ -136,7 +136,7 @@ async function checkDaemonConfig(builders: readonly Builder[]): Promise<void> {
       throw new NixpoolError(
         "MACHINES_FILE_UNREADABLE",
         `Cannot read the daemon's machines file ${SYSTEM_MACHINES_FILE}: ${e.code ?? e.message}.`,
-        { hint: `Make it readable (as root): chmod 644 ${SYSTEM_MACHINES_FILE}`, exitCode: 2 },
+        { hint: `Make it readable (as root): chmod 644 ${SYSTEM_MACHINES_FILE}`, exitCode: ExitCode.usage },
       );
     })) ?? "";
   const parsed = await loadMachines(SYSTEM_MACHINES_FILE, text);
@@ -154,7 +154,7 @@ async function checkDaemonConfig(builders: readonly Builder[]): Promise<void> {
           : "A Nix daemon performs your builds, and it ignores nixpool's builders until they are in the system configuration.",
       {
         hint: "Install them for the daemon (as root): sudo nixpool config apply; then run nixpool build again.",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       },
     );
   }

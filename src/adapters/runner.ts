@@ -1,6 +1,6 @@
 import { execa, type Options as ExecaOptions, type ResultPromise } from "execa";
 import { constants as osConstants } from "node:os";
-import { NixpoolError } from "../core/errors.js";
+import { ExitCode, NixpoolError } from "../core/errors.js";
 import { redact } from "../core/redact.js";
 
 export interface RunOptions {
@@ -72,7 +72,7 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     });
   }
   if (result.isCanceled) {
-    throw new NixpoolError("INTERRUPTED", `${file} was interrupted.`, { exitCode: 130 });
+    throw new NixpoolError("INTERRUPTED", `${file} was interrupted.`, { exitCode: ExitCode.interrupted });
   }
   if (result.timedOut) {
     throw new NixpoolError("PROCESS_TIMEOUT", `${file} did not finish within ${execaOptions.timeout} ms.`, {

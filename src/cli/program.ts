@@ -3,7 +3,7 @@ import { Command, CommanderError } from "commander";
 import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact, redactForTerminal } from "../core/redact.js";
 import { Context, type BuilderSourceReader, type GlobalFlags } from "./context.js";
-import { readPoolBuilders } from "../providers/local/pool.js";
+import { readPoolBuilders } from "../providers/local/records.js";
 import { readWorkerBuilders } from "../providers/hetzner/records.js";
 import { commandModules } from "./commands.js";
 import { joinNixArgPairs } from "./nix-args.js";

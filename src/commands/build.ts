@@ -3,7 +3,7 @@ import type { Context } from "../cli/context.js";
 import { trapSignals } from "../adapters/signals.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { sanitizeTerminalLine } from "../cli/build-status.js";
-import { NixpoolError } from "../core/errors.js";
+import { ExitCode, NixpoolError } from "../core/errors.js";
 import { probeStoreFacts } from "../adapters/nix-store-probe.js";
 import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
@@ -20,7 +20,7 @@ function collectArg(kind: NixArg["kind"]) {
     if (!/^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name)) {
       throw new NixpoolError("USAGE", `--${kind} needs a name and a value (got "${raw}").`, {
         hint: `For example: nixpool build examples/graph.nix --${kind} ${kind === "arg" ? "n 40" : "seed abc"}`,
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       });
     }
     return [...acc, { kind, name, value: raw.slice(eq + 1) }];
@@ -40,7 +40,7 @@ async function selectBuilders(ctx: Context, names: string[], tags: string[]): Pr
       `No builder carries the tag${tags.length > 1 ? "s" : ""} ${tags.join(", ")}.`,
       {
         hint: "List the builders and their tags with: nixpool builders --json",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       },
     );
   }
@@ -86,7 +86,7 @@ function parseCopyBack(v: string | undefined): "needed" | "all" {
   if (v === undefined || v === "needed" || v === "all") return v ?? "needed";
   throw new NixpoolError("USAGE", `--copy-back must be "needed" or "all" (got "${v}").`, {
     hint: "For example: nixpool build FILE.nix --copy-back all",
-    exitCode: 2,
+    exitCode: ExitCode.usage,
   });
 }
 
@@ -167,7 +167,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
         if (opts.timeline) {
           throw new NixpoolError("USAGE", "--timeline needs nixpool's own dispatcher.", {
             hint: "Drop --dispatcher hook to draw the timeline.",
-            exitCode: 2,
+            exitCode: ExitCode.usage,
           });
         }
         const exec = (builders: Builder[], signal: AbortSignal) =>

@@ -1,7 +1,9 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import { renderTable } from "../cli/output.js";
+import { ExitCode } from "../core/errors.js";
 import { parseNumberFlag } from "../core/number-flag.js";
-import { poolDown, poolHealth, poolUp, readPool } from "../providers/local/pool.js";
+import { poolDown, poolHealth, poolUp } from "../providers/local/pool.js";
+import { readPool } from "../providers/local/records.js";
 import { findOrphanHosts, requireRoot, stopHost } from "../providers/local/host.js";
 
 /** nixpool local up|status|down: real builder hosts on this machine. */
@@ -82,7 +84,7 @@ export const registerLocal: RegisterCommands = (program, context) => {
         ),
       );
       if (health.some((h) => !h.running)) {
-        process.exitCode = 3;
+        process.exitCode = ExitCode.partial;
         ctx.output.err(
           "Some builder hosts are not running; restart the pool: nixpool local down && nixpool local up",
         );

@@ -1,10 +1,10 @@
 import type { Builder } from "./builder.js";
-import { NixpoolError } from "./errors.js";
+import { NixpoolError, type ErrorCode } from "./errors.js";
 import type { SshFailure } from "./ssh-errors.js";
 
 /** The sentence and hint for each way ssh to a builder fails. */
 export function builderConnectionError(b: Builder, cause: SshFailure, stderr: string): NixpoolError {
-  const table: Record<SshFailure, [string, string, string]> = {
+  const table: Record<SshFailure, [ErrorCode, string, string]> = {
     "host-key-mismatch": [
       "HOST_KEY_MISMATCH",
       `Builder ${b.name} (${b.host}) presented a host key that does not match its pinned key; nixpool refused to connect.`,

@@ -8,6 +8,126 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * Every error code nixpool reports, each documented in docs/exit-codes.md (a unit test checks
+ * both directions). A new code is added here first: anything else does not typecheck.
+ */
+export const ERROR_CODES = [
+  "ACCESS_INDEX_MISSING",
+  "ACCESS_INDEX_UNREACHABLE",
+  "ACCESS_LOCKED",
+  "ACCESS_STATE_DAMAGED",
+  "ALL_BUILDERS_DOWN",
+  "BUILDER_AUTH_FAILED",
+  "BUILDER_CONNECT_FAILED",
+  "BUILDER_NAME_CLASH",
+  "BUILDER_UNKNOWN",
+  "BUILDER_UNREACHABLE",
+  "BUILDER_UNSAFE_FIELD",
+  "BUILD_FAILED",
+  "BUILD_ON_INVALID",
+  "CA_EXISTS",
+  "CA_MISSING",
+  "CA_SERIAL_DAMAGED",
+  "CERT_KEY_INVALID",
+  "CERT_PRINCIPAL_INVALID",
+  "CERT_UNKNOWN",
+  "CERT_USER_UNKNOWN",
+  "CERT_VALIDITY_INVALID",
+  "COMMAND_USER_UNKNOWN",
+  "CONFIG_INVALID",
+  "CONFIG_SYNTAX",
+  "CONFIG_WRITE_FAILED",
+  "DAEMON_NEEDS_APPLY",
+  "DERIVATION_INVALID",
+  "DERIVATION_UNREADABLE",
+  "DISPATCHER_NEEDS_STORE",
+  "DOWNLOAD_FAILED",
+  "DRV_GRAPH_INVALID",
+  "DURATION_INVALID",
+  "EMULATOR_OPEN_TO_NETWORK",
+  "EMULATOR_TOKEN_FILE_EMPTY",
+  "EMULATOR_TOKEN_FILE_UNREADABLE",
+  "FLAG_CONFLICT",
+  "FLAG_INVALID",
+  "GITHUB_URL_INVALID",
+  "HCLOUD_ACTION_FAILED",
+  "HCLOUD_ACTION_TIMEOUT",
+  "HCLOUD_BAD_RESPONSE",
+  "HCLOUD_CONFLICT",
+  "HCLOUD_ENDPOINT_INSECURE",
+  "HCLOUD_ENDPOINT_INVALID",
+  "HCLOUD_FORBIDDEN",
+  "HCLOUD_INVALID_INPUT",
+  "HCLOUD_NAME_TAKEN",
+  "HCLOUD_NOT_FOUND",
+  "HCLOUD_NOT_UNIQUE",
+  "HCLOUD_NO_FITTING_TYPE",
+  "HCLOUD_NO_IPV4",
+  "HCLOUD_PROTECTED",
+  "HCLOUD_RATE_LIMITED",
+  "HCLOUD_REQUEST_FAILED",
+  "HCLOUD_RESOURCE_LIMIT",
+  "HCLOUD_RESOURCE_UNAVAILABLE",
+  "HCLOUD_SERVER_ERROR",
+  "HCLOUD_SERVER_VANISHED",
+  "HCLOUD_TIMEOUT",
+  "HCLOUD_TOKEN_COMMAND_FAILED",
+  "HCLOUD_TOKEN_FILE_UNREADABLE",
+  "HCLOUD_TOKEN_INVALID",
+  "HCLOUD_TOKEN_MISSING",
+  "HCLOUD_TOKEN_READONLY",
+  "HCLOUD_TYPE_UNAVAILABLE",
+  "HCLOUD_TYPE_UNKNOWN",
+  "HCLOUD_UNAUTHORIZED",
+  "HCLOUD_UNAVAILABLE",
+  "HCLOUD_UNREACHABLE",
+  "HOST_KEY_MISMATCH",
+  "HOST_KEY_UNKNOWN",
+  "IDENTITY_UNUSABLE",
+  "INTERRUPTED",
+  "INVENTORY_EXISTS",
+  "INVENTORY_NOT_FOUND",
+  "KEYS_COMMAND_MISSING",
+  "KEYS_COMMAND_NEEDS_ROOT",
+  "KEYS_COMMAND_UNREACHABLE",
+  "KEYS_COMMAND_UNSAFE",
+  "LOCAL_HOST_START_FAILED",
+  "LOCAL_POOL_EXISTS",
+  "LOCAL_POOL_FULL",
+  "LOCAL_POOL_NEEDS_ROOT",
+  "LOCAL_POOL_NO_NAMESPACES",
+  "MACHINES_FILE_FOREIGN",
+  "MACHINES_FILE_INVALID",
+  "MACHINES_FILE_UNREADABLE",
+  "NIX_EVAL_FAILED",
+  "NIX_FILE_NOT_FOUND",
+  "NO_BUILDERS",
+  "NO_CAPABLE_BUILDER",
+  "PROCESS_FAILED",
+  "PROCESS_NOT_STARTED",
+  "PROCESS_TIMEOUT",
+  "PROVIDER_UNKNOWN",
+  "SERVE_CONNECTION_LOST",
+  "SERVE_PROTOCOL_ERROR",
+  "SERVE_REQUEST_FAILED",
+  "SERVE_TIMEOUT",
+  "SSHD_FRAGMENT_INVALID",
+  "SSH_CONFIG_UNSAFE_VALUE",
+  "STATE_RECORD_INVALID",
+  "USAGE",
+  "USERS_INVALID",
+  "USERS_SYNTAX",
+  "USER_REJECTED",
+  "USER_UNKNOWN",
+  "WORKER_BOOT_TIMEOUT",
+  "WORKER_GC_INCOMPLETE",
+  "WORKER_LEAKED",
+  "WORKER_NIX_TIMEOUT",
+  "WORKER_UNKNOWN",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 export interface NixpoolErrorOptions {
   hint?: string;
   cause?: unknown;
@@ -21,12 +141,12 @@ export interface NixpoolErrorOptions {
  * and a hint with the next command to run.
  */
 export class NixpoolError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly exitCode: ExitCode;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: string, message: string, options: NixpoolErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: NixpoolErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "NixpoolError";
     this.code = code;
@@ -38,7 +158,7 @@ export class NixpoolError extends Error {
 
 /** Configuration or usage errors exit with 2. */
 export function configError(
-  code: string,
+  code: ErrorCode,
   message: string,
   options: Omit<NixpoolErrorOptions, "exitCode"> = {},
 ) {

@@ -1,11 +1,11 @@
 import { parse, TomlError } from "smol-toml";
-import { configError } from "./errors.js";
+import { configError, type ErrorCode } from "./errors.js";
 
 /**
  * Parses TOML text, or throws a configuration error (code `code`, exit 2) naming the file,
  * line and column of the syntax error.
  */
-export function parseTomlDocument(text: string, file: string, code: string): Record<string, unknown> {
+export function parseTomlDocument(text: string, file: string, code: ErrorCode): Record<string, unknown> {
   try {
     return parse(text);
   } catch (e) {

@@ -1,4 +1,5 @@
-import { poolDown, poolUp, type Pool } from "../../src/providers/local/pool.js";
+import { poolDown, poolUp } from "../../src/providers/local/pool.js";
+import type { Pool } from "../../src/providers/local/records.js";
 import { makeTempDir, runCli, type CliOptions } from "./cli.js";
 
 export interface TestPool {

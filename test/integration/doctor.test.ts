@@ -10,9 +10,9 @@ import {
   setLinkUp,
   startHost,
   stopHost,
-  type HostRecord,
   type HostSpec,
 } from "../../src/providers/local/host.js";
+import type { HostRecord } from "../../src/providers/local/records.js";
 import type { CheckResult, DoctorReport } from "../../src/core/doctor/model.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";

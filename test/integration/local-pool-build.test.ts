@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 import { run } from "../../src/adapters/runner.js";
 import { isProcessAlive } from "../../src/adapters/process-alive.js";
-import type { Pool } from "../../src/providers/local/pool.js";
+import type { Pool } from "../../src/providers/local/records.js";
 import { asNobody, CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
 import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
 

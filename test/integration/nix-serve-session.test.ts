@@ -18,7 +18,7 @@ import { sshAlias } from "../../src/core/builder.js";
 import { toBasicDerivation, type Derivation } from "../../src/core/derivation.js";
 import { encodeNar, isBuildSuccess, type BuildResult } from "../../src/core/nix-serve/index.js";
 import { setLinkUp } from "../../src/providers/local/host.js";
-import { poolBuilders } from "../../src/providers/local/pool.js";
+import { poolBuilders } from "../../src/providers/local/records.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { Collect, expectCode } from "../helpers/serve.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";

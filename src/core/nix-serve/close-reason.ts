@@ -1,4 +1,4 @@
-import { NixpoolError } from "../errors.js";
+import { ExitCode, NixpoolError } from "../errors.js";
 import { classifySshFailure, type SshFailure } from "../ssh-errors.js";
 
 /** Why a serve session ended. */
@@ -68,7 +68,7 @@ export function connectionLostError(
 ): NixpoolError {
   if ((reason?.kind ?? intent?.kind) === "aborted") {
     return new NixpoolError("INTERRUPTED", `The connection to ${peer} was interrupted during ${what}.`, {
-      exitCode: 130,
+      exitCode: ExitCode.interrupted,
     });
   }
   const why = reason?.message ?? intent?.message ?? "the connection is closing";

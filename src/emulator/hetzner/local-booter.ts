@@ -1,6 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { readHostRecord, setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
+import { setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
+import { readHostRecord } from "../../providers/local/records.js";
 import type { ServerBooter } from "./app.js";
 
 /** nix.conf keys a server's user_data may not override on a host that shares this kernel and has no network. */

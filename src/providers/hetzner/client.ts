@@ -1,6 +1,6 @@
 import { setTimeout as sleepTimer } from "node:timers/promises";
 import { z } from "zod";
-import { NixpoolError } from "../../core/errors.js";
+import { ExitCode, NixpoolError } from "../../core/errors.js";
 import { redact, registerSecret } from "../../core/redact.js";
 import { responseSchemas } from "./generated/schemas.js";
 import { isRetryableApiError, mapApiError, type ApiErrorBody } from "./errors.js";
@@ -131,7 +131,9 @@ export class HcloudClient {
         text = await res.text();
       } catch (e) {
         if (this.options.signal?.aborted) {
-          throw new NixpoolError("INTERRUPTED", `${label} was interrupted.`, { exitCode: 130 });
+          throw new NixpoolError("INTERRUPTED", `${label} was interrupted.`, {
+            exitCode: ExitCode.interrupted,
+          });
         }
         const reason = describeTransportError(e);
         if (attempt >= attempts) {
@@ -182,7 +184,7 @@ export class HcloudClient {
     try {
       await sleepTimer(delayMs, undefined, this.options.signal ? { signal: this.options.signal } : {});
     } catch {
-      throw new NixpoolError("INTERRUPTED", `${label} was interrupted.`, { exitCode: 130 });
+      throw new NixpoolError("INTERRUPTED", `${label} was interrupted.`, { exitCode: ExitCode.interrupted });
     }
   }
 
@@ -309,7 +311,7 @@ export class HcloudClient {
         await sleepTimer(poll, undefined, this.options.signal ? { signal: this.options.signal } : {});
       } catch {
         throw new NixpoolError("INTERRUPTED", `Waiting for ${current.command} was interrupted.`, {
-          exitCode: 130,
+          exitCode: ExitCode.interrupted,
         });
       }
       poll = Math.min(2000, Math.round(poll * 1.5));

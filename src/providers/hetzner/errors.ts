@@ -1,4 +1,4 @@
-import { ExitCode, NixpoolError } from "../../core/errors.js";
+import { ExitCode, NixpoolError, type ErrorCode } from "../../core/errors.js";
 
 /** An error answer of the Hetzner Cloud API: {"error":{"code","message","details"}}. */
 export interface ApiErrorBody {
@@ -8,7 +8,7 @@ export interface ApiErrorBody {
 }
 
 interface Mapping {
-  code: string;
+  code: ErrorCode;
   hint: string;
   exitCode?: typeof ExitCode.usage;
 }

@@ -64,7 +64,7 @@ export function pickServerType(
     if (!t) {
       throw new NixpoolError("HCLOUD_TYPE_UNKNOWN", `Hetzner Cloud has no server type "${req.type}".`, {
         hint: "List the types with: hcloud server-type list (or use --type auto --min-cores C --min-memory G)",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       });
     }
     const at = t.locations.find((l) => l.name === req.location);
@@ -77,7 +77,7 @@ export function pickServerType(
             .filter((l) => l.available)
             .map((l) => l.name)
             .join(", ")}), e.g. nixpool worker up --type ${t.name} --location LOCATION; or use --type auto.`,
-          exitCode: 2,
+          exitCode: ExitCode.usage,
         },
       );
     }
@@ -90,7 +90,7 @@ export function pickServerType(
       `No available ${architecture} server type in ${req.location} has ${req.requirements.minCores}+ cores and ${req.requirements.minMemory}+ GB memory.`,
       {
         hint: "Lower --min-cores/--min-memory or pass another --location; the types: hcloud server-type list",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       },
     );
   }

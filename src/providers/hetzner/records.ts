@@ -1,7 +1,7 @@
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { z } from "zod";
 import { statePaths } from "../../config/state-paths.js";
-import { writeFileAtomic } from "../../adapters/fs.js";
+import { readDirIfExists, readFileIfExists, writeFileAtomic } from "../../adapters/fs.js";
 import type { Builder } from "../../core/builder.js";
 import { workerCost, type PriceTable, type WorkerCost } from "../../core/cost.js";
 
@@ -75,11 +75,11 @@ export async function saveRecord(stateDir: string, rec: WorkerRecord): Promise<v
 
 /** Every worker record in the state directory; unreadable ones are reported, not fatal. */
 export async function readRecords(stateDir: string, log?: Log): Promise<WorkerRecord[]> {
-  const ids = await readdir(workersDir(stateDir)).catch(() => [] as string[]);
+  const ids = (await readDirIfExists(workersDir(stateDir))) ?? [];
   const out: WorkerRecord[] = [];
   for (const id of ids.sort()) {
     const path = recordPath(stateDir, id);
-    const text = await readFile(path, "utf8").catch(() => undefined);
+    const text = await readFileIfExists(path);
     if (text === undefined) continue;
     let json: unknown;
     try {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
-import { writeFileAtomic } from "../../adapters/fs.js";
+import { mkdir } from "node:fs/promises";
+import { readFileIfExists, writeFileAtomic } from "../../adapters/fs.js";
 import { NixpoolError } from "../../core/errors.js";
 import { LABELS, type Lease } from "../../core/lease.js";
 import { HcloudClient, type RetryEvent } from "./client.js";
@@ -27,7 +27,7 @@ export interface SessionOptions {
 /** This state directory's owner id (random, created once), put on every server as a label. */
 export async function ensureOwner(stateDir: string): Promise<string> {
   const path = statePaths(stateDir).hetzner.ownerFile;
-  const existing = (await readFile(path, "utf8").catch(() => "")).trim();
+  const existing = ((await readFileIfExists(path)) ?? "").trim();
   if (/^[0-9a-f]{12}$/.test(existing)) return existing;
   const owner = randomBytes(6).toString("hex");
   await mkdir(hetznerDir(stateDir), { recursive: true, mode: 0o700 });

@@ -2,11 +2,12 @@ import { connect } from "node:net";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { NixpoolError } from "../../core/errors.js";
+import { ExitCode, NixpoolError } from "../../core/errors.js";
 import { run, spawnDetached } from "../../adapters/runner.js";
 import { writeFileAtomic } from "../../adapters/fs.js";
 import { isProcessAlive } from "../../adapters/process-alive.js";
 import { waitFor } from "../../adapters/wait-for.js";
+import type { HostRecord } from "./records.js";
 import { hostAddresses, MAX_SLOTS, netnsName, vethNames } from "../../core/local-net.js";
 import { localHostPaths } from "../../config/state-paths.js";
 
@@ -23,23 +24,6 @@ export interface HostSpec {
   nixConf?: string;
   /** Extra sshd_config lines. */
   sshdConfig?: string;
-}
-
-/** A running builder host, as recorded in DIR/host.json. */
-export interface HostRecord {
-  name: string;
-  dir: string;
-  slot: number;
-  netns: string;
-  address: string;
-  hostAddress: string;
-  hostKeyPub: string;
-  sshdPid: number;
-  storeDir: string;
-  nixConfPath: string;
-  sshdConfigPath: string;
-  sshdLogPath: string;
-  authorizedKeysPath: string;
 }
 
 /** The nix.conf of a builder host: no build users (all hosts share one kernel), no substituters. */
@@ -104,7 +88,7 @@ export function requireRoot(): void {
       "The local pool needs root to create network and mount namespaces.",
       {
         hint: "Run it as root (sudo nixpool local up), or declare remote builders in nixpool.toml instead (see docs/configuration.md).",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       },
     );
   }
@@ -127,7 +111,7 @@ async function reserveSlot(): Promise<number> {
       `Could not create network namespace ${ns}: ${r.stderr.trim()}`,
       {
         hint: "The local pool needs Linux network namespaces (ip netns); run on a machine or container that allows them, or declare remote builders in nixpool.toml (see docs/configuration.md).",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       },
     );
   }
@@ -290,12 +274,6 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   } catch {
     // already gone
   }
-}
-
-/** Reads a host record written by startHost. */
-export async function readHostRecord(dir: string): Promise<HostRecord | undefined> {
-  const text = await readFile(localHostPaths(dir).record, "utf8").catch(() => undefined);
-  return text === undefined ? undefined : (JSON.parse(text) as HostRecord);
 }
 
 /** A builder host whose state directory is gone: nothing else would ever stop it. */

@@ -1,31 +1,26 @@
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Builder } from "../../core/builder.js";
-import { NixpoolError } from "../../core/errors.js";
-import { writeFileAtomic } from "../../adapters/fs.js";
+import { ExitCode, isNixpoolError, NixpoolError } from "../../core/errors.js";
+import { readDirIfExists, writeFileAtomic } from "../../adapters/fs.js";
 import { run } from "../../adapters/runner.js";
-import { localSystem } from "../../config/load.js";
 import { statePaths } from "../../config/state-paths.js";
 import { isProcessAlive } from "../../adapters/process-alive.js";
-import { readHostRecord, requireRoot, startHost, stopHost, type HostRecord } from "./host.js";
-
-/** A running local pool, as recorded in STATE/local/pool.json. */
-export interface Pool {
-  jobs: number;
-  createdAt: string;
-  clientKeyPath: string;
-  hosts: HostRecord[];
-}
+import { requireRoot, startHost, stopHost } from "./host.js";
+import {
+  hostsDir,
+  poolDir,
+  poolFile,
+  readHostRecord,
+  readPool,
+  type HostRecord,
+  type Pool,
+} from "./records.js";
 
 export interface PoolUpOptions {
   builders: number;
   jobs: number;
 }
-
-const poolDir = (stateDir: string) => statePaths(stateDir).localPool.dir;
-const poolFile = (stateDir: string) => statePaths(stateDir).localPool.poolFile;
-const hostsDir = (stateDir: string) => statePaths(stateDir).localPool.hostsDir;
 
 /** The login key nixpool uses for the pool's builders (0600). */
 export async function ensureClientKey(stateDir: string): Promise<string> {
@@ -37,25 +32,18 @@ export async function ensureClientKey(stateDir: string): Promise<string> {
   return path;
 }
 
-/** Reads the pool record, or undefined when no pool is up. */
-export async function readPool(stateDir: string): Promise<Pool | undefined> {
-  const text = await readFile(poolFile(stateDir), "utf8").catch(() => undefined);
-  if (text === undefined) return undefined;
-  return JSON.parse(text) as Pool;
-}
-
 /** Starts N builder hosts with J job slots each, all reachable with one login key. */
 export async function poolUp(stateDir: string, options: PoolUpOptions): Promise<Pool> {
   if (!Number.isInteger(options.builders) || options.builders < 1 || options.builders > 64) {
     throw new NixpoolError("USAGE", `--builders must be an integer from 1 to 64 (got ${options.builders}).`, {
       hint: "For example: nixpool local up --builders 2",
-      exitCode: 2,
+      exitCode: ExitCode.usage,
     });
   }
   if (!Number.isInteger(options.jobs) || options.jobs < 1 || options.jobs > 256) {
     throw new NixpoolError("USAGE", `--jobs must be an integer from 1 to 256 (got ${options.jobs}).`, {
       hint: "For example: nixpool local up --jobs 2",
-      exitCode: 2,
+      exitCode: ExitCode.usage,
     });
   }
   requireRoot();
@@ -66,7 +54,7 @@ export async function poolUp(stateDir: string, options: PoolUpOptions): Promise<
       `A local pool of ${existing.hosts.length} builders is already up in ${stateDir}.`,
       {
         hint: "Use it (nixpool builders), or stop it first: nixpool local down",
-        exitCode: 2,
+        exitCode: ExitCode.usage,
       },
     );
   }
@@ -94,17 +82,24 @@ export async function poolUp(stateDir: string, options: PoolUpOptions): Promise<
   return pool;
 }
 
+function skipInvalid(e: unknown): undefined {
+  if (isNixpoolError(e) && e.code === "STATE_RECORD_INVALID") return undefined;
+  throw e;
+}
+
 /**
  * Stops every host of the pool, including hosts of a pool that crashed while starting
  * (found through their host.json), and removes the pool's state.
  */
 export async function poolDown(stateDir: string): Promise<{ stopped: number }> {
-  const pool = await readPool(stateDir);
+  // A damaged record must not stop `local down`: hosts it no longer names are found through
+  // their host.json, and those whose record is damaged too by `local down`'s orphan search.
+  const pool = await readPool(stateDir).catch(skipInvalid);
   const records = new Map<string, HostRecord>();
   for (const h of pool?.hosts ?? []) records.set(h.dir, h);
-  const dirs = await readdir(hostsDir(stateDir)).catch(() => []);
+  const dirs = (await readDirIfExists(hostsDir(stateDir))) ?? [];
   for (const d of dirs) {
-    const rec = await readHostRecord(join(hostsDir(stateDir), d));
+    const rec = await readHostRecord(join(hostsDir(stateDir), d)).catch(skipInvalid);
     if (rec) records.set(rec.dir, rec);
   }
   await Promise.all([...records.values()].map((h) => stopHost(h)));
@@ -114,33 +109,7 @@ export async function poolDown(stateDir: string): Promise<{ stopped: number }> {
 }
 
 /** The pool's hosts as builders of the inventory: local1…localN, ssh-ng as root, pinned keys. */
-export function poolBuilders(pool: Pool, system = localSystem()): Builder[] {
-  return pool.hosts.map((h) => ({
-    name: h.name,
-    host: h.address,
-    port: 22,
-    user: "root",
-    protocol: "ssh-ng" as const,
-    systems: [system],
-    maxJobs: pool.jobs,
-    speedFactor: 1,
-    supportedFeatures: [],
-    mandatoryFeatures: [],
-    hostKey: h.hostKeyPub,
-    identityFile: pool.clientKeyPath,
-    tags: ["local"],
-    trust: "trusted" as const,
-    source: "local" as const,
-  }));
-}
-
 /** Per host: whether its sshd is still running. */
 export function poolHealth(pool: Pool): { name: string; running: boolean }[] {
   return pool.hosts.map((h) => ({ name: h.name, running: isProcessAlive(h.sshdPid) }));
-}
-
-/** Builders of the local pool in a state directory (none when no pool is up). */
-export async function readPoolBuilders(stateDir: string): Promise<Builder[]> {
-  const pool = await readPool(stateDir);
-  return pool ? poolBuilders(pool) : [];
 }
