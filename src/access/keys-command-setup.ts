@@ -2,7 +2,7 @@
 // sshd refuses a command path that is not root's, and a command or state directory its
 // unprivileged user cannot reach refuses every login with nothing but a line in sshd's log.
 import { chmod, chown, mkdir, realpath, stat } from "node:fs/promises";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { writeFileAtomic } from "../adapters/fs.js";
 import { run } from "../adapters/runner.js";
 import {
@@ -153,13 +153,26 @@ export async function installKeysCommand(o: {
     );
   }
   const account = await lookupAccount(o.commandUser);
+  // Checked before anything is created (nothing is left behind by a refusal), and again after.
+  let existing = o.prefix;
+  while (existing !== "/" && !(await stat(existing).catch(() => undefined))) existing = dirname(existing);
+  checkPrefix(o.prefix, (await statChain(existing)) ?? [], account);
   await mkdir(o.prefix, { recursive: true, mode: 0o755 });
-  const dirChain = (await statChain(o.prefix)) ?? [];
+  checkPrefix(o.prefix, (await statChain(o.prefix)) ?? [], account);
+  const path = keysCommandPath(o.prefix);
+  const r = await writeFileAtomic(path, renderKeysCommandScript(), { mode: 0o755 });
+  await chown(path, 0, 0);
+  await chmod(path, 0o755);
+  return { path, changed: r.changed };
+}
+
+/** Refuses a prefix sshd would not accept, or that the command user cannot traverse. */
+function checkPrefix(prefix: string, dirChain: readonly PathNode[], account: Account): void {
   const unsafe = findUnsafeForSshd(dirChain);
   if (unsafe) {
     throw configError(
       "KEYS_COMMAND_UNSAFE",
-      `sshd would refuse a keys command in ${o.prefix}: ${unsafe.path} ${unsafe.reason}.`,
+      `sshd would refuse a keys command in ${prefix}: ${unsafe.path} ${unsafe.reason}.`,
       {
         hint: `${unsafe.fix ? `Run: ${unsafe.fix}; or choose` : "Choose"} another prefix: --prefix ${DEFAULT_KEYS_COMMAND_PREFIX}`,
       },
@@ -169,13 +182,8 @@ export async function installKeysCommand(o: {
   if (blocked) {
     throw configError(
       "KEYS_COMMAND_UNREACHABLE",
-      `${account.name} cannot search ${blocked.path} (mode ${formatMode(blocked.mode)}), so it could not run a keys command in ${o.prefix}.`,
+      `${account.name} cannot search ${blocked.path} (mode ${formatMode(blocked.mode)}), so it could not run a keys command in ${prefix}.`,
       { hint: `Run: ${blocked.fix}; or choose another prefix: --prefix ${DEFAULT_KEYS_COMMAND_PREFIX}` },
     );
   }
-  const path = keysCommandPath(o.prefix);
-  const r = await writeFileAtomic(path, renderKeysCommandScript(), { mode: 0o755 });
-  await chown(path, 0, 0);
-  await chmod(path, 0o755);
-  return { path, changed: r.changed };
 }

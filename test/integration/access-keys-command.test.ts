@@ -51,6 +51,11 @@ describe("the installed keys command and sshd-config's checks", () => {
       /^error: sshd would refuse a keys command in .*: \/tmp is writable by its group or others \(mode 01777\)\.$/m,
     );
     assert.match(shared.stderr, /^hint: Choose another prefix: --prefix \/usr\/local\/lib\/nixpool$/m);
+    assert.equal(
+      await stat(join(tmp.dir, "lib")).catch(() => "absent"),
+      "absent",
+      "a refusal creates nothing",
+    );
 
     const r = await cli(["access", "install-keys-command", "--prefix", join(prefix, "lib")]);
     assert.equal(r.exitCode, 0, r.stderr);
