@@ -68,6 +68,8 @@ export interface RequestOptions {
 }
 
 const STDERR_TAIL = 30;
+/** Longest stderr line passed on whole; longer ones arrive in pieces of this size. */
+const STDERR_LINE_MAX = 64 * 1024;
 
 /**
  * One long-lived `nix-store --serve --write` peer: greeting on open, then one request at a
@@ -513,9 +515,19 @@ export class ServeSession {
   }
 
   private onStderr(text: string): void {
-    const parts = (this.stderrPartial + text).split("\n");
-    this.stderrPartial = parts.pop() ?? "";
-    for (const line of parts) this.emitLine(line);
+    const parts = text.split("\n");
+    const last = parts.pop() ?? "";
+    if (parts.length > 0) {
+      parts[0] = this.stderrPartial + (parts[0] ?? "");
+      this.stderrPartial = "";
+      for (const line of parts) this.emitLine(line);
+    }
+    this.stderrPartial += last;
+    // A line without end (a broken or hostile peer) is cut: memory and time stay bounded.
+    while (this.stderrPartial.length > STDERR_LINE_MAX) {
+      this.emitLine(this.stderrPartial.slice(0, STDERR_LINE_MAX));
+      this.stderrPartial = this.stderrPartial.slice(STDERR_LINE_MAX);
+    }
   }
 
   private emitLine(raw: string): void {

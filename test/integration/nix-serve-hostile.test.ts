@@ -34,7 +34,15 @@ process.stdin.on("data", (c) => {
     "die-midway": () => Buffer.concat([u64(2), str("/nix/store/00000000000000000000000000000000-a")]),
     silent: () => Buffer.alloc(0),
     unsolicited: () => u64(0),
+    "endless-stderr": () => u64(0),
   };
+  if (mode === "endless-stderr") {
+    // 64 MiB of log without a newline before the answer.
+    const block = Buffer.alloc(1 << 20, 97);
+    let left = 64;
+    const more = () => (left-- > 0 ? process.stderr.write(block, more) : process.stdout.write(answers[mode]()));
+    return void more();
+  }
   const answer = answers[mode]();
   process.stdout.write(answer, () => { if (mode === "die-midway") process.exit(3); });
 });
@@ -117,6 +125,26 @@ describe("hostile peers: clean errors, never a hang", { timeout: 120_000 }, () =
     );
     assert.ok(performance.now() - t >= 290);
     assert.equal((await within(5000, s.closed)).kind, "timeout");
+  });
+
+  test("a peer that logs without end (no newline) is cut into bounded lines, and still answers", async () => {
+    let longest = 0;
+    let total = 0;
+    const s = await ServeSession.open({
+      ...fake("endless-stderr"),
+      onStderrLine: (line) => {
+        longest = Math.max(longest, line.length);
+        total += line.length;
+      },
+    });
+    try {
+      assert.deepEqual(await within(20_000, s.queryValidPaths([`/nix/store/${"1".repeat(32)}-x`])), []);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(longest <= 64 * 1024, `a line of ${longest} characters`);
+      assert.ok(total >= 63 * 1024 * 1024, `only ${total} characters arrived`);
+    } finally {
+      s.kill();
+    }
   });
 
   test("a malformed NAR in an export is refused and never passed on whole", async () => {
