@@ -52,7 +52,9 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     const next = this.waiters.shift();
     if (s.isClosed) {
       this.opened--;
-      if (next) this.openFresh().then(next.resolve, next.reject);
+      // Once drained (the build is ending), nothing new opens: it would outlive the build.
+      if (next && this.closed) next.reject(new Error("session pool closed"));
+      else if (next) this.openFresh().then(next.resolve, next.reject);
       return;
     }
     if (next) next.resolve(s);

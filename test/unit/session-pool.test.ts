@@ -36,3 +36,25 @@ test("a session that ended while lent is never lent again; a fresh one takes its
     [1, 2, 3],
   );
 });
+
+test("after drain, a session that ends while others wait is not replaced: the waiters fail", async () => {
+  let n = 0;
+  const pool = new SessionPool<Plain>(() => Promise.resolve({ id: ++n, isClosed: false }), 1);
+  let release!: () => void;
+  const first = pool.with(
+    (s) =>
+      new Promise<void>((resolve) => {
+        release = () => {
+          s.isClosed = true;
+          resolve();
+        };
+      }),
+  );
+  const waiting = pool.with((s) => Promise.resolve(s.id));
+  await new Promise((r) => setImmediate(r));
+  pool.drain();
+  release();
+  await first;
+  await assert.rejects(waiting, /session pool closed/);
+  assert.equal(n, 1, "no session opened after drain");
+});
