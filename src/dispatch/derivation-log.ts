@@ -9,6 +9,7 @@ export class DerivationLog {
   readonly path: string;
   readonly tail: string[] = [];
   private stream: WriteStream | undefined;
+  private failed = false;
 
   constructor(dir: string, drvPath: string) {
     this.path = join(dir, `${basename(drvPath, ".drv")}.log`);
@@ -16,12 +17,25 @@ export class DerivationLog {
 
   /** Starts an attempt's section of the log (the file is replaced on the first attempt). */
   async begin(attempt: number, builder: string): Promise<void> {
-    if (!this.stream) {
-      await mkdir(join(this.path, ".."), { recursive: true, mode: 0o700 });
-      this.stream = createWriteStream(this.path, { flags: "w", mode: 0o600 });
+    if (!this.stream && !this.failed) {
+      // A log that cannot be written (disk full, permissions) costs the file, never the build.
+      try {
+        await mkdir(join(this.path, ".."), { recursive: true, mode: 0o700 });
+        const stream = createWriteStream(this.path, { flags: "w", mode: 0o600 });
+        stream.on("error", () => this.fail());
+        this.stream = stream;
+      } catch {
+        this.fail();
+      }
     }
-    this.stream.write(`# nixpool: attempt ${attempt} on ${builder}, ${new Date().toISOString()}\n`);
+    this.stream?.write(`# nixpool: attempt ${attempt} on ${builder}, ${new Date().toISOString()}\n`);
     this.tail.length = 0;
+  }
+
+  private fail(): void {
+    this.failed = true;
+    this.stream?.destroy();
+    this.stream = undefined;
   }
 
   line(text: string): void {
