@@ -1,11 +1,9 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Help } from "commander";
 import { ExitCode, isNixpoolError } from "../core/errors.js";
 import { redact, redactForTerminal } from "../core/redact.js";
-import { Context, type BuilderSourceReader, type GlobalFlags } from "./context.js";
-import { readPoolBuilders } from "../providers/local/records.js";
-import { readWorkerBuilders } from "../providers/hetzner/records.js";
-import { commandModules } from "./commands.js";
+import type { BuilderSourceReader, Context, GlobalFlags } from "./context.js";
+import { COMMANDS, commandNameOf } from "./commands.js";
 import { joinNixArgPairs } from "./nix-args.js";
 
 /** nixpool's version, from its package.json (dist/cli/ and src/cli/ are both two levels down). */
@@ -17,14 +15,20 @@ function packageVersion(): string {
 }
 
 /** Builders beyond the inventory: the local pool and rented workers, read from the state directory. */
-const BUILDER_SOURCES: readonly BuilderSourceReader[] = [readPoolBuilders, readWorkerBuilders];
+const BUILDER_SOURCES: readonly BuilderSourceReader[] = [
+  async (stateDir) => (await import("../providers/local/records.js")).readPoolBuilders(stateDir),
+  async (stateDir) => (await import("../providers/hetzner/records.js")).readWorkerBuilders(stateDir),
+];
 
 const HELP_FOOTER = `
 Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 partial (some builders or entries failed), 130 interrupted.
 Every command that prints a table takes --json. Documentation: README.md and docs/ (start with nixpool local up).`;
 
-/** Builds the commander program; each command module adds its subcommands. */
-export function buildProgram(): Command {
+/**
+ * Builds the commander program for `argv`: the command it runs is loaded and registered in
+ * full; every other command is a stub that only lists itself in `nixpool --help`.
+ */
+export async function buildProgram(argv: readonly string[]): Promise<Command> {
   const program = new Command("nixpool")
     .description("Remote Nix builders made easy, fast and safe.")
     .version(packageVersion())
@@ -39,8 +43,22 @@ export function buildProgram(): Command {
     .addHelpText("after", HELP_FOOTER)
     .showHelpAfterError()
     .exitOverride();
-  const context = () => new Context(program.opts<GlobalFlags>(), BUILDER_SOURCES);
-  for (const register of commandModules) register(program, context);
+  const stubTerms = new Map<Command, string>();
+  program.configureHelp({
+    subcommandTerm(this: Help, cmd: Command): string {
+      return stubTerms.get(cmd) ?? Help.prototype.subcommandTerm.call(this, cmd);
+    },
+  });
+  const chosen = COMMANDS.find((c) => c.name === commandNameOf(argv));
+  const loaded = chosen && (await Promise.all([import("./context.js"), chosen.load()]));
+  const context = (): Context => {
+    if (!loaded) throw new Error("a command asked for its context before it was loaded");
+    return new loaded[0].Context(program.opts<GlobalFlags>(), BUILDER_SOURCES);
+  };
+  for (const c of COMMANDS) {
+    if (c === chosen && loaded) loaded[1](program, context);
+    else stubTerms.set(program.command(c.name).description(c.description), c.term);
+  }
   return program;
 }
 
@@ -56,7 +74,7 @@ function describeCause(e: unknown): string[] {
 
 /** Runs the CLI and returns the exit code (see docs/exit-codes.md). */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(joinNixArgPairs(argv));
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
     await program.parseAsync(joinNixArgPairs(argv));
