@@ -248,9 +248,19 @@ class Dispatch {
 
   private lost(link: BuilderLink, reason: string): void {
     if (this.fatal) return;
+    const done = [...this.scheduler.nodes].filter(([, s]) => s.status === "done").map(([d]) => d);
     this.scheduler.builderDown(link.name, reason, this.now());
     this.emit({ kind: "builder-down", builder: link.name, reason });
+    // Built, but its outputs were only there: built again, and --json says why.
+    for (const drv of done) {
+      if (this.scheduler.state(drv).status === "done" || !this.records.has(drv)) continue;
+      const rec = this.record(drv);
+      const why = `its outputs were lost with builder ${link.name} (${reason})`;
+      rec.retries.push({ builder: link.name, reason: why });
+      this.emit({ kind: "retry", name: rec.name, builder: link.name, reason: why });
+    }
     this.recordNeeded();
+    this.syncRecords();
     this.wake();
   }
 

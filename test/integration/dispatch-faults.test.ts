@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
@@ -162,6 +162,49 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
       }, "nixpool-fault-");
     } finally {
       await pool.cleanup();
+    }
+  });
+
+  test("a builder killed while its root output streams here: built again elsewhere and copied back", async () => {
+    const pool = await startTestPool(2, 1);
+    let out: string | undefined;
+    try {
+      await withTempDir(async (dir) => {
+        const mark = randomBytes(6).toString("hex");
+        const args = ["-A", "big", "--arg", "n", "400", "--argstr", "seed", mark, "--json", "--no-out-link"];
+        const child = startBuild(pool, dir, args, mark);
+        // Whichever host builds big: once this machine's store has read 20 MB of it, kill that host.
+        const dd = async () => {
+          for (const h of pool.pool.hosts)
+            if ((await commandLines(await netnsPids(h.netns))).some((c) => c.startsWith("/bin/dd"))) return h;
+          return undefined;
+        };
+        let host = await dd();
+        while (!host) host = (await sleep(20), await dd());
+        const importing = async () => {
+          for (const p of await processesMarked(MARK, mark)) {
+            if (!p.cmd.startsWith("nix-store --serve")) continue;
+            const io = await readFile(`/proc/${p.pid}/io`, "utf8").catch(() => "");
+            if (Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) > 20e6) return true;
+          }
+          return false;
+        };
+        const deadline = Date.now() + 120_000;
+        while (!(await importing()) && Date.now() < deadline) await sleep(20);
+        assert.ok((await killNetns(host.netns)) > 0);
+        const r = await child;
+        assert.equal(r.exitCode, 0, `${r.stderr}${r.stdout}`);
+        const j = JSON.parse(r.stdout) as { outputs: string[]; derivations: DrvJson[] };
+        out = j.outputs[0];
+        const big = j.derivations.find((d) => d.name === "big");
+        assert.equal(big?.status, "built");
+        assert.notEqual(big?.builder, host.name, "built again on the other builder");
+        assert.match(big?.retries[0]?.reason ?? "", new RegExp(host.name));
+        assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+      if (out) await execa("nix-store", ["--delete", out], { reject: false });
     }
   });
 
