@@ -2,6 +2,9 @@ import type { Builder } from "../core/builder.js";
 import { StorePlace } from "./store-place.js";
 import type { DispatchSession, OpenSession, SessionSshCause } from "./store-session.js";
 
+/** Slot sessions opening at once, per builder (see openSlot). */
+const OPENING_AT_ONCE = 8;
+
 /**
  * nixpool's connections to one builder for one build: a transfer session (queries, downloads)
  * opened first, then one session per job slot (uploads and builds), all long-lived. Any session
@@ -15,6 +18,8 @@ export class BuilderLink {
   private readonly logTargets = new Map<number, (line: string) => void>();
   private ending = false;
   private onSlot: ((open: number) => void) | undefined;
+  private readonly toOpen: number[] = [];
+  private openingNow = 0;
   lostReason: string | undefined;
   /** What ssh said when the link was lost, if it said anything it knows. */
   lostCause: SessionSshCause | undefined;
@@ -54,23 +59,46 @@ export class BuilderLink {
     }
   }
 
+  /**
+   * Queues the opening of slot `i`. At most OPENING_AT_ONCE slot sessions (plus the transfer
+   * session) are unauthenticated at a time: sshd's default `MaxStartups 10:30:100` drops
+   * connections beyond 10, and a builder with 16 jobs was lost on every build.
+   */
   private openSlot(i: number): void {
+    this.toOpen.push(i);
+    this.openNext();
+  }
+
+  private openNext(): void {
+    while (this.openingNow < OPENING_AT_ONCE && this.toOpen.length > 0 && !this.ending) {
+      const i = this.toOpen.shift() as number;
+      this.openingNow++;
+      this.startOpening(i);
+    }
+  }
+
+  private startOpening(i: number): void {
     this.openSession({
       builder: this.builder,
       onStderrLine: (line) => this.logTargets.get(i)?.(line),
       onClose: (why, ssh) => this.lose(why, ssh),
-    }).then(
-      (s) => {
-        if (this.ending) {
-          s.kill();
-          return;
-        }
-        this.slotSessions[i] = s;
-        this.busy.delete(i);
-        this.onSlot?.(this.openSlots);
-      },
-      (e: unknown) => this.lose(e instanceof Error ? e.message : String(e)),
-    );
+    })
+      .then(
+        (s) => {
+          if (this.ending) {
+            s.kill();
+            return;
+          }
+          this.slotSessions[i] = s;
+          this.busy.delete(i);
+          this.onSlot?.(this.openSlots);
+        },
+        (e: unknown) => this.lose(e instanceof Error ? e.message : String(e)),
+      )
+      .finally(() => {
+        this.openingNow--;
+        this.openNext();
+      });
   }
 
   /** A free, open slot session, lent until `releaseSlot`; its build log goes to `log`. */

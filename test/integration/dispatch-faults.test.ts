@@ -208,6 +208,32 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
     }
   });
 
+  test("a builder with 16 jobs behind sshd's default MaxStartups (10:30:100) opens every slot", async () => {
+    const pool = await startTestPool(1, 16);
+    try {
+      await withTempDir(async (dir) => {
+        const h = pool.pool.hosts[0]!;
+        const config = await readFile(h.sshdConfigPath, "utf8");
+        assert.match(config, /^MaxStartups /m);
+        await writeFile(h.sshdConfigPath, config.replace(/^MaxStartups .*$/m, "MaxStartups 10:30:100"));
+        process.kill(h.sshdPid, "SIGHUP"); // sshd re-reads its config
+        await sleep(1000);
+        const mark = randomBytes(6).toString("hex");
+        const r = await startBuild(pool, dir, [...graphArgs(16, 1), "--json", "--no-out-link"], mark);
+        assert.equal(r.exitCode, 0, `${r.stderr}${r.stdout}`);
+        const j = JSON.parse(r.stdout) as { derivations: DrvJson[] };
+        assert.equal(j.derivations.length, 17);
+        assert.deepEqual(
+          j.derivations.filter((d) => d.retries.length > 0),
+          [],
+          "no session was refused",
+        );
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+
   test("every builder dead: a clear error naming them, exit 1, nothing left running", async () => {
     const pool = await startTestPool(2, 1);
     try {
