@@ -2,11 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../../src/core/builder.js";
 import { sampleBuilder } from "../../helpers/builders.js";
-import {
-  judgeBuilder,
-  remoteStoreKind,
-  type BuilderProbe,
-} from "../../../src/core/doctor/builder-verdicts.js";
+import { judgeBuilder, type BuilderProbe } from "../../../src/core/doctor/builder-verdicts.js";
+import { remoteStoreKind } from "../../../src/core/doctor/remote-verdicts.js";
 import {
   judgeLocal,
   localStoreKind,
