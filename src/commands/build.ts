@@ -121,11 +121,10 @@ export const registerBuild: RegisterCommands = (program, context) => {
     .action(async (file: string, opts: BuildFlags) => {
       const ctx = context();
       const copyBack = parseCopyBack(opts.copyBack);
-      const choice = chooseDispatcher(
-        opts.dispatcher,
-        isDaemonBuilding(await probeStoreFacts(process.env)),
-        process.getuid?.() ?? 0,
-      );
+      const uid = process.getuid?.() ?? 0;
+      // Root writes the store whoever serves it: no need to ask Nix (nix show-config) which store that is.
+      const daemonOwnsStore = uid !== 0 && isDaemonBuilding(await probeStoreFacts(process.env));
+      const choice = chooseDispatcher(opts.dispatcher, daemonOwnsStore, uid);
       const controller = new AbortController();
       const untrap = trapSignals(controller);
       const args = [...(opts.arg ?? []), ...(opts.argstr ?? [])];

@@ -20,6 +20,8 @@ export class BuilderLink {
   private onSlot: ((open: number) => void) | undefined;
   private readonly toOpen: number[] = [];
   private openingNow = 0;
+  /** Ends sessions still connecting when the link is closed or killed. */
+  private readonly stop = new AbortController();
   lostReason: string | undefined;
   /** What ssh said when the link was lost, if it said anything it knows. */
   lostCause: SessionSshCause | undefined;
@@ -43,11 +45,18 @@ export class BuilderLink {
 
   /** Opens the transfer session; rejects with the reason the builder cannot be used. */
   async connect(): Promise<void> {
-    this.transfer = await this.openSession({
+    const s = await this.openSession({
       builder: this.builder,
       onStderrLine: () => undefined,
       onClose: (why, ssh) => this.lose(why, ssh),
+      signal: this.stop.signal,
     });
+    // The build ended (or failed to evaluate) while this session was opening.
+    if (this.ending) {
+      s.kill();
+      throw new Error(this.lostReason ?? "the build ended");
+    }
+    this.transfer = s;
   }
 
   /** Opens one session per job slot in the background; `onSlot` follows each change of the open count. */
@@ -82,6 +91,7 @@ export class BuilderLink {
       builder: this.builder,
       onStderrLine: (line) => this.logTargets.get(i)?.(line),
       onClose: (why, ssh) => this.lose(why, ssh),
+      signal: this.stop.signal,
     })
       .then(
         (s) => {
@@ -143,6 +153,7 @@ export class BuilderLink {
   /** Ends every session at once (Ctrl-C, builder lost): remote builds stop with their sessions. */
   kill(): void {
     this.ending = true;
+    this.stop.abort();
     this.transfer?.kill();
     for (const s of this.slotSessions) s?.kill();
     this.place.forget();
@@ -153,5 +164,6 @@ export class BuilderLink {
     this.ending = true;
     const open = [this.transfer, ...this.slotSessions].filter((s): s is DispatchSession => s !== undefined);
     await Promise.allSettled(open.map((s) => s.close()));
+    this.stop.abort();
   }
 }

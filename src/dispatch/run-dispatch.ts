@@ -5,6 +5,7 @@ import { buildGraph, type BuildGraph, type DrvNode } from "../core/dispatch/grap
 import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/dispatch/scheduler.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { isBuildSuccess } from "../core/nix-serve/build.js";
+import { stripAnsi } from "../core/build-log.js";
 import type { NixArg } from "../adapters/nix-build.js";
 import { BuilderLink } from "./builder-link.js";
 import {
@@ -99,6 +100,8 @@ class Dispatch {
   private graph!: BuildGraph;
   private drvs!: LoadedDerivations;
   private scheduler!: Scheduler;
+  /** The scheduler exists (the graph is known): link events go to it. */
+  private planning = false;
   private durations!: Durations;
   private readonly book = new RecordBook();
   private get records(): Map<string, DerivationRecord> {
@@ -118,7 +121,11 @@ class Dispatch {
   private rootOutputNames: string[] = [];
 
   constructor(private readonly req: DispatchRequest) {
-    this.local = new SessionPool(() => req.sessions.openLocal(), 4);
+    this.local = new SessionPool(
+      () => req.sessions.openLocal(),
+      4,
+      (s) => s.kill(),
+    );
     req.signal?.addEventListener("abort", () => this.abort(), { once: true });
   }
 
@@ -144,6 +151,9 @@ class Dispatch {
     const usable = this.req.builders.filter((b) => b.hostKey);
     if (usable.length === 0) throw noBuilders(this.req.builders.length);
     const signal = this.req.signal;
+    // Sessions to every builder (and one to this store) open while Nix evaluates.
+    const opening = this.openLinks(usable);
+    void this.local.with(() => Promise.resolve()).catch(() => undefined);
     const evaluated = await evaluateDerivations({
       file: this.req.file,
       attr: this.req.attr,
@@ -161,9 +171,14 @@ class Dispatch {
       ...(this.req.backoffBaseMs !== undefined ? { backoffBaseMs: this.req.backoffBaseMs } : {}),
       estimateMs: (n) => this.durations.estimate(n.name),
     });
+    this.planning = true;
+    for (const l of this.links.values()) {
+      if (l.lostReason) this.scheduler.builderDown(l.name, l.lostReason, this.now());
+      else if (l.openSlots > 0) this.scheduler.builderUp(l.name, l.openSlots);
+    }
     this.throwIfAborted();
     await this.learnLocalValidity();
-    await this.connectAll(usable);
+    await this.connectAll(opening);
     this.throwIfAborted();
     this.scheduler.plan(this.now());
     this.checkCapable(usable);
@@ -203,42 +218,56 @@ class Dispatch {
     }
   }
 
-  /** Opens every builder's transfer session at once and asks what it holds; slot sessions follow. */
-  private async connectAll(builders: readonly Builder[]): Promise<void> {
+  /** Starts every session of every builder at once; resolves as each transfer session is up (or not). */
+  private openLinks(builders: readonly Builder[]): Promise<void> {
+    const t = this.now();
+    const all = builders.map(async (b) => {
+      const link = new BuilderLink(b, this.req.sessions.openBuilder, (l, why) => this.lost(l, why));
+      this.links.set(b.name, link);
+      link.openSlotSessions((n) => {
+        if (link.lostReason || !this.planning) return;
+        this.scheduler.builderUp(b.name, n);
+        this.wake();
+      });
+      try {
+        await link.connect();
+      } catch (e) {
+        // Lost, not only killed: a link without a reason would count as still opening its slots.
+        if (!link.lostReason) link.fail(e instanceof Error ? e.message : String(e));
+      }
+    });
+    return Promise.all(all).then(() => {
+      this.stats.connectMs = this.now() - t;
+    });
+  }
+
+  /** Asks every connected builder, in one request each, which of the outputs it already holds. */
+  private async connectAll(opening: Promise<void>): Promise<void> {
+    await opening;
     const wanted = [...this.graph.nodes.values()].filter(
       (n) => !this.scheduler.state(n.drv).locations.has(LOCAL),
     );
     const outPaths = wanted.flatMap((n) => Object.values(n.outputs));
-    const t = this.now();
-    await Promise.all(builders.map((b) => this.connect(b, wanted, outPaths)));
-    this.stats.connectMs = this.now() - t;
+    await Promise.all(
+      [...this.links.values()]
+        .filter((l) => !l.lostReason)
+        .map(async (link) => {
+          try {
+            const valid = new Set(
+              outPaths.length ? await (link.transfer as DispatchSession).queryValidPaths(outPaths) : [],
+            );
+            for (const p of valid) link.place.known.add(p);
+            for (const n of wanted) {
+              if (Object.values(n.outputs).every((p) => valid.has(p)))
+                this.scheduler.addLocation(n.drv, link.name);
+            }
+          } catch (e) {
+            if (!link.lostReason) link.fail(e instanceof Error ? e.message : String(e));
+          }
+        }),
+    );
     const up = [...this.links.values()].filter((l) => !l.lostReason);
     if (up.length === 0) throw this.allDown();
-  }
-
-  private async connect(b: Builder, wanted: readonly DrvNode[], outPaths: readonly string[]): Promise<void> {
-    const link = new BuilderLink(b, this.req.sessions.openBuilder, (l, why) => this.lost(l, why));
-    this.links.set(b.name, link);
-    // Every session of the builder opens at once: slots are ready as soon as the answer is.
-    link.openSlotSessions((n) => {
-      if (link.lostReason) return;
-      this.scheduler.builderUp(b.name, n);
-      this.wake();
-    });
-    try {
-      await link.connect();
-      const valid = new Set(
-        outPaths.length ? await (link.transfer as DispatchSession).queryValidPaths(outPaths) : [],
-      );
-      for (const p of valid) link.place.known.add(p);
-      for (const n of wanted) {
-        if (Object.values(n.outputs).every((p) => valid.has(p))) this.scheduler.addLocation(n.drv, b.name);
-      }
-    } catch (e) {
-      // Lost, not only killed: a link without a reason would count as still opening its slots.
-      if (!link.lostReason) link.fail(e instanceof Error ? e.message : String(e));
-      return;
-    }
   }
 
   /** Builders still opening slot sessions: more slots may come. */
@@ -248,9 +277,11 @@ class Dispatch {
 
   private lost(link: BuilderLink, reason: string): void {
     if (this.fatal) return;
+    this.emit({ kind: "builder-down", builder: link.name, reason });
+    // Lost before the graph is known: the scheduler hears of it when it is made.
+    if (!this.planning) return;
     const done = [...this.scheduler.nodes].filter(([, s]) => s.status === "done").map(([d]) => d);
     this.scheduler.builderDown(link.name, reason, this.now());
-    this.emit({ kind: "builder-down", builder: link.name, reason });
     // Built, but its outputs were only there: built again, and --json says why.
     for (const drv of done) {
       if (this.scheduler.state(drv).status === "done" || !this.records.has(drv)) continue;
@@ -341,7 +372,8 @@ class Dispatch {
         this.maybeDownload(a.drv);
       } else {
         const transient = result.statusName === "TransientFailure" || result.statusName === "MiscFailure";
-        const msg = result.errorMsg.trim().split("\n").filter(Boolean).slice(-1)[0] ?? result.statusName;
+        const msg =
+          stripAnsi(result.errorMsg).trim().split("\n").filter(Boolean).slice(-1)[0] ?? result.statusName;
         this.finish(a.drv, {
           kind: "failed",
           transient,
@@ -571,7 +603,7 @@ class Dispatch {
 
   /** Closes every session: cleanly after success, at once after a failure or Ctrl-C. */
   async shutdown(): Promise<void> {
-    const hard = this.fatal !== undefined || this.scheduler?.stopping;
+    const hard = this.fatal !== undefined || (this.planning && this.scheduler.stopping);
     await Promise.allSettled(
       [...this.links.values()].map((l) => (hard ? Promise.resolve(l.kill()) : l.close())),
     );

@@ -57,7 +57,7 @@ export function serveSessions(sshConfig: string, signal?: AbortSignal) {
           why.sshFailure ? { failure: why.sshFailure, stderr: why.stderrTail.join("\n") } : undefined,
         );
       },
-      ...(signal ? { signal } : {}),
+      signal: signal ? AbortSignal.any([signal, o.signal]) : o.signal,
     }).catch((e: unknown) => {
       // A session that never opened: report why in ssh's terms, as a lost one would be.
       const d = (e as { details?: { sshFailure?: SshFailure; stderr?: string[] } }).details;

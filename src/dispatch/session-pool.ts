@@ -14,6 +14,8 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
   constructor(
     private readonly open: () => Promise<S>,
     private readonly max: number,
+    /** Ends a session that finished opening after the pool was drained. */
+    private readonly discard: (s: S) => void,
   ) {}
 
   /** Runs `use` with a session of its own. */
@@ -40,6 +42,10 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     this.opened++;
     try {
       const fresh = await this.open();
+      if (this.closed) {
+        this.discard(fresh);
+        throw new Error("session pool closed");
+      }
       this.all.push(fresh);
       return fresh;
     } catch (e) {

@@ -19,6 +19,8 @@ export interface OpenSessionOptions {
   onStderrLine: (line: string) => void;
   /** Called once if the session ends other than by close()/kill(), with the reason (and what ssh said). */
   onClose: (reason: string, ssh?: SessionSshCause) => void;
+  /** Aborting kills the session, even one still connecting. */
+  signal: AbortSignal;
 }
 
 export type OpenSession = (options: OpenSessionOptions) => Promise<DispatchSession>;

@@ -9,7 +9,11 @@ interface Plain {
 
 test("a session that ended while lent is never lent again; a fresh one takes its place", async () => {
   let n = 0;
-  const pool = new SessionPool<Plain>(() => Promise.resolve({ id: ++n, isClosed: false }), 1);
+  const pool = new SessionPool<Plain>(
+    () => Promise.resolve({ id: ++n, isClosed: false }),
+    1,
+    () => assert.fail("nothing to discard"),
+  );
   await pool.with((s) => {
     assert.equal(s.id, 1);
     s.isClosed = true; // a transfer into it was cut
@@ -39,7 +43,11 @@ test("a session that ended while lent is never lent again; a fresh one takes its
 
 test("after drain, a session that ends while others wait is not replaced: the waiters fail", async () => {
   let n = 0;
-  const pool = new SessionPool<Plain>(() => Promise.resolve({ id: ++n, isClosed: false }), 1);
+  const pool = new SessionPool<Plain>(
+    () => Promise.resolve({ id: ++n, isClosed: false }),
+    1,
+    () => assert.fail("nothing to discard"),
+  );
   let release!: () => void;
   const first = pool.with(
     (s) =>
@@ -57,4 +65,20 @@ test("after drain, a session that ends while others wait is not replaced: the wa
   await first;
   await assert.rejects(waiting, /session pool closed/);
   assert.equal(n, 1, "no session opened after drain");
+});
+
+test("a session that finishes opening after drain is discarded, never lent or kept", async () => {
+  let open!: (s: Plain) => void;
+  const discarded: number[] = [];
+  const pool = new SessionPool<Plain>(
+    () => new Promise<Plain>((resolve) => (open = resolve)),
+    1,
+    (s) => discarded.push(s.id),
+  );
+  const user = pool.with((s) => Promise.resolve(s.id));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(pool.drain(), [], "still opening: nothing to close yet");
+  open({ id: 7, isClosed: false });
+  await assert.rejects(user, /session pool closed/);
+  assert.deepEqual(discarded, [7]);
 });
