@@ -21,6 +21,7 @@ import { evaluateDerivations } from "./evaluate.js";
 import { createOutLinks, outLinkNames } from "./out-links.js";
 import { SessionPool } from "./session-pool.js";
 import { StorePlace } from "./store-place.js";
+import { Requeue, StoreTransfers } from "./store-transfers.js";
 import { RecordBook } from "./dispatch-records.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
 import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
@@ -77,9 +78,6 @@ export interface DispatchResult {
     maxRssMb: number;
   };
 }
-
-/** Raised inside an attempt when it must be tried again without blaming its builder. */
-class Requeue extends Error {}
 
 /**
  * nixpool's own dispatcher for one build: evaluates, reads the derivation graph, asks every
@@ -423,72 +421,22 @@ class Dispatch {
       if (st.status !== "idle" && !this.records.has(drv)) this.record(drv);
   }
 
-  /**
-   * Brings a derivation's inputs to the builder, sending only what it lacks: outputs that live on
-   * another builder stream straight from that builder (through this process, not this store),
-   * everything else comes from this machine's store.
-   */
-  private async ensureInputs(node: DrvNode, link: BuilderLink, session: DispatchSession): Promise<void> {
-    const fromOthers = new Map<BuilderLink, string[]>();
-    for (const dep of node.deps) {
-      const st = this.scheduler.state(dep);
-      if (st.locations.has(link.name) || st.locations.has(LOCAL)) continue;
-      const holder = [...st.locations].map((l) => this.links.get(l)).find((l) => l && !l.lostReason);
-      if (!holder)
-        throw new Requeue(`the outputs of ${this.scheduler.node(dep).name} are on no reachable builder`);
-      fromOthers.set(holder, [...(fromOthers.get(holder) ?? []), dep]);
-    }
-    for (const [holder, deps] of fromOthers) await this.sendBetweenBuilders(holder, link, session, deps);
-    const send = node.inputPaths.filter((p) => !link.place.known.has(p));
-    if (send.length === 0) return;
-    const closure = await this.local.with((s) => s.queryClosure(send));
-    await link.place.ensure(
-      closure,
-      (q) => session.queryValidPaths(q),
-      (paths) => this.local.with((l) => this.req.sessions.transfer(l, session, paths)),
+  private ensureInputs(node: DrvNode, link: BuilderLink, session: DispatchSession): Promise<void> {
+    return this.transfers().ensureInputs(node, link, session);
+  }
+
+  private fetchToLocal(drv: string, holder: BuilderLink): Promise<void> {
+    return this.transfers().fetchToLocal(drv, holder);
+  }
+
+  private transfers(): StoreTransfers {
+    return new StoreTransfers(
+      this.scheduler,
+      this.links,
+      this.local,
+      this.localPlace,
+      this.req.sessions.transfer,
     );
-  }
-
-  /** Streams derivations' outputs (with what they reference) from one builder to another. */
-  private async sendBetweenBuilders(
-    holder: BuilderLink,
-    link: BuilderLink,
-    session: DispatchSession,
-    deps: readonly string[],
-  ): Promise<void> {
-    const from = holder.transfer as DispatchSession;
-    const outs = deps.flatMap((d) => Object.values(this.scheduler.node(d).outputs));
-    try {
-      const closure = await from.queryClosure(outs);
-      await link.place.ensure(
-        closure,
-        (q) => session.queryValidPaths(q),
-        (paths) => this.req.sessions.transfer(from, session, paths),
-      );
-    } catch (e) {
-      if (holder.lostReason && !link.lostReason)
-        throw new Requeue(`builder ${holder.name} was lost while sending inputs`);
-      throw e;
-    }
-    for (const d of deps) this.scheduler.addLocation(d, link.name);
-  }
-
-  /** Copies a derivation's outputs (with their closure) from a builder into this machine's store. */
-  private async fetchToLocal(drv: string, holder: BuilderLink): Promise<void> {
-    const outs = Object.values(this.scheduler.node(drv).outputs);
-    const from = holder.transfer as DispatchSession;
-    try {
-      const closure = await from.queryClosure(outs);
-      await this.localPlace.ensure(
-        closure,
-        (q) => this.local.with((s) => s.queryValidPaths(q)),
-        (paths) => this.local.with((l) => this.req.sessions.transfer(from, l, paths)),
-      );
-    } catch (e) {
-      if (holder.lostReason) throw new Requeue(`builder ${holder.name} was lost while sending outputs`);
-      throw e;
-    }
-    this.scheduler.addLocation(drv, LOCAL);
   }
 
   /** Outputs the user asked for (or every output with --copy-back all) come home as soon as they exist. */

@@ -86,7 +86,6 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
       assert.ok(d.startedAt && d.finishedAt && Date.parse(d.finishedAt) >= Date.parse(d.startedAt));
       assert.ok(d.buildMs >= 0 && d.uploadMs >= 0 && d.queuedMs >= 0);
     }
-    assert.equal(new Set(j.derivations.map((d) => d.builder)).size, 2, "both builders were used");
     const out = await readlink(link);
     assert.deepEqual(j.outputs, [out]);
     assert.equal((await readFile(out, "utf8")).trim().split("\n").length, 6);

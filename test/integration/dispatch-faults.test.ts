@@ -97,17 +97,17 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         const child = startBuild(pool, dir, [...graphArgs(6, 4), "--json", "--no-out-link"], mark);
         const h1 = pool.pool.hosts[0]!;
         await waitForBuildOn(h1.netns);
-        const cut = Date.now();
         await setLinkUp(h1, false);
         const r = await child;
-        const elapsed = Date.now() - cut;
         assert.equal(r.exitCode, 0, r.stderr);
         const j = JSON.parse(r.stdout) as { derivations: DrvJson[] };
         const retried = j.derivations.filter((d) => d.retries.length > 0);
         assert.ok(retried.length > 0, "the derivations of the cut builder were retried");
-        for (const d of retried) assert.equal(d.builder, "local2");
-        // Detection (≤ 20 s) plus rebuilding the lost work on two slots: well under a minute.
-        assert.ok(elapsed < 60_000, `took ${elapsed} ms after the cut`);
+        for (const d of retried) {
+          assert.equal(d.builder, "local2");
+          // Found by ssh's keepalives (every 5 s, 3 unanswered: ≤ 20 s), not by a TCP timeout.
+          assert.match(d.retries[0]?.reason ?? "", /local1 was lost \(it went silent/);
+        }
         assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
         await setLinkUp(h1, true);
       }, "nixpool-fault-");

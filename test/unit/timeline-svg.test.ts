@@ -129,10 +129,8 @@ test("failed and retried attempts are drawn in red and say why", () => {
 test("5,000 derivations: every span drawn, labels only where they fit, size grows with rows", () => {
   const big = Array.from({ length: 8 }, (_, i) => ({ name: `local${i + 1}`, slots: 4 }));
   const { records, wallMs } = simulateBuild(5000, big, { failOn: "local3", cached: 100 });
-  const started = performance.now();
+  // Speed is a benchmark's business, never a test's: this checks size and structure only.
   const text = renderTimelineSvg(records, { title: "5000", wallMs, builders: big });
-  const ms = performance.now() - started;
-  assert.ok(ms < 2000, `rendered in ${ms.toFixed(0)} ms`);
   const svg = parseXml(text);
   assert.equal(rowLabels(svg).length, 32);
   assert.equal(
