@@ -3,7 +3,7 @@ import { configError } from "../core/errors.js";
 import { registerSecret } from "../core/redact.js";
 import type { RegisterCommands } from "../cli/commands.js";
 import { parseNumberFlag } from "../core/number-flag.js";
-import { noBooter, type ServerBooter } from "../emulator/hetzner/app.js";
+import { noBooter, type ServerBooter } from "../emulator/hetzner/booter.js";
 import { startHetznerEmulator } from "../emulator/hetzner/serve.js";
 import { statePaths } from "../config/state-paths.js";
 

@@ -2,7 +2,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
 import { readHostRecord } from "../../providers/local/records.js";
-import type { ServerBooter } from "./app.js";
+import type { ServerBooter } from "./booter.js";
 
 /** nix.conf keys a server's user_data may not override on a host that shares this kernel and has no network. */
 const RESERVED_NIX_KEYS = new Set(["build-users-group", "substituters", "trusted-substituters", "sandbox"]);

@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { createHetznerEmulator, type EmulatorOptions, type HetznerEmulator } from "./app.js";
+import { createHetznerEmulator, type HetznerEmulator } from "./app.js";
+import type { EmulatorOptions } from "./state.js";
 
 export interface RunningEmulator {
   /** Base URL of the API, e.g. http://127.0.0.1:PORT/v1 (what HCLOUD_ENDPOINT takes). */
