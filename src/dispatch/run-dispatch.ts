@@ -441,6 +441,8 @@ class Dispatch {
 
   /** Outputs the user asked for (or every output with --copy-back all) come home as soon as they exist. */
   private maybeDownload(drv: string): void {
+    // The build is ending (Ctrl-C, a failed copy): a new try would fail at once, and again, for ever.
+    if (this.fatal) return;
     const s = this.scheduler.state(drv);
     const wanted = this.graph.roots.includes(drv) || (this.req.copyBack === "all" && s.outcome === "built");
     if (!wanted || s.status !== "done" || s.locations.has(LOCAL) || this.downloading.has(drv)) return;

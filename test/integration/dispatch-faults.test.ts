@@ -48,6 +48,16 @@ async function sleepsIn(netns: string): Promise<string[]> {
   );
 }
 
+/** Whether this machine's store (a `nix-store --serve` the build started) has read 20 MB of an import. */
+async function importing(mark: string): Promise<boolean> {
+  for (const p of await processesMarked(MARK, mark)) {
+    if (!p.cmd.startsWith("nix-store --serve")) continue;
+    const io = await readFile(`/proc/${p.pid}/io`, "utf8").catch(() => "");
+    if (Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) > 20e6) return true;
+  }
+  return false;
+}
+
 const graphArgs = (n: number, secs: number) => [
   "-A",
   "graph",
@@ -181,16 +191,8 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         };
         let host = await dd();
         while (!host) host = (await sleep(20), await dd());
-        const importing = async () => {
-          for (const p of await processesMarked(MARK, mark)) {
-            if (!p.cmd.startsWith("nix-store --serve")) continue;
-            const io = await readFile(`/proc/${p.pid}/io`, "utf8").catch(() => "");
-            if (Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) > 20e6) return true;
-          }
-          return false;
-        };
         const deadline = Date.now() + 120_000;
-        while (!(await importing()) && Date.now() < deadline) await sleep(20);
+        while (!(await importing(mark)) && Date.now() < deadline) await sleep(20);
         assert.ok((await killNetns(host.netns)) > 0);
         const r = await child;
         assert.equal(r.exitCode, 0, `${r.stderr}${r.stdout}`);
@@ -247,6 +249,30 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         assert.match(r.stderr, /error: No capable builder is reachable: local1 \(.+\), local2 \(.+\)\./);
         assert.match(r.stderr, /hint: .*nixpool doctor/);
         assert.deepEqual(await processesMarked(MARK, mark), []);
+      }, "nixpool-fault-");
+    } finally {
+      await pool.cleanup();
+    }
+  });
+
+  test("Ctrl-C while an output streams here: exit 130, nothing left running, nothing half-imported", async () => {
+    const pool = await startTestPool(1, 1);
+    try {
+      await withTempDir(async (dir) => {
+        const mark = randomBytes(6).toString("hex");
+        const args = ["-A", "big", "--arg", "n", "400", "--argstr", "seed", mark, "--json", "--no-out-link"];
+        const child = startBuild(pool, dir, args, mark);
+        const deadline = Date.now() + 120_000;
+        while (!(await importing(mark)) && Date.now() < deadline) await sleep(20);
+        child.kill("SIGINT");
+        const r = await child;
+        assert.equal(r.exitCode, 130, `${r.stderr} ${r.signal} ${r.timedOut} ${r.stdout.slice(0, 300)}`);
+        assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, "INTERRUPTED");
+        assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
+        const h = pool.pool.hosts[0]!;
+        const deadlineHost = Date.now() + 10_000;
+        while ((await sleepsIn(h.netns)).length > 0 && Date.now() < deadlineHost) await sleep(200);
+        assert.deepEqual(await sleepsIn(h.netns), [], "no serve session left on the builder");
       }, "nixpool-fault-");
     } finally {
       await pool.cleanup();
