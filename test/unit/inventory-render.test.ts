@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { parse } from "smol-toml";
-import { parseInventory } from "../../src/config/load.js";
+import { parseInventory } from "../../src/config/inventory-parse.js";
 import { normaliseBuilders } from "../../src/config/schema.js";
 import type { Builder } from "../../src/core/builder.js";
 import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { parseInventory } from "../../src/config/load.js";
+import { parseInventory } from "../../src/config/inventory-parse.js";
 import { resolveStateDir } from "../../src/config/paths.js";
 import { normaliseBuilders } from "../../src/config/schema.js";
 import { isNixpoolError, type NixpoolError } from "../../src/core/errors.js";

@@ -1,59 +1,14 @@
 import { mkdir, rm } from "node:fs/promises";
-import { z } from "zod";
 import { statePaths } from "../../config/state-paths.js";
 import { readDirIfExists, readFileIfExists, writeFileAtomic } from "../../adapters/fs.js";
 import type { Builder } from "../../core/builder.js";
 import { workerCost, type PriceTable, type WorkerCost } from "../../core/cost.js";
+import type { WorkerRecord } from "./worker-record-schema.js";
 
 // A worker's local record (STATE/hetzner/workers/LEASE/worker.json): read by every command that
-// lists builders, so this module stays light (no API client).
+// lists builders, so this module stays light (no API client; zod only once a record is found).
 
-const rateSchema = z.object({
-  hourly: z.object({ net: z.number(), gross: z.number() }),
-  monthly: z.object({ net: z.number(), gross: z.number() }),
-});
-
-const workerRecordSchema = z.object({
-  version: z.literal(1),
-  lease: z.object({
-    id: z.string().regex(/^[0-9a-f]{10}$/),
-    name: z.string(),
-    serverName: z.string(),
-    owner: z.string(),
-    provider: z.literal("hetzner"),
-    createdAt: z.string(),
-    expiresAt: z.string(),
-    holder: z.union([
-      z.object({ kind: z.literal("process"), pid: z.number(), host: z.string() }),
-      z.object({ kind: z.literal("user") }),
-    ]),
-  }),
-  endpoint: z.string(),
-  type: z.string(),
-  location: z.string(),
-  image: z.string(),
-  cores: z.number(),
-  memory: z.number(),
-  system: z.string(),
-  prices: z.object({
-    source: z.enum(["api", "fallback"]),
-    date: z.string(),
-    currency: z.string(),
-    server: rateSchema,
-    ipv4: rateSchema.nullable(),
-  }),
-  serverId: z.number().nullable(),
-  serverCreatedAt: z.string().nullable(),
-  ipv4: z.ipv4().nullable(),
-  sshKeyId: z.number().nullable(),
-  hostKeyPub: z.string(),
-  loginKeyPath: z.string(),
-  status: z.enum(["creating", "booting", "ready", "deleting"]),
-  readyAt: z.string().nullable(),
-});
-
-/** A worker as recorded in STATE/hetzner/workers/LEASE/worker.json: the lease plus what was rented. */
-export type WorkerRecord = z.infer<typeof workerRecordSchema>;
+export type { WorkerRecord };
 
 /** Progress and warnings for the user (stderr). */
 export type Log = (line: string) => void;
@@ -81,6 +36,7 @@ export async function readRecords(stateDir: string, log?: Log): Promise<WorkerRe
     const path = recordPath(stateDir, id);
     const text = await readFileIfExists(path);
     if (text === undefined) continue;
+    const { workerRecordSchema } = await import("./worker-record-schema.js");
     let json: unknown;
     try {
       json = JSON.parse(text);

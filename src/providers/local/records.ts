@@ -1,41 +1,16 @@
-import { z } from "zod";
+import type { z } from "zod";
 import { readFileIfExists } from "../../adapters/fs.js";
 import type { Builder } from "../../core/builder.js";
 import { NixpoolError } from "../../core/errors.js";
 import { localSystem } from "../../config/load.js";
 import { localHostPaths, statePaths } from "../../config/state-paths.js";
+import type * as recordSchemas from "./record-schemas.js";
+import type { HostRecord, Pool } from "./record-schemas.js";
 
 // The local pool's records: STATE/local/pool.json and each host's DIR/host.json. Read by every
 // command that lists builders, so this module starts no process (see pool.ts and host.ts).
 
-const hostRecordSchema = z.object({
-  name: z.string().min(1),
-  dir: z.string().min(1),
-  slot: z.number().int().nonnegative(),
-  netns: z.string().min(1),
-  address: z.ipv4(),
-  hostAddress: z.ipv4(),
-  hostKeyPub: z.string().min(1),
-  sshdPid: z.number().int(),
-  storeDir: z.string().min(1),
-  nixConfPath: z.string().min(1),
-  sshdConfigPath: z.string().min(1),
-  sshdLogPath: z.string().min(1),
-  authorizedKeysPath: z.string().min(1),
-});
-
-/** A running builder host, as recorded in DIR/host.json. */
-export type HostRecord = z.infer<typeof hostRecordSchema>;
-
-const poolSchema = z.object({
-  jobs: z.number().int().positive(),
-  createdAt: z.string(),
-  clientKeyPath: z.string().min(1),
-  hosts: z.array(hostRecordSchema),
-});
-
-/** A running local pool, as recorded in STATE/local/pool.json. */
-export type Pool = z.infer<typeof poolSchema>;
+export type { HostRecord, Pool };
 
 export const poolDir = (stateDir: string) => statePaths(stateDir).localPool.dir;
 export const poolFile = (stateDir: string) => statePaths(stateDir).localPool.poolFile;
@@ -45,9 +20,14 @@ export const hostsDir = (stateDir: string) => statePaths(stateDir).localPool.hos
  * Reads and validates a JSON record: undefined when the file does not exist, STATE_RECORD_INVALID
  * when it is not what nixpool wrote (any other read error, such as EACCES, is thrown as is).
  */
-async function readRecord<T>(path: string, schema: z.ZodType<T>, what: string): Promise<T | undefined> {
+async function readRecord<T>(
+  path: string,
+  schemaOf: (schemas: typeof recordSchemas) => z.ZodType<T>,
+  what: string,
+): Promise<T | undefined> {
   const text = await readFileIfExists(path);
   if (text === undefined) return undefined;
+  const schema = schemaOf(await import("./record-schemas.js"));
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -70,12 +50,12 @@ function invalid(path: string, what: string, problem: string): NixpoolError {
 
 /** Reads the pool record, or undefined when no pool is up. */
 export function readPool(stateDir: string): Promise<Pool | undefined> {
-  return readRecord(poolFile(stateDir), poolSchema, "local pool record");
+  return readRecord(poolFile(stateDir), (s) => s.poolSchema, "local pool record");
 }
 
 /** Reads a host record written by startHost, or undefined when there is none. */
 export function readHostRecord(dir: string): Promise<HostRecord | undefined> {
-  return readRecord(localHostPaths(dir).record, hostRecordSchema, "builder host record");
+  return readRecord(localHostPaths(dir).record, (s) => s.hostRecordSchema, "builder host record");
 }
 
 /** The pool's hosts as builders of the inventory: local1…localN, ssh-ng as root, pinned keys. */
