@@ -3,6 +3,26 @@ import { dirname } from "node:path";
 import { NixpoolError } from "../core/errors.js";
 import { isProcessAlive } from "../adapters/process-alive.js";
 import { readFileIfExists } from "../adapters/fs.js";
+import { waitFor } from "../adapters/wait-for.js";
+
+/** One try at the lock: true when it is ours now, else the pid that holds it (0 when unreadable). */
+async function tryLock(lockFile: string): Promise<true | number> {
+  for (;;) {
+    try {
+      const fh = await open(lockFile, "wx", 0o644);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = Number(((await readFileIfExists(lockFile)) ?? "").trim());
+      if (!Number.isInteger(pid) || pid <= 0) return 0;
+      if (isProcessAlive(pid)) return pid;
+      // Left by a dead process: take it over at once.
+      await rm(lockFile, { force: true });
+    }
+  }
+}
 
 /**
  * Runs fn while holding an exclusive lock file (O_EXCL, holding our pid). A lock left by a dead
@@ -10,31 +30,22 @@ import { readFileIfExists } from "../adapters/fs.js";
  */
 export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
   await mkdir(dirname(lockFile), { recursive: true, mode: 0o755 });
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const fh = await open(lockFile, "wx", 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number(((await readFileIfExists(lockFile)) ?? "").trim());
-      if (Number.isInteger(pid) && pid > 0 && !isProcessAlive(pid)) {
-        await rm(lockFile, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new NixpoolError(
-          "ACCESS_LOCKED",
-          `The access state is locked by process ${pid || "?"} (${lockFile}).`,
-          {
-            hint: "Wait for the other nixpool access command to finish, then retry.",
-          },
-        );
-      }
-      await new Promise((r) => setTimeout(r, 25 + Math.random() * 50));
-    }
+  let holder = 0;
+  const taken = await waitFor(
+    async () => {
+      const r = await tryLock(lockFile);
+      if (r === true) return true;
+      holder = r;
+      return false;
+    },
+    { timeoutMs, intervalMs: 50 },
+  );
+  if (!taken) {
+    throw new NixpoolError(
+      "ACCESS_LOCKED",
+      `The access state is locked by process ${holder || "?"} (${lockFile}).`,
+      { hint: "Wait for the other nixpool access command to finish, then retry." },
+    );
   }
   try {
     return await fn();
