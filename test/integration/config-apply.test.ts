@@ -8,8 +8,7 @@ import { run } from "../../src/adapters/runner.js";
 import { SYSTEM_PATHS } from "../../src/core/nix-conf.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
-
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+import { SAMPLE_KEY as KEY } from "../helpers/builders.js";
 
 interface ApplyJson {
   root: string;

@@ -6,8 +6,7 @@ import { run } from "../../src/adapters/runner.js";
 import { parseMachinesFile } from "../../src/core/machines-parse.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { formatAsNix, nixParseMachines } from "../helpers/nix-machines.js";
-
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+import { SAMPLE_KEY as KEY } from "../helpers/builders.js";
 
 const INVENTORY = `
 [defaults]

@@ -2,17 +2,14 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chmod, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { execa } from "execa";
 import { run } from "../../src/adapters/runner.js";
 import { isProcessAlive } from "../../src/adapters/process-alive.js";
 import type { Pool } from "../../src/providers/local/records.js";
 import { asNobody, CLI, makeTempDir, runCli, withTempDir } from "../helpers/cli.js";
 import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
-
-const EXAMPLES = resolve(import.meta.dirname, "../../examples");
-const seed = () => randomBytes(8).toString("hex");
+import { EXAMPLES, freshSeed, graphArgs } from "../helpers/example-builds.js";
 
 interface BuildJson {
   outputs: string[];
@@ -76,23 +73,9 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   test("build of the example graph runs every derivation on a pool builder and returns correct outputs", async () => {
     await withTempDir(async (dir) => {
       const outLink = join(dir, "graph-result");
-      const r = await runCli(
-        stateDir,
-        [
-          "build",
-          join(EXAMPLES, "graph.nix"),
-          "--arg",
-          "n",
-          "11",
-          "--argstr",
-          "seed",
-          seed(),
-          "--out-link",
-          outLink,
-          "--json",
-        ],
-        { cwd: dir },
-      );
+      const r = await runCli(stateDir, ["build", ...graphArgs(11), "--out-link", outLink, "--json"], {
+        cwd: dir,
+      });
       assert.equal(r.exitCode, 0, r.stderr);
       const result = JSON.parse(r.stdout) as BuildJson;
       assert.equal(result.derivations.length, 12);
@@ -118,22 +101,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const roots = await run(["nix-store", "--gc", "--print-roots"]);
       assert.ok(roots.stdout.includes(`${outLink} -> ${output}`), "out-link is a GC root");
       // The human-readable report names the builder of each derivation.
-      const human = await runCli(
-        stateDir,
-        [
-          "build",
-          join(EXAMPLES, "graph.nix"),
-          "--arg",
-          "n",
-          "2",
-          "--argstr",
-          "seed",
-          seed(),
-          "-o",
-          join(dir, "r2"),
-        ],
-        { cwd: dir },
-      );
+      const human = await runCli(stateDir, ["build", ...graphArgs(2), "-o", join(dir, "r2")], { cwd: dir });
       assert.equal(human.exitCode, 0, human.stderr);
       assert.match(
         human.stdout,
@@ -148,21 +116,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
     await withTempDir(async (dir) => {
       const r = await runCli(
         stateDir,
-        [
-          "build",
-          join(EXAMPLES, "graph.nix"),
-          "--arg",
-          "n",
-          "4",
-          "--argstr",
-          "seed",
-          seed(),
-          "--builder",
-          "local2",
-          "-o",
-          join(dir, "r"),
-          "--json",
-        ],
+        ["build", ...graphArgs(4), "--builder", "local2", "-o", join(dir, "r"), "--json"],
         { cwd: dir },
       );
       assert.equal(r.exitCode, 0, r.stderr);
@@ -194,7 +148,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
           "4",
           "--argstr",
           "seed",
-          seed(),
+          freshSeed(),
           "-o",
           join(dir, "chain"),
           "--json",
@@ -214,7 +168,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
 
   test("-L prints the builders' build logs, prefixed with the derivation", async () => {
     await withTempDir(async (dir) => {
-      const marker = `log-line-${seed()}`;
+      const marker = `log-line-${freshSeed()}`;
       const file = join(dir, "talk.nix");
       await writeFile(
         file,
@@ -223,7 +177,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       );
       const r = await runCli(
         stateDir,
-        ["build", file, "--argstr", "seed", seed(), "-L", "-o", join(dir, "r")],
+        ["build", file, "--argstr", "seed", freshSeed(), "-L", "-o", join(dir, "r")],
         {
           cwd: dir,
         },
@@ -232,7 +186,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       assert.ok(r.stderr.split("\n").includes(`talker> ${marker}`), r.stderr);
       const quiet = await runCli(
         stateDir,
-        ["build", file, "--argstr", "seed", seed(), "-o", join(dir, "r2")],
+        ["build", file, "--argstr", "seed", freshSeed(), "-o", join(dir, "r2")],
         {
           cwd: dir,
         },
@@ -246,7 +200,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     test(`${sig} during a build stops nix-build and exits 130, leaving no process behind`, async () => {
       await withTempDir(async (dir) => {
-        const mark = seed();
+        const mark = freshSeed();
         const child = execa(
           "node",
           [
@@ -254,16 +208,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
             "--state-dir",
             stateDir,
             "build",
-            join(EXAMPLES, "graph.nix"),
-            "--arg",
-            "n",
-            "2",
-            "--argstr",
-            "sleep",
-            "30",
-            "--argstr",
-            "seed",
-            mark,
+            ...graphArgs(2, { seed: mark, sleep: 30 }),
             "-o",
             join(dir, "r"),
           ],
@@ -294,8 +239,8 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const file = join(dir, "broken.nix");
       await writeFile(
         file,
-        `builtins.derivation { name = "broken"; system = builtins.currentSystem; builder = "/bin/sh"; seed = "${seed()}";
-           args = [ "-c" "echo first-line; echo the-tail-line-${seed()}; exit 3" ]; }`,
+        `builtins.derivation { name = "broken"; system = builtins.currentSystem; builder = "/bin/sh"; seed = "${freshSeed()}";
+           args = [ "-c" "echo first-line; echo the-tail-line-${freshSeed()}; exit 3" ]; }`,
       );
       const r = await runCli(stateDir, ["build", file, "-o", join(dir, "r")], { cwd: dir });
       assert.equal(r.exitCode, 1);
@@ -329,20 +274,7 @@ describe("local pool and offloaded builds", { timeout: 600_000 }, () => {
       const emptyState = join(dir, "state");
       const r = await runCli(
         emptyState,
-        [
-          "--inventory",
-          inventory,
-          "build",
-          join(EXAMPLES, "graph.nix"),
-          "--arg",
-          "n",
-          "1",
-          "--argstr",
-          "seed",
-          seed(),
-          "-o",
-          join(dir, "r"),
-        ],
+        ["--inventory", inventory, "build", ...graphArgs(1), "-o", join(dir, "r")],
         { cwd: dir },
       );
       assert.notEqual(r.exitCode, 0);

@@ -2,31 +2,19 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { run } from "../../src/adapters/runner.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
 import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { graphArgs } from "../helpers/example-builds.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 
-const GRAPH = resolve(import.meta.dirname, "../../examples/graph.nix");
 const seed = () => randomBytes(6).toString("hex");
 /** `nixpool build --on hetzner` of the example graph with n leaves and a fresh seed. */
-const buildOn = (n: number, ...extra: string[]) => [
-  "build",
-  "--on",
-  "hetzner",
-  GRAPH,
-  "--arg",
-  "n",
-  String(n),
-  "--argstr",
-  "seed",
-  seed(),
-  ...extra,
-];
+const buildOn = (n: number, ...extra: string[]) => ["build", "--on", "hetzner", ...graphArgs(n), ...extra];
 
 interface EmulatorStateJson {
   servers: { id: number; name: string; status: string; labels: Record<string, string> }[];

@@ -5,24 +5,12 @@ import {
   checkPublicKeyLine,
   decodeNixBase64,
   effectiveMachine,
-  parseMachinesFile,
   parseNixUnsigned,
-  type IncludeRead,
 } from "../../src/core/machines-parse.js";
+import { SAMPLE_KEY as KEY } from "../helpers/builders.js";
+import { parseInMemory as parse } from "../helpers/machines-files.js";
 
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
 const KEY64 = Buffer.from(KEY).toString("base64");
-
-/** A parser over an in-memory file system. */
-function parse(text: string, files: Record<string, string> = {}, errors: Record<string, string> = {}) {
-  const read = (path: string): Promise<IncludeRead> => {
-    const err = errors[path];
-    if (err !== undefined) return Promise.resolve({ kind: "error", message: err });
-    const t = files[path];
-    return Promise.resolve(t === undefined ? { kind: "missing" } : { kind: "text", text: t });
-  };
-  return parseMachinesFile("/etc/nix/machines", text, { read });
-}
 
 describe("Nix 2.8 number and base64 rules", () => {
   it("accepts what string2Int<unsigned> accepts and refuses the rest", () => {

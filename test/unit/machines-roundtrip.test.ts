@@ -5,18 +5,12 @@ import { normaliseBuilders } from "../../src/config/schema.js";
 import { renderInventoryToml } from "../../src/core/inventory-render.js";
 import { renderMachinesFile } from "../../src/core/machines.js";
 import { planImport } from "../../src/core/machines-import-plan.js";
-import { effectiveMachine, parseMachinesFile, type IncludeRead } from "../../src/core/machines-parse.js";
+import { effectiveMachine, parseMachinesFile } from "../../src/core/machines-parse.js";
+import { memoryReader } from "../helpers/machines-files.js";
 import { MACHINES_CORPUS, randomMachinesFile } from "../helpers/machines-corpus.js";
 
 const SYSTEM = "x86_64-linux";
 const DIR = "/corpus";
-
-function reader(files: Record<string, string>) {
-  return (path: string): Promise<IncludeRead> => {
-    const t = files[path];
-    return Promise.resolve(t === undefined ? { kind: "missing" } : { kind: "text", text: t });
-  };
-}
 
 describe("import then render gives back an equivalent machines file", () => {
   for (const c of MACHINES_CORPUS) {
@@ -25,7 +19,7 @@ describe("import then render gives back an equivalent machines file", () => {
       const files = Object.fromEntries(
         Object.entries(c.files ?? {}).map(([k, v]) => [`${DIR}/${k}`, sub(v)]),
       );
-      const original = await parseMachinesFile(`${DIR}/machines`, sub(c.text), { read: reader(files) });
+      const original = await parseMachinesFile(`${DIR}/machines`, sub(c.text), { read: memoryReader(files) });
       assert.deepEqual(
         original.diagnostics.filter((d) => d.severity === "error"),
         [],
@@ -34,7 +28,7 @@ describe("import then render gives back an equivalent machines file", () => {
       const toml = renderInventoryToml(plan.builders, ["test"]);
       const builders = normaliseBuilders(parseInventory(toml, "nixpool.toml"), SYSTEM);
       const rendered = renderMachinesFile(builders, { uriStyle: "direct" });
-      const again = await parseMachinesFile("/rendered", rendered, { read: reader({}) });
+      const again = await parseMachinesFile("/rendered", rendered, { read: memoryReader({}) });
       assert.deepEqual(again.diagnostics, []);
 
       const kept = plan.builders.map((b) => effectiveMachine(b.machine, SYSTEM));
@@ -61,7 +55,7 @@ describe("import then render, on 300 generated machines files", () => {
   it("is equivalent every time", async () => {
     for (let seed = 1; seed <= 300; seed++) {
       const text = randomMachinesFile(seed, { invalid: false });
-      const original = await parseMachinesFile("/m", text, { read: reader({}) });
+      const original = await parseMachinesFile("/m", text, { read: memoryReader({}) });
       const errors = original.diagnostics.filter((d) => d.severity === "error");
       assert.deepEqual(errors, [], `seed ${seed}: ${JSON.stringify(text)}`);
       const plan = planImport(original);
@@ -70,7 +64,7 @@ describe("import then render, on 300 generated machines files", () => {
         SYSTEM,
       );
       const again = await parseMachinesFile("/r", renderMachinesFile(builders, { uriStyle: "direct" }), {
-        read: reader({}),
+        read: memoryReader({}),
       });
       assert.deepEqual(
         again.machines.map((m) => effectiveMachine(m, SYSTEM)),

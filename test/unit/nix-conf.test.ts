@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../src/core/builder.js";
+import { SAMPLE_KEY, sampleBuilder } from "../helpers/builders.js";
 import {
   findOverriddenSettings,
   isForeignMachinesFile,
@@ -68,23 +69,13 @@ describe("nix.conf marked block", () => {
 });
 
 describe("system config plan", () => {
-  const b: Builder = {
-    name: "b1",
-    host: "10.0.0.1",
-    port: 22,
+  const b = sampleBuilder({
     user: "root",
-    protocol: "ssh-ng",
-    systems: ["x86_64-linux"],
     maxJobs: 2,
-    speedFactor: 1,
-    supportedFeatures: [],
-    mandatoryFeatures: [],
-    hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE",
+    hostKey: SAMPLE_KEY,
     identityFile: "/root/.ssh/id",
-    tags: [],
-    trust: "trusted",
     source: "local",
-  };
+  });
 
   it("lists every file with system paths; ssh_config checks against the applied known_hosts", () => {
     const unpinned: Builder = { ...b, name: "b2", hostKey: undefined };

@@ -4,8 +4,7 @@ import { parseInventory } from "../../src/config/inventory-parse.js";
 import { resolveStateDir } from "../../src/config/paths.js";
 import { normaliseBuilders } from "../../src/config/schema.js";
 import { isNixpoolError, type NixpoolError } from "../../src/core/errors.js";
-
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE";
+import { SAMPLE_KEY as KEY } from "../helpers/builders.js";
 
 /** The error parseInventory throws for text, or a failed assertion. */
 function errorOf(text: string): NixpoolError {

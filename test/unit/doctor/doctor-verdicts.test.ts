@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Builder } from "../../../src/core/builder.js";
 import { sampleBuilder } from "../../helpers/builders.js";
+import { memoryReader } from "../../helpers/machines-files.js";
 import { judgeBuilder, type BuilderProbe } from "../../../src/core/doctor/builder-verdicts.js";
 import { remoteStoreKind } from "../../../src/core/doctor/remote-verdicts.js";
 import {
@@ -533,8 +534,7 @@ test("local builders: the doctor reads machines with Nix 2.8's parser, and fails
     "/etc/nix/machines": "nixpool-b1 x86_64-linux\n  # indented comment\n",
   };
   const parsed = await parseMachinesFile("builders setting", "@/etc/nix/machines", {
-    read: (p) =>
-      Promise.resolve(files[p] === undefined ? { kind: "missing" } : { kind: "text", text: files[p] }),
+    read: memoryReader(files),
   });
   assert.deepEqual(
     parsed.machines.map((m) => m.storeUri),
