@@ -47,6 +47,7 @@ export class BuilderLink {
   async connect(): Promise<void> {
     const s = await this.openSession({
       builder: this.builder,
+      role: { kind: "transfer" },
       onStderrLine: () => undefined,
       onClose: (why, ssh) => this.lose(why, ssh),
       signal: this.stop.signal,
@@ -89,6 +90,7 @@ export class BuilderLink {
   private startOpening(i: number): void {
     this.openSession({
       builder: this.builder,
+      role: { kind: "slot", slot: i },
       onStderrLine: (line) => this.logTargets.get(i)?.(line),
       onClose: (why, ssh) => this.lose(why, ssh),
       signal: this.stop.signal,

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { statePaths } from "../config/state-paths.js";
 import type { Builder } from "../core/builder.js";
 import { writeClientFiles, type NixArg } from "../adapters/nix-build.js";
@@ -23,19 +26,26 @@ export interface DispatchBuildRequest {
 export async function dispatchBuild(req: DispatchBuildRequest): Promise<DispatchResult> {
   const usable = req.builders.filter((b) => b.hostKey);
   const files = usable.length ? await writeClientFiles(req.stateDir, usable) : undefined;
-  return runDispatch({
-    builders: req.builders,
-    file: req.file,
-    attr: req.attr,
-    args: req.args ?? [],
-    outLink: req.outLink,
-    ...(req.signal ? { signal: req.signal } : {}),
-    keepGoing: req.keepGoing ?? false,
-    copyBack: req.copyBack ?? "needed",
-    logDir: statePaths(req.stateDir).logs.dir,
-    durationsFile: statePaths(req.stateDir).dispatch.durationsFile,
-    ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
-    ...(req.onEvent ? { onEvent: req.onEvent } : {}),
-    sessions: serveSessions(files?.sshConfig ?? "/dev/null", req.signal),
-  });
+  // ssh's control sockets for this build: a private (0700) directory with a short path, as a
+  // socket path must fit in 108 bytes; whoever can reach a socket can use the connection.
+  const muxDir = await mkdtemp(join(tmpdir(), "nixpool-ssh-"));
+  try {
+    return await runDispatch({
+      builders: req.builders,
+      file: req.file,
+      attr: req.attr,
+      args: req.args ?? [],
+      outLink: req.outLink,
+      ...(req.signal ? { signal: req.signal } : {}),
+      keepGoing: req.keepGoing ?? false,
+      copyBack: req.copyBack ?? "needed",
+      logDir: statePaths(req.stateDir).logs.dir,
+      durationsFile: statePaths(req.stateDir).dispatch.durationsFile,
+      ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
+      ...(req.onEvent ? { onEvent: req.onEvent } : {}),
+      sessions: serveSessions(files?.sshConfig ?? "/dev/null", req.signal, muxDir),
+    });
+  } finally {
+    await rm(muxDir, { recursive: true, force: true });
+  }
 }

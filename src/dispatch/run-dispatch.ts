@@ -216,19 +216,20 @@ class Dispatch {
     }
   }
 
-  /** Starts every session of every builder at once; resolves as each transfer session is up (or not). */
+  /** Connects to every builder at once; resolves as each transfer session is up (or not). */
   private openLinks(builders: readonly Builder[]): Promise<void> {
     const t = this.now();
     const all = builders.map(async (b) => {
       const link = new BuilderLink(b, this.req.sessions.openBuilder, (l, why) => this.lost(l, why));
       this.links.set(b.name, link);
-      link.openSlotSessions((n) => {
-        if (link.lostReason || !this.planning) return;
-        this.scheduler.builderUp(b.name, n);
-        this.wake();
-      });
       try {
         await link.connect();
+        // The slot sessions ride on the transfer session's ssh connection (see serve-sessions.ts).
+        link.openSlotSessions((n) => {
+          if (link.lostReason || !this.planning) return;
+          this.scheduler.builderUp(b.name, n);
+          this.wake();
+        });
       } catch (e) {
         // Lost, not only killed: a link without a reason would count as still opening its slots.
         if (!link.lostReason) link.fail(e instanceof Error ? e.message : String(e));

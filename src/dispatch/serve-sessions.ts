@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { sshAlias, type Builder } from "../core/builder.js";
 import type { SshFailure } from "../core/ssh-errors.js";
 import { ServeSession, transferPaths, type ServeCloseReason } from "../adapters/nix-serve-session.js";
@@ -10,9 +11,32 @@ import type { DispatchSession, OpenSessionOptions, TransferPaths } from "./store
 export const DISPATCH_SSH_OPTIONS = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T"];
 
 /** argv of a builder's `nix-store --serve --write` session, through nixpool's ssh_config alias. */
-export function builderServeArgv(b: Pick<Builder, "name">, sshConfig: string): string[] {
-  return ["ssh", "-F", sshConfig, ...DISPATCH_SSH_OPTIONS, sshAlias(b), "nix-store", "--serve", "--write"];
+export function builderServeArgv(
+  b: Pick<Builder, "name">,
+  sshConfig: string,
+  mux?: { controlPath: string; master: boolean },
+): string[] {
+  const share = mux
+    ? ["-o", `ControlMaster=${mux.master ? "yes" : "no"}`, "-o", `ControlPath=${mux.controlPath}`]
+    : [];
+  return [
+    "ssh",
+    "-F",
+    sshConfig,
+    ...DISPATCH_SSH_OPTIONS,
+    ...share,
+    sshAlias(b),
+    "nix-store",
+    "--serve",
+    "--write",
+  ];
 }
+
+/**
+ * Slot sessions share the transfer session's ssh connection (one key exchange and login per
+ * builder, not one per slot), up to 8 of them: sshd's default MaxSessions is 10 per connection.
+ */
+const MAX_SHARED_SLOTS = 8;
 
 /** argv of this machine's store session. */
 export const LOCAL_SERVE_ARGV = ["nix-store", "--serve", "--write"];
@@ -44,10 +68,19 @@ function unwrap(s: DispatchSession): ServeSession {
 }
 
 /** The session factories the dispatcher runs on: builders over ssh, this machine directly. */
-export function serveSessions(sshConfig: string, signal?: AbortSignal) {
+export function serveSessions(sshConfig: string, signal?: AbortSignal, muxDir?: string) {
   const openBuilder = async (o: OpenSessionOptions): Promise<DispatchSession> => {
+    const controlPath = muxDir ? join(muxDir, o.builder.name) : undefined;
+    const mux =
+      controlPath === undefined
+        ? undefined
+        : o.role.kind === "transfer"
+          ? { controlPath, master: true }
+          : o.role.slot < MAX_SHARED_SLOTS
+            ? { controlPath, master: false }
+            : undefined;
     const session = await ServeSession.open({
-      argv: builderServeArgv(o.builder, sshConfig),
+      argv: builderServeArgv(o.builder, sshConfig, mux),
       name: `builder ${o.builder.name}`,
       onStderrLine: (line) => o.onStderrLine(line),
       onClose: (why) => {

@@ -16,6 +16,8 @@ export interface DispatchSession {
 
 export interface OpenSessionOptions {
   builder: Builder;
+  /** The builder's transfer session (opened first), or its job slot number `slot` (from 0). */
+  role: { kind: "transfer" } | { kind: "slot"; slot: number };
   onStderrLine: (line: string) => void;
   /** Called once if the session ends other than by close()/kill(), with the reason (and what ssh said). */
   onClose: (reason: string, ssh?: SessionSshCause) => void;
