@@ -1,3 +1,4 @@
+import { waitFor } from "../adapters/wait-for.js";
 import type { Builder } from "../core/builder.js";
 import { StorePlace } from "./store-place.js";
 import type { DispatchSession, OpenSession, SessionSshCause } from "./store-session.js";
@@ -92,7 +93,7 @@ export class BuilderLink {
       builder: this.builder,
       role: { kind: "slot", slot: i },
       onStderrLine: (line) => this.logTargets.get(i)?.(line),
-      onClose: (why, ssh) => this.lose(why, ssh),
+      onClose: (why, ssh) => this.loseFromSlot(why, ssh),
       signal: this.stop.signal,
     })
       .then(
@@ -139,9 +140,28 @@ export class BuilderLink {
     this.busy.delete(index);
   }
 
+  /** Resolves once the builder is declared lost, or after `ms`. */
+  async lostWithin(ms: number): Promise<void> {
+    await waitFor(() => this.lostReason !== undefined, { timeoutMs: ms });
+  }
+
   /** Gives the builder up for a reason found outside its sessions (a query that failed). */
   fail(reason: string): void {
     this.lose(reason);
+  }
+
+  /**
+   * Slot sessions ride on the transfer session's ssh connection: when that connection dies, the
+   * transfer session knows why (silence, a refused key…) while a slot only sees ssh exit. A slot's
+   * loss without ssh's words waits a moment for the transfer session to say it.
+   */
+  private loseFromSlot(reason: string, ssh?: SessionSshCause): void {
+    if (this.ending) return;
+    if (ssh || !this.transfer || this.transfer.isClosed) {
+      this.lose(reason, ssh);
+      return;
+    }
+    setTimeout(() => this.lose(reason, ssh), 1500).unref();
   }
 
   private lose(reason: string, ssh?: SessionSshCause): void {

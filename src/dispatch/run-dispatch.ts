@@ -381,10 +381,14 @@ class Dispatch {
       }
     } catch (e) {
       this.span(rec, phase, link.name, slot.index + 1, t);
+      // The session's connection ended: wait a moment for the builder's verdict (the transfer
+      // session, whose ssh connection the slot shared, says why), else the slot alone died.
+      const connectionLost = e instanceof NixpoolError && e.code === "SERVE_CONNECTION_LOST";
+      if (connectionLost && !link.lostReason) await link.lostWithin(2000);
       link.releaseSlot(slot.index);
       if (link.lostReason) {
         this.finish(a.drv, { kind: "lost", message: `builder ${link.name} was lost (${link.lostReason})` });
-      } else if (e instanceof Requeue || this.fatal) {
+      } else if (e instanceof Requeue || this.fatal || connectionLost) {
         this.finish(a.drv, { kind: "lost", message: e instanceof Error ? e.message : String(e) }, false);
       } else {
         this.finish(a.drv, {

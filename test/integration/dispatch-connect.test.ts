@@ -37,14 +37,14 @@ test("a builder whose first query fails while its slots are still opening is giv
       logDir: join(dir, "logs"),
       durationsFile: join(dir, "durations.json"),
       sessions: {
-        // Slot sessions open first (the second never does), then the transfer session, whose query fails.
-        openBuilder: () => {
+        // The transfer session opens and its query fails while a slot session is still opening.
+        openBuilder: (o) => {
           opened++;
-          if (opened === 2) return new Promise<DispatchSession>(() => undefined);
-          if (opened === 3)
+          if (o.role.kind === "transfer")
             return Promise.resolve(
               session({ queryValidPaths: () => Promise.reject(new Error("bad answer")) }),
             );
+          if (o.role.slot === 1) return new Promise<DispatchSession>(() => undefined);
           return Promise.resolve(session());
         },
         openLocal: () => Promise.resolve(session()),
