@@ -22,7 +22,6 @@ const session = (over: Partial<DispatchSession> = {}): DispatchSession => ({
 
 test("a builder whose first query fails while its slots are still opening is given up, not waited for", async () => {
   await withTempDir(async (dir) => {
-    let opened = 0;
     const build = runDispatch({
       builders: [
         sampleBuilder({
@@ -39,7 +38,6 @@ test("a builder whose first query fails while its slots are still opening is giv
       sessions: {
         // The transfer session opens and its query fails while a slot session is still opening.
         openBuilder: (o) => {
-          opened++;
           if (o.role.kind === "transfer")
             return Promise.resolve(
               session({ queryValidPaths: () => Promise.reject(new Error("bad answer")) }),
