@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { run, type RunResult } from "../../src/adapters/runner.js";
@@ -34,6 +34,28 @@ export async function makeTempDir(
 ): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * For tests of the keys command that sshd runs as nobody: a temporary directory nobody can reach
+ * (0755), and a prefix to install the command in that sshd accepts (root's, 0755, under /run, not
+ * under the shared /tmp). cleanup removes both.
+ */
+export async function makeKeysCommandDirs(
+  prefix: string,
+): Promise<{ dir: string; commandPrefix: string; cleanup: () => Promise<void> }> {
+  const tmp = await makeTempDir(prefix);
+  await chmod(tmp.dir, 0o755);
+  const commandPrefix = await mkdtemp("/run/nixpool-test-");
+  await chmod(commandPrefix, 0o755);
+  return {
+    dir: tmp.dir,
+    commandPrefix,
+    cleanup: async () => {
+      await rm(commandPrefix, { recursive: true, force: true });
+      await tmp.cleanup();
+    },
+  };
 }
 
 /** Runs fn with a fresh temporary directory, removed afterwards even when fn fails. */

@@ -2,15 +2,15 @@
 // the command as an unprivileged user, which must be able to run it and reach the state directory.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { USER_NAME_PATTERN } from "../../src/core/access/names.js";
-import { asNobody, makeTempDir, runCli } from "../helpers/cli.js";
+import { asNobody, makeKeysCommandDirs, runCli } from "../helpers/cli.js";
 import { stageCli, type StagedCli } from "../helpers/staged-cli.js";
 
 describe("the installed keys command and sshd-config's checks", () => {
-  let tmp: { dir: string; cleanup: () => Promise<void> };
+  let tmp: Awaited<ReturnType<typeof makeKeysCommandDirs>>;
   /** A prefix sshd accepts: root's, under /run (0755), not under the shared /tmp. */
   let prefix: string;
   let command: string;
@@ -20,11 +20,9 @@ describe("the installed keys command and sshd-config's checks", () => {
   const cli = (args: string[], stateDir = state) => runCli(stateDir, args);
 
   before(async () => {
-    tmp = await makeTempDir("nixpool-keys-command-");
-    await chmod(tmp.dir, 0o755);
+    tmp = await makeKeysCommandDirs("nixpool-keys-command-");
     state = join(tmp.dir, "state");
-    prefix = await mkdtemp("/run/nixpool-test-");
-    await chmod(prefix, 0o755);
+    prefix = tmp.commandPrefix;
     command = join(prefix, "lib", "keys-command");
     staged = await stageCli();
     await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(tmp.dir, "alice")]);
@@ -38,7 +36,6 @@ describe("the installed keys command and sshd-config's checks", () => {
     }
   });
   after(async () => {
-    await rm(prefix, { recursive: true, force: true });
     await tmp?.cleanup();
     await staged?.cleanup();
   });

@@ -4,7 +4,7 @@
 // only) holding them, and a nix-daemon so that non-root sessions reach the host's store.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { run, spawnDetached, type RunResult } from "../../src/adapters/runner.js";
 import { hostExecArgv, startHost, stopHost } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
-import { makeTempDir, runCli } from "../helpers/cli.js";
+import { makeKeysCommandDirs, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 
@@ -41,7 +41,7 @@ async function waitForSsh(address: string): Promise<void> {
 }
 
 describe("access control on a real sshd", () => {
-  let tmp: { dir: string; cleanup: () => Promise<void> };
+  let tmp: Awaited<ReturnType<typeof makeKeysCommandDirs>>;
   let state: string;
   let gh: FakeGithub;
   let host: HostRecord | undefined;
@@ -147,12 +147,10 @@ describe("access control on a real sshd", () => {
   }
 
   before(async () => {
-    tmp = await makeTempDir("nixpool-access-sshd-");
     // sshd runs the keys command as nobody: the state must be readable by it.
-    await chmod(tmp.dir, 0o755);
+    tmp = await makeKeysCommandDirs("nixpool-access-sshd-");
     state = join(tmp.dir, "state");
-    prefix = await mkdtemp("/run/nixpool-test-");
-    await chmod(prefix, 0o755);
+    prefix = tmp.commandPrefix;
     keysCommand = join(prefix, "keys-command");
     await mustCli(["access", "install-keys-command", "--prefix", prefix]);
     await mkdir(join(tmp.dir, "keys"), { recursive: true });
@@ -255,7 +253,6 @@ describe("access control on a real sshd", () => {
     if (host) await stopHost(host);
     await gh?.stop();
     await tmp?.cleanup();
-    if (prefix) await rm(prefix, { recursive: true, force: true });
   });
 
   test("the generated fragments are in effect: sshd -T and the keys command user's view", async () => {
