@@ -15,7 +15,7 @@ import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { renderMachinesFile } from "../core/machines.js";
 import { compareNatural } from "../core/natural-order.js";
 import { evalFailure, splitNixMessages } from "../core/nix-eval-errors.js";
-import { builderConnectionError } from "../core/builder-connection-error.js";
+import { builderConnectionError, noBuildersError } from "../core/builder-connection-error.js";
 import { classifySshFailure, machinesWithConnectionErrors } from "../core/ssh-errors.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { readFileIfExists, writeFileAtomic } from "./fs.js";
@@ -108,20 +108,6 @@ export function nixBuildArgv(
   return argv;
 }
 
-function noBuilders(declared: number): NixpoolError {
-  return new NixpoolError(
-    "NO_BUILDERS",
-    declared === 0 ? "There are no builders to offload to." : "No builder has a pinned host key.",
-    {
-      hint:
-        declared === 0
-          ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
-          : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
-      exitCode: ExitCode.usage,
-    },
-  );
-}
-
 /** The system machines file the daemon reads; exported for tests that run in a private mount namespace. */
 export const SYSTEM_MACHINES_FILE = "/etc/nix/machines";
 
@@ -195,7 +181,7 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
     // system configuration must hold the builders.
     await checkDaemonConfig(usable);
   } else {
-    if (usable.length === 0) throw noBuilders(req.builders.length);
+    if (usable.length === 0) throw noBuildersError(req.builders.length);
     files = await writeClientFiles(req.stateDir, usable);
     machinesArg = files.machines;
   }

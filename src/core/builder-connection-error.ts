@@ -57,3 +57,18 @@ export function builderConnectionError(b: Builder, cause: SshFailure, stderr: st
     details: { builder: b.name, sshError: stderr.trim().split("\n").slice(-5).join("\n") },
   });
 }
+
+/** No builder to offload to: none declared, or none with a pinned host key (nixpool uses no other). */
+export function noBuildersError(declared: number): NixpoolError {
+  return new NixpoolError(
+    "NO_BUILDERS",
+    declared === 0 ? "There are no builders to offload to." : "No builder has a pinned host key.",
+    {
+      hint:
+        declared === 0
+          ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
+          : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
+      exitCode: ExitCode.usage,
+    },
+  );
+}

@@ -65,17 +65,3 @@ export function downloadFailed(name: string, builder: string, e: unknown): Nixpo
     },
   );
 }
-
-export function noBuilders(declared: number): NixpoolError {
-  return new NixpoolError(
-    "NO_BUILDERS",
-    declared === 0 ? "There are no builders to offload to." : "No builder has a pinned host key.",
-    {
-      hint:
-        declared === 0
-          ? "Start a local pool (nixpool local up) or add builders to nixpool.toml."
-          : "Add hostKey to each builder in nixpool.toml (ssh-keyscan HOST shows it; verify it out of band).",
-      exitCode: ExitCode.usage,
-    },
-  );
-}

@@ -6,15 +6,10 @@ import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/disp
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { isBuildSuccess } from "../core/nix-serve/build.js";
 import { stripAnsi } from "../core/build-log.js";
+import { noBuildersError } from "../core/builder-connection-error.js";
 import type { NixArg } from "../adapters/nix-build.js";
 import { BuilderLink } from "./builder-link.js";
-import {
-  allBuildersDown,
-  buildFailedError,
-  downloadFailed,
-  noBuilders,
-  ownUsage,
-} from "./dispatch-errors.js";
+import { allBuildersDown, buildFailedError, downloadFailed, ownUsage } from "./dispatch-errors.js";
 import { DerivationLog } from "./derivation-log.js";
 import { Durations } from "./durations.js";
 import { evaluateDerivations } from "./evaluate.js";
@@ -147,7 +142,7 @@ class Dispatch {
 
   async run(): Promise<DispatchResult> {
     const usable = this.req.builders.filter((b) => b.hostKey);
-    if (usable.length === 0) throw noBuilders(this.req.builders.length);
+    if (usable.length === 0) throw noBuildersError(this.req.builders.length);
     const signal = this.req.signal;
     // Sessions to every builder (and one to this store) open while Nix evaluates.
     const opening = this.openLinks(usable);
