@@ -1,5 +1,5 @@
 import type { Builder } from "./builder.js";
-import { NixpoolError, type ErrorCode } from "./errors.js";
+import { ExitCode, NixpoolError, type ErrorCode } from "./errors.js";
 import type { SshFailure } from "./ssh-errors.js";
 
 /** The sentence and hint for each way ssh to a builder fails. */

@@ -1,6 +1,6 @@
 import { builderConnectionError } from "../core/builder-connection-error.js";
 import type { DerivationRecord } from "../core/build-record.js";
-import { ExitCode, NixpoolError } from "../core/errors.js";
+import { NixpoolError } from "../core/errors.js";
 import type { BuilderLink } from "./builder-link.js";
 import type { DerivationLog } from "./derivation-log.js";
 
