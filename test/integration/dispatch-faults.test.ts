@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { setLinkUp } from "../../src/providers/local/host.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { CLI, withTempDir } from "../helpers/cli.js";
 import { commandLines, killNetns, netnsPids, processesMarked } from "../helpers/processes.js";
@@ -33,13 +34,11 @@ function startBuild(pool: TestPool, cwd: string, args: string[], mark: string) {
 
 /** Waits until a host runs one of the builds (a sleep inside its namespace). */
 async function waitForBuildOn(netns: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const cmds = await commandLines(await netnsPids(netns));
-    if (cmds.some((c) => c.startsWith("/bin/sleep"))) return;
-    await sleep(100);
-  }
-  throw new Error(`no build started on ${netns} within ${timeoutMs} ms`);
+  const started = await waitFor(
+    async () => (await commandLines(await netnsPids(netns))).some((c) => c.startsWith("/bin/sleep")),
+    { timeoutMs, intervalMs: 100 },
+  );
+  if (!started) throw new Error(`no build started on ${netns} within ${timeoutMs} ms`);
 }
 
 async function sleepsIn(netns: string): Promise<string[]> {
@@ -158,7 +157,7 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         const busy = async () =>
           (await commandLines(await netnsPids(h2.netns))).some((c) => c.startsWith("/bin/sleep")) ||
           (await commandLines(await netnsPids(h1.netns))).some((c) => c.startsWith("/bin/dd"));
-        while (await busy()) await sleep(20);
+        await waitFor(async () => !(await busy()), { timeoutMs: 120_000, intervalMs: 20 });
         await sleep(150);
         assert.ok((await killNetns(h1.netns)) > 0);
         const r = await child;
@@ -189,10 +188,9 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
             if ((await commandLines(await netnsPids(h.netns))).some((c) => c.startsWith("/bin/dd"))) return h;
           return undefined;
         };
-        let host = await dd();
-        while (!host) host = (await sleep(20), await dd());
-        const deadline = Date.now() + 120_000;
-        while (!(await importing(mark)) && Date.now() < deadline) await sleep(20);
+        const host = await waitFor(dd, { timeoutMs: 120_000, intervalMs: 20 });
+        assert.ok(host, "a builder runs dd");
+        await waitFor(() => importing(mark), { timeoutMs: 120_000, intervalMs: 20 });
         assert.ok((await killNetns(host.netns)) > 0);
         const r = await child;
         assert.equal(r.exitCode, 0, `${r.stderr}${r.stdout}`);
@@ -262,16 +260,17 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         const mark = randomBytes(6).toString("hex");
         const args = ["-A", "big", "--arg", "n", "400", "--argstr", "seed", mark, "--json", "--no-out-link"];
         const child = startBuild(pool, dir, args, mark);
-        const deadline = Date.now() + 120_000;
-        while (!(await importing(mark)) && Date.now() < deadline) await sleep(20);
+        await waitFor(() => importing(mark), { timeoutMs: 120_000, intervalMs: 20 });
         child.kill("SIGINT");
         const r = await child;
         assert.equal(r.exitCode, 130, `${r.stderr} ${r.signal} ${r.timedOut} ${r.stdout.slice(0, 300)}`);
         assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, "INTERRUPTED");
         assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
         const h = pool.pool.hosts[0]!;
-        const deadlineHost = Date.now() + 10_000;
-        while ((await sleepsIn(h.netns)).length > 0 && Date.now() < deadlineHost) await sleep(200);
+        await waitFor(async () => (await sleepsIn(h.netns)).length === 0, {
+          timeoutMs: 10_000,
+          intervalMs: 200,
+        });
         assert.deepEqual(await sleepsIn(h.netns), [], "no serve session left on the builder");
       }, "nixpool-fault-");
     } finally {
@@ -290,17 +289,12 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
         child.kill("SIGINT");
         const r = await child;
         assert.equal(r.exitCode, 130, r.stderr);
-        const deadline = Date.now() + 10_000;
-        let left: string[];
-        do {
-          left = [
-            ...(await sleepsIn(pool.pool.hosts[0]!.netns)),
-            ...(await sleepsIn(pool.pool.hosts[1]!.netns)),
-          ];
-          if (left.length === 0) break;
-          await sleep(200);
-        } while (Date.now() < deadline);
-        assert.deepEqual(left, [], "no build or serve session left on the builders");
+        const left = async () => [
+          ...(await sleepsIn(pool.pool.hosts[0]!.netns)),
+          ...(await sleepsIn(pool.pool.hosts[1]!.netns)),
+        ];
+        await waitFor(async () => (await left()).length === 0, { timeoutMs: 10_000, intervalMs: 200 });
+        assert.deepEqual(await left(), [], "no build or serve session left on the builders");
         assert.deepEqual(await processesMarked(MARK, mark), [], "nothing left running here");
       }, "nixpool-fault-");
     } finally {
