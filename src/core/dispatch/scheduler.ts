@@ -354,16 +354,14 @@ export class Scheduler {
     }
   }
 
-  /** Builders whose backoff has ended and that are worth reconnecting to. */
+  /**
+   * Builders whose backoff has ended and that are worth reconnecting to. A one-build CLI does not
+   * reconnect yet (docs/dispatcher.md); the long-lived coordinator is its user.
+   */
   reconnectable(nowMs: number): string[] {
     return [...this.builders.values()]
       .filter((b) => !b.up && b.downReason !== null && b.downUntilMs <= nowMs)
       .map((b) => b.info.name);
-  }
-
-  /** Nothing runs and nothing more can start: done, or stuck (see stuck()). */
-  idle(): boolean {
-    return [...this.builders.values()].every((b) => b.running === 0);
   }
 
   /** Needed derivations not finished: waiting, ready or running. */
