@@ -2,25 +2,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { statePaths } from "../config/state-paths.js";
-import type { Builder } from "../core/builder.js";
-import { writeClientFiles, type NixArg } from "../adapters/nix-build.js";
-import { runDispatch, type DispatchEvent, type DispatchResult } from "./run-dispatch.js";
+import { writeClientFiles } from "../adapters/nix-build.js";
+import { runDispatch, type DispatchRequest, type DispatchResult } from "./run-dispatch.js";
 import { serveSessions } from "./serve-sessions.js";
 
-export interface DispatchBuildRequest {
-  builders: Builder[];
+/** What a CLI build asks of the dispatcher; its files, logs and sessions come from the state directory. */
+export type DispatchBuildRequest = Omit<DispatchRequest, "logDir" | "durationsFile" | "sessions"> & {
   stateDir: string;
-  file: string;
-  attr?: string | undefined;
-  args?: readonly NixArg[];
-  outLink?: string | null | undefined;
-  signal?: AbortSignal;
-  keepGoing?: boolean;
-  copyBack?: "needed" | "all";
-  onEvent?: (e: DispatchEvent) => void;
-  /** Base of the builder backoff in ms (default 60 s); NIXPOOL_BACKOFF_BASE_MS overrides it for tests. */
-  backoffBaseMs?: number;
-}
+};
 
 /** A build through nixpool's own dispatcher, with nixpool's ssh_config and pinned keys. */
 export async function dispatchBuild(req: DispatchBuildRequest): Promise<DispatchResult> {
