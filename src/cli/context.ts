@@ -1,5 +1,6 @@
 import type { Builder } from "../core/builder.js";
 import { configError } from "../core/errors.js";
+import { mergeTargets, selectTargets, type DeployTarget } from "../core/deploy/target.js";
 import { loadInventory, type LoadedInventory } from "../config/load.js";
 import { resolveInventoryPath, resolveStateDir } from "../config/paths.js";
 import { stdOutput, type Output } from "./output.js";
@@ -43,6 +44,17 @@ export class Context {
     const all: Builder[] = [];
     for (const read of this.builderSources) all.push(...(await read(this.stateDir)));
     return all;
+  }
+
+  /** Every deploy target: the inventory's `[targets.NAME]`, then every builder not shadowed by one. */
+  async targets(): Promise<DeployTarget[]> {
+    const inv = await this.loadInventory();
+    return mergeTargets(inv.targets, await this.builders());
+  }
+
+  /** The targets named on the command line (at least one); TARGET_UNKNOWN for a name that is none. */
+  async selectTargets(names: readonly string[]): Promise<DeployTarget[]> {
+    return selectTargets(await this.targets(), names);
   }
 
   /** Every builder: the inventory's, the local pool's and rented workers'; names must be unique. */

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { configError } from "../core/errors.js";
 import type { Builder } from "../core/builder.js";
+import type { DeployTarget } from "../core/deploy/target.js";
 import type { InventoryLocation } from "./paths.js";
 
 /** The Nix system string of this machine. */
@@ -13,6 +14,8 @@ export interface LoadedInventory {
   path: string;
   exists: boolean;
   builders: Builder[];
+  /** The `[targets.NAME]` entries (builders are targets too: see mergeTargets). */
+  targets: DeployTarget[];
 }
 
 /** Reads the inventory at a resolved location; an absent default inventory is empty. */
@@ -26,14 +29,19 @@ export async function loadInventory(
         hint: `Create it (see docs/configuration.md) or import a machines file: nixpool import /etc/nix/machines --inventory ${loc.path}`,
       });
     }
-    return { path: loc.path, exists: false, builders: [] };
+    return { path: loc.path, exists: false, builders: [], targets: [] };
   }
   const text = await readFile(loc.path, "utf8");
   // The schema (zod, the TOML parser) loads only now that there is a file: start-up without one stays fast.
-  const [{ parseInventory }, { normaliseBuilders }] = await Promise.all([
+  const [{ parseInventory }, { normaliseBuilders, normaliseTargets }] = await Promise.all([
     import("./inventory-parse.js"),
     import("./schema.js"),
   ]);
   const file = parseInventory(text, loc.path);
-  return { path: loc.path, exists: true, builders: normaliseBuilders(file, system) };
+  return {
+    path: loc.path,
+    exists: true,
+    builders: normaliseBuilders(file, system),
+    targets: normaliseTargets(file),
+  };
 }
