@@ -58,6 +58,12 @@ function coreLayer(depth) {
   };
 }
 
+/** Only src/commands and src/cli (and src/serve itself) import the coordinator service. */
+const SERVE_IS_ABOVE = {
+  regex: "^(\\.\\./)+serve/",
+  message: "Only commands and the CLI import src/serve (see docs/development.md#layers).",
+};
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "src/providers/hetzner/generated/"] },
   js.configs.recommended,
@@ -122,6 +128,29 @@ export default tseslint.config(
               regex: "^(\\.\\./)+(commands|cli)/",
               message:
                 "Adapters, providers and the dispatcher do not import commands or the CLI (see docs/development.md#layers).",
+            },
+            SERVE_IS_ABOVE,
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The other layers below the coordinator service.
+    files: ["src/config/**/*.ts", "src/doctor/**/*.ts", "src/access/**/*.ts", "src/emulator/**/*.ts"],
+    rules: { "no-restricted-imports": ["error", { patterns: [SERVE_IS_ABOVE] }] },
+  },
+  {
+    // The coordinator service (nixpool serve) sits below the commands and the CLI only.
+    files: ["src/serve/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              regex: "^(\\.\\./)+(commands|cli)/",
+              message: "src/serve does not import commands or the CLI (see docs/development.md#layers).",
             },
           ],
         },

@@ -2,7 +2,8 @@
 # Makes a fresh Debian 12 machine ready for nixpool and its tests: installs the Debian packages
 # that are missing, then creates the Nix state a plain `nix-bin` install lacks. Safe to re-run.
 set -euo pipefail
-pkgs=(nix-bin openssh-server openssh-client iproute2 procps util-linux hcloud-cli cloud-init chromium)
+# g++, make, python3: npm ci compiles better-sqlite3 (the coordinator's history) from source.
+pkgs=(nix-bin openssh-server openssh-client iproute2 procps util-linux hcloud-cli cloud-init chromium g++ make python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -65,6 +65,7 @@ export function statePaths(stateDir: string) {
   const emulator = join(stateDir, "emulator", "hetzner");
   const logs = join(stateDir, "logs");
   const dispatch = join(stateDir, "dispatch");
+  const serve = join(stateDir, "serve");
   return {
     root: stateDir,
     /** The local pool (`nixpool local`). */
@@ -118,6 +119,12 @@ export function statePaths(stateDir: string) {
       dir: dispatch,
       /** How long each derivation took, learned from past builds. */
       durationsFile: join(dispatch, "durations.json"),
+    },
+    /** The coordinator (`nixpool serve`). */
+    serve: {
+      dir: serve,
+      /** Builds, derivations, builders and cloud cost of the coordinator (SQLite, WAL). */
+      historyDb: join(serve, "history.sqlite"),
     },
   };
 }

@@ -81,3 +81,50 @@ test("adapters and providers do not import commands or the CLI", async () => {
     assert.match(errors[0] ?? "", /do not import commands or the CLI/);
   }
 });
+
+test("src/serve imports the layers below it, never commands or the CLI", async () => {
+  const below = await layerErrors(
+    "src/serve/coordinator-types.ts",
+    'import { Scheduler } from "../core/dispatch/scheduler.js";\nimport { statePaths } from "../config/state-paths.js";\nimport { run } from "../adapters/runner.js";\nimport { runDispatch } from "../dispatch/run-dispatch.js";\nexport const x = [Scheduler, statePaths, run, runDispatch];\n',
+  );
+  assert.deepEqual(below, []);
+  for (const [file, code] of [
+    [
+      "src/serve/coordinator-types.ts",
+      'import { registerBuild } from "../commands/build.js";\nexport const r = registerBuild;\n',
+    ],
+    [
+      "src/serve/coordinator-types.ts",
+      'import { renderTable } from "../cli/output.js";\nexport const r = renderTable;\n',
+    ],
+  ] as const) {
+    const errors = await layerErrors(file, code);
+    assert.equal(errors.length, 1, `${file}: ${errors.join("\n")}`);
+    assert.match(errors[0] ?? "", /src\/serve does not import commands or the CLI/);
+  }
+});
+
+test("only commands and the CLI import src/serve", async () => {
+  for (const file of [
+    "src/dispatch/run-dispatch.ts",
+    "src/adapters/runner.ts",
+    "src/providers/hetzner/rent.ts",
+    "src/config/load.ts",
+    "src/doctor/run-doctor.ts",
+    "src/access/sync.ts",
+    "src/emulator/hetzner/app.ts",
+  ]) {
+    const up = "../".repeat(file.split("/").length - 2);
+    const errors = await layerErrors(
+      file,
+      `import { Coordinator } from "${up}serve/coordinator.js";\nexport const c = Coordinator;\n`,
+    );
+    assert.equal(errors.length, 1, `${file}: ${errors.join("\n")}`);
+    assert.match(errors[0] ?? "", /Only commands and the CLI import src\/serve/);
+  }
+  const allowed = await layerErrors(
+    "src/commands/build.ts",
+    'import { Coordinator } from "../serve/coordinator.js";\nexport const c = Coordinator;\n',
+  );
+  assert.deepEqual(allowed, []);
+});

@@ -30,6 +30,7 @@ test("the state directory layout, as docs/configuration.md describes it", () => 
   assert.equal(p.emulator.hetznerDir, "/var/lib/nixpool/emulator/hetzner");
   assert.equal(p.logs.derivationLog("/nix/store/abc-x.drv"), "/var/lib/nixpool/logs/abc-x.log");
   assert.equal(p.dispatch.durationsFile, "/var/lib/nixpool/dispatch/durations.json");
+  assert.equal(p.serve.historyDb, "/var/lib/nixpool/serve/history.sqlite");
 });
 
 test("every path lies inside the state directory, and no two concepts share a path", () => {

@@ -1,0 +1,124 @@
+/**
+ * The seam between the coordinator's engine (src/serve/coordinator.ts), its HTTP API
+ * (src/serve/http/) and its dashboard (src/serve/dashboard/): plain data, JSON as it is.
+ * Times are ISO strings. A change here is announced in its commit message.
+ */
+import type { DispatchEvent } from "../dispatch/run-dispatch.js";
+
+/** Short and URL-safe. */
+export type BuildId = string;
+
+/** Who asked: the socket's peer, a token's holder, or this process. */
+export interface ClientIdentity {
+  user: string;
+  uid?: number;
+  via: "socket" | "token" | "local";
+}
+
+/** A build to run; the client has evaluated already (its store is the coordinator's). */
+export interface SubmitRequest {
+  /** The roots, as src/dispatch/evaluate.ts returns them. */
+  derivations: { drv: string; output: string }[];
+  /** Shown in lists, e.g. "default.nix -A hello". */
+  label: string;
+  keepGoing?: boolean;
+  copyBack?: "needed" | "all";
+  /** Only these builders (by name); all when absent. */
+  builders?: string[];
+  tags?: string[];
+}
+
+export type BuildStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+export interface BuildCounts {
+  total: number;
+  done: number;
+  failed: number;
+  running: number;
+  queued: number;
+}
+
+export interface BuildSummary {
+  id: BuildId;
+  label: string;
+  /** The submitter's user name. */
+  client: string;
+  status: BuildStatus;
+  submittedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  counts: BuildCounts;
+}
+
+export type DerivationViewStatus =
+  "queued" | "running" | "built" | "cached" | "failed" | "skipped" | "cancelled";
+
+export interface DerivationView {
+  drv: string;
+  name: string;
+  builder?: string;
+  trust?: string;
+  status: DerivationViewStatus;
+  startedAt?: string;
+  finishedAt?: string;
+  attempts: number;
+  error?: string;
+}
+
+export interface BuildDetail extends BuildSummary {
+  derivations: DerivationView[];
+  /** The roots' output paths (once succeeded). */
+  outputs: string[];
+  error?: { code: string; message: string };
+}
+
+export type BuilderHealth = "up" | "down" | "backoff";
+
+export interface BuilderView {
+  name: string;
+  systems: string[];
+  slots: number;
+  inUse: number;
+  health: BuilderHealth;
+  speedFactor: number;
+  trust: string;
+  current: { buildId: BuildId; drv: string; name: string }[];
+  lastError?: string;
+  nextProbeAt?: string;
+}
+
+/** A rented cloud worker, with what it has cost so far. */
+export interface WorkerView {
+  name: string;
+  serverType: string;
+  startedAt: string;
+  costSoFar: number;
+  currency: string;
+}
+
+export type CoordinatorEvent =
+  /** Any status change of a build. */
+  | { type: "build"; build: BuildSummary }
+  | { type: "derivation"; buildId: BuildId; derivation: DerivationView }
+  | { type: "log"; buildId: BuildId; drv: string; line: string }
+  | { type: "builder"; builder: BuilderView }
+  /** The dispatcher's own event, so that a remote client renders the report a local build does. */
+  | { type: "dispatch"; buildId: BuildId; event: DispatchEvent };
+
+/** What the HTTP API and the dashboard use of the coordinator (class Coordinator implements it). */
+export interface CoordinatorApi {
+  submit(req: SubmitRequest, client: ClientIdentity): BuildId;
+  /** Only the submitter (or root) may cancel. */
+  cancel(id: BuildId, client: ClientIdentity): void;
+  /** Resolves when the build has finished, whatever its status. */
+  waitFor(id: BuildId): Promise<BuildDetail>;
+  builders(): BuilderView[];
+  builds(q?: { limit?: number; status?: BuildStatus }): BuildSummary[];
+  build(id: BuildId): BuildDetail | undefined;
+  derivationLog(id: BuildId, drv: string): string | undefined;
+  timelineSvg(id: BuildId): string | undefined;
+  workers(): WorkerView[];
+  subscribe(fn: (e: CoordinatorEvent) => void): () => void;
+  drain(graceMs: number): Promise<void>;
+  close(): Promise<void>;
+}
