@@ -1,6 +1,9 @@
 /** Slots of the local pool: each owns a /30 of 10.251.0.0/16, so 16384 slots. */
 export const MAX_SLOTS = 16384;
 
+/** The network every slot's /30 is cut from: hosts route it through this machine to reach each other. */
+export const POOL_NETWORK = "10.251.0.0/16";
+
 /** The network namespace of a slot. */
 export function netnsName(slot: number): string {
   return `nixpool-${slot}`;

@@ -10,6 +10,16 @@ import type { DispatchSession, OpenSessionOptions, TransferPaths } from "./store
  */
 export const DISPATCH_SSH_OPTIONS = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-T"];
 
+/** argv of ssh to a builder through nixpool's ssh_config alias, with extra ssh options, running `remote`. */
+export function builderSshArgv(
+  b: Pick<Builder, "name">,
+  sshConfig: string,
+  extraOptions: readonly string[],
+  remote: readonly string[],
+): string[] {
+  return ["ssh", "-F", sshConfig, ...DISPATCH_SSH_OPTIONS, ...extraOptions, sshAlias(b), ...remote];
+}
+
 /** argv of a builder's `nix-store --serve --write` session, through nixpool's ssh_config alias. */
 export function builderServeArgv(
   b: Pick<Builder, "name">,
@@ -19,17 +29,7 @@ export function builderServeArgv(
   const share = mux
     ? ["-o", `ControlMaster=${mux.master ? "yes" : "no"}`, "-o", `ControlPath=${mux.controlPath}`]
     : [];
-  return [
-    "ssh",
-    "-F",
-    sshConfig,
-    ...DISPATCH_SSH_OPTIONS,
-    ...share,
-    sshAlias(b),
-    "nix-store",
-    "--serve",
-    "--write",
-  ];
+  return builderSshArgv(b, sshConfig, share, ["nix-store", "--serve", "--write"]);
 }
 
 /**

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   quoteShellWord,
+  renderBuilderPushCommand,
   renderTargetCommand,
   renderTargetKnownHosts,
   targetServeArgv,
@@ -55,7 +56,7 @@ test("target argv pins the key under the target's alias, never prompts, and runs
   assert.ok(!opts.includes("ControlMaster"), "no multiplexing unless asked");
 });
 
-test("fresh connections never share a master; mux and agent forwarding are explicit", () => {
+test("fresh connections never share a master; multiplexing is explicit", () => {
   const fresh = targetSshArgv(
     target,
     { knownHostsFile: "/k", fresh: true, mux: { controlPath: "/m", master: false } },
@@ -67,10 +68,6 @@ test("fresh connections never share a master; mux and agent forwarding are expli
     "true",
   ]).join(" ");
   assert.ok(mux.includes("-o ControlMaster=yes -o ControlPath=/m"), mux);
-  const fwd = targetSshArgv(target, { knownHostsFile: "/k", forwardAgent: "/run/agent.sock" }, ["true"]).join(
-    " ",
-  );
-  assert.ok(fwd.includes("-o ForwardAgent=yes -o IdentityAgent=/run/agent.sock"), fwd);
 });
 
 test("root targets get no sudo; the serve session is nix-store --serve --write", () => {
@@ -133,4 +130,22 @@ test("ssh and sudo refusals become errors naming the target, with a hint", () =>
   assert.equal(s.code, "TARGET_SUDO_REFUSED");
   assert.match(s.message, /Target web1 asks deploy for a password/);
   assert.match(s.hint ?? "", /NOPASSWD/);
+});
+
+test("a builder pushes to a target with the pinned key in the command (no file, nothing learned) and the lent agent", () => {
+  const cmd = renderBuilderPushCommand(target, ["/nix/store/aaa-lib", "/nix/store/bbb-sys"]);
+  const [exportPart, sshPart] = cmd.split(" | ");
+  assert.equal(exportPart, "nix-store --export /nix/store/aaa-lib /nix/store/bbb-sys");
+  assert.ok(sshPart?.startsWith("ssh -F /dev/null "), sshPart);
+  for (const o of [
+    "-o UserKnownHostsFile=/dev/null",
+    `-o 'KnownHostsCommand=/bin/sh -c "echo nixpool-target-web1 ${SAMPLE_KEY}"'`,
+    "-o StrictHostKeyChecking=yes",
+    "-o BatchMode=yes",
+    "-p 2222 -l deploy",
+  ])
+    assert.ok(sshPart?.includes(o), `missing ${o} in ${sshPart}`);
+  assert.ok(!sshPart?.includes("-i "), "the identity file is a path on this machine, not on the builder");
+  assert.ok(sshPart?.endsWith("-- 10.0.0.5 'sudo -n -- nix-store --import'"), sshPart);
+  assert.throws(() => renderBuilderPushCommand(target, []));
 });

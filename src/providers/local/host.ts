@@ -8,7 +8,7 @@ import { writeFileAtomic } from "../../adapters/fs.js";
 import { isProcessAlive } from "../../adapters/process-alive.js";
 import { waitFor } from "../../adapters/wait-for.js";
 import type { HostRecord } from "./records.js";
-import { hostAddresses, MAX_SLOTS, netnsName, vethNames } from "../../core/local-net.js";
+import { hostAddresses, MAX_SLOTS, netnsName, POOL_NETWORK, vethNames } from "../../core/local-net.js";
 import { localHostPaths } from "../../config/state-paths.js";
 
 /** What a builder host should be: its name, directory, job slots, keys and extra config. */
@@ -183,6 +183,10 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
     await run(["ip", "-n", ns, "addr", "add", `${address}/30`, "dev", builderIf]);
     await run(["ip", "-n", ns, "link", "set", builderIf, "up"]);
     await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    // Hosts reach each other as machines of one network do (a builder copies a closure straight
+    // to a deploy target): routed by this machine, forwarding only what arrives on pool links.
+    await run(["ip", "-n", ns, "route", "add", POOL_NETWORK, "via", hostAddress]);
+    await writeFile(`/proc/sys/net/ipv4/conf/${hostIf}/forwarding`, "1\n");
 
     await mkdir(join(rec.storeDir, "store"), { recursive: true });
     await mkdir(files.etcNixDir, { recursive: true });
