@@ -36,6 +36,8 @@ export function renderDispatchReport(
   options: DispatchReportOptions,
 ): string {
   const sorted = sortByStart(records);
+  // A pool of trusted builders only, nothing verified: every row would say "trusted".
+  const showTrust = records.some((r) => r.trust === "untrusted" || (r.builds?.length ?? 0) > 1);
   const time = (ms: number, present: boolean) => (present ? formatSeconds(ms) : "-");
   const rows = sorted.map((r) => {
     const t = phaseTotals(r);
@@ -49,6 +51,7 @@ export function renderDispatchReport(
       time(t.buildMs, has("build")),
       time(t.downloadMs, has("download")),
       r.status,
+      ...(showTrust ? [describeTrust(r)] : []),
     ];
   });
   const retryLines = sorted.flatMap((r) =>
@@ -69,7 +72,17 @@ export function renderDispatchReport(
   const parts = [
     rows.length > 0
       ? renderTable(
-          ["DERIVATION", "BUILDER", "ATTEMPTS", "QUEUED", "UPLOAD", "BUILD", "DOWNLOAD", "STATUS"],
+          [
+            "DERIVATION",
+            "BUILDER",
+            "ATTEMPTS",
+            "QUEUED",
+            "UPLOAD",
+            "BUILD",
+            "DOWNLOAD",
+            "STATUS",
+            ...(showTrust ? ["TRUST"] : []),
+          ],
           rows,
         )
       : "Nothing to build: every output was already in the local store.",
@@ -86,4 +99,11 @@ export function renderDispatchReport(
     );
   }
   return parts.join("\n");
+}
+
+/** "untrusted", "trusted, verified on 2 builders", "-" (nothing built it in this build). */
+function describeTrust(r: DerivationRecord): string {
+  if (r.status === "cached" || r.trust === undefined) return "-";
+  const builds = r.builds?.length ?? 0;
+  return r.verified ? `${r.trust}, verified on ${builds} builders` : r.trust;
 }

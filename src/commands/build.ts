@@ -11,6 +11,7 @@ import type { Builder } from "../core/builder.js";
 import { chooseDispatcher, type DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { buildOnWorker } from "../providers/hetzner/rent.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
+import { buildTrustPolicy, refuseTrustUnderHook, type TrustFlags } from "../cli/trust-options.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "../cli/dispatch-output.js";
 
 function collectArg(kind: NixArg["kind"]) {
@@ -65,7 +66,7 @@ export function renderBuildReport(r: NixBuildResult, dispatcher?: DispatcherChoi
   return parts.join("\n");
 }
 
-interface BuildFlags {
+interface BuildFlags extends TrustFlags {
   attr?: string;
   arg?: NixArg[];
   argstr?: NixArg[];
@@ -111,6 +112,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
     .option("--dispatcher <kind>", "nixpool (default: nixpool's own dispatcher) or hook (Nix's build hook)")
     .option("-k, --keep-going", "after a failure, build everything that does not depend on it")
     .option("--copy-back <what>", "outputs copied here: needed (what you asked for; default) or all")
+    .option("--trusted-only", "build every derivation on trusted builders only (docs/trust.md)")
     .option("--timeline <file.svg>", "draw the build as a Gantt chart (one row per builder slot)")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
@@ -121,6 +123,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
     .action(async (file: string, opts: BuildFlags) => {
       const ctx = context();
       const copyBack = parseCopyBack(opts.copyBack);
+      const trust = buildTrustPolicy((await ctx.loadInventory()).policy, opts);
       const uid = process.getuid?.() ?? 0;
       // Root writes the store whoever serves it: no need to ask Nix (nix show-config) which store that is.
       const daemonOwnsStore = uid !== 0 && isDaemonBuilding(await probeStoreFacts(process.env));
@@ -147,6 +150,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
               signal,
               keepGoing: opts.keepGoing === true,
               copyBack,
+              trust,
               ...backoffFromEnv(),
               ...(progress ? { onEvent: progress.onEvent } : {}),
             });
@@ -169,8 +173,9 @@ export const registerBuild: RegisterCommands = (program, context) => {
             exitCode: ExitCode.usage,
           });
         }
-        const exec = (builders: Builder[], signal: AbortSignal) =>
-          runNixBuild({
+        const exec = (builders: Builder[], signal: AbortSignal) => {
+          refuseTrustUnderHook(trust, builders);
+          return runNixBuild({
             builders,
             stateDir: ctx.stateDir,
             file,
@@ -193,6 +198,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
                   },
                 }),
           });
+        };
         // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).
         const { result, worker } = opts.on
           ? await buildOnWorker(ctx, opts.on, exec)

@@ -16,7 +16,11 @@ export interface LoadedInventory {
   builders: Builder[];
   /** The `[targets.NAME]` entries (builders are targets too: see mergeTargets). */
   targets: DeployTarget[];
+  /** The `[policy]` table (defaults when absent). */
+  policy: { trustedOnly: string[]; untrustedResults: "accept" | "verify" | "refuse" };
 }
+
+const NO_POLICY = { trustedOnly: [], untrustedResults: "accept" as const };
 
 /** Reads the inventory at a resolved location; an absent default inventory is empty. */
 export async function loadInventory(
@@ -29,7 +33,7 @@ export async function loadInventory(
         hint: `Create it (see docs/configuration.md) or import a machines file: nixpool import /etc/nix/machines --inventory ${loc.path}`,
       });
     }
-    return { path: loc.path, exists: false, builders: [], targets: [] };
+    return { path: loc.path, exists: false, builders: [], targets: [], policy: NO_POLICY };
   }
   const text = await readFile(loc.path, "utf8");
   // The schema (zod, the TOML parser) loads only now that there is a file: start-up without one stays fast.
@@ -43,5 +47,6 @@ export async function loadInventory(
     exists: true,
     builders: normaliseBuilders(file, system),
     targets: normaliseTargets(file),
+    policy: file.policy ?? NO_POLICY,
   };
 }

@@ -122,12 +122,37 @@ const namedRecord = <T extends z.ZodType>(schema: T, what: string) =>
       }
     });
 
+/** Derivation name globs: letters, digits and the characters Nix allows in names, plus * and ?. */
+const NAME_GLOB = /^[A-Za-z0-9+\-._?=*]+$/;
+
+/** `[policy]`: where derivations may go and what untrusted builders' results are worth (docs/trust.md). */
+export const policySchema = z
+  .object({
+    trustedOnly: z
+      .array(
+        z
+          .string()
+          .regex(
+            NAME_GLOB,
+            "must be a derivation name glob (letters, digits, + - . _ ? = and * for any run)",
+          ),
+      )
+      .default([]),
+    untrustedResults: z
+      .enum(["accept", "verify", "refuse"], { error: 'must be "accept", "verify" or "refuse"' })
+      .default("accept"),
+  })
+  .strict();
+
+export type InventoryPolicy = z.output<typeof policySchema>;
+
 export const inventorySchema = z
   .object({
     defaults: z
       .object({ system: token("system").optional() })
       .strict()
       .optional(),
+    policy: policySchema.optional(),
     builders: namedRecord(builderSchema, "builder"),
     targets: namedRecord(targetSchema, "target"),
   })

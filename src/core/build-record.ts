@@ -1,3 +1,5 @@
+import type { Trust } from "./builder.js";
+
 /**
  * What the dispatcher records about each derivation of a build, as plain data: the live status
  * block, the report table, `--json` and the `--timeline` chart are all drawn from these records.
@@ -34,6 +36,19 @@ export interface DerivationRecord {
   finishedMs: number | null;
   spans: PhaseSpan[];
   error: string | null;
+  /** The trust of the builder that built it (set once a builder takes it). */
+  trust?: Trust;
+  /** Each successful build and the NAR hash of every output, when several builders built it (--verify). */
+  builds?: BuildCheck[];
+  /** Built on several builders (--verify, or a trusted check of an untrusted build) with equal NAR hashes. */
+  verified?: boolean;
+}
+
+/** One successful build of a derivation: where, and the NAR hash of each output (`sha256:…`). */
+export interface BuildCheck {
+  builder: string;
+  trust: Trust;
+  narHashes: Record<string, string>;
 }
 
 export interface BuilderSlots {
@@ -129,6 +144,10 @@ export interface JsonDerivationRecord extends PhaseTotals {
   startedAt: string | null;
   finishedAt: string | null;
   error: string | null;
+  /** The trust of the builder that built it; null when nothing built it in this build. */
+  trust: Trust | null;
+  verified: boolean;
+  builds: BuildCheck[];
   spans: PhaseSpan[];
 }
 
@@ -149,6 +168,9 @@ export function toJsonRecord(record: DerivationRecord, startedAtEpochMs: number)
     finishedAt: iso(record.finishedMs),
     ...phaseTotals(record),
     error: record.error,
+    trust: record.trust ?? null,
+    verified: record.verified ?? false,
+    builds: (record.builds ?? []).map((b) => ({ ...b, narHashes: { ...b.narHashes } })),
     spans: record.spans.map((s) => ({ ...s })),
   };
 }

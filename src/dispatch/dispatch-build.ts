@@ -30,6 +30,7 @@ export async function dispatchBuild(req: DispatchBuildRequest): Promise<Dispatch
       copyBack: req.copyBack ?? "needed",
       logDir: statePaths(req.stateDir).logs.dir,
       durationsFile: statePaths(req.stateDir).dispatch.durationsFile,
+      ...(req.trust ? { trust: req.trust } : {}),
       ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
       ...(req.onEvent ? { onEvent: req.onEvent } : {}),
       sessions: serveSessions(files?.sshConfig ?? "/dev/null", req.signal, muxDir),

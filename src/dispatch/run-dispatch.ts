@@ -20,6 +20,9 @@ import { Requeue, StoreTransfers } from "./store-transfers.js";
 import { RecordBook } from "./dispatch-records.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
 import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
+import { DEFAULT_TRUST_POLICY, type TrustPolicy } from "../core/dispatch/trust-policy.js";
+import { trustPlacement } from "../core/dispatch/placement.js";
+import { checkTrust } from "../core/dispatch/trust-check.js";
 
 export interface DispatchRequest {
   builders: Builder[];
@@ -38,6 +41,8 @@ export interface DispatchRequest {
   durationsFile: string;
   /** Base of the builder backoff (default 60 s). */
   backoffBaseMs?: number;
+  /** Trusted-only derivations, untrusted results, --verify (docs/trust.md); default: none. */
+  trust?: TrustPolicy;
   onEvent?: (e: DispatchEvent) => void;
   sessions: {
     openBuilder: OpenSession;
@@ -163,6 +168,7 @@ class Dispatch {
       keepGoing: this.req.keepGoing ?? false,
       ...(this.req.backoffBaseMs !== undefined ? { backoffBaseMs: this.req.backoffBaseMs } : {}),
       estimateMs: (n) => this.durations.estimate(n.name),
+      placement: trustPlacement(this.trust),
     });
     this.planning = true;
     for (const l of this.links.values()) {
@@ -175,6 +181,7 @@ class Dispatch {
     this.throwIfAborted();
     this.scheduler.plan(this.now());
     this.checkCapable(usable);
+    checkTrust(this.scheduler, usable, this.trust);
     this.recordNeeded();
     for (const r of this.graph.roots) this.maybeDownload(r);
     await this.loop();
@@ -305,6 +312,10 @@ class Dispatch {
     );
   }
 
+  private get trust(): TrustPolicy {
+    return this.req.trust ?? DEFAULT_TRUST_POLICY;
+  }
+
   private async loop(): Promise<void> {
     for (;;) {
       if (this.fatal) return;
@@ -344,7 +355,13 @@ class Dispatch {
       return;
     }
     const attempt = this.scheduler.state(a.drv).attempts;
-    Object.assign(rec, { status: "running", builder: link.name, slot: slot.index + 1, attempts: attempt });
+    Object.assign(rec, {
+      status: "running",
+      builder: link.name,
+      trust: link.builder.trust,
+      slot: slot.index + 1,
+      attempts: attempt,
+    });
     rec.startedMs ??= this.now();
     await log.begin(attempt, link.name);
     this.emit({ kind: "start", name: node.name, builder: link.name, attempt });

@@ -136,3 +136,33 @@ describe("state directory precedence", () => {
     assert.equal(resolveStateDir(undefined, env({ HOME: "/home/u", XDG_STATE_HOME: "/x" })), "/x/nixpool");
   });
 });
+
+describe("inventory schema: [policy]", () => {
+  it("reads trustedOnly globs and untrustedResults, with defaults", () => {
+    const inv = parseInventory(
+      '[policy]\ntrustedOnly = ["*-bootstrap-tools*", "secret-?"]\nuntrustedResults = "verify"\n',
+      "inv.toml",
+    );
+    assert.deepEqual(inv.policy, {
+      trustedOnly: ["*-bootstrap-tools*", "secret-?"],
+      untrustedResults: "verify",
+    });
+    assert.deepEqual(parseInventory("[policy]\n", "inv.toml").policy, {
+      trustedOnly: [],
+      untrustedResults: "accept",
+    });
+    assert.equal(parseInventory("", "inv.toml").policy, undefined);
+  });
+
+  it("names the path of a bad value", () => {
+    assert.match(
+      errorOf('[policy]\nuntrustedResults = "maybe"\n').message,
+      /inv\.toml: policy\.untrustedResults: must be "accept", "verify" or "refuse"/,
+    );
+    assert.match(
+      errorOf('[policy]\ntrustedOnly = ["a b"]\n').message,
+      /policy\.trustedOnly\[0\]: must be a derivation name glob/,
+    );
+    assert.match(errorOf("[policy]\ntrustedonly = []\n").message, /policy: unknown field trustedonly/);
+  });
+});

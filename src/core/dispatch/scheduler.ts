@@ -4,6 +4,7 @@ import { canBuild } from "./capability.js";
 import { compareNatural } from "../natural-order.js";
 import { remainingPaths, type BuildGraph, type DrvNode } from "./graph.js";
 import { ReadyQueue } from "./ready-queue.js";
+import { ANY_BUILDER, type PlacementRule } from "./placement.js";
 
 /** Where outputs can be: this machine's store, or a builder's (by name). */
 export const LOCAL = "local";
@@ -11,7 +12,8 @@ export const LOCAL = "local";
 export type SchedulerBuilder = Pick<
   Builder,
   "name" | "maxJobs" | "speedFactor" | "systems" | "supportedFeatures" | "mandatoryFeatures"
->;
+> &
+  Partial<Pick<Builder, "trust">>;
 
 export interface SchedulerOptions {
   /** Tries per derivation across builders (default 3). */
@@ -22,6 +24,8 @@ export interface SchedulerOptions {
   keepGoing?: boolean;
   /** Estimated build time of a derivation, for the critical path. */
   estimateMs?: (node: DrvNode) => number;
+  /** Which builders may build what, and how many builds settle a derivation (trust policy, --verify). */
+  placement?: PlacementRule;
 }
 
 /** Not needed (outside what the roots need), or where it stands. */
@@ -34,6 +38,8 @@ export interface NodeState {
   attempts: number;
   /** Builders an attempt failed on (lost connection, transient failure), in order. */
   failedOn: string[];
+  /** Builders whose builds of it succeeded, in order (a placement rule may ask for several). */
+  builtOn: string[];
   /** Where all of its outputs are valid: LOCAL and/or builder names. */
   locations: Set<string>;
   priority: number;
@@ -76,6 +82,7 @@ export class Scheduler {
   private readonly maxAttempts: number;
   private readonly backoffBaseMs: number;
   private readonly keepGoing: boolean;
+  private readonly placement: PlacementRule;
   /** Set after a failure without --keep-going: nothing new starts. */
   stopping = false;
 
@@ -87,6 +94,7 @@ export class Scheduler {
     this.maxAttempts = options.maxAttempts ?? 3;
     this.backoffBaseMs = options.backoffBaseMs ?? 60_000;
     this.keepGoing = options.keepGoing ?? false;
+    this.placement = options.placement ?? ANY_BUILDER;
     const paths = remainingPaths(graph, options.estimateMs ?? (() => 1000));
     for (const drv of graph.order) {
       this.nodes.set(drv, {
@@ -94,6 +102,7 @@ export class Scheduler {
         outcome: null,
         attempts: 0,
         failedOn: [],
+        builtOn: [],
         locations: new Set(),
         priority: paths.get(drv) ?? 0,
         readyMs: null,
@@ -238,7 +247,7 @@ export class Scheduler {
     const node = this.node(drv);
     const s = this.state(drv);
     const free = [...this.builders.values()].filter(
-      (b) => b.up && b.running < b.slots && canBuild(b.info, node),
+      (b) => b.up && b.running < b.slots && this.mayTake(b, drv),
     );
     const fresh = free.filter((b) => !s.failedOn.includes(b.info.name));
     const candidates = fresh.length ? fresh : free;
@@ -268,6 +277,15 @@ export class Scheduler {
     s.runningOn = null;
     if (end.kind === "built") {
       b.failuresInARow = 0;
+      s.builtOn.push(where);
+      if (!this.placement.settled(this.node(drv), this.builtOn(drv))) {
+        // One more build, on another builder, before anything may use it.
+        s.locations.add(where);
+        s.status = "ready";
+        s.readyMs = nowMs;
+        this.queue.push(drv);
+        return;
+      }
       s.status = "done";
       s.outcome = "built";
       s.locations.add(where);
@@ -376,9 +394,17 @@ export class Scheduler {
     return [...this.nodes.entries()]
       .filter(([, s]) => s.status === "ready")
       .map(([d]) => d)
-      .filter(
-        (d) =>
-          ![...this.builders.values()].some((b) => b.up && b.slots > 0 && canBuild(b.info, this.node(d))),
-      );
+      .filter((d) => ![...this.builders.values()].some((b) => b.up && b.slots > 0 && this.mayTake(b, d)));
+  }
+
+  /** Nix's capability rule and the placement rule: may this builder take the next build of `drv`. */
+  private mayTake(b: BuilderState, drv: string): boolean {
+    const node = this.node(drv);
+    return canBuild(b.info, node) && this.placement.allows(node, b.info, this.builtOn(drv));
+  }
+
+  /** The builders whose builds of `drv` succeeded, as placement rules see them. */
+  builtOn(drv: string): SchedulerBuilder[] {
+    return this.state(drv).builtOn.map((n) => this.builder(n).info);
   }
 }
