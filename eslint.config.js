@@ -95,6 +95,28 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The dashboard's browser script: plain JavaScript served as a file, outside the TypeScript project.
+    files: ["src/serve/dashboard/static/**/*.js"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false, project: false, program: null },
+      sourceType: "script",
+      globals: Object.fromEntries(
+        [
+          "addEventListener",
+          "console",
+          "document",
+          "DOMParser",
+          "EventSource",
+          "fetch",
+          "location",
+          "setInterval",
+          "URLSearchParams",
+        ].map((name) => [name, "readonly"]),
+      ),
+    },
+  },
   // Layers (docs/development.md#layers): each rule below is a directory's import boundary.
   coreLayer(0),
   coreLayer(1),

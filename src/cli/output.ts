@@ -26,11 +26,5 @@ export function renderTable(headers: readonly string[], rawRows: readonly (reado
   return [line(headers), ...rows.map(line)].join("\n");
 }
 
-/** Human-readable seconds: 0.42s, 12.3s, 2m05s. */
-export function formatSeconds(ms: number): string {
-  const s = ms / 1000;
-  if (s < 10) return `${s.toFixed(2)}s`;
-  if (s < 120) return `${s.toFixed(1)}s`;
-  const m = Math.floor(s / 60);
-  return `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
-}
+/** Human-readable seconds (its one home is core/duration.ts, which the dashboard shares). */
+export { formatSeconds } from "../core/duration.js";

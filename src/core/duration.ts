@@ -91,3 +91,12 @@ export function readDurationFlag(text: string, spec: DurationFlag): FlagDuration
   if (spec.maxMs !== undefined && ms > spec.maxMs) throw bad(`is longer than ${formatMs(spec.maxMs)}`);
   return warning === undefined ? { ms } : { ms, warning };
 }
+
+/** Human-readable seconds (CLI reports, the dashboard): 0.42s, 12.3s, 2m05s. */
+export function formatSeconds(ms: number): string {
+  const s = ms / 1000;
+  if (s < 10) return `${s.toFixed(2)}s`;
+  if (s < 120) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  return `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+}
