@@ -8,6 +8,7 @@ import {
   isSameRevocation,
   renderKrlSpec,
   renderSignArgv,
+  type CertUse,
   type Revocation,
   type Validity,
 } from "../core/access/cert.js";
@@ -43,6 +44,8 @@ export interface IssuedCert {
   validTo: string;
   key: string;
   issuedAt: string;
+  /** What it is for; absent in older ledgers: "builder". */
+  use?: CertUse;
 }
 
 /** Whether `nixpool ca init` has run here. */
@@ -107,6 +110,7 @@ export interface SignInput {
   validity: Validity;
   protocol: AccessProtocol;
   now: number;
+  use?: CertUse;
 }
 
 /** Signs a user certificate with a fresh serial (never reused, even after a crash) and records it. */
@@ -148,6 +152,7 @@ export async function signCert(p: CaPaths, input: SignInput): Promise<{ cert: st
           validity: input.validity,
           serial,
           protocol: input.protocol,
+          use: input.use ?? "builder",
         }),
         { timeout: 30_000 },
       );
@@ -161,6 +166,7 @@ export async function signCert(p: CaPaths, input: SignInput): Promise<{ cert: st
         validTo: new Date(input.validity.toMs).toISOString(),
         key: formatKey(key),
         issuedAt: new Date(input.now).toISOString(),
+        use: input.use ?? "builder",
       };
       await appendFile(p.issued, `${JSON.stringify(issued)}\n`, { mode: 0o644 });
       return { cert, issued };

@@ -1,9 +1,17 @@
+import { Option } from "commander";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { RegisterCommands } from "../cli/commands.js";
 import { renderTable } from "../cli/output.js";
 import type { AccessProtocol } from "../core/access/authorized-keys.js";
-import { DEFAULT_VALIDITY, isCertRevoked, parsePrincipals, parseValidity } from "../core/access/cert.js";
+import {
+  CERT_USES,
+  DEFAULT_VALIDITY,
+  isCertRevoked,
+  parsePrincipals,
+  parseValidity,
+  type CertUse,
+} from "../core/access/cert.js";
 import { quoteUntrusted } from "../core/access/names.js";
 import { isActive } from "../core/access/users.js";
 import { configError } from "../core/errors.js";
@@ -31,8 +39,16 @@ export const registerCa: RegisterCommands = (program, context) => {
   ca.command("sign <user>")
     .description("sign USER's public key: key ID, unique serial and a short validity window always set")
     .requiredOption("--key <file>", "the user's public key file (e.g. id_ed25519.pub)")
-    .option("--principals <list>", "comma-separated principals (default: USER)")
-    .option("--validity <spec>", "[START:]END, e.g. +8h or -5m:+1h (at most 30 days)", DEFAULT_VALIDITY)
+    .option("--principals <list>", "comma-separated principals (default: USER), e.g. sudoer,USER")
+    .option("--validity <spec>", "[START:]END, e.g. 10m, +8h or -5m:+1h (at most 30 days)", DEFAULT_VALIDITY)
+    .addOption(
+      new Option(
+        "--for <use>",
+        "builder: the Nix protocol only; deploy: commands (sudo -n), no pty or forwarding",
+      )
+        .choices(CERT_USES)
+        .default("builder"),
+    )
     .option("--out <file>", "where to write the certificate (default: KEY with -cert.pub)")
     .addOption(protocolOption())
     .addOption(usersOption())
@@ -46,6 +62,7 @@ export const registerCa: RegisterCommands = (program, context) => {
           validity: string;
           out?: string;
           protocol: AccessProtocol;
+          for: CertUse;
           users?: string;
           json?: boolean;
         },
@@ -104,13 +121,14 @@ export const registerCa: RegisterCommands = (program, context) => {
           validity,
           protocol: o.protocol,
           now,
+          use: o.for,
         });
         const out = resolve(o.out ?? keyFile.replace(/\.pub$/, "").concat("-cert.pub"));
         await writeFileAtomic(out, `${cert}\n`, { mode: 0o644 });
         if (o.json) ctx.output.json({ certificate: out, ...issued });
         else
           ctx.output.out(
-            `Signed ${out}: id ${issued.keyId}, serial ${issued.serial}, principals ${principals.join(",")}, valid ${issued.validFrom} to ${issued.validTo}.`,
+            `Signed ${out}: id ${issued.keyId}, serial ${issued.serial}, principals ${principals.join(",")}, for ${o.for}, valid ${issued.validFrom} to ${issued.validTo}.`,
           );
       },
     );

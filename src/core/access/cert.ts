@@ -20,10 +20,13 @@ function parseTimeTerm(term: string, nowMs: number): number | undefined {
     const d = parseDuration(rel[2] ?? "");
     return d === undefined ? undefined : rel[1] === "+" ? nowMs + d : nowMs - d;
   }
+  // A bare duration counts forward from now: "--validity 10m" is "+10m".
+  const forward = parseDuration(term);
+  if (forward !== undefined) return nowMs + forward;
   return parseInstant(term);
 }
 
-/** Parses "[START:]END", each "+8h"/"-5m" (from now) or an ISO date-time; START defaults to 5 minutes ago. */
+/** Parses "[START:]END", each "+8h"/"-5m"/"10m" (from now) or an ISO date-time; START defaults to 5 minutes ago. */
 export function parseValidity(spec: string, nowMs: number): Validity {
   const bad = (why: string) =>
     configError("CERT_VALIDITY_INVALID", `Validity ${quoteUntrusted(spec)} ${why}.`, {
@@ -61,6 +64,13 @@ export function parsePrincipals(text: string | undefined, user: string): string[
   return [...new Set(list)];
 }
 
+/**
+ * What a certificate is for: `builder` forces the Nix protocol (nothing else runs); `deploy`
+ * lets nixpool run a deploy's commands (sudo -n, the activation) with no pty and no forwarding.
+ */
+export type CertUse = "builder" | "deploy";
+export const CERT_USES: readonly CertUse[] = ["builder", "deploy"];
+
 export interface SignArgvInput {
   caKeyFile: string;
   publicKeyFile: string;
@@ -69,11 +79,13 @@ export interface SignArgvInput {
   validity: Validity;
   serial: number;
   protocol: AccessProtocol;
+  /** Default "builder". */
+  use?: CertUse;
 }
 
 /**
- * The ssh-keygen argv that signs a user certificate: always a key ID, a serial and a window, and
- * "clear" + force-command so a certificate gives the Nix protocol and nothing else.
+ * The ssh-keygen argv that signs a user certificate: always a key ID, a serial, a window and
+ * "clear" (no pty, no forwarding); a builder certificate also forces the Nix protocol.
  */
 export function renderSignArgv(i: SignArgvInput): string[] {
   return [
@@ -91,8 +103,7 @@ export function renderSignArgv(i: SignArgvInput): string[] {
     String(i.serial),
     "-O",
     "clear",
-    "-O",
-    `force-command=${FORCED_COMMAND[i.protocol]}`,
+    ...((i.use ?? "builder") === "builder" ? ["-O", `force-command=${FORCED_COMMAND[i.protocol]}`] : []),
     i.publicKeyFile,
   ];
 }

@@ -22,6 +22,9 @@ test("validity: relative, absolute and default start", () => {
   assert.throws(() => parseValidity("+1h:-1h", NOW), /ends before it starts/);
   assert.throws(() => parseValidity("+365d", NOW), /longer than 30 days/);
   assert.throws(() => parseValidity("forever", NOW), /not understood/);
+  // A bare duration counts forward from now; a bare number is still refused.
+  assert.deepEqual(parseValidity("10m", NOW), { fromMs: NOW - 300_000, toMs: NOW + 600_000 });
+  assert.throws(() => parseValidity("10", NOW), /not understood/);
 });
 
 test("the sign argv always sets key ID, serial, window and the forced command", () => {
@@ -42,6 +45,22 @@ test("the sign argv always sets key ID, serial, window and the forced command", 
   assert.ok(argv.includes("clear"));
   assert.ok(argv.includes("force-command=nix-daemon --stdio"));
   assert.equal(argv.at(-1), "/k.pub");
+});
+
+test("a deploy certificate keeps clear but forces no command (sudo -n and the activation must run)", () => {
+  const argv = renderSignArgv({
+    caKeyFile: "/ca",
+    publicKeyFile: "/k.pub",
+    keyId: "nixpool:alice:8",
+    principals: ["sudoer", "alice"],
+    validity: { fromMs: NOW, toMs: NOW + 600_000 },
+    serial: 8,
+    protocol: "ssh-ng",
+    use: "deploy",
+  });
+  assert.equal(argv[argv.indexOf("-n") + 1], "sudoer,alice");
+  assert.ok(argv.includes("clear"));
+  assert.ok(!argv.some((a) => a.startsWith("force-command=")), argv.join(" "));
 });
 
 test("principals are validated user names", () => {
