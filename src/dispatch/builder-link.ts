@@ -7,7 +7,7 @@ import type { DispatchSession, OpenSession, SessionSshCause } from "./store-sess
 const OPENING_AT_ONCE = 8;
 
 /**
- * nixpool's connections to one builder for one build: a transfer session (queries, downloads)
+ * nixpool's connections to one builder, kept by the fleet across builds: a transfer session (queries, downloads)
  * opened first, then one session per job slot (uploads and builds), all long-lived. Any session
  * ending unexpectedly means the builder is lost: every session is closed and `onLost` says why.
  */
@@ -138,6 +138,11 @@ export class BuilderLink {
       return;
     }
     this.busy.delete(index);
+  }
+
+  /** Ends the session of a taken slot (its build was cancelled); the slot reopens once released. */
+  killSlot(index: number): void {
+    if (this.busy.has(index)) this.slotSessions[index]?.kill();
   }
 
   /** Resolves once the builder is declared lost, or after `ms`. */

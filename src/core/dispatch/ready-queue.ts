@@ -7,6 +7,11 @@ export class ReadyQueue<T> {
     return this.items.length;
   }
 
+  /** The item `pop` would return, left in place. */
+  peek(): T | undefined {
+    return this.items[0];
+  }
+
   push(item: T): void {
     const xs = this.items;
     xs.push(item);

@@ -1,5 +1,5 @@
 import type { Builder } from "../builder.js";
-import { builderBackoffMs } from "./backoff.js";
+import { BuilderBoard } from "./builder-board.js";
 import { canBuild } from "./capability.js";
 import { compareNatural } from "../natural-order.js";
 import { remainingPaths, type BuildGraph, type DrvNode } from "./graph.js";
@@ -64,6 +64,13 @@ export interface Assignment {
   builder: string;
 }
 
+export interface AssignOptions {
+  /** At most this many assignments (default: as many as there are free slots). */
+  max?: number;
+  /** Left ready for now (another build of the same dispatcher is building it). */
+  skip?: (drv: string) => boolean;
+}
+
 /** The outcome of an attempt, as the runtime saw it. */
 export type AttemptEnd =
   | { kind: "built" }
@@ -77,22 +84,27 @@ export type AttemptEnd =
  */
 export class Scheduler {
   readonly nodes = new Map<string, NodeState>();
-  readonly builders = new Map<string, BuilderState>();
+  /** The board's builders: shared with every other build on the same board. */
+  readonly builders: Map<string, BuilderState>;
+  readonly board: BuilderBoard;
   private readonly queue: ReadyQueue<string>;
   private readonly maxAttempts: number;
-  private readonly backoffBaseMs: number;
   private readonly keepGoing: boolean;
   private readonly placement: PlacementRule;
+  /** This build's derivations running now. */
+  running = 0;
   /** Set after a failure without --keep-going: nothing new starts. */
   stopping = false;
 
   constructor(
     readonly graph: BuildGraph,
-    builders: readonly SchedulerBuilder[],
+    /** The pool: a board of its own (one build), or one shared by the builds of a long-lived dispatcher. */
+    pool: readonly SchedulerBuilder[] | BuilderBoard,
     options: SchedulerOptions = {},
   ) {
+    this.board = pool instanceof BuilderBoard ? pool : new BuilderBoard(pool, options.backoffBaseMs);
+    this.builders = this.board.builders;
     this.maxAttempts = options.maxAttempts ?? 3;
-    this.backoffBaseMs = options.backoffBaseMs ?? 60_000;
     this.keepGoing = options.keepGoing ?? false;
     this.placement = options.placement ?? ANY_BUILDER;
     const paths = remainingPaths(graph, options.estimateMs ?? (() => 1000));
@@ -108,17 +120,6 @@ export class Scheduler {
         readyMs: null,
         runningOn: null,
         error: null,
-      });
-    }
-    for (const b of builders) {
-      this.builders.set(b.name, {
-        info: b,
-        slots: 0,
-        running: 0,
-        up: false,
-        failuresInARow: 0,
-        downUntilMs: 0,
-        downReason: null,
       });
     }
     this.queue = new ReadyQueue<string>((a, b) => {
@@ -197,10 +198,7 @@ export class Scheduler {
 
   /** A builder's sessions are open: `slots` of them can build. */
   builderUp(name: string, slots: number): void {
-    const b = this.builder(name);
-    b.up = true;
-    b.slots = Math.min(slots, b.info.maxJobs);
-    b.downReason = null;
+    this.board.up(name, slots);
   }
 
   private builder(name: string): BuilderState {
@@ -214,15 +212,16 @@ export class Scheduler {
    * prefers a builder that was not already tried, then one holding more of the inputs, then the
    * least loaded for its speed.
    */
-  assign(): Assignment[] {
+  assign(options: AssignOptions = {}): Assignment[] {
     if (this.stopping) return [];
     const out: Assignment[] = [];
     const deferred: string[] = [];
-    while (this.queue.size > 0 && this.freeSlots() > 0) {
+    const max = options.max ?? Infinity;
+    while (this.queue.size > 0 && out.length < max && this.board.freeSlots() > 0) {
       const drv = this.queue.pop() as string;
       const s = this.state(drv);
       if (s.status !== "ready") continue;
-      const b = this.pickBuilder(drv);
+      const b = options.skip?.(drv) ? undefined : this.pickBuilder(drv);
       if (!b) {
         deferred.push(drv);
         continue;
@@ -231,16 +230,22 @@ export class Scheduler {
       s.attempts++;
       s.runningOn = b.info.name;
       b.running++;
+      this.running++;
       out.push({ drv, builder: b.info.name });
     }
     for (const d of deferred) this.queue.push(d);
     return out;
   }
 
-  private freeSlots(): number {
-    let n = 0;
-    for (const b of this.builders.values()) if (b.up) n += Math.max(0, b.slots - b.running);
-    return n;
+  /** Whether some derivation is ready (whether a builder is free for it or not). */
+  hasReady(): boolean {
+    return this.queue.size > 0;
+  }
+
+  /** The critical-path priority of the best ready derivation (for ties between builds). */
+  topPriority(): number {
+    const top = this.queue.peek();
+    return top === undefined ? 0 : this.state(top).priority;
   }
 
   private pickBuilder(drv: string): BuilderState | undefined {
@@ -274,6 +279,7 @@ export class Scheduler {
     if (s.status !== "running" || where === null) return;
     const b = this.builder(where);
     b.running = Math.max(0, b.running - 1);
+    this.running = Math.max(0, this.running - 1);
     s.runningOn = null;
     if (end.kind === "built") {
       b.failuresInARow = 0;
@@ -339,13 +345,14 @@ export class Scheduler {
    * kind "lost"); outputs only it held are lost, so whatever still needs them is built again.
    */
   builderDown(name: string, reason: string, nowMs: number): void {
-    const b = this.builder(name);
-    if (!b.up && b.downReason !== null) return;
-    b.up = false;
-    b.slots = 0;
-    b.failuresInARow++;
-    b.downUntilMs = nowMs + builderBackoffMs(b.failuresInARow, this.backoffBaseMs);
-    b.downReason = reason;
+    if (this.board.down(name, reason, nowMs)) this.lostOutputsOn(name, nowMs);
+  }
+
+  /**
+   * What this build loses with a builder the board has marked down: outputs only it held are
+   * needed again (a shared board is told once; each build on it learns through this).
+   */
+  lostOutputsOn(name: string, nowMs: number): void {
     for (const [drv, s] of this.nodes) {
       if (!s.locations.delete(name) || s.locations.size > 0 || s.status !== "done") continue;
       if (this.stillNeeded(drv)) {
@@ -372,14 +379,23 @@ export class Scheduler {
     }
   }
 
-  /**
-   * Builders whose backoff has ended and that are worth reconnecting to. A one-build CLI does not
-   * reconnect yet (docs/dispatcher.md); the long-lived coordinator is its user.
-   */
+  /** Builders whose backoff has ended and that are worth reconnecting to (the fleet probes them). */
   reconnectable(nowMs: number): string[] {
-    return [...this.builders.values()]
-      .filter((b) => !b.up && b.downReason !== null && b.downUntilMs <= nowMs)
-      .map((b) => b.info.name);
+    return this.board.reconnectable(nowMs);
+  }
+
+  /**
+   * Another build on the same board built `drv` (its outputs are at `location`): here it counts
+   * as found built, and what waited for it may become ready. Unknown or already settled: nothing.
+   */
+  builtElsewhere(drv: string, location: string, nowMs: number): void {
+    const s = this.nodes.get(drv);
+    if (!s) return;
+    s.locations.add(location);
+    if (s.status !== "waiting" && s.status !== "ready") return;
+    s.status = "done";
+    s.outcome = "cached";
+    for (const up of this.node(drv).dependents) this.promoteIfReady(up, nowMs);
   }
 
   /** Needed derivations not finished: waiting, ready or running. */
