@@ -20,9 +20,10 @@ import {
 } from "../helpers/dashboard-fixtures.js";
 
 // The dashboard's pages and its script in a real Chromium, served over real HTTP by hono with
-// plain values for the coordinator and a minimal event stream in the api's place: the script's
-// live updates for each kind of event, and escaping as a browser parses it. (The same pages
-// against a real `nixpool serve` on a real pool: dashboard-serve.test.ts.)
+// plain values for the coordinator and a minimal event stream in the api's place (`event: TYPE`,
+// `data: JSON`, as src/serve/http's): the script's live updates for each kind of event, and
+// escaping as a browser parses it. (The same pages against a real `nixpool serve` on a real
+// pool: dashboard-serve.test.ts.)
 
 async function startServer(source: FixtureSource): Promise<{ base: string; close: () => Promise<void> }> {
   const app = new Hono();
@@ -35,14 +36,20 @@ async function startServer(source: FixtureSource): Promise<{ base: string; close
         wake?.();
       });
       let open = true;
+      let sent = 0;
       stream.onAbort(() => {
         open = false;
         wake?.();
       });
       while (open) {
         const e = queue.shift();
-        if (e !== undefined) await stream.writeSSE({ data: JSON.stringify(e) });
-        else await new Promise<void>((r) => (wake = r));
+        if (e === undefined) {
+          await new Promise<void>((r) => (wake = r));
+          continue;
+        }
+        // Named by type as the api's stream does, every second one unnamed: the script takes both.
+        const name = ++sent % 2 === 0 ? { event: e.type } : {};
+        await stream.writeSSE({ ...name, data: JSON.stringify(e) });
       }
       unsubscribe();
     }),
