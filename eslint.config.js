@@ -112,6 +112,7 @@ export default tseslint.config(
           "fetch",
           "location",
           "setInterval",
+          "setTimeout",
           "URLSearchParams",
         ].map((name) => [name, "readonly"]),
       ),

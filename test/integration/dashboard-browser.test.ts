@@ -195,11 +195,6 @@ test("dashboard pages in Chromium: rendered, escaped, and updated live from the 
       await waitForText(b.page, `section[data-log-drv="${drv}"] pre`, `compiling evil.c\necho '${HOSTILE}'`);
       await waitForText(b.page, `section[data-log-drv="${drv}"] h3`, HOSTILE);
 
-      const { records, wallMs } = simulateBuild(4, [{ name: "local1", slots: 2 }]);
-      source.svg.set(
-        "b1",
-        renderTimelineSvg(records, { title: "b1", wallMs, builders: [{ name: "local1", slots: 2 }] }),
-      );
       const done = sampleDetail({
         status: "succeeded",
         finishedAt: iso(9000),
@@ -211,6 +206,13 @@ test("dashboard pages in Chromium: rendered, escaped, and updated live from the 
       await waitForText(b.page, "#build-status", "succeeded");
       await waitForText(b.page, '[data-build-count="done"]', "4");
       await waitForText(b.page, "#build-duration", "8.50s");
+      // The chart is not there yet when the end arrives: the page asks again until it is.
+      await waitForText(b.page, "#timeline", "The timeline is drawn when the build has finished.");
+      const { records, wallMs } = simulateBuild(4, [{ name: "local1", slots: 2 }]);
+      source.svg.set(
+        "b1",
+        renderTimelineSvg(records, { title: "b1", wallMs, builders: [{ name: "local1", slots: 2 }] }),
+      );
       await waitForText(b.page, "#timeline svg .row-label", "local1 #1");
       assert.equal(
         await b.page.locator("#timeline svg rect.span").count(),

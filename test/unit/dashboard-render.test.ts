@@ -182,7 +182,7 @@ test("build page: derivations with drv, name, builder, status, times; log tails;
     /<section class="log" data-log-drv="\/nix\/store\/aaaa-step-1\.drv">[\s\S]*?<pre>building step-1\ndone\n<\/pre>/,
   );
   assert.match(page, /<div id="timeline" class="timeline"><svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
-  assert.match(page, /<a href="\/builds\/b1\/timeline\.svg">SVG<\/a>/);
+  assert.match(page, /<a href="\/builds\/b1\/timeline\.svg">the chart alone \(SVG\)<\/a>/);
   assert.equal(textOf(page, /<dd id="build-status">(.*?)<\/dd>/), "succeeded");
   assert.match(page, /<code>\/nix\/store\/zzzz-all<\/code>/);
 });

@@ -57,6 +57,14 @@ test("a derivation's whole log as text (colours removed); the timeline as SVG", 
   assert.equal(log.status, 200);
   assert.equal(log.headers.get("content-type"), "text/plain; charset=utf-8");
   assert.equal(await log.text(), "building step-1\nred line\n");
+  // The timeline box for the page's script: 200 with or without a chart, 404 for no build.
+  const box = await app.request("/builds/b1/timeline");
+  assert.equal(box.status, 200);
+  assert.match(await box.text(), /^<svg [\s\S]*the chart alone \(SVG\)/);
+  const none = await appWith(new FixtureSource()).request("/builds/b1/timeline");
+  assert.equal(none.status, 200);
+  assert.equal(await none.text(), '<p class="none">The timeline is drawn when the build has finished.</p>');
+  assert.equal((await app.request("/builds/nope/timeline")).status, 404);
   const svg = await app.request("/builds/b1/timeline.svg");
   assert.equal(svg.headers.get("content-type"), "image/svg+xml; charset=utf-8");
   assert.equal(svg.headers.get("content-security-policy"), CONTENT_SECURITY_POLICY);

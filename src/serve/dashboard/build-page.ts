@@ -50,18 +50,26 @@ function renderLogPane(buildId: string, log: DerivationLogTail): Html {
 </section>`;
 }
 
-function renderTimeline(b: BuildDetail, svg: string | undefined): Html {
+/**
+ * What the timeline box holds: the chart, or why there is none yet. The page's script fetches
+ * the same from `/builds/ID/timeline` when the build's end arrives (routes.ts).
+ */
+export function renderTimelineContent(b: BuildDetail, svg: string | undefined): Html {
+  if (svg !== undefined) {
+    // The SVG is nixpool's own: renderTimelineSvg escapes every text it holds.
+    return markup`${trustedMarkup(svg)}<p class="timeline-link"><a href="${buildHref(b.id)}/timeline.svg">the chart alone (SVG)</a></p>`;
+  }
   const why =
     b.finishedAt !== undefined
       ? "No timeline was recorded for this build."
       : "The timeline is drawn when the build has finished.";
-  // The SVG is nixpool's own: renderTimelineSvg escapes every text it holds.
-  const content = svg !== undefined ? trustedMarkup(svg) : markup`<p class="none">${why}</p>`;
-  const link =
-    svg !== undefined ? markup` <small><a href="${buildHref(b.id)}/timeline.svg">SVG</a></small>` : "";
+  return markup`<p class="none">${why}</p>`;
+}
+
+function renderTimeline(b: BuildDetail, svg: string | undefined): Html {
   return markup`<section id="timeline-section">
-<h2>Timeline${link}</h2>
-<div id="timeline" class="timeline">${content}</div>
+<h2>Timeline</h2>
+<div id="timeline" class="timeline">${renderTimelineContent(b, svg)}</div>
 </section>`;
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Context, Env, Hono } from "hono";
 import type { BuildStatus, CoordinatorApi } from "../coordinator-types.js";
-import { renderBuildPage } from "./build-page.js";
+import { renderBuildPage, renderTimelineContent } from "./build-page.js";
 import { FINISHED } from "./build-rows.js";
 import { cleanLogLine, logTail } from "./format.js";
 import { markup } from "./html.js";
@@ -64,7 +64,7 @@ function errorPage(c: Context, status: 400 | 404, title: string, message: string
 
 /**
  * Mounts the dashboard's pages and assets on the coordinator's app: `/` (overview), `/history`,
- * `/builds/:id` (with `/timeline.svg` and `/log?drv=`), `/assets/*`. Authentication is the
+ * `/builds/:id` (with `/timeline`, `/timeline.svg` and `/log?drv=`), `/assets/*`. Authentication is the
  * app's middleware; live updates come from the app's `/api/events`.
  */
 export function mountDashboard<E extends Env>(app: Hono<E>, coordinator: DashboardSource): void {
@@ -145,6 +145,14 @@ export function mountDashboard<E extends Env>(app: Hono<E>, coordinator: Dashboa
       ...(timelineSvg !== undefined ? { timelineSvg } : {}),
     });
     return c.html(page.markup);
+  });
+
+  // The timeline box's content, for the page's script: 200 with the chart or why there is none.
+  app.get("/builds/:id/timeline", (c) => {
+    const { id, build } = findBuild(c);
+    if (build === undefined) return noBuild(c, id);
+    setPageHeaders(c);
+    return c.html(renderTimelineContent(build, coordinator.timelineSvg(id)).markup);
   });
 
   app.get("/builds/:id/timeline.svg", (c) => {

@@ -260,15 +260,20 @@
     if (FINISHED.includes(b.status)) void loadTimeline(b.id);
   }
 
-  /** Fetches the finished build's chart and shows it in place (parsed as SVG, never run). */
-  async function loadTimeline(id) {
+  /**
+   * Fetches the finished build's timeline box (routes.ts: always 200, the chart or why there is
+   * none) and shows it; tries again for a few seconds while the chart is not there yet.
+   */
+  async function loadTimeline(id, triesLeft = 10) {
     const box = document.getElementById("timeline");
     if (!box || box.querySelector("svg")) return;
-    const res = await fetch(`/builds/${encodeURIComponent(id)}/timeline.svg`, { credentials: "same-origin" });
+    const res = await fetch(`/builds/${encodeURIComponent(id)}/timeline`, { credentials: "same-origin" });
     if (!res.ok) return;
-    const doc = new DOMParser().parseFromString(await res.text(), "image/svg+xml");
-    if (doc.documentElement.nodeName !== "svg" || doc.querySelector("parsererror")) return;
-    box.replaceChildren(document.importNode(doc.documentElement, true));
+    // Parsed as an inert document (nothing in it runs), then moved in.
+    const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+    if (doc.body.querySelector("svg"))
+      box.replaceChildren(...[...doc.body.childNodes].map((n) => document.importNode(n, true)));
+    else if (triesLeft > 0) setTimeout(() => void loadTimeline(id, triesLeft - 1), 1000);
   }
 
   function findByData(selector, key, value) {
