@@ -3,7 +3,8 @@
 # that are missing, then creates the Nix state a plain `nix-bin` install lacks. Safe to re-run.
 set -euo pipefail
 # g++, make, python3: npm ci compiles better-sqlite3 (the coordinator's history) from source.
-pkgs=(nix-bin openssh-server openssh-client iproute2 procps util-linux hcloud-cli cloud-init chromium g++ make python3)
+# sudo: deploy tests log in to targets as a non-root user and run its commands through sudo -n.
+pkgs=(nix-bin openssh-server openssh-client iproute2 procps util-linux hcloud-cli cloud-init chromium g++ make python3 sudo)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,5 +1,8 @@
 import { readdir, readFile } from "node:fs/promises";
+import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { run } from "../../src/adapters/runner.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 /** PIDs of the processes inside a network namespace (a local pool host's). */
 export async function netnsPids(netns: string): Promise<number[]> {
@@ -45,4 +48,21 @@ export async function killNetns(netns: string): Promise<number> {
     }
   }
   return pids.length;
+}
+
+/** Waits until sshd answers on ADDRESS:22 again (after a SIGHUP it re-executes itself). */
+export async function waitForSsh(address: string): Promise<void> {
+  const banner = () =>
+    new Promise<string>((resolve) => {
+      const s = connect(22, address);
+      s.setTimeout(2000, () => s.destroy());
+      s.once("data", (d) => {
+        s.destroy();
+        resolve(d.toString());
+      });
+      s.once("error", () => resolve(""));
+      s.once("close", () => resolve(""));
+    });
+  const back = await waitFor(async () => (await banner()).startsWith("SSH-2.0-"), { timeoutMs: 20_000 });
+  if (!back) assert.fail(`sshd on ${address} did not come back after SIGHUP`);
 }

@@ -6,7 +6,6 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chown, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { run, spawnDetached, type RunResult } from "../../src/adapters/runner.js";
@@ -14,6 +13,7 @@ import { hostExecArgv, startHost, stopHost } from "../../src/providers/local/hos
 import type { HostRecord } from "../../src/providers/local/records.js";
 import { makeKeysCommandDirs, runCli } from "../helpers/cli.js";
 import { startFakeGithub, type FakeGithub } from "../helpers/fake-github.js";
+import { waitForSsh } from "../helpers/processes.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 
 const ACCOUNTS = ["alice", "bob", "carol", "dave", "eve", "frank", "gina", "hank"] as const;
@@ -22,23 +22,6 @@ const NIX = ["nix", "--extra-experimental-features", "nix-command", "--option", 
 /** Runs ARGV as sshd's AuthorizedKeysCommandUser of the fragment (nobody). */
 const asNobody = (argv: string[]) =>
   run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", ...argv], { reject: false });
-
-/** Waits until sshd answers on ADDRESS:22 again (after a SIGHUP it re-executes itself). */
-async function waitForSsh(address: string): Promise<void> {
-  const banner = () =>
-    new Promise<string>((resolve) => {
-      const s = connect(22, address);
-      s.setTimeout(2000, () => s.destroy());
-      s.once("data", (d) => {
-        s.destroy();
-        resolve(d.toString());
-      });
-      s.once("error", () => resolve(""));
-      s.once("close", () => resolve(""));
-    });
-  const back = await waitFor(async () => (await banner()).startsWith("SSH-2.0-"), { timeoutMs: 20_000 });
-  if (!back) assert.fail(`sshd on ${address} did not come back after SIGHUP`);
-}
 
 describe("access control on a real sshd", () => {
   let tmp: Awaited<ReturnType<typeof makeKeysCommandDirs>>;
