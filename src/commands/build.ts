@@ -113,6 +113,13 @@ export const registerBuild: RegisterCommands = (program, context) => {
     .option("-k, --keep-going", "after a failure, build everything that does not depend on it")
     .option("--copy-back <what>", "outputs copied here: needed (what you asked for; default) or all")
     .option("--trusted-only", "build every derivation on trusted builders only (docs/trust.md)")
+    .option("--verify <n>", "build each derivation on N distinct builders and compare the outputs")
+    .option(
+      "--verify-only <glob>",
+      "verify only derivations whose name matches (repeatable; --verify defaults to 2)",
+      collectName,
+      [],
+    )
     .option("--timeline <file.svg>", "draw the build as a Gantt chart (one row per builder slot)")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")

@@ -56,6 +56,17 @@ export function caPaths(dir: string) {
   };
 }
 
+/** The trust records and kept outputs, inside their directory (STATE/trust). */
+export function trustPaths(dir: string) {
+  return {
+    dir,
+    /** One line per built output: builder, trust, NAR hash (results.jsonl, appended). */
+    resultsFile: join(dir, "results.jsonl"),
+    /** Outputs of builds that differed, per derivation: STATE/trust/differ/HASH-NAME/BUILDER/OUTPUT. */
+    differDir: (drvPath: string) => join(dir, "differ", basename(drvPath, ".drv")),
+  };
+}
+
 /** Every path under one state directory. */
 export function statePaths(stateDir: string) {
   const local = join(stateDir, "local");
@@ -120,6 +131,8 @@ export function statePaths(stateDir: string) {
       /** How long each derivation took, learned from past builds. */
       durationsFile: join(dispatch, "durations.json"),
     },
+    /** Who built which output with which NAR hash, and outputs of builds that differed (docs/trust.md). */
+    trust: trustPaths(join(stateDir, "trust")),
     /** The coordinator (`nixpool serve`). */
     serve: {
       dir: serve,

@@ -18,6 +18,8 @@ import { Requeue, StoreTransfers } from "./store-transfers.js";
 import { RecordBook } from "./dispatch-records.js";
 import type { DispatchSession } from "./store-session.js";
 import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
+import { trustPaths } from "../config/state-paths.js";
+import { BuildChecks } from "./build-checks.js";
 import type { DispatchEvent } from "./run-dispatch.js";
 
 export interface BuildRunOptions {
@@ -30,6 +32,8 @@ export interface BuildRunOptions {
   logDir: string;
   /** Trusted-only derivations, untrusted results, --verify (docs/trust.md); default: none. */
   trust?: TrustPolicy;
+  /** STATE/trust: outputs of builds that differ are kept there. */
+  trustDir?: string;
   onEvent?: (e: DispatchEvent) => void;
   /** ms since the epoch the build counts from (default: now). */
   startedAtMs?: number;
@@ -65,6 +69,7 @@ export class BuildRun implements DispatchedBuild {
   private fatal: NixpoolError | undefined;
   private wakeUp: (() => void) | undefined;
   private rootOutputNames: string[] = [];
+  private readonly checks: BuildChecks;
 
   constructor(
     private readonly dispatcher: Dispatcher,
@@ -73,6 +78,7 @@ export class BuildRun implements DispatchedBuild {
     this.t0 = opts.startedAtMs ?? Date.now();
     this.seq = dispatcher.nextSeq();
     this.client = opts.client ?? "local";
+    this.checks = new BuildChecks(opts.trustDir ? trustPaths(opts.trustDir).differDir : undefined);
   }
 
   private get fleet() {
@@ -134,7 +140,7 @@ export class BuildRun implements DispatchedBuild {
       if (failed.length) {
         // A build's last log lines travel on stderr and may trail its result on stdout.
         await new Promise((resolve) => setTimeout(resolve, 100));
-        throw buildFailedError(failed, this.logs, [...this.records.values()]);
+        throw this.checks.errorFor(failed) ?? buildFailedError(failed, this.logs, [...this.records.values()]);
       }
       await this.durations.save().catch(() => undefined);
       return { outputs: this.rootOutputs(), records: [...this.records.values()] };
@@ -330,10 +336,16 @@ export class BuildRun implements DispatchedBuild {
       phase = "build";
       t = this.now();
       const result = await slot.session.buildDerivation(a.drv, this.drvs.basic(a.drv));
+      const builtOn = [...this.scheduler.state(a.drv).builtOn];
+      const differs = isBuildSuccess(result)
+        ? await this.checks.afterBuild(rec, node, link, slot.session, builtOn, this.fleet.links)
+        : undefined;
       this.span(rec, "build", link.name, slot.index + 1, t);
       this.holding.delete(a.drv);
       link.releaseSlot(slot.index);
-      if (isBuildSuccess(result)) {
+      if (differs) {
+        this.finish(a.drv, { kind: "failed", transient: false, message: differs.message });
+      } else if (isBuildSuccess(result)) {
         for (const p of Object.values(node.outputs)) link.place.known.add(p);
         this.durations.record(node.name, this.now() - t);
         this.finish(a.drv, { kind: "built" });

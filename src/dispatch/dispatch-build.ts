@@ -7,7 +7,10 @@ import { runDispatch, type DispatchRequest, type DispatchResult } from "./run-di
 import { serveSessions } from "./serve-sessions.js";
 
 /** What a CLI build asks of the dispatcher; its files, logs and sessions come from the state directory. */
-export type DispatchBuildRequest = Omit<DispatchRequest, "logDir" | "durationsFile" | "sessions"> & {
+export type DispatchBuildRequest = Omit<
+  DispatchRequest,
+  "logDir" | "durationsFile" | "sessions" | "trustDir"
+> & {
   stateDir: string;
 };
 
@@ -31,6 +34,7 @@ export async function dispatchBuild(req: DispatchBuildRequest): Promise<Dispatch
       logDir: statePaths(req.stateDir).logs.dir,
       durationsFile: statePaths(req.stateDir).dispatch.durationsFile,
       ...(req.trust ? { trust: req.trust } : {}),
+      trustDir: statePaths(req.stateDir).trust.dir,
       ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
       ...(req.onEvent ? { onEvent: req.onEvent } : {}),
       sessions: serveSessions(files?.sshConfig ?? "/dev/null", req.signal, muxDir),

@@ -30,6 +30,8 @@ export interface DispatchRequest {
   backoffBaseMs?: number;
   /** Trusted-only derivations, untrusted results, --verify (docs/trust.md); default: none. */
   trust?: TrustPolicy;
+  /** STATE/trust: outputs of builds that differ are kept there. */
+  trustDir?: string;
   onEvent?: (e: DispatchEvent) => void;
   sessions: {
     openBuilder: OpenSession;
@@ -87,6 +89,7 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
     logDir: req.logDir,
     startedAtMs: t0,
     ...(req.trust ? { trust: req.trust } : {}),
+    ...(req.trustDir ? { trustDir: req.trustDir } : {}),
     ...(req.onEvent ? { onEvent: req.onEvent } : {}),
   });
   const signal = req.signal;

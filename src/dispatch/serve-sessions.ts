@@ -51,6 +51,10 @@ function wrap(s: ServeSession): WrappedSession {
     queryValidPaths: (paths) => s.queryValidPaths([...paths], { lock: false, substitute: false }),
     queryClosure: (paths) => s.queryClosure([...paths], false),
     buildDerivation: (drvPath, drv) => s.buildDerivation(drvPath, drv),
+    queryPathInfos: (paths) => s.queryPathInfos([...paths]),
+    dumpStorePath: async (path, sink) => {
+      await s.dumpStorePath(path, sink);
+    },
     close: async () => {
       await s.close();
     },

@@ -8,6 +8,10 @@ export interface DispatchSession {
   /** The closure of `paths` in that store (references included, outputs not). */
   queryClosure(paths: readonly string[]): Promise<string[]>;
   buildDerivation(drvPath: string, drv: BasicDerivation): Promise<BuildResult>;
+  /** The NAR hash (`sha256:…`) of each valid path, as that store reports it; invalid paths are left out. */
+  queryPathInfos(paths: readonly string[]): Promise<{ path: string; narHash: string }[]>;
+  /** Streams the NAR of one valid path into `sink`. */
+  dumpStorePath(path: string, sink: NodeJS.WritableStream): Promise<void>;
   close(): Promise<void>;
   kill(): void;
   /** Ended (closed, killed, or lost): it takes no more requests. */

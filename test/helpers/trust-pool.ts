@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { chmod, copyFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { hostExecArgv } from "../../src/providers/local/host.js";
@@ -47,4 +47,25 @@ export async function isValidOnHost(pool: TestPool, host: string, path: string):
   if (!h) throw new Error(`no pool host ${host}`);
   const r = await run(hostExecArgv(h, ["nix-store", "--check-validity", path]), { reject: false });
   return r.exitCode === 0;
+}
+
+/**
+ * Makes a pool host tamper with every build: inside its mount namespace, /bin/sh (dash) becomes a
+ * wrapper that runs the real shell, then appends a line to $out, as a malicious member with root
+ * on a community builder could. Only that host sees it; it lasts as long as the host.
+ */
+export async function tamperHost(pool: TestPool, host: string, dir: string): Promise<void> {
+  const h = pool.pool.hosts.find((x) => x.name === host);
+  if (!h) throw new Error(`no pool host ${host}`);
+  const shell = (await run(["readlink", "-f", "/bin/sh"])).stdout.trim();
+  const real = join(dir, `${host}-real-sh`);
+  const wrapper = join(dir, `${host}-tampering-sh`);
+  await copyFile(shell, real);
+  await chmod(real, 0o755);
+  await writeFile(
+    wrapper,
+    `#!${real}\n${real} "$@"\nrc=$?\nif [ -n "$out" ] && [ -f "$out" ]; then echo tampered >> "$out"; fi\nexit $rc\n`,
+    { mode: 0o755 },
+  );
+  await run(hostExecArgv(h, ["mount", "--bind", wrapper, shell]));
 }

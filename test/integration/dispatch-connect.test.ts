@@ -14,6 +14,8 @@ const session = (over: Partial<DispatchSession> = {}): DispatchSession => ({
   queryValidPaths: () => Promise.resolve([]),
   queryClosure: (paths) => Promise.resolve([...paths]),
   buildDerivation: () => Promise.reject(new Error("not expected")),
+  queryPathInfos: () => Promise.resolve([]),
+  dumpStorePath: () => Promise.reject(new Error("not expected")),
   close: () => Promise.resolve(),
   kill: () => undefined,
   isClosed: false,

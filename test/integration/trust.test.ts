@@ -1,11 +1,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { resolve } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { makeTempDir } from "../helpers/cli.js";
-import { isValidOnHost, writeTrustInventory } from "../helpers/trust-pool.js";
+import { isValidOnHost, tamperHost, writeTrustInventory } from "../helpers/trust-pool.js";
 
 const FIXTURE = resolve(import.meta.dirname, "../fixtures/trust.nix");
 const seed = () => randomBytes(8).toString("hex");
@@ -20,6 +21,12 @@ interface DrvJson {
   builds: { builder: string; trust: string; narHashes: Record<string, string> }[];
   startedAt: string | null;
   finishedAt: string | null;
+}
+interface ErrorJson {
+  code: string;
+  message: string;
+  hint: string;
+  details: { drv: string; kept: string };
 }
 interface BuildJson {
   outputs: string[];
@@ -116,5 +123,122 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     assert.equal(r2.exitCode, 1, r2.stderr);
     assert.match(r2.stdout, /"NO_TRUSTED_BUILDER"/);
     assert.match(r2.stdout, /No trusted builder can build reproducible \(--trusted-only/);
+  });
+
+  test("--verify 2 accepts a reproducible derivation and refuses one whose builds differ, keeping both", async () => {
+    const s = seed();
+    // The pool's own builders, local1 and local2 (no inventory here).
+    const ok = await pool.cli(
+      [
+        "build",
+        FIXTURE,
+        "--json",
+        "--no-out-link",
+        "-A",
+        "reproducible",
+        "--argstr",
+        "seed",
+        s,
+        "--verify",
+        "2",
+      ],
+      { cwd: work.dir },
+    );
+    assert.equal(ok.exitCode, 0, ok.stderr);
+    const d = byName(JSON.parse(ok.stdout) as BuildJson, "reproducible");
+    assert.equal(d.verified, true);
+    assert.deepEqual(d.builds.map((b) => b.builder).sort(), ["local1", "local2"]);
+    assert.equal(d.builds[0]?.narHashes["out"], d.builds[1]?.narHashes["out"]);
+    assert.match(d.builds[0]?.narHashes["out"] ?? "", /^sha256:[0-9a-z]{52}$/);
+
+    const bad = await pool.cli(
+      [
+        "build",
+        FIXTURE,
+        "--json",
+        "--no-out-link",
+        "-A",
+        "unreproducible",
+        "--argstr",
+        "seed",
+        s,
+        "--verify",
+        "2",
+      ],
+      { cwd: work.dir },
+    );
+    assert.equal(bad.exitCode, 1, bad.stderr);
+    const e = (JSON.parse(bad.stdout) as { error: ErrorJson }).error;
+    assert.equal(e.code, "NOT_REPRODUCIBLE");
+    assert.match(
+      e.message,
+      /^Builds of unreproducible differ: output out has NAR hash sha256:\S+ on local[12] \(trusted\) and sha256:\S+ on local[12] \(trusted\); both outputs are kept in /,
+    );
+    const [h1, h2] = [...e.message.matchAll(/sha256:[0-9a-z]+/g)].map((m) => m[0]);
+    assert.notEqual(h1, h2);
+    // Both outputs are kept, unpacked, and the hint's command shows how they differ.
+    const cmd = /See the difference with: (diff -r|diffoscope) (\S+) (\S+)$/.exec(e.hint);
+    assert.ok(cmd, e.hint);
+    const [a, b] = [cmd[2] as string, cmd[3] as string];
+    assert.ok(a.startsWith(join(pool.stateDir, "trust", "differ")), a);
+    assert.notEqual(await readFile(a, "utf8"), await readFile(b, "utf8"));
+    const diff = await run(["diff", "-r", a, b], { reject: false });
+    assert.equal(diff.exitCode, 1, "diff -r shows a difference");
+  });
+
+  test('untrustedResults = "verify": an untrusted build is accepted once a trusted builder built the same bytes', async () => {
+    const inv = await writeTrustInventory(
+      pool,
+      work.dir,
+      [
+        { host: "local1", name: "t1", trust: "trusted", maxJobs: 1 },
+        { host: "local2", name: "u1", trust: "untrusted", maxJobs: 2 },
+      ],
+      'untrustedResults = "verify"',
+    );
+    const r = await build(inv, ["t1", "u1"], ["-A", "spread", "--argstr", "seed", seed()]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as BuildJson;
+    const checked = j.derivations.filter((d) => d.builds.some((b) => b.builder === "u1"));
+    assert.ok(checked.length > 0, "u1 built something");
+    for (const d of checked) {
+      assert.deepEqual(
+        d.builds.map((b) => b.builder),
+        ["u1", "t1"],
+        `${d.name}: checked by t1`,
+      );
+      assert.equal(d.verified, true);
+      assert.equal(d.builder, "t1");
+      assert.equal(d.trust, "trusted");
+    }
+  });
+
+  test('untrustedResults = "verify" catches an untrusted builder that tampers with its outputs', async () => {
+    await tamperHost(pool, "local2", work.dir);
+    const inv = await writeTrustInventory(
+      pool,
+      work.dir,
+      [
+        { host: "local1", name: "t1", trust: "trusted", maxJobs: 1 },
+        { host: "local2", name: "u1", trust: "untrusted", maxJobs: 2 },
+      ],
+      'untrustedResults = "verify"',
+    );
+    const r = await build(inv, ["t1", "u1"], ["--keep-going", "-A", "spread", "--argstr", "seed", seed()]);
+    assert.equal(r.exitCode, 1, r.stderr);
+    const e = (JSON.parse(r.stdout) as { error: ErrorJson }).error;
+    assert.equal(e.code, "NOT_REPRODUCIBLE");
+    assert.match(
+      e.message,
+      /^Builds of spread-\d differ: output out has NAR hash sha256:\S+ on u1 \(untrusted\) and sha256:\S+ on t1 \(trusted\);.* The output of untrusted builder u1 was not accepted\.$/,
+    );
+    const drv = e.details.drv;
+    // The tampered bytes never reached this machine's store.
+    const out = await outputOf(drv);
+    const valid = await run(["nix-store", "--check-validity", out], { reject: false });
+    assert.notEqual(valid.exitCode, 0, "the differing output is not in the local store");
+    const kept = e.details.kept;
+    assert.match(await readFile(join(kept, "u1", "out"), "utf8"), /tampered/);
+    assert.doesNotMatch(await readFile(join(kept, "t1", "out"), "utf8"), /tampered/);
   });
 });

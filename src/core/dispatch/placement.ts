@@ -1,6 +1,6 @@
 import type { Trust } from "../builder.js";
 import type { DrvNode } from "./graph.js";
-import { isSettled, mayBuildOn, type TrustPolicy } from "./trust-policy.js";
+import { isSettled, mayBuildOn, maySendFrom, type TrustPolicy } from "./trust-policy.js";
 
 /** A builder as placement rules see it. */
 export interface PlacedBuilder {
@@ -16,12 +16,15 @@ export interface PlacedBuilder {
 export interface PlacementRule {
   allows(node: DrvNode, builder: PlacedBuilder, builtOn: readonly PlacedBuilder[]): boolean;
   settled(node: DrvNode, builtOn: readonly PlacedBuilder[]): boolean;
+  /** Whether a copy of a settled output on this builder may be a source for others (here, other builders). */
+  counts(builder: PlacedBuilder): boolean;
 }
 
 /** Any capable builder, one build each: Nix's own behaviour. */
 export const ANY_BUILDER: PlacementRule = {
   allows: (_node, builder, builtOn) => !builtOn.some((b) => b.name === builder.name),
   settled: (_node, builtOn) => builtOn.length >= 1,
+  counts: () => true,
 };
 
 /** The placement of the trust policy: trusted-only derivations, untrusted results, --verify. */
@@ -29,5 +32,6 @@ export function trustPlacement(policy: TrustPolicy): PlacementRule {
   return {
     allows: (node, builder, builtOn) => mayBuildOn(policy, node.name, builder, builtOn),
     settled: (node, builtOn) => isSettled(policy, node.name, builtOn),
+    counts: (builder) => maySendFrom(policy, builder, true),
   };
 }

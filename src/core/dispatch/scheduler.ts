@@ -144,6 +144,9 @@ export class Scheduler {
 
   /** Records that every output of `drv` is valid at `location`. */
   addLocation(drv: string, location: string): void {
+    // A copy the placement rule does not count (an untrusted builder's, unless its results are accepted).
+    const b = this.builders.get(location);
+    if (b && !this.placement.counts(b.info)) return;
     this.state(drv).locations.add(location);
   }
 
@@ -172,6 +175,8 @@ export class Scheduler {
       }
       s.status = "waiting";
       s.outcome = null;
+      // Built again from scratch (its outputs were lost): earlier builds no longer count.
+      s.builtOn = [];
       touched.push(d);
       for (const dep of this.node(d).deps) stack.push(dep);
     }
@@ -295,6 +300,10 @@ export class Scheduler {
       s.status = "done";
       s.outcome = "built";
       s.locations.add(where);
+      for (const l of s.locations) {
+        const holder = this.builders.get(l);
+        if (holder && !this.placement.counts(holder.info)) s.locations.delete(l);
+      }
       for (const up of this.node(drv).dependents) this.promoteIfReady(up, nowMs);
       return;
     }
@@ -391,6 +400,15 @@ export class Scheduler {
   builtElsewhere(drv: string, location: string, nowMs: number): void {
     const s = this.nodes.get(drv);
     if (!s) return;
+    // Built under the other build's rules: it counts here only if one build there settles it here
+    // (no --verify here, a builder this build may use and whose copies count).
+    const b = this.builders.get(location)?.info;
+    const node = this.node(drv);
+    if (
+      b &&
+      !(this.placement.allows(node, b, []) && this.placement.settled(node, [b]) && this.placement.counts(b))
+    )
+      return;
     s.locations.add(location);
     if (s.status !== "waiting" && s.status !== "ready") return;
     s.status = "done";
