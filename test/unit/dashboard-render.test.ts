@@ -1,12 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { renderTimelineSvg } from "../../src/core/timeline-svg.js";
-import { renderBuildPage } from "../../src/serve/dashboard/build-page.js";
+import { pickLogDerivations, renderBuildPage } from "../../src/serve/dashboard/build-page.js";
 import { cleanLogLine, logTail } from "../../src/serve/dashboard/format.js";
 import { renderHistoryPage, summariseDurations } from "../../src/serve/dashboard/history-page.js";
 import { markup, trustedMarkup } from "../../src/serve/dashboard/html.js";
 import { renderOverviewPage } from "../../src/serve/dashboard/overview-page.js";
 import { simulateBuild } from "../helpers/build-records.js";
+import type { DerivationView } from "../../src/serve/coordinator-types.js";
 import {
   HOSTILE,
   T0,
@@ -233,4 +234,28 @@ test("log lines lose colour codes and secrets; a tail keeps the last lines", () 
   );
   assert.deepEqual(logTail("a\nb\nc\n", 2), ["b", "c"]);
   assert.deepEqual(logTail("", 5), []);
+});
+
+test("a build page shows the logs of running, then failed, then the latest finished derivations", () => {
+  const d = (name: string, status: DerivationView["status"], finished?: number) => {
+    const v = sampleDerivation({ drv: `/nix/store/x-${name}.drv`, name, status });
+    const { finishedAt: _f, ...running } = v;
+    return finished === undefined ? running : { ...v, finishedAt: iso(finished) };
+  };
+  const { startedAt: _s, ...queued } = d("queued", "queued");
+  const all = [
+    d("old", "built", 1),
+    d("new", "built", 9),
+    d("broke", "failed", 5),
+    d("busy", "running"),
+    queued,
+  ];
+  assert.deepEqual(
+    pickLogDerivations(all).map((x) => x.name),
+    ["busy", "broke", "new", "old"],
+  );
+  assert.deepEqual(
+    pickLogDerivations(all, 2).map((x) => x.name),
+    ["busy", "broke"],
+  );
 });

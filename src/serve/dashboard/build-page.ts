@@ -21,6 +21,24 @@ export interface BuildPageData {
 
 const NONE = markup`<span class="none">-</span>`;
 
+/** How many log panes a build page shows at most: a big build links the rest. */
+export const MAX_LOG_PANES = 24;
+
+/**
+ * The derivations whose logs a build page shows: those running, then those failed, then the
+ * latest finished; never one that has not started (it has no log).
+ */
+export function pickLogDerivations(
+  derivations: readonly DerivationView[],
+  max = MAX_LOG_PANES,
+): DerivationView[] {
+  const rank = (d: DerivationView) => (d.status === "running" ? 0 : d.status === "failed" ? 1 : 2);
+  return derivations
+    .filter((d) => d.startedAt !== undefined)
+    .sort((a, b) => rank(a) - rank(b) || (b.finishedAt ?? "").localeCompare(a.finishedAt ?? ""))
+    .slice(0, max);
+}
+
 /** The link to a derivation's whole log (routes.ts serves it as text). */
 export function logHref(buildId: string, drv: string): string {
   return `${buildHref(buildId)}/log?drv=${encodeURIComponent(drv)}`;

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Context, Env, Hono } from "hono";
 import type { BuildStatus, CoordinatorApi } from "../coordinator-types.js";
-import { renderBuildPage, renderTimelineContent } from "./build-page.js";
+import { pickLogDerivations, renderBuildPage, renderTimelineContent } from "./build-page.js";
 import { FINISHED } from "./build-rows.js";
 import { cleanLogLine, logTail } from "./format.js";
 import { markup } from "./html.js";
@@ -85,7 +85,8 @@ export function mountDashboard<E extends Env>(app: Hono<E>, coordinator: Dashboa
     setPageHeaders(c);
     const page = renderOverviewPage({
       builders: coordinator.builders(),
-      queued: coordinator.builds({ status: "queued" }),
+      // Next to run first.
+      queued: coordinator.builds({ status: "queued" }).reverse(),
       running: coordinator.builds({ status: "running" }),
       recent: coordinator
         .builds({ limit: RECENT_BUILDS * 3 })
@@ -130,7 +131,7 @@ export function mountDashboard<E extends Env>(app: Hono<E>, coordinator: Dashboa
   app.get("/builds/:id", (c) => {
     const { id, build } = findBuild(c);
     if (build === undefined) return noBuild(c, id);
-    const logs = build.derivations.flatMap((d) => {
+    const logs = pickLogDerivations(build.derivations).flatMap((d) => {
       const text = coordinator.derivationLog(id, d.drv);
       return text === undefined || text === ""
         ? []
