@@ -234,7 +234,7 @@ export class BuildRun implements DispatchedBuild {
       const rec = this.record(drv);
       const why = `its outputs were lost with builder ${builder} (${reason})`;
       rec.retries.push({ builder, reason: why });
-      this.emit({ kind: "retry", name: rec.name, builder, reason: why });
+      this.emit({ kind: "retry", drv, name: rec.name, builder, reason: why });
     }
     this.recordNeeded();
     this.syncRecords();
@@ -309,7 +309,7 @@ export class BuildRun implements DispatchedBuild {
     const log = this.log(a.drv);
     const slot = link.takeSlot((line) => {
       log.line(line);
-      this.emit({ kind: "log", name: node.name, builder: link.name, line });
+      this.emit({ kind: "log", drv: a.drv, name: node.name, builder: link.name, line });
     });
     if (!slot) {
       this.finish(a.drv, { kind: "lost", message: `no open session on ${link.name}` });
@@ -326,7 +326,7 @@ export class BuildRun implements DispatchedBuild {
     });
     rec.startedMs ??= this.now();
     await log.begin(attempt, link.name);
-    this.emit({ kind: "start", name: node.name, builder: link.name, attempt });
+    this.emit({ kind: "start", drv: a.drv, name: node.name, builder: link.name, attempt });
     let phase: "upload" | "build" = "upload";
     let t = this.now();
     try {
@@ -349,7 +349,7 @@ export class BuildRun implements DispatchedBuild {
         for (const p of Object.values(node.outputs)) link.place.known.add(p);
         this.durations.record(node.name, this.now() - t);
         this.finish(a.drv, { kind: "built" });
-        this.emit({ kind: "done", name: node.name, builder: link.name, ms: this.now() - t });
+        this.emit({ kind: "done", drv: a.drv, name: node.name, builder: link.name, ms: this.now() - t });
         this.maybeDownload(a.drv);
       } else {
         const transient = result.statusName === "TransientFailure" || result.statusName === "MiscFailure";
@@ -393,7 +393,7 @@ export class BuildRun implements DispatchedBuild {
     // Tried again: ready, or waiting for inputs that must be built again first.
     if (end.kind !== "built" && (s.status === "ready" || s.status === "waiting")) {
       rec.retries.push({ builder: where, reason: end.message });
-      this.emit({ kind: "retry", name: rec.name, builder: where, reason: end.message });
+      this.emit({ kind: "retry", drv, name: rec.name, builder: where, reason: end.message });
     }
     if (end.kind === "built") {
       this.syncRecords([drv, ...this.scheduler.node(drv).dependents]);

@@ -43,11 +43,11 @@ export interface DispatchRequest {
 /** What a running dispatch reports, for the live view, -L and plain progress lines. */
 export type DispatchEvent =
   | { kind: "status"; snapshot: StatusSnapshot }
-  | { kind: "start"; name: string; builder: string; attempt: number }
-  | { kind: "done"; name: string; builder: string; ms: number }
-  | { kind: "retry"; name: string; builder: string; reason: string }
+  | { kind: "start"; drv: string; name: string; builder: string; attempt: number }
+  | { kind: "done"; drv: string; name: string; builder: string; ms: number }
+  | { kind: "retry"; drv: string; name: string; builder: string; reason: string }
   | { kind: "builder-down"; builder: string; reason: string }
-  | { kind: "log"; name: string; builder: string; line: string };
+  | { kind: "log"; drv: string; name: string; builder: string; line: string };
 
 export interface DispatchResult {
   outputs: string[];

@@ -73,8 +73,14 @@ function unwrap(s: DispatchSession): ServeSession {
 
 /** The session factories the dispatcher runs on: builders over ssh, this machine directly. */
 export function serveSessions(sshConfig: string, signal?: AbortSignal, muxDir?: string) {
+  // Each transfer session (a builder's first, or a reconnect's) is a new master on a socket of its
+  // own: a master killed with its builder may leave its socket behind.
+  const generation = new Map<string, number>();
   const openBuilder = async (o: OpenSessionOptions): Promise<DispatchSession> => {
-    const controlPath = muxDir ? join(muxDir, o.builder.name) : undefined;
+    if (o.role.kind === "transfer") generation.set(o.builder.name, (generation.get(o.builder.name) ?? 0) + 1);
+    const controlPath = muxDir
+      ? join(muxDir, `${o.builder.name}.${generation.get(o.builder.name) ?? 1}`)
+      : undefined;
     const mux =
       controlPath === undefined
         ? undefined

@@ -13,6 +13,7 @@ test("-L without the live view (--json, --quiet): a builder's escape sequences n
   const p = progressPrinter(ctx, true, false);
   p.onEvent({
     kind: "log",
+    drv: "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-leaf-1.drv",
     name: "leaf-1",
     builder: "b1",
     line: "\x1b]0;owned\x07\x1b[2Jhello\x1b[31m red\x07",

@@ -1,0 +1,63 @@
+import type { DerivationRecord } from "../core/build-record.js";
+import type { BuilderState } from "../core/dispatch/scheduler.js";
+import type { Builder } from "../core/builder.js";
+import type { BuildCounts, BuilderHealth, BuilderView, DerivationView } from "./coordinator-types.js";
+
+/** ms since the epoch → ISO string. */
+export const isoAt = (ms: number): string => new Date(ms).toISOString();
+
+/**
+ * A dispatcher record as the API shows it: times as ISO strings from the build's start; what was
+ * still queued or running when the build was cancelled or stopped is "cancelled".
+ */
+export function toDerivationView(r: DerivationRecord, buildStartMs: number, ended: boolean): DerivationView {
+  const unfinished = r.status === "queued" || r.status === "running";
+  const v: DerivationView = {
+    drv: r.drv,
+    name: r.name,
+    status: ended && unfinished ? "cancelled" : r.status,
+    attempts: r.attempts,
+  };
+  if (r.builder !== null) v.builder = r.builder;
+  if (r.trust !== undefined) v.trust = r.trust;
+  if (r.startedMs !== null) v.startedAt = isoAt(buildStartMs + r.startedMs);
+  if (r.finishedMs !== null) v.finishedAt = isoAt(buildStartMs + r.finishedMs);
+  if (r.error !== null) v.error = r.error;
+  return v;
+}
+
+/** Counts of a build's needed derivations: done (built or found built), failed (or skipped), running, queued. */
+export function countRecords(records: Iterable<DerivationRecord>): BuildCounts {
+  const c: BuildCounts = { total: 0, done: 0, failed: 0, running: 0, queued: 0 };
+  for (const r of records) {
+    c.total++;
+    if (r.status === "built" || r.status === "cached") c.done++;
+    else if (r.status === "failed" || r.status === "skipped") c.failed++;
+    else if (r.status === "running") c.running++;
+    else c.queued++;
+  }
+  return c;
+}
+
+/** What the board and the fleet know of one builder, with what runs there now. */
+export function toBuilderView(
+  b: Builder,
+  state: BuilderState | undefined,
+  health: BuilderHealth,
+  current: BuilderView["current"],
+  nextProbeAt: string | undefined,
+): BuilderView {
+  const v: BuilderView = {
+    name: b.name,
+    systems: [...b.systems],
+    slots: b.maxJobs,
+    inUse: state?.running ?? 0,
+    health,
+    speedFactor: b.speedFactor,
+    trust: b.trust,
+    current,
+  };
+  if (state?.downReason) v.lastError = state.downReason;
+  if (nextProbeAt !== undefined) v.nextProbeAt = nextProbeAt;
+  return v;
+}

@@ -1,0 +1,508 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Builder } from "../core/builder.js";
+import { noBuildersError } from "../core/builder-connection-error.js";
+import { ExitCode, NixpoolError, configError, isNixpoolError } from "../core/errors.js";
+import { renderTimelineSvg } from "../core/timeline-svg.js";
+import { statePaths } from "../config/state-paths.js";
+import { writeClientFiles } from "../adapters/nix-build.js";
+import { waitFor as waitUntil } from "../adapters/wait-for.js";
+import { BuildRun } from "../dispatch/build-run.js";
+import { Dispatcher } from "../dispatch/dispatcher.js";
+import { Fleet, type FleetEvent, type FleetSessions } from "../dispatch/fleet.js";
+import type { DispatchEvent } from "../dispatch/run-dispatch.js";
+import { serveSessions } from "../dispatch/serve-sessions.js";
+import { readRecords, recordCost } from "../providers/hetzner/records.js";
+import type {
+  BuildDetail,
+  BuildId,
+  BuildStatus,
+  BuildSummary,
+  BuilderView,
+  ClientIdentity,
+  CoordinatorApi,
+  CoordinatorEvent,
+  DerivationView,
+  SubmitRequest,
+  WorkerView,
+} from "./coordinator-types.js";
+import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
+import { HistoryStore } from "./history-store.js";
+
+export interface CoordinatorOptions {
+  stateDir: string;
+  /** The pool (builders without a pinned host key are left out). */
+  builders: Builder[];
+  /** Session factories (default: nixpool's ssh_config in the state directory, over ssh). */
+  sessions?: FleetSessions;
+  /** Base of the builder backoff (default 60 s). */
+  backoffBaseMs?: number;
+  /** The clock for the times shown and recorded (default Date.now). */
+  clock?: () => number;
+  /** How often rented workers and their cost are read again (default 30 s). */
+  workersEveryMs?: number;
+}
+
+const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
+const submitSchema = z.strictObject({
+  derivations: z
+    .array(z.strictObject({ drv: z.string().regex(STORE_DRV), output: z.string().min(1).max(200) }))
+    .min(1)
+    .max(10_000),
+  label: z.string().max(500),
+  keepGoing: z.boolean().optional(),
+  copyBack: z.enum(["needed", "all"]).optional(),
+  builders: z.array(z.string()).optional(),
+  tags: z.array(z.string()).optional(),
+});
+
+interface LiveBuild {
+  id: BuildId;
+  seq: number;
+  label: string;
+  client: ClientIdentity;
+  req: SubmitRequest;
+  submittedMs: number;
+  startedMs?: number;
+  finishedMs?: number;
+  status: BuildStatus;
+  run: BuildRun;
+  /** Each derivation as last shown (JSON), to send only changes. */
+  shown: Map<string, string>;
+  outputs: string[];
+  error?: { code: string; message: string };
+  cancelledBy?: string;
+  done: Promise<BuildDetail>;
+  resolve: (d: BuildDetail) => void;
+}
+
+/**
+ * The coordinator's engine (`nixpool serve`): one Dispatcher over one Fleet of warm builder
+ * connections, kept alive; every submitted build runs on it at once, slots shared by fair share;
+ * every change is written to the history (SQLite) as it happens and sent to subscribers. The HTTP
+ * API and the dashboard sit on top of it (CoordinatorApi).
+ */
+export class Coordinator implements CoordinatorApi {
+  private readonly live = new Map<BuildId, LiveBuild>();
+  private readonly listeners = new Set<(e: CoordinatorEvent) => void>();
+  private seq: number;
+  private draining = false;
+  private closed = false;
+  private rented: WorkerView[] = [];
+  private workersTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly opts: CoordinatorOptions,
+    private readonly history: HistoryStore,
+    private readonly fleet: Fleet,
+    private readonly dispatcher: Dispatcher,
+    private readonly muxDir: string | undefined,
+  ) {
+    this.seq = history.lastSeq();
+    fleet.subscribe((e) => this.onFleet(e));
+  }
+
+  /**
+   * Opens the history (builds a stopped coordinator left unfinished are failed, with the reason),
+   * then connects to every builder; builds can be submitted at once.
+   */
+  static async open(opts: CoordinatorOptions): Promise<Coordinator> {
+    const usable = opts.builders.filter((b) => b.hostKey);
+    if (usable.length === 0) throw noBuildersError(opts.builders.length);
+    const clock = opts.clock ?? Date.now;
+    const paths = statePaths(opts.stateDir);
+    const history = HistoryStore.open(paths.serve.historyDb);
+    const at = isoAt(clock());
+    history.failUnfinished(`coordinator stopped (it ended before the build finished; marked at ${at})`, at);
+    let muxDir: string | undefined;
+    let sessions = opts.sessions;
+    if (!sessions) {
+      const files = await writeClientFiles(opts.stateDir, usable);
+      // ssh's control sockets: a private (0700) directory with a short path (see dispatch-build.ts).
+      muxDir = await mkdtemp(join(tmpdir(), "nixpool-serve-"));
+      sessions = serveSessions(files.sshConfig, undefined, muxDir);
+    }
+    const fleet = new Fleet(usable, sessions, {
+      ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
+    });
+    const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
+    const c = new Coordinator(opts, history, fleet, dispatcher, muxDir);
+    fleet.start();
+    await c.refreshWorkers();
+    c.workersTimer = setInterval(() => void c.refreshWorkers(), opts.workersEveryMs ?? 30_000);
+    c.workersTimer.unref();
+    return c;
+  }
+
+  private now(): number {
+    return (this.opts.clock ?? Date.now)();
+  }
+
+  /** Starts a build of derivations the client has evaluated (in this machine's store); returns its id. */
+  submit(req: SubmitRequest, client: ClientIdentity): BuildId {
+    if (this.draining || this.closed) {
+      throw new NixpoolError(
+        "COORDINATOR_DRAINING",
+        "The coordinator is shutting down and takes no new builds.",
+        {
+          hint: "Submit again once it is back (systemctl status nixpool-serve), or build locally with nixpool build.",
+        },
+      );
+    }
+    const parsed = submitSchema.safeParse(req);
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      throw configError(
+        "SUBMIT_INVALID",
+        `The build request is invalid: ${first?.path.join(".") || "(root)"}: ${first?.message ?? "?"}.`,
+        {
+          hint: "Send derivations as [{drv: /nix/store/…drv, output}] and a label (docs/coordinator.md).",
+        },
+      );
+    }
+    // zod's optional fields may hold undefined; JSON never carries one.
+    const data = parsed.data as SubmitRequest;
+    const seq = ++this.seq;
+    const id = `${seq.toString(36)}${randomBytes(3).toString("hex")}`;
+    const submittedMs = this.now();
+    let resolve!: (d: BuildDetail) => void;
+    const done = new Promise<BuildDetail>((r) => (resolve = r));
+    const b: LiveBuild = {
+      id,
+      seq,
+      label: data.label,
+      client,
+      req: data,
+      submittedMs,
+      status: "queued",
+      shown: new Map(),
+      outputs: [],
+      done,
+      resolve,
+      run: undefined as unknown as BuildRun,
+    };
+    b.run = new BuildRun(this.dispatcher, {
+      client: client.user,
+      keepGoing: data.keepGoing ?? false,
+      copyBack: data.copyBack ?? "needed",
+      logDir: statePaths(this.opts.stateDir).logs.dir,
+      startedAtMs: Date.now(),
+      onEvent: (e) => this.onDispatch(b, e),
+    });
+    this.live.set(id, b);
+    this.history.insertBuild(this.summary(b), seq, data);
+    this.emit({ type: "build", build: this.summary(b) });
+    void this.execute(b);
+    return id;
+  }
+
+  private async execute(b: LiveBuild): Promise<void> {
+    try {
+      const { outputs } = await b.run.run(b.req.derivations);
+      b.outputs = outputs.map((o) => o.path);
+      b.status = "succeeded";
+    } catch (e) {
+      b.status = b.cancelledBy !== undefined ? "cancelled" : "failed";
+      b.error = isNixpoolError(e)
+        ? { code: e.code, message: e.message }
+        : { code: "INTERNAL", message: e instanceof Error ? e.message : String(e) };
+    }
+    await b.run.shutdown();
+    b.startedMs ??= this.now();
+    b.finishedMs = this.now();
+    this.syncDerivations(b);
+    const detail = this.detail(b);
+    try {
+      this.history.updateBuild(detail);
+      if (b.run.graph) {
+        this.history.saveRecords(b.id, {
+          wallMs: b.run.now(),
+          builders: this.slotsOfBuilders(),
+          records: [...b.run.records.values()],
+        });
+      }
+    } finally {
+      this.live.delete(b.id);
+      this.emit({ type: "build", build: this.summary(b) });
+      b.resolve(detail);
+    }
+  }
+
+  private onDispatch(b: LiveBuild, e: DispatchEvent): void {
+    this.emit({ type: "dispatch", buildId: b.id, event: e });
+    switch (e.kind) {
+      case "log":
+        this.emit({ type: "log", buildId: b.id, drv: e.drv, line: e.line });
+        return;
+      case "start":
+        if (b.status === "queued") {
+          b.status = "running";
+          b.startedMs = this.now();
+          this.history.updateBuild(this.detail(b));
+          this.emit({ type: "build", build: this.summary(b) });
+        }
+        this.syncDerivations(b, [e.drv]);
+        this.emitBuilder(e.builder);
+        return;
+      case "done":
+      case "retry":
+        this.syncDerivations(b, [e.drv]);
+        this.emitBuilder(e.builder);
+        return;
+      case "status":
+        this.syncDerivations(b);
+        this.history.updateBuild(this.detail(b));
+        this.emit({ type: "build", build: this.summary(b) });
+        return;
+      case "builder-down":
+        return;
+    }
+  }
+
+  /** Writes and sends the derivations whose view changed (all of the build's when `drvs` is absent). */
+  private syncDerivations(b: LiveBuild, drvs?: readonly string[]): void {
+    const records = b.run.records;
+    const ended = b.finishedMs !== undefined;
+    const changed: DerivationView[] = [];
+    for (const r of drvs
+      ? drvs.map((d) => records.get(d)).filter((x) => x !== undefined)
+      : records.values()) {
+      const v = toDerivationView(r, b.run.t0, ended);
+      const text = JSON.stringify(v);
+      if (b.shown.get(r.drv) === text) continue;
+      b.shown.set(r.drv, text);
+      changed.push(v);
+    }
+    if (changed.length === 0) return;
+    this.history.saveDerivations(b.id, changed);
+    for (const d of changed) this.emit({ type: "derivation", buildId: b.id, derivation: d });
+  }
+
+  /** Only the submitter (or root, or this process) may cancel; a finished build is left as it is. */
+  cancel(id: BuildId, client: ClientIdentity): void {
+    const b = this.live.get(id);
+    if (!b) {
+      if (this.history.build(id)) return;
+      throw unknownBuild(id);
+    }
+    const mayCancel =
+      client.via === "local" || client.uid === 0 || client.user === "root" || client.user === b.client.user;
+    if (!mayCancel) {
+      throw new NixpoolError(
+        "BUILD_NOT_YOURS",
+        `Build ${id} was submitted by ${b.client.user}, not by ${client.user}.`,
+        {
+          hint: `Ask ${b.client.user} (or root) to cancel it: nixpool builds cancel ${id}`,
+        },
+      );
+    }
+    if (b.cancelledBy !== undefined) return;
+    b.cancelledBy = client.user;
+    b.run.abort(
+      new NixpoolError("BUILD_CANCELLED", `Build ${id} was cancelled by ${client.user}.`, {
+        exitCode: ExitCode.interrupted,
+      }),
+    );
+  }
+
+  waitFor(id: BuildId): Promise<BuildDetail> {
+    const b = this.live.get(id);
+    if (b) return b.done;
+    const d = this.history.build(id);
+    return d ? Promise.resolve(d) : Promise.reject(unknownBuild(id));
+  }
+
+  builders(): BuilderView[] {
+    return this.fleet.builders.map((b) => this.builderView(b.name));
+  }
+
+  private builderView(name: string): BuilderView {
+    const b = this.fleet.builders.find((x) => x.name === name) as Builder;
+    const state = this.fleet.board.builders.get(name);
+    const link = this.fleet.links.get(name);
+    const waiting = state !== undefined && !state.up && link?.lostReason !== undefined;
+    const health = state?.up ? "up" : waiting && !this.fleet.isProbing(name) ? "backoff" : "down";
+    const current: BuilderView["current"] = [];
+    for (const lb of this.live.values()) {
+      for (const r of lb.run.records.values()) {
+        if (r.status === "running" && r.builder === name)
+          current.push({ buildId: lb.id, drv: r.drv, name: r.name });
+      }
+    }
+    const nextProbe =
+      health === "backoff" && state
+        ? isoAt(this.now() + Math.max(0, state.downUntilMs - this.fleet.now()))
+        : undefined;
+    return toBuilderView(b, state, health, current, nextProbe);
+  }
+
+  private emitBuilder(name: string): void {
+    if (this.listeners.size === 0 || !this.fleet.board.builders.has(name)) return;
+    this.emit({ type: "builder", builder: this.builderView(name) });
+  }
+
+  private onFleet(e: FleetEvent): void {
+    const v = this.builderView(e.builder);
+    if (e.kind !== "up" || v.inUse === 0) {
+      this.history.builderEvent(
+        isoAt(this.now()),
+        e.builder,
+        e.kind === "probe" ? "probe" : v.health,
+        e.kind === "down" ? e.reason : undefined,
+      );
+    }
+    this.emit({ type: "builder", builder: v });
+  }
+
+  builds(q: { limit?: number; status?: BuildStatus } = {}): BuildSummary[] {
+    return this.history.builds(q).map((s) => {
+      const b = this.live.get(s.id);
+      return b ? this.summary(b) : s;
+    });
+  }
+
+  build(id: BuildId): BuildDetail | undefined {
+    const b = this.live.get(id);
+    return b ? this.detail(b) : this.history.build(id);
+  }
+
+  /** A derivation's build log (the last attempt's, from whichever build built it). */
+  derivationLog(id: BuildId, drv: string): string | undefined {
+    const b = this.live.get(id);
+    const known = b ? b.run.records.has(drv) : this.history.build(id)?.derivations.some((d) => d.drv === drv);
+    if (!known) return undefined;
+    try {
+      return readFileSync(statePaths(this.opts.stateDir).logs.derivationLog(drv), "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+
+  timelineSvg(id: BuildId): string | undefined {
+    const b = this.live.get(id);
+    const label = b?.label ?? this.history.build(id)?.label;
+    const stored = b
+      ? b.run.graph
+        ? { records: [...b.run.records.values()], wallMs: b.run.now(), builders: this.slotsOfBuilders() }
+        : undefined
+      : this.history.records(id);
+    if (!stored || label === undefined) return undefined;
+    return renderTimelineSvg(stored.records, {
+      title: label,
+      wallMs: stored.wallMs,
+      builders: stored.builders,
+    });
+  }
+
+  private slotsOfBuilders(): { name: string; slots: number }[] {
+    return this.fleet.builders.map((b) => ({ name: b.name, slots: b.maxJobs }));
+  }
+
+  /** Rented cloud workers now, with their cost so far (read again every workersEveryMs). */
+  workers(): WorkerView[] {
+    return this.rented.map((w) => ({ ...w }));
+  }
+
+  private async refreshWorkers(): Promise<void> {
+    try {
+      const at = this.now();
+      const records = await readRecords(this.opts.stateDir);
+      this.rented = records.map((r) => {
+        const cost = recordCost(r, at);
+        return {
+          name: r.lease.name,
+          serverType: r.type,
+          startedAt: r.serverCreatedAt ?? r.lease.createdAt,
+          costSoFar: cost.total.gross,
+          currency: cost.currency,
+        };
+      });
+      if (!this.closed) for (const w of this.rented) this.history.saveWorkerCost(w, isoAt(at));
+    } catch {
+      // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
+    }
+  }
+
+  subscribe(fn: (e: CoordinatorEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(e: CoordinatorEvent): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch {
+        // A subscriber's failure is its own (a closed stream); the others still hear.
+      }
+    }
+  }
+
+  /**
+   * Takes no new builds and lets the running ones finish for up to `graceMs`; those still running
+   * then fail ("coordinator stopped"), and the coordinator closes.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    await waitUntil(() => this.live.size === 0, { timeoutMs: graceMs, intervalMs: 50 }).catch(
+      () => undefined,
+    );
+    await this.stopAll(`coordinator stopped (drained; the grace of ${Math.round(graceMs / 1000)} s ended)`);
+    await this.close();
+  }
+
+  private async stopAll(reason: string): Promise<void> {
+    const running = [...this.live.values()];
+    for (const b of running) {
+      b.run.abort(new NixpoolError("COORDINATOR_STOPPED", `Build ${b.id} did not finish: ${reason}.`));
+    }
+    await Promise.all(running.map((b) => b.done));
+  }
+
+  /** Stops every running build (failed: "coordinator stopped"), closes every connection and the history. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.draining = true;
+    clearInterval(this.workersTimer);
+    await this.stopAll("coordinator stopped (closed)");
+    this.closed = true;
+    this.dispatcher.close();
+    await this.fleet.shutdown(true);
+    this.history.close();
+    if (this.muxDir) await rm(this.muxDir, { recursive: true, force: true });
+  }
+
+  private summary(b: LiveBuild): BuildSummary {
+    const s: BuildSummary = {
+      id: b.id,
+      label: b.label,
+      client: b.client.user,
+      status: b.status,
+      submittedAt: isoAt(b.submittedMs),
+      counts: countRecords(b.run.records.values()),
+    };
+    if (b.startedMs !== undefined) s.startedAt = isoAt(b.startedMs);
+    if (b.finishedMs !== undefined) s.finishedAt = isoAt(b.finishedMs);
+    return s;
+  }
+
+  private detail(b: LiveBuild): BuildDetail {
+    const ended = b.finishedMs !== undefined;
+    return {
+      ...this.summary(b),
+      derivations: [...b.run.records.values()].map((r) => toDerivationView(r, b.run.t0, ended)),
+      outputs: [...b.outputs],
+      ...(b.error ? { error: { ...b.error } } : {}),
+    };
+  }
+}
+
+function unknownBuild(id: string): NixpoolError {
+  return new NixpoolError("BUILD_UNKNOWN", `No build ${id} on this coordinator.`, {
+    hint: "List the builds with: curl …/api/builds (or open the dashboard).",
+  });
+}
