@@ -36,6 +36,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("../commands/build.js")).registerBuild,
   },
   {
+    name: "deploy",
+    term: "deploy [options] [file]",
+    description: "build a system on the pool and activate it on targets, rolling back on failure",
+    load: async () => (await import("../commands/deploy.js")).registerDeploy,
+  },
+  {
     name: "emulator",
     term: "emulator",
     description: "local stand-ins for remote services",

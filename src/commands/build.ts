@@ -7,26 +7,13 @@ import { ExitCode, NixpoolError } from "../core/errors.js";
 import { probeStoreFacts } from "../adapters/nix-store-probe.js";
 import { isDaemonBuilding } from "../core/nix-store-kind.js";
 import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
+import { collectArg } from "../cli/nix-args.js";
 import type { Builder } from "../core/builder.js";
 import { chooseDispatcher, type DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { buildOnWorker } from "../providers/hetzner/rent.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
 import { buildTrustPolicy, refuseTrustUnderHook, type TrustFlags } from "../cli/trust-options.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "../cli/dispatch-output.js";
-
-function collectArg(kind: NixArg["kind"]) {
-  return (raw: string, acc: NixArg[] = []): NixArg[] => {
-    const eq = raw.indexOf("=");
-    const name = eq > 0 ? raw.slice(0, eq) : "";
-    if (!/^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name)) {
-      throw new NixpoolError("USAGE", `--${kind} needs a name and a value (got "${raw}").`, {
-        hint: `For example: nixpool build examples/graph.nix --${kind} ${kind === "arg" ? "n 40" : "seed abc"}`,
-        exitCode: ExitCode.usage,
-      });
-    }
-    return [...acc, { kind, name, value: raw.slice(eq + 1) }];
-  };
-}
 
 function collectName(value: string, acc: string[]): string[] {
   return [...acc, value];

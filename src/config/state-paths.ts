@@ -77,6 +77,7 @@ export function statePaths(stateDir: string) {
   const logs = join(stateDir, "logs");
   const dispatch = join(stateDir, "dispatch");
   const serve = join(stateDir, "serve");
+  const deploy = join(stateDir, "deploy");
   return {
     root: stateDir,
     /** The local pool (`nixpool local`). */
@@ -138,6 +139,14 @@ export function statePaths(stateDir: string) {
       dir: serve,
       /** Builds, derivations, builders and cloud cost of the coordinator (SQLite, WAL). */
       historyDb: join(serve, "history.sqlite"),
+    },
+    /** `nixpool deploy`: the targets' pinned keys and the GC roots of deployed systems built here. */
+    deploy: {
+      dir: deploy,
+      knownHosts: join(deploy, "known_hosts"),
+      gcrootsDir: join(deploy, "gcroots"),
+      /** The GC root of the system last deployed to a target, when it was built on this machine. */
+      gcroot: (target: string) => join(deploy, "gcroots", target),
     },
   };
 }

@@ -26,8 +26,11 @@ export interface BuildRunOptions {
   /** Who submitted it (fair share); "local" for a CLI build. */
   client?: string;
   keepGoing?: boolean;
-  /** "needed": the requested outputs (and what other builders need); "all": every built output. */
-  copyBack?: "needed" | "all";
+  /**
+   * "needed": the requested outputs (and what other builders need); "all": every built output;
+   * "none": the requested outputs stay where they were built (deploy copies them on from there).
+   */
+  copyBack?: "needed" | "all" | "none";
   /** Directory for per-derivation logs. */
   logDir: string;
   /** Trusted-only derivations, untrusted results, --verify (docs/trust.md); default: none. */
@@ -42,6 +45,8 @@ export interface BuildRunOptions {
 /** A build's outcome once every derivation has settled: the roots' outputs, or the error. */
 export interface BuildRunOutcome {
   outputs: { outputName: string; path: string }[];
+  /** Per output, where it is valid: "local" and/or builder names. */
+  holders: string[][];
   records: DerivationRecord[];
 }
 
@@ -143,7 +148,11 @@ export class BuildRun implements DispatchedBuild {
         throw this.checks.errorFor(failed) ?? buildFailedError(failed, this.logs, [...this.records.values()]);
       }
       await this.durations.save().catch(() => undefined);
-      return { outputs: this.rootOutputs(), records: [...this.records.values()] };
+      return {
+        outputs: this.rootOutputs(),
+        holders: this.graph.roots.map((r) => [...this.scheduler.state(r).locations]),
+        records: [...this.records.values()],
+      };
     } finally {
       this.dispatcher.detach(this);
     }
@@ -423,7 +432,7 @@ export class BuildRun implements DispatchedBuild {
   /** Outputs the user asked for (or every output with --copy-back all) come home as soon as they exist. */
   private maybeDownload(drv: string): void {
     // The build is ending (Ctrl-C, a failed copy): a new try would fail at once, and again, for ever.
-    if (this.fatal) return;
+    if (this.fatal || this.opts.copyBack === "none") return;
     const s = this.scheduler.state(drv);
     const wanted = this.graph.roots.includes(drv) || (this.opts.copyBack === "all" && s.outcome === "built");
     if (!wanted || s.status !== "done" || s.locations.has(LOCAL) || this.downloading.has(drv)) return;

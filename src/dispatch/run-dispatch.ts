@@ -20,8 +20,11 @@ export interface DispatchRequest {
   outLink?: string | null | undefined;
   signal?: AbortSignal;
   keepGoing?: boolean;
-  /** "needed": the requested outputs (and what other builders need); "all": every built output. */
-  copyBack?: "needed" | "all";
+  /**
+   * "needed": the requested outputs (and what other builders need); "all": every built output;
+   * "none": the requested outputs stay where they were built (deploy copies them on from there).
+   */
+  copyBack?: "needed" | "all" | "none";
   /** Directory for per-derivation logs. */
   logDir: string;
   /** File of learned build times. */
@@ -51,6 +54,8 @@ export type DispatchEvent =
 
 export interface DispatchResult {
   outputs: string[];
+  /** Per output, where it is valid: "local" and/or builder names. */
+  holders: string[][];
   outLink: string | null;
   records: DerivationRecord[];
   startedAtMs: number;
@@ -108,12 +113,13 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
     });
     const evalMs = Date.now() - t0;
     if (signal?.aborted) onAbort();
-    const { outputs, records } = await build.run(roots);
+    const { outputs, holders, records } = await build.run(roots);
     const base = req.outLink === undefined ? "result" : req.outLink;
     if (base !== null) await createOutLinks(outLinkNames(base, outputs), signal);
     const links = [...fleet.links.values()];
     return {
       outputs: outputs.map((o) => o.path),
+      holders,
       outLink: base,
       records,
       startedAtMs: t0,
