@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { statePaths } from "../../src/config/state-paths.js";
-import { vethNames } from "../../src/core/local-net.js";
+import { POOL_NETWORK, vethNames } from "../../src/core/local-net.js";
 import type { TargetOutcome } from "../../src/core/deploy/deploy-outcome.js";
 import type { Generation } from "../../src/core/deploy/generations.js";
 import { hostExecArgv } from "../../src/providers/local/host.js";
@@ -76,6 +76,14 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
     );
   }
 
+  /** Brings back a link the stand-in cut (and the route to the other pool hosts, gone with it). */
+  async function restoreLink(h: HostRecord): Promise<void> {
+    await run(["ip", "-n", h.netns, "link", "set", vethNames(h.slot).builder, "up"], { reject: false });
+    await run(["ip", "-n", h.netns, "route", "replace", POOL_NETWORK, "via", h.hostAddress], {
+      reject: false,
+    });
+  }
+
   before(async () => {
     tp = await startTestPool(2, 1);
     [h1, h2] = tp.pool.hosts as [HostRecord, HostRecord];
@@ -83,8 +91,7 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
 
   after(async () => {
     // The cut-link test takes local1's link down; restore it so the pool stops cleanly either way.
-    if (h1)
-      await run(["ip", "-n", h1.netns, "link", "set", vethNames(h1.slot).builder, "up"], { reject: false });
+    if (h1) await restoreLink(h1);
     await tp?.cleanup();
   });
 
@@ -169,7 +176,7 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
       },
     );
     assert.ok(rolled, `activations: ${(await activations(h1)).join(", ")}`);
-    await run(["ip", "-n", h1.netns, "link", "set", vethNames(h1.slot).builder, "up"]);
+    await restoreLink(h1);
     assert.equal(await current(), 2);
   });
 
