@@ -113,6 +113,7 @@ export default tseslint.config(
           "location",
           "setInterval",
           "setTimeout",
+          "clearTimeout",
           "URLSearchParams",
         ].map((name) => [name, "readonly"]),
       ),

@@ -25,10 +25,38 @@ import {
 // escaping as a browser parses it. (The same pages against a real `nixpool serve` on a real
 // pool: dashboard-serve.test.ts.)
 
-async function startServer(source: FixtureSource): Promise<{ base: string; close: () => Promise<void> }> {
+/** Holds requests until released: a test orders what the server and the browser do. */
+class Gate {
+  private waiting: Promise<void> = Promise.resolve();
+  private release: () => void = () => undefined;
+  /** Requests wait from now on… */
+  close(): void {
+    this.waiting = new Promise((r) => (this.release = r));
+  }
+  /** …until this. */
+  open(): void {
+    this.release();
+  }
+  pass(): Promise<void> {
+    return this.waiting;
+  }
+}
+
+interface Gates {
+  /** Held before the event stream subscribes (its events until then are lost, as at page load). */
+  events: Gate;
+  /** Held before a page is rendered. */
+  pages: Gate;
+}
+
+async function startServer(
+  source: FixtureSource,
+): Promise<{ base: string; gates: Gates; close: () => Promise<void> }> {
   const app = new Hono();
-  app.get("/api/events", (c) =>
-    streamSSE(c, async (stream) => {
+  const gates: Gates = { events: new Gate(), pages: new Gate() };
+  app.get("/api/events", async (c) => {
+    await gates.events.pass();
+    return streamSSE(c, async (stream) => {
       const queue: CoordinatorEvent[] = [];
       let wake: (() => void) | undefined;
       const unsubscribe = source.subscribe((e) => {
@@ -52,8 +80,12 @@ async function startServer(source: FixtureSource): Promise<{ base: string; close
         await stream.writeSSE({ ...name, data: JSON.stringify(e) });
       }
       unsubscribe();
-    }),
-  );
+    });
+  });
+  app.use("/builds/*", async (_c, next) => {
+    await gates.pages.pass();
+    await next();
+  });
   mountDashboard(app, source);
   const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>(
     (resolve) => {
@@ -64,6 +96,7 @@ async function startServer(source: FixtureSource): Promise<{ base: string; close
   );
   return {
     base: `http://127.0.0.1:${port}`,
+    gates,
     close: () =>
       new Promise<void>((r) => {
         server.close(() => r());
@@ -219,6 +252,33 @@ test("dashboard pages in Chromium: rendered, escaped, and updated live from the 
         records.flatMap((r) => r.spans).length,
       );
       await assertNotReloaded(b);
+    },
+  );
+
+  await t.test(
+    "build page: lines sent before its stream opened are not lost, and none shows twice",
+    async () => {
+      const drv = "/nix/store/aaaa-step-1.drv";
+      const key = `b1 ${drv}`;
+      const pane = `section[data-log-drv="${drv}"] pre`;
+      const addLine = (line: string, o: { sent: boolean }) => {
+        source.logs.set(key, `${source.logs.get(key) ?? ""}${line}\n`);
+        if (o.sent) source.emit({ type: "log", buildId: "b1", drv, line });
+      };
+      server.gates.events.close();
+      await b.page.goto(`${server.base}/builds/b1`);
+      const before = (await b.page.locator(pane).textContent()) ?? "";
+      // Sent while the page had no stream yet: only the log has it.
+      addLine("lost while connecting", { sent: false });
+      // The stream opens; the page's fresh copy is held while one more line is both logged and sent.
+      server.gates.pages.close();
+      server.gates.events.open();
+      await waitForText(b.page, "#live", "syncing…");
+      addLine("sent and in the copy", { sent: true });
+      server.gates.pages.open();
+      await waitForText(b.page, "#live", "live");
+      addLine("sent after", { sent: true });
+      await waitForText(b.page, pane, `${before}lost while connecting\nsent and in the copy\nsent after`);
     },
   );
 

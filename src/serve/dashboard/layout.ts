@@ -7,7 +7,8 @@ export const ASSET_PATHS = {
   icon: "/assets/favicon.svg",
 } as const;
 
-export type DashboardPage = "overview" | "build" | "history";
+/** Which page this is; an error page gets no live updates. */
+export type DashboardPage = "overview" | "build" | "history" | "error";
 
 export interface LayoutOptions {
   title: string;

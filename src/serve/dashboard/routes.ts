@@ -59,7 +59,7 @@ function errorPage(c: Context, status: 400 | 404, title: string, message: string
   const body = markup`<h1>${title}</h1>
 <p class="error">${message}</p>
 <p><a href="/">Back to the overview</a></p>`;
-  return c.html(renderLayout({ title, page: "overview", body }).markup, status);
+  return c.html(renderLayout({ title, page: "error", body }).markup, status);
 }
 
 /**

@@ -16,6 +16,8 @@
   // eslint-disable-next-line no-control-regex
   const ANSI = /\x1b\[[0-9;]*m/g;
   let applied = 0;
+  // An error page has nothing to keep current.
+  if (!["overview", "build", "history"].includes(page)) return;
 
   /** Human-readable seconds, as src/core/duration.ts formatSeconds: 0.42s, 12.3s, 2m05s. */
   function formatSeconds(ms) {
@@ -319,35 +321,104 @@
     field(tr, "attempts").textContent = String(d.attempts);
   }
 
-  /** A log line joins its derivation's pane (one is added for a derivation's first line). */
-  function logEvent(e) {
+  /** A derivation's log pane, added from the template for its first line. */
+  function logPane(drv) {
     const logs = document.getElementById("logs");
-    if (!logs) return;
-    let pane = findByData("section[data-log-drv]", "logDrv", e.drv);
-    if (!pane) {
-      pane = cloneTemplate("log-pane-template");
-      if (!pane) return;
-      pane.dataset.logDrv = e.drv;
-      const row = findByData("tr[data-drv]", "drv", e.drv);
-      const name = row
-        ? row.querySelector(".name a").textContent
-        : e.drv.replace(/^.*?-/, "").replace(/\.drv$/, "");
-      const link = pane.querySelector("h3 a");
-      link.textContent = name;
-      link.title = e.drv;
-      link.setAttribute(
-        "href",
-        `/builds/${encodeURIComponent(pageBuildId)}/log?drv=${encodeURIComponent(e.drv)}`,
-      );
-      const placeholder = document.getElementById("no-logs");
-      if (placeholder) placeholder.remove();
-      logs.append(pane);
-    }
+    if (!logs) return null;
+    let pane = findByData("section[data-log-drv]", "logDrv", drv);
+    if (pane) return pane;
+    pane = cloneTemplate("log-pane-template");
+    if (!pane) return null;
+    pane.dataset.logDrv = drv;
+    const row = findByData("tr[data-drv]", "drv", drv);
+    const name = row
+      ? row.querySelector(".name a").textContent
+      : drv.replace(/^.*?-/, "").replace(/\.drv$/, "");
+    const link = pane.querySelector("h3 a");
+    link.textContent = name;
+    link.title = drv;
+    link.setAttribute(
+      "href",
+      `/builds/${encodeURIComponent(pageBuildId)}/log?drv=${encodeURIComponent(drv)}`,
+    );
+    const placeholder = document.getElementById("no-logs");
+    if (placeholder) placeholder.remove();
+    logs.append(pane);
+    return pane;
+  }
+
+  function cleanLine(line) {
+    return line.replace(ANSI, "").replace(/\r$/, "");
+  }
+
+  /** The lines a derivation's pane shows now. */
+  function paneLines(drv) {
+    const pane = findByData("section[data-log-drv]", "logDrv", drv);
+    if (!pane) return [];
+    const lines = pane.querySelector("pre").textContent.split("\n");
+    if (lines[lines.length - 1] === "") lines.pop();
+    return lines;
+  }
+
+  /** A log line joins its derivation's pane, which keeps its last LOG_LINES lines. */
+  function logEvent(e) {
+    const pane = logPane(e.drv);
+    if (!pane) return;
     const pre = pane.querySelector("pre");
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-    pre.append(document.createTextNode(`${e.line.replace(ANSI, "").replace(/\r$/, "")}\n`));
+    pre.append(document.createTextNode(`${cleanLine(e.line)}\n`));
     while (pre.childNodes.length > LOG_LINES) pre.firstChild.remove();
     if (atBottom) pre.scrollTop = pre.scrollHeight;
+  }
+
+  /**
+   * After the page takes a fresh copy (resync below), the lines sent between the stream's
+   * opening and the copy arrive although the copy shows them already. Per derivation, arriving
+   * lines are held while they repeat the copy's lines in order, dropped once they reach its last
+   * line, and shown as soon as they differ from it (or after MATCH_MS).
+   */
+  const MATCH_MS = 3000;
+  const matchers = new Map();
+
+  function startMatching() {
+    for (const m of matchers.values()) clearTimeout(m.timer);
+    matchers.clear();
+    for (const pane of document.querySelectorAll("#logs section[data-log-drv]")) {
+      const drv = pane.dataset.logDrv;
+      const shown = paneLines(drv);
+      if (shown.length === 0) continue;
+      matchers.set(drv, {
+        shown,
+        held: [],
+        timer: setTimeout(() => finishMatching(drv, Infinity), MATCH_MS),
+      });
+    }
+  }
+
+  /** Ends a derivation's matching, showing the last `keep` lines held. */
+  function finishMatching(drv, keep) {
+    const m = matchers.get(drv);
+    if (!m) return;
+    matchers.delete(drv);
+    clearTimeout(m.timer);
+    for (const e of m.held.slice(Math.max(0, m.held.length - keep))) logEvent(e);
+  }
+
+  const sameRun = (held, shown, at) => held.every((line, i) => line === shown[at + i]);
+
+  function logLine(e) {
+    const m = matchers.get(e.drv);
+    if (!m) return logEvent(e);
+    m.held.push(e);
+    const held = m.held.map((x) => cleanLine(x.line));
+    const { shown } = m;
+    const end = shown.length - held.length;
+    if (end >= 0 && sameRun(held, shown, end)) return finishMatching(e.drv, 0);
+    for (let at = 0; at < end; at++) if (sameRun(held, shown, at)) return; // may still reach the end
+    // New lines: skip only a start that ends the copy.
+    let k = held.length - 1;
+    while (k > 0 && !sameRun(held.slice(0, k), shown, shown.length - k)) k--;
+    finishMatching(e.drv, held.length - k);
   }
 
   function apply(e) {
@@ -360,20 +431,10 @@
     } else if (page === "build") {
       if (e.type === "build" && e.build.id === pageBuildId) buildPageBuild(e.build);
       else if (e.type === "derivation" && e.buildId === pageBuildId) derivationEvent(e.derivation);
-      else if (e.type === "log" && e.buildId === pageBuildId) logEvent(e);
+      else if (e.type === "log" && e.buildId === pageBuildId) logLine(e);
     }
     applied += 1;
     body.dataset.eventsApplied = String(applied);
-  }
-
-  function onMessage(message) {
-    let event;
-    try {
-      event = JSON.parse(message.data);
-    } catch {
-      return; // not an event of ours (a comment or keep-alive)
-    }
-    apply(event);
   }
 
   const live = document.getElementById("live");
@@ -383,8 +444,50 @@
     live.textContent = text;
   }
 
+  /**
+   * Events sent before the stream was open are lost (at page load, and while reconnecting), so
+   * on every open the page takes a fresh copy of its content from the server and then applies,
+   * in order, the events that arrived meanwhile: the newest state wins. Log lines the copy
+   * holds already are not shown twice (startMatching above).
+   */
+  let buffered = null;
+  async function resync() {
+    buffered = [];
+    setLive("syncing", "syncing…");
+    try {
+      const res = await fetch(location.href, {
+        credentials: "same-origin",
+        headers: { accept: "text/html" },
+      });
+      const fresh = res.ok
+        ? new DOMParser().parseFromString(await res.text(), "text/html").querySelector("main")
+        : null;
+      const main = document.querySelector("main");
+      if (fresh && main)
+        main.replaceChildren(...[...fresh.childNodes].map((n) => document.importNode(n, true)));
+    } catch {
+      // The events alone still update the page.
+    }
+    startMatching();
+    const events = buffered;
+    buffered = null;
+    for (const e of events) apply(e);
+    if (source.readyState === EventSource.OPEN) setLive("live", "live");
+  }
+
+  function onMessage(message) {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return; // not an event of ours (a comment or keep-alive)
+    }
+    if (buffered) buffered.push(event);
+    else apply(event);
+  }
+
   const source = new EventSource("/api/events");
-  source.onopen = () => setLive("live", "live");
+  source.onopen = () => void resync();
   source.onerror = () => setLive("reconnecting", "reconnecting…");
   // Unnamed messages, and the same events when the stream names them by type.
   source.onmessage = onMessage;
