@@ -264,11 +264,12 @@
 
   /**
    * Fetches the finished build's timeline box (routes.ts: always 200, the chart or why there is
-   * none) and shows it; tries again for a few seconds while the chart is not there yet.
+   * none) and shows it, replacing a chart drawn while it ran; tries again for a few seconds while
+   * the chart is not there yet.
    */
   async function loadTimeline(id, triesLeft = 10) {
     const box = document.getElementById("timeline");
-    if (!box || box.querySelector("svg")) return;
+    if (!box) return;
     const res = await fetch(`/builds/${encodeURIComponent(id)}/timeline`, { credentials: "same-origin" });
     if (!res.ok) return;
     // Parsed as an inert document (nothing in it runs), then moved in.
