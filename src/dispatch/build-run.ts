@@ -37,6 +37,8 @@ export interface BuildRunOptions {
   trust?: TrustPolicy;
   /** STATE/trust: outputs of builds that differ are kept there. */
   trustDir?: string;
+  /** Only these builders of the fleet (by name); all when absent. */
+  builders?: readonly string[];
   onEvent?: (e: DispatchEvent) => void;
   /** ms since the epoch the build counts from (default: now). */
   startedAtMs?: number;
@@ -168,6 +170,7 @@ export class BuildRun implements DispatchedBuild {
       keepGoing: this.opts.keepGoing ?? false,
       estimateMs: (n) => this.durations.estimate(n.name),
       placement: trustPlacement(this.trust),
+      ...(this.opts.builders ? { only: new Set(this.opts.builders) } : {}),
     });
     this.dispatcher.attach(this);
     this.throwIfFailed();

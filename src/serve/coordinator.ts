@@ -166,6 +166,12 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
+    const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
+    if (unknown.length > 0) {
+      throw configError("BUILDER_UNKNOWN", `No builder ${unknown.join(", ")} in this coordinator's pool.`, {
+        hint: `Its builders: ${this.fleet.builders.map((b) => b.name).join(", ")}.`,
+      });
+    }
     const seq = ++this.seq;
     const id = `${seq.toString(36)}${randomBytes(3).toString("hex")}`;
     const submittedMs = this.now();
@@ -189,6 +195,7 @@ export class Coordinator implements CoordinatorApi {
       client: client.user,
       keepGoing: data.keepGoing ?? false,
       copyBack: data.copyBack ?? "needed",
+      ...(data.builders ? { builders: data.builders } : {}),
       logDir: statePaths(this.opts.stateDir).logs.dir,
       startedAtMs: Date.now(),
       onEvent: (e) => this.onDispatch(b, e),

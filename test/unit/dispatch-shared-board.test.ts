@@ -155,3 +155,35 @@ test("fair share: the client with fewer running first, then the build with fewer
     "counts over every build of a client",
   );
 });
+
+test("a build limited to some builders takes slots only there, and is incapable without them", () => {
+  const board = new BuilderBoard([builder("b1"), builder("b2")]);
+  board.up("b1", 2);
+  board.up("b2", 2);
+  const leaves = [drv("x0"), drv("x1"), drv("x2")];
+  const s = new Scheduler(
+    buildGraph(
+      leaves,
+      leaves.map((l) => l.drv),
+    ),
+    board,
+    { only: new Set(["b2"]) },
+  );
+  s.plan(0);
+  const got = s.assign();
+  assert.deepEqual(
+    got.map((a) => a.builder),
+    ["b2", "b2"],
+  );
+  assert.equal(board.freeSlots(), 2, "b1's slots stay free for other builds");
+  const none = new Scheduler(
+    buildGraph(
+      leaves,
+      leaves.map((l) => l.drv),
+    ),
+    board,
+    { only: new Set(["gone"]) },
+  );
+  none.plan(0);
+  assert.equal(none.incapable().length, 3);
+});

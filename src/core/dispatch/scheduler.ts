@@ -26,6 +26,8 @@ export interface SchedulerOptions {
   estimateMs?: (node: DrvNode) => number;
   /** Which builders may build what, and how many builds settle a derivation (trust policy, --verify). */
   placement?: PlacementRule;
+  /** This build's builders (by name) on a shared board; every builder when absent. */
+  only?: ReadonlySet<string>;
 }
 
 /** Not needed (outside what the roots need), or where it stands. */
@@ -91,6 +93,7 @@ export class Scheduler {
   private readonly maxAttempts: number;
   private readonly keepGoing: boolean;
   private readonly placement: PlacementRule;
+  private readonly only: ReadonlySet<string> | undefined;
   /** This build's derivations running now. */
   running = 0;
   /** Set after a failure without --keep-going: nothing new starts. */
@@ -107,6 +110,7 @@ export class Scheduler {
     this.maxAttempts = options.maxAttempts ?? 3;
     this.keepGoing = options.keepGoing ?? false;
     this.placement = options.placement ?? ANY_BUILDER;
+    this.only = options.only;
     const paths = remainingPaths(graph, options.estimateMs ?? (() => 1000));
     for (const drv of graph.order) {
       this.nodes.set(drv, {
@@ -194,7 +198,9 @@ export class Scheduler {
 
   /** Needed derivations no builder of the pool could ever build (system or features). */
   incapable(): string[] {
-    const all = [...this.builders.values()].map((b) => b.info);
+    const all = [...this.builders.values()]
+      .map((b) => b.info)
+      .filter((b) => !this.only || this.only.has(b.name));
     return [...this.nodes.entries()]
       .filter(([, s]) => s.status !== "idle" && s.status !== "done")
       .map(([drv]) => drv)
@@ -434,6 +440,7 @@ export class Scheduler {
   /** Nix's capability rule and the placement rule: may this builder take the next build of `drv`. */
   private mayTake(b: BuilderState, drv: string): boolean {
     const node = this.node(drv);
+    if (this.only && !this.only.has(b.info.name)) return false;
     return canBuild(b.info, node) && this.placement.allows(node, b.info, this.builtOn(drv));
   }
 
