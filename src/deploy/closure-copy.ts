@@ -44,6 +44,8 @@ export interface CopyClosureResult {
   /** Why the direct route was not taken (or failed), when it was wanted. */
   fallback?: string;
   durationMs: number;
+  /** Where the time went: opening both sessions, planning (closure, infos, what the target has), sending. */
+  phases: { connectMs: number; planMs: number; sendMs: number };
 }
 
 function sourceName(from: CopySource): string {
@@ -76,10 +78,19 @@ export async function copyClosure(req: CopyClosureRequest): Promise<CopyClosureR
   const started = Date.now();
   const t = req.to.target;
   const signal = req.signal;
-  const target = await openTargetServe(req.to, signal ? { signal } : {});
-  let source: ServeSession | undefined;
+  // Both sessions open at once; the target's pinned key is checked before anything is sent.
+  const [targetOpen, sourceOpen] = await Promise.allSettled([
+    openTargetServe(req.to, signal ? { signal } : {}),
+    openSource(req.from, signal),
+  ]);
+  if (targetOpen.status === "rejected" || sourceOpen.status === "rejected") {
+    const opened = [targetOpen, sourceOpen].flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+    await Promise.allSettled(opened.map((s) => s.close()));
+    throw targetOpen.status === "rejected" ? targetOpen.reason : (sourceOpen as PromiseRejectedResult).reason;
+  }
+  const target = targetOpen.value;
+  const source = sourceOpen.value;
   try {
-    source = await openSource(req.from, signal);
     const valid = await source.queryValidPaths(req.paths);
     const absent = req.paths.filter((p) => !valid.includes(p));
     if (absent.length > 0) {
@@ -89,7 +100,9 @@ export async function copyClosure(req: CopyClosureRequest): Promise<CopyClosureR
         { hint: "Build it there first (nixpool build …), or copy from where it was built." },
       );
     }
+    const connected = Date.now();
     let plan = await planFor(source, target, req.paths);
+    const planned = Date.now();
     const done = (route: CopyRoute, sent: ClosureCopyPlan, fallback?: string): CopyClosureResult => ({
       route,
       closure: sent.closure,
@@ -97,6 +110,7 @@ export async function copyClosure(req: CopyClosureRequest): Promise<CopyClosureR
       narBytes: sent.narBytes,
       ...(fallback !== undefined ? { fallback } : {}),
       durationMs: Date.now() - started,
+      phases: { connectMs: connected - started, planMs: planned - connected, sendMs: Date.now() - planned },
     });
     const wanted = req.route ?? "auto";
     let fallback: string | undefined;
@@ -125,7 +139,7 @@ export async function copyClosure(req: CopyClosureRequest): Promise<CopyClosureR
       await transferPaths(source, target, plan.missing, { timeoutMs: req.timeoutMs ?? 30 * 60_000 });
     return done("via-here", plan, fallback);
   } finally {
-    await Promise.allSettled([source?.close(), target.close()]);
+    await Promise.allSettled([source.close(), target.close()]);
   }
 }
 
