@@ -44,7 +44,7 @@ export const registerCa: RegisterCommands = (program, context) => {
     .addOption(
       new Option(
         "--for <use>",
-        "builder: the Nix protocol only; deploy: commands (sudo -n), no pty or forwarding",
+        "builder: the Nix protocol only; deploy: commands (sudo -n), no pty, only agent forwarding (pam-ussh)",
       )
         .choices(CERT_USES)
         .default("builder"),

@@ -15,8 +15,19 @@ import { NixpoolError, isNixpoolError } from "../core/errors.js";
 import { classifySshFailure, type SshFailure } from "../core/ssh-errors.js";
 
 /** A target and how to reach it: its pinned key lives in `knownHostsFile` (writeTargetKnownHosts). */
-export interface TargetLink extends Omit<TargetSshOptions, "fresh"> {
+export interface TargetLink extends Omit<TargetSshOptions, "fresh" | "forwardAgent"> {
   target: TargetSsh;
+  /** An agent to forward to the target (startForwardedAgent): its certificate lets pam-ussh pass sudo. */
+  agentSocket?: string;
+}
+
+/** ssh options and environment of a link (the agent reaches ssh through SSH_AUTH_SOCK). */
+function linkOptions(link: TargetLink, fresh: boolean | undefined) {
+  const { target: _t, agentSocket, ...o } = link;
+  return {
+    options: { ...o, ...(fresh ? { fresh: true } : {}), ...(agentSocket ? { forwardAgent: true } : {}) },
+    env: agentSocket ? { SSH_AUTH_SOCK: agentSocket } : undefined,
+  };
 }
 
 /** Writes the known_hosts pinning the targets' keys (directory 0700, only when changed); returns its path. */
@@ -68,8 +79,9 @@ export async function runOnTarget(
   options: TargetRunOptions = {},
 ): Promise<RunResult> {
   const t = link.target;
-  const sshArgv = targetSshArgv(t, { ...link, ...(options.fresh ? { fresh: true } : {}) }, argv);
-  const r = await run(sshArgv, {
+  const { options: sshOptions, env } = linkOptions(link, options.fresh);
+  const r = await run(targetSshArgv(t, sshOptions, argv), {
+    ...(env ? { env } : {}),
     timeout: options.timeout ?? 120_000,
     reject: false,
     ...(options.signal ? { signal: options.signal } : {}),
@@ -109,8 +121,10 @@ export async function openTargetServe(
 ): Promise<ServeSession> {
   const t = link.target;
   try {
+    const { options: sshOptions, env } = linkOptions(link, options.fresh);
     return await ServeSession.open({
-      argv: targetServeArgv(t, { ...link, ...(options.fresh ? { fresh: true } : {}) }),
+      argv: targetServeArgv(t, sshOptions),
+      ...(env ? { env } : {}),
       name: `target ${t.name}`,
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onStderrLine ? { onStderrLine: options.onStderrLine } : {}),

@@ -4,6 +4,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { statePaths } from "../../src/config/state-paths.js";
+import { startForwardedAgent } from "../../src/deploy/forwarded-agent.js";
 import { runOnTarget, writeTargetKnownHosts } from "../../src/deploy/target-ssh.js";
 import { startHost, stopHost } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
@@ -96,7 +97,11 @@ describe(
       assert.equal(f["Principals"], "sudoer alice");
       assert.match(f["Valid"] ?? "", /^from \S+ to \S+$/);
       assert.equal(f["Critical Options"], "(none)", "a deploy certificate forces no command");
-      assert.equal(f["Extensions"], "(none)", "clear: no pty, no forwarding");
+      assert.equal(
+        f["Extensions"],
+        "permit-agent-forwarding",
+        "clear: no pty, no port forwarding; the agent for pam-ussh",
+      );
       assert.match(f["Key ID"] ?? "", /"nixpool:alice:\d+"/);
       // A builder certificate (the default) stays forced into the Nix protocol.
       const builderCert = await cli(["ca", "sign", "alice", "--key", key("alice3.pub"), "--validity", "10m"]);
@@ -148,6 +153,33 @@ describe(
         runOnTarget({ target: target(key("alice2")), knownHostsFile }, ["id", "-un"]),
         "TARGET_AUTH_FAILED",
       );
+    });
+
+    test("a forwarded agent of nixpool's own carries the deploy certificate to the target (what pam-ussh reads for sudo)", async () => {
+      assert.ok(host);
+      const target = {
+        name: "cacert",
+        host: host.address,
+        port: 22,
+        user: "root",
+        hostKey: host.hostKeyPub,
+        identityFile: key("alice"),
+        sudo: false,
+      };
+      const knownHostsFile = join(tmp.dir, "known_hosts");
+      const agent = await startForwardedAgent(key("alice"), 60);
+      try {
+        const r = await runOnTarget({ target, knownHostsFile, agentSocket: agent.socket }, ["ssh-add", "-L"]);
+        assert.match(
+          r.stdout,
+          /^ssh-ed25519-cert-v01@openssh\.com /m,
+          "the certificate reaches the target's agent socket",
+        );
+        const without = await runOnTarget({ target, knownHostsFile }, ["ssh-add", "-L"], { reject: false });
+        assert.notEqual(without.exitCode, 0, "no agent is forwarded unless asked");
+      } finally {
+        await agent.stop();
+      }
     });
   },
 );

@@ -85,7 +85,10 @@ describe(
         "TARGET_SUDO_REFUSED",
         /^Target local2 asks nosudo for a password for sudo; nixpool runs sudo -n and never types one\.$/,
       );
-      assert.match(e.hint ?? "", /NOPASSWD rule in \/etc\/sudoers\.d.*docs\/deploy\.md#certificates/);
+      assert.match(
+        e.hint ?? "",
+        /NOPASSWD rule in \/etc\/sudoers\.d.*docs\/deploy\.md#certificates-for-sudo/,
+      );
       await expectCode(openTargetServe(link), "TARGET_SUDO_REFUSED");
     });
 

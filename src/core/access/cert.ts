@@ -66,7 +66,8 @@ export function parsePrincipals(text: string | undefined, user: string): string[
 
 /**
  * What a certificate is for: `builder` forces the Nix protocol (nothing else runs); `deploy`
- * lets nixpool run a deploy's commands (sudo -n, the activation) with no pty and no forwarding.
+ * lets nixpool run a deploy's commands (sudo -n, the activation) with no pty and no forwarding
+ * but the agent's (pam-ussh on the target reads the certificate from the forwarded agent).
  */
 export type CertUse = "builder" | "deploy";
 export const CERT_USES: readonly CertUse[] = ["builder", "deploy"];
@@ -103,7 +104,10 @@ export function renderSignArgv(i: SignArgvInput): string[] {
     String(i.serial),
     "-O",
     "clear",
-    ...((i.use ?? "builder") === "builder" ? ["-O", `force-command=${FORCED_COMMAND[i.protocol]}`] : []),
+    // A deploy certificate may carry nixpool's own agent to the target: pam-ussh reads it there.
+    ...((i.use ?? "builder") === "builder"
+      ? ["-O", `force-command=${FORCED_COMMAND[i.protocol]}`]
+      : ["-O", "permit-agent-forwarding"]),
     i.publicKeyFile,
   ];
 }

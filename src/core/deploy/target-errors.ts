@@ -84,7 +84,7 @@ export function targetSudoError(t: Target, why: SudoRefusal, stderr: string): Ni
   const hint =
     why === "missing"
       ? `Install sudo on ${t.name}, or log in as root (user = "root", sudo = false for target ${t.name}).`
-      : `Give ${user} passwordless sudo on ${t.name} (a NOPASSWD rule in /etc/sudoers.d, or pam-ussh with nixpool's CA: see docs/deploy.md#certificates).`;
+      : `Give ${user} passwordless sudo on ${t.name} (a NOPASSWD rule in /etc/sudoers.d, or pam-ussh with nixpool's CA: see docs/deploy.md#certificates-for-sudo).`;
   return new NixpoolError("TARGET_SUDO_REFUSED", message[why], {
     hint,
     details: { target: t.name, user, stderr: stderr.trim().split("\n").slice(-5).join("\n") },

@@ -30,6 +30,11 @@ export interface TargetSshOptions {
   fresh?: boolean;
   /** Share one connection: the first (master) creates the socket, later ones ride on it. */
   mux?: { controlPath: string; master: boolean };
+  /**
+   * Forward the agent named by SSH_AUTH_SOCK (the caller sets it to an agent of nixpool's own):
+   * what pam-ussh on the target reads to let `sudo` through on a CA-signed certificate.
+   */
+  forwardAgent?: boolean;
 }
 
 /** The host key alias of a target in nixpool's known_hosts (distinct from builders' aliases). */
@@ -110,6 +115,7 @@ export function targetSshOptions(t: TargetSsh, o: TargetSshOptions): string[] {
     ...commonOptions(t, o.connectTimeout),
     ...opt(`UserKnownHostsFile=${o.knownHostsFile}`),
     ...share,
+    ...(o.forwardAgent ? opt("ForwardAgent=yes") : []),
     ...(t.identityFile ? ["-i", t.identityFile, ...opt("IdentitiesOnly=yes")] : []),
     ...loginOptions(t),
   ];

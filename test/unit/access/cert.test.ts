@@ -47,7 +47,7 @@ test("the sign argv always sets key ID, serial, window and the forced command", 
   assert.equal(argv.at(-1), "/k.pub");
 });
 
-test("a deploy certificate keeps clear but forces no command (sudo -n and the activation must run)", () => {
+test("a deploy certificate keeps clear but forces no command (sudo -n and the activation must run) and permits only agent forwarding", () => {
   const argv = renderSignArgv({
     caKeyFile: "/ca",
     publicKeyFile: "/k.pub",
@@ -61,6 +61,7 @@ test("a deploy certificate keeps clear but forces no command (sudo -n and the ac
   assert.equal(argv[argv.indexOf("-n") + 1], "sudoer,alice");
   assert.ok(argv.includes("clear"));
   assert.ok(!argv.some((a) => a.startsWith("force-command=")), argv.join(" "));
+  assert.equal(argv[argv.indexOf("permit-agent-forwarding") - 1], "-O");
 });
 
 test("principals are validated user names", () => {
