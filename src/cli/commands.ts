@@ -42,6 +42,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("../commands/deploy.js")).registerDeploy,
   },
   {
+    name: "serve",
+    term: "serve",
+    description: "run the coordinator: one queue for every client of the pool, its API and dashboard",
+    load: async () => (await import("../commands/serve.js")).registerServe,
+  },
+  {
     name: "emulator",
     term: "emulator",
     description: "local stand-ins for remote services",

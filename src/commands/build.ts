@@ -13,6 +13,9 @@ import { chooseDispatcher, type DispatcherChoice } from "../core/dispatch/choose
 import { buildOnWorker } from "../providers/hetzner/rent.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
 import { buildTrustPolicy, refuseTrustUnderHook, type TrustFlags } from "../cli/trust-options.js";
+import { runRemoteBuild } from "../cli/remote-build.js";
+import { CoordinatorClient } from "../serve/client/coordinator-client.js";
+import { findCoordinator } from "../serve/client/coordinator-target.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "../cli/dispatch-output.js";
 
 function collectName(value: string, acc: string[]): string[] {
@@ -66,6 +69,8 @@ interface BuildFlags extends TrustFlags {
   tag: string[];
   dispatcher?: string;
   keepGoing?: boolean;
+  /** A URL, false for --no-coordinator, undefined: NIXPOOL_COORDINATOR or this state directory's serve. */
+  coordinator?: string | false;
   copyBack?: string;
   timeline?: string;
 }
@@ -108,6 +113,8 @@ export const registerBuild: RegisterCommands = (program, context) => {
       [],
     )
     .option("--timeline <file.svg>", "draw the build as a Gantt chart (one row per builder slot)")
+    .option("--coordinator <url>", "build through a coordinator: unix:/path/api.sock or http://HOST:PORT")
+    .option("--no-coordinator", "build here even if a nixpool serve runs on this state directory")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
     .option(
@@ -117,6 +124,23 @@ export const registerBuild: RegisterCommands = (program, context) => {
     .action(async (file: string, opts: BuildFlags) => {
       const ctx = context();
       const copyBack = parseCopyBack(opts.copyBack);
+      const client = await coordinatorFor(ctx, opts);
+      if (client) {
+        return runRemoteBuild(ctx, client, {
+          file,
+          attr: opts.attr,
+          args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
+          outLink: opts.outLink === false ? null : opts.outLink,
+          keepGoing: opts.keepGoing === true,
+          copyBack,
+          builders: opts.builder,
+          tags: opts.tag,
+          json: opts.json === true,
+          quiet: opts.quiet === true,
+          printLogs: opts.printBuildLogs === true,
+          timeline: opts.timeline,
+        });
+      }
       const trust = buildTrustPolicy((await ctx.loadInventory()).policy, opts);
       const uid = process.getuid?.() ?? 0;
       // Root writes the store whoever serves it: no need to ask Nix (nix show-config) which store that is.
@@ -223,6 +247,37 @@ export const registerBuild: RegisterCommands = (program, context) => {
       }
     });
 };
+
+/**
+ * The coordinator this build goes to: --coordinator, NIXPOOL_COORDINATOR, or a serve running on
+ * this state directory; none with --no-coordinator, and a found one is passed over for --on or
+ * --dispatcher hook (which only a local build does).
+ */
+async function coordinatorFor(ctx: Context, opts: BuildFlags): Promise<CoordinatorClient | undefined> {
+  if (opts.coordinator === false) return undefined;
+  const explicit = opts.coordinator ?? (process.env["NIXPOOL_COORDINATOR"]?.trim() || undefined);
+  // The coordinator applies its own inventory's trust policy; a client cannot loosen or tighten it per build.
+  const localOnly = opts.on
+    ? "--on"
+    : opts.dispatcher === "hook"
+      ? "--dispatcher hook"
+      : opts.trustedOnly
+        ? "--trusted-only"
+        : undefined;
+  if (localOnly) {
+    if (explicit === undefined) return undefined;
+    throw new NixpoolError(
+      "FLAG_CONFLICT",
+      `${localOnly} builds here; it does not go through a coordinator.`,
+      {
+        hint: `Drop ${localOnly}, or build here: nixpool build --no-coordinator ${localOnly} …`,
+        exitCode: ExitCode.usage,
+      },
+    );
+  }
+  const target = await findCoordinator(opts.coordinator, ctx.stateDir, process.env);
+  return target ? new CoordinatorClient(target) : undefined;
+}
 
 /** NIXPOOL_BACKOFF_BASE_MS: a shorter builder backoff, for tests and demos. */
 function backoffFromEnv(): { backoffBaseMs?: number } {

@@ -6,6 +6,7 @@ import { parseNumberFlag } from "../core/number-flag.js";
 import { noBooter, type ServerBooter } from "../emulator/hetzner/booter.js";
 import { startHetznerEmulator } from "../emulator/hetzner/serve.js";
 import { statePaths } from "../config/state-paths.js";
+import { isLoopbackHost } from "../core/listen-address.js";
 
 interface EmulatorFlags {
   port: string;
@@ -58,7 +59,7 @@ export const registerEmulator: RegisterCommands = (program, context) => {
         ...(bootMs !== undefined ? { bootMs } : {}),
       };
       // Every API client may put its SSH key on a machine that runs as root on this host.
-      if (opts.boot && !isLoopback(opts.host) && !opts.token && !opts.tokenFile) {
+      if (opts.boot && !isLoopbackHost(opts.host) && !opts.token && !opts.tokenFile) {
         throw configError(
           "EMULATOR_OPEN_TO_NETWORK",
           `The emulator would boot machines for any client that reaches ${opts.host}; they run as root on this machine.`,
@@ -94,11 +95,6 @@ export const registerEmulator: RegisterCommands = (program, context) => {
       });
     });
 };
-
-/** Whether a listen address is on the loopback interface (only this machine can connect). */
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 /** The tokens in a --token-file, one a line (blank lines skipped); they stay out of argv and output. */
 async function readTokenFile(path: string): Promise<string[]> {

@@ -139,6 +139,10 @@ export function statePaths(stateDir: string) {
       dir: serve,
       /** Builds, derivations, builders and cloud cost of the coordinator (SQLite, WAL). */
       historyDb: join(serve, "history.sqlite"),
+      /** The API's bearer token (0600): `nixpool serve token` prints it, clients read it. */
+      tokenFile: join(serve, "token"),
+      /** The API's Unix socket, where clients of this state directory find a running serve. */
+      socket: join(serve, "api.sock"),
     },
     /** `nixpool deploy`: the targets' pinned keys and the GC roots of deployed systems built here. */
     deploy: {

@@ -3,7 +3,7 @@
  * (src/serve/http/) and its dashboard (src/serve/dashboard/): plain data, JSON as it is.
  * Times are ISO strings. A change here is announced in its commit message.
  */
-import type { DispatchEvent } from "../dispatch/run-dispatch.js";
+import type { DispatchEvent, DispatchResult } from "../dispatch/run-dispatch.js";
 
 /** Short and URL-safe. */
 export type BuildId = string;
@@ -65,11 +65,20 @@ export interface DerivationView {
   error?: string;
 }
 
+/**
+ * A finished build's dispatch records, as a local build has them: the remote client prints the
+ * same report, --json and --timeline from them (src/cli/dispatch-output.ts). Outputs and the
+ * out-link are the client's own.
+ */
+export type BuildReport = Omit<DispatchResult, "outputs" | "outLink">;
+
 export interface BuildDetail extends BuildSummary {
   derivations: DerivationView[];
   /** The roots' output paths (once succeeded). */
   outputs: string[];
   error?: { code: string; message: string };
+  /** Once finished (also when failed or cancelled): the records behind the client's report. */
+  report?: BuildReport;
 }
 
 export type BuilderHealth = "up" | "down" | "backoff";

@@ -31,6 +31,8 @@ test("the state directory layout, as docs/configuration.md describes it", () => 
   assert.equal(p.logs.derivationLog("/nix/store/abc-x.drv"), "/var/lib/nixpool/logs/abc-x.log");
   assert.equal(p.dispatch.durationsFile, "/var/lib/nixpool/dispatch/durations.json");
   assert.equal(p.serve.historyDb, "/var/lib/nixpool/serve/history.sqlite");
+  assert.equal(p.serve.tokenFile, "/var/lib/nixpool/serve/token");
+  assert.equal(p.serve.socket, "/var/lib/nixpool/serve/api.sock");
 });
 
 test("every path lies inside the state directory, and no two concepts share a path", () => {

@@ -1,0 +1,164 @@
+import type { NixArg } from "../adapters/nix-build.js";
+import { trapSignals } from "../adapters/signals.js";
+import type { DerivationRecord } from "../core/build-record.js";
+import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
+import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../core/errors.js";
+import { evaluateDerivations } from "../dispatch/evaluate.js";
+import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
+import type { DispatchResult } from "../dispatch/run-dispatch.js";
+import type { CoordinatorClient } from "../serve/client/coordinator-client.js";
+import type { ClientBuildDetail } from "../serve/client/coordinator-responses.js";
+import type { Context } from "./context.js";
+import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "./dispatch-output.js";
+
+export interface RemoteBuildOptions {
+  file: string;
+  attr: string | undefined;
+  args: NixArg[];
+  outLink: string | null;
+  keepGoing: boolean;
+  copyBack: "needed" | "all";
+  builders: string[];
+  tags: string[];
+  json: boolean;
+  quiet: boolean;
+  printLogs: boolean;
+  timeline: string | undefined;
+}
+
+/** After Ctrl-C, how long the client waits for the coordinator to confirm the cancellation. */
+const CANCEL_WAIT_MS = 15_000;
+
+/**
+ * `nixpool build` through a coordinator: evaluates here (same store), submits, follows the build's
+ * event stream with the live status a local build shows, then makes the out-link and prints the
+ * same report (--json: the same shape, plus the build id). Ctrl-C cancels this build only.
+ */
+export async function runRemoteBuild(
+  ctx: Context,
+  client: CoordinatorClient,
+  o: RemoteBuildOptions,
+): Promise<void> {
+  const controller = new AbortController();
+  const untrap = trapSignals(controller);
+  const showProgress = !o.json && !o.quiet;
+  const progress = showProgress || o.printLogs ? progressPrinter(ctx, o.printLogs, showProgress) : undefined;
+  const reading = new AbortController();
+  let id: string | undefined;
+  let cancelling: Promise<void> | undefined;
+  const cancel = () => {
+    if (id === undefined || cancelling) return;
+    const own = id;
+    cancelling = client.cancel(own).catch((e: unknown) => {
+      ctx.output.err(`could not cancel build ${own}: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    setTimeout(() => reading.abort(), CANCEL_WAIT_MS).unref();
+  };
+  controller.signal.addEventListener("abort", () => {
+    if (id === undefined) reading.abort();
+    else cancel();
+  });
+  try {
+    const roots = await evaluateDerivations({
+      file: o.file,
+      attr: o.attr,
+      args: o.args,
+      signal: controller.signal,
+    });
+    if (controller.signal.aborted) throw interrupted();
+    const label = `${o.file}${o.attr ? ` -A ${o.attr}` : ""}`;
+    const end = await client.submit(
+      {
+        derivations: roots,
+        label,
+        keepGoing: o.keepGoing,
+        copyBack: o.copyBack,
+        ...(o.builders.length ? { builders: o.builders } : {}),
+        ...(o.tags.length ? { tags: o.tags } : {}),
+      },
+      (e) => {
+        if (e.type === "submitted") {
+          id = e.id;
+          if (!o.json && !o.quiet)
+            ctx.output.err(`build ${e.id} submitted to the coordinator at ${client.name}`);
+          if (controller.signal.aborted) cancel();
+        } else if (e.type === "dispatch") progress?.onEvent(e.event);
+      },
+      reading.signal,
+    );
+    progress?.close();
+    await cancelling;
+    if (controller.signal.aborted) throw interrupted();
+    const detail = end ?? (id !== undefined ? await client.build(id) : undefined);
+    if (!detail)
+      throw new NixpoolError(
+        "COORDINATOR_BAD_RESPONSE",
+        `The coordinator at ${client.name} never named the build.`,
+      );
+    const choice: DispatcherChoice = {
+      kind: "nixpool",
+      reason: `the coordinator at ${client.name}, build ${detail.id}`,
+    };
+    if (detail.status !== "succeeded") throw buildError(detail, client.name);
+    if (detail.outputs.length !== roots.length) {
+      throw new NixpoolError(
+        "COORDINATOR_BAD_RESPONSE",
+        `The coordinator at ${client.name} answered ${detail.outputs.length} outputs for ${roots.length} roots.`,
+      );
+    }
+    if (o.outLink !== null) {
+      const links = outLinkNames(
+        o.outLink,
+        roots.map((r, i) => ({ outputName: r.output, path: detail.outputs[i] ?? "" })),
+      );
+      await createOutLinks(links, controller.signal);
+    }
+    const result = resultOf(detail, o.outLink);
+    if (o.timeline) await writeTimeline(o.timeline, result, o.file);
+    if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
+    printDispatchReport(ctx, result, choice);
+  } finally {
+    progress?.close();
+    untrap();
+  }
+}
+
+function interrupted(): NixpoolError {
+  return new NixpoolError("INTERRUPTED", "The build was interrupted.", { exitCode: ExitCode.interrupted });
+}
+
+/** The build's own error (its code when nixpool knows it), else BUILD_FAILED. */
+function buildError(d: ClientBuildDetail, where: string): NixpoolError {
+  const code =
+    d.error && (ERROR_CODES as readonly string[]).includes(d.error.code)
+      ? (d.error.code as ErrorCode)
+      : "BUILD_FAILED";
+  const message =
+    d.status === "cancelled"
+      ? `Build ${d.id} was cancelled on the coordinator.`
+      : (d.error?.message ?? `Build ${d.id} failed.`);
+  return new NixpoolError(code, message, {
+    hint: `Its derivations and logs: nixpool's dashboard, or GET /api/builds/${d.id} at ${where}.`,
+    details: { buildId: d.id, status: d.status },
+  });
+}
+
+/** A DispatchResult from the coordinator's report; without one, records made from the derivation list. */
+function resultOf(d: ClientBuildDetail, outLink: string | null): DispatchResult {
+  const report = d.report ?? {
+    records: [] as DerivationRecord[],
+    startedAtMs: 0,
+    wallMs: 0,
+    builders: [],
+    stats: {
+      evalMs: 0,
+      connectMs: 0,
+      pathsUploaded: 0,
+      pathsDownloaded: 0,
+      derivationsInClosure: 0,
+      cpuMs: 0,
+      maxRssMb: 0,
+    },
+  };
+  return { ...report, outputs: d.outputs, outLink };
+}

@@ -1,0 +1,235 @@
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { z } from "zod";
+import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../../core/errors.js";
+import { SseParser } from "../../core/sse-parse.js";
+import type { SubmitRequest } from "../coordinator-types.js";
+import { describeTarget, type CoordinatorTarget } from "./coordinator-target.js";
+import {
+  ApiErrorBodySchema,
+  BuildDetailSchema,
+  StreamEventSchema,
+  type ClientBuildDetail,
+  type StreamEvent,
+} from "./coordinator-responses.js";
+
+const UNREACHABLE = new Set([
+  "ENOENT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EACCES",
+  "EAI_AGAIN",
+]);
+const MAX_ERROR_BODY = 64 * 1024;
+
+/** A client of one coordinator's API (docs/api.md), over its Unix socket or http(s). */
+export class CoordinatorClient {
+  readonly name: string;
+
+  constructor(readonly target: CoordinatorTarget) {
+    this.name = describeTarget(target);
+  }
+
+  private unreachable(why: string, cause?: unknown): NixpoolError {
+    return new NixpoolError(
+      "COORDINATOR_UNREACHABLE",
+      `The coordinator at ${this.name} does not answer (${why}).`,
+      {
+        hint:
+          this.target.kind === "socket"
+            ? "Is nixpool serve running on this state directory? Start it with: nixpool serve (or build here: --no-coordinator)"
+            : "Check the URL and that nixpool serve --listen runs there (or build here: --no-coordinator)",
+        ...(cause !== undefined ? { cause } : {}),
+      },
+    );
+  }
+
+  private send(
+    method: string,
+    path: string,
+    o: { body?: unknown; accept?: string; signal?: AbortSignal } = {},
+  ): Promise<IncomingMessage> {
+    const t = this.target;
+    const body = o.body === undefined ? undefined : JSON.stringify(o.body);
+    const headers: Record<string, string> = {
+      Accept: o.accept ?? "application/json",
+      ...(body !== undefined ? { "Content-Type": "application/json" } : {}),
+      ...(t.kind === "http" && t.token !== undefined ? { Authorization: `Bearer ${t.token}` } : {}),
+    };
+    const base = t.kind === "http" ? t.url.pathname.replace(/\/$/, "") : "";
+    const options: RequestOptions =
+      t.kind === "socket"
+        ? { socketPath: t.path, path, method, headers: { ...headers, Host: "localhost" } }
+        : {
+            protocol: t.url.protocol,
+            hostname: t.url.hostname.replace(/^\[|\]$/g, ""),
+            port: t.url.port,
+            path: `${base}${path}`,
+            method,
+            headers,
+          };
+    return new Promise((resolve, reject) => {
+      const req = (t.kind === "http" && t.url.protocol === "https:" ? httpsRequest : httpRequest)(
+        { ...options, ...(o.signal ? { signal: o.signal } : {}) },
+        resolve,
+      );
+      req.setTimeout(30_000, () =>
+        req.destroy(Object.assign(new Error("no answer in 30 s"), { code: "ETIMEDOUT" })),
+      );
+      req.once("error", (e: NodeJS.ErrnoException) => {
+        if (o.signal?.aborted) reject(interrupted());
+        else reject(this.unreachable(e.code && UNREACHABLE.has(e.code) ? e.code : e.message, e));
+      });
+      req.end(body);
+    });
+  }
+
+  /** Reads a refusal: 401/403 name the URL and how to authenticate; known codes stay themselves. */
+  private async refusal(res: IncomingMessage, what: string): Promise<NixpoolError> {
+    const text = await readBody(res, MAX_ERROR_BODY).catch(() => "");
+    let parsed: z.infer<typeof ApiErrorBodySchema> | undefined;
+    try {
+      const r = ApiErrorBodySchema.safeParse(JSON.parse(text));
+      parsed = r.success ? r.data : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    const status = res.statusCode ?? 0;
+    const message = parsed?.message ?? `HTTP ${status}`;
+    if (status === 401 || (status === 403 && parsed?.code !== "API_FORBIDDEN")) {
+      return new NixpoolError(
+        "COORDINATOR_UNAUTHORIZED",
+        `The coordinator at ${this.name} refused ${what}: ${message}`,
+        {
+          hint:
+            this.target.kind === "http"
+              ? "Set NIXPOOL_COORDINATOR_TOKEN to what `nixpool serve token` prints on the coordinator's machine (or use its state directory)."
+              : "Ask the coordinator's operator for access to its socket.",
+        },
+      );
+    }
+    const known = parsed && (ERROR_CODES as readonly string[]).includes(parsed.code);
+    return new NixpoolError(
+      known ? (parsed?.code as ErrorCode) : "COORDINATOR_REQUEST_FAILED",
+      `The coordinator at ${this.name} refused ${what}: ${message}`,
+      {
+        hint: parsed?.hint ?? "See the coordinator's log (journalctl -u nixpool-serve) and docs/api.md.",
+        details: { status, ...(parsed ? { code: parsed.code } : {}) },
+      },
+    );
+  }
+
+  private async json<T extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: T,
+    what: string,
+  ): Promise<z.infer<T>> {
+    const res = await this.send(method, path);
+    if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, what);
+    const text = await readBody(res, 64 * 1024 * 1024);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw this.badResponse(`${what}: not JSON`);
+    }
+    const r = schema.safeParse(value);
+    if (!r.success)
+      throw this.badResponse(
+        `${what}: ${r.error.issues[0]?.path.join(".") ?? ""} ${r.error.issues[0]?.message ?? ""}`,
+      );
+    return r.data;
+  }
+
+  private badResponse(what: string): NixpoolError {
+    return new NixpoolError("COORDINATOR_BAD_RESPONSE", `The coordinator at ${this.name} answered ${what}.`, {
+      hint: "Is that a nixpool serve of the same version? Check with: nixpool --version on both ends.",
+    });
+  }
+
+  /** GET /api/builds/:id */
+  build(id: string): Promise<ClientBuildDetail> {
+    return this.json("GET", `/api/builds/${encodeURIComponent(id)}`, BuildDetailSchema, `build ${id}`);
+  }
+
+  /** DELETE /api/builds/:id: cancels a build of this client's. */
+  async cancel(id: string): Promise<void> {
+    const res = await this.send("DELETE", `/api/builds/${encodeURIComponent(id)}`);
+    if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, `to cancel build ${id}`);
+    res.resume();
+  }
+
+  /**
+   * POST /api/builds as a stream: `onEvent` sees each of the build's events (the first names its
+   * id); resolves with the build once it finished. Aborting `signal` only stops reading.
+   */
+  async submit(
+    req: SubmitRequest,
+    onEvent: (e: StreamEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<ClientBuildDetail | undefined> {
+    const res = await this.send("POST", "/api/builds", {
+      body: req,
+      accept: "text/event-stream",
+      ...(signal ? { signal } : {}),
+    });
+    if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, "the build");
+    if (!/^text\/event-stream\b/.test(res.headers["content-type"] ?? "")) {
+      res.resume();
+      throw this.badResponse("the build with no event stream");
+    }
+    const parser = new SseParser();
+    res.setEncoding("utf8");
+    let id: string | undefined;
+    try {
+      for await (const chunk of res as AsyncIterable<string>) {
+        for (const m of parser.push(chunk)) {
+          let data: unknown;
+          try {
+            data = JSON.parse(m.data);
+          } catch {
+            throw this.badResponse(`an event that is not JSON (${m.event})`);
+          }
+          const type = (data as { type?: unknown } | null)?.type;
+          if (type !== "submitted" && type !== "dispatch" && type !== "end") continue;
+          const r = StreamEventSchema.safeParse(data);
+          if (!r.success) throw this.badResponse(`a malformed ${String(type)} event`);
+          if (r.data.type === "submitted") id = r.data.id;
+          onEvent(r.data);
+          if (r.data.type === "end") return r.data.build;
+        }
+      }
+    } catch (e) {
+      if (signal?.aborted) throw interrupted();
+      if (e instanceof NixpoolError) throw e;
+      throw this.unreachable(`the stream of build ${id ?? "(not yet named)"} broke`, e);
+    }
+    if (signal?.aborted) throw interrupted();
+    throw this.unreachable(
+      `it closed the stream of build ${id ?? "(not yet named)"} before the build finished`,
+    );
+  }
+}
+
+function interrupted(): NixpoolError {
+  return new NixpoolError("INTERRUPTED", "The build was interrupted.", { exitCode: ExitCode.interrupted });
+}
+
+async function readBody(res: IncomingMessage, max: number): Promise<string> {
+  let size = 0;
+  const parts: Buffer[] = [];
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) {
+      res.destroy();
+      throw new RangeError("answer too large");
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts).toString("utf8");
+}

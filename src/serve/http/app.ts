@@ -1,0 +1,147 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
+import type { CoordinatorApi } from "../coordinator-types.js";
+import { answerError, ApiError, badRequest, notFound } from "./api-error.js";
+import type { ApiEnv } from "./api-env.js";
+import {
+  BuildIdSchema,
+  BuildsQuerySchema,
+  describeIssues,
+  DrvBaseSchema,
+  SubmitRequestSchema,
+  toSubmitRequest,
+} from "./api-schemas.js";
+import { authenticate, type AuthOptions } from "./auth.js";
+import { StreamRegistry, streamEvents } from "./event-stream.js";
+
+export interface ApiAppOptions {
+  coordinator: CoordinatorApi;
+  auth: AuthOptions;
+  /** Where unexpected errors are reported (the service's stderr). */
+  log: (line: string) => void;
+  /** True once the service stops taking builds (SIGTERM). */
+  draining?: () => boolean;
+  /** Adds the dashboard's pages at / (src/serve/dashboard/routes.ts). */
+  mountDashboard?: (app: Hono<ApiEnv>, coordinator: CoordinatorApi) => void;
+  heartbeatMs?: number;
+}
+
+/** Request bodies are a list of derivations: a megabyte holds thousands. */
+const MAX_BODY = 4 * 1024 * 1024;
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw badRequest(`${what}: ${describeIssues(r.error)}.`);
+  return r.data;
+}
+
+/** The coordinator's HTTP app: the JSON API and its event stream under /api, the dashboard at /. */
+export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: StreamRegistry } {
+  const c0 = o.coordinator;
+  const streams = new StreamRegistry();
+  const app = new Hono<ApiEnv>();
+  app.onError((e, c) => answerError(c, e, o.log));
+  app.notFound((c) =>
+    c.json({ code: "API_NOT_FOUND", message: `No such endpoint: ${c.req.method} ${c.req.path}.` }, 404),
+  );
+  app.use("*", authenticate(o.auth));
+
+  const buildIdOf = (raw: string) => parse(BuildIdSchema, raw, "build id");
+  const findBuild = (raw: string) => {
+    const id = buildIdOf(raw);
+    const b = c0.build(id);
+    if (!b) throw notFound(`No build ${id} on this coordinator.`);
+    return b;
+  };
+
+  app.get("/api/whoami", (c) => c.json(c.get("client")));
+  app.get("/api/builders", (c) => c.json(c0.builders()));
+  app.get("/api/workers", (c) => c.json(c0.workers()));
+  app.get("/api/builds", (c) => {
+    const q = parse(BuildsQuerySchema, c.req.query(), "query");
+    return c.json(
+      c0.builds({
+        ...(q.limit !== undefined ? { limit: q.limit } : {}),
+        ...(q.status !== undefined ? { status: q.status } : {}),
+      }),
+    );
+  });
+  app.get("/api/builds/:id", (c) => c.json(findBuild(c.req.param("id"))));
+  app.get("/api/builds/:id/log/:drv", (c) => {
+    const b = findBuild(c.req.param("id"));
+    const base = parse(DrvBaseSchema, c.req.param("drv"), "derivation");
+    const d = b.derivations.find((x) => x.drv.endsWith(`/${base}`));
+    if (!d) throw notFound(`Build ${b.id} has no derivation ${base}.`);
+    const log = c0.derivationLog(b.id, d.drv);
+    if (log === undefined) throw notFound(`Derivation ${base} of build ${b.id} has no log (yet).`);
+    return c.text(log, 200, { "X-Content-Type-Options": "nosniff" });
+  });
+  app.get("/api/builds/:id/timeline.svg", (c) => {
+    const b = findBuild(c.req.param("id"));
+    const svg = c0.timelineSvg(b.id);
+    if (svg === undefined) throw notFound(`Build ${b.id} has no timeline (yet).`);
+    return c.body(svg, 200, {
+      "Content-Type": "image/svg+xml",
+      "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+      "X-Content-Type-Options": "nosniff",
+    });
+  });
+  app.post(
+    "/api/builds",
+    bodyLimit({
+      maxSize: MAX_BODY,
+      onError: () => {
+        throw new ApiError(413, "API_BAD_REQUEST", `The request body is over ${MAX_BODY / 1024 / 1024} MiB.`);
+      },
+    }),
+    async (c) => {
+      if (o.draining?.()) {
+        throw new ApiError(
+          503,
+          "COORDINATOR_DRAINING",
+          "The coordinator is stopping and takes no new builds.",
+        );
+      }
+      if (!/^application\/json\b/i.test(c.req.header("content-type") ?? "")) {
+        throw new ApiError(415, "API_BAD_REQUEST", "POST /api/builds takes Content-Type: application/json.");
+      }
+      const raw: unknown = await c.req.json().catch(() => {
+        throw badRequest("The request body is not JSON.");
+      });
+      const req = toSubmitRequest(parse(SubmitRequestSchema, raw, "build request"));
+      const client = c.get("client");
+      if (/\btext\/event-stream\b/.test(c.req.header("accept") ?? "")) {
+        return streamEvents(c, {
+          source: c0,
+          registry: streams,
+          start: () => c0.submit(req, client),
+          ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+        });
+      }
+      const id = c0.submit(req, client);
+      return c.json(c0.build(id) ?? { id }, 201, { Location: `/api/builds/${id}` });
+    },
+  );
+  app.delete("/api/builds/:id", (c) => {
+    const b = findBuild(c.req.param("id"));
+    c0.cancel(b.id, c.get("client"));
+    return c.json(c0.build(b.id) ?? b, 202);
+  });
+  app.get("/api/events", (c) => {
+    const q = c.req.query("build");
+    const buildId = q === undefined ? undefined : findBuild(q).id;
+    return streamEvents(c, {
+      source: c0,
+      registry: streams,
+      ...(buildId !== undefined ? { buildId } : {}),
+      ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+    });
+  });
+  if (o.mountDashboard) o.mountDashboard(app, c0);
+  else
+    app.get("/", (c) =>
+      c.text("nixpool coordinator: the API is under /api (see docs/api.md); this build has no dashboard.\n"),
+    );
+  return { app, streams };
+}

@@ -1,0 +1,122 @@
+import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type {
+  BuildDetail,
+  BuildId,
+  BuildStatus,
+  CoordinatorApi,
+  CoordinatorEvent,
+} from "../coordinator-types.js";
+import type { ApiEnv } from "./api-env.js";
+
+/** What a stream sends besides the coordinator's own events: a build's id once submitted, and its end. */
+export type StreamEvent =
+  CoordinatorEvent | { type: "submitted"; id: BuildId } | { type: "end"; build: BuildDetail | undefined };
+
+export const FINISHED: ReadonlySet<BuildStatus> = new Set(["succeeded", "failed", "cancelled"]);
+
+/** The build an event is about (builder events are about none). */
+export function buildIdOf(e: CoordinatorEvent): BuildId | undefined {
+  if (e.type === "build") return e.build.id;
+  return e.type === "builder" ? undefined : e.buildId;
+}
+
+/** Every open stream, so that a stopping service can end them (a server waits for open responses). */
+export class StreamRegistry {
+  private readonly open = new Set<() => void>();
+  add(close: () => void): () => void {
+    this.open.add(close);
+    return () => this.open.delete(close);
+  }
+  closeAll(): void {
+    for (const close of [...this.open]) close();
+  }
+}
+
+export interface EventStreamOptions {
+  source: Pick<CoordinatorApi, "subscribe" | "build">;
+  registry: StreamRegistry;
+  /** Only this build's events, ending after it finished; all events when absent. */
+  buildId?: BuildId;
+  /** Runs once subscribed, before any event is sent: returns the build to follow (e.g. the one it submits). */
+  start?: () => BuildId;
+  heartbeatMs?: number;
+}
+
+/** A reader this far behind is dropped rather than buffered without end. */
+const MAX_PENDING = 10_000;
+
+/**
+ * An SSE response of coordinator events: `event: TYPE`, `data: JSON` (the event itself, with its
+ * `type`), `id: N`; a comment line every heartbeat. Subscribes before `start` runs, so nothing
+ * the build does between its submission and the first byte is lost.
+ */
+export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Response {
+  return streamSSE(c, async (stream) => {
+    let seq = 0;
+    let pending = 0;
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    let chain = Promise.resolve();
+    const write = (message: { event?: string; data: string; id?: string } | string) => {
+      if (stream.aborted || stream.closed) return;
+      if (++pending > MAX_PENDING) return finish();
+      chain = chain
+        .then(async () => {
+          if (typeof message === "string") await stream.write(message);
+          else await stream.writeSSE(message);
+        })
+        .then(
+          () => void pending--,
+          () => finish(),
+        );
+    };
+    const send = (e: StreamEvent) => write({ event: e.type, data: JSON.stringify(e), id: String(++seq) });
+    let followed = o.buildId;
+    const buffered: CoordinatorEvent[] = [];
+    let ended = false;
+    const end = (id: BuildId) => {
+      if (ended) return;
+      ended = true;
+      send({ type: "end", build: o.source.build(id) });
+      finish();
+    };
+    const onEvent = (e: CoordinatorEvent) => {
+      if (followed === undefined) {
+        if (o.start) buffered.push(e);
+        else send(e);
+        return;
+      }
+      if (buildIdOf(e) !== followed) return;
+      send(e);
+      if (e.type === "build" && FINISHED.has(e.build.status)) end(followed);
+    };
+    const unsubscribe = o.source.subscribe(onEvent);
+    const unregister = o.registry.add(finish);
+    stream.onAbort(finish);
+    const heartbeat = setInterval(() => write(": keep-alive\n\n"), o.heartbeatMs ?? 15_000);
+    try {
+      if (o.start) {
+        followed = o.start();
+        send({ type: "submitted", id: followed });
+        for (const e of buffered.splice(0)) onEvent(e);
+      }
+      if (followed !== undefined) {
+        const now = o.source.build(followed);
+        if (now) send(summaryOf(now));
+        if (!now || FINISHED.has(now.status)) end(followed);
+      }
+      await finished;
+      await chain;
+    } finally {
+      clearInterval(heartbeat);
+      unsubscribe();
+      unregister();
+    }
+  });
+}
+
+function summaryOf(d: BuildDetail): CoordinatorEvent & { type: "build" } {
+  const { derivations: _d, outputs: _o, error: _e, ...summary } = d;
+  return { type: "build", build: summary };
+}
