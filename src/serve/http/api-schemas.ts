@@ -28,7 +28,7 @@ export const SubmitRequestSchema = z.strictObject({
       }),
     )
     .min(1)
-    .max(100_000),
+    .max(10_000),
   label: z.string().min(1).max(500).regex(PRINTABLE, "has control characters"),
   keepGoing: z.boolean().optional(),
   copyBack: z.enum(["needed", "all"]).optional(),
