@@ -25,11 +25,29 @@ const StatusSnapshotSchema = z.object({
 /** The dispatcher's events (src/dispatch/run-dispatch.ts's DispatchEvent), as a remote client shows them. */
 export const DispatchEventSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("status"), snapshot: StatusSnapshotSchema }),
-  z.object({ kind: z.literal("start"), name: z.string(), builder: z.string(), attempt: num }),
-  z.object({ kind: z.literal("done"), name: z.string(), builder: z.string(), ms: num }),
-  z.object({ kind: z.literal("retry"), name: z.string(), builder: z.string(), reason: z.string() }),
+  z.object({
+    kind: z.literal("start"),
+    drv: z.string(),
+    name: z.string(),
+    builder: z.string(),
+    attempt: num,
+  }),
+  z.object({ kind: z.literal("done"), drv: z.string(), name: z.string(), builder: z.string(), ms: num }),
+  z.object({
+    kind: z.literal("retry"),
+    drv: z.string(),
+    name: z.string(),
+    builder: z.string(),
+    reason: z.string(),
+  }),
   z.object({ kind: z.literal("builder-down"), builder: z.string(), reason: z.string() }),
-  z.object({ kind: z.literal("log"), name: z.string(), builder: z.string(), line: z.string() }),
+  z.object({
+    kind: z.literal("log"),
+    drv: z.string(),
+    name: z.string(),
+    builder: z.string(),
+    line: z.string(),
+  }),
 ]);
 
 const DerivationRecordSchema = z.object({
