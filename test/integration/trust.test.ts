@@ -241,4 +241,32 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     assert.match(await readFile(join(kept, "u1", "out"), "utf8"), /tampered/);
     assert.doesNotMatch(await readFile(join(kept, "t1", "out"), "utf8"), /tampered/);
   });
+
+  test("a trustedOnly output already on the untrusted host is built on a trusted one, not taken from there", async () => {
+    // local2 tampers (again, when this test runs alone); it gets a tampered secret-c, built there without a policy.
+    await tamperHost(pool, "local2", work.dir);
+    const s = seed();
+    const hosts = [
+      { host: "local1", name: "t1", trust: "trusted" as const, maxJobs: 1 },
+      { host: "local2", name: "u1", trust: "untrusted" as const, maxJobs: 2 },
+    ];
+    const plant = await build(
+      await writeTrustInventory(pool, work.dir, hosts, ""),
+      ["u1"],
+      ["-A", "secret", "--argstr", "seed", s],
+    );
+    assert.equal(plant.exitCode, 0, plant.stderr);
+    const out = (JSON.parse(plant.stdout) as BuildJson).outputs[0] as string;
+    assert.match(await readFile(out, "utf8"), /tampered/);
+    await run(["nix-store", "--delete", out]);
+    assert.equal(await isValidOnHost(pool, "local2", out), true);
+
+    const inv = await writeTrustInventory(pool, work.dir, hosts, 'trustedOnly = ["secret-*"]');
+    const r = await build(inv, ["t1", "u1"], ["-A", "secret", "--argstr", "seed", s]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const d = byName(JSON.parse(r.stdout) as BuildJson, "secret-c");
+    assert.equal(d.builder, "t1", "built on the trusted builder");
+    assert.equal(d.status, "built");
+    assert.equal(await readFile(out, "utf8"), "c\n", "this machine holds t1's bytes, not u1's");
+  });
 });

@@ -193,3 +193,26 @@ test("shortfalls: no trusted capable builder, too few builders for --verify", ()
   );
   assert.equal(refuse.length, 2, "refuse: every derivation needs a trusted builder");
 });
+
+test("scheduler: a trusted-only derivation's copy on an untrusted builder is no source, even with untrusted results accepted", () => {
+  const g = buildGraph([drv("secret-b"), drv("root", ["secret-b"])], [P("root.drv")]);
+  const s = new Scheduler(g, [builder("t1", "trusted"), builder("u1", "untrusted")], {
+    placement: trustPlacement(policy({ trustedOnly: ["secret-*"] })),
+  });
+  s.builderUp("t1", 1);
+  s.builderUp("u1", 1);
+  // Found valid on u1 before the build (planted there, or built there by a build without the policy).
+  s.addLocation(P("secret-b.drv"), "u1");
+  s.plan(0);
+  assert.equal(s.state(P("secret-b.drv")).status, "ready", "built on a trusted builder, not taken from u1");
+  assert.deepEqual(
+    s.assign().map((a) => [s.node(a.drv).name, a.builder]),
+    [["secret-b", "t1"]],
+  );
+  s.finish(P("secret-b.drv"), { kind: "built" }, 1);
+  // Sent to u1 as root's input: that copy feeds nothing else.
+  s.addLocation(P("secret-b.drv"), "u1");
+  assert.deepEqual([...s.state(P("secret-b.drv")).locations], ["t1"]);
+  s.builtElsewhere(P("secret-b.drv"), "u1", 2);
+  assert.deepEqual([...s.state(P("secret-b.drv")).locations], ["t1"]);
+});

@@ -1,6 +1,6 @@
 import type { Trust } from "../builder.js";
 import type { DrvNode } from "./graph.js";
-import { isSettled, mayBuildOn, maySendFrom, type TrustPolicy } from "./trust-policy.js";
+import { isSettled, mayBuildOn, maySendFrom, needsTrustedBuilder, type TrustPolicy } from "./trust-policy.js";
 
 /** A builder as placement rules see it. */
 export interface PlacedBuilder {
@@ -16,8 +16,8 @@ export interface PlacedBuilder {
 export interface PlacementRule {
   allows(node: DrvNode, builder: PlacedBuilder, builtOn: readonly PlacedBuilder[]): boolean;
   settled(node: DrvNode, builtOn: readonly PlacedBuilder[]): boolean;
-  /** Whether a copy of a settled output on this builder may be a source for others (here, other builders). */
-  counts(builder: PlacedBuilder): boolean;
+  /** Whether a copy of the derivation's settled outputs on this builder may be a source for others (here, other builders). */
+  counts(node: DrvNode, builder: PlacedBuilder): boolean;
 }
 
 /** Any capable builder, one build each: Nix's own behaviour. */
@@ -32,6 +32,10 @@ export function trustPlacement(policy: TrustPolicy): PlacementRule {
   return {
     allows: (node, builder, builtOn) => mayBuildOn(policy, node.name, builder, builtOn),
     settled: (node, builtOn) => isSettled(policy, node.name, builtOn),
-    counts: (builder) => maySendFrom(policy, builder, true),
+    // A trusted-only derivation's outputs come from a trusted builder, even when untrusted results
+    // are accepted: a copy an untrusted builder holds (found there, or sent as an input) is no source.
+    counts: (node, builder) =>
+      maySendFrom(policy, builder, true) &&
+      (builder.trust !== "untrusted" || !needsTrustedBuilder(policy, node.name)),
   };
 }

@@ -148,9 +148,10 @@ export class Scheduler {
 
   /** Records that every output of `drv` is valid at `location`. */
   addLocation(drv: string, location: string): void {
-    // A copy the placement rule does not count (an untrusted builder's, unless its results are accepted).
+    // A copy the placement rule does not count (an untrusted builder's, unless its results are accepted
+    // and the derivation is not trusted-only).
     const b = this.builders.get(location);
-    if (b && !this.placement.counts(b.info)) return;
+    if (b && !this.placement.counts(this.node(drv), b.info)) return;
     this.state(drv).locations.add(location);
   }
 
@@ -308,7 +309,7 @@ export class Scheduler {
       s.locations.add(where);
       for (const l of s.locations) {
         const holder = this.builders.get(l);
-        if (holder && !this.placement.counts(holder.info)) s.locations.delete(l);
+        if (holder && !this.placement.counts(this.node(drv), holder.info)) s.locations.delete(l);
       }
       for (const up of this.node(drv).dependents) this.promoteIfReady(up, nowMs);
       return;
@@ -412,7 +413,11 @@ export class Scheduler {
     const node = this.node(drv);
     if (
       b &&
-      !(this.placement.allows(node, b, []) && this.placement.settled(node, [b]) && this.placement.counts(b))
+      !(
+        this.placement.allows(node, b, []) &&
+        this.placement.settled(node, [b]) &&
+        this.placement.counts(node, b)
+      )
     )
       return;
     s.locations.add(location);
