@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { statePaths } from "../config/state-paths.js";
 import type { Action } from "../core/deploy/deploy-options.js";
 import { outcomeError, type TargetOutcome } from "../core/deploy/deploy-outcome.js";
@@ -36,11 +37,20 @@ export interface DeployOptions {
   onProgress?: DeployProgress;
 }
 
-/** Links to the targets, through a known_hosts holding only their pinned keys (written first). */
+/**
+ * Links to the targets, each through a known_hosts holding only its pinned key (written first):
+ * one file per target, so that a deploy to other targets running at the same time never
+ * rewrites the file this one still reads (its fresh confirming connection comes last).
+ */
 export async function linkTargets(stateDir: string, targets: readonly DeployTarget[]): Promise<TargetLink[]> {
   const ssh = targets.map((t) => ({ ...t, hostKey: pinnedHostKey(t) }));
-  const knownHostsFile = await writeTargetKnownHosts(statePaths(stateDir).deploy.knownHosts, ssh);
-  return ssh.map((target) => ({ target, knownHostsFile }));
+  const dir = `${statePaths(stateDir).deploy.knownHosts}.d`;
+  return Promise.all(
+    ssh.map(async (target) => ({
+      target,
+      knownHostsFile: await writeTargetKnownHosts(join(dir, target.name), [target]),
+    })),
+  );
 }
 
 /** The generations of a target's profile (its first connection: a host-key mismatch stops here). */
