@@ -79,6 +79,16 @@ export async function activateOnTarget(
     );
   }
   const dir = lastLine(armed.stdout);
+  if (armed.exitCode === SCRIPT_STATUS.busy) {
+    throw new NixpoolError(
+      "DEPLOY_TARGET_BUSY",
+      `Target ${t.name} has an earlier deploy whose watchdog has not decided yet (${dir}); nothing was changed there.`,
+      {
+        hint: `Wait until it has confirmed or rolled back (its --confirm-timeout + ${WATCHDOG_GRACE_SECONDS} s after that activation ended; ${dir}/activation.log on ${t.name} tells), then: nixpool deploy --generations --target ${t.name}`,
+        details: { target: t.name, dir },
+      },
+    );
+  }
   if (armed.exitCode !== 0 || !DIR_PATTERN.test(dir)) {
     throw new NixpoolError(
       "TARGET_COMMAND_FAILED",

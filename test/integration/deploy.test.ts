@@ -8,6 +8,7 @@ import { statePaths } from "../../src/config/state-paths.js";
 import { POOL_NETWORK, vethNames } from "../../src/core/local-net.js";
 import type { TargetOutcome } from "../../src/core/deploy/deploy-outcome.js";
 import type { Generation } from "../../src/core/deploy/generations.js";
+import { armArgv } from "../../src/core/deploy/remote-scripts.js";
 import { hostExecArgv } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
 import { freshSeed } from "../helpers/example-builds.js";
@@ -272,5 +273,47 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
     );
     assert.equal(await readlink(root), path);
     assert.equal((await activations(h1)).at(-1), "G switch");
+  });
+
+  test("while an earlier deploy's watchdog is undecided (nixpool interrupted), a deploy is refused before anything changes", async () => {
+    const gen = await current();
+    const before = (await activations(h1)).length;
+    // The state a Ctrl-C during an activation leaves: a watchdog armed, not yet decided.
+    const armed = await run(
+      hostExecArgv(h1, [
+        "env",
+        "-u",
+        "TMPDIR",
+        ...armArgv({
+          profile: "/nix/var/nix/profiles/system",
+          system: "/",
+          program: "/bin/true",
+          action: "switch",
+          change: { kind: "set" },
+          restore: { generation: undefined, path: undefined },
+          confirmSeconds: 600,
+          activationLimitSeconds: 600,
+        }),
+      ]),
+    );
+    const dir = armed.stdout.trim();
+    try {
+      const { r, outcome } = await deploy("H");
+      assert.equal(r.exitCode, 1);
+      assert.equal(outcome.status, "failed");
+      assert.equal(outcome.error?.code, "DEPLOY_TARGET_BUSY");
+      assert.ok(outcome.error?.message.includes(dir), outcome.error?.message);
+      assert.equal(await current(), gen);
+      assert.equal((await activations(h1)).length, before, "nothing was activated");
+    } finally {
+      await run(hostExecArgv(h1, ["sh", "-c", 'kill "$(cat "$1/watchdog.pid")"', "sh", dir]), {
+        reject: false,
+      });
+    }
+    // A watchdog that is gone (killed, or the target rebooted) blocks nothing.
+    const { r, outcome } = await deploy("H");
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(outcome.status, "activated");
+    await run(hostExecArgv(h1, ["rm", "-rf", "--", dir]));
   });
 });

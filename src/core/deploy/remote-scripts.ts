@@ -29,6 +29,8 @@ export const SCRIPT_STATUS = {
   watchdogDecided: 65,
   /** claim: the activation has not finished yet. */
   stillActivating: 66,
+  /** arm: another deploy's watchdog has not decided yet (it may still roll the target back). */
+  busy: 67,
 } as const;
 
 /**
@@ -53,14 +55,23 @@ echo "$rc" > "$d/rollback-status"
 `;
 
 /**
- * arm: refuses a system without its activation program, makes the deploy's directory on the
- * target, and starts the watchdog there: a transient systemd unit where systemd runs, else a
- * detached process in a session of its own (neither dies with the ssh connection). Prints the
- * directory. $1 watchdog script, $2 new system, $3 program, then the watchdog's $2…$8.
+ * arm: refuses a system without its activation program, and a target where another deploy's
+ * watchdog is still alive and undecided (it would later roll back over this deploy: prints its
+ * directory); makes the deploy's directory on the target, and starts the watchdog there: a
+ * transient systemd unit where systemd runs, else a detached process in a session of its own
+ * (neither dies with the ssh connection). Prints the directory. $1 watchdog script, $2 new
+ * system, $3 program, then the watchdog's $2…$8.
  */
 export const ARM_SCRIPT = `w=$1 new=$2 prog=$3; shift 3
 case $prog in /*) x=$prog ;; *) x=$new/$prog ;; esac
 [ -x "$x" ] || { echo "$x is not an executable" >&2; exit ${SCRIPT_STATUS.noActivation}; }
+for o in "\${TMPDIR:-/tmp}"/nixpool-deploy.*; do
+  [ -d "$o" ] && [ ! -e "$o/decided" ] && read -r kind unit 2>/dev/null < "$o/watchdog.kind" || continue
+  if [ "$kind" = systemd ]; then systemctl is-active --quiet "$unit" || continue
+  else kill -0 "$(cat "$o/watchdog.pid" 2>/dev/null)" 2>/dev/null || continue
+  fi
+  echo "$o"; exit ${SCRIPT_STATUS.busy}
+done
 d=$(mktemp -d "\${TMPDIR:-/tmp}/nixpool-deploy.XXXXXXXX") || exit 1
 if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
   u=nixpool-deploy-\${d##*.}
@@ -69,6 +80,7 @@ if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
 else
   echo detached > "$d/watchdog.kind"
   setsid /bin/sh -c "$w" sh "$d" "$@" < /dev/null > "$d/watchdog.log" 2>&1 &
+  echo $! > "$d/watchdog.pid"
 fi
 echo "$d"
 `;
@@ -132,6 +144,8 @@ export const GENERATIONS_SCRIPT = `p=$1
 for l in "$p"-*-link; do
   [ -L "$l" ] || continue
   n=\${l#"$p"-}; n=\${n%-link}
+  # PROFILE-old-1-link belongs to the profile PROFILE-old, not to this one.
+  case $n in "" | *[!0-9]*) continue ;; esac
   printf '%s\\t%s\\t%s\\n' "$n" "$(readlink "$l")" "$(stat -c %Y "$l")"
 done
 printf 'current\\t%s\\n' "$(readlink "$p" 2>/dev/null)"
