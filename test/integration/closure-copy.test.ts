@@ -10,6 +10,7 @@ import { copyClosure, type CopySource } from "../../src/deploy/closure-copy.js";
 import { openTargetServe, type TargetLink } from "../../src/deploy/target-ssh.js";
 import { poolBuilders } from "../../src/providers/local/records.js";
 import { POOL_NETWORK } from "../../src/core/local-net.js";
+import { ed25519Line } from "../helpers/key-fixtures.js";
 import { linkTo, poolHostTarget } from "../helpers/pool-targets.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 
@@ -139,6 +140,29 @@ describe(
       } finally {
         await run(["ip", "-n", ns, "route", "add", POOL_NETWORK, "via", tp.pool.hosts[0]!.hostAddress]);
       }
+    });
+
+    test("a target whose host key does not match its pin gets nothing, by either route", async () => {
+      const c = await closureOnBuilder(`pin-${randomBytes(4).toString("hex")}`);
+      const wrong = await linkTo(
+        tp,
+        poolHostTarget(tp, 1, { hostKey: ed25519Line(11) }),
+        "wrong-known_hosts",
+      );
+      for (const route of ["direct", "via-here"] as const) {
+        await assert.rejects(
+          copyClosure({ paths: [c.root], from: fromBuilder, to: wrong, route }),
+          (e: Error & { code?: string }) => {
+            assert.equal(e.code, "HOST_KEY_MISMATCH");
+            assert.match(
+              e.message,
+              /^Target local2 .* does not match its pinned key; nixpool refused to connect and sent nothing\.$/,
+            );
+            return true;
+          },
+        );
+      }
+      assert.deepEqual(await onTarget([c.root, c.lib]), [], "nothing of the closure reached the target");
     });
 
     test("a path the source does not hold is named, and nothing is sent", async () => {
