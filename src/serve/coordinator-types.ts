@@ -70,7 +70,7 @@ export interface DerivationView {
  * same report, --json and --timeline from them (src/cli/dispatch-output.ts). Outputs and the
  * out-link are the client's own.
  */
-export type BuildReport = Omit<DispatchResult, "outputs" | "outLink">;
+export type BuildReport = Omit<DispatchResult, "outputs" | "outLink" | "holders">;
 
 export interface BuildDetail extends BuildSummary {
   derivations: DerivationView[];
