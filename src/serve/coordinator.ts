@@ -12,6 +12,7 @@ import { statePaths } from "../config/state-paths.js";
 import { writeClientFiles } from "../adapters/nix-build.js";
 import { waitFor as waitUntil } from "../adapters/wait-for.js";
 import { BuildRun } from "../dispatch/build-run.js";
+import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import { Dispatcher } from "../dispatch/dispatcher.js";
 import { Fleet, type FleetEvent, type FleetSessions } from "../dispatch/fleet.js";
 import type { DispatchEvent } from "../dispatch/run-dispatch.js";
@@ -45,6 +46,8 @@ export interface CoordinatorOptions {
   clock?: () => number;
   /** How often rented workers and their cost are read again (default 30 s). */
   workersEveryMs?: number;
+  /** The inventory's `[policy]` for every build (docs/trust.md); default: none. */
+  trust?: TrustPolicy;
 }
 
 const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
@@ -198,6 +201,8 @@ export class Coordinator implements CoordinatorApi {
       ...(data.builders ? { builders: data.builders } : {}),
       logDir: statePaths(this.opts.stateDir).logs.dir,
       startedAtMs: Date.now(),
+      ...(this.opts.trust ? { trust: this.opts.trust } : {}),
+      trustDir: statePaths(this.opts.stateDir).trust.dir,
       onEvent: (e) => this.onDispatch(b, e),
     });
     this.live.set(id, b);

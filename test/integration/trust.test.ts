@@ -7,6 +7,10 @@ import { run } from "../../src/adapters/runner.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { isValidOnHost, tamperHost, writeTrustInventory } from "../helpers/trust-pool.js";
+import { DEFAULT_TRUST_POLICY } from "../../src/core/dispatch/trust-policy.js";
+import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
+import { poolBuilders } from "../../src/providers/local/records.js";
+import { Coordinator } from "../../src/serve/coordinator.js";
 
 const FIXTURE = resolve(import.meta.dirname, "../fixtures/trust.nix");
 const seed = () => randomBytes(8).toString("hex");
@@ -268,5 +272,35 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     assert.equal(d.builder, "t1", "built on the trusted builder");
     assert.equal(d.status, "built");
     assert.equal(await readFile(out, "utf8"), "c\n", "this machine holds t1's bytes, not u1's");
+  });
+
+  test("the coordinator applies the policy it is given: trustedOnly derivations of a submitted build stay on trusted builders", async () => {
+    const builders = poolBuilders(pool.pool).map((b) =>
+      b.name === "local2" ? { ...b, trust: "untrusted" as const } : { ...b, trust: "trusted" as const },
+    );
+    const c = await Coordinator.open({
+      stateDir: pool.stateDir,
+      builders,
+      trust: { ...DEFAULT_TRUST_POLICY, trustedOnly: ["secret-*"] },
+    });
+    try {
+      const derivations = await evaluateDerivations({
+        file: FIXTURE,
+        attr: "placement",
+        args: [{ kind: "argstr", name: "seed", value: seed() }],
+      });
+      const id = c.submit({ derivations, label: "trust" }, { user: "root", uid: 0, via: "socket" });
+      const done = await c.waitFor(id);
+      assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+      const secrets = done.derivations.filter((d) => d.name.startsWith("secret-"));
+      assert.equal(secrets.length, 2);
+      for (const d of secrets) assert.equal(d.builder, "local1", `${d.name} built on the trusted builder`);
+      assert.ok(
+        done.derivations.some((d) => d.builder === "local2"),
+        "the untrusted builder built the others",
+      );
+    } finally {
+      await c.close();
+    }
   });
 });
