@@ -13,6 +13,7 @@ import { hostExecArgv } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
 import { freshSeed } from "../helpers/example-builds.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { addTargetUsers } from "../helpers/target-user.js";
 
 const SYSTEM = resolve(import.meta.dirname, "../fixtures/deploy-system.nix");
 const DISPATCH = resolve(import.meta.dirname, "../fixtures/dispatch.nix");
@@ -298,6 +299,9 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
     );
     const dir = armed.stdout.trim();
     try {
+      // Pool hosts share this machine's /tmp: local1's pending watchdog is no concern of local2's.
+      const other = await deploy("H", ["--target", "local2"]);
+      assert.equal(other.r.exitCode, 0, other.r.stderr);
       const { r, outcome } = await deploy("H");
       assert.equal(r.exitCode, 1);
       assert.equal(outcome.status, "failed");
@@ -306,7 +310,7 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
       assert.equal(await current(), gen);
       assert.equal((await activations(h1)).length, before, "nothing was activated");
     } finally {
-      await run(hostExecArgv(h1, ["sh", "-c", 'kill "$(cat "$1/watchdog.pid")"', "sh", dir]), {
+      await run(hostExecArgv(h1, ["sh", "-c", 'kill -- -"$(cat "$1/watchdog.pid")"', "sh", dir]), {
         reject: false,
       });
     }
@@ -315,5 +319,43 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(outcome.status, "activated");
     await run(hostExecArgv(h1, ["rm", "-rf", "--", dir]));
+  });
+
+  test("a non-root target user through sudo -n: deployed, the watchdog armed and disarmed as root, rolled back", async () => {
+    const users = await addTargetUsers(
+      h2,
+      [{ name: "deployer", sudo: true }],
+      [(await readFile(`${statePaths(tp.stateDir).localPool.clientKey}.pub`, "utf8")).trim()],
+    );
+    try {
+      const inventory = join(tp.stateDir, "nixpool.toml");
+      await writeFile(
+        inventory,
+        `[targets.web]\nhost = "${h2.address}"\nuser = "deployer"\nsudo = true\nidentityFile = "${statePaths(tp.stateDir).localPool.clientKey}"\nhostKey = "${h2.hostKeyPub}"\n`,
+      );
+      const gen = await current("local2");
+      const before = (await activations(h2)).length;
+      const ok = await deploy("S", ["--target", "web", "--inventory", inventory]);
+      assert.equal(ok.r.exitCode, 0, ok.r.stderr);
+      assert.equal(ok.outcome.status, "activated");
+      const failed = await deploy("T", ["--target", "web", "--inventory", inventory], "fail");
+      assert.equal(failed.r.exitCode, 1, failed.r.stderr);
+      assert.equal(failed.outcome.error?.code, "DEPLOY_ACTIVATION_FAILED");
+      assert.deepEqual((await activations(h2)).slice(before), ["S switch", "T switch", "S switch"]);
+      assert.equal(await current("local2"), (gen ?? 0) + 1);
+      const back = await tp.cli([
+        "deploy",
+        "--rollback",
+        "--target",
+        "web",
+        "--inventory",
+        inventory,
+        "--json",
+      ]);
+      assert.equal(back.exitCode, 0, back.stderr);
+      assert.equal(await current("local2"), gen);
+    } finally {
+      await users.remove();
+    }
   });
 });

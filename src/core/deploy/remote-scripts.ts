@@ -55,9 +55,9 @@ echo "$rc" > "$d/rollback-status"
 `;
 
 /**
- * arm: refuses a system without its activation program, and a target where another deploy's
- * watchdog is still alive and undecided (it would later roll back over this deploy: prints its
- * directory); makes the deploy's directory on the target, and starts the watchdog there: a
+ * arm: refuses a system without its activation program, and a profile for which another
+ * deploy's watchdog is still alive and undecided (it would later roll back over this deploy:
+ * prints its directory); makes the deploy's directory on the target, and starts the watchdog there: a
  * transient systemd unit where systemd runs, else a detached process in a session of its own
  * (neither dies with the ssh connection). Prints the directory. $1 watchdog script, $2 new
  * system, $3 program, then the watchdog's $2…$8.
@@ -65,14 +65,19 @@ echo "$rc" > "$d/rollback-status"
 export const ARM_SCRIPT = `w=$1 new=$2 prog=$3; shift 3
 case $prog in /*) x=$prog ;; *) x=$new/$prog ;; esac
 [ -x "$x" ] || { echo "$x is not an executable" >&2; exit ${SCRIPT_STATUS.noActivation}; }
+# The profile, by its directory's device and inode too: machines sharing a /tmp (hosts of a
+# local pool) are told apart by their own /nix.
+id="$(stat -c %d:%i "\${1%/*}" 2>/dev/null) $1"
 for o in "\${TMPDIR:-/tmp}"/nixpool-deploy.*; do
-  [ -d "$o" ] && [ ! -e "$o/decided" ] && read -r kind unit 2>/dev/null < "$o/watchdog.kind" || continue
+  [ -d "$o" ] && [ ! -e "$o/decided" ] && [ "$(cat "$o/profile.id" 2>/dev/null)" = "$id" ] || continue
+  read -r kind unit 2>/dev/null < "$o/watchdog.kind" || continue
   if [ "$kind" = systemd ]; then systemctl is-active --quiet "$unit" || continue
   else kill -0 "$(cat "$o/watchdog.pid" 2>/dev/null)" 2>/dev/null || continue
   fi
   echo "$o"; exit ${SCRIPT_STATUS.busy}
 done
 d=$(mktemp -d "\${TMPDIR:-/tmp}/nixpool-deploy.XXXXXXXX") || exit 1
+echo "$id" > "$d/profile.id"
 if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
   u=nixpool-deploy-\${d##*.}
   echo "systemd $u" > "$d/watchdog.kind"
