@@ -2,6 +2,7 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { collectArg } from "../cli/nix-args.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
+import { buildTrustPolicy } from "../cli/trust-options.js";
 import { trapSignals } from "../adapters/signals.js";
 import { writeClientFiles } from "../adapters/nix-build.js";
 import type { NixArg } from "../adapters/nix-build.js";
@@ -173,6 +174,8 @@ export const registerDeploy: RegisterCommands = (program, context) => {
           attr: opts.attr,
           args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
           signal: controller.signal,
+          // Trusted-only derivations and untrusted results as for nixpool build (no --verify here).
+          trust: buildTrustPolicy((await ctx.loadInventory()).policy, {}),
         });
         options.onProgress?.(
           "*",

@@ -5,6 +5,7 @@ import type { Builder } from "../core/builder.js";
 import type { BuildHost } from "../core/deploy/deploy-options.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
+import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import type { DispatchEvent } from "../dispatch/run-dispatch.js";
 import { instantiateArgv } from "../dispatch/evaluate.js";
 
@@ -27,6 +28,8 @@ export interface SystemBuildRequest {
   args: readonly NixArg[];
   signal?: AbortSignal | undefined;
   onEvent?: (e: DispatchEvent) => void;
+  /** The inventory's `[policy]` (docs/trust.md); default: none. */
+  trust?: TrustPolicy;
 }
 
 function oneSystem(outputs: readonly string[], req: SystemBuildRequest): string {
@@ -80,6 +83,7 @@ export async function buildSystem(req: SystemBuildRequest): Promise<BuiltSystem>
     args: req.args,
     outLink: null,
     copyBack: "none",
+    ...(req.trust ? { trust: req.trust } : {}),
     ...(req.signal ? { signal: req.signal } : {}),
     ...(req.onEvent ? { onEvent: req.onEvent } : {}),
   });

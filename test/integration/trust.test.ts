@@ -303,4 +303,37 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
       await c.close();
     }
   });
+
+  test("nixpool deploy builds under the inventory's policy: a trustedOnly system is not built on an untrusted --build-host", async () => {
+    const inv = await writeTrustInventory(
+      pool,
+      work.dir,
+      [
+        { host: "local1", name: "t1", trust: "trusted", maxJobs: 1 },
+        { host: "local2", name: "u1", trust: "untrusted", maxJobs: 2 },
+      ],
+      'trustedOnly = ["secret-*"]',
+    );
+    const s = seed();
+    const r = await pool.cli(
+      [
+        "--inventory",
+        inv,
+        "deploy",
+        FIXTURE,
+        "-A",
+        "secret",
+        "--argstr",
+        "seed",
+        s,
+        "--build-host",
+        "u1",
+      ].concat(["--target", "t1", "--json"]),
+      { cwd: work.dir },
+    );
+    assert.equal(r.exitCode, 1, r.stderr);
+    const e = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+    assert.equal(e.code, "NO_TRUSTED_BUILDER");
+    assert.match(e.message, /No trusted builder can build secret-c/);
+  });
 });
