@@ -47,6 +47,11 @@ test("globs: * any run, ? one character, nothing else special", () => {
   assert.ok(!matchesGlob("not-secret-key", "secret-*"));
   assert.ok(!matchesGlob("a+b", "a.b"), "a dot is a dot");
   assert.ok(matchesGlob("a+b", "a+b"));
+  // nixpkgs' own is named bootstrap-tools: a leading "*-" also matches at the start of the name,
+  // as on its store path (HASH-bootstrap-tools).
+  assert.ok(matchesGlob("bootstrap-tools", "*-bootstrap-tools*"));
+  assert.ok(!matchesGlob("bootstrap-tools", "?-bootstrap-tools*"));
+  assert.ok(!matchesGlob("xbootstrap-tools", "*-bootstrap-tools*"));
 });
 
 test("trusted-only derivations never go to an untrusted builder, in any round", () => {

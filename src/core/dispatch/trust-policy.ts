@@ -34,9 +34,15 @@ const isTrusted = (b: TrustedBuilder) => b.trust !== "untrusted";
 
 /**
  * Whether a derivation name matches a glob: `*` is any run of characters, `?` one character,
- * everything else itself (no character classes: names hold none of `[`, `]`).
+ * everything else itself (no character classes: names hold none of `[`, `]`). A leading `*-` also
+ * matches at the start of the name, as on its store path (HASH-NAME): `*-bootstrap-tools*` is
+ * nixpkgs' `bootstrap-tools` too.
  */
 export function matchesGlob(name: string, glob: string): boolean {
+  return matchesWholeName(name, glob) || (glob.startsWith("*-") && matchesWholeName(name, glob.slice(2)));
+}
+
+function matchesWholeName(name: string, glob: string): boolean {
   const re = glob
     .replace(/[.+^${}()|[\]\\]/g, "\\$&")
     .replace(/\*/g, ".*")
