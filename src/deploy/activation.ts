@@ -9,7 +9,7 @@ import {
   SCRIPT_STATUS,
   type ActivationSpec,
 } from "../core/deploy/remote-scripts.js";
-import { NixpoolError, isNixpoolError } from "../core/errors.js";
+import { ExitCode, NixpoolError, isNixpoolError } from "../core/errors.js";
 import { runOnTarget, type TargetLink } from "./target-ssh.js";
 
 /** Seconds the watchdog waits beyond --confirm-timeout: nixpool confirms first when it can. */
@@ -113,7 +113,8 @@ export async function activateOnTarget(
   } catch (e) {
     // The connection broke mid-activation (a restarted sshd, a changed network): the target
     // carries on alone; a fresh connection says how it ended.
-    if (!isNixpoolError(e) || e.code === "INTERRUPTED") throw e;
+    if (!isNixpoolError(e)) throw e;
+    if (e.code === "INTERRUPTED") throw interruptedDuringActivation(link, spec);
     exitCode = 255;
   }
   if (exitCode !== 0 && exitCode !== 255) {
@@ -121,7 +122,9 @@ export async function activateOnTarget(
     return restore(link, dir, spec, o, { exitCode, output });
   }
   o.onStep?.("confirming over a fresh connection");
-  const claim = await confirm(link, dir, spec, o);
+  const claim = await confirm(link, dir, spec, o).catch((e: unknown) => {
+    throw isNixpoolError(e) && e.code === "INTERRUPTED" ? interruptedDuringActivation(link, spec) : e;
+  });
   if (claim.kind === "watchdog" || claim.kind === "unreached")
     return { status: "unconfirmed", error: claim.error };
   if (claim.activationStatus !== "0") {
@@ -130,6 +133,27 @@ export async function activateOnTarget(
   }
   await runOnTarget(link, cleanupArgv(dir), { reject: false, timeout: 30_000 }).catch(() => undefined);
   return { status: "activated" };
+}
+
+/** Ctrl-C after the activation started: it carries on alone there, and its watchdog rolls it back. */
+function interruptedDuringActivation(link: TargetLink, spec: ActivationSpec): NixpoolError {
+  const t = link.target;
+  const { generation, path } = spec.restore;
+  const to =
+    generation !== undefined
+      ? `rolls it back to generation ${generation}`
+      : path !== undefined
+        ? `activates ${path} again`
+        : "(with no previous generation) leaves it as it is";
+  return new NixpoolError(
+    "INTERRUPTED",
+    `Interrupted during the activation on target ${t.name}: it runs to its end there, then the target's watchdog ${to} ${spec.confirmSeconds} s later (nothing confirmed it).`,
+    {
+      hint: `Wait for it, then see: nixpool deploy --generations --target ${t.name}`,
+      exitCode: ExitCode.interrupted,
+      details: { target: t.name },
+    },
+  );
 }
 
 type Claim =

@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, readlink, writeFile } from "node:fs/promises";
@@ -12,6 +14,7 @@ import { armArgv } from "../../src/core/deploy/remote-scripts.js";
 import { hostExecArgv } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
 import { freshSeed } from "../helpers/example-builds.js";
+import { CLI } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { addTargetUsers } from "../helpers/target-user.js";
 
@@ -357,5 +360,40 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
     } finally {
       await users.remove();
     }
+  });
+
+  test("Ctrl-C during the activation: nixpool says the watchdog rolls back, and it does", async () => {
+    const gen = await current();
+    const before = (await activations(h1)).length;
+    const child = spawn(
+      "node",
+      [CLI, "--state-dir", tp.stateDir, "deploy", SYSTEM, "--argstr", "seed", seed, "--argstr", "name", "I"]
+        .concat(["--argstr", "behaviour", "slow", "--target", "local1", "--build-host", "local"])
+        .concat(["--confirm-timeout", "1s"]),
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const exited = once(child, "exit");
+    const started = await waitFor(async () => (await activations(h1)).slice(before).includes("I switch"), {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+    });
+    assert.ok(started, stderr);
+    child.kill("SIGINT");
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 130, stderr);
+    assert.match(
+      stderr,
+      new RegExp(
+        `Interrupted during the activation on target local1: .* rolls it back to generation ${gen} `,
+      ),
+    );
+    const rolled = await waitFor(async () => (await activations(h1)).length === before + 2, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+    assert.ok(rolled, `activations: ${(await activations(h1)).join(", ")}`);
+    assert.equal(await current(), gen);
   });
 });

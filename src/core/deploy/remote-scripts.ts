@@ -131,15 +131,17 @@ cat "$d/status"
 
 /**
  * restore: switches the profile back and activates the previous system (after a failed
- * activation that nixpool claimed), then removes the deploy's directory. $1 dir, $2 profile,
- * $3 generation or "-", $4 system or "-", $5 program, $6 action.
+ * activation that nixpool claimed), its output in a file so that a lost connection (Ctrl-C)
+ * cannot stop it half-way, then prints the log's tail and removes the deploy's directory.
+ * $1 dir, $2 profile, $3 generation or "-", $4 system or "-", $5 program, $6 action.
  */
 export const RESTORE_SCRIPT = `d=$1 p=$2 gen=$3 sys=$4 prog=$5 action=$6
 rc=0
-if [ "$gen" != - ]; then nix-env -p "$p" --switch-generation "$gen" >&2 || rc=$?; fi
+if [ "$gen" != - ]; then nix-env -p "$p" --switch-generation "$gen" > "$d/restore.log" 2>&1 || rc=$?; fi
 if [ "$rc" = 0 ] && [ "$sys" != - ]; then
-  case $prog in /*) "$prog" "$action" ;; *) "$sys/$prog" "$action" ;; esac >&2 || rc=$?
+  case $prog in /*) "$prog" "$action" ;; *) "$sys/$prog" "$action" ;; esac >> "$d/restore.log" 2>&1 || rc=$?
 fi
+tail -n 20 "$d/restore.log" >&2 2>/dev/null
 rm -rf "$d"
 exit "$rc"
 `;
