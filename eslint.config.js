@@ -141,8 +141,8 @@ export default tseslint.config(
     },
   },
   {
-    // Effects, providers and the dispatcher sit below the commands and the CLI.
-    files: ["src/adapters/**/*.ts", "src/providers/**/*.ts", "src/dispatch/**/*.ts"],
+    // Effects, providers, the dispatcher and deploy's use cases sit below the commands and the CLI.
+    files: ["src/adapters/**/*.ts", "src/providers/**/*.ts", "src/dispatch/**/*.ts", "src/deploy/**/*.ts"],
     rules: {
       "no-restricted-imports": [
         "error",

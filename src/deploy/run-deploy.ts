@@ -116,7 +116,7 @@ async function deployOne(
     return { target: t.name, ...(await work(progress)), ms: Date.now() - t0 };
   } catch (e) {
     if (!isNixpoolError(e)) throw e;
-    progress(`failed: ${e.message}`);
+    progress(`failed (${e.code})`);
     return {
       target: t.name,
       status: "failed",
@@ -239,7 +239,11 @@ export async function rollbackTargets(
         signal: o.signal,
         onStep: progress,
       });
-      progress(end.status === "activated" ? `rolled back to generation ${prev.number}` : end.error.message);
+      progress(
+        end.status === "activated"
+          ? `rolled back to generation ${prev.number}`
+          : `${end.status} (${end.error.code})`,
+      );
       return {
         status: end.status,
         generation: end.status === "activated" ? prev.number : cur.number,

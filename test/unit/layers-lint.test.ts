@@ -65,8 +65,12 @@ test("a command does not import another command", async () => {
   assert.deepEqual(below, []);
 });
 
-test("adapters and providers do not import commands or the CLI", async () => {
+test("adapters, providers and deploy's use cases do not import commands or the CLI", async () => {
   for (const [file, code] of [
+    [
+      "src/deploy/run-deploy.ts",
+      'import { formatSeconds } from "../cli/output.js";\nexport const r = formatSeconds;\n',
+    ],
     [
       "src/providers/hetzner/rent.ts",
       'import { renderTable } from "../../cli/output.js";\nexport const r = renderTable;\n',
@@ -107,6 +111,7 @@ test("src/serve imports the layers below it, never commands or the CLI", async (
 test("only commands and the CLI import src/serve", async () => {
   for (const file of [
     "src/dispatch/run-dispatch.ts",
+    "src/deploy/run-deploy.ts",
     "src/adapters/runner.ts",
     "src/providers/hetzner/rent.ts",
     "src/config/load.ts",
