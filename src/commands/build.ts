@@ -263,7 +263,9 @@ async function coordinatorFor(ctx: Context, opts: BuildFlags): Promise<Coordinat
       ? "--dispatcher hook"
       : opts.trustedOnly
         ? "--trusted-only"
-        : undefined;
+        : opts.verify !== undefined || (opts.verifyOnly?.length ?? 0) > 0
+          ? "--verify"
+          : undefined;
   if (localOnly) {
     if (explicit === undefined) return undefined;
     throw new NixpoolError(

@@ -336,4 +336,20 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     assert.equal(e.code, "NO_TRUSTED_BUILDER");
     assert.match(e.message, /No trusted builder can build secret-c/);
   });
+
+  test("--verify and --trusted-only are refused with a coordinator named, not dropped", async () => {
+    for (const flags of [["--verify", "2"], ["--verify-only", "leaf"], ["--trusted-only"]]) {
+      const r = await pool.cli(
+        ["build", FIXTURE, "-A", "leaf", "--json", "--coordinator", "unix:/nonexistent/api.sock", ...flags],
+        { cwd: work.dir },
+      );
+      assert.equal(r.exitCode, 2, `${flags.join(" ")}: ${r.stdout}${r.stderr}`);
+      const e = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+      assert.equal(e.code, "FLAG_CONFLICT");
+      assert.match(
+        e.message,
+        /^--(verify|trusted-only) builds here; it does not go through a coordinator\.$/,
+      );
+    }
+  });
 });
