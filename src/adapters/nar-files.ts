@@ -19,6 +19,25 @@ export async function writeNarFile(
   }
 }
 
+/** Writes the NAR of a path valid in this machine's store into `file` (`nix-store --dump`). */
+export async function dumpLocalPath(path: string, file: string): Promise<void> {
+  const proc = spawnPiped(["nix-store", "--dump", path]);
+  proc.stdin.end();
+  proc.stderr.resume();
+  const out = createWriteStream(file, { mode: 0o600 });
+  proc.stdout.pipe(out);
+  const [exit] = await Promise.all([proc.exited, finished(out)]);
+  if (exit.exitCode !== 0) {
+    throw new NixpoolError(
+      "PROCESS_FAILED",
+      `nix-store --dump ${path} failed (exit ${String(exit.exitCode)}).`,
+      {
+        hint: `Check the path with: nix-store --verify-path ${path}`,
+      },
+    );
+  }
+}
+
 /** Unpacks a NAR file into `dest` (which must not exist) with `nix-store --restore`. */
 export async function restoreNar(narFile: string, dest: string): Promise<void> {
   const proc = spawnPiped(["nix-store", "--restore", dest]);

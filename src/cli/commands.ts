@@ -48,6 +48,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("../commands/serve.js")).registerServe,
   },
   {
+    name: "verify",
+    term: "verify [options] <paths...>",
+    description: "build existing outputs again on another builder and compare them (docs/trust.md)",
+    load: async () => (await import("../commands/verify.js")).registerVerify,
+  },
+  {
     name: "emulator",
     term: "emulator",
     description: "local stand-ins for remote services",

@@ -9,9 +9,11 @@ import {
 } from "../core/dispatch/build-compare.js";
 import type { DrvNode } from "../core/dispatch/graph.js";
 import type { NixpoolError } from "../core/errors.js";
-import { isOnPath, restoreNar, writeNarFile } from "../adapters/nar-files.js";
+import { dumpLocalPath, isOnPath, restoreNar, writeNarFile } from "../adapters/nar-files.js";
 import type { BuilderLink } from "./builder-link.js";
 import type { DispatchSession } from "./store-session.js";
+import { trustPaths } from "../config/state-paths.js";
+import { appendResultRecords } from "./result-records.js";
 
 /**
  * What each successful build produced: the NAR hash of every output as its builder reports it,
@@ -22,7 +24,20 @@ export class BuildChecks {
   /** NOT_REPRODUCIBLE of each derivation whose builds differed. */
   readonly differences = new Map<string, NixpoolError>();
 
-  constructor(private readonly differDir: ((drv: string) => string) | undefined) {}
+  private readonly differDir: ((drv: string) => string) | undefined;
+  private readonly resultsFile: string | undefined;
+
+  /**
+   * `trustDir`: where records and differing outputs go (none: nothing kept). `references`: builds
+   * made before this one that each derivation is compared with (nixpool verify).
+   */
+  constructor(
+    trustDir: string | undefined,
+    private readonly references: ReadonlyMap<string, BuildCheck> = new Map(),
+  ) {
+    this.differDir = trustDir ? trustPaths(trustDir).differDir : undefined;
+    this.resultsFile = trustDir ? trustPaths(trustDir).resultsFile : undefined;
+  }
 
   /**
    * Records the build `link` just finished (its session still open) in the derivation's record;
@@ -45,9 +60,14 @@ export class BuildChecks {
       narHashes[name] = h ?? "(not valid there)";
     }
     const check: BuildCheck = { builder: link.name, trust: link.builder.trust, narHashes };
+    await this.record(node, check);
     // Compared with the builds that count now (a derivation built again after its outputs were
     // lost starts afresh: without --verify, no comparison fails a build).
-    const earlier = (rec.builds ?? []).filter((b) => builtOn.includes(b.builder));
+    const reference = this.references.get(node.drv);
+    const earlier = [
+      ...(reference ? [reference] : []),
+      ...(rec.builds ?? []).filter((b) => builtOn.includes(b.builder)),
+    ];
     rec.builds = [...(rec.builds ?? []), check];
     const diff = findDifference(earlier, check);
     rec.verified = diff === undefined && earlier.length > 0;
@@ -57,6 +77,27 @@ export class BuildChecks {
     const e = notReproducibleError(node.name, node.drv, diff, kept, differ);
     this.differences.set(node.drv, e);
     return e;
+  }
+
+  /** Appends who built each output of `node`, with which NAR hash, to STATE/trust/results.jsonl. */
+  private async record(node: DrvNode, check: BuildCheck): Promise<void> {
+    if (!this.resultsFile) return;
+    const builtAt = new Date().toISOString();
+    await appendResultRecords(
+      this.resultsFile,
+      Object.entries(node.outputs)
+        .filter(([name]) => /^sha256:[0-9a-z]{52}$/.test(check.narHashes[name] ?? ""))
+        .map(([name, path]) => ({
+          v: 1 as const,
+          output: path,
+          outputName: name,
+          drv: node.drv,
+          builder: check.builder,
+          trust: check.trust,
+          narHash: check.narHashes[name] as string,
+          builtAt,
+        })),
+    );
   }
 
   /** The error of the first failed derivation whose builds differed, if any did. */
@@ -81,13 +122,14 @@ export class BuildChecks {
     for (const b of [diff.first, diff.second]) {
       const link = links.get(b.builder);
       const from = link && !link.lostReason ? link.transfer : undefined;
-      if (!from) continue;
       const bdir = join(dir, b.builder);
       await mkdir(bdir, { recursive: true, mode: 0o700 });
       for (const [out, path] of Object.entries(node.outputs)) {
         const nar = join(bdir, `${out}.nar`);
         try {
-          await writeNarFile(nar, (sink) => from.dumpStorePath(path, sink));
+          // A builder gone (or this machine's copy, for nixpool verify): the copy here, if any.
+          if (from) await writeNarFile(nar, (sink) => from.dumpStorePath(path, sink));
+          else await dumpLocalPath(path, nar);
           await restoreNar(nar, join(bdir, out));
           (trees[b.builder] ??= {})[out] = join(bdir, out);
         } catch {

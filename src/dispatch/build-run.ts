@@ -1,4 +1,4 @@
-import type { DerivationRecord } from "../core/build-record.js";
+import type { BuildCheck, DerivationRecord } from "../core/build-record.js";
 import { describeNeeds, describeOffer } from "../core/dispatch/capability.js";
 import { buildGraph, type BuildGraph } from "../core/dispatch/graph.js";
 import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/dispatch/scheduler.js";
@@ -18,7 +18,6 @@ import { Requeue, StoreTransfers } from "./store-transfers.js";
 import { RecordBook } from "./dispatch-records.js";
 import type { DispatchSession } from "./store-session.js";
 import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
-import { trustPaths } from "../config/state-paths.js";
 import { BuildChecks } from "./build-checks.js";
 import type { DispatchEvent } from "./run-dispatch.js";
 
@@ -35,10 +34,14 @@ export interface BuildRunOptions {
   logDir: string;
   /** Trusted-only derivations, untrusted results, --verify (docs/trust.md); default: none. */
   trust?: TrustPolicy;
-  /** STATE/trust: outputs of builds that differ are kept there. */
+  /** STATE/trust: who built what (results.jsonl), and outputs of builds that differ. */
   trustDir?: string;
   /** Only these builders of the fleet (by name); all when absent. */
   builders?: readonly string[];
+  /** nixpool verify: derivations to build again although their outputs exist, and the builders that may not. */
+  rebuild?: ReadonlyMap<string, ReadonlySet<string>>;
+  /** nixpool verify: the earlier build each rebuilt derivation is compared with. */
+  references?: ReadonlyMap<string, BuildCheck>;
   onEvent?: (e: DispatchEvent) => void;
   /** ms since the epoch the build counts from (default: now). */
   startedAtMs?: number;
@@ -85,7 +88,7 @@ export class BuildRun implements DispatchedBuild {
     this.t0 = opts.startedAtMs ?? Date.now();
     this.seq = dispatcher.nextSeq();
     this.client = opts.client ?? "local";
-    this.checks = new BuildChecks(opts.trustDir ? trustPaths(opts.trustDir).differDir : undefined);
+    this.checks = new BuildChecks(opts.trustDir, opts.references);
   }
 
   private get fleet() {
@@ -171,6 +174,7 @@ export class BuildRun implements DispatchedBuild {
       estimateMs: (n) => this.durations.estimate(n.name),
       placement: trustPlacement(this.trust),
       ...(this.opts.builders ? { only: new Set(this.opts.builders) } : {}),
+      ...(this.opts.rebuild ? { rebuild: this.opts.rebuild } : {}),
     });
     this.dispatcher.attach(this);
     this.throwIfFailed();
@@ -207,7 +211,7 @@ export class BuildRun implements DispatchedBuild {
   private async learnBuilderValidity(): Promise<void> {
     await this.fleet.connected;
     const wanted = [...this.graph.nodes.values()].filter(
-      (n) => !this.scheduler.state(n.drv).locations.has(LOCAL),
+      (n) => !this.scheduler.state(n.drv).locations.has(LOCAL) || this.opts.rebuild?.has(n.drv),
     );
     const outPaths = wanted.flatMap((n) => Object.values(n.outputs));
     const links = [...this.fleet.links.values()];

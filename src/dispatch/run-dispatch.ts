@@ -4,9 +4,9 @@ import { noBuildersError } from "../core/builder-connection-error.js";
 import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import type { NixArg } from "../adapters/nix-build.js";
 import { ownUsage } from "./dispatch-errors.js";
-import { BuildRun } from "./build-run.js";
+import { BuildRun, type BuildRunOptions } from "./build-run.js";
 import { Dispatcher } from "./dispatcher.js";
-import { evaluateDerivations } from "./evaluate.js";
+import { evaluateDerivations, type EvaluatedRoot } from "./evaluate.js";
 import { Fleet } from "./fleet.js";
 import { createOutLinks, outLinkNames } from "./out-links.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
@@ -33,8 +33,14 @@ export interface DispatchRequest {
   backoffBaseMs?: number;
   /** Trusted-only derivations, untrusted results, --verify (docs/trust.md); default: none. */
   trust?: TrustPolicy;
-  /** STATE/trust: outputs of builds that differ are kept there. */
+  /** STATE/trust: who built what (results.jsonl), and outputs of builds that differ. */
   trustDir?: string;
+  /** Derivations to build instead of evaluating `file` (nixpool verify). */
+  roots?: readonly EvaluatedRoot[];
+  /** nixpool verify: derivations built again although their outputs exist, and the builders that may not. */
+  rebuild?: BuildRunOptions["rebuild"];
+  /** nixpool verify: the earlier build each rebuilt derivation is compared with. */
+  references?: BuildRunOptions["references"];
   onEvent?: (e: DispatchEvent) => void;
   sessions: {
     openBuilder: OpenSession;
@@ -95,6 +101,8 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
     startedAtMs: t0,
     ...(req.trust ? { trust: req.trust } : {}),
     ...(req.trustDir ? { trustDir: req.trustDir } : {}),
+    ...(req.rebuild ? { rebuild: req.rebuild } : {}),
+    ...(req.references ? { references: req.references } : {}),
     ...(req.onEvent ? { onEvent: req.onEvent } : {}),
   });
   const signal = req.signal;
@@ -105,12 +113,14 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
   signal?.addEventListener("abort", onAbort, { once: true });
   fleet.start();
   try {
-    const roots = await evaluateDerivations({
-      file: req.file,
-      attr: req.attr,
-      args: req.args ?? [],
-      ...(signal ? { signal } : {}),
-    });
+    const roots =
+      req.roots ??
+      (await evaluateDerivations({
+        file: req.file,
+        attr: req.attr,
+        args: req.args ?? [],
+        ...(signal ? { signal } : {}),
+      }));
     const evalMs = Date.now() - t0;
     if (signal?.aborted) onAbort();
     const { outputs, holders, records } = await build.run(roots);

@@ -217,6 +217,60 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     }
   });
 
+  test("nixpool verify PATH builds a recorded output again on another builder and finds it the same", async () => {
+    const link = join(work.dir, "chain-ok");
+    const b = await pool.cli(
+      [
+        "build",
+        FIXTURE,
+        "--json",
+        "-A",
+        "chain",
+        "--argstr",
+        "seed",
+        seed(),
+        "--builder",
+        "local1",
+        "-o",
+        link,
+      ],
+      { cwd: work.dir },
+    );
+    assert.equal(b.exitCode, 0, b.stderr);
+    const out = (JSON.parse(b.stdout) as BuildJson).outputs[0] as string;
+    // Recorded: local1 built it, with its NAR hash (the hash this machine's copy has too).
+    const lines = (await readFile(join(pool.stateDir, "trust", "results.jsonl"), "utf8")).trim().split("\n");
+    const rec = lines
+      .map((l) => JSON.parse(l) as { output: string; builder: string; narHash: string })
+      .find((r) => r.output === out);
+    assert.equal(rec?.builder, "local1");
+    assert.equal(rec?.narHash, (await run(["nix-store", "-q", "--hash", out])).stdout.trim());
+    const v = await pool.cli(["verify", link, "--json"], { cwd: work.dir });
+    assert.equal(v.exitCode, 0, v.stderr);
+    const [checked] = (
+      JSON.parse(v.stdout) as {
+        verified: {
+          path: string;
+          builtBy: string;
+          rebuiltOn: string;
+          narHash: string;
+          rebuiltNarHash: string;
+        }[];
+      }
+    ).verified;
+    assert.equal(checked?.path, out);
+    assert.equal(checked?.builtBy, "local1");
+    assert.equal(checked?.rebuiltOn, "local2", "built again on the other builder");
+    assert.equal(checked?.rebuiltNarHash, checked?.narHash);
+    // Only local1 exists besides the recorded builder: nothing else can check it.
+    const none = await pool.cli(["verify", link, "--json", "--builder", "local1"], { cwd: work.dir });
+    assert.equal(none.exitCode, 2, none.stderr);
+    assert.match(none.stdout, /"VERIFY_TOO_FEW_BUILDERS"/);
+    const notStore = await pool.cli(["verify", work.dir, "--json"], { cwd: work.dir });
+    assert.equal(notStore.exitCode, 2);
+    assert.match(notStore.stdout, /is not a store path/);
+  });
+
   test('untrustedResults = "verify" catches an untrusted builder that tampers with its outputs', async () => {
     await tamperHost(pool, "local2", work.dir);
     const inv = await writeTrustInventory(
@@ -351,5 +405,38 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
         /^--(verify|trusted-only) builds here; it does not go through a coordinator\.$/,
       );
     }
+  });
+
+  test("nixpool verify PATH catches a builder whose rebuild differs from the recorded output", async () => {
+    // local2 tampers since the test above; local1 builds, local2 checks.
+    const link = join(work.dir, "chain-tampered");
+    const b = await pool.cli(
+      [
+        "build",
+        FIXTURE,
+        "--json",
+        "-A",
+        "chain",
+        "--argstr",
+        "seed",
+        seed(),
+        "--builder",
+        "local1",
+        "-o",
+        link,
+      ],
+      { cwd: work.dir },
+    );
+    assert.equal(b.exitCode, 0, b.stderr);
+    const v = await pool.cli(["verify", link, "--json"], { cwd: work.dir });
+    assert.equal(v.exitCode, 1, v.stderr);
+    const e = (JSON.parse(v.stdout) as { error: ErrorJson }).error;
+    assert.equal(e.code, "NOT_REPRODUCIBLE");
+    assert.match(
+      e.message,
+      /^Builds of chain differ: output out has NAR hash sha256:\S+ on local1 \(trusted\) and sha256:\S+ on local2 \(trusted\); both outputs are kept in /,
+    );
+    assert.match(await readFile(join(e.details.kept, "local2", "out"), "utf8"), /tampered/);
+    assert.doesNotMatch(await readFile(join(e.details.kept, "local1", "out"), "utf8"), /tampered/);
   });
 });

@@ -10,7 +10,8 @@ export interface BuildDifference {
 
 /**
  * The first output whose NAR hash differs between a new build and an earlier one (each compared
- * with the first earlier build: equal hashes are transitive), or undefined when all agree.
+ * with the first earlier build: equal hashes are transitive), or undefined when all agree. Only
+ * the first build's outputs are compared; one the new build lacks differs.
  */
 export function findDifference(
   earlier: readonly BuildCheck[],
@@ -18,7 +19,8 @@ export function findDifference(
 ): BuildDifference | undefined {
   const first = earlier[0];
   if (!first) return undefined;
-  const names = [...new Set([...Object.keys(first.narHashes), ...Object.keys(next.narHashes)])].sort();
+  // The first build's outputs: a reference may name only the outputs it knows (nixpool verify).
+  const names = Object.keys(first.narHashes).sort();
   for (const output of names) {
     if (first.narHashes[output] !== next.narHashes[output]) return { output, first, second: next };
   }

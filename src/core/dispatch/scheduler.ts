@@ -28,6 +28,11 @@ export interface SchedulerOptions {
   placement?: PlacementRule;
   /** This build's builders (by name) on a shared board; every builder when absent. */
   only?: ReadonlySet<string>;
+  /**
+   * Derivations built again although their outputs exist (nixpool verify), each with the builders
+   * that may not build it; a builder that holds its outputs may not either (no independent build).
+   */
+  rebuild?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 /** Not needed (outside what the roots need), or where it stands. */
@@ -94,6 +99,7 @@ export class Scheduler {
   private readonly keepGoing: boolean;
   private readonly placement: PlacementRule;
   private readonly only: ReadonlySet<string> | undefined;
+  private readonly rebuild: ReadonlyMap<string, ReadonlySet<string>>;
   /** This build's derivations running now. */
   running = 0;
   /** Set after a failure without --keep-going: nothing new starts. */
@@ -111,6 +117,7 @@ export class Scheduler {
     this.keepGoing = options.keepGoing ?? false;
     this.placement = options.placement ?? ANY_BUILDER;
     this.only = options.only;
+    this.rebuild = options.rebuild ?? new Map();
     const paths = remainingPaths(graph, options.estimateMs ?? (() => 1000));
     for (const drv of graph.order) {
       this.nodes.set(drv, {
@@ -171,7 +178,7 @@ export class Scheduler {
       const d = stack.pop() as string;
       const s = this.state(d);
       if (s.status !== "idle" && s.status !== "done") continue;
-      if (s.locations.size > 0) {
+      if (s.locations.size > 0 && !(s.status === "idle" && this.rebuild.has(d))) {
         if (s.status === "idle") {
           s.status = "done";
           s.outcome = "cached";
@@ -406,7 +413,8 @@ export class Scheduler {
    */
   builtElsewhere(drv: string, location: string, nowMs: number): void {
     const s = this.nodes.get(drv);
-    if (!s) return;
+    // Unknown here, or being checked by a build of its own (nixpool verify).
+    if (!s || this.rebuild.has(drv)) return;
     // Built under the other build's rules: it counts here only if one build there settles it here
     // (no --verify here, a builder this build may use and whose copies count).
     const b = this.builders.get(location)?.info;
@@ -446,6 +454,8 @@ export class Scheduler {
   private mayTake(b: BuilderState, drv: string): boolean {
     const node = this.node(drv);
     if (this.only && !this.only.has(b.info.name)) return false;
+    const barred = this.rebuild.get(drv);
+    if (barred && (barred.has(b.info.name) || this.state(drv).locations.has(b.info.name))) return false;
     return canBuild(b.info, node) && this.placement.allows(node, b.info, this.builtOn(drv));
   }
 
