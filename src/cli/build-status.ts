@@ -75,6 +75,8 @@ export interface StatusViewOptions {
   intervalMs?: number;
   /** Overrides the stream's own `isTTY` (e.g. false for TERM=dumb). */
   tty?: boolean;
+  /** The clock redraws are spaced by (injected by tests; default `Date.now`). */
+  now?: () => number;
 }
 
 export interface StatusView {
@@ -97,6 +99,7 @@ const ESC = "\x1b[";
 export function createStatusView(stream: StatusStream, options: StatusViewOptions = {}): StatusView {
   const tty = options.tty ?? stream.isTTY === true;
   const intervalMs = options.intervalMs ?? 100;
+  const now = options.now ?? Date.now;
   let snapshot: StatusSnapshot | undefined;
   let drawnLines = 0;
   let lastDrawAt = -Infinity;
@@ -116,7 +119,7 @@ export function createStatusView(stream: StatusStream, options: StatusViewOption
     if (timer) clearTimeout(timer);
     timer = undefined;
     if (closed) return;
-    lastDrawAt = Date.now();
+    lastDrawAt = now();
     stream.write(erase() + block());
   };
 
@@ -124,7 +127,7 @@ export function createStatusView(stream: StatusStream, options: StatusViewOption
     update(s) {
       if (closed || !tty) return;
       snapshot = s;
-      const wait = lastDrawAt + intervalMs - Date.now();
+      const wait = lastDrawAt + intervalMs - now();
       if (wait <= 0) draw();
       else if (!timer) {
         timer = setTimeout(draw, wait);
