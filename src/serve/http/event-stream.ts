@@ -52,6 +52,17 @@ const MAX_PENDING = 10_000;
  * the build does between its submission and the first byte is lost.
  */
 export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Response {
+  // Subscribed and started before the response begins: a refused submission is still a JSON 4xx.
+  const early: CoordinatorEvent[] = [];
+  let deliver: (e: CoordinatorEvent) => void = (e) => void early.push(e);
+  const unsubscribe = o.source.subscribe((e) => deliver(e));
+  let started: BuildId | undefined;
+  try {
+    started = o.start?.();
+  } catch (e) {
+    unsubscribe();
+    throw e;
+  }
   return streamSSE(c, async (stream) => {
     let seq = 0;
     let pending = 0;
@@ -72,8 +83,7 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
         );
     };
     const send = (e: StreamEvent) => write({ event: e.type, data: JSON.stringify(e), id: String(++seq) });
-    let followed = o.buildId;
-    const buffered: CoordinatorEvent[] = [];
+    const followed = started ?? o.buildId;
     let ended = false;
     const end = (id: BuildId) => {
       if (ended) return;
@@ -83,25 +93,21 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
     };
     const onEvent = (e: CoordinatorEvent) => {
       if (followed === undefined) {
-        if (o.start) buffered.push(e);
-        else send(e);
+        send(e);
         return;
       }
       if (buildIdOf(e) !== followed) return;
       send(e);
       if (e.type === "build" && FINISHED.has(e.build.status)) end(followed);
     };
-    const unsubscribe = o.source.subscribe(onEvent);
     const unregister = o.registry.add(finish);
     stream.onAbort(finish);
     const heartbeat = setInterval(() => write(": keep-alive\n\n"), o.heartbeatMs ?? 15_000);
     try {
-      if (o.start) {
-        followed = o.start();
-        send({ type: "submitted", id: followed });
-        for (const e of buffered.splice(0)) onEvent(e);
-      }
-      if (followed !== undefined) {
+      if (started !== undefined) send({ type: "submitted", id: started });
+      for (const e of early.splice(0)) onEvent(e);
+      deliver = onEvent;
+      if (followed !== undefined && !ended) {
         const now = o.source.build(followed);
         if (now) send(summaryOf(now));
         if (!now || FINISHED.has(now.status)) end(followed);

@@ -1,0 +1,82 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { NixpoolError } from "../../src/core/errors.js";
+import type { CoordinatorApi } from "../../src/serve/coordinator-types.js";
+import { createApiApp } from "../../src/serve/http/app.js";
+import { FixtureSource } from "../helpers/dashboard-fixtures.js";
+
+/** The fixture as a coordinator that refuses every submission, as Coordinator.submit does for an unknown builder. */
+class RefusingCoordinator extends FixtureSource implements CoordinatorApi {
+  submit(): string {
+    throw new NixpoolError("BUILDER_UNKNOWN", "No builder nope in this pool.", { hint: "nixpool builders" });
+  }
+  cancel(): void {}
+  waitFor(): never {
+    throw new Error("not used");
+  }
+  drain(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const body = JSON.stringify({
+  derivations: [{ drv: `/nix/store/${"a".repeat(32)}-hello.drv`, output: "out" }],
+  label: "hello",
+  builders: ["nope"],
+});
+
+test("a submission the coordinator refuses is a JSON error, also when the client asked for an event stream", async () => {
+  const logged: string[] = [];
+  const { app } = createApiApp({
+    coordinator: new RefusingCoordinator(),
+    auth: { token: undefined, cookieName: "nixpool-0" },
+    log: (line) => logged.push(line),
+  });
+  for (const accept of ["application/json", "text/event-stream"]) {
+    const res = await app.request(
+      "/api/builds",
+      { method: "POST", body, headers: { "content-type": "application/json", accept } },
+      { transport: "tcp" },
+    );
+    assert.equal(res.status, 404, accept);
+    assert.match(res.headers.get("content-type") ?? "", /^application\/json/, accept);
+    assert.deepEqual(await res.json(), {
+      code: "BUILDER_UNKNOWN",
+      message: "No builder nope in this pool.",
+      hint: "nixpool builders",
+    });
+  }
+  assert.deepEqual(logged, []);
+});
+
+/** A coordinator whose build starts and finishes while submit() still runs: nothing of it may be lost. */
+class InstantCoordinator extends RefusingCoordinator {
+  override submit(): string {
+    const b1 = this.details.get("b1");
+    assert.ok(b1);
+    const { derivations: _d, outputs: _o, error: _e, ...summary } = b1;
+    this.emit({ type: "log", buildId: "b1", drv: "/nix/store/aaaa-step-1.drv", line: "early line" });
+    this.details.set("b1", { ...b1, status: "succeeded" });
+    this.emit({ type: "build", build: { ...summary, status: "succeeded" } });
+    return "b1";
+  }
+}
+
+test("a streamed submission sends its id, every event the build made meanwhile, and its end", async () => {
+  const { app } = createApiApp({
+    coordinator: new InstantCoordinator(),
+    auth: { token: undefined, cookieName: "nixpool-0" },
+    log: () => {},
+  });
+  const res = await app.request(
+    "/api/builds",
+    { method: "POST", body, headers: { "content-type": "application/json", accept: "text/event-stream" } },
+    { transport: "tcp" },
+  );
+  assert.equal(res.status, 200);
+  const types = [...(await res.text()).matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+  assert.deepEqual(types, ["submitted", "log", "build", "end"]);
+});
