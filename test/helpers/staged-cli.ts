@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { chmod, copyFile, cp, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { makeTempDir } from "./cli.js";
@@ -15,13 +16,18 @@ export interface StagedCli {
   cleanup: () => Promise<void>;
 }
 
-/** The runtime packages (no dev dependencies) from package-lock.json, as top-level node_modules paths. */
+/**
+ * The runtime packages (no dev dependencies) from package-lock.json, as top-level node_modules
+ * paths. Optional ones npm did not install (another platform's build, as koffi ships per
+ * platform) are left out.
+ */
 async function listRuntimePackages(): Promise<string[]> {
   const lock = JSON.parse(await readFile(join(ROOT, "package-lock.json"), "utf8")) as {
-    packages: Record<string, { dev?: boolean }>;
+    packages: Record<string, { dev?: boolean; optional?: boolean }>;
   };
   return Object.entries(lock.packages)
     .filter(([path, p]) => path.startsWith("node_modules/") && p.dev !== true)
+    .filter(([path, p]) => p.optional !== true || existsSync(join(ROOT, path)))
     .map(([path]) => path)
     .filter((path) => !path.slice("node_modules/".length).includes("node_modules/"));
 }
