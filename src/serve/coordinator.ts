@@ -21,6 +21,7 @@ import { readRecords, recordCost } from "../providers/hetzner/records.js";
 import type {
   BuildDetail,
   BuildId,
+  BuildReport,
   BuildStatus,
   BuildSummary,
   BuilderView,
@@ -77,8 +78,12 @@ interface LiveBuild {
   /** Each derivation as last shown (JSON), to send only changes. */
   shown: Map<string, string>;
   outputs: string[];
+  holders: string[][];
   error?: { code: string; message: string };
+  report?: BuildReport;
   cancelledBy?: string;
+  /** The fleet's transfer counts when the build was submitted. */
+  sentAtStart: { up: number; down: number };
   done: Promise<BuildDetail>;
   resolve: (d: BuildDetail) => void;
 }
@@ -190,6 +195,11 @@ export class Coordinator implements CoordinatorApi {
       status: "queued",
       shown: new Map(),
       outputs: [],
+      holders: [],
+      sentAtStart: {
+        up: this.uploadedSoFar(),
+        down: this.fleet.localPlace.sent,
+      },
       done,
       resolve,
       run: undefined as unknown as BuildRun,
@@ -214,8 +224,9 @@ export class Coordinator implements CoordinatorApi {
 
   private async execute(b: LiveBuild): Promise<void> {
     try {
-      const { outputs } = await b.run.run(b.req.derivations);
+      const { outputs, holders } = await b.run.run(b.req.derivations);
       b.outputs = outputs.map((o) => o.path);
+      b.holders = holders;
       b.status = "succeeded";
     } catch (e) {
       b.status = b.cancelledBy !== undefined ? "cancelled" : "failed";
@@ -227,16 +238,11 @@ export class Coordinator implements CoordinatorApi {
     b.startedMs ??= this.now();
     b.finishedMs = this.now();
     this.syncDerivations(b);
+    if (b.run.graph) b.report = this.report(b);
     const detail = this.detail(b);
     try {
       this.history.updateBuild(detail);
-      if (b.run.graph) {
-        this.history.saveRecords(b.id, {
-          wallMs: b.run.now(),
-          builders: this.slotsOfBuilders(),
-          records: [...b.run.records.values()],
-        });
-      }
+      if (b.report) this.history.saveRecords(b.id, b.report);
     } finally {
       this.live.delete(b.id);
       this.emit({ type: "build", build: this.summary(b) });
@@ -410,6 +416,35 @@ export class Coordinator implements CoordinatorApi {
     });
   }
 
+  /** What the client draws its report from, as a local build's result has it. */
+  private report(b: LiveBuild): BuildReport {
+    const usage = process.resourceUsage();
+    return {
+      holders: b.holders.map((h) => [...h]),
+      records: [...b.run.records.values()],
+      startedAtMs: b.run.t0,
+      wallMs: b.run.now(),
+      builders: this.slotsOfBuilders(),
+      stats: {
+        // The client evaluated; the connections were warm.
+        evalMs: 0,
+        connectMs: 0,
+        // The fleet's transfers while the build ran (other builds' included).
+        pathsUploaded: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
+        pathsDownloaded: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
+        derivationsInClosure: b.run.graph.nodes.size,
+        // The coordinator's process: every build it ran so far.
+        cpuMs: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000),
+        maxRssMb: Math.round(usage.maxRSS / 1024),
+      },
+    };
+  }
+
+  /** Paths sent to the builders' current links (a reconnected builder starts again at 0). */
+  private uploadedSoFar(): number {
+    return [...this.fleet.links.values()].reduce((n, l) => n + l.place.sent, 0);
+  }
+
   private slotsOfBuilders(): { name: string; slots: number }[] {
     return this.fleet.builders.map((b) => ({ name: b.name, slots: b.maxJobs }));
   }
@@ -509,6 +544,7 @@ export class Coordinator implements CoordinatorApi {
       derivations: [...b.run.records.values()].map((r) => toDerivationView(r, b.run.t0, ended)),
       outputs: [...b.outputs],
       ...(b.error ? { error: { ...b.error } } : {}),
+      ...(b.report ? { report: b.report } : {}),
     };
   }
 }

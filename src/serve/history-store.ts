@@ -6,6 +6,7 @@ import { NixpoolError } from "../core/errors.js";
 import type { DerivationRecord } from "../core/build-record.js";
 import type {
   BuildDetail,
+  BuildReport,
   BuildStatus,
   BuildSummary,
   DerivationView,
@@ -53,8 +54,11 @@ CREATE TABLE IF NOT EXISTS derivations (
 );
 CREATE TABLE IF NOT EXISTS build_records (
   build_id TEXT PRIMARY KEY,
+  started_at_ms INTEGER NOT NULL,
   wall_ms INTEGER NOT NULL,
   builders TEXT NOT NULL,
+  holders TEXT NOT NULL,
+  stats TEXT NOT NULL,
   records TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS builder_events (
@@ -116,7 +120,23 @@ const derivationRow = z.object({
   attempts: z.number().int().nonnegative(),
   error: z.string().nullable(),
 });
-const recordsRow = z.object({ wall_ms: z.number(), builders: z.string(), records: z.string() });
+const recordsRow = z.object({
+  started_at_ms: z.number(),
+  wall_ms: z.number(),
+  builders: z.string(),
+  holders: z.string(),
+  stats: z.string(),
+  records: z.string(),
+});
+const statsJson = z.object({
+  evalMs: z.number(),
+  connectMs: z.number(),
+  pathsUploaded: z.number(),
+  pathsDownloaded: z.number(),
+  derivationsInClosure: z.number(),
+  cpuMs: z.number(),
+  maxRssMb: z.number(),
+});
 const buildersJson = z.array(z.object({ name: z.string(), slots: z.number().int().nonnegative() }));
 const workerRow = z.object({
   name: z.string(),
@@ -126,12 +146,8 @@ const workerRow = z.object({
   currency: z.string(),
 });
 
-/** A finished build's dispatcher records, for its timeline. */
-export interface StoredRecords {
-  wallMs: number;
-  builders: { name: string; slots: number }[];
-  records: DerivationRecord[];
-}
+/** A finished build's dispatcher records (for its timeline and the client's report). */
+export type StoredRecords = BuildReport;
 
 export class HistoryStore {
   private constructor(
@@ -254,9 +270,17 @@ export class HistoryStore {
   saveRecords(buildId: string, r: StoredRecords): void {
     this.db
       .prepare(
-        "INSERT OR REPLACE INTO build_records (build_id, wall_ms, builders, records) VALUES (?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO build_records (build_id, started_at_ms, wall_ms, builders, holders, stats, records) VALUES (?, ?, ?, ?, ?, ?, ?)",
       )
-      .run(buildId, Math.round(r.wallMs), JSON.stringify(r.builders), JSON.stringify(r.records));
+      .run(
+        buildId,
+        Math.round(r.startedAtMs),
+        Math.round(r.wallMs),
+        JSON.stringify(r.builders),
+        JSON.stringify(r.holders),
+        JSON.stringify(r.stats),
+        JSON.stringify(r.records),
+      );
   }
 
   builderEvent(at: string, builder: string, health: string, reason: string | undefined): void {
@@ -327,22 +351,25 @@ export class HistoryStore {
       if (d.error !== null) v.error = d.error;
       return v;
     });
+    const report = this.records(id);
     return {
       ...s,
       derivations,
       outputs,
+      ...(report ? { report } : {}),
       ...(b.error_code !== null ? { error: { code: b.error_code, message: b.error_message ?? "" } } : {}),
     };
   }
 
   records(id: string): StoredRecords | undefined {
-    const row: unknown = this.db
-      .prepare("SELECT wall_ms, builders, records FROM build_records WHERE build_id = ?")
-      .get(id);
+    const row: unknown = this.db.prepare("SELECT * FROM build_records WHERE build_id = ?").get(id);
     if (row === undefined) return undefined;
     const r = this.valid(recordsRow, row, `records of build ${id}`);
     return {
+      startedAtMs: r.started_at_ms,
       wallMs: r.wall_ms,
+      holders: this.json(z.array(z.array(z.string())), r.holders, `records of build ${id}`),
+      stats: this.json(statsJson, r.stats, `records of build ${id}`),
       builders: this.json(buildersJson, r.builders, `records of build ${id}`),
       // The dispatcher's own records: their shape is checked where they are drawn (timeline-svg).
       records: this.json(

@@ -107,6 +107,9 @@ describe("the coordinator on a local pool", { timeout: 900_000, concurrency: fal
       events.some((e) => e.type === "derivation" && e.buildId === smallId && e.derivation.status === "built"),
     );
     assert.match(c.timelineSvg(bigId) ?? "", /^<svg/);
+    // The records behind a remote client's report, as a local build's result has them.
+    assert.equal(b.report?.records.length, b.derivations.length);
+    assert.equal(b.report?.stats.derivationsInClosure, 13);
     assert.match(c.derivationLog(bigId, leaves(b)[0]?.drv ?? "") ?? "", /attempt 1 on local/);
     await c.close();
 
@@ -136,6 +139,7 @@ describe("the coordinator on a local pool", { timeout: 900_000, concurrency: fal
         /^<svg/,
         "the timeline of a finished build, from the history",
       );
+      assert.deepEqual(stored?.report, JSON.parse(JSON.stringify(b.report)), "its report, from the history");
       assert.equal((await again.waitFor(smallId)).status, "succeeded");
     } finally {
       await again.close();
@@ -180,6 +184,24 @@ describe("the coordinator on a local pool", { timeout: 900_000, concurrency: fal
     } finally {
       await c.close();
     }
+  });
+
+  test("drain: no new builds, the running ones get the grace, then fail as stopped", async () => {
+    const long = await graphRequest("too long", 2, 30);
+    const c = await open();
+    const id = c.submit(long, alice);
+    const ended = c.waitFor(id);
+    await waitFor(() => (c.build(id)?.counts.running ?? 0) > 0, { timeoutMs: 60_000, intervalMs: 20 });
+    const draining = c.drain(300);
+    assert.throws(
+      () => c.submit(long, bob),
+      (e: Error & { code?: string }) => e.code === "COORDINATOR_DRAINING",
+    );
+    await draining;
+    const d = await ended;
+    assert.equal(d.status, "failed");
+    assert.equal(d.error?.code, "COORDINATOR_STOPPED");
+    assert.match(d.error?.message ?? "", /coordinator stopped \(drained/);
   });
 
   test("kill -9 of the coordinator: the finished build is kept, the running one is failed when it starts again", async () => {
