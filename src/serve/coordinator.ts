@@ -78,7 +78,6 @@ interface LiveBuild {
   /** Each derivation as last shown (JSON), to send only changes. */
   shown: Map<string, string>;
   outputs: string[];
-  holders: string[][];
   error?: { code: string; message: string };
   report?: BuildReport;
   cancelledBy?: string;
@@ -195,7 +194,6 @@ export class Coordinator implements CoordinatorApi {
       status: "queued",
       shown: new Map(),
       outputs: [],
-      holders: [],
       sentAtStart: {
         up: this.uploadedSoFar(),
         down: this.fleet.localPlace.sent,
@@ -224,9 +222,8 @@ export class Coordinator implements CoordinatorApi {
 
   private async execute(b: LiveBuild): Promise<void> {
     try {
-      const { outputs, holders } = await b.run.run(b.req.derivations);
+      const { outputs } = await b.run.run(b.req.derivations);
       b.outputs = outputs.map((o) => o.path);
-      b.holders = holders;
       b.status = "succeeded";
     } catch (e) {
       b.status = b.cancelledBy !== undefined ? "cancelled" : "failed";
@@ -420,7 +417,6 @@ export class Coordinator implements CoordinatorApi {
   private report(b: LiveBuild): BuildReport {
     const usage = process.resourceUsage();
     return {
-      holders: b.holders.map((h) => [...h]),
       records: [...b.run.records.values()],
       startedAtMs: b.run.t0,
       wallMs: b.run.now(),

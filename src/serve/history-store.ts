@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS build_records (
   started_at_ms INTEGER NOT NULL,
   wall_ms INTEGER NOT NULL,
   builders TEXT NOT NULL,
-  holders TEXT NOT NULL,
   stats TEXT NOT NULL,
   records TEXT NOT NULL
 );
@@ -124,7 +123,6 @@ const recordsRow = z.object({
   started_at_ms: z.number(),
   wall_ms: z.number(),
   builders: z.string(),
-  holders: z.string(),
   stats: z.string(),
   records: z.string(),
 });
@@ -270,14 +268,13 @@ export class HistoryStore {
   saveRecords(buildId: string, r: StoredRecords): void {
     this.db
       .prepare(
-        "INSERT OR REPLACE INTO build_records (build_id, started_at_ms, wall_ms, builders, holders, stats, records) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO build_records (build_id, started_at_ms, wall_ms, builders, stats, records) VALUES (?, ?, ?, ?, ?, ?)",
       )
       .run(
         buildId,
         Math.round(r.startedAtMs),
         Math.round(r.wallMs),
         JSON.stringify(r.builders),
-        JSON.stringify(r.holders),
         JSON.stringify(r.stats),
         JSON.stringify(r.records),
       );
@@ -368,7 +365,6 @@ export class HistoryStore {
     return {
       startedAtMs: r.started_at_ms,
       wallMs: r.wall_ms,
-      holders: this.json(z.array(z.array(z.string())), r.holders, `records of build ${id}`),
       stats: this.json(statsJson, r.stats, `records of build ${id}`),
       builders: this.json(buildersJson, r.builders, `records of build ${id}`),
       // The dispatcher's own records: their shape is checked where they are drawn (timeline-svg).
