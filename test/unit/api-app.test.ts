@@ -80,3 +80,16 @@ test("a streamed submission sends its id, every event the build made meanwhile, 
   const types = [...(await res.text()).matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
   assert.deepEqual(types, ["submitted", "log", "build", "end"]);
 });
+
+test("/?token= sets the cookie and redirects within this coordinator, never to another host", async () => {
+  const { app } = createApiApp({
+    coordinator: new RefusingCoordinator(),
+    auth: { token: "secret-token", cookieName: "nixpool-1" },
+    log: () => {},
+  });
+  const res = await app.request("//evil.example/builds?token=secret-token", {}, { transport: "tcp" });
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get("location"), "/evil.example/builds");
+  assert.match(res.headers.get("set-cookie") ?? "", /HttpOnly/);
+  assert.doesNotMatch(res.headers.get("set-cookie") ?? "", /secret-token/);
+});

@@ -96,7 +96,8 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<ApiEnv> {
       url.searchParams.delete("token");
       c.header("Cache-Control", "no-store");
       c.header("Referrer-Policy", "no-referrer");
-      return c.redirect(`${url.pathname}${url.search}`, 302);
+      // One leading slash: `//host/…` would send the browser to another site.
+      return c.redirect(`${url.pathname.replace(/^\/+/, "/")}${url.search}`, 302);
     }
     c.set("client", identifyTokenHolder(c, o));
     return next();
