@@ -43,7 +43,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: "serve",
-    term: "serve",
+    term: "serve [options]",
     description: "run the coordinator: one queue for every client of the pool, its API and dashboard",
     load: async () => (await import("../commands/serve.js")).registerServe,
   },

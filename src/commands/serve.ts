@@ -1,16 +1,113 @@
 import type { RegisterCommands } from "../cli/commands.js";
+import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
+import { readDurationFlag } from "../core/duration.js";
+import { ExitCode } from "../core/errors.js";
+import { parseListenAddress, refuseOpenWithoutToken, type ListenAddress } from "../core/listen-address.js";
+import { redactForTerminal } from "../core/redact.js";
+import { Coordinator } from "../serve/coordinator.js";
+import { mountDashboard } from "../serve/dashboard/routes.js";
+import { startApiServer } from "../serve/http/api-server.js";
 import { ensureServeToken } from "../serve/serve-token.js";
+
+interface ServeFlags {
+  /** HOST:PORT, or false for --no-listen. */
+  listen: string | false;
+  socket?: string;
+  grace: string;
+  /** False for --no-token. */
+  token: boolean;
+}
 
 interface TokenFlags {
   new?: boolean;
+}
+
+const DEFAULT_LISTEN = "127.0.0.1:7420";
+
+/** Runs the coordinator until SIGTERM or SIGINT: the first drains (up to the grace), a second stops at once. */
+async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
+  const listen: ListenAddress | undefined =
+    opts.listen === false
+      ? undefined
+      : parseListenAddress(opts.listen, "--listen", `nixpool serve --listen ${DEFAULT_LISTEN}`);
+  if (listen) refuseOpenWithoutToken(listen, opts.token);
+  const graceMs = readDurationFlag(opts.grace, {
+    flag: "--grace",
+    bare: "seconds",
+    example: "nixpool serve --grace 10m",
+  }).ms;
+  const token = opts.token ? await ensureServeToken(ctx.stateDir) : undefined;
+  const log = (line: string) => ctx.output.err(redactForTerminal(line));
+  const coordinator = await Coordinator.open({ stateDir: ctx.stateDir, builders: await ctx.builders() });
+  const api = await startApiServer({
+    coordinator,
+    socketPath: opts.socket ?? statePaths(ctx.stateDir).serve.socket,
+    listen,
+    token,
+    log,
+    mountDashboard,
+  }).catch(async (e: unknown) => {
+    await coordinator.close();
+    throw e;
+  });
+  ctx.output.out(`nixpool serve: API on unix:${api.socketPath}`);
+  if (api.url) {
+    ctx.output.out(`nixpool serve: API and dashboard on ${api.url}`);
+    ctx.output.out(
+      token
+        ? `  open ${api.url}/?token=TOKEN once in a browser (TOKEN: nixpool serve token)`
+        : "  without a token: every local user may submit and cancel builds over TCP",
+    );
+  }
+  const code = await new Promise<ExitCode>((resolve) => {
+    let stage: "serving" | "draining" | "stopping" = "serving";
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stage === "serving") {
+        stage = "draining";
+        log(`${sig}: draining: no new builds; running ones have ${Math.round(graceMs / 1000)}s to finish`);
+        api.startDraining();
+        void coordinator
+          .drain(graceMs)
+          .finally(() => api.close())
+          .then(
+            () => resolve(ExitCode.ok),
+            (e: unknown) => {
+              log(`draining failed: ${e instanceof Error ? e.message : String(e)}`);
+              resolve(ExitCode.failed);
+            },
+          );
+      } else if (stage === "draining") {
+        stage = "stopping";
+        log(`${sig} again: stopping now; running builds fail with COORDINATOR_STOPPED`);
+        void coordinator
+          .close()
+          .finally(() => api.close())
+          .then(
+            () => resolve(ExitCode.interrupted),
+            () => resolve(ExitCode.interrupted),
+          );
+      }
+    };
+    // process.on, never once: see src/adapters/signals.ts.
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+  log(code === ExitCode.ok ? "stopped: every build finished or was stopped, history closed" : "stopped");
+  process.exitCode = code;
 }
 
 /** nixpool serve: the coordinator (one queue, warm builders, history, HTTP API and dashboard). */
 export const registerServe: RegisterCommands = (program, context) => {
   const serve = program
     .command("serve")
-    .description("run the coordinator: one queue for every client of the pool, its API and dashboard");
+    .description("run the coordinator: one queue for every client of the pool, its API and dashboard")
+    .option("--listen <host:port>", "TCP address of the API and dashboard (token required)", DEFAULT_LISTEN)
+    .option("--no-listen", "no TCP listener: the Unix socket only")
+    .option("--socket <path>", "the API's Unix socket (default STATE/serve/api.sock)")
+    .option("--grace <duration>", "on SIGTERM, how long running builds may take to finish", "5m")
+    .option("--no-token", "serve TCP without a token (loopback only: any local user may use it)")
+    .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve
     .command("token")
     .description("print the API token TCP clients send (made on first use; 0600 in the state directory)")
