@@ -57,6 +57,17 @@ async function importing(mark: string): Promise<boolean> {
   return false;
 }
 
+/** Whether a `nix-store --serve` in this host's namespace has read more than 20 MB (an import under way). */
+async function receiving(netns: string): Promise<boolean> {
+  for (const pid of await netnsPids(netns)) {
+    const [cmd] = await commandLines([pid]);
+    if (!cmd?.startsWith("nix-store --serve")) continue;
+    const io = await readFile(`/proc/${pid}/io`, "utf8").catch(() => "");
+    if (Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) > 20e6) return true;
+  }
+  return false;
+}
+
 const graphArgs = (n: number, secs: number) => [
   "-A",
   "graph",
@@ -158,7 +169,9 @@ describe("dispatcher faults on real pool hosts", { timeout: 900_000, concurrency
           (await commandLines(await netnsPids(h2.netns))).some((c) => c.startsWith("/bin/sleep")) ||
           (await commandLines(await netnsPids(h1.netns))).some((c) => c.startsWith("/bin/dd"));
         await waitFor(async () => !(await busy()), { timeoutMs: 120_000, intervalMs: 20 });
-        await sleep(150);
+        // Kill plain once kvmhost's store has read 20 MB of big (not after a fixed pause, which a
+        // loaded machine can overrun before the transfer has even started).
+        await waitFor(() => receiving(h2.netns), { timeoutMs: 120_000, intervalMs: 20 });
         assert.ok((await killNetns(h1.netns)) > 0);
         const r = await child;
         assert.equal(r.exitCode, 0, `${r.stderr}${r.stdout}`);
