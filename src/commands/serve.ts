@@ -1,3 +1,4 @@
+import { buildTrustPolicy } from "../cli/trust-options.js";
 import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
@@ -39,7 +40,13 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   }).ms;
   const token = opts.token ? await ensureServeToken(ctx.stateDir) : undefined;
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
-  const coordinator = await Coordinator.open({ stateDir: ctx.stateDir, builders: await ctx.builders() });
+  // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
+  const trust = buildTrustPolicy((await ctx.loadInventory()).policy, {});
+  const coordinator = await Coordinator.open({
+    stateDir: ctx.stateDir,
+    builders: await ctx.builders(),
+    trust,
+  });
   const api = await startApiServer({
     coordinator,
     socketPath: opts.socket ?? statePaths(ctx.stateDir).serve.socket,

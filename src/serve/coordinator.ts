@@ -305,13 +305,16 @@ export class Coordinator implements CoordinatorApi {
       throw unknownBuild(id);
     }
     const mayCancel =
-      client.via === "local" || client.uid === 0 || client.user === "root" || client.user === b.client.user;
+      client.via === "local" ||
+      client.uid === 0 ||
+      // A token names no person: a token holder and a local account called "token" are not the same.
+      (client.via === b.client.via && client.user === b.client.user);
     if (!mayCancel) {
       throw new NixpoolError(
         "BUILD_NOT_YOURS",
         `Build ${id} was submitted by ${b.client.user}, not by ${client.user}.`,
         {
-          hint: `Ask ${b.client.user} (or root) to cancel it: nixpool builds cancel ${id}`,
+          hint: `Ask ${b.client.user} (or root) to cancel it: Ctrl-C in their nixpool build, or DELETE /api/builds/${id} (docs/api.md).`,
         },
       );
     }
