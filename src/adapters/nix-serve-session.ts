@@ -171,6 +171,7 @@ export class ServeSession {
   /** Routes stderr lines not claimed by a request (undefined: drop them). */
   setLogSink(sink: ((line: string) => void) | undefined): void {
     this.logSink = sink;
+    this.requestSink = undefined;
   }
 
   /** The peer's last stderr lines. */
@@ -391,14 +392,15 @@ export class ServeSession {
           this.reader = undefined;
           this.failPending = undefined;
           this.current = undefined;
-          this.requestSink = undefined;
+          // requestSink stays: a build's last log lines travel on stderr, which ssh does not order
+          // with the result on stdout; they still belong to that build until the next one starts.
           if (timer) clearTimeout(timer);
           if (error) reject(error);
           else resolve(value as T);
         };
         this.failPending = (e) => settle(e);
         this.current = what;
-        this.requestSink = options.onLog;
+        if (options.onLog) this.requestSink = options.onLog;
         const sink = options.passthrough;
         this.reader = (chunk) => {
           let used: number;

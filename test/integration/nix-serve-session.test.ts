@@ -210,6 +210,8 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     assert.equal(failing.statusName, "PermanentFailure");
     assert.equal(failing.status, 3);
     assert.match(failing.errorMsg, /failed with exit code 3/);
+    // The log travels on stderr, unordered with the result on stdout: its last lines may come later.
+    await waitFor(() => failLog.includes("the error is here"), { timeoutMs: 10_000, intervalMs: 10 });
     assert.ok(failLog.includes(`about to fail-${salt}`), failLog.join("\n"));
     assert.ok(failLog.includes("the error is here"), failLog.join("\n"));
     assert.deepEqual(other, []);
