@@ -2,20 +2,14 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { statePaths } from "../../src/config/state-paths.js";
-import { poolBuilders } from "../../src/providers/local/records.js";
-import { Coordinator } from "../../src/serve/coordinator.js";
-import { mountDashboard } from "../../src/serve/dashboard/routes.js";
-import { startApiServer } from "../../src/serve/http/api-server.js";
-import { ensureServeToken } from "../../src/serve/serve-token.js";
 import { openBrowser, waitForText, type BrowserSession } from "../helpers/browser.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { freshSeed } from "../helpers/example-builds.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { startServe, type ServeProcess } from "../helpers/serve-process.js";
 
-// The dashboard in a real Chromium against the real coordinator on a real local pool, served by
-// its real HTTP app (auth, event stream) as `nixpool serve` assembles them: the token opens a
-// cookie session, a build submitted meanwhile by `nixpool build --coordinator` shows up, its
+// The dashboard in a real Chromium against a real `nixpool serve` on a real local pool: the token
+// opens a cookie session, a build submitted meanwhile by `nixpool build --coordinator` shows up, its
 // status and log lines arrive over the event stream without a reload, its timeline is drawn, and
 // nothing fails in the browser. NIXPOOL_SCREENSHOTS=1 saves the docs' screenshots (docs/img/).
 
@@ -40,43 +34,9 @@ mk "talk-root" ''
 '' { deps = builtins.genList talk 3; }
 `;
 
-/**
- * The service as \`nixpool serve --listen 127.0.0.1:0\` assembles it: the coordinator on the
- * pool, its HTTP app on the state directory's socket and on TCP with the token, the dashboard
- * mounted on it.
- */
-async function startService(
-  pool: TestPool,
-): Promise<{ url: string; token: string; close: () => Promise<void> }> {
-  const token = await ensureServeToken(pool.stateDir);
-  const coordinator = await Coordinator.open({ stateDir: pool.stateDir, builders: poolBuilders(pool.pool) });
-  try {
-    const api = await startApiServer({
-      coordinator,
-      socketPath: statePaths(pool.stateDir).serve.socket,
-      listen: { host: "127.0.0.1", port: 0 },
-      token,
-      log: (line) => process.stderr.write(`serve: ${line}\n`),
-      mountDashboard,
-    });
-    assert.ok(api.url);
-    return {
-      url: api.url,
-      token,
-      close: async () => {
-        await api.close();
-        await coordinator.close();
-      },
-    };
-  } catch (e) {
-    await coordinator.close();
-    throw e;
-  }
-}
-
 describe("dashboard against a real nixpool serve", { timeout: 600_000 }, () => {
   let pool: TestPool;
-  let service: Awaited<ReturnType<typeof startService>> | undefined;
+  let serve: ServeProcess | undefined;
   let base: string;
   let token: string;
   let browser: BrowserSession;
@@ -86,15 +46,17 @@ describe("dashboard against a real nixpool serve", { timeout: 600_000 }, () => {
     pool = await startTestPool(2, 2);
     work = await makeTempDir("nixpool-dash-");
     await writeFile(join(work.dir, "talking.nix"), TALKING_NIX);
-    service = await startService(pool);
-    base = service.url;
-    token = service.token;
+    serve = await startServe(pool.stateDir);
+    base = serve.url;
+    const printed = await pool.cli(["serve", "token"]);
+    assert.equal(printed.exitCode, 0, printed.stderr);
+    token = printed.stdout.trim();
     browser = await openBrowser();
   });
 
   after(async () => {
     await browser?.close();
-    await service?.close();
+    if (serve) assert.equal(await serve.stop(), 0, "nixpool serve stops cleanly on SIGTERM");
     await pool?.cleanup();
     await work?.cleanup();
   });
