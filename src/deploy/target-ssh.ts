@@ -91,11 +91,17 @@ export async function runOnTarget(
   const refused = targetRefusal(t, r.exitCode, r.stderr);
   if (refused) throw refused;
   if (r.exitCode !== 0 && options.reject !== false) {
+    // A script passed as one word (sh -c SCRIPT) is named, not printed: the message stays one sentence.
+    const script = argv.some((a) => a.includes("\n") || a.length > 120);
+    const shown = argv.map((a) => (a.includes("\n") || a.length > 120 ? "SCRIPT" : a)).join(" ");
+    const login = `ssh -p ${t.port} ${t.user ? `${t.user}@` : ""}${t.host}`;
     throw new NixpoolError(
       "TARGET_COMMAND_FAILED",
-      `${argv.join(" ")} failed on target ${t.name} with exit ${r.exitCode}${r.stderr.trim() ? `: ${tailOf(r.stderr).split("\n").slice(-2).join(" / ")}` : ""}.`,
+      `${shown} failed on target ${t.name} with exit ${r.exitCode}${r.stderr.trim() ? `: ${tailOf(r.stderr).split("\n").slice(-2).join(" / ")}` : ""}.`,
       {
-        hint: `Run it by hand to see more: ssh -p ${t.port} ${t.user ? `${t.user}@` : ""}${t.host} ${argv.join(" ")}`,
+        hint: script
+          ? `It was one of nixpool's deploy scripts; log in and look at the target: ${login}`
+          : `Run it by hand to see more: ${login} ${argv.join(" ")}`,
         details: { target: t.name, exitCode: r.exitCode, stderr: tailOf(r.stderr) },
       },
     );

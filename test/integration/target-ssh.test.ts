@@ -34,6 +34,11 @@ describe("reaching a deploy target over ssh (a pool host)", { timeout: 300_000 }
       "TARGET_COMMAND_FAILED",
     );
     assert.match(failed.message, /on target local1 with exit 3: broken/);
+    // A multi-line script is named, not printed, in the one-sentence message.
+    const script = ["set -eu", "echo long >&2", "exit 4"].join("\n");
+    const scripted = await expectCode(runOnTarget(link, ["sh", "-c", script]), "TARGET_COMMAND_FAILED");
+    assert.match(scripted.message, /^sh -c SCRIPT failed on target local1 with exit 4: long\.$/);
+    assert.doesNotMatch(`${scripted.message}${scripted.hint ?? ""}`, /set -eu/);
     assert.equal((await runOnTarget(link, ["false"], { reject: false })).exitCode, 1);
   });
 
