@@ -521,7 +521,8 @@ export class BuildRun implements DispatchedBuild {
   }
 
   private allDown(): NixpoolError {
-    return allBuildersDown([...this.fleet.links.values()]);
+    const names = this.scheduler.stuck().map((d) => this.scheduler.node(d).name);
+    return allBuildersDown([...this.fleet.links.values()], names);
   }
 
   /** Whether the build ended in a way that leaves sessions worth closing hard (failure, stop). */

@@ -5,16 +5,29 @@ import type { BuilderLink } from "./builder-link.js";
 import type { DerivationLog } from "./derivation-log.js";
 
 /** Every capable builder is gone; a single one that ssh could not use gets ssh's precise reason. */
-export function allBuildersDown(links: readonly BuilderLink[]): NixpoolError {
+export function allBuildersDown(links: readonly BuilderLink[], stuck: readonly string[] = []): NixpoolError {
   const only = links.length === 1 ? links[0] : undefined;
   if (only?.lostCause && only.lostCause.failure !== "unknown") {
     return builderConnectionError(only.builder, only.lostCause.failure, only.lostCause.stderr);
   }
-  const down = links.map((l) => `${l.name} (${l.lostReason ?? "not connected"})`);
-  return new NixpoolError("ALL_BUILDERS_DOWN", `No capable builder is reachable: ${down.join(", ")}.`, {
-    hint: "Check them with: nixpool doctor",
-    details: { builders: Object.fromEntries(links.map((l) => [l.name, l.lostReason ?? null])) },
-  });
+  const lost = links.filter((l) => l.lostReason !== undefined);
+  const up = links.filter((l) => l.lostReason === undefined);
+  const down = lost.map((l) => `${l.name} (${l.lostReason ?? ""})`);
+  // Builders still connected are named as such: what keeps them from the rest is the derivations'
+  // requirements or the trust policy, not their connection.
+  const connected = up.length
+    ? `; ${up.map((l) => l.name).join(", ")} ${up.length === 1 ? "is" : "are"} connected but may not build ${stuck.length ? stuck.slice(0, 3).join(", ") + (stuck.length > 3 ? ", …" : "") : "what is left"} (features, system or [policy])`
+    : "";
+  return new NixpoolError(
+    "ALL_BUILDERS_DOWN",
+    `No capable builder is reachable: ${down.length ? down.join(", ") : "none was lost"}${connected}.`,
+    {
+      hint: up.length
+        ? "Check the lost builders with: nixpool doctor; see docs/trust.md for what [policy] keeps from untrusted builders."
+        : "Check them with: nixpool doctor",
+      details: { builders: Object.fromEntries(links.map((l) => [l.name, l.lostReason ?? null])) },
+    },
+  );
 }
 
 /** The first failed derivation (by when it failed), with its log tail, log file and every record. */
