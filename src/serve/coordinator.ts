@@ -386,29 +386,8 @@ export class Coordinator implements CoordinatorApi {
   build(id: BuildId): BuildDetail | undefined {
     const b = this.live.get(id);
     if (b) return this.detail(b);
-    const d = this.history.build(id);
-    const stored = d && this.history.records(id);
-    if (!d || !stored) return d;
-    // The records a remote client prints its report from (the run's clock starts at submission).
-    // What this process cannot know of a client's build (its evaluation, its own CPU) counts 0.
-    return {
-      ...d,
-      report: {
-        records: stored.records,
-        startedAtMs: Date.parse(d.submittedAt),
-        wallMs: stored.wallMs,
-        builders: stored.builders,
-        stats: {
-          evalMs: 0,
-          connectMs: 0,
-          pathsUploaded: 0,
-          pathsDownloaded: 0,
-          derivationsInClosure: stored.records.length,
-          cpuMs: 0,
-          maxRssMb: 0,
-        },
-      },
-    };
+    // A finished build's detail carries its stored report (records, builders, stats), as it ended.
+    return this.history.build(id);
   }
 
   /** A derivation's build log (the last attempt's, from whichever build built it). */
