@@ -16,6 +16,7 @@ import type { HostRecord } from "../../src/providers/local/records.js";
 import { freshSeed } from "../helpers/example-builds.js";
 import { CLI } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { waitForSsh } from "../helpers/processes.js";
 import { addTargetUsers } from "../helpers/target-user.js";
 
 const SYSTEM = resolve(import.meta.dirname, "../fixtures/deploy-system.nix");
@@ -182,6 +183,8 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
     );
     assert.ok(rolled, `activations: ${(await activations(h1)).join(", ")}`);
     await restoreLink(h1);
+    // The link is up again once sshd answers through it (not at once on a loaded machine).
+    await waitForSsh(h1.address);
     assert.equal(await current(), 2);
   });
 
@@ -316,6 +319,17 @@ describe("nixpool deploy to local pool hosts", { timeout: 600_000 }, () => {
       await run(hostExecArgv(h1, ["sh", "-c", 'kill -- -"$(cat "$1/watchdog.pid")"', "sh", dir]), {
         reject: false,
       });
+      // A signal is not an exit: wait until the watchdog is gone before saying it is.
+      const gone = await waitFor(
+        async () =>
+          (
+            await run(hostExecArgv(h1, ["sh", "-c", 'kill -0 "$(cat "$1/watchdog.pid")"', "sh", dir]), {
+              reject: false,
+            })
+          ).exitCode !== 0,
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+      assert.ok(gone, "the watchdog exited after its signal");
     }
     // A watchdog that is gone (killed, or the target rebooted) blocks nothing.
     const { r, outcome } = await deploy("H");
