@@ -1,9 +1,9 @@
-import type { NixArg } from "../adapters/nix-build.js";
 import { trapSignals } from "../adapters/signals.js";
 import type { DerivationRecord } from "../core/build-record.js";
 import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../core/errors.js";
-import { evaluateDerivations } from "../dispatch/evaluate.js";
+import { evaluateDerivations, type EvaluateRequest } from "../dispatch/evaluate.js";
+import { outLinkStyle } from "../core/installable.js";
 import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
 import type { CoordinatorClient } from "../serve/client/coordinator-client.js";
@@ -12,9 +12,10 @@ import type { Context } from "./context.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "./dispatch-output.js";
 
 export interface RemoteBuildOptions {
-  file: string;
-  attr: string | undefined;
-  args: NixArg[];
+  /** What to evaluate here (this machine shares the coordinator's store). */
+  source: Omit<EvaluateRequest, "signal">;
+  /** The build's name in the coordinator's history and dashboard. */
+  label: string;
   outLink: string | null;
   keepGoing: boolean;
   copyBack: "needed" | "all";
@@ -59,18 +60,12 @@ export async function runRemoteBuild(
     else cancel();
   });
   try {
-    const roots = await evaluateDerivations({
-      file: o.file,
-      attr: o.attr,
-      args: o.args,
-      signal: controller.signal,
-    });
+    const roots = await evaluateDerivations({ ...o.source, signal: controller.signal });
     if (controller.signal.aborted) throw interrupted();
-    const label = `${o.file}${o.attr ? ` -A ${o.attr}` : ""}`;
     const end = await client.submit(
       {
-        derivations: roots,
-        label,
+        derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
+        label: o.label,
         keepGoing: o.keepGoing,
         copyBack: o.copyBack,
         ...(o.builders.length ? { builders: o.builders } : {}),
@@ -110,11 +105,12 @@ export async function runRemoteBuild(
       const links = outLinkNames(
         o.outLink,
         roots.map((r, i) => ({ outputName: r.output, path: detail.outputs[i] ?? "" })),
+        outLinkStyle(o.source.installables),
       );
       await createOutLinks(links, controller.signal);
     }
     const result = resultOf(detail, o.outLink);
-    if (o.timeline) await writeTimeline(o.timeline, result, o.file);
+    if (o.timeline) await writeTimeline(o.timeline, result, o.label);
     if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
     printDispatchReport(ctx, result, choice);
   } finally {
