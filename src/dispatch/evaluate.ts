@@ -1,4 +1,6 @@
+import { readFile } from "node:fs/promises";
 import { run } from "../adapters/runner.js";
+import { outputPaths, parseDerivation } from "../core/derivation.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { flakeEvalError } from "../core/flake-errors.js";
 import {
@@ -291,4 +293,15 @@ export async function flakeAttrNames(
   const names = z.array(z.string()).safeParse(JSON.parse(r.stdout));
   if (!names.success) throw new NixpoolError("NIX_EVAL_FAILED", `${i.ref}#${attr} is not an attribute set.`);
   return names.data;
+}
+
+/** The store path of an evaluated root's output, read from its `.drv` (the derivation need not be built). */
+export async function rootOutputPath(root: EvaluatedRoot): Promise<string> {
+  const drv = parseDerivation(await readFile(root.drv, "utf8"), root.drv);
+  const path = outputPaths(drv).get(root.output);
+  if (path === undefined)
+    throw new NixpoolError("DRV_GRAPH_INVALID", `${root.drv} has no output ${root.output}.`, {
+      hint: `See its outputs with: nix show-derivation ${root.drv}`,
+    });
+  return path;
 }

@@ -42,6 +42,7 @@ function flakeNix(seed: string, checks: number, failing: string | undefined): st
       packages.${SYSTEM} = {
         hello = mk "hello" "echo hello > $out";
         two = mk "two" "echo two > $out";
+        hooked = mk "hooked" "echo hooked > $out";
         default = mk "default-pkg" "echo default > $out";
         withDep = mk "with-dep" "echo \${dep.value} > $out";
       };
@@ -116,6 +117,33 @@ describe("flakes on a local pool", { timeout: 900_000 }, () => {
     const hello = j.derivations.find((d) => d.name === "hello");
     assert.match(hello?.builder ?? "", /^local[12]$/, "built on a pool builder, never here");
     assert.equal(hello?.status, "built");
+  });
+
+  test("nixpool verify takes an installable: .#hello is built again on the other builder and compared", async () => {
+    const first = await cli(["build", ".#hello", "--json"]);
+    const builtBy = (JSON.parse(first.stdout) as BuildJson).derivations.find(
+      (d) => d.name === "hello",
+    )?.builder;
+    const r = await cli(["verify", ".#hello", "--json"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { verified: { path: string; builtBy: string; rebuiltOn: string }[] };
+    assert.equal(j.verified.length, 1);
+    assert.equal(j.verified[0]?.path, await nixOutPath(repo, "hello"));
+    assert.match(j.verified[0]?.rebuiltOn ?? "", /^local[12]$/);
+    assert.notEqual(
+      j.verified[0]?.rebuiltOn,
+      builtBy,
+      "rebuilt on a builder other than the one that built it",
+    );
+  });
+
+  test("--dispatcher hook builds a flake output through Nix's build hook, on the pool", async () => {
+    const r = await cli(["build", ".#hooked", "--dispatcher", "hook", "-o", "hooked", "--json"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { outputs: string[]; derivations: { name: string; builder: string }[] };
+    assert.deepEqual(j.outputs, [await nixOutPath(repo, "hooked")]);
+    assert.equal(await readlink(join(repo, "hooked")), j.outputs[0]);
+    assert.match(j.derivations.find((d) => d.name === "hooked")?.builder ?? "", /^local[12]$/);
   });
 
   test("a bare flake builds its default package; two installables give result and result-1", async () => {
