@@ -286,6 +286,23 @@ describe("flakes on a local pool", { timeout: 900_000 }, () => {
       const detail = (await res.json()) as { label: string; status: string };
       assert.equal(detail.status, "succeeded");
       assert.equal(detail.label, `${repo}#two`);
+
+      // nixpool check goes through the coordinator too: a failed check is in its report.
+      const few = join(work.dir, "few");
+      await mkdir(few);
+      await makeFlake(few, `${seed}-few`, 3, "check-1");
+      const check = await cli(["check", "--json"], few);
+      assert.equal(check.exitCode, 1, check.stderr);
+      const cj = JSON.parse(check.stdout) as { checks: { name: string; status: string }[]; failed: number };
+      assert.deepEqual(
+        cj.checks.filter((c) => c.name.startsWith("checks.")).map((c) => [c.name, c.status]),
+        [0, 1, 2].map((i) => [`checks.${SYSTEM}.c${i}`, i === 1 ? "failed" : "passed"]),
+      );
+      const listed = (await (
+        await fetch(`${serve.url}/api/builds`, { headers: { Authorization: `Bearer ${token}` } })
+      ).json()) as { builds: { label: string }[] } | { label: string }[];
+      const labels = (Array.isArray(listed) ? listed : listed.builds).map((b) => b.label);
+      assert.ok(labels.includes(`check ${few}`), JSON.stringify(labels));
     } finally {
       assert.equal(await serve.stop(), 0);
     }
