@@ -23,7 +23,7 @@ const NIX_FLAKES = [
 ];
 
 /** A flake whose every derivation carries `seed` (a fresh seed: nothing is built yet). */
-function flakeNix(seed: string, checks: number, failing: string | undefined): string {
+function flakeNix(seed: string, checks: number, failing: string | undefined, unevaluable = false): string {
   return `{
   inputs.dep.url = "path:./dep";
   outputs = { self, dep }:
@@ -46,7 +46,9 @@ function flakeNix(seed: string, checks: number, failing: string | undefined): st
         default = mk "default-pkg" "echo default > $out";
         withDep = mk "with-dep" "echo \${dep.value} > $out";
       };
-      checks.${SYSTEM} = builtins.listToAttrs (builtins.genList (i: { name = "c\${toString i}"; value = check i; }) ${checks});
+      checks.${SYSTEM} = builtins.listToAttrs (builtins.genList (i: { name = "c\${toString i}"; value = check i; }) ${checks})
+        // ${unevaluable ? `{ unevaluable = throw "this check does not evaluate"; }` : "{ }"};
+      nixosConfigurations.machine = { config.system.build.toplevel = mk "machine-system" "echo system > $out"; };
       hydraJobs = {
         linux.small = { a = mk "job-a" "echo a > $out"; };
         deeper.still.deeper = { b = mk "job-b" "echo b > $out"; };
@@ -58,9 +60,15 @@ function flakeNix(seed: string, checks: number, failing: string | undefined): st
 }
 
 /** A git repository holding the flake and its path: input (committed, with its flake.lock). */
-async function makeFlake(dir: string, seed: string, checks = 3, failing?: string): Promise<void> {
+async function makeFlake(
+  dir: string,
+  seed: string,
+  checks = 3,
+  failing?: string,
+  unevaluable = false,
+): Promise<void> {
   await mkdir(join(dir, "dep"), { recursive: true });
-  await writeFile(join(dir, "flake.nix"), flakeNix(seed, checks, failing));
+  await writeFile(join(dir, "flake.nix"), flakeNix(seed, checks, failing, unevaluable));
   await writeFile(join(dir, "dep", "flake.nix"), `{ outputs = { self }: { value = "dep-${seed}"; }; }\n`);
   const git = (args: string[]) =>
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: dir, timeout: 60_000 });
@@ -241,35 +249,53 @@ describe("flakes on a local pool", { timeout: 900_000 }, () => {
     assert.match(net.hint, /--override-input/);
   });
 
-  test("nixpool check: 30 checks, one failing: the others all built, the failure named, exit 1", async () => {
+  test("nixpool check: 30 checks, one failing, one not evaluating: the others all built, both named, exit 1", async () => {
     const many = join(work.dir, "many");
     await mkdir(many);
-    await makeFlake(many, `${seed}-many`, 30, "check-17");
+    await makeFlake(many, `${seed}-many`, 30, "check-17", true);
     const r = await cli(["check", "--json"], many);
     assert.equal(r.exitCode, 1, r.stderr);
     const j = JSON.parse(r.stdout) as {
-      checks: { name: string; kind: string; status: string; builder: string | null }[];
+      checks: { name: string; kind: string; status: string; builder: string | null; error: string | null }[];
       failed: number;
       error?: { code: string };
     };
     const checks = j.checks.filter((c) => c.kind === "check");
-    assert.equal(checks.length, 30);
-    assert.equal(j.failed, 1);
+    assert.equal(checks.length, 31);
+    assert.equal(j.failed, 2);
     assert.equal(j.error?.code, "CHECKS_FAILED");
     const failed = checks.filter((c) => c.status !== "passed");
     assert.deepEqual(
       failed.map((c) => [c.name, c.status]),
-      [[`checks.${SYSTEM}.c17`, "failed"]],
+      [
+        [`checks.${SYSTEM}.c17`, "failed"],
+        [`checks.${SYSTEM}.unevaluable`, "eval failed"],
+      ],
     );
+    assert.match(failed[1]?.error ?? "", /this check does not evaluate/, "Nix's own message for that member");
     for (const c of checks.filter((x) => x.status === "passed")) assert.match(c.builder ?? "", /^local[12]$/);
-    // Packages are evaluated, not built (nix flake check does the same without --all).
+    // Packages and NixOS systems are evaluated, not built (nix flake check does the same without --all).
     assert.ok(j.checks.some((c) => c.kind === "package" && c.status === "evaluated"));
+    assert.deepEqual(
+      j.checks.filter((c) => c.kind === "nixos").map((c) => [c.name, c.status]),
+      [["nixosConfigurations.machine", "evaluated"]],
+    );
     assert.match(r.stderr, /checks\.[^ ]+\.c17/);
 
     const table = await cli(["check", "--quiet"], many);
     assert.equal(table.exitCode, 1);
     assert.match(table.stdout, new RegExp(`checks\\.${SYSTEM}\\.c17\\s+failed`));
-    assert.match(table.stdout, /29 of 30 passed/);
+    assert.match(table.stdout, /29 of 31 passed/);
+    // c2 before c10, as a person reads them.
+    const at = (name: string) => table.stdout.search(new RegExp(`\\.${name}\\s`));
+    assert.ok(at("c2") >= 0 && at("c2") < at("c10"), table.stdout);
+
+    const all = await cli(["check", "--all", "--json"], many);
+    const built = JSON.parse(all.stdout) as { checks: { kind: string; status: string }[] };
+    assert.ok(
+      built.checks.filter((c) => c.kind !== "check").every((c) => c.status === "passed"),
+      all.stdout,
+    );
   });
 
   test("a flake build through nixpool serve: built by the coordinator, labelled with the flake", async () => {
