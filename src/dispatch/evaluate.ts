@@ -129,7 +129,7 @@ export async function evaluateFlake(
     ...(signal ? { signal } : {}),
   });
   if (onWarning) for (const m of splitNixMessages(r.stderr)) if (m.startsWith("warning:")) onWarning(m);
-  if (r.exitCode !== 0) throw flakeEvalError(r.stderr, i, await flakeSource(i, flake));
+  if (r.exitCode !== 0) throw await flakeFailure(r.stderr, i, flake);
   const entries = parseWalkOutput(r.stdout, i.shown);
   if (entries.length === 0) {
     throw new NixpoolError("FLAKE_NO_DERIVATIONS", `${i.shown} holds no derivation to build.`, {
@@ -169,10 +169,22 @@ async function memberError(
     timeout: 0,
     ...(signal ? { signal } : {}),
   });
-  if (r.exitCode !== 0) return flakeEvalError(r.stderr, member, await flakeSource(i, flake));
+  if (r.exitCode !== 0) return flakeFailure(r.stderr, member, flake);
   return new NixpoolError("NIX_EVAL_FAILED", `Nix could not evaluate ${member.shown}.`, {
     hint: `Check it with: nix --extra-experimental-features 'nix-command flakes' eval --show-trace ${member.shown}`,
   });
+}
+
+/**
+ * The error of a failed flake evaluation. Only an evaluation error with a position in a store
+ * copy asks Nix where the flake's checkout is (a second call, which must not fetch inputs again
+ * when the failure was the network).
+ */
+async function flakeFailure(stderr: string, i: FlakeInstallable, flake: FlakeOptions): Promise<NixpoolError> {
+  const error = flakeEvalError(stderr, i);
+  const inStore = /^\s*at \/nix\/store\/[0-9a-df-np-sv-z]{32}-source\//m.test(stderr);
+  if (error.code !== "NIX_EVAL_FAILED" || !inStore) return error;
+  return flakeEvalError(stderr, i, await flakeSource(i, flake));
 }
 
 const metadataSchema = z.object({
@@ -290,7 +302,13 @@ export async function flakeAttrNames(
     if (error.code === "FLAKE_ATTRIBUTE_MISSING") return [];
     throw error;
   }
-  const names = z.array(z.string()).safeParse(JSON.parse(r.stdout));
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  const names = z.array(z.string()).safeParse(json);
   if (!names.success) throw new NixpoolError("NIX_EVAL_FAILED", `${i.ref}#${attr} is not an attribute set.`);
   return names.data;
 }
