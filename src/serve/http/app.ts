@@ -14,6 +14,7 @@ import {
 } from "./api-schemas.js";
 import { authenticate, type AuthOptions } from "./auth.js";
 import { StreamRegistry, streamEvents } from "./event-stream.js";
+import { mountStoreRoutes, type StoreRoutesOptions } from "./store-routes.js";
 
 export interface ApiAppOptions {
   coordinator: CoordinatorApi;
@@ -25,6 +26,8 @@ export interface ApiAppOptions {
   /** Adds the dashboard's pages at / (src/serve/dashboard/routes.ts). */
   mountDashboard?: (app: Hono<ApiEnv>, coordinator: CoordinatorApi) => void;
   heartbeatMs?: number;
+  /** This machine's store for clients on other machines (/api/store/*). */
+  store?: StoreRoutesOptions;
 }
 
 /** Request bodies are a list of derivations: a megabyte holds thousands. */
@@ -128,6 +131,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
     c0.cancel(b.id, c.get("client"));
     return c.json(c0.build(b.id) ?? b, 202);
   });
+  mountStoreRoutes(app, o.store);
   app.get("/api/events", (c) => {
     const q = c.req.query("build");
     const buildId = q === undefined ? undefined : findBuild(q).id;
