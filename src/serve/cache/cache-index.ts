@@ -1,0 +1,148 @@
+import { stat } from "node:fs/promises";
+import type { Trust } from "../../core/builder.js";
+import { narUrlOf } from "../../core/binary-cache/cache-request.js";
+import { narInfoFingerprint, type NarInfo } from "../../core/binary-cache/narinfo.js";
+import {
+  holderOrder,
+  indexServableResults,
+  storeHashOf,
+  type ServableIndex,
+} from "../../core/binary-cache/servable.js";
+import { signFingerprint, type SecretSigningKey } from "../../core/binary-cache/signing-key.js";
+import { readResultRecords } from "../../dispatch/result-records.js";
+import { CacheStores, LOCAL_HOLDER } from "./cache-stores.js";
+
+/** A path the cache offers: its signed narinfo, and the stores that hold it (the first answered). */
+export interface ResolvedPath {
+  info: NarInfo;
+  /** Stores to stream it from, in order (each holds it with this NAR hash, or did when asked). */
+  holders: string[];
+}
+
+export interface CacheIndexOptions {
+  resultsFile: string;
+  key: SecretSigningKey;
+  stores: CacheStores;
+  /** Where to report what the operator should know (a holder whose copy does not match). */
+  log: (line: string) => void;
+  /** How long a resolved narinfo is kept (default 60 s). */
+  ttlMs?: number;
+  clock?: () => number;
+}
+
+/** Resolved narinfos kept at most (a mass query of 5,000 paths fits). */
+const MAX_RESOLVED = 20_000;
+/** The results file is looked at again at most this often. */
+const RELOAD_EVERY_MS = 1000;
+
+/**
+ * What the cache offers, and from where: the trusted results of STATE/trust/results.jsonl
+ * (core/binary-cache/servable.ts decides), plus the references of paths it served (they were
+ * inputs a trusted builder used, or sources), except outputs only untrusted builders built. A
+ * path's narinfo comes from the first store that holds it with a trusted NAR hash, signed with the
+ * pool's key.
+ */
+export class CacheIndex {
+  private index: ServableIndex = { byHash: new Map(), untrustedOnly: new Set() };
+  private stamp = "";
+  private checkedAt = -Infinity;
+  private loading: Promise<void> | undefined;
+  /** References of served paths, by hash: servable as sources of a trusted result. */
+  private readonly references = new Map<string, string>();
+  private readonly resolved = new Map<string, { at: number; value: ResolvedPath | undefined }>();
+
+  constructor(private readonly o: CacheIndexOptions) {}
+
+  private now(): number {
+    return (this.o.clock ?? Date.now)();
+  }
+
+  /** The builders' trust now, from the coordinator. */
+  private trustNow(): Map<string, Trust> {
+    return new Map(this.o.stores.sources.builders().map((b) => [b.name, b.trust]));
+  }
+
+  /** Reads the results file again when it changed (size or mtime), at most once a second. */
+  private async refresh(): Promise<void> {
+    if (this.now() - this.checkedAt < RELOAD_EVERY_MS) return;
+    this.loading ??= (async () => {
+      try {
+        const st = await stat(this.o.resultsFile).catch(() => undefined);
+        const stamp = st ? `${st.size}:${st.mtimeMs}` : "none";
+        if (stamp !== this.stamp) {
+          const records = await readResultRecords(this.o.resultsFile);
+          const trust = this.trustNow();
+          this.index = indexServableResults(records, (b) => trust.get(b));
+          this.stamp = stamp;
+          this.resolved.clear();
+        }
+        this.checkedAt = this.now();
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    await this.loading;
+  }
+
+  /** Number of results the cache may serve now (the dashboard's). */
+  get servableCount(): number {
+    return this.index.byHash.size;
+  }
+
+  /** The narinfo of the path whose hash part is `hash`, and where it is; undefined: not offered. */
+  async resolve(hash: string): Promise<ResolvedPath | undefined> {
+    await this.refresh();
+    const kept = this.resolved.get(hash);
+    if (kept && this.now() - kept.at < (this.o.ttlMs ?? 60_000)) return kept.value;
+    const value = await this.lookUp(hash);
+    if (this.resolved.size >= MAX_RESOLVED) this.resolved.delete(this.resolved.keys().next().value as string);
+    this.resolved.set(hash, { at: this.now(), value });
+    return value;
+  }
+
+  /** Forgets what was resolved for `hash` (its holder lost it, or went down). */
+  forget(hash: string): void {
+    this.resolved.delete(hash);
+  }
+
+  private async lookUp(hash: string): Promise<ResolvedPath | undefined> {
+    const result = this.index.byHash.get(hash);
+    const path = result?.path ?? this.references.get(hash);
+    if (path === undefined || this.index.untrustedOnly.has(path)) return undefined;
+    const order = holderOrder(result?.builtBy ?? [], this.o.stores.sources.builders(), LOCAL_HOLDER);
+    const answers = await Promise.all(
+      order.map((h) => this.o.stores.pathInfo(h, path).catch(() => undefined)),
+    );
+    const holders: string[] = [];
+    let chosen: (typeof answers)[number];
+    for (const [i, info] of answers.entries()) {
+      if (!info) continue;
+      // A trusted result's bytes must be what a trusted builder built; a source has no record.
+      if (result && !result.narHashes.includes(info.narHash)) {
+        this.o.log(
+          `cache: ${order[i] ?? "?"} holds ${path} with NAR hash ${info.narHash}, not the one trusted builders reported; not served from there`,
+        );
+        continue;
+      }
+      if (chosen && info.narHash !== chosen.narHash) continue;
+      chosen ??= info;
+      holders.push(order[i] as string);
+    }
+    if (!chosen) return undefined;
+    for (const r of chosen.references) {
+      if (r !== path) this.references.set(storeHashOf(r), r);
+    }
+    const info: NarInfo = {
+      storePath: path,
+      url: narUrlOf(hash, chosen.narHash),
+      compression: "none",
+      narHash: chosen.narHash,
+      narSize: chosen.narSize,
+      references: chosen.references,
+      ...(chosen.deriver !== "" ? { deriver: chosen.deriver } : result ? { deriver: result.drv } : {}),
+      sigs: [signFingerprint(this.o.key, narInfoFingerprint({ ...chosen, storePath: path }))],
+      ...(chosen.ca !== "" ? { ca: chosen.ca } : {}),
+    };
+    return { info, holders };
+  }
+}
