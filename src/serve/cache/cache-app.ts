@@ -24,6 +24,8 @@ export interface CacheAppOptions {
   log: (line: string) => void;
   /** A NAR download that neither side moves for this long is cut (default 60 s). */
   idleMs?: number;
+  /** A store that sends no byte of a NAR for this long is passed over (default 20 s). */
+  firstByteMs?: number;
 }
 
 /** At most this many NARs stream at once; more wait as 503 (Nix retries). */
@@ -40,7 +42,12 @@ const badName = (name: string) =>
  */
 export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
-  app.onError((e, c) => answerError(c, e, o.log));
+  app.onError((e, c) => {
+    const answer = answerError(c, e, o.log);
+    // Nix's curl answers a Basic challenge from its netrc-file; the API's own is Bearer.
+    if (answer.status === 401) answer.headers.set("WWW-Authenticate", 'Basic realm="nixpool cache"');
+    return answer;
+  });
   app.notFound((c) =>
     c.json({ code: "API_NOT_FOUND", message: `No such file in this cache: ${c.req.path}.` }, 404),
   );
@@ -73,6 +80,7 @@ export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
       return c.body(null, 416, { "Content-Range": `bytes */${size}` });
     }
     const { start, end } = range ?? { start: 0, end: size - 1 };
+    if (range) o.stats.rangeRequests++;
     const headers: Record<string, string> = {
       "Content-Type": "application/x-nix-nar",
       "Content-Length": String(end - start + 1),
@@ -129,14 +137,21 @@ async function streamFromHolders(
     const stop = new AbortController();
     win.once("close", () => stop.abort());
     const dump = o.stores.dumpNar(holder, path, win, stop.signal);
+    let timer: NodeJS.Timeout | undefined;
     const first = await Promise.race([
       started,
       dump.then(
         () => "started" as const,
         (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
       ),
+      new Promise<Error>((resolve) => {
+        const ms = o.firstByteMs ?? 20_000;
+        timer = setTimeout(() => resolve(new Error(`no byte within ${ms} ms`)), ms);
+      }),
     ]);
+    clearTimeout(timer);
     if (first !== "started") {
+      stop.abort();
       win.destroy();
       o.index.forget(storeHashOf(path));
       o.log(`cache: ${holder} could not send ${path}: ${first.message}`);

@@ -32,7 +32,6 @@ export function authenticateCache(o: CacheAuthOptions): MiddlewareHandler<ApiEnv
       secret = colon >= 0 ? text.slice(colon + 1) : undefined;
     } else if (bearer?.[1] !== undefined) secret = bearer[1];
     if (secret !== undefined && isAccepted(secret)) return next();
-    c.header("WWW-Authenticate", 'Basic realm="nixpool cache"');
     throw new ApiError(
       401,
       "API_UNAUTHORIZED",

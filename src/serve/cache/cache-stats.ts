@@ -13,6 +13,8 @@ export interface CacheStatsView {
   bytesServed: number;
   /** NAR downloads cut (the store's session or the client went away). */
   narsCut: number;
+  /** NAR requests for a byte range (Nix resuming a cut download). */
+  rangeRequests: number;
   /** The most requested paths: their NAR downloads and bytes. */
   topPaths: { path: string; nars: number; bytes: number }[];
 }
@@ -29,6 +31,7 @@ export class CacheStats {
   narsServed = 0;
   bytesServed = 0;
   narsCut = 0;
+  rangeRequests = 0;
   private readonly perPath = new Map<string, { nars: number; bytes: number }>();
 
   narinfo(hit: boolean): void {
@@ -72,6 +75,7 @@ export class CacheStats {
       narsServed: this.narsServed,
       bytesServed: this.bytesServed,
       narsCut: this.narsCut,
+      rangeRequests: this.rangeRequests,
       topPaths,
     };
   }
