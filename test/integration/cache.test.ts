@@ -167,6 +167,10 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
       j.narsServed >= refs.length && j.bytesServed > 0 && j.narinfoHits >= refs.length,
       stats.toString(),
     );
+    const overview = (
+      await raw(port, "GET", "/", { Authorization: `Bearer ${await serveToken()}` })
+    ).body.toString();
+    assert.match(overview, new RegExp(`<span data-count="cache-nars">${j.narsServed}</span> NARs served`));
   });
 
   const serveToken = async () => (await pool.cli(["serve", "token"])).stdout.trim();

@@ -50,6 +50,9 @@ export class CacheIndex {
   /** References of served paths, by hash: servable as sources of a trusted result. */
   private readonly references = new Map<string, string>();
   private readonly resolved = new Map<string, { at: number; value: ResolvedPath | undefined }>();
+  /** Paths whose references were asked for already (exploreReferences). */
+  private readonly explored = new Set<string>();
+  private exploring: Promise<void> | undefined;
 
   constructor(private readonly o: CacheIndexOptions) {}
 
@@ -93,11 +96,55 @@ export class CacheIndex {
   async resolve(hash: string): Promise<ResolvedPath | undefined> {
     await this.refresh();
     const kept = this.resolved.get(hash);
-    if (kept && this.now() - kept.at < (this.o.ttlMs ?? 60_000)) return kept.value;
+    if (kept && this.now() - kept.at < (this.o.ttlMs ?? 60_000) && this.anyHolderUp(kept.value)) {
+      return kept.value;
+    }
+    // A source a client asks for before the path that refers to it (its narinfo cached on the
+    // client, this coordinator restarted): learn the references of every servable result first.
+    if (!this.index.byHash.has(hash) && !this.references.has(hash)) await this.exploreReferences();
     const value = await this.lookUp(hash);
     if (this.resolved.size >= MAX_RESOLVED) this.resolved.delete(this.resolved.keys().next().value as string);
     this.resolved.set(hash, { at: this.now(), value });
     return value;
+  }
+
+  /** A miss is kept for its time; a hit only while one of its stores can still send it. */
+  private anyHolderUp(r: ResolvedPath | undefined): boolean {
+    if (!r) return true;
+    const up = new Set(
+      this.o.stores.sources
+        .builders()
+        .filter((b) => b.up)
+        .map((b) => b.name),
+    );
+    return r.holders.some((h) => h === LOCAL_HOLDER || up.has(h));
+  }
+
+  /**
+   * Asks the stores for the references of every servable result (and of those references, until
+   * none is new), once per result: one QueryPathInfos per store and round.
+   */
+  private async exploreReferences(): Promise<void> {
+    this.exploring ??= (async () => {
+      let todo = [...this.index.byHash.values()].map((r) => r.path).filter((p) => !this.explored.has(p));
+      while (todo.length > 0) {
+        for (const p of todo) this.explored.add(p);
+        const holders = holderOrder([], this.o.stores.sources.builders(), LOCAL_HOLDER);
+        const infos = await Promise.all(
+          holders.flatMap((h) => todo.map((p) => this.o.stores.pathInfo(h, p).catch(() => undefined))),
+        );
+        const found = new Set<string>();
+        for (const info of infos) {
+          for (const r of info?.references ?? []) {
+            if (this.index.untrustedOnly.has(r)) continue;
+            this.references.set(storeHashOf(r), r);
+            if (!this.explored.has(r)) found.add(r);
+          }
+        }
+        todo = [...found];
+      }
+    })().finally(() => (this.exploring = undefined));
+    await this.exploring;
   }
 
   /** Forgets what was resolved for `hash` (its holder lost it, or went down). */
@@ -130,7 +177,7 @@ export class CacheIndex {
     }
     if (!chosen) return undefined;
     for (const r of chosen.references) {
-      if (r !== path) this.references.set(storeHashOf(r), r);
+      if (r !== path && !this.index.untrustedOnly.has(r)) this.references.set(storeHashOf(r), r);
     }
     const info: NarInfo = {
       storePath: path,

@@ -20,7 +20,11 @@ export interface ApiServerOptions {
   /** The bearer token of TCP clients; undefined only with `--no-token` on loopback. */
   token: string | undefined;
   log: (line: string) => void;
-  mountDashboard?: (app: Hono<ApiEnv>, coordinator: CoordinatorApi) => void;
+  mountDashboard?: (
+    app: Hono<ApiEnv>,
+    coordinator: CoordinatorApi,
+    extras: { cacheStats?: () => CacheStatsView },
+  ) => void;
   heartbeatMs?: number;
   /** The binary cache: its app answers every path under /cache, the API's /api/cache/stats its numbers. */
   cache?: { app: Hono<ApiEnv>; stats: () => CacheStatsView };

@@ -24,7 +24,11 @@ export interface ApiAppOptions {
   /** True once the service stops taking builds (SIGTERM). */
   draining?: () => boolean;
   /** Adds the dashboard's pages at / (src/serve/dashboard/routes.ts). */
-  mountDashboard?: (app: Hono<ApiEnv>, coordinator: CoordinatorApi) => void;
+  mountDashboard?: (
+    app: Hono<ApiEnv>,
+    coordinator: CoordinatorApi,
+    extras: { cacheStats?: () => CacheStatsView },
+  ) => void;
   heartbeatMs?: number;
   /** The binary cache's numbers (GET /api/cache/stats); none when serve runs without the cache. */
   cacheStats?: () => CacheStatsView;
@@ -145,7 +149,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
     });
   });
-  if (o.mountDashboard) o.mountDashboard(app, c0);
+  if (o.mountDashboard) o.mountDashboard(app, c0, o.cacheStats ? { cacheStats: o.cacheStats } : {});
   else
     app.get("/", (c) =>
       c.text("nixpool coordinator: the API is under /api (see docs/api.md); this build has no dashboard.\n"),
