@@ -487,8 +487,13 @@ export class Coordinator implements CoordinatorApi {
       builders: () =>
         this.fleet.builders.map((b) => ({
           name: b.name,
-          trust: b.trust ?? "trusted",
-          up: this.fleet.board.builders.get(b.name)?.up === true && !this.closed,
+          trust: b.trust,
+          // Up, or still connecting (its first connection, or a probe): not known to be down.
+          up:
+            !this.closed &&
+            (this.fleet.board.builders.get(b.name)?.up === true ||
+              (this.fleet.links.get(b.name) !== undefined &&
+                this.fleet.links.get(b.name)?.lostReason === undefined)),
         })),
       openLocal: () => ServeSession.open({ argv: LOCAL_SERVE_ARGV, name: "this machine's store (cache)" }),
       openBuilder: (name) => {

@@ -49,7 +49,7 @@ export class CacheIndex {
   private loading: Promise<void> | undefined;
   /** References of served paths, by hash: servable as sources of a trusted result. */
   private readonly references = new Map<string, string>();
-  private readonly resolved = new Map<string, { at: number; value: ResolvedPath | undefined }>();
+  private readonly resolved = new Map<string, { at: number; value: ResolvedPath }>();
   /** Paths whose references were asked for already (exploreReferences). */
   private readonly explored = new Set<string>();
   private exploring: Promise<void> | undefined;
@@ -103,14 +103,15 @@ export class CacheIndex {
     // client, this coordinator restarted): learn the references of every servable result first.
     if (!this.index.byHash.has(hash) && !this.references.has(hash)) await this.exploreReferences();
     const value = await this.lookUp(hash);
+    // Only what was found is kept: a miss may be a builder still connecting, or a build finishing now.
+    if (!value) return undefined;
     if (this.resolved.size >= MAX_RESOLVED) this.resolved.delete(this.resolved.keys().next().value as string);
     this.resolved.set(hash, { at: this.now(), value });
     return value;
   }
 
-  /** A miss is kept for its time; a hit only while one of its stores can still send it. */
-  private anyHolderUp(r: ResolvedPath | undefined): boolean {
-    if (!r) return true;
+  /** A resolved path is kept while one of its stores can still send it. */
+  private anyHolderUp(r: ResolvedPath): boolean {
     const up = new Set(
       this.o.stores.sources
         .builders()

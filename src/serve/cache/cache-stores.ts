@@ -6,7 +6,7 @@ import { SessionPool } from "../../dispatch/session-pool.js";
 
 /** Where the cache reads paths: what the coordinator lends it (Coordinator.cacheSources()). */
 export interface CacheSources {
-  /** The pool's builders, their trust in the inventory, and whether the coordinator holds them up now. */
+  /** The pool's builders, their trust in the inventory, and whether they may answer (up, or still connecting). */
   builders(): { name: string; trust: Trust; up: boolean }[];
   /** A `nix-store --serve` session to this machine's store. */
   openLocal(): Promise<ServeSession>;
