@@ -9,6 +9,7 @@ import {
   type ServableIndex,
 } from "../../core/binary-cache/servable.js";
 import { signFingerprint, type SecretSigningKey } from "../../core/binary-cache/signing-key.js";
+import type { PathInfo } from "../../core/nix-serve/messages.js";
 import { readResultRecords } from "../../dispatch/result-records.js";
 import { CacheStores, LOCAL_HOLDER } from "./cache-stores.js";
 
@@ -32,6 +33,9 @@ export interface CacheIndexOptions {
 
 /** Resolved narinfos kept at most (a mass query of 5,000 paths fits). */
 const MAX_RESOLVED = 20_000;
+/** How long what a store said of a path is believed, and how many such answers are kept. */
+const INFO_TTL_MS = 30_000;
+const MAX_INFOS = 200_000;
 /** The results file is looked at again at most this often. */
 const RELOAD_EVERY_MS = 1000;
 
@@ -50,6 +54,8 @@ export class CacheIndex {
   /** References of served paths, by hash: servable as sources of a trusted result. */
   private readonly references = new Map<string, string>();
   private readonly resolved = new Map<string, { at: number; value: ResolvedPath }>();
+  /** What each store said of each path lately (null: it does not hold it), kept for infoTtlMs. */
+  private readonly infos = new Map<string, { at: number; info: PathInfo | null }>();
   /** Paths whose references were asked for already (exploreReferences). */
   private readonly explored = new Set<string>();
   private exploring: Promise<void> | undefined;
@@ -78,6 +84,8 @@ export class CacheIndex {
           this.index = indexServableResults(records, (b) => trust.get(b));
           this.stamp = stamp;
           this.resolved.clear();
+          // Learn where the new results are (one QueryPathInfos per store) before clients ask.
+          void this.exploreReferences().catch(() => undefined);
         }
         this.checkedAt = this.now();
       } finally {
@@ -131,9 +139,7 @@ export class CacheIndex {
       while (todo.length > 0) {
         for (const p of todo) this.explored.add(p);
         const holders = holderOrder([], this.o.stores.sources.builders(), LOCAL_HOLDER);
-        const infos = await Promise.all(
-          holders.flatMap((h) => todo.map((p) => this.o.stores.pathInfo(h, p).catch(() => undefined))),
-        );
+        const infos = await Promise.all(holders.flatMap((h) => todo.map((p) => this.infoOf(h, p))));
         const found = new Set<string>();
         for (const info of infos) {
           for (const r of info?.references ?? []) {
@@ -148,9 +154,27 @@ export class CacheIndex {
     await this.exploring;
   }
 
+  /**
+   * What `holder` says of `path`, asked at most once per infoTtlMs: a mass query of 5,000 narinfos
+   * is answered from what one QueryPathInfos per store returned. A store that fails answers nothing.
+   */
+  private async infoOf(holder: string, path: string): Promise<PathInfo | undefined> {
+    const key = `${holder}\0${path}`;
+    const kept = this.infos.get(key);
+    if (kept && this.now() - kept.at < INFO_TTL_MS) return kept.info ?? undefined;
+    const info = await this.o.stores.pathInfo(holder, path).catch(() => "failed" as const);
+    if (info === "failed") return undefined;
+    if (this.infos.size >= MAX_INFOS) this.infos.clear();
+    this.infos.set(key, { at: this.now(), info: info ?? null });
+    return info;
+  }
+
   /** Forgets what was resolved for `hash` (its holder lost it, or went down). */
   forget(hash: string): void {
+    const path = this.resolved.get(hash)?.value.info.storePath;
     this.resolved.delete(hash);
+    if (path === undefined) return;
+    for (const key of this.infos.keys()) if (key.endsWith(`\0${path}`)) this.infos.delete(key);
   }
 
   private async lookUp(hash: string): Promise<ResolvedPath | undefined> {
@@ -158,9 +182,7 @@ export class CacheIndex {
     const path = result?.path ?? this.references.get(hash);
     if (path === undefined || this.index.untrustedOnly.has(path)) return undefined;
     const order = holderOrder(result?.builtBy ?? [], this.o.stores.sources.builders(), LOCAL_HOLDER);
-    const answers = await Promise.all(
-      order.map((h) => this.o.stores.pathInfo(h, path).catch(() => undefined)),
-    );
+    const answers = await Promise.all(order.map((h) => this.infoOf(h, path)));
     const holders: string[] = [];
     let chosen: (typeof answers)[number];
     for (const [i, info] of answers.entries()) {
