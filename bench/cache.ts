@@ -26,7 +26,6 @@ import { parseNarInfo } from "../src/core/binary-cache/narinfo.js";
 import { makeTempDir } from "../test/helpers/cli.js";
 import { startTestPool } from "../test/helpers/pool.js";
 import { startServe, type ServeProcess } from "../test/helpers/serve-process.js";
-import { graphArgs } from "../test/helpers/example-builds.js";
 
 const { values } = parseArgs({
   options: {
@@ -79,6 +78,8 @@ const tp = await startTestPool(1, 2);
 const work = await makeTempDir("nixpool-bench-cache-");
 let serve: ServeProcess | undefined;
 const result: Record<string, unknown> = {};
+/** Each section is printed (stderr) once measured, so a later failure keeps what was measured. */
+const done = (name: string) => console.error(JSON.stringify({ [name]: result[name] }));
 try {
   const salt = randomBytes(6).toString("hex");
   const closureArgs = [
@@ -181,6 +182,7 @@ try {
   }
   const baseline = median(fromSsh.seconds);
   result.closure = { paths: paths.length, narMiB: narBytes / 2 ** 20 };
+  done("closure");
   result.copies = rows.map((row) => ({
     source: row.source,
     medianSeconds: median(row.seconds),
@@ -189,6 +191,7 @@ try {
     firstByteMs: row.firstByteMs.length > 0 ? median(row.firstByteMs) : undefined,
     seconds: row.seconds,
   }));
+  done("copies");
 
   // Compression, on one core: what zstd -1 and xz -0 would cost per download (nothing stores a compressed copy).
   const narFile = join(work.dir, "largest.nar");
@@ -213,11 +216,13 @@ try {
     narMiB: narSize / 2 ** 20,
     tools: compress,
   };
+  done("compression");
 
   // The narinfo rate of a mass query.
   if (mass > 0) {
     log(`building ${mass} paths for the mass query…`);
-    const g = await tp.cli(["build", ...graphArgs(mass, { sleep: 0 }), "--no-out-link", "--json"], {
+    const massArgs = ["-A", "mass", "--argstr", "seed", salt, "--arg", "n", String(mass)];
+    const g = await tp.cli(["build", CACHE_FIXTURE, ...massArgs, "--no-out-link", "--json"], {
       timeout: 1_800_000,
     });
     if (g.exitCode !== 0) throw new Error(g.stderr);
@@ -225,7 +230,7 @@ try {
       .trim()
       .split("\n")
       .map((l) => (JSON.parse(l) as { output: string }).output)
-      .filter((p) => /-leaf-\d+$/.test(p));
+      .filter((p) => /-mass-\d+$/.test(p));
     const wanted = [...new Set(records)].slice(-mass);
     cache = await startCache();
     const listFile = join(work.dir, "paths");
@@ -269,6 +274,7 @@ try {
       http25NarinfosPerSecond: wanted.length / httpSeconds,
       misses,
     };
+    done("massQuery");
   }
 
   // Memory while a 1 GiB NAR streams from the builder.
@@ -302,6 +308,7 @@ try {
       rssBeforeMiB: before,
       rssPeakMiB: peak,
     };
+    done("bigNar");
   }
 
   if (values.json) console.log(JSON.stringify(result, null, 2));
