@@ -34,7 +34,9 @@ export function defaultCacheKeyName(): string {
 export async function readCacheKey(files: CacheKeyFiles): Promise<SecretSigningKey | undefined> {
   const text = await readFileIfExists(files.secretKey);
   if (text === undefined) return undefined;
-  registerSecret(text.trim());
+  const trimmed = text.trim();
+  registerSecret(trimmed);
+  registerSecret(trimmed.slice(trimmed.indexOf(":") + 1));
   try {
     return parseSecretSigningKey(text);
   } catch (e) {
@@ -73,6 +75,7 @@ export async function ensureCacheKey(
   }
   const secret = renderSecretSigningKey(key);
   registerSecret(secret);
+  registerSecret(secret.slice(secret.indexOf(":") + 1));
   await mkdir(dirname(files.secretKey), { recursive: true, mode: 0o700 });
   // As nix-store --generate-binary-cache-key writes them: no trailing newline.
   await writeFileAtomic(files.secretKey, secret, { mode: 0o600 });

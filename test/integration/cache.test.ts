@@ -371,7 +371,7 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.equal(await isValidOnClient(client, hidden), false);
   });
 
-  test("a builder dying mid-download: Nix resumes from where it was cut, and another builder sends the rest", async () => {
+  test("a builder dying mid-download: Nix resumes where it was cut from another builder; what only it held is 404", async () => {
     const args = ["--argstr", "seed", s, "--arg", "bigMiB", "256"];
     const built = await pool.cli([
       "--inventory",
@@ -405,6 +405,29 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
       JSON.parse(
         (await get("/api/cache/stats", { Authorization: `Bearer ${await serveToken()}` })).body.toString(),
       ) as { bytesServed: number; narsCut: number; rangeRequests: number; narsServed: number };
+    // A path only the first holder has (a build-time input, never copied here): gone with it.
+    const onlyArgs = ["--argstr", "seed", `${s}-only`, "--arg", "bigMiB", "1"];
+    const onlyBuilt = await pool.cli([
+      "--inventory",
+      inventory,
+      "build",
+      FIXTURE,
+      "-A",
+      "bigSize",
+      ...onlyArgs,
+      "--no-out-link",
+      "--builder",
+      first.name,
+    ]);
+    assert.equal(onlyBuilt.exitCode, 0, onlyBuilt.stderr);
+    const only = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "big", ...onlyArgs])).stdout.trim(),
+    );
+    assert.equal(
+      (await get(`/cache/${hashOf(only)}.narinfo`)).status,
+      200,
+      "offered while its builder is up",
+    );
     const before = await stats();
     const opts = await client.cacheOptions(clientUrl(), publicKey, netrc());
     const proc = spawnPiped(hostExecArgv(client.host, ["nix-store", "-r", big, ...opts]));
@@ -433,5 +456,10 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     const verify = await client.exec(["nix-store", "--verify-path", big]);
     assert.equal(verify.exitCode, 0, verify.stderr);
     assert.match(serve.stderr(), new RegExp(`sending ${big} from ${first.name} was cut`));
+    // What only the dead builder held is no longer offered.
+    const gone = await waitFor(async () => (await get(`/cache/${hashOf(only)}.narinfo`)).status === 404, {
+      timeoutMs: 30_000,
+    });
+    assert.ok(gone, "a path whose only holder is down is 404");
   });
 });

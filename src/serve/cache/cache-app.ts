@@ -127,11 +127,13 @@ async function streamFromHolders(
   const socket = c.env.incoming.socket;
   const path = r.info.storePath;
   for (const holder of holders) {
-    const count = o.stats.narStarted(path);
     let firstByte!: () => void;
     const started = new Promise<"started">((resolve) => (firstByte = () => resolve("started")));
+    // A download counts for its path from its first byte (a store passed over sent none).
+    let count: ((bytes: number) => void) | undefined;
     const win = new NarWindow(window.start, window.end, (n) => {
       firstByte();
+      count ??= o.stats.narStarted(path);
       count(n);
     });
     const stop = new AbortController();
