@@ -1,11 +1,15 @@
 import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
-import { collectArg } from "../cli/nix-args.js";
+import {
+  addInstallableOptions,
+  fileOptionsOf,
+  flakeOptionsOf,
+  type InstallableFlags,
+} from "../cli/nix-args.js";
 import { formatSeconds, renderTable } from "../cli/output.js";
 import { buildTrustPolicy } from "../cli/trust-options.js";
 import { trapSignals } from "../adapters/signals.js";
 import { writeClientFiles } from "../adapters/nix-build.js";
-import type { NixArg } from "../adapters/nix-build.js";
 import {
   parseAction,
   parseActivateProgram,
@@ -16,13 +20,15 @@ import {
 import { deployExitCode, summaryRows, type TargetOutcome } from "../core/deploy/deploy-outcome.js";
 import type { Generation } from "../core/deploy/generations.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
-import { buildSystem } from "../deploy/system-build.js";
+import { buildSystems } from "../deploy/system-build.js";
 import { deploySystem, linkTargets, listGenerations, rollbackTargets } from "../deploy/run-deploy.js";
+import { planDeploySystems } from "../core/deploy/deploy-systems.js";
+import { readInstallables } from "../dispatch/installables.js";
+import { flakeAttrNames } from "../dispatch/evaluate.js";
+import type { TargetOutcome as Outcome } from "../core/deploy/deploy-outcome.js";
+import type { Installable } from "../core/installable.js";
 
-interface DeployFlags {
-  attr?: string;
-  arg?: NixArg[];
-  argstr?: NixArg[];
+interface DeployFlags extends InstallableFlags {
   target: string[];
   buildHost?: string;
   action?: string;
@@ -71,19 +77,21 @@ function renderGenerations(name: string, gens: readonly Generation[]): string {
   return `${name}:\n${renderTable(["GENERATION", "DATE (UTC)", "", "SYSTEM"], rows)}`;
 }
 
-/** nixpool deploy FILE.nix --target NAME…: build on the pool, copy, activate, never half-activated. */
+/** A system's installable as the user would name it. */
+function systemName(i: Installable): string {
+  return i.kind === "flake" ? i.shown : `${i.shown}${i.attrs.map((a) => ` -A ${a}`).join("")}`;
+}
+
+/** nixpool deploy .#HOST | FILE.nix --target NAME…: build on the pool, copy, activate, never half-activated. */
 export const registerDeploy: RegisterCommands = (program, context) => {
-  program
+  const cmd = program
     .command("deploy")
     .description("build a system on the pool and activate it on targets, rolling back on failure")
-    .argument("[file]", "Nix file whose result (or -A attribute) is the system to deploy")
-    .option("-A, --attr <attr>", "attribute to build")
-    .option("--arg <name=expr>", "pass a Nix expression argument (also: --arg NAME EXPR)", collectArg("arg"))
-    .option(
-      "--argstr <name=value>",
-      "pass a string argument (also: --argstr NAME VALUE)",
-      collectArg("argstr"),
-    )
+    .argument(
+      "[installable]",
+      "a flake's NixOS configuration (.#host; . gives each --target its own), or a Nix file whose result (or -A attribute) is the system",
+    );
+  addInstallableOptions(cmd, "--system aarch64-linux")
     .option("--target <name>", "deploy to this target or builder (repeatable)", collectName, [])
     .option("--build-host <host>", "where to build: a builder's name, auto (the pool; default) or local")
     .option("--action <action>", "switch (default), boot, test or dry-activate")
@@ -102,10 +110,10 @@ export const registerDeploy: RegisterCommands = (program, context) => {
     .option("--quiet", "no progress lines")
     .action(async (file: string | undefined, opts: DeployFlags) => {
       const ctx = context();
-      if (opts.target.length === 0)
+      if (opts.target.length === 0 && file === undefined)
         throw usage(
           "nixpool deploy needs at least one --target.",
-          "For example: nixpool deploy system.nix --target web",
+          "For example: nixpool deploy .#web, or: nixpool deploy system.nix --target web",
         );
       const modes = [file !== undefined, opts.rollback === true, opts.generations === true].filter(
         Boolean,
@@ -115,26 +123,28 @@ export const registerDeploy: RegisterCommands = (program, context) => {
           "nixpool deploy takes a Nix file, or --rollback, or --generations (exactly one).",
           "For example: nixpool deploy system.nix --target web, or: nixpool deploy --rollback --target web",
         );
-      const targets = await ctx.selectTargets([...new Set(opts.target)]);
       const controller = new AbortController();
       const untrap = trapSignals(controller);
       try {
-        if (opts.generations) {
-          const links = await linkTargets(ctx.stateDir, targets);
-          const all = await Promise.all(
-            targets.map(async (t, i) => ({
-              target: t.name,
-              profile: t.profile,
-              generations: await listGenerations(
-                links[i] as (typeof links)[number],
-                t.profile,
-                controller.signal,
-              ),
-            })),
-          );
-          if (opts.json) ctx.output.json({ targets: all });
-          else ctx.output.out(all.map((x) => renderGenerations(x.target, x.generations)).join("\n\n"));
-          return;
+        if (file === undefined) {
+          const targets = await ctx.selectTargets([...new Set(opts.target)]);
+          if (opts.generations) {
+            const links = await linkTargets(ctx.stateDir, targets);
+            const all = await Promise.all(
+              targets.map(async (t, i) => ({
+                target: t.name,
+                profile: t.profile,
+                generations: await listGenerations(
+                  links[i] as (typeof links)[number],
+                  t.profile,
+                  controller.signal,
+                ),
+              })),
+            );
+            if (opts.json) ctx.output.json({ targets: all });
+            else ctx.output.out(all.map((x) => renderGenerations(x.target, x.generations)).join("\n\n"));
+            return;
+          }
         }
         const options = {
           stateDir: ctx.stateDir,
@@ -148,9 +158,20 @@ export const registerDeploy: RegisterCommands = (program, context) => {
             : { onProgress: (t: string, step: string) => ctx.output.err(`${t}: ${step}`) }),
         };
         if (opts.rollback) {
+          const targets = await ctx.selectTargets([...new Set(opts.target)]);
           printOutcomes(ctx, await rollbackTargets(targets, options), opts.json === true);
           return;
         }
+        const flake = flakeOptionsOf(opts);
+        const [installable] = await readInstallables([file as string], fileOptionsOf(opts), flake);
+        if (!installable)
+          throw usage("nixpool deploy needs a system to build.", "For example: nixpool deploy .#web");
+        const names =
+          installable.kind === "flake"
+            ? await flakeAttrNames(installable, "nixosConfigurations", flake, controller.signal)
+            : undefined;
+        const plan = planDeploySystems(installable, [...new Set(opts.target)], names);
+        const targets = await ctx.selectTargets([...new Set(plan.flatMap((a) => a.targets))]);
         const buildHost = parseBuildHost(opts.buildHost);
         const builders =
           buildHost.kind === "builder"
@@ -162,30 +183,35 @@ export const registerDeploy: RegisterCommands = (program, context) => {
         const sshConfig = pinned.length
           ? (await writeClientFiles(ctx.stateDir, pinned)).sshConfig
           : undefined;
-        options.onProgress?.(
-          "*",
-          `building ${file ?? ""}${opts.attr ? ` -A ${opts.attr}` : ""}${buildHost.kind === "builder" ? ` on ${buildHost.name}` : buildHost.kind === "local" ? " on this machine" : " on the pool"}`,
-        );
-        const system = await buildSystem({
+        const where =
+          buildHost.kind === "builder"
+            ? ` on ${buildHost.name}`
+            : buildHost.kind === "local"
+              ? " on this machine"
+              : " on the pool";
+        for (const a of plan) options.onProgress?.("*", `building ${systemName(a.system)}${where}`);
+        const systems = await buildSystems({
           buildHost,
           builders,
           stateDir: ctx.stateDir,
-          file: file as string,
-          attr: opts.attr,
-          args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
+          systems: plan.map((a) => a.system),
+          flake,
           signal: controller.signal,
           // Trusted-only derivations and untrusted results as for nixpool build (no --verify here).
           trust: buildTrustPolicy((await ctx.loadInventory()).policy, {}),
         });
-        options.onProgress?.(
-          "*",
-          `built ${system.path} ${system.place.kind === "local" ? "(in this machine's store)" : `(on ${system.place.builder.name})`} in ${formatSeconds(system.buildMs)}`,
-        );
-        printOutcomes(
-          ctx,
-          await deploySystem(system, targets, { ...options, builderSshConfig: sshConfig }),
-          opts.json === true,
-        );
+        const outcomes: Outcome[] = [];
+        for (const [i, a] of plan.entries()) {
+          const system = systems[i];
+          if (!system) continue;
+          options.onProgress?.(
+            "*",
+            `built ${system.path} ${system.place.kind === "local" ? "(in this machine's store)" : `(on ${system.place.builder.name})`} in ${formatSeconds(system.buildMs)}`,
+          );
+          const mine = targets.filter((t) => a.targets.includes(t.name));
+          outcomes.push(...(await deploySystem(system, mine, { ...options, builderSshConfig: sshConfig })));
+        }
+        printOutcomes(ctx, outcomes, opts.json === true);
       } finally {
         untrap();
       }
