@@ -55,6 +55,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("../commands/serve.js")).registerServe,
   },
   {
+    name: "cache",
+    term: "cache",
+    description: "the pool's binary cache: its signing key, its read-only token, client configuration",
+    load: async () => (await import("../commands/cache.js")).registerCache,
+  },
+  {
     name: "verify",
     term: "verify [options] <paths...>",
     description: "build existing outputs again on another builder and compare them (docs/trust.md)",

@@ -4,12 +4,19 @@ import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
 import { readDurationFlag } from "../core/duration.js";
 import { ExitCode } from "../core/errors.js";
-import { parseListenAddress, refuseOpenWithoutToken, type ListenAddress } from "../core/listen-address.js";
+import {
+  parseListenAddress,
+  refuseOpenCache,
+  refuseOpenWithoutToken,
+  type ListenAddress,
+} from "../core/listen-address.js";
 import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
 import { startApiServer } from "../serve/http/api-server.js";
 import { ensureServeToken } from "../serve/serve-token.js";
+import { startCacheService, type CacheService } from "../serve/cache/cache-service.js";
+import { parseNumberFlag } from "../core/number-flag.js";
 
 interface ServeFlags {
   /** HOST:PORT, or false for --no-listen. */
@@ -18,6 +25,10 @@ interface ServeFlags {
   grace: string;
   /** False for --no-token. */
   token: boolean;
+  /** False for --no-cache. */
+  cache: boolean;
+  cacheOpen?: boolean;
+  cachePriority: string;
 }
 
 interface TokenFlags {
@@ -42,11 +53,33 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
   // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
   const trust = buildTrustPolicy((await ctx.loadInventory()).policy, {});
+  const cachePriority = parseNumberFlag("--cache-priority", opts.cachePriority, {
+    integer: true,
+    min: 0,
+    max: 1000,
+    example: "nixpool serve --cache-priority 30",
+  });
+  if (listen && opts.cacheOpen === true) refuseOpenCache(listen);
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
     builders: await ctx.builders(),
     trust,
   });
+  let cache: CacheService | undefined;
+  if (opts.cache) {
+    cache = await startCacheService({
+      stateDir: ctx.stateDir,
+      sources: coordinator.cacheSources(),
+      apiToken: token,
+      open: opts.cacheOpen === true,
+      priority: cachePriority,
+      log,
+    }).catch(async (e: unknown) => {
+      await coordinator.close();
+      throw e;
+    });
+  }
+  const closeCache = () => cache?.close() ?? Promise.resolve();
   const api = await startApiServer({
     coordinator,
     socketPath: opts.socket ?? statePaths(ctx.stateDir).serve.socket,
@@ -54,7 +87,9 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     token,
     log,
     mountDashboard,
+    ...(cache ? { cache } : {}),
   }).catch(async (e: unknown) => {
+    await closeCache();
     await coordinator.close();
     throw e;
   });
@@ -67,6 +102,10 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         : "  without a token: every local user may submit and cancel builds over TCP",
     );
   }
+  if (cache) {
+    const where = api.url ? `${api.url}/cache` : `unix:${api.socketPath} /cache`;
+    ctx.output.out(`nixpool serve: binary cache on ${where} (trusted-public-keys: ${cache.publicKey})`);
+  }
   const code = await new Promise<ExitCode>((resolve) => {
     let stage: "serving" | "draining" | "stopping" = "serving";
     const onSignal = (sig: NodeJS.Signals) => {
@@ -77,6 +116,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         void coordinator
           .drain(graceMs)
           .finally(() => api.close())
+          .finally(closeCache)
           .then(
             () => resolve(ExitCode.ok),
             (e: unknown) => {
@@ -90,6 +130,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         void coordinator
           .close()
           .finally(() => api.close())
+          .finally(closeCache)
           .then(
             () => resolve(ExitCode.interrupted),
             () => resolve(ExitCode.interrupted),
@@ -114,6 +155,9 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--socket <path>", "the API's Unix socket (default STATE/serve/api.sock)")
     .option("--grace <duration>", "on SIGTERM, how long running builds may take to finish", "5m")
     .option("--no-token", "serve TCP without a token (loopback only: any local user may use it)")
+    .option("--no-cache", "do not serve the pool's binary cache at /cache")
+    .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
+    .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
     .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve
     .command("token")
