@@ -34,6 +34,9 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import { fromGivenJson, GivenDerivationSchema } from "./given-derivation.js";
+import { USER_NAME_PATTERN } from "../core/access/names.js";
+import type { Derivation } from "../core/derivation.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -54,7 +57,13 @@ export interface CoordinatorOptions {
 const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
 const submitSchema = z.strictObject({
   derivations: z
-    .array(z.strictObject({ drv: z.string().regex(STORE_DRV), output: z.string().min(1).max(200) }))
+    .array(
+      z.strictObject({
+        drv: z.string().regex(STORE_DRV),
+        output: z.string().min(1).max(200),
+        given: GivenDerivationSchema.optional(),
+      }),
+    )
     .min(1)
     .max(10_000),
   label: z.string().max(500),
@@ -62,6 +71,7 @@ const submitSchema = z.strictObject({
   copyBack: z.enum(["needed", "all"]).optional(),
   builders: z.array(z.string()).optional(),
   tags: z.array(z.string()).optional(),
+  onBehalfOf: z.string().regex(USER_NAME_PATTERN).optional(),
 });
 
 interface LiveBuild {
@@ -173,6 +183,8 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
+    client = this.submitter(client, data.onBehalfOf);
+    const given = this.givenDerivations(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {
       throw configError("BUILDER_UNKNOWN", `No builder ${unknown.join(", ")} in this coordinator's pool.`, {
@@ -211,6 +223,7 @@ export class Coordinator implements CoordinatorApi {
       startedAtMs: Date.now(),
       ...(this.opts.trust ? { trust: this.opts.trust } : {}),
       trustDir: statePaths(this.opts.stateDir).trust.dir,
+      ...(given ? { given } : {}),
       onEvent: (e) => this.onDispatch(b, e),
     });
     this.live.set(id, b);
@@ -218,6 +231,44 @@ export class Coordinator implements CoordinatorApi {
     this.emit({ type: "build", build: this.summary(b) });
     void this.execute(b);
     return id;
+  }
+
+  /**
+   * Who a build counts for: a gateway session (root or this service's own user on the socket)
+   * submits for the client its key names, shown as "gateway:NAME"; anyone else is refused that.
+   */
+  private submitter(client: ClientIdentity, onBehalfOf: string | undefined): ClientIdentity {
+    if (onBehalfOf === undefined) return client;
+    const own = process.getuid?.();
+    const privileged =
+      client.via === "local" || (client.via === "socket" && (client.uid === 0 || client.uid === own));
+    if (!privileged) {
+      throw new NixpoolError(
+        "SUBMIT_FORBIDDEN",
+        `${client.user} may not submit builds for another client (${onBehalfOf}).`,
+        {
+          hint: "Only the gateway (nixpool gateway, as root or the coordinator's user on its socket) names the client it builds for.",
+          exitCode: ExitCode.usage,
+        },
+      );
+    }
+    return { ...client, user: `gateway:${onBehalfOf}` };
+  }
+
+  /** Roots given by value (gateway builds): all of them or none, each a graph of its own. */
+  private givenDerivations(data: SubmitRequest): Map<string, Derivation> | undefined {
+    const given = data.derivations.filter((d) => d.given !== undefined);
+    if (given.length === 0) return undefined;
+    if (given.length !== data.derivations.length) {
+      throw configError(
+        "SUBMIT_INVALID",
+        "The build request gives some derivations by value and not others.",
+        {
+          hint: "Give every root by value (the gateway does), or none (nixpool build does).",
+        },
+      );
+    }
+    return new Map(given.map((d) => [d.drv, fromGivenJson(d.given!)]));
   }
 
   private async execute(b: LiveBuild): Promise<void> {
