@@ -34,9 +34,9 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
-import { fromGivenJson, GivenDerivationSchema } from "./given-derivation.js";
+import { GivenDerivationSchema } from "./given-derivation.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
-import type { Derivation } from "../core/derivation.js";
+import { givenDerivationsOf, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -183,8 +183,8 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
-    client = this.submitter(client, data.onBehalfOf);
-    const given = this.givenDerivations(data);
+    client = submitterOf(client, data.onBehalfOf);
+    const given = givenDerivationsOf(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {
       throw configError("BUILDER_UNKNOWN", `No builder ${unknown.join(", ")} in this coordinator's pool.`, {
@@ -231,44 +231,6 @@ export class Coordinator implements CoordinatorApi {
     this.emit({ type: "build", build: this.summary(b) });
     void this.execute(b);
     return id;
-  }
-
-  /**
-   * Who a build counts for: a gateway session (root or this service's own user on the socket)
-   * submits for the client its key names, shown as "gateway:NAME"; anyone else is refused that.
-   */
-  private submitter(client: ClientIdentity, onBehalfOf: string | undefined): ClientIdentity {
-    if (onBehalfOf === undefined) return client;
-    const own = process.getuid?.();
-    const privileged =
-      client.via === "local" || (client.via === "socket" && (client.uid === 0 || client.uid === own));
-    if (!privileged) {
-      throw new NixpoolError(
-        "SUBMIT_FORBIDDEN",
-        `${client.user} may not submit builds for another client (${onBehalfOf}).`,
-        {
-          hint: "Only the gateway (nixpool gateway, as root or the coordinator's user on its socket) names the client it builds for.",
-          exitCode: ExitCode.usage,
-        },
-      );
-    }
-    return { ...client, user: `gateway:${onBehalfOf}` };
-  }
-
-  /** Roots given by value (gateway builds): all of them or none, each a graph of its own. */
-  private givenDerivations(data: SubmitRequest): Map<string, Derivation> | undefined {
-    const given = data.derivations.filter((d) => d.given !== undefined);
-    if (given.length === 0) return undefined;
-    if (given.length !== data.derivations.length) {
-      throw configError(
-        "SUBMIT_INVALID",
-        "The build request gives some derivations by value and not others.",
-        {
-          hint: "Give every root by value (the gateway does), or none (nixpool build does).",
-        },
-      );
-    }
-    return new Map(given.map((d) => [d.drv, fromGivenJson(d.given!)]));
   }
 
   private async execute(b: LiveBuild): Promise<void> {
