@@ -6,6 +6,8 @@ import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { encodeClientHello, encodeRequest, WireWriter } from "../../src/core/nix-serve/index.js";
 import { CLI, makeKeysCommandDirs } from "../helpers/cli.js";
+import { killNetns } from "../helpers/processes.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 import {
@@ -271,6 +273,56 @@ describe(
       assert.equal(viaSsh.exitCode, 1, viaSsh.stderr);
       const r = await nixBuild(alice, "ok1", randomBytes(8).toString("hex"));
       assert.equal(r.exitCode, 0, r.stderr);
+    });
+
+    test("the client's max-silent-time and timeout are enforced by the gateway", async () => {
+      const t0 = Date.now();
+      const silent = await nixBuild(alice, "ok2", randomBytes(8).toString("hex"), [
+        "--argstr",
+        "sleep",
+        "60",
+        "--option",
+        "max-silent-time",
+        "2",
+      ]);
+      assert.notEqual(silent.exitCode, 0);
+      assert.match(silent.stderr, /timed out after 2 seconds of silence/);
+      const long = await nixBuild(alice, "ok2", randomBytes(8).toString("hex"), [
+        "--argstr",
+        "sleep",
+        "60",
+        "--option",
+        "timeout",
+        "3",
+      ]);
+      assert.notEqual(long.exitCode, 0);
+      assert.match(long.stderr, /timed out after 3 seconds/);
+      assert.ok(Date.now() - t0 < 40_000, `took ${Date.now() - t0} ms`);
+    });
+
+    test("a builder killed in the middle of a gateway build: the client's nix-build still succeeds", async () => {
+      const seed = randomBytes(8).toString("hex");
+      const building = nixBuild(alice, "graph", seed, ["--arg", "n", "6", "--argstr", "sleep", "3"]);
+      const victim = pool.pool.hosts[0]!;
+      const running = await waitFor(
+        async () => {
+          for (const b of (await apiBuilds()).filter((x) => x.status === "running")) {
+            if (
+              (await apiBuild(b.id)).derivations.some(
+                (d) => d.status === "running" && d.builder === victim.name,
+              )
+            )
+              return true;
+          }
+          return undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
+      assert.ok(running, "no gateway build ran on the victim");
+      assert.ok((await killNetns(victim.netns)) > 0);
+      const r = await building;
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, leafLines(6));
     });
   },
 );
