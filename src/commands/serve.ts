@@ -3,7 +3,8 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
 import { readDurationFlag } from "../core/duration.js";
-import { ExitCode } from "../core/errors.js";
+import { ExitCode, configError } from "../core/errors.js";
+import { uidOf } from "../serve/http/peer-credentials.js";
 import { parseListenAddress, refuseOpenWithoutToken, type ListenAddress } from "../core/listen-address.js";
 import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
@@ -18,6 +19,8 @@ interface ServeFlags {
   grace: string;
   /** False for --no-token. */
   token: boolean;
+  /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
+  gatewayUser?: string;
 }
 
 interface TokenFlags {
@@ -42,10 +45,25 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
   // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
   const trust = buildTrustPolicy((await ctx.loadInventory()).policy, {});
+  let gatewayUids: number[] = [];
+  if (opts.gatewayUser !== undefined) {
+    const uid = await uidOf(opts.gatewayUser);
+    if (uid === undefined) {
+      throw configError(
+        "FLAG_INVALID",
+        `--gateway-user "${opts.gatewayUser}" is not a user of this machine.`,
+        {
+          hint: "Create the gateway's account first (docs/gateway.md), e.g. useradd -r -m -s /bin/sh nixpool",
+        },
+      );
+    }
+    gatewayUids = [uid];
+  }
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
     builders: await ctx.builders(),
     trust,
+    gatewayUids,
   });
   const api = await startApiServer({
     coordinator,
@@ -114,6 +132,10 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--socket <path>", "the API's Unix socket (default STATE/serve/api.sock)")
     .option("--grace <duration>", "on SIGTERM, how long running builds may take to finish", "5m")
     .option("--no-token", "serve TCP without a token (loopback only: any local user may use it)")
+    .option(
+      "--gateway-user <name>",
+      "the account nixpool gateway runs as: its sessions submit for their clients",
+    )
     .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve
     .command("token")

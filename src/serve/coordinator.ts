@@ -52,6 +52,8 @@ export interface CoordinatorOptions {
   workersEveryMs?: number;
   /** The inventory's `[policy]` for every build (docs/trust.md); default: none. */
   trust?: TrustPolicy;
+  /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
+  gatewayUids?: readonly number[];
 }
 
 const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
@@ -183,7 +185,9 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
-    client = submitterOf(client, data.onBehalfOf);
+    const own = process.getuid?.();
+    const gatewayUids = new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
+    client = submitterOf(client, data.onBehalfOf, gatewayUids);
     const given = givenDerivationsOf(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {

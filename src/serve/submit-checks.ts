@@ -4,23 +4,25 @@ import type { ClientIdentity, SubmitRequest } from "./coordinator-types.js";
 import { fromGivenJson } from "./given-derivation.js";
 
 /**
- * Who a build counts for: a gateway session (root or this service's own user on the socket)
- * submits for the client its key names, shown as "gateway:NAME"; anyone else is refused that.
+ * Who a build counts for: a gateway session (on the socket as one of `gatewayUids`: root, the
+ * coordinator's own user, `serve --gateway-user`) submits for the client its key names, shown as
+ * "gateway:NAME"; anyone else is refused that.
  */
 export function submitterOf(
   client: ClientIdentity,
   onBehalfOf: string | undefined,
-  ownUid: number | undefined = process.getuid?.(),
+  gatewayUids: ReadonlySet<number>,
 ): ClientIdentity {
   if (onBehalfOf === undefined) return client;
   const privileged =
-    client.via === "local" || (client.via === "socket" && (client.uid === 0 || client.uid === ownUid));
+    client.via === "local" ||
+    (client.via === "socket" && client.uid !== undefined && gatewayUids.has(client.uid));
   if (!privileged) {
     throw new NixpoolError(
       "SUBMIT_FORBIDDEN",
       `${client.user} may not submit builds for another client (${onBehalfOf}).`,
       {
-        hint: "Only the gateway (nixpool gateway, as root or the coordinator's user on its socket) names the client it builds for.",
+        hint: "Only the gateway names the client it builds for: run it as root, as the coordinator's user, or as the account of `nixpool serve --gateway-user`.",
         exitCode: ExitCode.usage,
       },
     );
