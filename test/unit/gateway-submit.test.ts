@@ -85,7 +85,7 @@ test("a coordinator build maps to Nix's BuildResult", () => {
     outputs: [],
     report: {
       records: [r],
-      startedAtMs: 0,
+      startedAtMs: 1_000_000,
       wallMs: 0,
       builders: [],
       stats: {
@@ -101,7 +101,10 @@ test("a coordinator build maps to Nix's BuildResult", () => {
   });
   const base = { drvPath, failure: undefined, timedOut: undefined, tail: [], startMs: 1000, stopMs: 2000 };
   const built = mapBuildResult({ ...base, detail: detail("succeeded", rec("built")) });
-  assert.deepEqual([built.statusName, built.timesBuilt, built.startTime, built.stopTime], ["Built", 1, 5, 9]);
+  assert.deepEqual(
+    [built.statusName, built.timesBuilt, built.startTime, built.stopTime],
+    ["Built", 1, 1005, 1009],
+  );
   assert.equal(
     mapBuildResult({ ...base, detail: detail("succeeded", rec("cached")) }).statusName,
     "AlreadyValid",

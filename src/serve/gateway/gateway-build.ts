@@ -113,8 +113,12 @@ export function mapBuildResult(o: {
   stopMs: number;
 }): BuildResult {
   const rec = o.detail?.report?.records.find((r) => r.drv === o.drvPath);
-  const startTime = Math.floor((rec?.startedMs ?? o.startMs) / 1000);
-  const stopTime = Math.floor((rec?.finishedMs ?? o.stopMs) / 1000);
+  // A record's times count from the build's start (report.startedAtMs).
+  const t0 = o.detail?.report?.startedAtMs ?? 0;
+  const at = (ms: number | null | undefined, fallback: number) =>
+    Math.floor((ms != null ? t0 + ms : fallback) / 1000);
+  const startTime = at(rec?.startedMs, o.startMs);
+  const stopTime = at(rec?.finishedMs, o.stopMs);
   const result = (status: number, errorMsg: string, timesBuilt = 0): BuildResult => ({
     status,
     statusName: buildStatusName(status),
