@@ -3,13 +3,14 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
 import { readDurationFlag } from "../core/duration.js";
-import { ExitCode } from "../core/errors.js";
 import {
   parseListenAddress,
   refuseOpenCache,
   refuseOpenWithoutToken,
   type ListenAddress,
 } from "../core/listen-address.js";
+import { ExitCode, configError } from "../core/errors.js";
+import { uidOf } from "../serve/http/peer-credentials.js";
 import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
@@ -29,6 +30,8 @@ interface ServeFlags {
   cache: boolean;
   cacheOpen?: boolean;
   cachePriority: string;
+  /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
+  gatewayUser?: string;
 }
 
 interface TokenFlags {
@@ -60,10 +63,25 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     example: "nixpool serve --cache-priority 30",
   });
   if (listen && opts.cacheOpen === true) refuseOpenCache(listen);
+  let gatewayUids: number[] = [];
+  if (opts.gatewayUser !== undefined) {
+    const uid = await uidOf(opts.gatewayUser);
+    if (uid === undefined) {
+      throw configError(
+        "FLAG_INVALID",
+        `--gateway-user "${opts.gatewayUser}" is not a user of this machine.`,
+        {
+          hint: "Create the gateway's account first (docs/gateway.md), e.g. useradd -r -m -s /bin/sh nixpool",
+        },
+      );
+    }
+    gatewayUids = [uid];
+  }
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
     builders: await ctx.builders(),
     trust,
+    gatewayUids,
   });
   let cache: CacheService | undefined;
   if (opts.cache) {
@@ -158,6 +176,10 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--no-cache", "do not serve the pool's binary cache at /cache")
     .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
     .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
+    .option(
+      "--gateway-user <name>",
+      "the account nixpool gateway runs as: its sessions submit for their clients",
+    )
     .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve
     .command("token")

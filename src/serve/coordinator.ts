@@ -36,6 +36,9 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import { GivenDerivationSchema } from "./given-derivation.js";
+import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { givenDerivationsOf, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -51,12 +54,20 @@ export interface CoordinatorOptions {
   workersEveryMs?: number;
   /** The inventory's `[policy]` for every build (docs/trust.md); default: none. */
   trust?: TrustPolicy;
+  /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
+  gatewayUids?: readonly number[];
 }
 
 const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
 const submitSchema = z.strictObject({
   derivations: z
-    .array(z.strictObject({ drv: z.string().regex(STORE_DRV), output: z.string().min(1).max(200) }))
+    .array(
+      z.strictObject({
+        drv: z.string().regex(STORE_DRV),
+        output: z.string().min(1).max(200),
+        given: GivenDerivationSchema.optional(),
+      }),
+    )
     .min(1)
     .max(10_000),
   label: z.string().max(500),
@@ -64,6 +75,7 @@ const submitSchema = z.strictObject({
   copyBack: z.enum(["needed", "all"]).optional(),
   builders: z.array(z.string()).optional(),
   tags: z.array(z.string()).optional(),
+  onBehalfOf: z.string().regex(USER_NAME_PATTERN).optional(),
 });
 
 interface LiveBuild {
@@ -179,6 +191,10 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
+    const own = process.getuid?.();
+    const gatewayUids = new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
+    client = submitterOf(client, data.onBehalfOf, gatewayUids);
+    const given = givenDerivationsOf(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {
       throw configError("BUILDER_UNKNOWN", `No builder ${unknown.join(", ")} in this coordinator's pool.`, {
@@ -217,6 +233,7 @@ export class Coordinator implements CoordinatorApi {
       startedAtMs: Date.now(),
       ...(this.opts.trust ? { trust: this.opts.trust } : {}),
       trustDir: statePaths(this.opts.stateDir).trust.dir,
+      ...(given ? { given } : {}),
       onEvent: (e) => this.onDispatch(b, e),
     });
     this.live.set(id, b);
