@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { statePaths } from "../../src/config/state-paths.js";
@@ -35,6 +35,41 @@ async function makeStandInFlake(dir: string, seed: string): Promise<void> {
   await run(["git", "-C", dir, "add", "-A"]);
 }
 
+/**
+ * A stand-in for nixos-install, for a pool host: records its arguments in /root/nixos-install-args
+ * (each host has its own /root), then checks what the real one needs before it installs: the
+ * mount point exists, the system is valid in this machine's store. A file `fail-boot-loader`
+ * under the root makes it fail as a boot loader that cannot be installed does.
+ */
+const STAND_IN_NIXOS_INSTALL = `#!/bin/sh
+printf '%s\\n' "$@" > /root/nixos-install-args
+root=/mnt system=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) root=$2; shift ;;
+    --system) system=$2; shift ;;
+  esac
+  shift
+done
+[ -e "$root" ] || { echo "mount point $root doesn't exist" >&2; exit 1; }
+nix-store --check-validity "$system" || { echo "error: path '$system' is not valid" >&2; exit 1; }
+echo "installing the boot loader..." >&2
+if [ -e "$root/fail-boot-loader" ]; then echo "error: no boot loader could be installed (on purpose)" >&2; exit 1; fi
+echo "installation finished!" >&2
+`;
+
+/**
+ * Makes a pool host look like a machine booted from a NixOS installer: the stand-in nixos-install
+ * in /usr/local/sbin (on root's PATH over ssh), bind-mounted in that host's mount namespace only.
+ */
+async function installStandInNixosInstall(h: HostRecord, dir: string): Promise<void> {
+  const bin = join(dir, `${h.name}-installer-sbin`);
+  await mkdir(bin, { recursive: true, mode: 0o755 });
+  await writeFile(join(bin, "nixos-install"), STAND_IN_NIXOS_INSTALL);
+  await chmod(join(bin, "nixos-install"), 0o755);
+  await run(hostExecArgv(h, ["mount", "--bind", bin, "/usr/local/sbin"]));
+}
+
 /** What `nix build` makes of a flake attribute: the output path nixpool must deploy. */
 async function nixBuild(flake: string, attr: string): Promise<string> {
   const r = await run(
@@ -54,6 +89,21 @@ async function nixBuild(flake: string, attr: string): Promise<string> {
   // Nix 2.8 has no --print-out-paths: its --json lists each derivation's outputs.
   const [built] = JSON.parse(r.stdout) as { outputs: { out: string } }[];
   return built?.outputs.out ?? "";
+}
+
+/** A flake attribute's output path, evaluated only (nothing built in this machine's store). */
+async function outPathOf(flake: string, attr: string): Promise<string> {
+  const r = await run([
+    "nix",
+    ...FLAKE_FEATURES,
+    "eval",
+    "--raw",
+    `${flake}#${attr}.outPath`,
+    "--option",
+    "substituters",
+    "",
+  ]);
+  return r.stdout.trim();
 }
 
 describe("nixpool deploy of a flake's NixOS configurations to local pool hosts", { timeout: 600_000 }, () => {
@@ -193,5 +243,152 @@ describe("nixpool deploy of a flake's NixOS configurations to local pool hosts",
     assert.equal(json?.targets[0]?.status, "activated");
     assert.match(json?.targets[0]?.path ?? "", /-deploy-system-file$/);
     assert.deepEqual((await activations(h1)).slice(before1), ["file switch"]);
+  });
+
+  describe("--install: a new host booted from an installer", () => {
+    let inventory: string;
+    const installArgs = async (h: HostRecord) =>
+      (
+        await readFile(
+          join(statePaths(tp.stateDir).localPool.host(h.name).rootHome, "nixos-install-args"),
+          "utf8",
+        ).catch(() => "")
+      )
+        .split("\n")
+        .filter(Boolean);
+
+    before(async () => {
+      await installStandInNixosInstall(h2, tmp.dir);
+      // newhost: the installer's address and its pinned key (local2's).
+      inventory = join(tp.stateDir, "nixpool.toml");
+      await writeFile(
+        inventory,
+        `[targets.newhost]\nhost = "${h2.address}"\nuser = "root"\nidentityFile = "${statePaths(tp.stateDir).localPool.clientKey}"\nhostKey = "${h2.hostKeyPub}"\n`,
+      );
+    });
+
+    test("--install with --rollback, --generations, --action…, or --root without it: FLAG_CONFLICT, exit 2", async () => {
+      for (const extra of [
+        ["--rollback"],
+        ["--generations"],
+        ["--action", "boot"],
+        ["--activate", "bin/activate"],
+        ["--confirm-timeout", "5s"],
+      ]) {
+        const r = await tp.cli(["deploy", ".#newhost", "--install", ...extra, "--json"], { cwd: flake });
+        assert.equal(r.exitCode, 2, `${extra.join(" ")}: ${r.stderr}`);
+        const error = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+        assert.equal(error.code, "FLAG_CONFLICT");
+        assert.ok(error.message.includes(extra[0] as string), error.message);
+      }
+      const root = await tp.cli(["deploy", ".#local1", "--root", "/mnt"], { cwd: flake });
+      assert.equal(root.exitCode, 2);
+      assert.match(root.stderr, /--root is the installed system's root, for --install only/);
+    });
+
+    test("a target that is no installer (no nixos-install, or no --root directory): DEPLOY_INSTALL_NOT_READY before anything is built or copied", async () => {
+      const path = await outPathOf(flake, toplevel("newhost"));
+      const notReady = async (args: readonly string[]) => {
+        const { r } = await deploy([".#newhost", "--install", ...args]);
+        assert.equal(r.exitCode, 1, r.stderr);
+        const error = (JSON.parse(r.stdout) as { error: { code: string; message: string; hint: string } })
+          .error;
+        assert.equal(error.code, "DEPLOY_INSTALL_NOT_READY");
+        return error;
+      };
+      const plain = await notReady(["--target", "local1"]);
+      assert.match(
+        plain.message,
+        /^Target local1 has no nixos-install on its PATH .*; nothing was copied\.$/,
+      );
+      const noRoot = await notReady(["--root", "/no/such/root", "--inventory", inventory]);
+      assert.equal(
+        noRoot.message,
+        "Target newhost has no directory /no/such/root to install into; nothing was copied.",
+      );
+      assert.match(noRoot.hint, /mount the new system's file systems under \/no\/such\/root/);
+      const built = await run(["nix-store", "--check-validity", path], { reject: false });
+      assert.notEqual(built.exitCode, 0, "nothing was built");
+      assert.equal(await validOn(h1, path), false);
+      assert.equal(await validOn(h2, path), false);
+      assert.deepEqual(await installArgs(h2), [], "nixos-install never ran");
+    });
+
+    test("deploy .#newhost --target newhost --install: built on the pool, the closure in the installer's store, nixos-install --system PATH --root /mnt, then: reboot", async () => {
+      const before2 = (await activations(h2)).length;
+      const path = await outPathOf(flake, toplevel("newhost"));
+      const { r, json } = await deploy([
+        ".#newhost",
+        "--target",
+        "newhost",
+        "--install",
+        "--inventory",
+        inventory,
+      ]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      const outcome = json?.targets[0];
+      assert.equal(outcome?.target, "newhost");
+      assert.equal(outcome?.status, "installed");
+      assert.equal(outcome?.path, path);
+      assert.equal(outcome?.generation, undefined);
+      assert.match(outcome?.next ?? "", /^reboot newhost into its new system/);
+      assert.equal(await validOn(h2, path), true, "the closure is valid in the installer's store");
+      const here = await run(["nix-store", "--check-validity", path], { reject: false });
+      assert.notEqual(here.exitCode, 0, "built on the pool, copied from there: not in this machine's store");
+      assert.deepEqual(await installArgs(h2), [
+        "--system",
+        path,
+        "--root",
+        "/mnt",
+        "--no-root-passwd",
+        "--no-channel-copy",
+      ]);
+      assert.equal((await activations(h2)).length, before2, "nothing was activated");
+      // The text form: the table says installed, then what to do next.
+      const text = await tp.cli(["deploy", ".#newhost", "--install", "--inventory", inventory], {
+        cwd: flake,
+      });
+      assert.equal(text.exitCode, 0, text.stderr);
+      assert.equal(await nixBuild(flake, toplevel("newhost")), path, "the path nix build gives");
+      assert.match(
+        text.stdout,
+        /^TARGET +RESULT +GENERATION +TIME +DETAIL\nnewhost +installed +- .*-deploy-system-new\n/,
+      );
+      assert.match(text.stdout, /\nNext for newhost: reboot newhost into its new system \(ssh -p 22 root@/);
+      assert.match(text.stderr, /newhost: copied 0 of 1 paths/);
+    });
+
+    test("--root DIR goes to nixos-install; nixos-install failing is DEPLOY_INSTALL_FAILED with its stderr, exit 1", async () => {
+      const root = join(tmp.dir, "new-root");
+      await mkdir(root);
+      const ok = await deploy([".#newhost", "--install", "--root", root, "--inventory", inventory]);
+      assert.equal(ok.r.exitCode, 0, ok.r.stderr);
+      assert.deepEqual((await installArgs(h2)).slice(2, 4), ["--root", root]);
+      await writeFile(join(root, "fail-boot-loader"), "");
+      const { r, json } = await deploy([".#newhost", "--install", "--root", root, "--inventory", inventory]);
+      assert.equal(r.exitCode, 1, r.stderr);
+      const outcome = json?.targets[0];
+      assert.equal(outcome?.status, "failed");
+      assert.equal(outcome?.error?.code, "DEPLOY_INSTALL_FAILED");
+      assert.equal(
+        outcome?.error?.message,
+        "nixos-install failed on target newhost with exit 1: error: no boot loader could be installed (on purpose).",
+      );
+      assert.match(
+        outcome?.error?.hint ?? "",
+        /ssh -p 22 root@.* nixos-install --system \/nix\/store\/\S+ --root /,
+      );
+      const text = await tp.cli(
+        ["deploy", ".#newhost", "--install", "--root", root, "--inventory", inventory],
+        {
+          cwd: flake,
+        },
+      );
+      assert.equal(text.exitCode, 1);
+      assert.match(
+        text.stderr,
+        /error: nixos-install failed on target newhost with exit 1: error: no boot loader/,
+      );
+    });
   });
 });
