@@ -22,7 +22,7 @@ import type { Generation } from "../core/deploy/generations.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { buildSystems } from "../deploy/system-build.js";
 import { deploySystem, linkTargets, listGenerations, rollbackTargets } from "../deploy/run-deploy.js";
-import { planDeploySystems } from "../core/deploy/deploy-systems.js";
+import { isHostFragment, planDeploySystems } from "../core/deploy/deploy-systems.js";
 import { checkInstallFlags, parseInstallRoot } from "../core/deploy/install.js";
 import { checkInstallTargets, installSystem } from "../deploy/install.js";
 import { readInstallables } from "../dispatch/installables.js";
@@ -181,10 +181,13 @@ export const registerDeploy: RegisterCommands = (program, context) => {
         const [installable] = await readInstallables([file as string], fileOptionsOf(opts), flake);
         if (!installable)
           throw usage("nixpool deploy needs a system to build.", "For example: nixpool deploy .#web");
-        const names =
-          installable.kind === "flake"
-            ? await flakeAttrNames(installable, "nixosConfigurations", flake, controller.signal)
-            : undefined;
+        // The configurations' names, only when one is chosen by name (.#HOST, or . with targets).
+        const byName =
+          installable.kind === "flake" &&
+          (installable.fragment === "" || isHostFragment(installable.fragment));
+        const names = byName
+          ? await flakeAttrNames(installable, "nixosConfigurations", flake, controller.signal)
+          : undefined;
         const plan = planDeploySystems(installable, [...new Set(opts.target)], names);
         const targets = await ctx.selectTargets([...new Set(plan.flatMap((a) => a.targets))]);
         // A new host that cannot install is found before a long build, not after it.

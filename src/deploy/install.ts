@@ -1,12 +1,14 @@
 import type { TargetOutcome } from "../core/deploy/deploy-outcome.js";
 import {
   installFailedError,
+  installInterruptedError,
   installNextStep,
   installPreflightArgv,
   nixosInstallArgv,
   preflightError,
 } from "../core/deploy/install.js";
 import type { DeployTarget } from "../core/deploy/target.js";
+import { isNixpoolError } from "../core/errors.js";
 import { copySystem, deployOne, linkTargets, mapBounded, type DeployOptions } from "./run-deploy.js";
 import type { BuiltSystem } from "./system-build.js";
 import { runOnTarget, type TargetLink } from "./target-ssh.js";
@@ -69,6 +71,10 @@ export async function installSystem(
         timeout: INSTALL_TIMEOUT_MS,
         reject: false,
         ...(o.signal ? { signal: o.signal } : {}),
+      }).catch((e: unknown) => {
+        if (isNixpoolError(e) && e.code === "INTERRUPTED")
+          throw installInterruptedError(t, system.path, o.root);
+        throw e;
       });
       if (r.exitCode !== 0) throw installFailedError(t, system.path, o.root, r.exitCode, r.stderr);
       progress(`installed under ${o.root}`);

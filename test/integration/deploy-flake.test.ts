@@ -1,14 +1,17 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { run } from "../../src/adapters/runner.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 import { statePaths } from "../../src/config/state-paths.js";
 import type { TargetOutcome } from "../../src/core/deploy/deploy-outcome.js";
 import { hostExecArgv } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
 import { freshSeed } from "../helpers/example-builds.js";
-import { makeTempDir } from "../helpers/cli.js";
+import { CLI, makeTempDir } from "../helpers/cli.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 
 const FIXTURES = resolve(import.meta.dirname, "../fixtures");
@@ -39,7 +42,8 @@ async function makeStandInFlake(dir: string, seed: string): Promise<void> {
  * A stand-in for nixos-install, for a pool host: records its arguments in /root/nixos-install-args
  * (each host has its own /root), then checks what the real one needs before it installs: the
  * mount point exists, the system is valid in this machine's store. A file `fail-boot-loader`
- * under the root makes it fail as a boot loader that cannot be installed does.
+ * under the root makes it fail as a boot loader that cannot be installed does; `slow-install`
+ * makes it take 10 s (time to interrupt nixpool during it).
  */
 const STAND_IN_NIXOS_INSTALL = `#!/bin/sh
 printf '%s\\n' "$@" > /root/nixos-install-args
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
 done
 [ -e "$root" ] || { echo "mount point $root doesn't exist" >&2; exit 1; }
 nix-store --check-validity "$system" || { echo "error: path '$system' is not valid" >&2; exit 1; }
+[ -e "$root/slow-install" ] && sleep 10
 echo "installing the boot loader..." >&2
 if [ -e "$root/fail-boot-loader" ]; then echo "error: no boot loader could be installed (on purpose)" >&2; exit 1; fi
 echo "installation finished!" >&2
@@ -388,6 +393,41 @@ describe("nixpool deploy of a flake's NixOS configurations to local pool hosts",
       assert.match(
         text.stderr,
         /error: nixos-install failed on target newhost with exit 1: error: no boot loader/,
+      );
+    });
+
+    test("Ctrl-C during nixos-install: exit 130, saying the install may be half done and how to run it again", async () => {
+      const root = join(tmp.dir, "slow-root");
+      await mkdir(root);
+      await writeFile(join(root, "slow-install"), "");
+      const argsFile = join(statePaths(tp.stateDir).localPool.host(h2.name).rootHome, "nixos-install-args");
+      await rm(argsFile, { force: true });
+      const child = spawn(
+        "node",
+        [CLI, "--state-dir", tp.stateDir, "deploy", ".#newhost", "--install", "--root", root].concat([
+          "--inventory",
+          inventory,
+        ]),
+        { cwd: flake, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let stderr = "";
+      child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+      const exited = once(child, "exit");
+      const started = await waitFor(async () => (await installArgs(h2)).length > 0, {
+        timeoutMs: 120_000,
+        intervalMs: 100,
+      });
+      assert.ok(started, stderr);
+      child.kill("SIGINT");
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 130, stderr);
+      assert.match(
+        stderr,
+        /error: Interrupted during nixos-install on target newhost: it may still be running there or have stopped half way/,
+      );
+      assert.match(
+        stderr,
+        /hint: Run it again to be sure .*nixos-install --system \/nix\/store\/\S+ --root /,
       );
     });
   });

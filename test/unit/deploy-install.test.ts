@@ -5,6 +5,7 @@ import {
   checkInstallFlags,
   DEFAULT_INSTALL_ROOT,
   installFailedError,
+  installInterruptedError,
   installNextStep,
   installPreflightArgv,
   nixosInstallArgv,
@@ -112,6 +113,20 @@ describe("deploy --install: what runs on the target", () => {
     assert.equal(
       installFailedError(T, SYSTEM, "/mnt", 2, "").message,
       "nixos-install failed on target newhost with exit 2.",
+    );
+  });
+
+  it("interrupted during nixos-install: exit 130, the install may be half done, the command to run it again", () => {
+    const e = installInterruptedError(T, SYSTEM, "/mnt");
+    assert.equal(e.code, "INTERRUPTED");
+    assert.equal(e.exitCode, ExitCode.interrupted);
+    assert.match(
+      e.message,
+      /^Interrupted during nixos-install on target newhost: .* \/mnt may not boot yet\.$/,
+    );
+    assert.match(
+      e.hint ?? "",
+      /ssh -p 22 root@192\.0\.2\.7 nixos-install --system \/nix\/store\/\S+ --root \/mnt /,
     );
   });
 

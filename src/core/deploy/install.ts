@@ -168,6 +168,22 @@ export function installFailedError(
   );
 }
 
+/**
+ * INTERRUPTED (130) during nixos-install: nixpool stopped waiting; on the target the install may
+ * run on or stop half way, so ROOT is not known to be bootable.
+ */
+export function installInterruptedError(t: TargetLogin, system: string, root: string): NixpoolError {
+  return new NixpoolError(
+    "INTERRUPTED",
+    `Interrupted during nixos-install on target ${t.name}: it may still be running there or have stopped half way, so ${root} may not boot yet.`,
+    {
+      hint: `Run it again to be sure (the system is in the installer's store): ${loginCommand(t)} ${nixosInstallArgv(system, root).map(quoteShellWord).join(" ")}`,
+      exitCode: ExitCode.interrupted,
+      details: { target: t.name },
+    },
+  );
+}
+
 /** What to do once the system is installed: reboot into it, and pin the host key it will present. */
 export function installNextStep(t: TargetLogin, root: string): string {
   return (
