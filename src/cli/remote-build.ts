@@ -2,7 +2,8 @@ import { trapSignals } from "../adapters/signals.js";
 import type { DerivationRecord } from "../core/build-record.js";
 import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../core/errors.js";
-import { evaluateDerivations, type EvaluateRequest } from "../dispatch/evaluate.js";
+import { evaluateDerivations, type EvaluatedRoot, type EvaluateRequest } from "../dispatch/evaluate.js";
+import type { SubmitRequest } from "../serve/coordinator-types.js";
 import { outLinkStyle } from "../core/installable.js";
 import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
@@ -11,7 +12,7 @@ import type { ClientBuildDetail } from "../serve/client/coordinator-responses.js
 import type { Context } from "./context.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "./dispatch-output.js";
 
-export interface RemoteBuildOptions {
+export interface RemoteBuildOptions extends FollowDisplay {
   /** What to evaluate here (this machine shares the coordinator's store). */
   source: Omit<EvaluateRequest, "signal">;
   /** The build's name in the coordinator's history and dashboard. */
@@ -21,29 +22,36 @@ export interface RemoteBuildOptions {
   copyBack: "needed" | "all";
   builders: string[];
   tags: string[];
-  json: boolean;
-  quiet: boolean;
-  printLogs: boolean;
   timeline: string | undefined;
 }
 
 /** After Ctrl-C, how long the client waits for the coordinator to confirm the cancellation. */
 const CANCEL_WAIT_MS = 15_000;
 
+/** How a followed remote build is shown: the live status, -L logs, or nothing (--json, --quiet). */
+export interface FollowDisplay {
+  json: boolean;
+  quiet: boolean;
+  printLogs: boolean;
+}
+
 /**
- * `nixpool build` through a coordinator: evaluates here (same store), submits, follows the build's
- * event stream with the live status a local build shows, then makes the out-link and prints the
- * same report (--json: the same shape, plus the build id). Ctrl-C cancels this build only.
+ * Submits a build to a coordinator and follows its event stream with the live status a local
+ * build shows, until it ends; returns its detail, whatever its status. `prepare` makes the request
+ * (evaluating here, in the same store) under the same Ctrl-C handling: Ctrl-C before the build is
+ * named stops here, after it cancels this build only (and waits for the coordinator to confirm).
  */
-export async function runRemoteBuild(
+export async function followRemoteBuild(
   ctx: Context,
   client: CoordinatorClient,
-  o: RemoteBuildOptions,
-): Promise<void> {
+  display: FollowDisplay,
+  prepare: (signal: AbortSignal) => Promise<SubmitRequest>,
+): Promise<ClientBuildDetail> {
   const controller = new AbortController();
   const untrap = trapSignals(controller);
-  const showProgress = !o.json && !o.quiet;
-  const progress = showProgress || o.printLogs ? progressPrinter(ctx, o.printLogs, showProgress) : undefined;
+  const showProgress = !display.json && !display.quiet;
+  const progress =
+    showProgress || display.printLogs ? progressPrinter(ctx, display.printLogs, showProgress) : undefined;
   const reading = new AbortController();
   let id: string | undefined;
   let cancelling: Promise<void> | undefined;
@@ -60,22 +68,14 @@ export async function runRemoteBuild(
     else cancel();
   });
   try {
-    const roots = await evaluateDerivations({ ...o.source, signal: controller.signal });
+    const request = await prepare(controller.signal);
     if (controller.signal.aborted) throw interrupted();
     const end = await client.submit(
-      {
-        derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
-        label: o.label,
-        keepGoing: o.keepGoing,
-        copyBack: o.copyBack,
-        ...(o.builders.length ? { builders: o.builders } : {}),
-        ...(o.tags.length ? { tags: o.tags } : {}),
-      },
+      request,
       (e) => {
         if (e.type === "submitted") {
           id = e.id;
-          if (!o.json && !o.quiet)
-            ctx.output.err(`build ${e.id} submitted to the coordinator at ${client.name}`);
+          if (showProgress) ctx.output.err(`build ${e.id} submitted to the coordinator at ${client.name}`);
           if (controller.signal.aborted) cancel();
         } else if (e.type === "dispatch") progress?.onEvent(e.event);
       },
@@ -90,33 +90,58 @@ export async function runRemoteBuild(
         "COORDINATOR_BAD_RESPONSE",
         `The coordinator at ${client.name} never named the build.`,
       );
-    const choice: DispatcherChoice = {
-      kind: "nixpool",
-      reason: `the coordinator at ${client.name}, build ${detail.id}`,
-    };
-    if (detail.status !== "succeeded") throw buildError(detail, client.name);
-    if (detail.outputs.length !== roots.length) {
-      throw new NixpoolError(
-        "COORDINATOR_BAD_RESPONSE",
-        `The coordinator at ${client.name} answered ${detail.outputs.length} outputs for ${roots.length} roots.`,
-      );
-    }
-    if (o.outLink !== null) {
-      const links = outLinkNames(
-        o.outLink,
-        roots.map((r, i) => ({ outputName: r.output, path: detail.outputs[i] ?? "" })),
-        outLinkStyle(o.source.installables),
-      );
-      await createOutLinks(links, controller.signal);
-    }
-    const result = resultOf(detail, o.outLink);
-    if (o.timeline) await writeTimeline(o.timeline, result, o.label);
-    if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
-    printDispatchReport(ctx, result, choice);
+    return detail;
   } finally {
     progress?.close();
     untrap();
   }
+}
+
+/**
+ * `nixpool build` through a coordinator: evaluates here (same store), submits, follows the build
+ * (followRemoteBuild), then makes the out-link and prints the same report (--json: the same shape,
+ * plus the build id). Ctrl-C cancels this build only.
+ */
+export async function runRemoteBuild(
+  ctx: Context,
+  client: CoordinatorClient,
+  o: RemoteBuildOptions,
+): Promise<void> {
+  let roots: EvaluatedRoot[] = [];
+  const detail = await followRemoteBuild(ctx, client, o, async (signal) => {
+    roots = await evaluateDerivations({ ...o.source, signal });
+    return {
+      derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
+      label: o.label,
+      keepGoing: o.keepGoing,
+      copyBack: o.copyBack,
+      ...(o.builders.length ? { builders: o.builders } : {}),
+      ...(o.tags.length ? { tags: o.tags } : {}),
+    };
+  });
+  const choice: DispatcherChoice = {
+    kind: "nixpool",
+    reason: `the coordinator at ${client.name}, build ${detail.id}`,
+  };
+  if (detail.status !== "succeeded") throw buildError(detail, client.name);
+  if (detail.outputs.length !== roots.length) {
+    throw new NixpoolError(
+      "COORDINATOR_BAD_RESPONSE",
+      `The coordinator at ${client.name} answered ${detail.outputs.length} outputs for ${roots.length} roots.`,
+    );
+  }
+  if (o.outLink !== null) {
+    const links = outLinkNames(
+      o.outLink,
+      roots.map((r, i) => ({ outputName: r.output, path: detail.outputs[i] ?? "" })),
+      outLinkStyle(o.source.installables),
+    );
+    await createOutLinks(links);
+  }
+  const result = resultOf(detail, o.outLink);
+  if (o.timeline) await writeTimeline(o.timeline, result, o.label);
+  if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
+  printDispatchReport(ctx, result, choice);
 }
 
 function interrupted(): NixpoolError {
@@ -124,7 +149,7 @@ function interrupted(): NixpoolError {
 }
 
 /** The build's own error (its code when nixpool knows it), else BUILD_FAILED. */
-function buildError(d: ClientBuildDetail, where: string): NixpoolError {
+export function buildError(d: ClientBuildDetail, where: string): NixpoolError {
   const code =
     d.error && (ERROR_CODES as readonly string[]).includes(d.error.code)
       ? (d.error.code as ErrorCode)

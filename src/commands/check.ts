@@ -15,13 +15,19 @@ import {
   type CheckMember,
   type CheckRow,
 } from "../core/flake-check.js";
-import type { FlakeInstallable, FlakeOptions } from "../core/installable.js";
+import { flakeLabel, type FlakeInstallable, type FlakeOptions } from "../core/installable.js";
+import { buildError, followRemoteBuild } from "../cli/remote-build.js";
+import { CoordinatorClient } from "../serve/client/coordinator-client.js";
+import { findCoordinator } from "../serve/client/coordinator-target.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
+import { compareNatural } from "../core/natural-order.js";
 import { evaluateFlake, onceEach, type EvaluatedRoot } from "../dispatch/evaluate.js";
 import { readInstallables } from "../dispatch/installables.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
 
 interface CheckFlags extends InstallableFlags {
+  /** A URL, false for --no-coordinator, undefined: NIXPOOL_COORDINATOR or this state directory's serve. */
+  coordinator?: string | false;
   all?: boolean;
   keepGoing?: boolean;
   copyBack?: string;
@@ -85,8 +91,12 @@ async function evaluateParts(
     }
     for (const f of failed) members.push({ name: f.attr, kind: part.kind, error: f.error.message, built });
   }
+  // c2 before c10, as a person reads them; checks, then packages, then systems.
+  members.sort((a, b) => KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || compareNatural(a.name, b.name));
   return { members, roots };
 }
+
+const KIND_ORDER = { check: 0, package: 1, nixos: 2 } as const;
 
 /** The build's records, also when some derivations failed (keep-going: the error carries them). */
 async function buildRecords(
@@ -171,6 +181,11 @@ export const registerCheck: RegisterCommands = (program, context) => {
     .option("--builder <name>", "build only on this builder (repeatable)", collectName, [])
     .option("--tag <tag>", "build only on builders with this tag (repeatable)", collectName, [])
     .option("--timeline <file.svg>", "draw the checks' builds as a Gantt chart")
+    .option(
+      "--coordinator <url>",
+      "build the checks through a coordinator: unix:/path/api.sock or http://HOST:PORT",
+    )
+    .option("--no-coordinator", "build here even if a nixpool serve runs on this state directory")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
     .option(
@@ -213,6 +228,38 @@ export const registerCheck: RegisterCommands = (program, context) => {
               exitCode: ExitCode.usage,
             },
           );
+        }
+        const target =
+          opts.coordinator === false
+            ? undefined
+            : await findCoordinator(opts.coordinator, ctx.stateDir, process.env);
+        if (target && roots.length) {
+          progress?.close();
+          const client = new CoordinatorClient(target);
+          const detail = await followRemoteBuild(
+            ctx,
+            client,
+            { json: opts.json === true, quiet: opts.quiet === true, printLogs: opts.printBuildLogs === true },
+            () =>
+              Promise.resolve({
+                derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
+                label: `check ${flakeLabel(flake)}`,
+                keepGoing: opts.keepGoing !== false,
+                copyBack: copyBack === "all" ? "all" : "needed",
+                ...(opts.builder.length ? { builders: opts.builder } : {}),
+                ...(opts.tag.length ? { tags: opts.tag } : {}),
+              }),
+          );
+          // A failed check is in the report; a build that failed otherwise (cancelled, no builder) is an error.
+          if (!detail.report || detail.status === "cancelled") throw buildError(detail, client.name);
+          report(
+            ctx,
+            checkRows(members, detail.report.records),
+            Date.now() - t0,
+            opts.json === true,
+            flake.shown,
+          );
+          return;
         }
         const builders = (await ctx.selectBuilders(opts.builder)).filter((b) =>
           opts.tag.every((t) => b.tags.includes(t)),

@@ -1,4 +1,6 @@
+import { readFile } from "node:fs/promises";
 import { run } from "../adapters/runner.js";
+import { outputPaths, parseDerivation } from "../core/derivation.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { flakeEvalError } from "../core/flake-errors.js";
 import {
@@ -127,7 +129,7 @@ export async function evaluateFlake(
     ...(signal ? { signal } : {}),
   });
   if (onWarning) for (const m of splitNixMessages(r.stderr)) if (m.startsWith("warning:")) onWarning(m);
-  if (r.exitCode !== 0) throw flakeEvalError(r.stderr, i, await flakeSource(i, flake));
+  if (r.exitCode !== 0) throw await flakeFailure(r.stderr, i, flake);
   const entries = parseWalkOutput(r.stdout, i.shown);
   if (entries.length === 0) {
     throw new NixpoolError("FLAKE_NO_DERIVATIONS", `${i.shown} holds no derivation to build.`, {
@@ -167,10 +169,22 @@ async function memberError(
     timeout: 0,
     ...(signal ? { signal } : {}),
   });
-  if (r.exitCode !== 0) return flakeEvalError(r.stderr, member, await flakeSource(i, flake));
+  if (r.exitCode !== 0) return flakeFailure(r.stderr, member, flake);
   return new NixpoolError("NIX_EVAL_FAILED", `Nix could not evaluate ${member.shown}.`, {
     hint: `Check it with: nix --extra-experimental-features 'nix-command flakes' eval --show-trace ${member.shown}`,
   });
+}
+
+/**
+ * The error of a failed flake evaluation. Only an evaluation error with a position in a store
+ * copy asks Nix where the flake's checkout is (a second call, which must not fetch inputs again
+ * when the failure was the network).
+ */
+async function flakeFailure(stderr: string, i: FlakeInstallable, flake: FlakeOptions): Promise<NixpoolError> {
+  const error = flakeEvalError(stderr, i);
+  const inStore = /^\s*at \/nix\/store\/[0-9a-df-np-sv-z]{32}-source\//m.test(stderr);
+  if (error.code !== "NIX_EVAL_FAILED" || !inStore) return error;
+  return flakeEvalError(stderr, i, await flakeSource(i, flake));
 }
 
 const metadataSchema = z.object({
@@ -288,7 +302,24 @@ export async function flakeAttrNames(
     if (error.code === "FLAKE_ATTRIBUTE_MISSING") return [];
     throw error;
   }
-  const names = z.array(z.string()).safeParse(JSON.parse(r.stdout));
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  const names = z.array(z.string()).safeParse(json);
   if (!names.success) throw new NixpoolError("NIX_EVAL_FAILED", `${i.ref}#${attr} is not an attribute set.`);
   return names.data;
+}
+
+/** The store path of an evaluated root's output, read from its `.drv` (the derivation need not be built). */
+export async function rootOutputPath(root: EvaluatedRoot): Promise<string> {
+  const drv = parseDerivation(await readFile(root.drv, "utf8"), root.drv);
+  const path = outputPaths(drv).get(root.output);
+  if (path === undefined)
+    throw new NixpoolError("DRV_GRAPH_INVALID", `${root.drv} has no output ${root.output}.`, {
+      hint: `See its outputs with: nix show-derivation ${root.drv}`,
+    });
+  return path;
 }
