@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError, configError, isNixpoolError } from "../core/errors.js";
@@ -36,9 +35,7 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
-import { GivenDerivationSchema } from "./given-derivation.js";
-import { USER_NAME_PATTERN } from "../core/access/names.js";
-import { givenDerivationsOf, submitterOf } from "./submit-checks.js";
+import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -57,26 +54,6 @@ export interface CoordinatorOptions {
   /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
   gatewayUids?: readonly number[];
 }
-
-const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
-const submitSchema = z.strictObject({
-  derivations: z
-    .array(
-      z.strictObject({
-        drv: z.string().regex(STORE_DRV),
-        output: z.string().min(1).max(200),
-        given: GivenDerivationSchema.optional(),
-      }),
-    )
-    .min(1)
-    .max(10_000),
-  label: z.string().max(500),
-  keepGoing: z.boolean().optional(),
-  copyBack: z.enum(["needed", "all"]).optional(),
-  builders: z.array(z.string()).optional(),
-  tags: z.array(z.string()).optional(),
-  onBehalfOf: z.string().regex(USER_NAME_PATTERN).optional(),
-});
 
 interface LiveBuild {
   id: BuildId;
