@@ -41,12 +41,21 @@ export function flakeEvalError(
       },
     );
   }
-  if (/could not find a flake\.nix file/.test(all)) {
-    return new NixpoolError("NOT_A_FLAKE", `${i.ref} is not a flake: it has no flake.nix.`, {
-      hint: `Build a Nix file instead (nixpool build FILE.nix -A ATTR), or create a flake there: nix flake init`,
-      exitCode: ExitCode.usage,
-      details,
-    });
+  // Nix 2.8 searches a path's parents for flake.nix, stopping at / (or a filesystem boundary) or at a git root.
+  if (
+    /could not find a flake\.nix file|is not part of a flake \(|unable to find a flake before encountering filesystem boundary/.test(
+      all,
+    )
+  ) {
+    return new NixpoolError(
+      "NOT_A_FLAKE",
+      `${i.ref} is not a flake: neither it nor a parent directory has a flake.nix.`,
+      {
+        hint: `Build a Nix file instead (nixpool build FILE.nix -A ATTR), or create a flake there: nix flake init`,
+        exitCode: ExitCode.usage,
+        details,
+      },
+    );
   }
   const tried = /does not provide attribute (.+)$/m.exec(all)?.[1];
   if (tried !== undefined) {

@@ -75,8 +75,9 @@ export function localFlakePath(ref: string): string | undefined {
 
 /**
  * The installable a command-line word names. A word with `#`, or a URL (`path:…`), is a flake
- * reference; a directory with a flake.nix is a flake; a file, or a directory with only a
- * default.nix, is a Nix file (as nix-build takes it); a word that names nothing on disk is a
+ * reference; a directory with a flake.nix (or with neither flake.nix nor default.nix: Nix looks for
+ * a flake.nix above it) is a flake; a file, or a directory with only a default.nix, is a Nix file
+ * (as nix-build takes it); a word that names nothing on disk is a
  * Nix file when it looks like a path (`x.nix`, `a/b`), else a flake registry name (`nixpkgs#hello`).
  * `abs` is the word's path made absolute; `facts` what the file system says of it.
  */
@@ -95,13 +96,9 @@ export function parseInstallable(
   const hash = text.indexOf("#");
   const local = hash < 0 && !SCHEME.test(text);
   if (local && facts.exists) {
-    if (facts.isDirectory && facts.hasFlakeNix) return flake(abs, "", text);
-    if (facts.isDirectory && !facts.hasDefaultNix) {
-      throw new NixpoolError("NOT_A_FLAKE", `${text} holds neither a flake.nix nor a default.nix.`, {
-        hint: `Build a flake's output (nixpool build DIR#ATTR) or a Nix file (nixpool build FILE.nix -A ATTR); to make ${text} a flake: nix flake init`,
-        exitCode: ExitCode.usage,
-      });
-    }
+    // Without a default.nix, a directory is a flake reference as nix build reads it: Nix searches
+    // the parent directories for the flake.nix (`nixpool build .` in a flake's src/), or says none.
+    if (facts.isDirectory && (facts.hasFlakeNix || !facts.hasDefaultNix)) return flake(abs, "", text);
     if (!facts.isDirectory && /(^|\/)flake\.nix$/.test(text)) {
       const dir = text.replace(/(^|\/)flake\.nix$/, "") || ".";
       throw new NixpoolError("USAGE", `${text} is a flake, not a Nix file to build.`, {

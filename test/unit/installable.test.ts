@@ -86,10 +86,14 @@ test("a directory with flake.nix is a flake; a file or a default.nix directory i
   // Missing and path-like: a Nix file, so nix-instantiate names it (NIX_FILE_NOT_FOUND) as before.
   assert.equal(parseInstallable("gone.nix", "/w/gone.nix", missing, none).kind, "file");
   assert.equal(parseInstallable("a/b", "/w/a/b", missing, none).kind, "file");
-  assert.equal(
-    codeOf(() => parseInstallable("empty", "/w/empty", dir(false), none)),
-    "NOT_A_FLAKE",
-  );
+  // Neither flake.nix nor default.nix: a flake reference, as nix build reads it (Nix searches the
+  // parent directories for flake.nix, so `nixpool build .` works in a flake's subdirectory).
+  assert.deepEqual(parseInstallable(".", "/w/src", dir(false), none), {
+    kind: "flake",
+    ref: "/w/src",
+    fragment: "",
+    shown: ".",
+  });
   assert.equal(
     codeOf(() => parseInstallable("flake.nix", "/w/flake.nix", file, none)),
     "USAGE",
@@ -220,6 +224,19 @@ test("Nix's flake errors are told apart by cause", () => {
       "path '/x' does not contain a 'flake.nix', searching up\nerror: could not find a flake.nix file\n",
       i,
     ).code,
+    "NOT_A_FLAKE",
+  );
+  // Nix 2.8's other ways of saying no flake.nix was found searching up from a directory.
+  assert.equal(
+    flakeEvalError(
+      "error: path '/g' is not part of a flake (neither it nor its parent directories contain a 'flake.nix' file)\n",
+      i,
+    ).code,
+    "NOT_A_FLAKE",
+  );
+  assert.equal(
+    flakeEvalError("error: unable to find a flake before encountering filesystem boundary at '/mnt'\n", i)
+      .code,
     "NOT_A_FLAKE",
   );
   assert.equal(
