@@ -188,6 +188,14 @@ test("the walk's answer is validated; labels and out-link names follow nix build
       bad,
     );
   assert.match(derivationWalkExpr({ deep: true, toplevel: true }), /config\.system\.build\.toplevel/);
+  // A member evaluated alone (its set's walk failed): a nested set is entered only as the set's walk
+  // would enter it, and a NixOS configuration is its own toplevel.
+  assert.match(derivationWalkExpr({ deep: false, toplevel: false, member: true }), /\(false \|\| false \|\|/);
+  assert.match(derivationWalkExpr({ deep: false, toplevel: false }), /\(p == \[\] \|\| false \|\|/);
+  assert.match(
+    derivationWalkExpr({ deep: false, toplevel: true, member: true }),
+    /walk \[\] \(v\.config\.system\.build\.toplevel\)/,
+  );
   const f = parseInstallable(".#checks.x86_64-linux", "/w", missing, none) as FlakeInstallable;
   assert.equal(memberLabel(f, ["a b"]), '.#checks.x86_64-linux."a b"');
   assert.equal(memberLabel(parseInstallable(".", "/w", dir(true), none) as FlakeInstallable, ["x"]), ".#x");
