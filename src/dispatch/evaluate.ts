@@ -85,6 +85,7 @@ export function flakeEvalArgv(i: FlakeInstallable, flake: FlakeOptions, select: 
  */
 export async function evaluateDerivations(req: EvaluateRequest): Promise<EvaluatedRoot[]> {
   const warn = onceEach(req.onWarning);
+  await lockFlakes(req.installables, req.flake, req.signal, warn);
   const parts = await Promise.all(
     req.installables.map(async (i) => {
       if (i.kind === "file") return instantiate(i, req.signal);
@@ -95,6 +96,35 @@ export async function evaluateDerivations(req: EvaluateRequest): Promise<Evaluat
     }),
   );
   return parts.flat();
+}
+
+/**
+ * Locks each flake that several evaluations are about to read, once, before they run in parallel:
+ * each would otherwise create or update its lock file (and with --commit-lock-file commit it),
+ * racing the others in git ("program 'git' failed"). `nix flake metadata` locks as an evaluation
+ * does, with the same flags, and evaluates no output. An error it shows for sure (the flake is
+ * missing, an input unreachable) is thrown; an evaluation error is left to the evaluation.
+ */
+export async function lockFlakes(
+  installables: readonly Installable[],
+  flake: FlakeOptions,
+  signal?: AbortSignal,
+  onWarning?: (message: string) => void,
+): Promise<void> {
+  const refs = installables.flatMap((i) => (i.kind === "flake" ? [i.ref] : []));
+  if (refs.length < 2 || flake.noWriteLockFile) return;
+  await Promise.all(
+    [...new Set(refs)].map(async (ref) => {
+      const r = await run(
+        ["nix", ...FLAKE_FEATURES, "flake", "metadata", "--json", ref, ...flakeOptionArgv(flake)],
+        { reject: false, timeout: 0, ...(signal ? { signal } : {}) },
+      );
+      if (onWarning) for (const m of splitNixMessages(r.stderr)) if (m.startsWith("warning:")) onWarning(m);
+      if (r.exitCode === 0) return;
+      const error = flakeEvalError(r.stderr, { kind: "flake", ref, fragment: "", shown: ref });
+      if (error.code !== "NIX_EVAL_FAILED") throw error;
+    }),
+  );
 }
 
 /** A warning callback that passes each distinct message once (every evaluation repeats them). */
