@@ -264,6 +264,20 @@ test("Nix's flake errors are told apart by cause", () => {
   );
   assert.equal(net.code, "FLAKE_INPUT_UNAVAILABLE");
   assert.match(net.hint ?? "", /--override-input/);
+  // A word that names nothing here is a registry name to Nix: offline, the registry is what fails,
+  // not an input (a typo of a file name must not be told to use --override-input).
+  const registry =
+    "error: unable to download 'https://github.com/NixOS/flake-registry/raw/master/flake-registry.json': Couldn't resolve host name (6)\n";
+  const typo = flakeEvalError(
+    registry,
+    parseInstallable("grpah", "/w/grpah", missing, none) as FlakeInstallable,
+  );
+  assert.equal(typo.code, "FLAKE_INPUT_UNAVAILABLE");
+  assert.match(typo.message, /grpah is no file or directory here.*flake registry/);
+  assert.doesNotMatch(typo.hint ?? "", /--override-input/);
+  assert.match(typo.hint ?? "", /\.\/grpah/);
+  // An input named by registry (inputs.nixpkgs.url = "nixpkgs") is still an input.
+  assert.match(flakeEvalError(registry, i).hint ?? "", /--override-input/);
   const evalError = flakeEvalError(
     "error: cannot add a string to an integer\n\n       at /nix/store/gpwxv37q6libkd2j8nc92d96fk6l5ycr-source/flake.nix:1:117:\n\n(use '--show-trace' to show detailed location information)\n",
     i,
