@@ -21,7 +21,7 @@ import { CoordinatorClient } from "../serve/client/coordinator-client.js";
 import { findCoordinator } from "../serve/client/coordinator-target.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
 import { compareNatural } from "../core/natural-order.js";
-import { evaluateFlake, onceEach, type EvaluatedRoot } from "../dispatch/evaluate.js";
+import { evaluateFlake, lockFlakes, onceEach, type EvaluatedRoot } from "../dispatch/evaluate.js";
 import { readInstallables } from "../dispatch/installables.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
 
@@ -69,8 +69,15 @@ async function evaluateParts(
   onWarning: ((m: string) => void) | undefined,
 ): Promise<{ members: CheckMember[]; roots: EvaluatedRoot[] }> {
   const system = options.system ?? localSystem();
+  const toEvaluate = checkParts(flake, system);
+  await lockFlakes(
+    toEvaluate.map((p) => p.installable),
+    options,
+    signal,
+    onWarning,
+  );
   const parts = await Promise.all(
-    checkParts(flake, system).map(async (part) => {
+    toEvaluate.map(async (part) => {
       try {
         return { part, ...(await evaluateFlake(part.installable, options, part.select, signal, onWarning)) };
       } catch (e) {
