@@ -65,8 +65,11 @@ export async function downloadOutputs(
   signal?: AbortSignal,
 ): Promise<Transferred> {
   if (outputs.length === 0) return { paths: 0, bytes: 0 };
-  const closure = await client.closure(outputs);
   return withLocalStore(signal, async (local) => {
+    // A valid path's closure is valid too: a client on the coordinator's machine asks it nothing
+    // (the coordinator may already be gone, drained, once the build has ended).
+    if ((await local.queryValidPaths(outputs)).length === outputs.length) return { paths: 0, bytes: 0 };
+    const closure = await client.closure(outputs);
     const have = new Set(await local.queryValidPaths(closure));
     const missing = closure.filter((p) => !have.has(p));
     if (missing.length === 0) return { paths: 0, bytes: 0 };
