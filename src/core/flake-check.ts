@@ -2,7 +2,8 @@
 // from the evaluation and the dispatcher's records. Pure.
 import type { DerivationRecord } from "./build-record.js";
 import { phaseTotals } from "./build-record.js";
-import type { FlakeInstallable, FlakeSelect } from "./installable.js";
+import type { FlakeInstallable } from "./installable.js";
+import type { FlakeSelect } from "./flake-walk.js";
 
 /** What `nix flake check` looks at: checks are built, packages and NixOS systems evaluated (built with --all). */
 export type CheckKind = "check" | "package" | "nixos";

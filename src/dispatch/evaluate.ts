@@ -4,19 +4,21 @@ import { outputPaths, parseDerivation } from "../core/derivation.js";
 import { ExitCode, NixpoolError, isNixpoolError } from "../core/errors.js";
 import { flakeEvalError } from "../core/flake-errors.js";
 import {
-  derivationWalkExpr,
   FLAKE_FEATURES,
   flakeOptionArgv,
   memberLabel,
-  parseWalkOutput,
-  SET_MEMBERS_EXPR,
   showAttrPath,
   type FileInstallable,
   type FlakeInstallable,
   type FlakeOptions,
-  type FlakeSelect,
   type Installable,
 } from "../core/installable.js";
+import {
+  derivationWalkExpr,
+  parseWalkOutput,
+  SET_MEMBERS_EXPR,
+  type FlakeSelect,
+} from "../core/flake-walk.js";
 import { evalFailure, splitNixMessages } from "../core/nix-eval-errors.js";
 import { z } from "zod";
 

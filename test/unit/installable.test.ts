@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import {
   checkFileOptions,
   checkFlakeOptions,
-  derivationWalkExpr,
   flakeAttrCandidates,
   flakeOptionArgv,
   installablesLabel,
@@ -12,10 +11,10 @@ import {
   outLinkStyle,
   parseInstallable,
   parseSystem,
-  parseWalkOutput,
   type FlakeInstallable,
   type PathFacts,
 } from "../../src/core/installable.js";
+import { derivationWalkExpr, parseWalkOutput } from "../../src/core/flake-walk.js";
 import { NixpoolError } from "../../src/core/errors.js";
 import { flakeEvalError } from "../../src/core/flake-errors.js";
 import { outLinkNames } from "../../src/dispatch/out-links.js";
