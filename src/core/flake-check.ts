@@ -20,7 +20,8 @@ export function checkParts(flake: FlakeInstallable, system: string): CheckPart[]
   const part = (kind: CheckKind, fragment: string, toplevel = false): CheckPart => ({
     kind,
     installable: { ...flake, fragment, shown: `${flake.shown.split("#")[0] ?? "."}#${fragment}` },
-    select: { deep: false, toplevel },
+    // nix flake check requires every check to be a derivation: one that is not is named, not skipped.
+    select: { deep: false, toplevel, strict: kind === "check" },
   });
   return [
     part("check", `checks.${system}`),

@@ -18,6 +18,11 @@ export interface FlakeSelect {
    * sets are followed as the set's walk follows them, and a NixOS configuration is its toplevel.
    */
   member?: boolean;
+  /**
+   * Every member must be a derivation (a flake's checks, as `nix flake check` requires): one that
+   * is not, and is no set to follow, is listed as `{attr, notDerivation: true}` instead of skipped.
+   */
+  strict?: boolean;
 }
 
 /**
@@ -42,6 +47,9 @@ export function derivationWalkExpr(select: FlakeSelect): string {
       : "builtins.mapAttrs (n: c: c.config.system.build.toplevel) v";
   // A set named by the user is always entered; a member evaluated alone is a nested set.
   const entered = select.member ? "false" : "p == []";
+  // A member of the set named by the user: depth 1, or the value itself when evaluated alone.
+  const topMember = select.member ? "p == []" : "builtins.length p == 1";
+  const other = select.strict ? `if ${topMember} then [{ attr = p; notDerivation = true; }] else []` : "[]";
   return [
     "v: let",
     '  isDrv = x: builtins.isAttrs x && (x.type or null) == "derivation";',
@@ -52,7 +60,7 @@ export function derivationWalkExpr(select: FlakeSelect): string {
     "    if isDrv x then one p x",
     `    else if builtins.isAttrs x && (${entered} || ${select.deep ? "true" : "false"} || (x.recurseForDerivations or false))`,
     "    then builtins.concatMap (n: guarded (p ++ [n]) x.${n}) (builtins.attrNames x)",
-    "    else [];",
+    `    else ${other};`,
     `in walk [] (${pre})`,
   ].join("\n");
 }
@@ -67,11 +75,15 @@ const walkSchema = z.array(
       out: z.string().regex(/^[a-zA-Z0-9+._?=-]+$/),
     }),
     z.object({ attr: z.array(z.string()), failed: z.literal(true) }),
+    z.object({ attr: z.array(z.string()), notDerivation: z.literal(true) }),
   ]),
 );
 
 /** One entry of the walk: a derivation found at `attr` (relative to the fragment), or a member that failed. */
-export type WalkEntry = { attr: string[]; drv: string; out: string } | { attr: string[]; failed: true };
+export type WalkEntry =
+  | { attr: string[]; drv: string; out: string }
+  | { attr: string[]; failed: true }
+  | { attr: string[]; notDerivation: true };
 
 /** Parses what `nix eval --json --apply WALK` printed; NIX_EVAL_FAILED (with what came) when it is not that. */
 export function parseWalkOutput(stdout: string, what: string): WalkEntry[] {

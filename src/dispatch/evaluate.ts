@@ -185,7 +185,17 @@ export async function evaluateFlake(
   for (const e of entries) {
     const label = memberLabel(i, e.attr);
     const attr = [i.fragment, showAttrPath(e.attr)].filter((s) => s !== "").join(".");
-    if ("failed" in e)
+    if ("notDerivation" in e)
+      failed.push(
+        Promise.resolve({
+          label,
+          attr,
+          error: new NixpoolError("FLAKE_NO_DERIVATIONS", `${label} is not a derivation.`, {
+            hint: `Every check must be a derivation (as nix flake check requires); see what it is: nix --extra-experimental-features 'nix-command flakes' eval ${label}`,
+          }),
+        }),
+      );
+    else if ("failed" in e)
       failed.push(memberError(i, e.attr, flake, select, signal).then((error) => ({ label, attr, error })));
     else roots.push({ drv: e.drv, output: e.out, label, attr });
   }

@@ -25,6 +25,9 @@ const FLAKE = `{
         thrown = throw "this check throws";
         attrMissing = { }.notThere;
         typeError = mk (1 + "x");
+        notADerivation = "a string, not a check";
+        aPlainSet = { inner = mk "inner"; };
+        followed = { recurseForDerivations = true; deep = mk "followed-deep"; };
       };
       nixosConfigurations = {
         good.config.system.build.toplevel = mk "good-system";
@@ -42,16 +45,21 @@ test("a set member that does not evaluate, whatever Nix's error, is named alone 
     assert.ok(checks && nixos);
 
     const c = await evaluateFlake(checks.installable, NO_FLAKE_OPTIONS, checks.select);
-    assert.deepEqual(
-      c.roots.map((r) => r.attr),
-      [`checks.${SYSTEM}.ok`],
-    );
+    assert.deepEqual(c.roots.map((r) => r.attr).sort(), [
+      `checks.${SYSTEM}.followed.deep`,
+      `checks.${SYSTEM}.ok`,
+    ]);
     const failed = new Map(c.failed.map((f) => [f.attr, f.error]));
+    // As nix flake check: a check that is no derivation (and no set marked recurseForDerivations) is named.
     assert.deepEqual([...failed.keys()].sort(), [
+      `checks.${SYSTEM}.aPlainSet`,
       `checks.${SYSTEM}.attrMissing`,
+      `checks.${SYSTEM}.notADerivation`,
       `checks.${SYSTEM}.thrown`,
       `checks.${SYSTEM}.typeError`,
     ]);
+    assert.match(failed.get(`checks.${SYSTEM}.notADerivation`)?.message ?? "", /is not a derivation/);
+    assert.equal(failed.get(`checks.${SYSTEM}.aPlainSet`)?.code, "FLAKE_NO_DERIVATIONS");
     assert.match(failed.get(`checks.${SYSTEM}.attrMissing`)?.message ?? "", /attribute 'notThere' missing/);
     assert.match(failed.get(`checks.${SYSTEM}.typeError`)?.message ?? "", /cannot add/);
     assert.match(failed.get(`checks.${SYSTEM}.thrown`)?.message ?? "", /this check throws/);
