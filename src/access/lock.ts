@@ -1,55 +1,57 @@
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, open } from "node:fs/promises";
 import { dirname } from "node:path";
 import { NixpoolError } from "../core/errors.js";
-import { isProcessAlive } from "../adapters/process-alive.js";
 import { readFileIfExists } from "../adapters/fs.js";
 import { waitFor } from "../adapters/wait-for.js";
 
-/** One try at the lock: true when it is ours now, else the pid that holds it (0 when unreadable). */
-async function tryLock(lockFile: string): Promise<true | number> {
-  for (;;) {
-    try {
-      const fh = await open(lockFile, "wx", 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number(((await readFileIfExists(lockFile)) ?? "").trim());
-      if (!Number.isInteger(pid) || pid <= 0) return 0;
-      if (isProcessAlive(pid)) return pid;
-      // Left by a dead process: take it over at once.
-      await rm(lockFile, { force: true });
-    }
-  }
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+
+type Flock = (fd: number, operation: number) => number;
+let flockFn: Promise<Flock> | undefined;
+
+/**
+ * flock(2) through koffi (the FFI serve already uses for SO_PEERCRED): Node has no API for it.
+ * The kernel drops the lock when its holder dies, so no stale lock is ever taken over (taking one
+ * over by pid raced: a process could remove a lock another had just taken).
+ */
+function loadFlock(): Promise<Flock> {
+  flockFn ??= (async () => {
+    const koffi = (await import("koffi")).default;
+    const libc = koffi.load("libc.so.6");
+    const f = libc.func("int flock(int fd, int operation)");
+    return (fd: number, operation: number) => f(fd, operation) as number;
+  })();
+  return flockFn;
 }
 
 /**
- * Runs fn while holding an exclusive lock file (O_EXCL, holding our pid). A lock left by a dead
- * process is taken over; a live one is waited for up to timeoutMs.
+ * Runs fn while holding an exclusive lock on `lockFile` (flock, non-blocking tries every 50 ms for
+ * up to timeoutMs). The file holds the holder's pid, for the message when the lock stays taken.
  */
 export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
   await mkdir(dirname(lockFile), { recursive: true, mode: 0o755 });
-  let holder = 0;
-  const taken = await waitFor(
-    async () => {
-      const r = await tryLock(lockFile);
-      if (r === true) return true;
-      holder = r;
-      return false;
-    },
-    { timeoutMs, intervalMs: 50 },
-  );
-  if (!taken) {
-    throw new NixpoolError(
-      "ACCESS_LOCKED",
-      `The access state is locked by process ${holder || "?"} (${lockFile}).`,
-      { hint: "Wait for the other nixpool access command to finish, then retry." },
-    );
-  }
+  const flock = await loadFlock();
+  const fh = await open(lockFile, "a", 0o644);
   try {
-    return await fn();
+    const taken = await waitFor(() => flock(fh.fd, LOCK_EX | LOCK_NB) === 0, { timeoutMs, intervalMs: 50 });
+    if (!taken) {
+      const holder = ((await readFileIfExists(lockFile)) ?? "").trim();
+      throw new NixpoolError(
+        "ACCESS_LOCKED",
+        `The access state is locked by process ${/^\d+$/.test(holder) ? holder : "?"} (${lockFile}).`,
+        { hint: "Wait for the other nixpool access command to finish, then retry." },
+      );
+    }
+    try {
+      await fh.truncate(0);
+      await fh.write(`${process.pid}\n`, 0);
+      return await fn();
+    } finally {
+      flock(fh.fd, LOCK_UN);
+    }
   } finally {
-    await rm(lockFile, { force: true });
+    await fh.close();
   }
 }
