@@ -1,4 +1,5 @@
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { statePaths } from "../config/state-paths.js";
 
 /** Where access control keeps its files inside the state directory. */
@@ -22,6 +23,18 @@ export interface AccessPaths {
   gatewayCommand: string;
 }
 
+/**
+ * The forced command of gateway keys: the lean entry (dist/serve/gateway/main.js, which greets
+ * before loading the rest) beside the running CLI, else the CLI's `gateway` command.
+ */
+function gatewayCommandFor(stateDir: string): string {
+  const cli = resolve(process.argv[1] ?? "nixpool");
+  const lean = resolve(dirname(cli), "../serve/gateway/main.js");
+  const program = existsSync(lean) ? [lean] : [cli, "gateway"];
+  const [entry, ...rest] = program;
+  return [process.execPath, entry, "--state-dir", resolve(stateDir), ...rest].join(" ");
+}
+
 /** Resolves the access paths (statePaths(stateDir).access and .ca); --users FILE overrides STATE/users.toml. */
 export function resolveAccessPaths(stateDir: string, usersFlag?: string): AccessPaths {
   const paths = statePaths(stateDir);
@@ -35,12 +48,6 @@ export function resolveAccessPaths(stateDir: string, usersFlag?: string): Access
     staticTarget: paths.access.staticTarget,
     lockFile: paths.access.lockFile,
     caDir: paths.ca.dir,
-    gatewayCommand: [
-      process.execPath,
-      resolve(process.argv[1] ?? "nixpool"),
-      "--state-dir",
-      resolve(stateDir),
-      "gateway",
-    ].join(" "),
+    gatewayCommand: gatewayCommandFor(stateDir),
   };
 }

@@ -131,7 +131,8 @@ export interface CoordinatorApi {
   /** Resolves when the build has finished, whatever its status. */
   waitFor(id: BuildId): Promise<BuildDetail>;
   builders(): BuilderView[];
-  builds(q?: { limit?: number; status?: BuildStatus }): BuildSummary[];
+  /** `client`: only that submitter's (e.g. "gateway:alice"). */
+  builds(q?: { limit?: number; status?: BuildStatus; client?: string }): BuildSummary[];
   build(id: BuildId): BuildDetail | undefined;
   derivationLog(id: BuildId, drv: string): string | undefined;
   timelineSvg(id: BuildId): string | undefined;

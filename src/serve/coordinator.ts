@@ -393,7 +393,7 @@ export class Coordinator implements CoordinatorApi {
     this.emit({ type: "builder", builder: v });
   }
 
-  builds(q: { limit?: number; status?: BuildStatus } = {}): BuildSummary[] {
+  builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): BuildSummary[] {
     return this.history.builds(q).map((s) => {
       const b = this.live.get(s.id);
       return b ? this.summary(b) : s;

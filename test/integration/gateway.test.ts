@@ -194,6 +194,10 @@ describe(
           JSON.stringify(d),
         );
       }
+      const byClient = JSON.parse(
+        (await socketRequest(serve.socket, "GET", "/api/builds?client=gateway:bob")).body,
+      ) as ApiBuild[];
+      assert.deepEqual(byClient.map((b) => b.id).sort(), builds.map((b) => b.id).sort());
       const sessions = (await gatewayLog()).filter((e) => e.client === "bob");
       assert.ok(sessions.length >= 9, JSON.stringify(sessions));
       assert.equal(

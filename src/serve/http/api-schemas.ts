@@ -71,6 +71,10 @@ export const BuildsQuerySchema = z.strictObject({
     .pipe(z.number().int().min(1).max(100_000))
     .optional(),
   status: z.enum(STATUSES).optional(),
+  client: z
+    .string()
+    .regex(/^[A-Za-z0-9._:$-]{1,64}$/, "is not a client name")
+    .optional(),
 });
 
 /** One line per problem: where (a.b[0].c) and what. */

@@ -64,6 +64,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
       c0.builds({
         ...(q.limit !== undefined ? { limit: q.limit } : {}),
         ...(q.status !== undefined ? { status: q.status } : {}),
+        ...(q.client !== undefined ? { client: q.client } : {}),
       }),
     );
   });
