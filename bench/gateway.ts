@@ -7,7 +7,7 @@
  * N MiB input and downloads an N MiB output through the gateway; the gateway's and the
  * coordinator's peak RSS are reported.
  *
- *   npm run build && node --import tsx bench/gateway.ts [--n 40] [--sleep 0.5] [--big 1024] [--json]
+ *   npm run build && node --import tsx bench/gateway.ts [--n 40] [--sleep 0.5] [--big 1024] [--only-big] [--json]
  */
 import { parseArgs } from "node:util";
 import { readFile, readdir, writeFile } from "node:fs/promises";
@@ -25,6 +25,7 @@ const { values } = parseArgs({
     sleep: { type: "string", default: "0.5" },
     big: { type: "string", default: "0" },
     json: { type: "boolean", default: false },
+    "only-big": { type: "boolean", default: false },
   },
 });
 const n = Number(values.n);
@@ -152,42 +153,45 @@ try {
           },
       );
 
-  const direct = await build(a, randomBytes(8).toString("hex"), "@/etc/nix/machines-direct");
-  log(`hook straight to the builders: ${direct.toFixed(2)} s (${(direct / ideal).toFixed(2)}× ideal)`);
-  const seed = randomBytes(8).toString("hex");
-  const viaGateway = await build(a, seed, "@/etc/nix/machines");
-  log(`hook through the gateway: ${viaGateway.toFixed(2)} s (${(viaGateway / ideal).toFixed(2)}× ideal)`);
-  const before = (await gatewaySessions()).length;
-  // Where a session's time goes (means over the gateway run's sessions).
-  const phases: Record<string, number> = {};
-  const aliceSessions = await gatewaySessions();
-  for (const e of aliceSessions) {
-    phases["session"] = (phases["session"] ?? 0) + e.ms / aliceSessions.length;
-    phases["start"] = (phases["start"] ?? 0) + e.startMs / aliceSessions.length;
-    for (const [k, v] of Object.entries(e.requestMs)) phases[k] = (phases[k] ?? 0) + v / aliceSessions.length;
+  if (!values["only-big"]) {
+    const direct = await build(a, randomBytes(8).toString("hex"), "@/etc/nix/machines-direct");
+    log(`hook straight to the builders: ${direct.toFixed(2)} s (${(direct / ideal).toFixed(2)}× ideal)`);
+    const seed = randomBytes(8).toString("hex");
+    const viaGateway = await build(a, seed, "@/etc/nix/machines");
+    log(`hook through the gateway: ${viaGateway.toFixed(2)} s (${(viaGateway / ideal).toFixed(2)}× ideal)`);
+    const before = (await gatewaySessions()).length;
+    // Where a session's time goes (means over the gateway run's sessions).
+    const phases: Record<string, number> = {};
+    const aliceSessions = await gatewaySessions();
+    for (const e of aliceSessions) {
+      phases["session"] = (phases["session"] ?? 0) + e.ms / aliceSessions.length;
+      phases["start"] = (phases["start"] ?? 0) + e.startMs / aliceSessions.length;
+      for (const [k, v] of Object.entries(e.requestMs))
+        phases[k] = (phases[k] ?? 0) + v / aliceSessions.length;
+    }
+    log(
+      `gateway session, mean ms: ${Object.entries(phases)
+        .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+        .join(", ")}`,
+    );
+    result["gatewaySessionMeanMs"] = phases;
+    const second = await build(b, seed, "@/etc/nix/machines");
+    const bobSessions = (await gatewaySessions()).slice(before);
+    const up = bobSessions.reduce((s, e) => s + e.uploadedBytes, 0);
+    const down = bobSessions.reduce((s, e) => s + e.downloadedBytes, 0);
+    log(
+      `second client, same graph: ${second.toFixed(2)} s, ${bobSessions.length} sessions, ${up} bytes up, ${down} bytes down`,
+    );
+    const sessionMs = bobSessions.map((e) => e.ms).sort((x, y) => x - y);
+    Object.assign(result, {
+      directS: direct,
+      gatewayS: viaGateway,
+      secondClientS: second,
+      secondClientUploadedBytes: up,
+      secondClientDownloadedBytes: down,
+      secondClientSessionMsMedian: sessionMs[Math.floor(sessionMs.length / 2)] ?? 0,
+    });
   }
-  log(
-    `gateway session, mean ms: ${Object.entries(phases)
-      .map(([k, v]) => `${k} ${v.toFixed(0)}`)
-      .join(", ")}`,
-  );
-  result["gatewaySessionMeanMs"] = phases;
-  const second = await build(b, seed, "@/etc/nix/machines");
-  const bobSessions = (await gatewaySessions()).slice(before);
-  const up = bobSessions.reduce((s, e) => s + e.uploadedBytes, 0);
-  const down = bobSessions.reduce((s, e) => s + e.downloadedBytes, 0);
-  log(
-    `second client, same graph: ${second.toFixed(2)} s, ${bobSessions.length} sessions, ${up} bytes up, ${down} bytes down`,
-  );
-  const sessionMs = bobSessions.map((e) => e.ms).sort((x, y) => x - y);
-  Object.assign(result, {
-    directS: direct,
-    gatewayS: viaGateway,
-    secondClientS: second,
-    secondClientUploadedBytes: up,
-    secondClientDownloadedBytes: down,
-    secondClientSessionMsMedian: sessionMs[Math.floor(sessionMs.length / 2)] ?? 0,
-  });
 
   if (bigMiB > 0) {
     // A big input made on the client, a derivation that copies it: N MiB up, N MiB down.
@@ -196,7 +200,8 @@ try {
       timeout: 600_000,
     });
     const expr = `derivation { name = "big-copy"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "/bin/cp \${builtins.path { path = ${big}; name = "big-input"; }} $out" ]; }`;
-    const gw = watchRss(/ gateway --client /);
+    // Either entry: the lean one (serve/gateway/main.js) or `nixpool gateway`.
+    const gw = watchRss(/gateway(\/main\.js)? .*--client /);
     const coordinatorRss = watchRss(new RegExp(` --state-dir ${stateDir} serve `));
     const t0 = Date.now();
     const r = await a.exec(["nix-build", "-E", expr, "--max-jobs", "0", "--no-out-link"], {
