@@ -1,5 +1,4 @@
-import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { statePaths } from "../config/state-paths.js";
 
 /** Where access control keeps its files inside the state directory. */
@@ -16,23 +15,6 @@ export interface AccessPaths {
   staticTarget: string;
   lockFile: string;
   caDir: string;
-  /**
-   * The gateway as sshd runs it for a client's key: this very nixpool (node and its entry script,
-   * absolute) on this state directory; `--client NAME` is appended per member.
-   */
-  gatewayCommand: string;
-}
-
-/**
- * The forced command of gateway keys: the lean entry (dist/serve/gateway/main.js, which greets
- * before loading the rest) beside the running CLI, else the CLI's `gateway` command.
- */
-function gatewayCommandFor(stateDir: string): string {
-  const cli = resolve(process.argv[1] ?? "nixpool");
-  const lean = resolve(dirname(cli), "../serve/gateway/main.js");
-  const program = existsSync(lean) ? [lean] : [cli, "gateway"];
-  const [entry, ...rest] = program;
-  return [process.execPath, entry, "--state-dir", resolve(stateDir), ...rest].join(" ");
 }
 
 /** Resolves the access paths (statePaths(stateDir).access and .ca); --users FILE overrides STATE/users.toml. */
@@ -48,6 +30,5 @@ export function resolveAccessPaths(stateDir: string, usersFlag?: string): Access
     staticTarget: paths.access.staticTarget,
     lockFile: paths.access.lockFile,
     caDir: paths.ca.dir,
-    gatewayCommand: gatewayCommandFor(stateDir),
   };
 }
