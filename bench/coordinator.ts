@@ -13,6 +13,7 @@
  * - hook-concurrent: two `nixpool build --dispatcher hook` at once (Nix's hook shares the
  *   machines' slots between processes through its lock files).
  */
+import { fileInstallable, NO_FLAKE_OPTIONS } from "../src/core/installable.js";
 import { parseArgs } from "node:util";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -49,8 +50,8 @@ const graphArgs = (seed: string) => [
 
 async function request(label: string): Promise<SubmitRequest> {
   const derivations = await evaluateDerivations({
-    file: GRAPH,
-    args: graphArgs(randomBytes(8).toString("hex")),
+    installables: [fileInstallable(GRAPH, [], graphArgs(randomBytes(8).toString("hex")))],
+    flake: NO_FLAKE_OPTIONS,
   });
   return { derivations, label };
 }

@@ -43,7 +43,7 @@ try {
     const r = await runNixBuild({
       builders: b,
       stateDir,
-      file: graph,
+      paths: [graph],
       args: [
         { kind: "arg", name: "n", value: String(n) },
         { kind: "argstr", name: "sleep", value: String(sleep) },

@@ -18,25 +18,21 @@ import { evalFailure, splitNixMessages } from "../core/nix-eval-errors.js";
 import { builderConnectionError, noBuildersError } from "../core/builder-connection-error.js";
 import { classifySshFailure, machinesWithConnectionErrors } from "../core/ssh-errors.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
+import type { NixArg } from "../core/installable.js";
 import { readFileIfExists, writeFileAtomic } from "./fs.js";
 import { loadMachines } from "./machines-file.js";
 import { probeStoreFacts } from "./nix-store-probe.js";
 import { run } from "./runner.js";
 
-export interface NixArg {
-  kind: "arg" | "argstr";
-  name: string;
-  value: string;
-}
-
 export interface NixBuildRequest {
   builders: Builder[];
   stateDir: string;
-  file: string;
-  attr?: string | undefined;
-  args?: NixArg[];
-  /** GC root for the result; default ./result like nix-build. */
-  outLink?: string | undefined;
+  /** What nix-build gets: Nix files (with `attrs` and `args`), or evaluated derivations as `DRV!OUTPUT`. */
+  paths: readonly string[];
+  attrs?: readonly string[];
+  args?: readonly NixArg[];
+  /** GC root for the result (default ./result like nix-build); null: none. */
+  outLink?: string | null | undefined;
   signal?: AbortSignal;
   /** Called with each derivation as its build starts and ends. */
   onProgress?: (event: BuildProgress) => void;
@@ -62,7 +58,7 @@ export interface BuiltDerivation {
 
 export interface NixBuildResult {
   outputs: string[];
-  outLink: string;
+  outLink: string | null;
   derivations: BuiltDerivation[];
   wallMs: number;
   /** How many times Nix waited for a free machine slot. */
@@ -95,13 +91,13 @@ export function nixSshEnv(files: Pick<ClientFiles, "sshConfig">): Record<string,
 /** The nix-build argv: no local builds (max-jobs 0), our machines file, no substituters, JSON log. */
 export function nixBuildArgv(
   req: NixBuildRequest,
-  outLink: string,
+  outLink: string | null,
   machinesFile: string | undefined,
 ): string[] {
-  const argv = ["nix-build", resolve(req.file)];
-  if (req.attr) argv.push("-A", req.attr);
+  const argv = ["nix-build", ...req.paths.map((p) => (p.startsWith("/nix/store/") ? p : resolve(p)))];
+  for (const a of req.attrs ?? []) argv.push("-A", a);
   for (const a of req.args ?? []) argv.push(`--${a.kind}`, a.name, a.value);
-  argv.push("--out-link", outLink, "--max-jobs", "0");
+  argv.push(...(outLink === null ? ["--no-out-link"] : ["--out-link", outLink]), "--max-jobs", "0");
   if (machinesFile) argv.push("--builders", `@${machinesFile}`);
   argv.push("--option", "substituters", "", "--option", "builders-use-substitutes", "false");
   argv.push("--log-format", "internal-json");
@@ -185,7 +181,7 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
     files = await writeClientFiles(req.stateDir, usable);
     machinesArg = files.machines;
   }
-  const outLink = resolve(req.outLink ?? "result");
+  const outLink = req.outLink === null ? null : resolve(req.outLink ?? "result");
   const state = createBuildLogState();
   const started = Date.now();
   const result = await run(nixBuildArgv(req, outLink, machinesArg), {
@@ -208,7 +204,7 @@ export async function runNixBuild(req: NixBuildRequest): Promise<NixBuildResult>
   });
   const derivations = summarise(state, usable);
   if (result.exitCode !== 0) {
-    const evaluation = evalFailure(result.stderr, resolve(req.file));
+    const evaluation = evalFailure(result.stderr, resolve(req.paths[0] ?? "."));
     if (evaluation) throw evaluation;
     const unreachable = files
       ? await diagnoseConnections(state.errors.join("\n") + result.stderr, usable, files)

@@ -31,13 +31,20 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: "build",
-    term: "build [options] <file>",
-    description: "build a Nix file on the pool's builders and copy the results back",
+    term: "build [options] <installables...>",
+    description: "build flake outputs or Nix files on the pool's builders and copy the results back",
     load: async () => (await import("../commands/build.js")).registerBuild,
   },
   {
+    name: "check",
+    term: "check [options] [flake]",
+    description:
+      "build a flake's checks on the pool (and evaluate its packages and NixOS systems), as nix flake check",
+    load: async () => (await import("../commands/check.js")).registerCheck,
+  },
+  {
     name: "deploy",
-    term: "deploy [options] [file]",
+    term: "deploy [options] [installable]",
     description: "build a system on the pool and activate it on targets, rolling back on failure",
     load: async () => (await import("../commands/deploy.js")).registerDeploy,
   },
@@ -46,6 +53,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     term: "serve [options]",
     description: "run the coordinator: one queue for every client of the pool, its API and dashboard",
     load: async () => (await import("../commands/serve.js")).registerServe,
+  },
+  {
+    name: "cache",
+    term: "cache",
+    description: "the pool's binary cache: its signing key, its read-only token, client configuration",
+    load: async () => (await import("../commands/cache.js")).registerCache,
   },
   {
     name: "gateway",

@@ -1,9 +1,11 @@
-import type { NixArg } from "../adapters/nix-build.js";
 import { trapSignals } from "../adapters/signals.js";
 import type { DerivationRecord } from "../core/build-record.js";
 import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../core/errors.js";
-import { evaluateDerivations } from "../dispatch/evaluate.js";
+import { evaluateDerivations, type EvaluatedRoot, type EvaluateRequest } from "../dispatch/evaluate.js";
+import type { SubmitRequest } from "../serve/coordinator-types.js";
+import { downloadOutputs, uploadDerivations } from "../serve/client/store-transfer.js";
+import { outLinkStyle } from "../core/installable.js";
 import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
 import type { CoordinatorClient } from "../serve/client/coordinator-client.js";
@@ -11,38 +13,46 @@ import type { ClientBuildDetail } from "../serve/client/coordinator-responses.js
 import type { Context } from "./context.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "./dispatch-output.js";
 
-export interface RemoteBuildOptions {
-  file: string;
-  attr: string | undefined;
-  args: NixArg[];
+export interface RemoteBuildOptions extends FollowDisplay {
+  /** What to evaluate here (this machine shares the coordinator's store). */
+  source: Omit<EvaluateRequest, "signal">;
+  /** The build's name in the coordinator's history and dashboard. */
+  label: string;
   outLink: string | null;
   keepGoing: boolean;
   copyBack: "needed" | "all";
   builders: string[];
   tags: string[];
-  json: boolean;
-  quiet: boolean;
-  printLogs: boolean;
   timeline: string | undefined;
 }
 
 /** After Ctrl-C, how long the client waits for the coordinator to confirm the cancellation. */
 const CANCEL_WAIT_MS = 15_000;
 
+/** How a followed remote build is shown: the live status, -L logs, or nothing (--json, --quiet). */
+export interface FollowDisplay {
+  json: boolean;
+  quiet: boolean;
+  printLogs: boolean;
+}
+
 /**
- * `nixpool build` through a coordinator: evaluates here (same store), submits, follows the build's
- * event stream with the live status a local build shows, then makes the out-link and prints the
- * same report (--json: the same shape, plus the build id). Ctrl-C cancels this build only.
+ * Submits a build to a coordinator and follows its event stream with the live status a local
+ * build shows, until it ends; returns its detail, whatever its status. `prepare` makes the request
+ * (evaluating here, in the same store) under the same Ctrl-C handling: Ctrl-C before the build is
+ * named stops here, after it cancels this build only (and waits for the coordinator to confirm).
  */
-export async function runRemoteBuild(
+export async function followRemoteBuild(
   ctx: Context,
   client: CoordinatorClient,
-  o: RemoteBuildOptions,
-): Promise<void> {
+  display: FollowDisplay,
+  prepare: (signal: AbortSignal) => Promise<SubmitRequest>,
+): Promise<ClientBuildDetail> {
   const controller = new AbortController();
   const untrap = trapSignals(controller);
-  const showProgress = !o.json && !o.quiet;
-  const progress = showProgress || o.printLogs ? progressPrinter(ctx, o.printLogs, showProgress) : undefined;
+  const showProgress = !display.json && !display.quiet;
+  const progress =
+    showProgress || display.printLogs ? progressPrinter(ctx, display.printLogs, showProgress) : undefined;
   const reading = new AbortController();
   let id: string | undefined;
   let cancelling: Promise<void> | undefined;
@@ -59,28 +69,14 @@ export async function runRemoteBuild(
     else cancel();
   });
   try {
-    const roots = await evaluateDerivations({
-      file: o.file,
-      attr: o.attr,
-      args: o.args,
-      signal: controller.signal,
-    });
+    const request = await prepare(controller.signal);
     if (controller.signal.aborted) throw interrupted();
-    const label = `${o.file}${o.attr ? ` -A ${o.attr}` : ""}`;
     const end = await client.submit(
-      {
-        derivations: roots,
-        label,
-        keepGoing: o.keepGoing,
-        copyBack: o.copyBack,
-        ...(o.builders.length ? { builders: o.builders } : {}),
-        ...(o.tags.length ? { tags: o.tags } : {}),
-      },
+      request,
       (e) => {
         if (e.type === "submitted") {
           id = e.id;
-          if (!o.json && !o.quiet)
-            ctx.output.err(`build ${e.id} submitted to the coordinator at ${client.name}`);
+          if (showProgress) ctx.output.err(`build ${e.id} submitted to the coordinator at ${client.name}`);
           if (controller.signal.aborted) cancel();
         } else if (e.type === "dispatch") progress?.onEvent(e.event);
       },
@@ -95,32 +91,87 @@ export async function runRemoteBuild(
         "COORDINATOR_BAD_RESPONSE",
         `The coordinator at ${client.name} never named the build.`,
       );
-    const choice: DispatcherChoice = {
-      kind: "nixpool",
-      reason: `the coordinator at ${client.name}, build ${detail.id}`,
-    };
-    if (detail.status !== "succeeded") throw buildError(detail, client.name);
-    if (detail.outputs.length !== roots.length) {
-      throw new NixpoolError(
-        "COORDINATOR_BAD_RESPONSE",
-        `The coordinator at ${client.name} answered ${detail.outputs.length} outputs for ${roots.length} roots.`,
-      );
-    }
-    if (o.outLink !== null) {
-      const links = outLinkNames(
-        o.outLink,
-        roots.map((r, i) => ({ outputName: r.output, path: detail.outputs[i] ?? "" })),
-      );
-      await createOutLinks(links, controller.signal);
-    }
-    const result = resultOf(detail, o.outLink);
-    if (o.timeline) await writeTimeline(o.timeline, result, o.file);
-    if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
-    printDispatchReport(ctx, result, choice);
+    return detail;
   } finally {
     progress?.close();
     untrap();
   }
+}
+
+/**
+ * `nixpool build` through a coordinator: evaluates here (same store), submits, follows the build
+ * (followRemoteBuild), then makes the out-link and prints the same report (--json: the same shape,
+ * plus the build id). Ctrl-C cancels this build only.
+ */
+export async function runRemoteBuild(
+  ctx: Context,
+  client: CoordinatorClient,
+  o: RemoteBuildOptions,
+): Promise<void> {
+  let roots: EvaluatedRoot[] = [];
+  const detail = await followRemoteBuild(ctx, client, o, async (signal) => {
+    roots = await evaluateDerivations({ ...o.source, signal });
+    await uploadFor(ctx, client, roots, o, signal);
+    return {
+      derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
+      label: o.label,
+      keepGoing: o.keepGoing,
+      copyBack: o.copyBack,
+      ...(o.builders.length ? { builders: o.builders } : {}),
+      ...(o.tags.length ? { tags: o.tags } : {}),
+    };
+  });
+  const choice: DispatcherChoice = {
+    kind: "nixpool",
+    reason: `the coordinator at ${client.name}, build ${detail.id}`,
+  };
+  if (detail.status !== "succeeded") throw buildError(detail, client.name);
+  if (detail.outputs.length !== roots.length) {
+    throw new NixpoolError(
+      "COORDINATOR_BAD_RESPONSE",
+      `The coordinator at ${client.name} answered ${detail.outputs.length} outputs for ${roots.length} roots.`,
+    );
+  }
+  // A client on another machine gets the outputs into its own store (one on the coordinator's has them).
+  const down = await downloadOutputs(client, detail.outputs);
+  if (down.paths && !o.json && !o.quiet)
+    ctx.output.err(`downloaded ${down.paths} paths (${megabytes(down.bytes)}) from the coordinator`);
+  if (o.outLink !== null) {
+    const links = outLinkNames(
+      o.outLink,
+      roots.map((r, i) => ({ outputName: r.output, path: detail.outputs[i] ?? "" })),
+      outLinkStyle(o.source.installables),
+    );
+    await createOutLinks(links);
+  }
+  const result = resultOf(detail, o.outLink);
+  if (o.timeline) await writeTimeline(o.timeline, result, o.label);
+  if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
+  printDispatchReport(ctx, result, choice);
+}
+
+const megabytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+/**
+ * Sends the coordinator the derivations' closure its store lacks (a client on another machine);
+ * nothing for a client that shares its store.
+ */
+export async function uploadFor(
+  ctx: Context,
+  client: CoordinatorClient,
+  roots: readonly EvaluatedRoot[],
+  display: FollowDisplay,
+  signal: AbortSignal,
+): Promise<void> {
+  const up = await uploadDerivations(
+    client,
+    roots.map((r) => r.drv),
+    signal,
+  );
+  if (up.paths && !display.json && !display.quiet)
+    ctx.output.err(
+      `uploaded ${up.paths} paths (${megabytes(up.bytes)}) to the coordinator at ${client.name}`,
+    );
 }
 
 function interrupted(): NixpoolError {
@@ -128,7 +179,7 @@ function interrupted(): NixpoolError {
 }
 
 /** The build's own error (its code when nixpool knows it), else BUILD_FAILED. */
-function buildError(d: ClientBuildDetail, where: string): NixpoolError {
+export function buildError(d: ClientBuildDetail, where: string): NixpoolError {
   const code =
     d.error && (ERROR_CODES as readonly string[]).includes(d.error.code)
       ? (d.error.code as ErrorCode)

@@ -6,8 +6,17 @@ import { sanitizeTerminalLine } from "../cli/build-status.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { probeStoreFacts } from "../adapters/nix-store-probe.js";
 import { isDaemonBuilding } from "../core/nix-store-kind.js";
-import { runNixBuild, type BuildProgress, type NixArg, type NixBuildResult } from "../adapters/nix-build.js";
-import { collectArg } from "../cli/nix-args.js";
+import { runNixBuild, type BuildProgress, type NixBuildResult } from "../adapters/nix-build.js";
+import {
+  addInstallableOptions,
+  fileOptionsOf,
+  flakeOptionsOf,
+  type InstallableFlags,
+} from "../cli/nix-args.js";
+import { installablesLabel, outLinkStyle, type NixArg } from "../core/installable.js";
+import { readInstallables } from "../dispatch/installables.js";
+import { evaluateDerivations, type EvaluatedRoot, type EvaluateRequest } from "../dispatch/evaluate.js";
+import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
 import type { Builder } from "../core/builder.js";
 import { chooseDispatcher, type DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { buildOnWorker } from "../providers/hetzner/rent.js";
@@ -50,16 +59,13 @@ export function renderBuildReport(r: NixBuildResult, dispatcher?: DispatcherChoi
       ? renderTable(["DERIVATION", "BUILDER", "TIME"], rows)
       : "Nothing to build: every output was already in the local store.",
     "",
-    `Built ${r.derivations.length} derivations in ${formatSeconds(r.wallMs)}${dispatcher ? ` (${dispatcher.reason})` : ""}. Outputs (GC root ${r.outLink}):`,
+    `Built ${r.derivations.length} derivations in ${formatSeconds(r.wallMs)}${dispatcher ? ` (${dispatcher.reason})` : ""}. Outputs${r.outLink ? ` (GC root ${r.outLink})` : ""}:`,
     ...r.outputs.map((o) => `  ${o}`),
   ];
   return parts.join("\n");
 }
 
-interface BuildFlags extends TrustFlags {
-  attr?: string;
-  arg?: NixArg[];
-  argstr?: NixArg[];
+interface BuildFlags extends TrustFlags, InstallableFlags {
   outLink: string | false;
   json?: boolean;
   quiet?: boolean;
@@ -83,19 +89,16 @@ function parseCopyBack(v: string | undefined): "needed" | "all" {
   });
 }
 
-/** nixpool build FILE.nix: offloads a real Nix build to the pool's builders. */
+/** nixpool build INSTALLABLE…: offloads a real Nix build to the pool's builders. */
 export const registerBuild: RegisterCommands = (program, context) => {
-  program
+  const cmd = program
     .command("build")
-    .description("build a Nix file on the pool's builders and copy the results back")
-    .argument("<file>", "Nix file to build")
-    .option("-A, --attr <attr>", "attribute to build")
-    .option("--arg <name=expr>", "pass a Nix expression argument (also: --arg NAME EXPR)", collectArg("arg"))
-    .option(
-      "--argstr <name=value>",
-      "pass a string argument (also: --argstr NAME VALUE)",
-      collectArg("argstr"),
-    )
+    .description("build flake outputs or Nix files on the pool's builders and copy the results back")
+    .argument(
+      "<installables...>",
+      "flake outputs (.#hello, DIR#pkg, path:/abs#x, . for the default package, .#checks.x86_64-linux for a set) or Nix files (FILE.nix with -A)",
+    );
+  addInstallableOptions(cmd, "--system aarch64-linux")
     .option("-o, --out-link <path>", "GC root for the result", "result")
     .option("--no-out-link", "do not create a GC root for the result")
     .option("--builder <name>", "offload only to this builder (repeatable)", collectName, [])
@@ -121,15 +124,18 @@ export const registerBuild: RegisterCommands = (program, context) => {
       "-L, --print-build-logs",
       "print the builders' build logs, each line prefixed with its derivation",
     )
-    .action(async (file: string, opts: BuildFlags) => {
+    .action(async (words: string[], opts: BuildFlags) => {
       const ctx = context();
       const copyBack = parseCopyBack(opts.copyBack);
+      const flake = flakeOptionsOf(opts);
+      const installables = await readInstallables(words, fileOptionsOf(opts), flake);
+      const label = installablesLabel(installables);
+      const onWarning = opts.quiet ? undefined : (m: string) => ctx.output.err(m);
       const client = await coordinatorFor(ctx, opts);
       if (client) {
         return runRemoteBuild(ctx, client, {
-          file,
-          attr: opts.attr,
-          args: [...(opts.arg ?? []), ...(opts.argstr ?? [])],
+          source: { installables, flake, onWarning },
+          label,
           outLink: opts.outLink === false ? null : opts.outLink,
           keepGoing: opts.keepGoing === true,
           copyBack,
@@ -148,7 +154,6 @@ export const registerBuild: RegisterCommands = (program, context) => {
       const choice = chooseDispatcher(opts.dispatcher, daemonOwnsStore, uid);
       const controller = new AbortController();
       const untrap = trapSignals(controller);
-      const args = [...(opts.arg ?? []), ...(opts.argstr ?? [])];
       const outLink = opts.outLink === false ? null : opts.outLink;
       const showProgress = !opts.json && !opts.quiet;
       const progress =
@@ -161,9 +166,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
             dispatchBuild({
               builders,
               stateDir: ctx.stateDir,
-              file,
-              attr: opts.attr,
-              args,
+              source: { installables, flake, onWarning },
               outLink,
               signal,
               keepGoing: opts.keepGoing === true,
@@ -179,7 +182,7 @@ export const registerBuild: RegisterCommands = (program, context) => {
                 worker: undefined,
               };
           progress?.close();
-          if (opts.timeline) await writeTimeline(opts.timeline, result, file);
+          if (opts.timeline) await writeTimeline(opts.timeline, result, label);
           if (opts.json)
             return ctx.output.json({ ...dispatchJson(result, choice), ...(worker ? { worker } : {}) });
           printDispatchReport(ctx, result, choice);
@@ -191,15 +194,14 @@ export const registerBuild: RegisterCommands = (program, context) => {
             exitCode: ExitCode.usage,
           });
         }
-        const exec = (builders: Builder[], signal: AbortSignal) => {
+        const exec = async (builders: Builder[], signal: AbortSignal) => {
           refuseTrustUnderHook(trust, builders);
-          return runNixBuild({
+          const target = await hookTarget({ installables, flake, signal, onWarning });
+          const built = await runNixBuild({
             builders,
             stateDir: ctx.stateDir,
-            file,
-            attr: opts.attr,
-            args,
-            outLink: outLink ?? undefined,
+            ...target,
+            outLink: target.roots ? null : outLink,
             signal,
             ...(opts.json || opts.quiet
               ? {}
@@ -216,6 +218,15 @@ export const registerBuild: RegisterCommands = (program, context) => {
                   },
                 }),
           });
+          // Evaluated here (flakes): the out-links are named as nix build names them.
+          if (!target.roots || outLink === null) return built;
+          const links = outLinkNames(
+            outLink,
+            target.roots.map((r, i) => ({ outputName: r.output, path: built.outputs[i] ?? "" })),
+            outLinkStyle(installables),
+          );
+          await createOutLinks(links, signal);
+          return { ...built, outLink };
         };
         // --on: a rented worker is the only builder, deleted afterwards (see src/commands/worker.ts).
         const { result, worker } = opts.on
@@ -279,6 +290,24 @@ async function coordinatorFor(ctx: Context, opts: BuildFlags): Promise<Coordinat
   }
   const target = await findCoordinator(opts.coordinator, ctx.stateDir, process.env);
   return target ? new CoordinatorClient(target) : undefined;
+}
+
+/**
+ * What Nix's build hook gets: Nix files as nix-build takes them; anything else (flakes) is
+ * evaluated here first, and nix-build realises the derivations (`DRV!OUTPUT`).
+ */
+async function hookTarget(req: EvaluateRequest): Promise<{
+  paths: string[];
+  attrs?: readonly string[];
+  args?: readonly NixArg[];
+  roots?: EvaluatedRoot[];
+}> {
+  const files = req.installables.filter((i) => i.kind === "file");
+  const first = files[0];
+  if (first && files.length === req.installables.length)
+    return { paths: files.map((f) => f.file), attrs: first.attrs, args: first.args };
+  const roots = await evaluateDerivations(req);
+  return { paths: roots.map((r) => `${r.drv}!${r.output}`), roots };
 }
 
 /** NIXPOOL_BACKOFF_BASE_MS: a shorter builder backoff, for tests and demos. */

@@ -3,14 +3,21 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
 import { readDurationFlag } from "../core/duration.js";
+import {
+  parseListenAddress,
+  refuseOpenCache,
+  refuseOpenWithoutToken,
+  type ListenAddress,
+} from "../core/listen-address.js";
 import { ExitCode, configError } from "../core/errors.js";
 import { uidOf } from "../serve/http/peer-credentials.js";
-import { parseListenAddress, refuseOpenWithoutToken, type ListenAddress } from "../core/listen-address.js";
 import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
 import { startApiServer } from "../serve/http/api-server.js";
 import { ensureServeToken } from "../serve/serve-token.js";
+import { startCacheService, type CacheService } from "../serve/cache/cache-service.js";
+import { parseNumberFlag } from "../core/number-flag.js";
 
 interface ServeFlags {
   /** HOST:PORT, or false for --no-listen. */
@@ -19,6 +26,10 @@ interface ServeFlags {
   grace: string;
   /** False for --no-token. */
   token: boolean;
+  /** False for --no-cache. */
+  cache: boolean;
+  cacheOpen?: boolean;
+  cachePriority: string;
   /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
   gatewayUser?: string;
 }
@@ -45,6 +56,13 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
   // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
   const trust = buildTrustPolicy((await ctx.loadInventory()).policy, {});
+  const cachePriority = parseNumberFlag("--cache-priority", opts.cachePriority, {
+    integer: true,
+    min: 0,
+    max: 1000,
+    example: "nixpool serve --cache-priority 30",
+  });
+  if (listen && opts.cacheOpen === true) refuseOpenCache(listen);
   let gatewayUids: number[] = [];
   if (opts.gatewayUser !== undefined) {
     const uid = await uidOf(opts.gatewayUser);
@@ -65,6 +83,21 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     trust,
     gatewayUids,
   });
+  let cache: CacheService | undefined;
+  if (opts.cache) {
+    cache = await startCacheService({
+      stateDir: ctx.stateDir,
+      sources: coordinator.cacheSources(),
+      apiToken: token,
+      open: opts.cacheOpen === true,
+      priority: cachePriority,
+      log,
+    }).catch(async (e: unknown) => {
+      await coordinator.close();
+      throw e;
+    });
+  }
+  const closeCache = () => cache?.close() ?? Promise.resolve();
   const api = await startApiServer({
     coordinator,
     socketPath: opts.socket ?? statePaths(ctx.stateDir).serve.socket,
@@ -72,7 +105,9 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     token,
     log,
     mountDashboard,
+    ...(cache ? { cache } : {}),
   }).catch(async (e: unknown) => {
+    await closeCache();
     await coordinator.close();
     throw e;
   });
@@ -85,6 +120,10 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         : "  without a token: every local user may submit and cancel builds over TCP",
     );
   }
+  if (cache) {
+    const where = api.url ? `${api.url}/cache` : `unix:${api.socketPath} /cache`;
+    ctx.output.out(`nixpool serve: binary cache on ${where} (trusted-public-keys: ${cache.publicKey})`);
+  }
   const code = await new Promise<ExitCode>((resolve) => {
     let stage: "serving" | "draining" | "stopping" = "serving";
     const onSignal = (sig: NodeJS.Signals) => {
@@ -95,6 +134,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         void coordinator
           .drain(graceMs)
           .finally(() => api.close())
+          .finally(closeCache)
           .then(
             () => resolve(ExitCode.ok),
             (e: unknown) => {
@@ -108,6 +148,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         void coordinator
           .close()
           .finally(() => api.close())
+          .finally(closeCache)
           .then(
             () => resolve(ExitCode.interrupted),
             () => resolve(ExitCode.interrupted),
@@ -132,6 +173,9 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--socket <path>", "the API's Unix socket (default STATE/serve/api.sock)")
     .option("--grace <duration>", "on SIGTERM, how long running builds may take to finish", "5m")
     .option("--no-token", "serve TCP without a token (loopback only: any local user may use it)")
+    .option("--no-cache", "do not serve the pool's binary cache at /cache")
+    .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
+    .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
     .option(
       "--gateway-user <name>",
       "the account nixpool gateway runs as: its sessions submit for their clients",

@@ -144,6 +144,16 @@ export function statePaths(stateDir: string) {
       /** The API's Unix socket, where clients of this state directory find a running serve. */
       socket: join(serve, "api.sock"),
     },
+    /** The pool's binary cache (`nixpool cache`, served by `nixpool serve` at /cache). */
+    cache: {
+      dir: join(stateDir, "cache"),
+      /** The Nix signing key (secret, 0600): NAME:base64 of 64 bytes. */
+      secretKey: join(stateDir, "cache", "signing-key.sec"),
+      /** Its public half: the `trusted-public-keys` entry clients add. */
+      publicKey: join(stateDir, "cache", "signing-key.pub"),
+      /** The read-only cache token (0600) clients put in their netrc file. */
+      tokenFile: join(stateDir, "cache", "token"),
+    },
     /** `nixpool deploy`: the targets' pinned keys and the GC roots of deployed systems built here. */
     deploy: {
       dir: deploy,

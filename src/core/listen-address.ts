@@ -47,3 +47,18 @@ export function refuseOpenWithoutToken(listen: ListenAddress, token: boolean): v
     },
   );
 }
+
+/**
+ * A binary cache without a token (`--cache-open`) hands the pool's trusted results to anyone who
+ * reaches it: allowed on loopback only, like `--no-token`.
+ */
+export function refuseOpenCache(listen: ListenAddress): void {
+  if (isLoopbackHost(listen.host)) return;
+  throw configError(
+    "CACHE_OPEN_TO_NETWORK",
+    `nixpool serve would give the binary cache to anyone who reaches ${listen.host}:${listen.port}, without a token.`,
+    {
+      hint: "Drop --cache-open (clients put nixpool cache token in their netrc-file), or listen on loopback.",
+    },
+  );
+}

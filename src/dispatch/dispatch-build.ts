@@ -24,9 +24,7 @@ export async function dispatchBuild(req: DispatchBuildRequest): Promise<Dispatch
   try {
     return await runDispatch({
       builders: req.builders,
-      file: req.file,
-      attr: req.attr,
-      args: req.args ?? [],
+      source: req.source,
       outLink: req.outLink,
       ...(req.signal ? { signal: req.signal } : {}),
       keepGoing: req.keepGoing ?? false,
@@ -35,7 +33,6 @@ export async function dispatchBuild(req: DispatchBuildRequest): Promise<Dispatch
       durationsFile: statePaths(req.stateDir).dispatch.durationsFile,
       ...(req.trust ? { trust: req.trust } : {}),
       trustDir: statePaths(req.stateDir).trust.dir,
-      ...(req.roots ? { roots: req.roots } : {}),
       ...(req.rebuild ? { rebuild: req.rebuild } : {}),
       ...(req.references ? { references: req.references } : {}),
       ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),

@@ -8,15 +8,18 @@ export interface OutLink {
 }
 
 /**
- * nix-build's naming: the first root's output is LINK, the i-th root's LINK-i, and an output other
- * than "out" gets "-NAME" appended (result-dev).
+ * The out-links of a build's roots: the first root's output is LINK; the i-th (from 0) is LINK-(i+1)
+ * as nix-build names it, or LINK-i as nix build does (for flakes); an output other than "out" gets
+ * "-NAME" appended (result-dev).
  */
 export function outLinkNames(
   base: string,
   roots: readonly { outputName: string; path: string }[],
+  style: "nix-build" | "nix build" = "nix-build",
 ): OutLink[] {
+  const nth = (i: number) => (i === 0 ? "" : `-${style === "nix build" ? i : i + 1}`);
   return roots.map((r, i) => ({
-    link: `${base}${i > 0 ? `-${i + 1}` : ""}${r.outputName === "out" ? "" : `-${r.outputName}`}`,
+    link: `${base}${nth(i)}${r.outputName === "out" ? "" : `-${r.outputName}`}`,
     path: r.path,
   }));
 }

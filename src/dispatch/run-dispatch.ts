@@ -2,20 +2,22 @@ import type { Builder } from "../core/builder.js";
 import type { DerivationRecord, StatusSnapshot } from "../core/build-record.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
 import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
-import type { NixArg } from "../adapters/nix-build.js";
 import { ownUsage } from "./dispatch-errors.js";
 import { BuildRun, type BuildRunOptions } from "./build-run.js";
 import { Dispatcher } from "./dispatcher.js";
-import { evaluateDerivations, type EvaluatedRoot } from "./evaluate.js";
+import { evaluateDerivations, type EvaluateRequest, type EvaluatedRoot } from "./evaluate.js";
 import { Fleet } from "./fleet.js";
 import { createOutLinks, outLinkNames } from "./out-links.js";
+import { outLinkStyle } from "../core/installable.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
+
+/** Installables to evaluate, or roots evaluated already (nixpool verify, nixpool check, deploy). */
+export type BuildSource = Omit<EvaluateRequest, "signal"> | { roots: readonly EvaluatedRoot[] };
 
 export interface DispatchRequest {
   builders: Builder[];
-  file: string;
-  attr?: string | undefined;
-  args?: readonly NixArg[];
+  /** What to build: installables to evaluate (with the flake options), or derivations already evaluated. */
+  source: BuildSource;
   /** GC root for the result (default ./result); null for none (--no-out-link). */
   outLink?: string | null | undefined;
   signal?: AbortSignal;
@@ -35,8 +37,6 @@ export interface DispatchRequest {
   trust?: TrustPolicy;
   /** STATE/trust: who built what (results.jsonl), and outputs of builds that differ. */
   trustDir?: string;
-  /** Derivations to build instead of evaluating `file` (nixpool verify). */
-  roots?: readonly EvaluatedRoot[];
   /** nixpool verify: derivations built again although their outputs exist, and the builders that may not. */
   rebuild?: BuildRunOptions["rebuild"];
   /** nixpool verify: the earlier build each rebuilt derivation is compared with. */
@@ -113,19 +113,20 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
   signal?.addEventListener("abort", onAbort, { once: true });
   fleet.start();
   try {
+    const source = req.source;
     const roots =
-      req.roots ??
-      (await evaluateDerivations({
-        file: req.file,
-        attr: req.attr,
-        args: req.args ?? [],
-        ...(signal ? { signal } : {}),
-      }));
+      "roots" in source
+        ? source.roots
+        : await evaluateDerivations({ ...source, ...(signal ? { signal } : {}) });
     const evalMs = Date.now() - t0;
     if (signal?.aborted) onAbort();
     const { outputs, holders, records } = await build.run(roots);
     const base = req.outLink === undefined ? "result" : req.outLink;
-    if (base !== null) await createOutLinks(outLinkNames(base, outputs), signal);
+    if (base !== null)
+      await createOutLinks(
+        outLinkNames(base, outputs, "roots" in source ? "nix-build" : outLinkStyle(source.installables)),
+        signal,
+      );
     const links = [...fleet.links.values()];
     return {
       outputs: outputs.map((o) => o.path),

@@ -126,8 +126,29 @@ export function serveSessions(sshConfig: string, signal?: AbortSignal, muxDir?: 
   const transfer: TransferPaths = async (from, to, paths) => {
     await transferPaths(unwrap(from), unwrap(to), [...paths]);
   };
-  return { openBuilder, openLocal, transfer };
+  /**
+   * A read-only session of the binary cache (queries and NARs), apart from the dispatcher's: on the
+   * transfer session's ssh connection while sshd's MaxSessions leaves room beside the slots.
+   */
+  const openReader = (b: Builder, name: string): Promise<ServeSession> => {
+    const shared = 1 + Math.min(b.maxJobs, MAX_SHARED_SLOTS);
+    const controlPath = muxDir ? join(muxDir, `${b.name}.${generation.get(b.name) ?? 1}`) : undefined;
+    const mux =
+      controlPath !== undefined && shared + MAX_READERS_SHARED <= SSHD_MAX_SESSIONS
+        ? { controlPath, master: false }
+        : undefined;
+    return ServeSession.open({
+      argv: builderServeArgv(b, sshConfig, mux),
+      name,
+      ...(signal ? { signal } : {}),
+    });
+  };
+  return { openBuilder, openLocal, transfer, openReader };
 }
+
+/** sshd's default MaxSessions (channels on one connection), and the cache's readers per builder that share it. */
+const SSHD_MAX_SESSIONS = 10;
+const MAX_READERS_SHARED = 2;
 
 const SSH_REASONS: Partial<Record<SshFailure, string>> = {
   "host-key-mismatch": "its host key does not match the pinned key",

@@ -69,8 +69,7 @@ export async function verifyOutputs(req: VerifyOutputsRequest): Promise<Verified
   const result = await dispatchBuild({
     builders: req.builders,
     stateDir: req.stateDir,
-    file: "(nixpool verify)",
-    roots,
+    source: { roots },
     rebuild,
     references,
     outLink: null,

@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError, configError, isNixpoolError } from "../core/errors.js";
@@ -16,7 +15,9 @@ import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import { Dispatcher } from "../dispatch/dispatcher.js";
 import { Fleet, type FleetEvent, type FleetSessions } from "../dispatch/fleet.js";
 import type { DispatchEvent } from "../dispatch/run-dispatch.js";
-import { serveSessions } from "../dispatch/serve-sessions.js";
+import { LOCAL_SERVE_ARGV, serveSessions } from "../dispatch/serve-sessions.js";
+import { ServeSession } from "../adapters/nix-serve-session.js";
+import type { CacheSources } from "./cache/cache-stores.js";
 import { readRecords, recordCost } from "../providers/hetzner/records.js";
 import type {
   BuildDetail,
@@ -34,9 +35,7 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
-import { GivenDerivationSchema } from "./given-derivation.js";
-import { USER_NAME_PATTERN } from "../core/access/names.js";
-import { givenDerivationsOf, submitterOf } from "./submit-checks.js";
+import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -55,26 +54,6 @@ export interface CoordinatorOptions {
   /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
   gatewayUids?: readonly number[];
 }
-
-const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
-const submitSchema = z.strictObject({
-  derivations: z
-    .array(
-      z.strictObject({
-        drv: z.string().regex(STORE_DRV),
-        output: z.string().min(1).max(200),
-        given: GivenDerivationSchema.optional(),
-      }),
-    )
-    .min(1)
-    .max(10_000),
-  label: z.string().max(500),
-  keepGoing: z.boolean().optional(),
-  copyBack: z.enum(["needed", "all"]).optional(),
-  builders: z.array(z.string()).optional(),
-  tags: z.array(z.string()).optional(),
-  onBehalfOf: z.string().regex(USER_NAME_PATTERN).optional(),
-});
 
 interface LiveBuild {
   id: BuildId;
@@ -120,6 +99,7 @@ export class Coordinator implements CoordinatorApi {
     private readonly fleet: Fleet,
     private readonly dispatcher: Dispatcher,
     private readonly muxDir: string | undefined,
+    private readonly openReader: ((b: Builder, name: string) => Promise<ServeSession>) | undefined,
   ) {
     this.seq = history.lastSeq();
     fleet.subscribe((e) => this.onFleet(e));
@@ -139,17 +119,20 @@ export class Coordinator implements CoordinatorApi {
     history.failUnfinished(`coordinator stopped (it ended before the build finished; marked at ${at})`, at);
     let muxDir: string | undefined;
     let sessions = opts.sessions;
+    let openReader: ((b: Builder, name: string) => Promise<ServeSession>) | undefined;
     if (!sessions) {
       const files = await writeClientFiles(opts.stateDir, usable);
       // ssh's control sockets: a private (0700) directory with a short path (see dispatch-build.ts).
       muxDir = await mkdtemp(join(tmpdir(), "nixpool-serve-"));
-      sessions = serveSessions(files.sshConfig, undefined, muxDir);
+      const made = serveSessions(files.sshConfig, undefined, muxDir);
+      sessions = made;
+      openReader = made.openReader;
     }
     const fleet = new Fleet(usable, sessions, {
       ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
     });
     const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
-    const c = new Coordinator(opts, history, fleet, dispatcher, muxDir);
+    const c = new Coordinator(opts, history, fleet, dispatcher, muxDir, openReader);
     fleet.start();
     await c.refreshWorkers();
     c.workersTimer = setInterval(() => void c.refreshWorkers(), opts.workersEveryMs ?? 30_000);
@@ -490,6 +473,29 @@ export class Coordinator implements CoordinatorApi {
     } catch {
       // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
     }
+  }
+
+  /** Where the binary cache reads paths: this machine's store and the builders (their trust, and whether up). */
+  cacheSources(): CacheSources {
+    return {
+      builders: () =>
+        this.fleet.builders.map((b) => ({
+          name: b.name,
+          trust: b.trust,
+          // Up, or still connecting (its first connection, or a probe): not known to be down.
+          up:
+            !this.closed &&
+            (this.fleet.board.builders.get(b.name)?.up === true ||
+              (this.fleet.links.get(b.name) !== undefined &&
+                this.fleet.links.get(b.name)?.lostReason === undefined)),
+        })),
+      openLocal: () => ServeSession.open({ argv: LOCAL_SERVE_ARGV, name: "this machine's store (cache)" }),
+      openBuilder: (name) => {
+        const b = this.fleet.builders.find((x) => x.name === name);
+        if (!b || !this.openReader) return Promise.reject(new Error(`no session to builder ${name}`));
+        return this.openReader(b, `builder ${name} (cache)`);
+      },
+    };
   }
 
   subscribe(fn: (e: CoordinatorEvent) => void): () => void {

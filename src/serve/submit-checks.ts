@@ -1,7 +1,30 @@
 import type { Derivation } from "../core/derivation.js";
 import { ExitCode, NixpoolError, configError } from "../core/errors.js";
 import type { ClientIdentity, SubmitRequest } from "./coordinator-types.js";
-import { fromGivenJson } from "./given-derivation.js";
+import { z } from "zod";
+import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { fromGivenJson, GivenDerivationSchema } from "./given-derivation.js";
+
+const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
+/** What Coordinator.submit takes, checked again whoever calls it (the API checks its own body first). */
+export const submitSchema = z.strictObject({
+  derivations: z
+    .array(
+      z.strictObject({
+        drv: z.string().regex(STORE_DRV),
+        output: z.string().min(1).max(200),
+        given: GivenDerivationSchema.optional(),
+      }),
+    )
+    .min(1)
+    .max(10_000),
+  label: z.string().max(500),
+  keepGoing: z.boolean().optional(),
+  copyBack: z.enum(["needed", "all"]).optional(),
+  builders: z.array(z.string()).optional(),
+  tags: z.array(z.string()).optional(),
+  onBehalfOf: z.string().regex(USER_NAME_PATTERN).optional(),
+});
 
 /**
  * Who a build counts for: a gateway session (on the socket as one of `gatewayUids`: root, the

@@ -17,11 +17,19 @@ export interface ServeProcess {
   exited: () => Promise<number | undefined>;
 }
 
-/** Starts `nixpool --state-dir DIR serve --listen 127.0.0.1:0 ARGS…` and waits until it answers. */
-export async function startServe(stateDir: string, args: readonly string[] = []): Promise<ServeProcess> {
+/**
+ * Starts `nixpool --state-dir DIR GLOBAL… serve --listen 127.0.0.1:0 ARGS…` and waits until it
+ * answers (a later `--listen` in ARGS wins).
+ */
+export async function startServe(
+  stateDir: string,
+  args: readonly string[] = [],
+  global: readonly string[] = [],
+): Promise<ServeProcess> {
   let out = "";
   let err = "";
-  const proc = execa("node", [CLI, "--state-dir", stateDir, "serve", "--listen", "127.0.0.1:0", ...args], {
+  const argv = [CLI, "--state-dir", stateDir, ...global, "serve", "--listen", "127.0.0.1:0", ...args];
+  const proc = execa("node", argv, {
     reject: false,
     buffer: false,
     stdin: "ignore",

@@ -1,4 +1,5 @@
 import { after, before, describe, test } from "node:test";
+import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
@@ -26,12 +27,17 @@ const bob: ClientIdentity = { user: "bob", uid: 1002, via: "socket" };
 /** A graph of `n` leaves sleeping `secs` each under one root, evaluated here (as a client does). */
 async function graphRequest(label: string, n: number, secs: number): Promise<SubmitRequest> {
   const derivations = await evaluateDerivations({
-    file: FIXTURE,
-    attr: "graph",
-    args: [
-      { kind: "arg", name: "n", value: String(n) },
-      { kind: "argstr", name: "sleep", value: String(secs) },
-      { kind: "argstr", name: "seed", value: randomBytes(8).toString("hex") },
+    flake: NO_FLAKE_OPTIONS,
+    installables: [
+      fileInstallable(
+        FIXTURE,
+        ["graph"],
+        [
+          { kind: "arg", name: "n", value: String(n) },
+          { kind: "argstr", name: "sleep", value: String(secs) },
+          { kind: "argstr", name: "seed", value: randomBytes(8).toString("hex") },
+        ],
+      ),
     ],
   });
   return { derivations, label };

@@ -1,5 +1,6 @@
 // The dispatcher's connection phase against peers the real nix-store cannot be made to play: each
 // session is an in-process stand-in, and the build must end with a clear error, never hang.
+import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
 import { test } from "node:test";
 import { join, resolve } from "node:path";
 import { runDispatch } from "../../src/dispatch/run-dispatch.js";
@@ -32,8 +33,7 @@ test("a builder whose first query fails while its slots are still opening is giv
           systems: [process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux"],
         }),
       ],
-      file: FIXTURE,
-      attr: "ok1",
+      source: { installables: [fileInstallable(FIXTURE, ["ok1"])], flake: NO_FLAKE_OPTIONS },
       outLink: null,
       logDir: join(dir, "logs"),
       durationsFile: join(dir, "durations.json"),

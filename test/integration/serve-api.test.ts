@@ -319,6 +319,10 @@ describe(
         const who = await asUser("GET", "/api/whoami");
         assert.equal(who.status, 200);
         assert.deepEqual(json(who.body), { user: "nobody", uid: 65534, via: "socket" });
+        // A local user shares the store: it may ask what it holds, never import into it.
+        const imported = await asUser("POST", "/api/store/import");
+        assert.equal(imported.status, 403, imported.body);
+        assert.equal(json(imported.body)["code"], "API_FORBIDDEN");
         // root's build, through this socket; nobody may not cancel it.
         const client = startClient(
           pool.stateDir,

@@ -1,4 +1,5 @@
 import { after, before, describe, test } from "node:test";
+import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -339,9 +340,10 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     });
     try {
       const derivations = await evaluateDerivations({
-        file: FIXTURE,
-        attr: "placement",
-        args: [{ kind: "argstr", name: "seed", value: seed() }],
+        installables: [
+          fileInstallable(FIXTURE, ["placement"], [{ kind: "argstr", name: "seed", value: seed() }]),
+        ],
+        flake: NO_FLAKE_OPTIONS,
       });
       const id = c.submit({ derivations, label: "trust" }, { user: "root", uid: 0, via: "socket" });
       const done = await c.waitFor(id);

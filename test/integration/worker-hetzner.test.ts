@@ -11,6 +11,7 @@ import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
 import { graphArgs } from "../helpers/example-builds.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
+import { localSystem } from "../../src/config/load.js";
 
 const seed = () => randomBytes(6).toString("hex");
 /** `nixpool build --on hetzner` of the example graph with n leaves and a fresh seed. */
@@ -122,6 +123,33 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     await assertNoServers();
     const list = await cli(stateDir, ["worker", "list", "--json"]);
     assert.deepEqual(JSON.parse(list.stdout), { workers: [] });
+  });
+
+  test("build --on hetzner takes a flake output: built on the worker, result linked, worker deleted", async () => {
+    const stateDir = await newStateDir("flake");
+    const flake = join(stateDir, "flake");
+    await mkdir(flake);
+    const system = localSystem();
+    await writeFile(
+      join(flake, "flake.nix"),
+      `{ outputs = { self }: { packages.${system}.pair = builtins.derivation { name = "flake-on-worker"; seed = "${seed()}"; system = "${system}"; builder = "/bin/sh"; args = [ "-c" "echo from-the-worker > $out" ]; }; }; }\n`,
+    );
+    const r = await cli(stateDir, ["build", "--on", "hetzner", `path:${flake}#pair`, "--json"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as {
+      outputs: string[];
+      derivations: { builder: string }[];
+      worker: { name: string };
+    };
+    assert.deepEqual(
+      out.derivations.map((d) => d.builder),
+      [out.worker.name],
+    );
+    assert.equal(
+      (await readFile(await readlink(join(stateDir, "result")), "utf8")).trim(),
+      "from-the-worker",
+    );
+    await assertNoServers();
   });
 
   test("the user_data nixpool sent passes cloud-init's own schema validator", async () => {

@@ -17,8 +17,8 @@ test("nix-build argv never builds locally and never substitutes", () => {
     {
       builders: [],
       stateDir: "/s",
-      file: "/x/f.nix",
-      attr: "a.b",
+      paths: ["/x/f.nix"],
+      attrs: ["a.b"],
       args: [{ kind: "argstr", name: "s", value: "v" }],
     },
     "/out",

@@ -1,6 +1,8 @@
 import { formatMoney } from "../../core/cost.js";
 import type { BuilderView, BuildSummary, WorkerView } from "../coordinator-types.js";
+import type { CacheStatsView } from "../cache/cache-stats.js";
 import { renderBuildRowTemplate, renderBuildTable } from "./build-rows.js";
+import { renderCacheSection } from "./cache-section.js";
 import { buildHref, renderDuration, renderTime } from "./format.js";
 import { markup, type Html } from "./html.js";
 import { renderLayout } from "./layout.js";
@@ -14,6 +16,8 @@ export interface OverviewData {
   recent: readonly BuildSummary[];
   workers: readonly WorkerView[];
   nowMs: number;
+  /** The binary cache's numbers; absent when serve runs without it. */
+  cache?: CacheStatsView;
 }
 
 /** "2/4" slots in use with a meter; the script updates both from builder events. */
@@ -119,6 +123,7 @@ ${renderBuildTable("queued-builds", d.queued, d.nowMs, "Nothing waits.")}
 ${renderBuildTable("running-builds", d.running, d.nowMs, "Nothing runs.")}
 </section>
 ${renderWorkers(d.workers, d.nowMs)}
+${renderCacheSection(d.cache)}
 <section id="recent-section">
 <h2>Finished lately <small><a href="/history">all history</a></small></h2>
 ${renderBuildTable("recent-builds", d.recent, d.nowMs, "No finished build yet.")}

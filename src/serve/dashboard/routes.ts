@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { Context, Env, Hono } from "hono";
+import type { CacheStatsView } from "../cache/cache-stats.js";
 import type { BuildStatus, CoordinatorApi } from "../coordinator-types.js";
 import { pickLogDerivations, renderBuildPage, renderTimelineContent } from "./build-page.js";
 import { FINISHED } from "./build-rows.js";
@@ -14,6 +15,11 @@ export type DashboardSource = Pick<
   CoordinatorApi,
   "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers"
 >;
+
+/** What the overview shows beside the coordinator's own: the binary cache's numbers. */
+export interface DashboardExtras {
+  cacheStats?: () => CacheStatsView;
+}
 
 /**
  * Nothing runs on a page but its own script from this server, and nothing loads from elsewhere:
@@ -67,7 +73,11 @@ function errorPage(c: Context, status: 400 | 404, title: string, message: string
  * `/builds/:id` (with `/timeline`, `/timeline.svg` and `/log?drv=`), `/assets/*`. Authentication is the
  * app's middleware; live updates come from the app's `/api/events`.
  */
-export function mountDashboard<E extends Env>(app: Hono<E>, coordinator: DashboardSource): void {
+export function mountDashboard<E extends Env>(
+  app: Hono<E>,
+  coordinator: DashboardSource,
+  extras: DashboardExtras = {},
+): void {
   const assets = new Map<string, { body: string; type: string }>([
     [ASSET_PATHS.script, { body: readAsset("dashboard.js"), type: "text/javascript; charset=utf-8" }],
     [ASSET_PATHS.style, { body: readAsset("dashboard.css"), type: "text/css; charset=utf-8" }],
@@ -94,6 +104,7 @@ export function mountDashboard<E extends Env>(app: Hono<E>, coordinator: Dashboa
         .slice(0, RECENT_BUILDS),
       workers: coordinator.workers(),
       nowMs: Date.now(),
+      ...(extras.cacheStats ? { cache: extras.cacheStats() } : {}),
     });
     return c.html(page.markup);
   });

@@ -7,6 +7,7 @@ import type { Hono } from "hono";
 import { unixSocketAnswers } from "../../adapters/unix-socket.js";
 import { NixpoolError } from "../../core/errors.js";
 import { listenUrl, type ListenAddress } from "../../core/listen-address.js";
+import type { CacheStatsView } from "../cache/cache-stats.js";
 import type { CoordinatorApi } from "../coordinator-types.js";
 import type { ApiEnv, Transport } from "./api-env.js";
 import { createApiApp } from "./app.js";
@@ -19,8 +20,20 @@ export interface ApiServerOptions {
   /** The bearer token of TCP clients; undefined only with `--no-token` on loopback. */
   token: string | undefined;
   log: (line: string) => void;
-  mountDashboard?: (app: Hono<ApiEnv>, coordinator: CoordinatorApi) => void;
+  mountDashboard?: (
+    app: Hono<ApiEnv>,
+    coordinator: CoordinatorApi,
+    extras: { cacheStats?: () => CacheStatsView },
+  ) => void;
   heartbeatMs?: number;
+  /** The binary cache: its app answers every path under /cache, the API's /api/cache/stats its numbers. */
+  cache?: { app: Hono<ApiEnv>; stats: () => CacheStatsView };
+}
+
+/** Whether a request's (normalised) path is the binary cache's. */
+function isCachePath(url: string): boolean {
+  const path = new URL(url).pathname;
+  return path === "/cache" || path.startsWith("/cache/");
 }
 
 export interface RunningApi {
@@ -69,10 +82,16 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
     draining: () => draining,
     ...(o.mountDashboard ? { mountDashboard: o.mountDashboard } : {}),
     ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+    ...(o.cache ? { cacheStats: o.cache.stats } : {}),
   });
+  const cacheApp = o.cache?.app;
   const serverFor = (transport: Transport) =>
     createAdaptorServer({
-      fetch: (req, env) => app.fetch(req, { ...(env as HttpBindings), transport }),
+      fetch: (req, env) =>
+        (cacheApp && isCachePath(req.url) ? cacheApp : app).fetch(req, {
+          ...(env as HttpBindings),
+          transport,
+        }),
     }) as Server;
 
   if (Buffer.byteLength(o.socketPath) > MAX_SOCKET_PATH) {

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
+import type { CacheStatsView } from "../cache/cache-stats.js";
 import type { CoordinatorApi } from "../coordinator-types.js";
 import { answerError, ApiError, badRequest, notFound } from "./api-error.js";
 import type { ApiEnv } from "./api-env.js";
@@ -14,6 +15,7 @@ import {
 } from "./api-schemas.js";
 import { authenticate, type AuthOptions } from "./auth.js";
 import { StreamRegistry, streamEvents } from "./event-stream.js";
+import { mountStoreRoutes, type StoreRoutesOptions } from "./store-routes.js";
 
 export interface ApiAppOptions {
   coordinator: CoordinatorApi;
@@ -23,8 +25,16 @@ export interface ApiAppOptions {
   /** True once the service stops taking builds (SIGTERM). */
   draining?: () => boolean;
   /** Adds the dashboard's pages at / (src/serve/dashboard/routes.ts). */
-  mountDashboard?: (app: Hono<ApiEnv>, coordinator: CoordinatorApi) => void;
+  mountDashboard?: (
+    app: Hono<ApiEnv>,
+    coordinator: CoordinatorApi,
+    extras: { cacheStats?: () => CacheStatsView },
+  ) => void;
   heartbeatMs?: number;
+  /** This machine's store for clients on other machines (/api/store/*). */
+  store?: StoreRoutesOptions;
+  /** The binary cache's numbers (GET /api/cache/stats); none when serve runs without the cache. */
+  cacheStats?: () => CacheStatsView;
 }
 
 /** Request bodies are a list of derivations: a megabyte holds thousands. */
@@ -56,6 +66,10 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
   };
 
   app.get("/api/whoami", (c) => c.json(c.get("client")));
+  app.get("/api/cache/stats", (c) => {
+    if (!o.cacheStats) throw notFound("This coordinator serves no binary cache (nixpool serve --no-cache).");
+    return c.json(o.cacheStats());
+  });
   app.get("/api/builders", (c) => c.json(c0.builders()));
   app.get("/api/workers", (c) => c.json(c0.workers()));
   app.get("/api/builds", (c) => {
@@ -129,6 +143,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
     c0.cancel(b.id, c.get("client"));
     return c.json(c0.build(b.id) ?? b, 202);
   });
+  mountStoreRoutes(app, o.store);
   app.get("/api/events", (c) => {
     const q = c.req.query("build");
     const buildId = q === undefined ? undefined : findBuild(q).id;
@@ -139,7 +154,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
     });
   });
-  if (o.mountDashboard) o.mountDashboard(app, c0);
+  if (o.mountDashboard) o.mountDashboard(app, c0, o.cacheStats ? { cacheStats: o.cacheStats } : {});
   else
     app.get("/", (c) =>
       c.text("nixpool coordinator: the API is under /api (see docs/api.md); this build has no dashboard.\n"),

@@ -14,7 +14,7 @@ export interface AuthOptions {
 }
 
 /** Compares secrets in constant time (their digests, so lengths leak nothing either). */
-function sameSecret(a: string, b: string): boolean {
+export function sameSecret(a: string, b: string): boolean {
   const digest = (s: string) => createHash("sha256").update(s).digest();
   return timingSafeEqual(digest(a), digest(b));
 }
