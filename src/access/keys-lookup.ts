@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  GATEWAY_ALL_FILE,
   isEntryActive,
   parseIndexEntry,
   parseKeyIdUser,
@@ -9,7 +10,6 @@ import {
   type AccessProtocol,
 } from "../core/access/authorized-keys.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
-import { GATEWAY_ALL_FILE } from "../core/access/keys-command-script.js";
 
 export interface LookupOptions {
   indexDir: string;

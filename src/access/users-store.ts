@@ -8,6 +8,7 @@ import { USER_NAME_PATTERN } from "../core/access/names.js";
 import { parseUsersFile, renderUsersFile, type UsersFile } from "../core/access/users.js";
 import { readGithubCache, type GithubCache } from "./github-cache.js";
 import { withLock } from "./lock.js";
+import { gatewayCommandFor } from "./gateway-command.js";
 import type { AccessPaths } from "./paths.js";
 import { readStaticTarget, updateStaticFiles } from "./static-files.js";
 
@@ -34,7 +35,7 @@ export function buildIndexEntries(f: UsersFile, cache: GithubCache): IndexEntry[
 }
 
 /** Where a member's files live: the index and the keys command's precompiled answers. */
-type MemberDirs = Pick<AccessPaths, "indexDir" | "sshdDir" | "gatewayCommand">;
+type MemberDirs = Pick<AccessPaths, "indexDir" | "sshdDir" | "stateDir">;
 
 /**
  * Creates STATE/access/index and STATE/access/sshd/{ssh-ng,ssh,principals}. Every directory is
@@ -104,8 +105,9 @@ async function writeEntries(
   nowMs: number,
 ): Promise<number> {
   let written = 0;
+  const gatewayCommand = gatewayCommandFor(dirs.stateDir);
   await forEachLimited(entries, 16, async (e) => {
-    const answers = renderSshdAnswers(e, nowMs, dirs.gatewayCommand);
+    const answers = renderSshdAnswers(e, nowMs, gatewayCommand);
     for (const k of SSHD_ANSWER_DIRS) {
       await writeFileAtomic(join(dirs.sshdDir, k, e.name), answers[k], { mode: 0o644 });
     }

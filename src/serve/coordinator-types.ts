@@ -131,6 +131,7 @@ export interface CoordinatorApi {
   /** Resolves when the build has finished, whatever its status. */
   waitFor(id: BuildId): Promise<BuildDetail>;
   builders(): BuilderView[];
+  /** `client`: only that submitter's (e.g. "gateway:alice"). */
   builds(q?: { limit?: number; status?: BuildStatus; client?: string }): BuildSummary[];
   build(id: BuildId): BuildDetail | undefined;
   derivationLog(id: BuildId, drv: string): string | undefined;

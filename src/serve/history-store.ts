@@ -321,16 +321,21 @@ export class HistoryStore {
   /** Builds newest first. */
   builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): BuildSummary[] {
     const limit = Math.max(0, Math.min(q.limit ?? 100, 10_000));
-    const where = [
-      q.status !== undefined ? "status = ?" : "",
-      q.client !== undefined ? "client = ?" : "",
-    ].filter((w) => w !== "");
-    const params = [q.status, q.client].filter((v) => v !== undefined);
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.status) {
+      where.push("status = ?");
+      args.push(q.status);
+    }
+    if (q.client !== undefined) {
+      where.push("client = ?");
+      args.push(q.client);
+    }
     const rows: unknown[] = this.db
       .prepare(
         `SELECT * FROM builds ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`,
       )
-      .all(...params, limit);
+      .all(...args, limit);
     return rows.map((r) => this.summary(r));
   }
 

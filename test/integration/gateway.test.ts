@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmod, readFile } from "node:fs/promises";
+import { chmod, cp, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { encodeClientHello, encodeRequest, WireWriter } from "../../src/core/nix-serve/index.js";
@@ -194,6 +194,10 @@ describe(
           JSON.stringify(d),
         );
       }
+      const byClient = JSON.parse(
+        (await socketRequest(serve.socket, "GET", "/api/builds?client=gateway:bob")).body,
+      ) as ApiBuild[];
+      assert.deepEqual(byClient.map((b) => b.id).sort(), builds.map((b) => b.id).sort());
       const sessions = (await gatewayLog()).filter((e) => e.client === "bob");
       assert.ok(sessions.length >= 9, JSON.stringify(sessions));
       assert.equal(
@@ -273,6 +277,25 @@ describe(
       assert.equal(viaSsh.exitCode, 1, viaSsh.stderr);
       const r = await nixBuild(alice, "ok1", randomBytes(8).toString("hex"));
       assert.equal(r.exitCode, 0, r.stderr);
+    });
+
+    test("nix build of a flake through the gateway", async () => {
+      const dir = join(dirs.dir, "flake");
+      await cp(resolve(import.meta.dirname, "../../examples/flake"), dir, { recursive: true });
+      const r = await alice.exec([
+        "nix",
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "build",
+        `path:${dir}#graph`,
+        "--max-jobs",
+        "0",
+        "--no-link",
+        "--json",
+      ]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      const [built] = JSON.parse(r.stdout) as { outputs: { out: string } }[];
+      assert.equal((await alice.exec(["cat", built?.outputs.out ?? "/nonexistent"])).stdout, leafLines(12));
     });
 
     test("the client's max-silent-time and timeout are enforced by the gateway", async () => {

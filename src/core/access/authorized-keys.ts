@@ -4,6 +4,9 @@ import { USER_NAME_PATTERN } from "./names.js";
 /** Which Nix remote protocol a restricted key is forced into. */
 export type AccessProtocol = "ssh-ng" | "ssh";
 
+/** In STATE/access/sshd/gateway/: every gateway client's lines, for the gateway's one account. */
+export const GATEWAY_ALL_FILE = ".all";
+
 /** The forced command for each protocol: the Nix protocol and nothing else. */
 export const FORCED_COMMAND: Record<AccessProtocol, string> = {
   "ssh-ng": "nix-daemon --stdio",

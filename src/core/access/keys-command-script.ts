@@ -1,3 +1,5 @@
+import { GATEWAY_ALL_FILE } from "./authorized-keys.js";
+
 // The AuthorizedKeysCommand sshd runs at every login, as a small POSIX sh script: it checks the
 // name and prints one file nixpool precompiled for that member (no node start per login).
 /** Where `nixpool access install-keys-command` puts the command unless told otherwise. */
@@ -7,8 +9,7 @@ export const KEYS_COMMAND_NAME = "keys-command";
 
 /** Precompiled files under STATE/access/sshd/: one directory per answer kind, one file per member. */
 export const SSHD_ANSWER_DIRS = ["ssh-ng", "ssh", "principals", "gateway"] as const;
-/** In sshd/gateway/: every gateway client's lines, for the gateway's one account (`--protocol gateway`). */
-export const GATEWAY_ALL_FILE = ".all";
+export { GATEWAY_ALL_FILE };
 export type SshdAnswerKind = (typeof SSHD_ANSWER_DIRS)[number];
 
 /**

@@ -10,6 +10,9 @@ export interface GatewayLogEntry {
   ms: number;
   clientVersion: string;
   requests: Record<string, number>;
+  requestMs: Record<string, number>;
+  /** From the process's start to the client's greeting read (node start, store session, connect). */
+  startMs: number;
   uploadedPaths: number;
   uploadedBytes: number;
   downloadedBytes: number;

@@ -40,19 +40,29 @@ export interface GatewaySessionOptions {
   output: NodeJS.WritableStream;
   /** One line to the client's stderr: Nix shows it as the build's log. */
   log: (line: string) => void;
-  store: GatewayStore;
-  builds: GatewayBuilds;
+  /**
+   * The store and the pool, started while the greeting is exchanged: Nix's main loop waits for
+   * every hook's connection, so the greeting goes out before anything slow.
+   */
+  store: Promise<GatewayStore>;
+  builds: Promise<GatewayBuilds>;
   limits?: WireLimits;
   /** A client silent in the middle of a message, or not reading our answer, this long is cut off (default 60 s). */
   stallMs?: number;
   /** A client silent between requests this long is cut off (default 30 min). */
   idleMs?: number;
+  /** Our greeting was written already, before the client's (the lean entry sends it at once). */
+  greeted?: boolean;
 }
 
 /** What one session did, for the gateway's own log and for measurements. */
 export interface GatewaySessionResult {
   clientVersion: number;
   requests: Record<string, number>;
+  /** Milliseconds spent serving each kind of request (from its first byte read to its answer written). */
+  requestMs: Record<string, number>;
+  /** Milliseconds from the start to the client's greeting being read. */
+  greetingMs: number;
   uploadedPaths: number;
   uploadedBytes: number;
   downloadedBytes: number;
@@ -76,6 +86,8 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
   const result: GatewaySessionResult = {
     clientVersion: 0,
     requests: {},
+    requestMs: {},
+    greetingMs: 0,
     uploadedPaths: 0,
     uploadedBytes: 0,
     downloadedBytes: 0,
@@ -83,15 +95,22 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
     error: undefined,
   };
   const watchdog = new OutputWatchdog(o.output, stallMs);
+  // A failure to start either surfaces at the first request that needs it.
+  void o.store.catch(() => undefined);
+  void o.builds.catch(() => undefined);
   try {
+    const t0 = Date.now();
     await reader.decode(decodeClientMagic, "the client's greeting");
-    await watchdog.write(encodeServerHello(SERVE_PROTOCOL_VERSION));
+    if (!o.greeted) await watchdog.write(encodeServerHello(SERVE_PROTOCOL_VERSION));
     const version = await reader.decode(decodeClientVersion, "the client's version");
     result.clientVersion = version;
+    result.greetingMs = Date.now() - t0;
     while (!(await reader.atEnd(o.idleMs ?? 30 * 60_000))) {
       const req = await reader.decode((ctx) => decodeServerRequest(ctx, version), "a request");
+      const started = Date.now();
       result.requests[req.cmd] = (result.requests[req.cmd] ?? 0) + 1;
       await Promise.race([serve(req, version), watchdog.stalled]);
+      result.requestMs[req.cmd] = (result.requestMs[req.cmd] ?? 0) + Date.now() - started;
     }
   } catch (e) {
     result.error = isNixpoolError(e)
@@ -110,31 +129,34 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
     switch (req.cmd) {
       case "queryValidPaths":
         // Substitution on the coordinator's machine is not offered: the pool's stores are what it has.
-        await watchdog.write(encodePathList(await o.store.queryValidPaths(req.paths, { lock: req.lock })));
+        await watchdog.write(
+          encodePathList(await (await o.store).queryValidPaths(req.paths, { lock: req.lock })),
+        );
         return;
       case "queryPathInfos":
-        await watchdog.write(encodePathInfosFor(await o.store.queryPathInfos(req.paths), version));
+        await watchdog.write(encodePathInfosFor(await (await o.store).queryPathInfos(req.paths), version));
         return;
       case "queryClosure":
-        await watchdog.write(encodePathList(await o.store.queryClosure(req.paths, req.includeOutputs)));
+        await watchdog.write(
+          encodePathList(await (await o.store).queryClosure(req.paths, req.includeOutputs)),
+        );
         return;
       case "dumpStorePath": {
         await requireValid([req.path]);
-        const nar = await o.store.dumpStorePath(req.path, o.output);
+        const nar = await (await o.store).dumpStorePath(req.path, o.output);
         result.downloadedBytes += nar.size;
         return;
       }
       case "exportPaths": {
         await requireValid(req.paths);
-        const paths = await o.store.exportPaths(req.paths, o.output);
+        const paths = await (await o.store).exportPaths(req.paths, o.output);
         result.downloadedBytes += paths.reduce((n, p) => n + p.nar.size, 0);
         return;
       }
       case "addToStoreNar": {
-        const nar = await o.store.addToStoreNar(
-          req.info,
-          reader.take(req.info.narSize, `NAR of ${req.info.path}`),
-        );
+        const nar = await (
+          await o.store
+        ).addToStoreNar(req.info, reader.take(req.info.narSize, `NAR of ${req.info.path}`));
         result.uploadedPaths++;
         result.uploadedBytes += nar.size;
         await watchdog.write(encodeAck());
@@ -142,7 +164,7 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
       }
       case "importPaths": {
         const scanner = new IncrementalDecoder(scanExportStream, "export stream of ImportPaths", limits);
-        const paths = await o.store.importPaths(reader.takeScanned(scanner));
+        const paths = await (await o.store).importPaths(reader.takeScanned(scanner));
         result.uploadedPaths += paths.length;
         result.uploadedBytes += paths.reduce((n, p) => n + p.nar.size, 0);
         await watchdog.write(encodeAck());
@@ -161,7 +183,7 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
           );
         }
         result.builds++;
-        const r = await o.builds.build(req.drvPath, req.drv, req.options, o.log);
+        const r = await (await o.builds).build(req.drvPath, req.drv, req.options, o.log);
         await watchdog.write(encodeBuildResultFor(r, version));
         return;
       }
@@ -170,7 +192,7 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
 
   async function missingOf(paths: readonly string[]): Promise<string[]> {
     if (paths.length === 0) return [];
-    const valid = new Set(await o.store.queryValidPaths(paths));
+    const valid = new Set(await (await o.store).queryValidPaths(paths));
     return paths.filter((p) => !valid.has(p));
   }
 

@@ -71,10 +71,9 @@ export const BuildsQuerySchema = z.strictObject({
     .pipe(z.number().int().min(1).max(100_000))
     .optional(),
   status: z.enum(STATUSES).optional(),
-  /** Builds of one client: a user, a token's client, or gateway:NAME. */
   client: z
     .string()
-    .regex(/^(gateway:)?[A-Za-z0-9._-]{1,64}$/, "is not a client name")
+    .regex(/^[A-Za-z0-9._:$-]{1,64}$/, "is not a client name")
     .optional(),
 });
 

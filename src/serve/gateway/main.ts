@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// sshd's forced command for a gateway client (docs/gateway.md):
+//   main.js --state-dir DIR --client NAME [--coordinator unix:PATH] [--stall SECONDS]
+// Nix's main loop waits for every hook's connection, greeting included, one after the other: this
+// entry writes the server's greeting before loading anything else (node's start is most of a
+// session's cost), then loads the gateway. `nixpool gateway` is the same session from the full CLI.
+import { encodeServerHello } from "../../core/nix-serve/handshake.js";
+import { ExitCode } from "../../core/errors.js";
+
+process.stdout.write(encodeServerHello());
+
+function flag(argv: readonly string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+const argv = process.argv.slice(2);
+const stateDir = flag(argv, "--state-dir");
+const client = flag(argv, "--client");
+const stall = flag(argv, "--stall");
+if (stateDir === undefined || client === undefined || (stall !== undefined && !(Number(stall) > 0))) {
+  process.stderr.write(
+    "nixpool gateway: give --state-dir DIR --client NAME [--coordinator URL] [--stall SECONDS]\n",
+  );
+  process.exitCode = ExitCode.usage;
+} else {
+  const { runGateway } = await import("./run-gateway.js");
+  try {
+    process.exitCode = await runGateway({
+      stateDir,
+      client,
+      coordinator: flag(argv, "--coordinator"),
+      stallS: stall === undefined ? undefined : Number(stall),
+      greeted: true,
+    });
+  } catch (e) {
+    process.stderr.write(`nixpool gateway: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = ExitCode.failed;
+  }
+}
