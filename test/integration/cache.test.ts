@@ -209,6 +209,58 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.match(String(bad.headers["www-authenticate"]), /^Basic /);
   });
 
+  test("what `nixpool cache client-config` and `cache netrc` print is what the real Nix reads", async () => {
+    const netrcFile = join(work.dir, "netrc-from-cli");
+    const conf = await pool.cli([
+      "cache",
+      "client-config",
+      "--url",
+      `${clientUrl()}/`,
+      "--netrc-file",
+      netrcFile,
+    ]);
+    assert.equal(conf.exitCode, 0, conf.stderr);
+    assert.ok(!conf.stdout.includes(cacheToken), "no secret in the nix.conf lines");
+    const confDir = join(work.dir, "nix-conf-dir");
+    await run(["mkdir", "-p", confDir]);
+    await writeFile(join(confDir, "nix.conf"), `substituters =\ntrusted-public-keys =\n${conf.stdout}\n`);
+    const shown = await run([...["nix", "--extra-experimental-features", "nix-command"], "show-config"], {
+      env: { NIX_CONF_DIR: confDir },
+    });
+    assert.match(shown.stdout, new RegExp(`^substituters = ${clientUrl().replace(/\./g, "\\.")}$`, "m"));
+    assert.ok(shown.stdout.includes(`trusted-public-keys = ${publicKey}`), shown.stdout);
+    assert.match(shown.stdout, new RegExp(`^netrc-file = ${netrcFile}$`, "m"));
+    const netrcText = await pool.cli(["cache", "netrc", "--url", clientUrl()]);
+    assert.equal(netrcText.exitCode, 0, netrcText.stderr);
+    await writeFile(netrcFile, netrcText.stdout, { mode: 0o600 });
+    const fresh = ["--argstr", "seed", `${s}-conf`];
+    const built = await pool.cli([
+      "build",
+      FIXTURE,
+      "-A",
+      "hidden",
+      ...fresh,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const path = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "hidden", ...fresh])).stdout.trim(),
+    );
+    const r = await client.exec([
+      "nix-store",
+      "-r",
+      path,
+      ...(await client.cacheOptions(clientUrl(), publicKey)),
+      "--option",
+      "netrc-file",
+      netrcFile,
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.ok(await isValidOnClient(client, path));
+  });
+
   test("`nix path-info --store http://…` lists the sizes, references and signatures the builders' stores hold", async () => {
     const netrcFile = join(work.dir, "netrc-here");
     await writeFile(netrcFile, `machine 127.0.0.1 login nixpool password ${cacheToken}\n`, { mode: 0o600 });
