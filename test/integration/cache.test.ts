@@ -345,6 +345,50 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.equal(await isValidOnClient(client, leaf), false);
   });
 
+  test('a result an untrusted builder built is offered once verified (untrustedResults = "verify")', async () => {
+    const inv = await writeTrustInventory(
+      pool,
+      work.dir,
+      [
+        { host: "local1", name: "t1", trust: "trusted", maxJobs: 1 },
+        { host: "local2", name: "u1", trust: "untrusted", maxJobs: 2 },
+      ],
+      'untrustedResults = "verify"',
+    );
+    const args = ["-A", "spread", "--argstr", "seed", `${s}-verify`];
+    const built = await pool.cli([
+      "--inventory",
+      inv,
+      "build",
+      TRUST_FIXTURE,
+      ...args,
+      "--json",
+      "--no-out-link",
+      "--builder",
+      "t1",
+      "--builder",
+      "u1",
+      // The running serve has the other inventory: this build runs here.
+      "--no-coordinator",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const j = JSON.parse(built.stdout) as {
+      derivations: { drv: string; verified: boolean; builds: { builder: string }[] }[];
+    };
+    const verified = j.derivations.filter((d) => d.verified && d.builds.some((b) => b.builder === "u1"));
+    assert.ok(verified.length > 0, "u1 built something that t1 verified");
+    const key = parsePublicSigningKey(publicKey);
+    for (const d of verified) {
+      const out = await outputOf(d.drv);
+      const records = await readFile(join(pool.stateDir, "trust", "results.jsonl"), "utf8");
+      assert.match(records, new RegExp(`"output":"${out}".*"builder":"u1","trust":"untrusted"`));
+      const r = await get(`/cache/${hashOf(out)}.narinfo`);
+      assert.equal(r.status, 200, `${out} is offered`);
+      const info = parseNarInfo(r.body.toString());
+      assert.ok(verifyFingerprint(key, narInfoFingerprint(info), info.sigs[0] ?? ""), "and signed");
+    }
+  });
+
   test("bad names, traversal, unknown hashes and ranges get 4xx, never a file", async () => {
     const hidden = await outputOf(await instantiate("hidden"));
     const info = parseNarInfo((await get(`/cache/${hashOf(hidden)}.narinfo`)).body.toString());
