@@ -9,6 +9,7 @@ import {
   type AccessProtocol,
 } from "../core/access/authorized-keys.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { GATEWAY_ALL_FILE } from "../core/access/keys-command-script.js";
 
 export interface LookupOptions {
   indexDir: string;
@@ -28,6 +29,22 @@ async function readEntry(indexDir: string, user: string) {
   }
   const entry = parseIndexEntry(text);
   return entry?.name === user ? entry : undefined;
+}
+
+/**
+ * Every gateway client's lines (STATE/access/sshd/gateway/.all, precompiled at each change), for
+ * the gateway's account: the same answer as the installed keys command's `--protocol gateway`.
+ */
+export async function lookupGatewayKeys(user: string, o: { sshdDir: string }): Promise<string[]> {
+  if (!USER_NAME_PATTERN.test(user)) return [];
+  let text: string;
+  try {
+    text = await readFile(join(o.sshdDir, "gateway", GATEWAY_ALL_FILE), "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
+  return text.split("\n").filter((l) => l !== "");
 }
 
 /** The restricted authorized_keys lines for a user from the local index; none when unlisted or expired. */

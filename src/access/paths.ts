@@ -15,6 +15,11 @@ export interface AccessPaths {
   staticTarget: string;
   lockFile: string;
   caDir: string;
+  /**
+   * The gateway as sshd runs it for a client's key: this very nixpool (node and its entry script,
+   * absolute) on this state directory; `--client NAME` is appended per member.
+   */
+  gatewayCommand: string;
 }
 
 /** Resolves the access paths (statePaths(stateDir).access and .ca); --users FILE overrides STATE/users.toml. */
@@ -30,5 +35,12 @@ export function resolveAccessPaths(stateDir: string, usersFlag?: string): Access
     staticTarget: paths.access.staticTarget,
     lockFile: paths.access.lockFile,
     caDir: paths.ca.dir,
+    gatewayCommand: [
+      process.execPath,
+      resolve(process.argv[1] ?? "nixpool"),
+      "--state-dir",
+      resolve(stateDir),
+      "gateway",
+    ].join(" "),
   };
 }

@@ -2,7 +2,7 @@ import { chmod, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../adapters/fs.js";
 import { renderIndexEntry, renderSshdAnswers, type IndexEntry } from "../core/access/authorized-keys.js";
-import { SSHD_ANSWER_DIRS } from "../core/access/keys-command-script.js";
+import { GATEWAY_ALL_FILE, SSHD_ANSWER_DIRS } from "../core/access/keys-command-script.js";
 import { dedupeKeys, formatKey, parseKeyLine } from "../core/public-key.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
 import { parseUsersFile, renderUsersFile, type UsersFile } from "../core/access/users.js";
@@ -28,12 +28,13 @@ export function buildIndexEntries(f: UsersFile, cache: GithubCache): IndexEntry[
       name: u.name,
       expiresMs: u.expires === undefined ? undefined : Date.parse(u.expires),
       keys: dedupeKeys([...explicit, ...fromGithub]).map(formatKey),
+      ...(u.gateway ? { gateway: true } : {}),
     };
   });
 }
 
 /** Where a member's files live: the index and the keys command's precompiled answers. */
-type MemberDirs = Pick<AccessPaths, "indexDir" | "sshdDir">;
+type MemberDirs = Pick<AccessPaths, "indexDir" | "sshdDir" | "gatewayCommand">;
 
 /**
  * Creates STATE/access/index and STATE/access/sshd/{ssh-ng,ssh,principals}. Every directory is
@@ -104,14 +105,30 @@ async function writeEntries(
 ): Promise<number> {
   let written = 0;
   await forEachLimited(entries, 16, async (e) => {
-    const answers = renderSshdAnswers(e, nowMs);
+    const answers = renderSshdAnswers(e, nowMs, dirs.gatewayCommand);
     for (const k of SSHD_ANSWER_DIRS) {
       await writeFileAtomic(join(dirs.sshdDir, k, e.name), answers[k], { mode: 0o644 });
     }
     const r = await writeFileAtomic(join(dirs.indexDir, e.name), renderIndexEntry(e), { mode: 0o644 });
     if (r.changed) written++;
   });
+  await writeGatewayAll(dirs);
   return written;
+}
+
+/**
+ * Gathers every member's gateway lines into sshd/gateway/.all, what the keys command prints for
+ * the gateway's one account (`--protocol gateway`). Rebuilt from the members' files after every
+ * change, so a removed or expired member's lines go with their own file.
+ */
+export async function writeGatewayAll(dirs: Pick<AccessPaths, "sshdDir">): Promise<void> {
+  const dir = join(dirs.sshdDir, "gateway");
+  const names = (await readdir(dir).catch(() => [] as string[]))
+    .filter((n) => USER_NAME_PATTERN.test(n))
+    .sort();
+  const parts: string[] = [];
+  for (const n of names) parts.push((await readFileIfExists(join(dir, n))) ?? "");
+  await writeFileAtomic(join(dir, GATEWAY_ALL_FILE), parts.join(""), { mode: 0o644 });
 }
 
 /**
@@ -139,6 +156,7 @@ export async function updateUsers(
     const removed = current.users.map((u) => u.name).filter((n) => !keep.has(n));
     await ensureIndexDir(paths);
     for (const n of removed) await removeMember(paths, n);
+    if (removed.length) await writeGatewayAll(paths);
     // Only nixpool reads users.toml; sshd's command user reads the index instead.
     await writeFileAtomic(paths.usersFile, renderUsersFile(next), { mode: 0o600 });
     await writeEntries(paths, entries, Date.now());

@@ -61,6 +61,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("../commands/cache.js")).registerCache,
   },
   {
+    name: "gateway",
+    term: "gateway [options]",
+    description: "serve Nix's builder protocol on stdin/stdout for one client (sshd's forced command)",
+    load: async () => (await import("../commands/gateway.js")).registerGateway,
+  },
+  {
     name: "verify",
     term: "verify [options] <paths...>",
     description: "build existing outputs again on another builder and compare them (docs/trust.md)",

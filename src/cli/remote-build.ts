@@ -4,6 +4,7 @@ import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../core/errors.js";
 import { evaluateDerivations, type EvaluatedRoot, type EvaluateRequest } from "../dispatch/evaluate.js";
 import type { SubmitRequest } from "../serve/coordinator-types.js";
+import { downloadOutputs, uploadDerivations } from "../serve/client/store-transfer.js";
 import { outLinkStyle } from "../core/installable.js";
 import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
@@ -110,6 +111,7 @@ export async function runRemoteBuild(
   let roots: EvaluatedRoot[] = [];
   const detail = await followRemoteBuild(ctx, client, o, async (signal) => {
     roots = await evaluateDerivations({ ...o.source, signal });
+    await uploadFor(ctx, client, roots, o, signal);
     return {
       derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
       label: o.label,
@@ -130,6 +132,10 @@ export async function runRemoteBuild(
       `The coordinator at ${client.name} answered ${detail.outputs.length} outputs for ${roots.length} roots.`,
     );
   }
+  // A client on another machine gets the outputs into its own store (one on the coordinator's has them).
+  const down = await downloadOutputs(client, detail.outputs);
+  if (down.paths && !o.json && !o.quiet)
+    ctx.output.err(`downloaded ${down.paths} paths (${megabytes(down.bytes)}) from the coordinator`);
   if (o.outLink !== null) {
     const links = outLinkNames(
       o.outLink,
@@ -142,6 +148,30 @@ export async function runRemoteBuild(
   if (o.timeline) await writeTimeline(o.timeline, result, o.label);
   if (o.json) return ctx.output.json({ buildId: detail.id, ...dispatchJson(result, choice) });
   printDispatchReport(ctx, result, choice);
+}
+
+const megabytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+/**
+ * Sends the coordinator the derivations' closure its store lacks (a client on another machine);
+ * nothing for a client that shares its store.
+ */
+export async function uploadFor(
+  ctx: Context,
+  client: CoordinatorClient,
+  roots: readonly EvaluatedRoot[],
+  display: FollowDisplay,
+  signal: AbortSignal,
+): Promise<void> {
+  const up = await uploadDerivations(
+    client,
+    roots.map((r) => r.drv),
+    signal,
+  );
+  if (up.paths && !display.json && !display.quiet)
+    ctx.output.err(
+      `uploaded ${up.paths} paths (${megabytes(up.bytes)}) to the coordinator at ${client.name}`,
+    );
 }
 
 function interrupted(): NixpoolError {

@@ -13,7 +13,7 @@ import { caExists, resolveCaPaths, revokeUserCerts } from "../access/ca.js";
 import { readGithubCache } from "../access/github-cache.js";
 import { runHousekeeping } from "../access/housekeeping.js";
 import { checkKeysCommandSetup, installKeysCommand, keysCommandPath } from "../access/keys-command-setup.js";
-import { lookupAuthorizedKeys, lookupPrincipals } from "../access/keys-lookup.js";
+import { lookupAuthorizedKeys, lookupGatewayKeys, lookupPrincipals } from "../access/keys-lookup.js";
 import { resolveAccessPaths } from "../access/paths.js";
 import { syncAccess } from "../access/sync.js";
 import { ensureIndexDir, loadUsers, updateUsers } from "../access/users-store.js";
@@ -68,6 +68,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
     )
     .option("--trusted", "join Nix's trusted-users (effectively root on the store)")
     .option("--can-vouch", "may vouch for new members")
+    .option("--gateway", "may use the gateway: the whole pool as one builder (docs/gateway.md)")
     .option("--vouched-by <member>", "the member vouching for this one")
     .option("--expires <date>", "access ends at this date (00:00 UTC) or ISO date-time")
     .addOption(usersOption())
@@ -80,6 +81,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
           key: string[];
           trusted?: boolean;
           canVouch?: boolean;
+          gateway?: boolean;
           vouchedBy?: string;
           expires?: string;
           users?: string;
@@ -98,6 +100,7 @@ export const registerAccess: RegisterCommands = (program, context) => {
               keys: o.key,
               trusted: o.trusted,
               canVouch: o.canVouch,
+              gateway: o.gateway,
               vouchedBy: o.vouchedBy,
               expires: o.expires,
             },
@@ -166,13 +169,14 @@ export const registerAccess: RegisterCommands = (program, context) => {
       }
       ctx.output.out(
         renderTable(
-          ["NAME", "GITHUB", "KEYS", "TRUSTED", "VOUCH", "VOUCHED-BY", "EXPIRES", "STATUS"],
+          ["NAME", "GITHUB", "KEYS", "TRUSTED", "VOUCH", "GATEWAY", "VOUCHED-BY", "EXPIRES", "STATUS"],
           rows.map((r) => [
             r.name,
             r.github ?? "-",
             `${r.keys.length}+${r.githubKeys}`,
             r.trusted ? "yes" : "no",
             r.mayVouch ? "yes" : "no",
+            r.gateway ? "yes" : "no",
             r.vouchedBy ?? "-",
             r.expires ?? "never",
             r.active ? "active" : "expired",
@@ -265,15 +269,23 @@ export const registerAccess: RegisterCommands = (program, context) => {
     .addOption(protocolOption())
     .option("--principals", "print the principals USER's certificates may carry instead")
     .option("--key-id <keyid>", "with --principals: the certificate's key ID (none unless issued to USER)")
-    .action(async (user: string, o: { protocol: AccessProtocol; principals?: boolean; keyId?: string }) => {
-      const ctx = context();
-      const { indexDir } = resolveAccessPaths(ctx.stateDir);
-      const nowMs = Date.now();
-      const lines = o.principals
-        ? await lookupPrincipals(user, { indexDir, nowMs, keyId: o.keyId })
-        : await lookupAuthorizedKeys(user, { indexDir, protocol: o.protocol, nowMs });
-      if (lines.length) ctx.output.out(lines.join("\n"));
-    });
+    .option("--gateway", "print every gateway client's keys (USER is the gateway's account; docs/gateway.md)")
+    .action(
+      async (
+        user: string,
+        o: { protocol: AccessProtocol; principals?: boolean; keyId?: string; gateway?: boolean },
+      ) => {
+        const ctx = context();
+        const { indexDir, sshdDir } = resolveAccessPaths(ctx.stateDir);
+        const nowMs = Date.now();
+        const lines = o.gateway
+          ? await lookupGatewayKeys(user, { sshdDir })
+          : o.principals
+            ? await lookupPrincipals(user, { indexDir, nowMs, keyId: o.keyId })
+            : await lookupAuthorizedKeys(user, { indexDir, protocol: o.protocol, nowMs });
+        if (lines.length) ctx.output.out(lines.join("\n"));
+      },
+    );
 
   access
     .command("install-keys-command")

@@ -16,12 +16,12 @@ import {
   type CheckRow,
 } from "../core/flake-check.js";
 import { flakeLabel, type FlakeInstallable, type FlakeOptions } from "../core/installable.js";
-import { buildError, followRemoteBuild } from "../cli/remote-build.js";
+import { buildError, followRemoteBuild, uploadFor } from "../cli/remote-build.js";
 import { CoordinatorClient } from "../serve/client/coordinator-client.js";
 import { findCoordinator } from "../serve/client/coordinator-target.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
 import { compareNatural } from "../core/natural-order.js";
-import { evaluateFlake, onceEach, type EvaluatedRoot } from "../dispatch/evaluate.js";
+import { evaluateFlake, lockFlakes, onceEach, type EvaluatedRoot } from "../dispatch/evaluate.js";
 import { readInstallables } from "../dispatch/installables.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
 
@@ -69,8 +69,15 @@ async function evaluateParts(
   onWarning: ((m: string) => void) | undefined,
 ): Promise<{ members: CheckMember[]; roots: EvaluatedRoot[] }> {
   const system = options.system ?? localSystem();
+  const toEvaluate = checkParts(flake, system);
+  await lockFlakes(
+    toEvaluate.map((p) => p.installable),
+    options,
+    signal,
+    onWarning,
+  );
   const parts = await Promise.all(
-    checkParts(flake, system).map(async (part) => {
+    toEvaluate.map(async (part) => {
       try {
         return { part, ...(await evaluateFlake(part.installable, options, part.select, signal, onWarning)) };
       } catch (e) {
@@ -236,20 +243,22 @@ export const registerCheck: RegisterCommands = (program, context) => {
         if (target && roots.length) {
           progress?.close();
           const client = new CoordinatorClient(target);
-          const detail = await followRemoteBuild(
-            ctx,
-            client,
-            { json: opts.json === true, quiet: opts.quiet === true, printLogs: opts.printBuildLogs === true },
-            () =>
-              Promise.resolve({
-                derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
-                label: `check ${flakeLabel(flake)}`,
-                keepGoing: opts.keepGoing !== false,
-                copyBack: copyBack === "all" ? "all" : "needed",
-                ...(opts.builder.length ? { builders: opts.builder } : {}),
-                ...(opts.tag.length ? { tags: opts.tag } : {}),
-              }),
-          );
+          const display = {
+            json: opts.json === true,
+            quiet: opts.quiet === true,
+            printLogs: opts.printBuildLogs === true,
+          };
+          const detail = await followRemoteBuild(ctx, client, display, async (signal) => {
+            await uploadFor(ctx, client, roots, display, signal);
+            return {
+              derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
+              label: `check ${flakeLabel(flake)}`,
+              keepGoing: opts.keepGoing !== false,
+              copyBack: copyBack === "all" ? "all" : "needed",
+              ...(opts.builder.length ? { builders: opts.builder } : {}),
+              ...(opts.tag.length ? { tags: opts.tag } : {}),
+            };
+          });
           // A failed check is in the report; a build that failed otherwise (cancelled, no builder) is an error.
           if (!detail.report || detail.status === "cancelled") throw buildError(detail, client.name);
           report(

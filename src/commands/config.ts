@@ -12,6 +12,20 @@ import { renderMachinesFile } from "../core/machines.js";
 import { renderKnownHosts, renderSshConfig } from "../core/ssh-config.js";
 import { renderNixosModule } from "../core/nixos.js";
 import { renderNixConfFragment, SYSTEM_PATHS } from "../core/nix-conf.js";
+import { renderGatewayClientConfig } from "../core/gateway-client.js";
+import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { configError } from "../core/errors.js";
+import { readFileIfExists } from "../adapters/fs.js";
+
+interface ClientConfigFlags {
+  host: string;
+  port: string;
+  user: string;
+  hostKeyFile: string;
+  identity: string;
+  machinesFile: string;
+  json?: boolean;
+}
 
 function printApplyReport(ctx: Context, report: ApplyReport, json: boolean): void {
   if (json) {
@@ -90,6 +104,76 @@ export const registerConfig: RegisterCommands = (program, context) => {
     .action(async () => {
       const ctx = context();
       ctx.output.out(renderNixosModule(await ctx.builders()));
+    });
+
+  config
+    .command("client")
+    .argument("<name>", "the client (a member with gateway rights, see docs/gateway.md)")
+    .description("print what a client machine needs to use the whole pool as one builder through the gateway")
+    .requiredOption("--host <host>", "how client machines reach this machine's sshd")
+    .option("--port <port>", "that sshd's port", "22")
+    .option("--user <account>", "the account the gateway's keys are installed for", "nixpool")
+    .option("--host-key-file <path>", "that sshd's public host key", "/etc/ssh/ssh_host_ed25519_key.pub")
+    .option(
+      "--identity <path>",
+      "the client's private key, as a path on the client",
+      "/etc/nix/nixpool-gateway_ed25519",
+    )
+    .option("--machines-file <path>", "the client's machines file", SYSTEM_PATHS.machines)
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: ClientConfigFlags) => {
+      const ctx = context();
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) {
+        throw configError("FLAG_INVALID", `--port "${opts.port}" is not a TCP port.`, {
+          hint: "e.g. --port 22",
+        });
+      }
+      if (!USER_NAME_PATTERN.test(name)) {
+        throw configError("GATEWAY_CLIENT_INVALID", `"${name}" is not a client name.`, {
+          hint: "Clients are members: nixpool access add NAME --key … --gateway (docs/gateway.md).",
+        });
+      }
+      const hostKey = (await readFileIfExists(opts.hostKeyFile))?.trim();
+      if (hostKey === undefined) {
+        throw configError("FLAG_INVALID", `The host key file ${opts.hostKeyFile} does not exist.`, {
+          hint: "Give --host-key-file with the public host key of the sshd that runs the gateway.",
+        });
+      }
+      const cfg = renderGatewayClientConfig({
+        client: name,
+        host: opts.host,
+        port,
+        user: opts.user,
+        hostKey,
+        identityFile: opts.identity,
+        builders: await ctx.builders(),
+        machinesFile: opts.machinesFile,
+      });
+      if (opts.json) {
+        ctx.output.json({ client: name, ...cfg });
+        return;
+      }
+      ctx.output.out(
+        [
+          `# For ${name}'s machines. Its key (private part at ${opts.identity}, readable by root):`,
+          `#   nixpool access add ${name} --key "$(cat KEY.pub)" --gateway   (on this machine)`,
+          "",
+          `# ${opts.machinesFile}`,
+          cfg.machinesLine,
+          "",
+          "# root's known_hosts (the machines line pins the key too)",
+          cfg.knownHostsLine,
+          ...(cfg.sshConfig
+            ? ["", "# root's ssh_config (Nix 2.8 store URIs take no port)", cfg.sshConfig]
+            : []),
+          "",
+          "# nix.conf",
+          cfg.nixConf,
+          "# NixOS: import this from configuration.nix instead of the files above",
+          cfg.nixos,
+        ].join("\n"),
+      );
     });
 
   config

@@ -22,7 +22,9 @@ import type { Generation } from "../core/deploy/generations.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { buildSystems } from "../deploy/system-build.js";
 import { deploySystem, linkTargets, listGenerations, rollbackTargets } from "../deploy/run-deploy.js";
-import { planDeploySystems } from "../core/deploy/deploy-systems.js";
+import { isHostFragment, planDeploySystems } from "../core/deploy/deploy-systems.js";
+import { checkInstallFlags, parseInstallRoot } from "../core/deploy/install.js";
+import { checkInstallTargets, installSystem } from "../deploy/install.js";
 import { readInstallables } from "../dispatch/installables.js";
 import { flakeAttrNames } from "../dispatch/evaluate.js";
 import type { TargetOutcome as Outcome } from "../core/deploy/deploy-outcome.js";
@@ -37,6 +39,8 @@ interface DeployFlags extends InstallableFlags {
   parallel?: string;
   rollback?: boolean;
   generations?: boolean;
+  install?: boolean;
+  root?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -59,6 +63,7 @@ function printOutcomes(ctx: Context, outcomes: readonly TargetOutcome[], json: b
   ctx.output.out(
     renderTable(["TARGET", "RESULT", "GENERATION", "TIME", "DETAIL"], summaryRows(outcomes, formatSeconds)),
   );
+  for (const o of outcomes) if (o.next) ctx.output.out(`Next for ${o.target}: ${o.next}.`);
   for (const o of outcomes) {
     if (!o.error) continue;
     ctx.output.err(`error: ${o.error.message}`);
@@ -82,7 +87,10 @@ function systemName(i: Installable): string {
   return i.kind === "flake" ? i.shown : `${i.shown}${i.attrs.map((a) => ` -A ${a}`).join("")}`;
 }
 
-/** nixpool deploy .#HOST | FILE.nix --target NAME…: build on the pool, copy, activate, never half-activated. */
+/**
+ * nixpool deploy .#HOST | FILE.nix --target NAME…: build on the pool, copy, activate, never
+ * half-activated; with --install, copy to a new host's installer and run nixos-install there.
+ */
 export const registerDeploy: RegisterCommands = (program, context) => {
   const cmd = program
     .command("deploy")
@@ -106,10 +114,16 @@ export const registerDeploy: RegisterCommands = (program, context) => {
     .option("--parallel <n>", "targets deployed at once (default 4)")
     .option("--rollback", "activate the generation before the current one")
     .option("--generations", "list the targets' generations")
+    .option(
+      "--install",
+      "a new host booted from a NixOS installer: copy the system there and run nixos-install (no activation)",
+    )
+    .option("--root <dir>", "with --install: where the new system's file systems are mounted (default /mnt)")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
     .action(async (file: string | undefined, opts: DeployFlags) => {
       const ctx = context();
+      checkInstallFlags(opts);
       if (opts.target.length === 0 && file === undefined)
         throw usage(
           "nixpool deploy needs at least one --target.",
@@ -120,7 +134,7 @@ export const registerDeploy: RegisterCommands = (program, context) => {
       ).length;
       if (modes !== 1)
         throw usage(
-          "nixpool deploy takes a Nix file, or --rollback, or --generations (exactly one).",
+          "nixpool deploy takes a system to build (.#host or a Nix file), or --rollback, or --generations (exactly one).",
           "For example: nixpool deploy system.nix --target web, or: nixpool deploy --rollback --target web",
         );
       const controller = new AbortController();
@@ -146,6 +160,7 @@ export const registerDeploy: RegisterCommands = (program, context) => {
             return;
           }
         }
+        const root = opts.install ? parseInstallRoot(opts.root) : undefined;
         const options = {
           stateDir: ctx.stateDir,
           action: parseAction(opts.action),
@@ -166,12 +181,17 @@ export const registerDeploy: RegisterCommands = (program, context) => {
         const [installable] = await readInstallables([file as string], fileOptionsOf(opts), flake);
         if (!installable)
           throw usage("nixpool deploy needs a system to build.", "For example: nixpool deploy .#web");
-        const names =
-          installable.kind === "flake"
-            ? await flakeAttrNames(installable, "nixosConfigurations", flake, controller.signal)
-            : undefined;
+        // The configurations' names, only when one is chosen by name (.#HOST, or . with targets).
+        const byName =
+          installable.kind === "flake" &&
+          (installable.fragment === "" || isHostFragment(installable.fragment));
+        const names = byName
+          ? await flakeAttrNames(installable, "nixosConfigurations", flake, controller.signal)
+          : undefined;
         const plan = planDeploySystems(installable, [...new Set(opts.target)], names);
         const targets = await ctx.selectTargets([...new Set(plan.flatMap((a) => a.targets))]);
+        // A new host that cannot install is found before a long build, not after it.
+        if (root !== undefined) await checkInstallTargets(targets, { ...options, root });
         const buildHost = parseBuildHost(opts.buildHost);
         const builders =
           buildHost.kind === "builder"
@@ -209,7 +229,12 @@ export const registerDeploy: RegisterCommands = (program, context) => {
             `built ${system.path} ${system.place.kind === "local" ? "(in this machine's store)" : `(on ${system.place.builder.name})`} in ${formatSeconds(system.buildMs)}`,
           );
           const mine = targets.filter((t) => a.targets.includes(t.name));
-          outcomes.push(...(await deploySystem(system, mine, { ...options, builderSshConfig: sshConfig })));
+          const o = { ...options, builderSshConfig: sshConfig };
+          outcomes.push(
+            ...(root === undefined
+              ? await deploySystem(system, mine, o)
+              : await installSystem(system, mine, { ...o, root })),
+          );
         }
         printOutcomes(ctx, outcomes, opts.json === true);
       } finally {

@@ -3,18 +3,27 @@ import type { RegisterCommands } from "../cli/commands.js";
 import type { Context } from "../cli/context.js";
 import { statePaths } from "../config/state-paths.js";
 import { readDurationFlag } from "../core/duration.js";
-import { ExitCode } from "../core/errors.js";
 import {
   parseListenAddress,
   refuseOpenCache,
   refuseOpenWithoutToken,
   type ListenAddress,
 } from "../core/listen-address.js";
+import { ExitCode, configError } from "../core/errors.js";
+import { uidOf } from "../serve/http/peer-credentials.js";
 import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
 import { startApiServer } from "../serve/http/api-server.js";
 import { ensureServeToken } from "../serve/serve-token.js";
+import {
+  clientTokenLookup,
+  issueClientToken,
+  listClientTokens,
+  parseClientName,
+  revokeClientToken,
+} from "../serve/client-tokens.js";
+import { renderTable } from "../cli/output.js";
 import { startCacheService, type CacheService } from "../serve/cache/cache-service.js";
 import { parseNumberFlag } from "../core/number-flag.js";
 
@@ -29,10 +38,16 @@ interface ServeFlags {
   cache: boolean;
   cacheOpen?: boolean;
   cachePriority: string;
+  /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
+  gatewayUser?: string;
 }
 
 interface TokenFlags {
   new?: boolean;
+  client?: string;
+  revoke?: boolean;
+  list?: boolean;
+  json?: boolean;
 }
 
 const DEFAULT_LISTEN = "127.0.0.1:7420";
@@ -60,10 +75,25 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     example: "nixpool serve --cache-priority 30",
   });
   if (listen && opts.cacheOpen === true) refuseOpenCache(listen);
+  let gatewayUids: number[] = [];
+  if (opts.gatewayUser !== undefined) {
+    const uid = await uidOf(opts.gatewayUser);
+    if (uid === undefined) {
+      throw configError(
+        "FLAG_INVALID",
+        `--gateway-user "${opts.gatewayUser}" is not a user of this machine.`,
+        {
+          hint: "Create the gateway's account first (docs/gateway.md), e.g. useradd -r -m -s /bin/sh nixpool",
+        },
+      );
+    }
+    gatewayUids = [uid];
+  }
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
     builders: await ctx.builders(),
     trust,
+    gatewayUids,
   });
   let cache: CacheService | undefined;
   if (opts.cache) {
@@ -85,6 +115,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     socketPath: opts.socket ?? statePaths(ctx.stateDir).serve.socket,
     listen,
     token,
+    clientOf: clientTokenLookup(statePaths(ctx.stateDir).serve.clientsFile, log),
     log,
     mountDashboard,
     ...(cache ? { cache } : {}),
@@ -158,13 +189,54 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--no-cache", "do not serve the pool's binary cache at /cache")
     .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
     .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
+    .option(
+      "--gateway-user <name>",
+      "the account nixpool gateway runs as: its sessions submit for their clients",
+    )
     .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve
     .command("token")
     .description("print the API token TCP clients send (made on first use; 0600 in the state directory)")
     .option("--new", "replace it with a new one (clients and browsers must use the new one)")
+    .option("--client <name>", "a token of this client's own (shown once; a new one replaces the old)")
+    .option("--revoke", "with --client: revoke that client's token (at once)")
+    .option("--list", "list the clients that have a token")
+    .option("--json", "print JSON (with --list)")
     .action(async (opts: TokenFlags) => {
       const ctx = context();
+      const clientsFile = statePaths(ctx.stateDir).serve.clientsFile;
+      if (opts.list) {
+        const clients = await listClientTokens(clientsFile);
+        if (opts.json) return ctx.output.json({ clients });
+        ctx.output.out(
+          clients.length
+            ? renderTable(
+                ["CLIENT", "TOKEN MADE"],
+                clients.map((c) => [c.name, c.created]),
+              )
+            : "No client has a token of its own (make one: nixpool serve token --client NAME).",
+        );
+        return;
+      }
+      if (opts.revoke) {
+        if (opts.client === undefined)
+          throw configError("USAGE", "--revoke needs --client NAME.", {
+            hint: "For example: nixpool serve token --client ci-runner-1 --revoke",
+          });
+        await revokeClientToken(clientsFile, parseClientName(opts.client));
+        ctx.output.err(`revoked the token of client ${opts.client}: it is refused from the next request on`);
+        return;
+      }
+      if (opts.client !== undefined) {
+        const token = await issueClientToken(clientsFile, parseClientName(opts.client), new Date());
+        // Printed once, on purpose, straight to stdout: only its digest is kept.
+        process.stdout.write(`${token}\n`);
+        if (process.stderr.isTTY)
+          ctx.output.err(
+            `(client ${opts.client}: set NIXPOOL_COORDINATOR_TOKEN to it there; shown only now, revoke with --revoke)`,
+          );
+        return;
+      }
       const token = await ensureServeToken(ctx.stateDir, opts.new === true);
       // The one place the token is printed on purpose: straight to stdout, not through redaction.
       process.stdout.write(`${token}\n`);

@@ -141,6 +141,8 @@ export function statePaths(stateDir: string) {
       historyDb: join(serve, "history.sqlite"),
       /** The API's bearer token (0600): `nixpool serve token` prints it, clients read it. */
       tokenFile: join(serve, "token"),
+      /** Each remote client's own token, as a SHA-256 digest (0600): `nixpool serve token --client NAME`. */
+      clientsFile: join(serve, "clients.json"),
       /** The API's Unix socket, where clients of this state directory find a running serve. */
       socket: join(serve, "api.sock"),
     },

@@ -41,12 +41,21 @@ export function flakeEvalError(
       },
     );
   }
-  if (/could not find a flake\.nix file/.test(all)) {
-    return new NixpoolError("NOT_A_FLAKE", `${i.ref} is not a flake: it has no flake.nix.`, {
-      hint: `Build a Nix file instead (nixpool build FILE.nix -A ATTR), or create a flake there: nix flake init`,
-      exitCode: ExitCode.usage,
-      details,
-    });
+  // Nix 2.8 searches a path's parents for flake.nix, stopping at / (or a filesystem boundary) or at a git root.
+  if (
+    /could not find a flake\.nix file|is not part of a flake \(|unable to find a flake before encountering filesystem boundary/.test(
+      all,
+    )
+  ) {
+    return new NixpoolError(
+      "NOT_A_FLAKE",
+      `${i.ref} is not a flake: neither it nor a parent directory has a flake.nix.`,
+      {
+        hint: `Build a Nix file instead (nixpool build FILE.nix -A ATTR), or create a flake there: nix flake init`,
+        exitCode: ExitCode.usage,
+        details,
+      },
+    );
   }
   const tried = /does not provide attribute (.+)$/m.exec(all)?.[1];
   if (tried !== undefined) {
@@ -62,6 +71,17 @@ export function flakeEvalError(
     );
   }
   const url = /unable to download '([^']+)'|Couldn't resolve host|Could not resolve host: ([^\s]+)/.exec(all);
+  if (url && /flake-registry\.json/.test(url[0]) && isRegistryName(i.ref)) {
+    // The word named nothing on disk, so Nix took it for a registry name (a typo, often).
+    return new NixpoolError(
+      "FLAKE_INPUT_UNAVAILABLE",
+      `${i.ref} is no file or directory here, so Nix looked it up in the flake registry, which it could not fetch (${url[1] ?? "the network is unreachable"}).`,
+      {
+        hint: `Name a local flake or file (./${i.ref}, ${i.ref}.nix) or a flake by URL (path:/abs/dir, git+file:///repo, github:owner/repo)`,
+        details,
+      },
+    );
+  }
   if (url) {
     return new NixpoolError(
       "FLAKE_INPUT_UNAVAILABLE",
@@ -88,4 +108,9 @@ export function flakeEvalError(
 function mapPosition(p: NixPosition, source: { storePath: string; dir: string }): NixPosition {
   const prefix = `${source.storePath}/`;
   return p.file.startsWith(prefix) ? { ...p, file: `${source.dir}/${p.file.slice(prefix.length)}` } : p;
+}
+
+/** A flake reference Nix looks up in its registry: `flake:NAME`, or a bare name that is no path or URL. */
+function isRegistryName(ref: string): boolean {
+  return ref.startsWith("flake:") || !/^([a-zA-Z][a-zA-Z0-9+.-]*:|[./~])/.test(ref);
 }

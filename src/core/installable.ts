@@ -75,8 +75,9 @@ export function localFlakePath(ref: string): string | undefined {
 
 /**
  * The installable a command-line word names. A word with `#`, or a URL (`path:…`), is a flake
- * reference; a directory with a flake.nix is a flake; a file, or a directory with only a
- * default.nix, is a Nix file (as nix-build takes it); a word that names nothing on disk is a
+ * reference; a directory with a flake.nix (or with neither flake.nix nor default.nix: Nix looks for
+ * a flake.nix above it) is a flake; a file, or a directory with only a default.nix, is a Nix file
+ * (as nix-build takes it); a word that names nothing on disk is a
  * Nix file when it looks like a path (`x.nix`, `a/b`), else a flake registry name (`nixpkgs#hello`).
  * `abs` is the word's path made absolute; `facts` what the file system says of it.
  */
@@ -95,13 +96,9 @@ export function parseInstallable(
   const hash = text.indexOf("#");
   const local = hash < 0 && !SCHEME.test(text);
   if (local && facts.exists) {
-    if (facts.isDirectory && facts.hasFlakeNix) return flake(abs, "", text);
-    if (facts.isDirectory && !facts.hasDefaultNix) {
-      throw new NixpoolError("NOT_A_FLAKE", `${text} holds neither a flake.nix nor a default.nix.`, {
-        hint: `Build a flake's output (nixpool build DIR#ATTR) or a Nix file (nixpool build FILE.nix -A ATTR); to make ${text} a flake: nix flake init`,
-        exitCode: ExitCode.usage,
-      });
-    }
+    // Without a default.nix, a directory is a flake reference as nix build reads it: Nix searches
+    // the parent directories for the flake.nix (`nixpool build .` in a flake's src/), or says none.
+    if (facts.isDirectory && (facts.hasFlakeNix || !facts.hasDefaultNix)) return flake(abs, "", text);
     if (!facts.isDirectory && /(^|\/)flake\.nix$/.test(text)) {
       const dir = text.replace(/(^|\/)flake\.nix$/, "") || ".";
       throw new NixpoolError("USAGE", `${text} is a flake, not a Nix file to build.`, {
@@ -207,16 +204,35 @@ export function flakeOptionArgv(o: FlakeOptions): string[] {
 export interface FlakeSelect {
   deep: boolean;
   toplevel: boolean;
+  /**
+   * The value is one member of a set, evaluated alone (after the set's walk failed): its nested
+   * sets are followed as the set's walk follows them, and a NixOS configuration is its toplevel.
+   */
+  member?: boolean;
 }
+
+/**
+ * The `--apply` function naming a set's members, or null for a derivation or a non-set: what a
+ * failed walk is split into. Evaluating it forces neither the members nor a derivation's fields.
+ */
+export const SET_MEMBERS_EXPR =
+  'v: if builtins.isAttrs v && (v.type or null) != "derivation" then builtins.attrNames v else null';
 
 /**
  * The `--apply` function that lists a value's derivations as `{attr, drv, out}` (its `.drv` is
  * written to the store as Nix evaluates drvPath). A member of a set whose evaluation throws is
  * listed as `{attr, failed: true}` so the others still build; the value itself fails with Nix's
- * own message.
+ * own message. (Nix 2.8's tryEval catches only `throw` and `assert`: any other error in a member
+ * fails the whole walk, which the caller then splits into its members, SET_MEMBERS_EXPR.)
  */
 export function derivationWalkExpr(select: FlakeSelect): string {
-  const pre = select.toplevel ? "builtins.mapAttrs (n: c: c.config.system.build.toplevel) v" : "v";
+  const pre = !select.toplevel
+    ? "v"
+    : select.member
+      ? "v.config.system.build.toplevel"
+      : "builtins.mapAttrs (n: c: c.config.system.build.toplevel) v";
+  // A set named by the user is always entered; a member evaluated alone is a nested set.
+  const entered = select.member ? "false" : "p == []";
   return [
     "v: let",
     '  isDrv = x: builtins.isAttrs x && (x.type or null) == "derivation";',
@@ -225,7 +241,7 @@ export function derivationWalkExpr(select: FlakeSelect): string {
     "    if t.success then t.value else [{ attr = p; failed = true; }];",
     "  walk = p: x:",
     "    if isDrv x then one p x",
-    `    else if builtins.isAttrs x && (p == [] || ${select.deep ? "true" : "false"} || (x.recurseForDerivations or false))`,
+    `    else if builtins.isAttrs x && (${entered} || ${select.deep ? "true" : "false"} || (x.recurseForDerivations or false))`,
     "    then builtins.concatMap (n: guarded (p ++ [n]) x.${n}) (builtins.attrNames x)",
     "    else [];",
     `in walk [] (${pre})`,

@@ -13,7 +13,7 @@ import { generationsArgv, type ActivationSpec, type ProfileChange } from "../cor
 import { pinnedHostKey, type DeployTarget } from "../core/deploy/target.js";
 import { NixpoolError, isNixpoolError } from "../core/errors.js";
 import { activateOnTarget, WATCHDOG_GRACE_SECONDS } from "./activation.js";
-import { copyClosure } from "./closure-copy.js";
+import { copyClosure, type CopyClosureResult } from "./closure-copy.js";
 import { keepGcRoot } from "./gc-root.js";
 import type { BuiltSystem } from "./system-build.js";
 import { runOnTarget, writeTargetKnownHosts, type TargetLink } from "./target-ssh.js";
@@ -67,7 +67,7 @@ export async function listGenerations(
 }
 
 /** Runs fn for every item, at most `limit` at once; results in the items' order. */
-async function mapBounded<T, R>(
+export async function mapBounded<T, R>(
   items: readonly T[],
   limit: number,
   fn: (item: T) => Promise<R>,
@@ -104,10 +104,10 @@ function spec(
 }
 
 /** One target's deploy, never throwing: a failure is its outcome (the others carry on). */
-async function deployOne(
+export async function deployOne(
   t: DeployTarget,
   link: TargetLink,
-  o: DeployOptions,
+  o: Pick<DeployOptions, "onProgress">,
   work: (progress: (step: string) => void) => Promise<Omit<TargetOutcome, "target" | "ms">>,
 ): Promise<TargetOutcome> {
   const t0 = Date.now();
@@ -139,6 +139,43 @@ function nextGeneration(
   return currentGeneration(gens)?.number;
 }
 
+/**
+ * Keeps a GC root of the system where it was built, then copies its closure to the target (only
+ * what it lacks; from the builder directly when it can).
+ */
+export async function copySystem(
+  system: BuiltSystem,
+  t: DeployTarget,
+  link: TargetLink,
+  o: Pick<DeployOptions, "stateDir" | "builderSshConfig" | "signal">,
+  progress: (step: string) => void,
+): Promise<CopyClosureResult> {
+  progress("keeping a GC root where it was built");
+  await keepGcRoot(system.place, t.name, system.path, {
+    stateDir: o.stateDir,
+    sshConfig: o.builderSshConfig,
+    signal: o.signal,
+  });
+  progress("copying the closure");
+  const copy = await copyClosure({
+    from:
+      system.place.kind === "local"
+        ? { kind: "local" }
+        : {
+            kind: "builder",
+            builder: system.place.builder,
+            sshConfig: o.builderSshConfig ?? "/dev/null",
+          },
+    to: link,
+    paths: [system.path],
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+  progress(
+    `copied ${copy.sent.length} of ${copy.closure} paths (${copy.route === "direct" ? "directly from the builder" : "through this machine"}${copy.fallback ? `: ${copy.fallback}` : ""})`,
+  );
+  return copy;
+}
+
 /** Deploys a built system to every target (bounded parallelism); one failing does not stop the others. */
 export async function deploySystem(
   system: BuiltSystem,
@@ -153,29 +190,7 @@ export async function deploySystem(
       progress("connecting");
       const gens = await listGenerations(link, t.profile, o.signal);
       const cur = currentGeneration(gens);
-      progress("keeping a GC root where it was built");
-      await keepGcRoot(system.place, t.name, system.path, {
-        stateDir: o.stateDir,
-        sshConfig: o.builderSshConfig,
-        signal: o.signal,
-      });
-      progress("copying the closure");
-      const copy = await copyClosure({
-        from:
-          system.place.kind === "local"
-            ? { kind: "local" }
-            : {
-                kind: "builder",
-                builder: system.place.builder,
-                sshConfig: o.builderSshConfig ?? "/dev/null",
-              },
-        to: link,
-        paths: [system.path],
-        ...(o.signal ? { signal: o.signal } : {}),
-      });
-      progress(
-        `copied ${copy.sent.length} of ${copy.closure} paths (${copy.route === "direct" ? "directly from the builder" : "through this machine"}${copy.fallback ? `: ${copy.fallback}` : ""})`,
-      );
+      const copy = await copySystem(system, t, link, o, progress);
       const change: ProfileChange = changesProfile ? { kind: "set" } : { kind: "none" };
       const s = spec(o, t.profile, system.path, change, {
         generation: changesProfile ? cur?.number : undefined,

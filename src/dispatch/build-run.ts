@@ -17,7 +17,8 @@ import type { EvaluatedRoot } from "./evaluate.js";
 import { Requeue, StoreTransfers } from "./store-transfers.js";
 import { RecordBook } from "./dispatch-records.js";
 import type { DispatchSession } from "./store-session.js";
-import { loadDerivations, type LoadedDerivations } from "./load-derivations.js";
+import { fromDerivations, loadDerivations, type LoadedDerivations } from "./load-derivations.js";
+import type { Derivation } from "../core/derivation.js";
 import { BuildChecks } from "./build-checks.js";
 import type { DispatchEvent } from "./run-dispatch.js";
 
@@ -43,6 +44,11 @@ export interface BuildRunOptions {
   /** nixpool verify: the earlier build each rebuilt derivation is compared with. */
   references?: ReadonlyMap<string, BuildCheck>;
   onEvent?: (e: DispatchEvent) => void;
+  /**
+   * Roots given by value (the gateway's BuildDerivation: no .drv in this store, every input a
+   * source); when set, the graph is these derivations and nothing is read from the store.
+   */
+  given?: ReadonlyMap<string, Derivation>;
   /** ms since the epoch the build counts from (default: now). */
   startedAtMs?: number;
 }
@@ -166,7 +172,7 @@ export class BuildRun implements DispatchedBuild {
   private async prepare(roots: readonly EvaluatedRoot[]): Promise<void> {
     const drvRoots = roots.map((r) => r.drv);
     this.rootOutputNames = roots.map((r) => r.output);
-    this.drvs = await loadDerivations(drvRoots);
+    this.drvs = this.opts.given ? fromDerivations(this.opts.given) : await loadDerivations(drvRoots);
     this.graph = buildGraph(this.drvs.inputs, drvRoots);
     this.durations = await this.dispatcher.durations();
     this.scheduler = new Scheduler(this.graph, this.fleet.board, {

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { run } from "../adapters/runner.js";
 import { outputPaths, parseDerivation } from "../core/derivation.js";
-import { ExitCode, NixpoolError } from "../core/errors.js";
+import { ExitCode, NixpoolError, isNixpoolError } from "../core/errors.js";
 import { flakeEvalError } from "../core/flake-errors.js";
 import {
   derivationWalkExpr,
@@ -9,6 +9,7 @@ import {
   flakeOptionArgv,
   memberLabel,
   parseWalkOutput,
+  SET_MEMBERS_EXPR,
   showAttrPath,
   type FileInstallable,
   type FlakeInstallable,
@@ -84,6 +85,7 @@ export function flakeEvalArgv(i: FlakeInstallable, flake: FlakeOptions, select: 
  */
 export async function evaluateDerivations(req: EvaluateRequest): Promise<EvaluatedRoot[]> {
   const warn = onceEach(req.onWarning);
+  await lockFlakes(req.installables, req.flake, req.signal, warn);
   const parts = await Promise.all(
     req.installables.map(async (i) => {
       if (i.kind === "file") return instantiate(i, req.signal);
@@ -94,6 +96,35 @@ export async function evaluateDerivations(req: EvaluateRequest): Promise<Evaluat
     }),
   );
   return parts.flat();
+}
+
+/**
+ * Locks each flake that several evaluations are about to read, once, before they run in parallel:
+ * each would otherwise create or update its lock file (and with --commit-lock-file commit it),
+ * racing the others in git ("program 'git' failed"). `nix flake metadata` locks as an evaluation
+ * does, with the same flags, and evaluates no output. An error it shows for sure (the flake is
+ * missing, an input unreachable) is thrown; an evaluation error is left to the evaluation.
+ */
+export async function lockFlakes(
+  installables: readonly Installable[],
+  flake: FlakeOptions,
+  signal?: AbortSignal,
+  onWarning?: (message: string) => void,
+): Promise<void> {
+  const refs = installables.flatMap((i) => (i.kind === "flake" ? [i.ref] : []));
+  if (refs.length < 2 || flake.noWriteLockFile) return;
+  await Promise.all(
+    [...new Set(refs)].map(async (ref) => {
+      const r = await run(
+        ["nix", ...FLAKE_FEATURES, "flake", "metadata", "--json", ref, ...flakeOptionArgv(flake)],
+        { reject: false, timeout: 0, ...(signal ? { signal } : {}) },
+      );
+      if (onWarning) for (const m of splitNixMessages(r.stderr)) if (m.startsWith("warning:")) onWarning(m);
+      if (r.exitCode === 0) return;
+      const error = flakeEvalError(r.stderr, { kind: "flake", ref, fragment: "", shown: ref });
+      if (error.code !== "NIX_EVAL_FAILED") throw error;
+    }),
+  );
 }
 
 /** A warning callback that passes each distinct message once (every evaluation repeats them). */
@@ -129,7 +160,17 @@ export async function evaluateFlake(
     ...(signal ? { signal } : {}),
   });
   if (onWarning) for (const m of splitNixMessages(r.stderr)) if (m.startsWith("warning:")) onWarning(m);
-  if (r.exitCode !== 0) throw await flakeFailure(r.stderr, i, flake);
+  if (r.exitCode !== 0) {
+    const error = await flakeFailure(r.stderr, i, flake);
+    // One member's error (other than a throw, which the walk catches) failed the whole set: each
+    // member is evaluated alone, so the others still build and the failing one is named.
+    const names =
+      error.code === "NIX_EVAL_FAILED" && select.member !== true
+        ? await setMemberNames(i, flake, signal)
+        : undefined;
+    if (names === undefined) throw error;
+    return evaluateMembers(i, names, flake, select, signal, onWarning);
+  }
   const entries = parseWalkOutput(r.stdout, i.shown);
   if (entries.length === 0) {
     throw new NixpoolError("FLAKE_NO_DERIVATIONS", `${i.shown} holds no derivation to build.`, {
@@ -147,6 +188,87 @@ export async function evaluateFlake(
     else roots.push({ drv: e.drv, output: e.out, label, attr });
   }
   return { roots, failed: await Promise.all(failed) };
+}
+
+/** How many members of a set are evaluated at once when its walk is split. */
+const MEMBER_EVALUATIONS = 4;
+
+/** A set's members evaluated one by one (each a `nix eval`), at most MEMBER_EVALUATIONS at a time. */
+async function evaluateMembers(
+  i: FlakeInstallable,
+  names: readonly string[],
+  flake: FlakeOptions,
+  select: FlakeSelect,
+  signal?: AbortSignal,
+  onWarning?: (message: string) => void,
+): Promise<{ roots: EvaluatedRoot[]; failed: FailedMember[] }> {
+  const results: { roots: EvaluatedRoot[]; failed: FailedMember[] }[] = [];
+  let next = 0;
+  const worker = async () => {
+    for (let n = next++; n < names.length; n = next++) {
+      const name = names[n] ?? "";
+      const member: FlakeInstallable = {
+        ...i,
+        fragment: [i.fragment, showAttrPath([name])].filter((s) => s !== "").join("."),
+        shown: memberLabel(i, [name]),
+      };
+      results[n] = await evaluateFlake(member, flake, { ...select, member: true }, signal, onWarning).catch(
+        (e: unknown) => {
+          if (isNixpoolError(e) && e.code === "FLAKE_NO_DERIVATIONS") return { roots: [], failed: [] };
+          if (isNixpoolError(e))
+            return { roots: [], failed: [{ label: member.shown, attr: member.fragment, error: e }] };
+          throw e;
+        },
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(MEMBER_EVALUATIONS, names.length) }, worker));
+  return { roots: results.flatMap((r) => r.roots), failed: results.flatMap((r) => r.failed) };
+}
+
+/** The names of a set's members (SET_MEMBERS_EXPR); undefined for a derivation, a non-set, or a set that fails. */
+async function setMemberNames(
+  i: FlakeInstallable,
+  flake: FlakeOptions,
+  signal?: AbortSignal,
+): Promise<string[] | undefined> {
+  const r = await evalApply(
+    i.fragment === "" ? i.ref : `${i.ref}#${i.fragment}`,
+    SET_MEMBERS_EXPR,
+    flake,
+    signal,
+  );
+  if (r.exitCode !== 0) return undefined;
+  const names = z.array(z.string()).safeParse(parseJson(r.stdout));
+  return names.success ? names.data : undefined;
+}
+
+/** `nix eval --json INSTALLABLE --apply F`, without substituters. */
+function evalApply(installable: string, apply: string, flake: FlakeOptions, signal?: AbortSignal) {
+  return run(
+    [
+      "nix",
+      ...FLAKE_FEATURES,
+      "eval",
+      "--json",
+      installable,
+      "--apply",
+      apply,
+      "--option",
+      "substituters",
+      "",
+      ...flakeOptionArgv(flake),
+    ],
+    { reject: false, timeout: 0, ...(signal ? { signal } : {}) },
+  );
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Nix's own message for one member of a set: the member evaluated alone. */
@@ -281,34 +403,13 @@ export async function flakeAttrNames(
   flake: FlakeOptions,
   signal?: AbortSignal,
 ): Promise<string[]> {
-  const r = await run(
-    [
-      "nix",
-      ...FLAKE_FEATURES,
-      "eval",
-      "--json",
-      `${i.ref}#${attr}`,
-      "--apply",
-      "builtins.attrNames",
-      "--option",
-      "substituters",
-      "",
-      ...flakeOptionArgv(flake),
-    ],
-    { reject: false, timeout: 0, ...(signal ? { signal } : {}) },
-  );
+  const r = await evalApply(`${i.ref}#${attr}`, "builtins.attrNames", flake, signal);
   if (r.exitCode !== 0) {
     const error = flakeEvalError(r.stderr, { ...i, fragment: attr, shown: `${i.ref}#${attr}` });
     if (error.code === "FLAKE_ATTRIBUTE_MISSING") return [];
     throw error;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  const names = z.array(z.string()).safeParse(json);
+  const names = z.array(z.string()).safeParse(parseJson(r.stdout));
   if (!names.success) throw new NixpoolError("NIX_EVAL_FAILED", `${i.ref}#${attr} is not an attribute set.`);
   return names.data;
 }

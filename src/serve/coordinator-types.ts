@@ -4,6 +4,7 @@
  * Times are ISO strings. A change here is announced in its commit message.
  */
 import type { DispatchEvent, DispatchResult } from "../dispatch/run-dispatch.js";
+import type { GivenDerivationJson } from "./given-derivation.js";
 
 /** Short and URL-safe. */
 export type BuildId = string;
@@ -17,8 +18,16 @@ export interface ClientIdentity {
 
 /** A build to run; the client has evaluated already (its store is the coordinator's). */
 export interface SubmitRequest {
-  /** The roots, as src/dispatch/evaluate.ts returns them. */
-  derivations: { drv: string; output: string }[];
+  /**
+   * The roots, as src/dispatch/evaluate.ts returns them. `given`: the derivation by value (the
+   * gateway's BuildDerivation), for a .drv that is not in the coordinator's store.
+   */
+  derivations: { drv: string; output: string; given?: GivenDerivationJson }[];
+  /**
+   * The client a gateway session submits for (the name its key maps to); shown as
+   * "gateway:NAME". Honoured only from root or the coordinator's own user on the socket.
+   */
+  onBehalfOf?: string;
   /** Shown in lists, e.g. "default.nix -A hello". */
   label: string;
   keepGoing?: boolean;
@@ -122,7 +131,7 @@ export interface CoordinatorApi {
   /** Resolves when the build has finished, whatever its status. */
   waitFor(id: BuildId): Promise<BuildDetail>;
   builders(): BuilderView[];
-  builds(q?: { limit?: number; status?: BuildStatus }): BuildSummary[];
+  builds(q?: { limit?: number; status?: BuildStatus; client?: string }): BuildSummary[];
   build(id: BuildId): BuildDetail | undefined;
   derivationLog(id: BuildId, drv: string): string | undefined;
   timelineSvg(id: BuildId): string | undefined;

@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError, configError, isNixpoolError } from "../core/errors.js";
@@ -36,6 +35,7 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -51,20 +51,9 @@ export interface CoordinatorOptions {
   workersEveryMs?: number;
   /** The inventory's `[policy]` for every build (docs/trust.md); default: none. */
   trust?: TrustPolicy;
+  /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
+  gatewayUids?: readonly number[];
 }
-
-const STORE_DRV = /^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/;
-const submitSchema = z.strictObject({
-  derivations: z
-    .array(z.strictObject({ drv: z.string().regex(STORE_DRV), output: z.string().min(1).max(200) }))
-    .min(1)
-    .max(10_000),
-  label: z.string().max(500),
-  keepGoing: z.boolean().optional(),
-  copyBack: z.enum(["needed", "all"]).optional(),
-  builders: z.array(z.string()).optional(),
-  tags: z.array(z.string()).optional(),
-});
 
 interface LiveBuild {
   id: BuildId;
@@ -179,6 +168,10 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
+    const own = process.getuid?.();
+    const gatewayUids = new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
+    client = submitterOf(client, data.onBehalfOf, gatewayUids);
+    const given = givenDerivationsOf(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {
       throw configError("BUILDER_UNKNOWN", `No builder ${unknown.join(", ")} in this coordinator's pool.`, {
@@ -217,6 +210,7 @@ export class Coordinator implements CoordinatorApi {
       startedAtMs: Date.now(),
       ...(this.opts.trust ? { trust: this.opts.trust } : {}),
       trustDir: statePaths(this.opts.stateDir).trust.dir,
+      ...(given ? { given } : {}),
       onEvent: (e) => this.onDispatch(b, e),
     });
     this.live.set(id, b);
@@ -382,7 +376,7 @@ export class Coordinator implements CoordinatorApi {
     this.emit({ type: "builder", builder: v });
   }
 
-  builds(q: { limit?: number; status?: BuildStatus } = {}): BuildSummary[] {
+  builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): BuildSummary[] {
     return this.history.builds(q).map((s) => {
       const b = this.live.get(s.id);
       return b ? this.summary(b) : s;

@@ -319,13 +319,18 @@ export class HistoryStore {
   }
 
   /** Builds newest first. */
-  builds(q: { limit?: number; status?: BuildStatus } = {}): BuildSummary[] {
+  builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): BuildSummary[] {
     const limit = Math.max(0, Math.min(q.limit ?? 100, 10_000));
-    const rows: unknown[] = q.status
-      ? this.db
-          .prepare("SELECT * FROM builds WHERE status = ? ORDER BY seq DESC LIMIT ?")
-          .all(q.status, limit)
-      : this.db.prepare("SELECT * FROM builds ORDER BY seq DESC LIMIT ?").all(limit);
+    const where = [
+      q.status !== undefined ? "status = ?" : "",
+      q.client !== undefined ? "client = ?" : "",
+    ].filter((w) => w !== "");
+    const params = [q.status, q.client].filter((v) => v !== undefined);
+    const rows: unknown[] = this.db
+      .prepare(
+        `SELECT * FROM builds ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`,
+      )
+      .all(...params, limit);
     return rows.map((r) => this.summary(r));
   }
 

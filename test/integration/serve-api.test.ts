@@ -21,12 +21,18 @@ import {
 const json = (body: string) => JSON.parse(body) as Record<string, unknown>;
 
 /** Starts `nixpool build ARGS` as a process in `cwd`; its output is collected. */
-function startClient(stateDir: string, args: readonly string[], cwd: string) {
+function startClient(
+  stateDir: string,
+  args: readonly string[],
+  cwd: string,
+  env: Record<string, string> = {},
+) {
   let err = "";
   const proc = execa("node", [CLI, "--state-dir", stateDir, "build", ...args], {
     reject: false,
     cwd,
     stdin: "ignore",
+    env,
   });
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
   const id = async () => {
@@ -63,6 +69,69 @@ describe(
     const api = (path: string, init: RequestInit = {}) =>
       fetch(`${serve.url}${path}`, { redirect: "manual", ...init });
     const withToken = (h: Record<string, string> = {}) => ({ ...h, Authorization: `Bearer ${token}` });
+
+    test("every remote client has its own token: its builds, its cancel rights, ?client=, revoked at once", async () => {
+      const issue = async (name: string) => {
+        const r = await pool.cli(["serve", "token", "--client", name]);
+        assert.equal(r.exitCode, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      const alice = await issue("alice");
+      const bob = await issue("bob");
+      assert.notEqual(alice, bob);
+      const as = (t: string) => ({ Authorization: `Bearer ${t}` });
+      assert.deepEqual(json(await (await api("/api/whoami", { headers: as(alice) })).text()), {
+        user: "alice",
+        via: "token",
+      });
+      // Only a digest is kept: the state directory never holds the token itself.
+      const { readFile } = await import("node:fs/promises");
+      const stored = await readFile(join(pool.stateDir, "serve", "clients.json"), "utf8");
+      assert.doesNotMatch(stored, new RegExp(alice));
+      assert.match(stored, /"alice"/);
+
+      // alice's build, through her own token: listed as hers, and bob may not cancel it.
+      const client = startClient(
+        join(work.dir, "alice-state"),
+        [...graphArgs(4, { sleep: 3 }), "--no-out-link", "--coordinator", serve.url],
+        work.dir,
+        { NIXPOOL_COORDINATOR_TOKEN: alice },
+      );
+      const id = await client.id();
+      const denied = await api(`/api/builds/${id}`, { method: "DELETE", headers: as(bob) });
+      assert.equal(denied.status, 403);
+      assert.equal(json(await denied.text())["code"], "BUILD_NOT_YOURS");
+      assert.equal((await client.proc).exitCode, 0, client.stderr());
+      const mine = json(
+        await (await api("/api/builds?client=alice", { headers: withToken() })).text(),
+      ) as unknown as {
+        id: string;
+        client: string;
+      }[];
+      assert.ok(mine.length >= 1 && mine.every((b) => b.client === "alice"), JSON.stringify(mine));
+      assert.ok(mine.some((b) => b.id === id));
+      const none = json(
+        await (await api("/api/builds?client=bob", { headers: withToken() })).text(),
+      ) as unknown as unknown[];
+      assert.deepEqual(none, []);
+      assert.equal((await api("/api/builds?client=%3Cx%3E", { headers: withToken() })).status, 400);
+
+      const listed = await pool.cli(["serve", "token", "--list", "--json"]);
+      assert.deepEqual(
+        (JSON.parse(listed.stdout) as { clients: { name: string }[] }).clients.map((c) => c.name),
+        ["alice", "bob"],
+      );
+      assert.doesNotMatch(listed.stdout, new RegExp(`${alice}|${bob}`), "tokens are never listed");
+      const revoked = await pool.cli(["serve", "token", "--client", "alice", "--revoke"]);
+      assert.equal(revoked.exitCode, 0, revoked.stderr);
+      assert.equal((await api("/api/whoami", { headers: as(alice) })).status, 401, "refused at once");
+      assert.equal((await api("/api/whoami", { headers: as(bob) })).status, 200);
+      const again = await pool.cli(["serve", "token", "--client", "alice", "--revoke"]);
+      assert.equal(again.exitCode, 2);
+      assert.match(again.stderr, /CLIENT_UNKNOWN|No client alice/);
+      const badName = await pool.cli(["serve", "token", "--client", "token"]);
+      assert.equal(badName.exitCode, 2);
+    });
 
     test("TCP: no token or a wrong one is 401 with a code; the right one is accepted", async () => {
       for (const headers of [
@@ -319,6 +388,10 @@ describe(
         const who = await asUser("GET", "/api/whoami");
         assert.equal(who.status, 200);
         assert.deepEqual(json(who.body), { user: "nobody", uid: 65534, via: "socket" });
+        // A local user shares the store: it may ask what it holds, never import into it.
+        const imported = await asUser("POST", "/api/store/import");
+        assert.equal(imported.status, 403, imported.body);
+        assert.equal(json(imported.body)["code"], "API_FORBIDDEN");
         // root's build, through this socket; nobody may not cancel it.
         const client = startClient(
           pool.stateDir,

@@ -268,8 +268,9 @@ describe("trust: untrusted builders and verified results, on a local pool", { ti
     assert.equal(none.exitCode, 2, none.stderr);
     assert.match(none.stdout, /"VERIFY_TOO_FEW_BUILDERS"/);
     const notStore = await pool.cli(["verify", work.dir, "--json"], { cwd: work.dir });
+    // Neither a store path nor a link to one: read as an installable, and that directory is no flake.
     assert.equal(notStore.exitCode, 2);
-    assert.match(notStore.stdout, /is not a store path/);
+    assert.match(notStore.stdout, /"NOT_A_FLAKE"/);
   });
 
   test('untrustedResults = "verify" catches an untrusted builder that tampers with its outputs', async () => {

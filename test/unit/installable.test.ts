@@ -86,10 +86,14 @@ test("a directory with flake.nix is a flake; a file or a default.nix directory i
   // Missing and path-like: a Nix file, so nix-instantiate names it (NIX_FILE_NOT_FOUND) as before.
   assert.equal(parseInstallable("gone.nix", "/w/gone.nix", missing, none).kind, "file");
   assert.equal(parseInstallable("a/b", "/w/a/b", missing, none).kind, "file");
-  assert.equal(
-    codeOf(() => parseInstallable("empty", "/w/empty", dir(false), none)),
-    "NOT_A_FLAKE",
-  );
+  // Neither flake.nix nor default.nix: a flake reference, as nix build reads it (Nix searches the
+  // parent directories for flake.nix, so `nixpool build .` works in a flake's subdirectory).
+  assert.deepEqual(parseInstallable(".", "/w/src", dir(false), none), {
+    kind: "flake",
+    ref: "/w/src",
+    fragment: "",
+    shown: ".",
+  });
   assert.equal(
     codeOf(() => parseInstallable("flake.nix", "/w/flake.nix", file, none)),
     "USAGE",
@@ -184,6 +188,14 @@ test("the walk's answer is validated; labels and out-link names follow nix build
       bad,
     );
   assert.match(derivationWalkExpr({ deep: true, toplevel: true }), /config\.system\.build\.toplevel/);
+  // A member evaluated alone (its set's walk failed): a nested set is entered only as the set's walk
+  // would enter it, and a NixOS configuration is its own toplevel.
+  assert.match(derivationWalkExpr({ deep: false, toplevel: false, member: true }), /\(false \|\| false \|\|/);
+  assert.match(derivationWalkExpr({ deep: false, toplevel: false }), /\(p == \[\] \|\| false \|\|/);
+  assert.match(
+    derivationWalkExpr({ deep: false, toplevel: true, member: true }),
+    /walk \[\] \(v\.config\.system\.build\.toplevel\)/,
+  );
   const f = parseInstallable(".#checks.x86_64-linux", "/w", missing, none) as FlakeInstallable;
   assert.equal(memberLabel(f, ["a b"]), '.#checks.x86_64-linux."a b"');
   assert.equal(memberLabel(parseInstallable(".", "/w", dir(true), none) as FlakeInstallable, ["x"]), ".#x");
@@ -222,6 +234,19 @@ test("Nix's flake errors are told apart by cause", () => {
     ).code,
     "NOT_A_FLAKE",
   );
+  // Nix 2.8's other ways of saying no flake.nix was found searching up from a directory.
+  assert.equal(
+    flakeEvalError(
+      "error: path '/g' is not part of a flake (neither it nor its parent directories contain a 'flake.nix' file)\n",
+      i,
+    ).code,
+    "NOT_A_FLAKE",
+  );
+  assert.equal(
+    flakeEvalError("error: unable to find a flake before encountering filesystem boundary at '/mnt'\n", i)
+      .code,
+    "NOT_A_FLAKE",
+  );
   assert.equal(
     flakeEvalError("error: getting status of '/gone': No such file or directory\n", i).code,
     "FLAKE_NOT_FOUND",
@@ -239,6 +264,20 @@ test("Nix's flake errors are told apart by cause", () => {
   );
   assert.equal(net.code, "FLAKE_INPUT_UNAVAILABLE");
   assert.match(net.hint ?? "", /--override-input/);
+  // A word that names nothing here is a registry name to Nix: offline, the registry is what fails,
+  // not an input (a typo of a file name must not be told to use --override-input).
+  const registry =
+    "error: unable to download 'https://github.com/NixOS/flake-registry/raw/master/flake-registry.json': Couldn't resolve host name (6)\n";
+  const typo = flakeEvalError(
+    registry,
+    parseInstallable("grpah", "/w/grpah", missing, none) as FlakeInstallable,
+  );
+  assert.equal(typo.code, "FLAKE_INPUT_UNAVAILABLE");
+  assert.match(typo.message, /grpah is no file or directory here.*flake registry/);
+  assert.doesNotMatch(typo.hint ?? "", /--override-input/);
+  assert.match(typo.hint ?? "", /\.\/grpah/);
+  // An input named by registry (inputs.nixpkgs.url = "nixpkgs") is still an input.
+  assert.match(flakeEvalError(registry, i).hint ?? "", /--override-input/);
   const evalError = flakeEvalError(
     "error: cannot add a string to an integer\n\n       at /nix/store/gpwxv37q6libkd2j8nc92d96fk6l5ycr-source/flake.nix:1:117:\n\n(use '--show-trace' to show detailed location information)\n",
     i,

@@ -17,6 +17,8 @@ export interface IndexEntry {
   expiresMs: number | undefined;
   /** "TYPE BASE64" lines, already validated. */
   keys: string[];
+  /** May use the gateway (absent in index files of older nixpool: no). */
+  gateway?: boolean;
 }
 
 const INDEX_MAGIC = "nixpool-access-index 1";
@@ -27,6 +29,7 @@ export function renderIndexEntry(e: IndexEntry): string {
     INDEX_MAGIC,
     `name ${e.name}`,
     `expires ${e.expiresMs === undefined ? "never" : String(e.expiresMs)}`,
+    ...(e.gateway ? ["gateway yes"] : []),
     ...e.keys.map((k) => `key ${k}`),
     "",
   ].join("\n");
@@ -40,6 +43,7 @@ export function parseIndexEntry(text: string): IndexEntry | undefined {
   let expiresMs: number | undefined;
   let sawExpires = false;
   const keys: string[] = [];
+  let gateway = false;
   for (const line of lines.slice(1)) {
     if (line === "") continue;
     const sp = line.indexOf(" ");
@@ -53,6 +57,9 @@ export function parseIndexEntry(text: string): IndexEntry | undefined {
         if (!Number.isFinite(n)) return undefined;
         expiresMs = n;
       }
+    } else if (tag === "gateway") {
+      if (rest !== "yes") return undefined;
+      gateway = true;
     } else if (tag === "key") {
       // Re-check the shape: an index line must never smuggle options or a second line.
       if (!/^[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,2}$/.test(rest)) return undefined;
@@ -60,7 +67,7 @@ export function parseIndexEntry(text: string): IndexEntry | undefined {
     } else return undefined;
   }
   if (name === undefined || !sawExpires) return undefined;
-  return { name, expiresMs, keys };
+  return { name, expiresMs, keys, ...(gateway ? { gateway } : {}) };
 }
 
 /** Whether an index entry still grants access at nowMs (expiry is checked at every login). */
@@ -99,6 +106,28 @@ export function renderAuthorizedLines(
 }
 
 /**
+ * Whether `command` can stand inside sshd's command="…": no quote, backslash or control
+ * character (sshd has no other escaping), an absolute program.
+ */
+export function isSafeForcedCommand(command: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return command.startsWith("/") && !/["\\\x00-\x1f\x7f]/.test(command);
+}
+
+/**
+ * A gateway client's authorized_keys lines for the gateway's account: the forced command is the
+ * gateway for this member (`GATEWAY --client NAME`), never a shell; none for a member without
+ * gateway rights, an expired one, or a command that cannot be quoted safely (fail closed).
+ */
+export function renderGatewayLines(e: IndexEntry, o: { command: string; nowMs: number }): string[] {
+  if (!e.gateway || !isEntryActive(e, o.nowMs) || !isSafeForcedCommand(o.command)) return [];
+  const opts = ["restrict"];
+  if (e.expiresMs !== undefined) opts.push(`expiry-time="${formatSshTime(e.expiresMs)}"`);
+  opts.push(`command="${o.command} --client ${e.name}"`);
+  return e.keys.map((k) => `${opts.join(",")} ${k} nixpool:${e.name}`);
+}
+
+/**
  * The principals a member's certificates may carry: their own name while active, with sshd's
  * expiry-time, so that sshd itself stops accepting it at the expiry.
  */
@@ -111,12 +140,14 @@ export function renderPrincipalLines(e: IndexEntry, nowMs: number): string[] {
 export function renderSshdAnswers(
   e: IndexEntry,
   nowMs: number,
-): Record<"ssh-ng" | "ssh" | "principals", string> {
+  gatewayCommand = "",
+): Record<"ssh-ng" | "ssh" | "principals" | "gateway", string> {
   const text = (lines: string[]) => lines.map((l) => `${l}\n`).join("");
   return {
     "ssh-ng": text(renderAuthorizedLines(e, { protocol: "ssh-ng", nowMs })),
     ssh: text(renderAuthorizedLines(e, { protocol: "ssh", nowMs })),
     principals: text(renderPrincipalLines(e, nowMs)),
+    gateway: text(renderGatewayLines(e, { command: gatewayCommand, nowMs })),
   };
 }
 

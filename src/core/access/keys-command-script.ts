@@ -6,14 +6,18 @@ export const DEFAULT_KEYS_COMMAND_PREFIX = "/usr/local/lib/nixpool";
 export const KEYS_COMMAND_NAME = "keys-command";
 
 /** Precompiled files under STATE/access/sshd/: one directory per answer kind, one file per member. */
-export const SSHD_ANSWER_DIRS = ["ssh-ng", "ssh", "principals"] as const;
+export const SSHD_ANSWER_DIRS = ["ssh-ng", "ssh", "principals", "gateway"] as const;
+/** In sshd/gateway/: every gateway client's lines, for the gateway's one account (`--protocol gateway`). */
+export const GATEWAY_ALL_FILE = ".all";
 export type SshdAnswerKind = (typeof SSHD_ANSWER_DIRS)[number];
 
 /**
  * The keys command. Same arguments as dist/access/keys-command.js:
- *   keys-command --state-dir DIR [--protocol ssh-ng|ssh] USER
+ *   keys-command --state-dir DIR [--protocol ssh-ng|ssh|gateway] USER
  *   keys-command --state-dir DIR --principals [--key-id KEYID] USER
- * Output is STATE/access/sshd/{ssh-ng,ssh,principals}/USER as written; no file, no output.
+ * Output is STATE/access/sshd/{ssh-ng,ssh,principals}/USER as written; no file, no output. With
+ * --protocol gateway (sshd's `Match User` of the gateway's account) it is every gateway client's
+ * lines, STATE/access/sshd/gateway/.all, whatever the valid USER.
  * Only shell builtins run (no fork), so a login costs one sh start and one small read. The name
  * check is USER_NAME_PATTERN (core/access/names.ts) written as case patterns; a test runs both.
  */
@@ -21,7 +25,7 @@ export function renderKeysCommandScript(): string {
   return `#!/bin/sh
 # nixpool keys command, installed by: nixpool access install-keys-command. Do not edit.
 # sshd's AuthorizedKeysCommand / AuthorizedPrincipalsCommand:
-#   keys-command --state-dir DIR [--protocol ssh-ng|ssh] USER
+#   keys-command --state-dir DIR [--protocol ssh-ng|ssh|gateway] USER
 #   keys-command --state-dir DIR --principals [--key-id KEYID] USER
 # Prints STATE/access/sshd/KIND/USER, precompiled by nixpool (restricted key lines with
 # expiry-time, or the member's principal); an unlisted or invalid name prints nothing (exit 0).
@@ -45,8 +49,8 @@ if [ -z "$state" ] || [ "$nusers" -ne 1 ]; then
   echo "nixpool keys-command: give --state-dir DIR and one USER" >&2; exit 2
 fi
 case $kind in
-  ssh-ng|ssh) ;;
-  *) echo "nixpool keys-command: --protocol must be ssh-ng or ssh" >&2; exit 2 ;;
+  ssh-ng|ssh|gateway) ;;
+  *) echo "nixpool keys-command: --protocol must be ssh-ng, ssh or gateway" >&2; exit 2 ;;
 esac
 # The name comes from sshd's %u: only a valid member name ([a-z_][a-z0-9_-]{0,31}) has keys.
 case $user in
@@ -66,15 +70,17 @@ if [ -n "$principals" ]; then
     esac
   fi
 fi
+file=$user
+[ "$kind" = gateway ] && file=${GATEWAY_ALL_FILE}
 dir=$state/access/sshd/$kind
 if [ ! -d "$dir" ] || [ ! -x "$dir" ]; then
   echo "nixpool keys-command: cannot reach $dir as $(id -un 2>/dev/null || echo this user)" >&2; exit 1
 fi
-[ -e "$dir/$user" ] || exit 0
+[ -e "$dir/$file" ] || exit 0
 {
   while IFS= read -r line || [ -n "$line" ]; do
     printf '%s\\n' "$line"
   done
-} <"$dir/$user" || exit 1
+} <"$dir/$file" || exit 1
 `;
 }

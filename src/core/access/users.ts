@@ -15,6 +15,8 @@ export interface AccessUser {
   trusted: boolean;
   /** May vouch for new members (trusted members may vouch too). */
   canVouch: boolean;
+  /** May use the gateway (`nixpool gateway`): the whole pool as one builder (docs/gateway.md). */
+  gateway: boolean;
   /** The member who vouched for this one; absent only for the first member. */
   vouchedBy: string | undefined;
   /** ISO instant at which access ends; absent means no expiry. */
@@ -42,6 +44,7 @@ const userSchema = z
     keys: z.array(z.string()).default([]),
     trusted: z.boolean().default(false),
     canVouch: z.boolean().default(false),
+    gateway: z.boolean().default(false),
     vouchedBy: z.string().optional(),
     expires: isoInstant.optional(),
     added: isoInstant.optional(),
@@ -131,6 +134,7 @@ export function parseUsersFile(text: string, file: string): UsersFile {
     keys: u.keys,
     trusted: u.trusted,
     canVouch: u.canVouch,
+    gateway: u.gateway,
     vouchedBy: u.vouchedBy,
     expires: u.expires,
     added: u.added,
@@ -150,6 +154,7 @@ export function renderUsersFile(f: UsersFile): string {
     if (u.keys.length > 0) entry["keys"] = u.keys;
     if (u.trusted) entry["trusted"] = true;
     if (u.canVouch) entry["canVouch"] = true;
+    if (u.gateway) entry["gateway"] = true;
     if (u.vouchedBy !== undefined) entry["vouchedBy"] = u.vouchedBy;
     if (u.expires !== undefined) entry["expires"] = u.expires;
     if (u.added !== undefined) entry["added"] = u.added;
@@ -166,6 +171,7 @@ export interface AddUserInput {
   keys?: readonly string[] | undefined;
   trusted?: boolean | undefined;
   canVouch?: boolean | undefined;
+  gateway?: boolean | undefined;
   vouchedBy?: string | undefined;
   expires?: string | undefined;
 }
@@ -262,6 +268,7 @@ export function planAddUser(f: UsersFile, input: AddUserInput, nowMs: number): U
     keys,
     trusted: input.trusted ?? false,
     canVouch: input.canVouch ?? false,
+    gateway: input.gateway ?? false,
     vouchedBy: input.vouchedBy,
     expires,
     added: new Date(nowMs).toISOString(),

@@ -8,6 +8,8 @@ export type TargetStatus =
   | "rolled-back"
   /** No fresh connection within --confirm-timeout: the target's watchdog rolls it back. */
   | "unconfirmed"
+  /** `--install`: nixos-install put the system under the target's root; it takes over at the next boot. */
+  | "installed"
   /** Failed before anything on the target changed (connection, copy, missing program), or restoring failed. */
   | "failed";
 
@@ -24,6 +26,13 @@ export interface TargetOutcome {
   /** How they travelled: builder → target directly, or through this machine. */
   route?: "direct" | "via-here";
   error?: { code: string; message: string; hint: string | undefined; exitCode: number };
+  /** What to do next (`--install`: reboot into the installed system). */
+  next?: string;
+}
+
+/** The statuses that are a success: the system is active, or installed to take over at the next boot. */
+export function succeeded(o: Pick<TargetOutcome, "status">): boolean {
+  return o.status === "activated" || o.status === "installed";
 }
 
 /** An outcome's error as --json and the table show it. */
@@ -32,11 +41,11 @@ export function outcomeError(e: NixpoolError): NonNullable<TargetOutcome["error"
 }
 
 /**
- * The exit status of a deploy: 0 when every target activated, 3 when some did and others not
+ * The exit status of a deploy: 0 when every target activated (or, with --install, installed), 3 when some did and others not
  * (partial failure), else the failing target's own status (1, or 2 for a usage error).
  */
 export function deployExitCode(outcomes: readonly TargetOutcome[]): number {
-  const failed = outcomes.filter((o) => o.status !== "activated");
+  const failed = outcomes.filter((o) => !succeeded(o));
   if (failed.length === 0) return ExitCode.ok;
   if (failed.length < outcomes.length) return ExitCode.partial;
   const codes = new Set(failed.map((o) => o.error?.exitCode ?? ExitCode.failed));

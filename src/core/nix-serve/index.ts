@@ -7,3 +7,4 @@ export * from "./build.js";
 export * from "./nar.js";
 export * from "./export-stream.js";
 export * from "./close-reason.js";
+export * from "./server.js";

@@ -113,6 +113,16 @@ export function encodeRequest(req: ServeRequest, clientVersion: number): Uint8Ar
 export function* decodeRequest(ctx: DecodeContext, clientVersion: number): Decoder<ServeRequest> {
   const at = ctx.offset();
   const cmd = yield* readU64(ctx, "command");
+  return yield* decodeRequestBody(ctx, cmd, at, clientVersion);
+}
+
+/** Reads the fields of command `cmd` (already read, at byte `at`). */
+export function* decodeRequestBody(
+  ctx: DecodeContext,
+  cmd: number,
+  at: number,
+  clientVersion: number,
+): Decoder<ServeRequest> {
   switch (cmd) {
     case ServeCommand.queryValidPaths: {
       const lock = yield* readBool(ctx, "lock");

@@ -1,6 +1,6 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from "node:http";
 import { request as httpsRequest } from "node:https";
-import type { z } from "zod";
+import { z } from "zod";
 import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../../core/errors.js";
 import { SseParser } from "../../core/sse-parse.js";
 import type { SubmitRequest } from "../coordinator-types.js";
@@ -25,6 +25,10 @@ const UNREACHABLE = new Set([
   "EAI_AGAIN",
 ]);
 const MAX_ERROR_BODY = 64 * 1024;
+const StorePaths = z.array(z.string().regex(/^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$/));
+const ValidPathsSchema = z.object({ valid: StorePaths });
+const ClosureSchema = z.object({ closure: StorePaths });
+const ImportedSchema = z.object({ imported: StorePaths });
 
 /** A client of one coordinator's API (docs/api.md), over its Unix socket or http(s). */
 export class CoordinatorClient {
@@ -51,13 +55,20 @@ export class CoordinatorClient {
   private send(
     method: string,
     path: string,
-    o: { body?: unknown; accept?: string; signal?: AbortSignal } = {},
+    o: {
+      body?: unknown;
+      accept?: string;
+      signal?: AbortSignal;
+      /** A streamed body (sent chunked) and its type, instead of JSON. */
+      stream?: { source: NodeJS.ReadableStream; contentType: string };
+    } = {},
   ): Promise<IncomingMessage> {
     const t = this.target;
     const body = o.body === undefined ? undefined : JSON.stringify(o.body);
     const headers: Record<string, string> = {
       Accept: o.accept ?? "application/json",
       ...(body !== undefined ? { "Content-Type": "application/json" } : {}),
+      ...(o.stream ? { "Content-Type": o.stream.contentType } : {}),
       ...(t.kind === "http" && t.token !== undefined ? { Authorization: `Bearer ${t.token}` } : {}),
     };
     const base = t.kind === "http" ? t.url.pathname.replace(/\/$/, "") : "";
@@ -84,7 +95,10 @@ export class CoordinatorClient {
         if (o.signal?.aborted) reject(interrupted());
         else reject(this.unreachable(e.code && UNREACHABLE.has(e.code) ? e.code : e.message, e));
       });
-      req.end(body);
+      if (o.stream) {
+        o.stream.source.once("error", (e: Error) => req.destroy(e));
+        o.stream.source.pipe(req);
+      } else req.end(body);
     });
   }
 
@@ -128,8 +142,9 @@ export class CoordinatorClient {
     path: string,
     schema: T,
     what: string,
+    send: Parameters<CoordinatorClient["send"]>[2] = {},
   ): Promise<z.infer<T>> {
-    const res = await this.send(method, path);
+    const res = await this.send(method, path, send);
     if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, what);
     const text = await readBody(res, 64 * 1024 * 1024);
     let value: unknown;
@@ -155,6 +170,42 @@ export class CoordinatorClient {
   /** GET /api/builds/:id */
   build(id: string): Promise<ClientBuildDetail> {
     return this.json("GET", `/api/builds/${encodeURIComponent(id)}`, BuildDetailSchema, `build ${id}`);
+  }
+
+  /** POST /api/store/valid: the subset of `paths` the coordinator's store holds. */
+  async validPaths(paths: readonly string[]): Promise<string[]> {
+    if (paths.length === 0) return [];
+    const r = await this.json("POST", "/api/store/valid", ValidPathsSchema, "the store query", {
+      body: { paths },
+    });
+    return r.valid;
+  }
+
+  /** POST /api/store/closure: the closure of `paths` in the coordinator's store. */
+  async closure(paths: readonly string[]): Promise<string[]> {
+    const r = await this.json("POST", "/api/store/closure", ClosureSchema, "the closure query", {
+      body: { paths },
+    });
+    return r.closure;
+  }
+
+  /** POST /api/store/import: sends an export stream into the coordinator's store; the paths it held. */
+  async importPaths(source: NodeJS.ReadableStream, signal?: AbortSignal): Promise<string[]> {
+    const r = await this.json("POST", "/api/store/import", ImportedSchema, "the upload", {
+      stream: { source, contentType: "application/x-nix-export" },
+      ...(signal ? { signal } : {}),
+    });
+    return r.imported;
+  }
+
+  /** POST /api/store/export: the export stream of exactly `paths` (references first). */
+  async exportPaths(paths: readonly string[], signal?: AbortSignal): Promise<IncomingMessage> {
+    const res = await this.send("POST", "/api/store/export", {
+      body: { paths },
+      ...(signal ? { signal } : {}),
+    });
+    if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, "the download");
+    return res;
   }
 
   /** DELETE /api/builds/:id: cancels a build of this client's. */

@@ -1,9 +1,11 @@
 import { z } from "zod";
 import type { BuildStatus, SubmitRequest } from "../coordinator-types.js";
+import { GivenDerivationSchema } from "../given-derivation.js";
 
 // eslint-disable-next-line no-control-regex
 const PRINTABLE = /^[^\x00-\x1f\x7f]*$/;
 const NAME = /^[A-Za-z0-9._+-]{1,128}$/;
+const CLIENT_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** A build id as the coordinator makes them: short and URL-safe. */
 export const BuildIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "is not a build id");
@@ -25,6 +27,7 @@ export const SubmitRequestSchema = z.strictObject({
             "is not a store derivation",
           ),
         output: z.string().regex(/^[A-Za-z0-9+._?=-]{1,64}$/, "is not an output name"),
+        given: GivenDerivationSchema.optional(),
       }),
     )
     .min(1)
@@ -34,13 +37,16 @@ export const SubmitRequestSchema = z.strictObject({
   copyBack: z.enum(["needed", "all"]).optional(),
   builders: z.array(z.string().regex(NAME, "is not a builder name")).max(1000).optional(),
   tags: z.array(z.string().regex(NAME, "is not a tag")).max(100).optional(),
+  onBehalfOf: z.string().regex(CLIENT_NAME, "is not a client name").optional(),
 });
 
 /** The parsed body as the coordinator takes it (JSON has no undefined: absent fields stay absent). */
 export function toSubmitRequest(body: z.infer<typeof SubmitRequestSchema>): SubmitRequest {
-  const { keepGoing, copyBack, builders, tags, ...rest } = body;
+  const { keepGoing, copyBack, builders, tags, onBehalfOf, derivations, ...rest } = body;
   return {
     ...rest,
+    derivations: derivations.map(({ given, ...d }) => ({ ...d, ...(given !== undefined ? { given } : {}) })),
+    ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
     ...(keepGoing !== undefined ? { keepGoing } : {}),
     ...(copyBack !== undefined ? { copyBack } : {}),
     ...(builders !== undefined ? { builders } : {}),
@@ -65,6 +71,11 @@ export const BuildsQuerySchema = z.strictObject({
     .pipe(z.number().int().min(1).max(100_000))
     .optional(),
   status: z.enum(STATUSES).optional(),
+  /** Builds of one client: a user, a token's client, or gateway:NAME. */
+  client: z
+    .string()
+    .regex(/^(gateway:)?[A-Za-z0-9._-]{1,64}$/, "is not a client name")
+    .optional(),
 });
 
 /** One line per problem: where (a.b[0].c) and what. */

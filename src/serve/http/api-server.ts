@@ -19,6 +19,8 @@ export interface ApiServerOptions {
   listen: ListenAddress | undefined;
   /** The bearer token of TCP clients; undefined only with `--no-token` on loopback. */
   token: string | undefined;
+  /** Clients' own tokens (src/serve/client-tokens.ts). */
+  clientOf?: (token: string) => string | undefined;
   log: (line: string) => void;
   mountDashboard?: (
     app: Hono<ApiEnv>,
@@ -77,7 +79,11 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
   const cookiePort = o.listen?.port ?? 0;
   const { app, streams } = createApiApp({
     coordinator: o.coordinator,
-    auth: { token: o.token, cookieName: `nixpool-${cookiePort}` },
+    auth: {
+      token: o.token,
+      cookieName: `nixpool-${cookiePort}`,
+      ...(o.clientOf ? { clientOf: o.clientOf } : {}),
+    },
     log: o.log,
     draining: () => draining,
     ...(o.mountDashboard ? { mountDashboard: o.mountDashboard } : {}),

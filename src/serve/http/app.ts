@@ -15,6 +15,7 @@ import {
 } from "./api-schemas.js";
 import { authenticate, type AuthOptions } from "./auth.js";
 import { StreamRegistry, streamEvents } from "./event-stream.js";
+import { mountStoreRoutes, type StoreRoutesOptions } from "./store-routes.js";
 
 export interface ApiAppOptions {
   coordinator: CoordinatorApi;
@@ -30,6 +31,8 @@ export interface ApiAppOptions {
     extras: { cacheStats?: () => CacheStatsView },
   ) => void;
   heartbeatMs?: number;
+  /** This machine's store for clients on other machines (/api/store/*). */
+  store?: StoreRoutesOptions;
   /** The binary cache's numbers (GET /api/cache/stats); none when serve runs without the cache. */
   cacheStats?: () => CacheStatsView;
 }
@@ -75,6 +78,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
       c0.builds({
         ...(q.limit !== undefined ? { limit: q.limit } : {}),
         ...(q.status !== undefined ? { status: q.status } : {}),
+        ...(q.client !== undefined ? { client: q.client } : {}),
       }),
     );
   });
@@ -139,6 +143,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
     c0.cancel(b.id, c.get("client"));
     return c.json(c0.build(b.id) ?? b, 202);
   });
+  mountStoreRoutes(app, o.store);
   app.get("/api/events", (c) => {
     const q = c.req.query("build");
     const buildId = q === undefined ? undefined : findBuild(q).id;

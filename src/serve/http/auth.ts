@@ -11,6 +11,8 @@ export interface AuthOptions {
   token: string | undefined;
   /** The dashboard cookie's name: one per port, as several services may share a host name. */
   cookieName: string;
+  /** The client a bearer token of its own names (`nixpool serve token --client NAME`), if any. */
+  clientOf?: (token: string) => string | undefined;
 }
 
 /** Compares secrets in constant time (their digests, so lengths leak nothing either). */
@@ -47,7 +49,9 @@ function identifyTokenHolder(c: Context<ApiEnv>, o: AuthOptions): ClientIdentity
   if (header !== undefined) {
     const m = /^Bearer ([\x21-\x7e]+)$/.exec(header);
     if (m?.[1] !== undefined && sameSecret(m[1], o.token)) return holder;
-    throw unauthorized("The bearer token is not this coordinator's.");
+    const client = m?.[1] !== undefined ? o.clientOf?.(m[1]) : undefined;
+    if (client !== undefined) return { user: client, via: "token" };
+    throw unauthorized("The bearer token is not this coordinator's (nor a client's that was not revoked).");
   }
   const cookie = getCookie(c, o.cookieName);
   if (cookie !== undefined && sameSecret(cookie, cookieValueOf(o.token))) {

@@ -51,6 +51,14 @@ export async function readPeerCredentials(socket: Socket): Promise<PeerCredentia
 
 const userNames = new Map<number, Promise<string>>();
 
+/** A user name's uid as the system's user database has it; undefined when there is no such user. */
+export async function uidOf(name: string): Promise<number | undefined> {
+  if (!/^[A-Za-z0-9._-]+\$?$/.test(name)) return undefined;
+  const r = await run(["getent", "passwd", name], { reject: false, timeout: 5000 });
+  const uid = r.exitCode === 0 ? Number(r.stdout.split(":")[2]) : NaN;
+  return Number.isInteger(uid) && uid >= 0 ? uid : undefined;
+}
+
 /** A uid's user name as the system's user database (NSS: files, LDAP, …) has it, else "uid:N". */
 export function userNameOf(uid: number): Promise<string> {
   let name = userNames.get(uid);

@@ -64,6 +64,7 @@ const u = (name: string, trusted: boolean, expires?: string): AccessUser => ({
   keys: [],
   trusted,
   canVouch: false,
+  gateway: false,
   vouchedBy: undefined,
   expires,
   added: undefined,

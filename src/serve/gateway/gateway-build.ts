@@ -1,0 +1,159 @@
+import { derivationName } from "../../core/derivation.js";
+import { isNixpoolError } from "../../core/errors.js";
+import {
+  BUILD_STATUS_NAMES,
+  buildStatusName,
+  type BasicDerivation,
+  type BuildOptions,
+  type BuildResult,
+} from "../../core/nix-serve/index.js";
+import type { CoordinatorClient } from "../client/coordinator-client.js";
+import type { ClientBuildDetail } from "../client/coordinator-responses.js";
+import { toGivenJson } from "../given-derivation.js";
+
+/** What a gateway session asks of the pool for one BuildDerivation. */
+export interface GatewayBuilds {
+  build(
+    drvPath: string,
+    drv: BasicDerivation,
+    options: BuildOptions,
+    onLog: (line: string) => void,
+  ): Promise<BuildResult>;
+}
+
+/** Log lines kept for the error message of a failed build (Nix's own `log-lines` default). */
+const TAIL_LINES = 10;
+
+/**
+ * BuildDerivation as a build on the coordinator's queue: submitted for the client with the
+ * derivation given by value, its log lines passed on as they come, the client's maxSilentTime and
+ * buildTimeout enforced here (Nix does not enforce them for remote builds), and the outcome
+ * mapped to Nix's BuildResult.
+ */
+export class CoordinatorBuilds implements GatewayBuilds {
+  constructor(
+    private readonly coordinator: CoordinatorClient,
+    private readonly client: string,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async build(
+    drvPath: string,
+    drv: BasicDerivation,
+    options: BuildOptions,
+    onLog: (line: string) => void,
+  ): Promise<BuildResult> {
+    const output = drv.outputs.has("out") ? "out" : ([...drv.outputs.keys()][0] ?? "out");
+    const startMs = this.clock();
+    const tail: string[] = [];
+    let id: string | undefined;
+    let timedOut: string | undefined;
+    let silence: NodeJS.Timeout | undefined;
+    const stop = (why: string) => {
+      if (timedOut !== undefined) return;
+      timedOut = why;
+      if (id !== undefined) void this.coordinator.cancel(id).catch(() => undefined);
+    };
+    const armSilence = () => {
+      if (options.maxSilentTime <= 0) return;
+      if (silence) clearTimeout(silence);
+      silence = setTimeout(
+        () => stop(`building of '${drvPath}' timed out after ${options.maxSilentTime} seconds of silence`),
+        options.maxSilentTime * 1000,
+      );
+    };
+    const overall =
+      options.buildTimeout > 0
+        ? setTimeout(
+            () => stop(`building of '${drvPath}' timed out after ${options.buildTimeout} seconds`),
+            options.buildTimeout * 1000,
+          )
+        : undefined;
+    armSilence();
+    let detail: ClientBuildDetail | undefined;
+    let failure: string | undefined;
+    try {
+      detail = await this.coordinator.submit(
+        {
+          derivations: [{ drv: drvPath, output, given: toGivenJson(drv) }],
+          label: `gateway ${this.client}: ${derivationName(drvPath)}`,
+          onBehalfOf: this.client,
+          copyBack: "needed",
+        },
+        (e) => {
+          if (e.type === "submitted") {
+            id = e.id;
+            if (timedOut !== undefined) void this.coordinator.cancel(id).catch(() => undefined);
+          } else if (e.type === "dispatch" && e.event.kind === "log") {
+            armSilence();
+            tail.push(e.event.line);
+            if (tail.length > TAIL_LINES) tail.shift();
+            onLog(e.event.line);
+          }
+        },
+      );
+    } catch (e) {
+      failure = isNixpoolError(e) ? `${e.message} (${e.code})` : e instanceof Error ? e.message : String(e);
+    } finally {
+      if (silence) clearTimeout(silence);
+      if (overall) clearTimeout(overall);
+    }
+    return mapBuildResult({ drvPath, detail, failure, timedOut, tail, startMs, stopMs: this.clock() });
+  }
+}
+
+/** The outcome of one gateway build, as BuildResult numbers Nix understands. */
+export function mapBuildResult(o: {
+  drvPath: string;
+  detail: ClientBuildDetail | undefined;
+  failure: string | undefined;
+  timedOut: string | undefined;
+  tail: readonly string[];
+  startMs: number;
+  stopMs: number;
+}): BuildResult {
+  const rec = o.detail?.report?.records.find((r) => r.drv === o.drvPath);
+  // A record's times count from the build's start (report.startedAtMs).
+  const t0 = o.detail?.report?.startedAtMs ?? 0;
+  const at = (ms: number | null | undefined, fallback: number) =>
+    Math.floor((ms != null ? t0 + ms : fallback) / 1000);
+  const startTime = at(rec?.startedMs, o.startMs);
+  const stopTime = at(rec?.finishedMs, o.stopMs);
+  const result = (status: number, errorMsg: string, timesBuilt = 0): BuildResult => ({
+    status,
+    statusName: buildStatusName(status),
+    errorMsg,
+    timesBuilt,
+    isNonDeterministic: false,
+    startTime,
+    stopTime,
+    builtOutputs: [],
+  });
+  const withTail = (msg: string) =>
+    o.tail.length
+      ? `${msg}\nlast ${o.tail.length} log lines:\n${o.tail.map((l) => `> ${l}`).join("\n")}`
+      : msg;
+  if (o.timedOut !== undefined) return result(statusNumber("TimedOut"), o.timedOut);
+  if (o.detail?.status === "succeeded") {
+    return rec?.status === "cached"
+      ? result(statusNumber("AlreadyValid"), "")
+      : result(statusNumber("Built"), "", 1);
+  }
+  if (rec?.status === "failed" && rec.error) {
+    // The dispatcher records a builder's failure as "<Status> on <builder>: <last line>".
+    const named = /^([A-Za-z]+) on /.exec(rec.error)?.[1];
+    const status = named !== undefined && named in STATUS ? STATUS[named]! : statusNumber("PermanentFailure");
+    return result(status, withTail(`builder for '${o.drvPath}' failed in the pool: ${rec.error}`));
+  }
+  const why = o.detail?.error
+    ? `${o.detail.error.message} (${o.detail.error.code})`
+    : (o.failure ?? "the build ended");
+  // Lost builders, a stopping coordinator, a refused request: nothing the derivation did.
+  return result(statusNumber("MiscFailure"), withTail(`the pool could not build '${o.drvPath}': ${why}`));
+}
+
+const STATUS: Record<string, number> = Object.fromEntries(BUILD_STATUS_NAMES.map((n, i) => [n, i]));
+
+function statusNumber(name: (typeof BUILD_STATUS_NAMES)[number]): number {
+  return STATUS[name]!;
+}

@@ -1,0 +1,142 @@
+import { mkdir, readFile, writeFile, appendFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { execa } from "execa";
+import { run, type RunResult } from "../../src/adapters/runner.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
+import { localHostPaths } from "../../src/config/state-paths.js";
+import { hostExecArgv, startHost, stopHost } from "../../src/providers/local/host.js";
+import type { HostRecord } from "../../src/providers/local/records.js";
+
+/**
+ * The coordinator machine's sshd for gateway clients: a real sshd in this machine's own
+ * namespaces (so a session sees the coordinator's store), listening where a client host reaches
+ * this machine, with its own host key and authorized keys file.
+ */
+export interface GatewaySshd {
+  dir: string;
+  address: string;
+  hostKeyPub: string;
+  hostKeyPubFile: string;
+  authorizedKeysFile: string;
+  log: () => Promise<string>;
+  stop: () => Promise<void>;
+}
+
+function canConnect(address: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: address, port, timeout: 500 });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => {
+      s.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Starts sshd on ADDRESS:22 with `extra` lines first (e.g. an AuthorizedKeysCommand). */
+export async function startGatewaySshd(
+  dir: string,
+  address: string,
+  extra: string[] = [],
+): Promise<GatewaySshd> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
+  const hostKey = join(dir, "host_ed25519");
+  await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nixpool-gateway", "-f", hostKey]);
+  const authorizedKeysFile = join(dir, "authorized_keys");
+  await writeFile(authorizedKeysFile, "", { mode: 0o600 });
+  const config = join(dir, "sshd_config");
+  const logFile = join(dir, "sshd.log");
+  await writeFile(
+    config,
+    [
+      ...extra,
+      `ListenAddress ${address}:22`,
+      `HostKey ${hostKey}`,
+      `PidFile ${join(dir, "sshd.pid")}`,
+      `AuthorizedKeysFile ${authorizedKeysFile}`,
+      "UsePAM no",
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "StrictModes no",
+      "LogLevel VERBOSE",
+      "MaxStartups 100:30:200",
+      "",
+    ].join("\n"),
+  );
+  const proc = execa("/usr/sbin/sshd", ["-D", "-E", logFile, "-f", config], {
+    reject: false,
+    stdin: "ignore",
+  });
+  let exited = false;
+  void proc.then(() => (exited = true));
+  const up = await waitFor(async () => (exited ? "dead" : (await canConnect(address, 22)) || undefined), {
+    timeoutMs: 10_000,
+  });
+  if (up !== true)
+    throw new Error(`gateway sshd did not start:\n${await readFile(logFile, "utf8").catch(() => "")}`);
+  return {
+    dir,
+    address,
+    hostKeyPub: (await readFile(`${hostKey}.pub`, "utf8")).trim(),
+    hostKeyPubFile: `${hostKey}.pub`,
+    authorizedKeysFile,
+    log: () => readFile(logFile, "utf8").catch(() => ""),
+    stop: async () => {
+      if (!exited) proc.kill("SIGTERM");
+      await proc;
+    },
+  };
+}
+
+/** A client machine: a pool-style host (own network and mount namespaces, own store), with a login key for the gateway. */
+export interface ClientMachine {
+  rec: HostRecord;
+  /** The key's path inside the client (its /etc/nix). */
+  identity: string;
+  publicKey: string;
+  /** Runs a command inside the client machine. */
+  exec: (argv: readonly string[], options?: { timeout?: number; input?: string }) => Promise<RunResult>;
+  /** Applies `nixpool config client --json` output: machines file, nix.conf, root's known_hosts. */
+  configure: (cfg: { machinesLine: string; knownHostsLine: string; nixConf: string }) => Promise<void>;
+  /** Writes a file into the client's /etc/nix. */
+  etcNix: (name: string) => string;
+  stop: () => Promise<void>;
+}
+
+export async function startClientMachine(
+  dir: string,
+  name: string,
+  keyName = "nixpool-gateway_ed25519",
+): Promise<ClientMachine> {
+  const rec = await startHost({ name, dir, jobs: 1, authorizedKeys: [] });
+  const files = localHostPaths(dir);
+  const keyOutside = join(files.etcNixDir, keyName);
+  await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `client-${name}`, "-f", keyOutside]);
+  const publicKey = (await readFile(`${keyOutside}.pub`, "utf8")).trim().split(/\s+/).slice(0, 2).join(" ");
+  return {
+    rec,
+    identity: `/etc/nix/${keyName}`,
+    publicKey,
+    exec: (argv, o = {}) =>
+      run(hostExecArgv(rec, argv), {
+        reject: false,
+        timeout: o.timeout ?? 300_000,
+        ...(o.input !== undefined ? { input: o.input } : {}),
+      }),
+    configure: async (cfg) => {
+      await writeFile(join(files.etcNixDir, "machines"), `${cfg.machinesLine}\n`);
+      await appendFile(join(files.etcNixDir, "nix.conf"), `\n${cfg.nixConf}\n`);
+      await mkdir(join(files.rootHome, ".ssh"), { recursive: true, mode: 0o700 });
+      await writeFile(join(files.rootHome, ".ssh", "known_hosts"), `${cfg.knownHostsLine}\n`);
+    },
+    etcNix: (n) => join(files.etcNixDir, n),
+    stop: () => stopHost(rec),
+  };
+}

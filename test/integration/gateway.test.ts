@@ -1,0 +1,328 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { chmod, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { execa } from "execa";
+import { encodeClientHello, encodeRequest, WireWriter } from "../../src/core/nix-serve/index.js";
+import { CLI, makeKeysCommandDirs } from "../helpers/cli.js";
+import { killNetns } from "../helpers/processes.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
+import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
+import {
+  startClientMachine,
+  startGatewaySshd,
+  type ClientMachine,
+  type GatewaySshd,
+} from "../helpers/gateway.js";
+
+// A client machine (its own network namespace and store) uses the whole pool as one builder:
+// its Nix's build hook speaks to `nixpool gateway` through a real sshd whose keys come from
+// `nixpool access` (the installed keys command, --protocol gateway), configured only from
+// `nixpool config client`'s output.
+
+const FIXTURE = resolve(import.meta.dirname, "../fixtures/dispatch.nix");
+
+interface ApiBuild {
+  id: string;
+  client: string;
+  status: string;
+  label: string;
+}
+
+interface GatewayLogLine {
+  client: string;
+  uploadedBytes: number;
+  uploadedPaths: number;
+  builds: number;
+  error?: { code: string; message: string };
+}
+
+const leafLines = (n: number) => Array.from({ length: n }, (_, i) => `leaf-${i}\n`).join("");
+
+describe(
+  "the gateway: a client machine's Nix uses the pool as one builder",
+  { timeout: 900_000, concurrency: false },
+  () => {
+    let pool: TestPool;
+    let serve: ServeProcess;
+    let dirs: Awaited<ReturnType<typeof makeKeysCommandDirs>>;
+    let alice: ClientMachine;
+    let bob: ClientMachine | undefined;
+    let sshd: GatewaySshd;
+    let firstSeed = "";
+
+    const mustCli = async (args: string[]) => {
+      const r = await pool.cli(args);
+      assert.equal(r.exitCode, 0, `nixpool ${args.join(" ")}: ${r.stderr}`);
+      return r;
+    };
+
+    /** Configures a client machine from `nixpool config client NAME --json` alone. */
+    const configure = async (m: ClientMachine, name: string) => {
+      const r = await mustCli([
+        "config",
+        "client",
+        name,
+        "--host",
+        sshd.address,
+        "--user",
+        "root",
+        "--host-key-file",
+        sshd.hostKeyPubFile,
+        "--identity",
+        m.identity,
+        "--json",
+      ]);
+      await m.configure(
+        JSON.parse(r.stdout) as { machinesLine: string; knownHostsLine: string; nixConf: string },
+      );
+    };
+
+    /** ssh from a client machine to the gateway's account with its key (the host key checked). */
+    const sshFrom = (m: ClientMachine, command: string[], input: string) =>
+      m.exec(
+        [
+          "ssh",
+          "-i",
+          m.identity,
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "StrictHostKeyChecking=yes",
+          `root@${sshd.address}`,
+          ...command,
+        ],
+        { timeout: 60_000, input },
+      );
+
+    const apiBuilds = async (): Promise<ApiBuild[]> =>
+      JSON.parse((await socketRequest(serve.socket, "GET", "/api/builds?limit=1000")).body) as ApiBuild[];
+    const apiBuild = async (id: string) =>
+      JSON.parse((await socketRequest(serve.socket, "GET", `/api/builds/${id}`)).body) as {
+        derivations: { status: string; builder?: string }[];
+      };
+    const gatewayLog = async (): Promise<GatewayLogLine[]> =>
+      (await readFile(join(pool.stateDir, "serve", "gateway.log"), "utf8").catch(() => ""))
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as GatewayLogLine);
+
+    const nixBuild = (m: ClientMachine, attr: string, seed: string, extra: string[] = []) =>
+      m.exec([
+        "nix-build",
+        FIXTURE,
+        "-A",
+        attr,
+        "--argstr",
+        "seed",
+        seed,
+        ...extra,
+        "--max-jobs",
+        "0",
+        "--no-out-link",
+      ]);
+
+    before(async () => {
+      pool = await startTestPool(2, 2);
+      serve = await startServe(pool.stateDir);
+      dirs = await makeKeysCommandDirs("nixpool-gateway-");
+      // sshd runs the keys command as nobody: it traverses the state directory to its answers.
+      await chmod(pool.stateDir, 0o711);
+      await mustCli(["access", "install-keys-command", "--prefix", dirs.commandPrefix]);
+      alice = await startClientMachine(join(dirs.dir, "alice"), "gw-alice");
+      await mustCli(["access", "add", "alice", "--key", alice.publicKey, "--gateway", "--can-vouch"]);
+      sshd = await startGatewaySshd(join(dirs.dir, "sshd"), alice.rec.hostAddress, [
+        `AuthorizedKeysCommand ${join(dirs.commandPrefix, "keys-command")} --state-dir ${pool.stateDir} --protocol gateway %u`,
+        "AuthorizedKeysCommandUser nobody",
+      ]);
+      await configure(alice, "alice");
+    });
+    after(async () => {
+      await serve?.stop();
+      await sshd?.stop();
+      await alice?.stop();
+      await bob?.stop();
+      await pool?.cleanup();
+      await dirs?.cleanup();
+    });
+
+    test("nix-build --max-jobs 0 with the gateway as the only builder: correct outputs, every derivation built in the pool", async () => {
+      const seed = randomBytes(8).toString("hex");
+      const known = new Set((await apiBuilds()).map((b) => b.id));
+      const r = await nixBuild(alice, "graph", seed, ["--arg", "n", "8", "--argstr", "sleep", "0.5"]);
+      assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}\n${await sshd.log()}`);
+      const cat = await alice.exec(["cat", r.stdout.trim()]);
+      assert.equal(cat.stdout, leafLines(8));
+      const builds = (await apiBuilds()).filter((b) => !known.has(b.id));
+      assert.equal(builds.length, 9, JSON.stringify(builds));
+      for (const b of builds) {
+        assert.equal(b.client, "gateway:alice");
+        assert.equal(b.status, "succeeded");
+        const d = await apiBuild(b.id);
+        assert.ok(
+          d.derivations.every((x) => x.status === "built" && /^local\d+$/.test(x.builder ?? "")),
+          JSON.stringify(d),
+        );
+      }
+      firstSeed = seed;
+    });
+
+    test("a failing derivation: the client's Nix prints the failure and the log tail", async () => {
+      const r = await nixBuild(alice, "fails", randomBytes(8).toString("hex"));
+      assert.notEqual(r.exitCode, 0);
+      assert.match(r.stderr, /the reason is here/);
+      assert.match(r.stderr, /failed/);
+    });
+
+    test("a second client builds the same graph: nothing uploaded, nothing rebuilt", async () => {
+      bob = await startClientMachine(join(dirs.dir, "bob"), "gw-bob");
+      await mustCli(["access", "add", "bob", "--key", bob.publicKey, "--gateway", "--vouched-by", "alice"]);
+      await configure(bob, "bob");
+      const known = new Set((await apiBuilds()).map((b) => b.id));
+      const r = await nixBuild(bob, "graph", firstSeed, ["--arg", "n", "8", "--argstr", "sleep", "0.5"]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal((await bob.exec(["cat", r.stdout.trim()])).stdout, leafLines(8));
+      const builds = (await apiBuilds()).filter((b) => !known.has(b.id));
+      assert.equal(builds.length, 9);
+      for (const b of builds) {
+        assert.equal(b.client, "gateway:bob");
+        const d = await apiBuild(b.id);
+        assert.ok(
+          d.derivations.every((x) => x.status === "cached"),
+          JSON.stringify(d),
+        );
+      }
+      const sessions = (await gatewayLog()).filter((e) => e.client === "bob");
+      assert.ok(sessions.length >= 9, JSON.stringify(sessions));
+      assert.equal(
+        sessions.reduce((n, e) => n + e.uploadedBytes, 0),
+        0,
+      );
+    });
+
+    test("a member key without gateway rights is refused; a shell request gets the gateway, never a shell", async () => {
+      const mallory = await startClientMachine(join(dirs.dir, "mallory"), "gw-mallory");
+      try {
+        await mustCli(["access", "add", "mallory", "--key", mallory.publicKey, "--vouched-by", "alice"]);
+        await configure(mallory, "mallory");
+        const refused = await sshFrom(mallory, ["nix-store", "--serve", "--write"], "");
+        assert.equal(refused.exitCode, 255, refused.stderr);
+        assert.match(refused.stderr, /Permission denied/);
+      } finally {
+        await mallory.stop();
+      }
+      const shell = await sshFrom(alice, ["/bin/sh", "-c", "echo SHELL-REACHED"], "");
+      assert.doesNotMatch(shell.stdout, /SHELL-REACHED/);
+      assert.equal(shell.exitCode, 1, shell.stderr);
+      assert.match(shell.stderr, /nixpool gateway: .*greeting/);
+    });
+
+    test("fuzzed serve-protocol bytes end that session only, with a clear message, and the gateway still builds", async () => {
+      const hello = Buffer.from(encodeClientHello(0x207));
+      const after = (...parts: Uint8Array[]) => Buffer.concat([hello, ...parts.map((p) => Buffer.from(p))]);
+      const cases: [string, Buffer, RegExp][] = [
+        ["random bytes", randomBytes(4096), /did not greet/],
+        [
+          "a truncated request",
+          after(encodeRequest({ cmd: "queryPathInfos", paths: [] }, 0x207).subarray(0, 12)),
+          /ended after/,
+        ],
+        [
+          "an absurd length",
+          after(
+            new WireWriter()
+              .u64(3)
+              .u64(2 ** 40)
+              .finish(),
+          ),
+          /limit is/,
+        ],
+        ["an unknown command", after(new WireWriter().u64(77).finish()), /command 77/],
+        [
+          "non-zero padding",
+          after(new WireWriter().u64(3).u64(1).finish(), new Uint8Array([0x2f, 1, 0, 0, 0, 0, 0, 0])),
+          /non-zero padding/,
+        ],
+        [
+          "a path outside the store",
+          after(encodeRequest({ cmd: "dumpStorePath", path: "/etc/shadow" }, 0x207)),
+          /not a store path/,
+        ],
+      ];
+      for (let i = 0; i < 20; i++)
+        cases.push([`random after the greeting ${i}`, after(randomBytes(64 + i * 37)), /nixpool gateway: /]);
+      for (const [what, bytes, message] of cases) {
+        const t0 = Date.now();
+        const r = await execa(
+          "/usr/bin/node",
+          [CLI, "--state-dir", pool.stateDir, "gateway", "--client", "alice"],
+          {
+            reject: false,
+            input: bytes,
+            timeout: 30_000,
+          },
+        );
+        assert.equal(r.exitCode, 1, `${what}: ${r.stderr}`);
+        assert.match(r.stderr, message, what);
+        assert.ok(Date.now() - t0 < 20_000, `${what} took ${Date.now() - t0} ms`);
+      }
+      // Through sshd as well; then the next build works.
+      const viaSsh = await sshFrom(alice, [], randomBytes(1024).toString("hex"));
+      assert.equal(viaSsh.exitCode, 1, viaSsh.stderr);
+      const r = await nixBuild(alice, "ok1", randomBytes(8).toString("hex"));
+      assert.equal(r.exitCode, 0, r.stderr);
+    });
+
+    test("the client's max-silent-time and timeout are enforced by the gateway", async () => {
+      const t0 = Date.now();
+      const silent = await nixBuild(alice, "ok2", randomBytes(8).toString("hex"), [
+        "--argstr",
+        "sleep",
+        "60",
+        "--option",
+        "max-silent-time",
+        "2",
+      ]);
+      assert.notEqual(silent.exitCode, 0);
+      assert.match(silent.stderr, /timed out after 2 seconds of silence/);
+      const long = await nixBuild(alice, "ok2", randomBytes(8).toString("hex"), [
+        "--argstr",
+        "sleep",
+        "60",
+        "--option",
+        "timeout",
+        "3",
+      ]);
+      assert.notEqual(long.exitCode, 0);
+      assert.match(long.stderr, /timed out after 3 seconds/);
+      assert.ok(Date.now() - t0 < 40_000, `took ${Date.now() - t0} ms`);
+    });
+
+    test("a builder killed in the middle of a gateway build: the client's nix-build still succeeds", async () => {
+      const seed = randomBytes(8).toString("hex");
+      const building = nixBuild(alice, "graph", seed, ["--arg", "n", "6", "--argstr", "sleep", "3"]);
+      const victim = pool.pool.hosts[0]!;
+      const running = await waitFor(
+        async () => {
+          for (const b of (await apiBuilds()).filter((x) => x.status === "running")) {
+            if (
+              (await apiBuild(b.id)).derivations.some(
+                (d) => d.status === "running" && d.builder === victim.name,
+              )
+            )
+              return true;
+          }
+          return undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 100 },
+      );
+      assert.ok(running, "no gateway build ran on the victim");
+      assert.ok((await killNetns(victim.netns)) > 0);
+      const r = await building;
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, leafLines(6));
+    });
+  },
+);
