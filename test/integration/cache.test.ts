@@ -209,7 +209,7 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.match(String(bad.headers["www-authenticate"]), /^Basic /);
   });
 
-  test("what `nixpool cache client-config` and `cache netrc` print is what the real Nix reads", async () => {
+  test("what `cache client-config`, `config client --cache-url` and `cache netrc` print is what the real Nix reads", async () => {
     const netrcFile = join(work.dir, "netrc-from-cli");
     const conf = await pool.cli([
       "cache",
@@ -230,6 +230,33 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.match(shown.stdout, new RegExp(`^substituters = ${clientUrl().replace(/\./g, "\\.")}$`, "m"));
     assert.ok(shown.stdout.includes(`trusted-public-keys = ${publicKey}`), shown.stdout);
     assert.match(shown.stdout, new RegExp(`^netrc-file = ${netrcFile}$`, "m"));
+    // nixpool config client (the gateway's client files) adds the same lines with --cache-url.
+    const hostKeyFile = join(work.dir, "gateway-host-key.pub");
+    await writeFile(hostKeyFile, `${pool.pool.hosts[0]?.hostKeyPub ?? ""}\n`);
+    const client1 = await pool.cli([
+      "config",
+      "client",
+      "alice",
+      "--host",
+      "pool.example",
+      "--host-key-file",
+      hostKeyFile,
+      "--cache-url",
+      clientUrl(),
+      "--cache-netrc-file",
+      netrcFile,
+      "--json",
+    ]);
+    assert.equal(client1.exitCode, 0, client1.stderr);
+    const cfg = JSON.parse(client1.stdout) as { cache: { nixConf: string; publicKey: string } };
+    assert.equal(cfg.cache.publicKey, publicKey);
+    assert.equal(cfg.cache.nixConf, `${conf.stdout.trim()}\nbuilders-use-substitutes = true\n`);
+    await writeFile(join(confDir, "nix.conf"), `substituters =\ntrusted-public-keys =\n${cfg.cache.nixConf}`);
+    const shown2 = await run(["nix", "--extra-experimental-features", "nix-command", "show-config"], {
+      env: { NIX_CONF_DIR: confDir },
+    });
+    assert.ok(shown2.stdout.includes(`trusted-public-keys = ${publicKey}`), shown2.stdout);
+    assert.match(shown2.stdout, /^builders-use-substitutes = true$/m);
     const netrcText = await pool.cli(["cache", "netrc", "--url", clientUrl()]);
     assert.equal(netrcText.exitCode, 0, netrcText.stderr);
     await writeFile(netrcFile, netrcText.stdout, { mode: 0o600 });
