@@ -16,6 +16,14 @@ import { renderGatewayClientConfig } from "../core/gateway-client.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
 import { configError } from "../core/errors.js";
 import { readFileIfExists } from "../adapters/fs.js";
+import { ensureCacheKey } from "../adapters/cache-key.js";
+import { statePaths } from "../config/state-paths.js";
+import {
+  parseCacheUrl,
+  renderCacheNixConf,
+  renderCacheNixosSettings,
+} from "../core/binary-cache/client-config.js";
+import { renderPublicSigningKey } from "../core/binary-cache/signing-key.js";
 
 interface ClientConfigFlags {
   host: string;
@@ -24,6 +32,8 @@ interface ClientConfigFlags {
   hostKeyFile: string;
   identity: string;
   machinesFile: string;
+  cacheUrl?: string;
+  cacheNetrcFile: string;
   json?: boolean;
 }
 
@@ -120,6 +130,8 @@ export const registerConfig: RegisterCommands = (program, context) => {
       "/etc/nix/nixpool-gateway_ed25519",
     )
     .option("--machines-file <path>", "the client's machines file", SYSTEM_PATHS.machines)
+    .option("--cache-url <url>", "also use the pool's binary cache at this URL (docs/cache.md)")
+    .option("--cache-netrc-file <path>", "where the client keeps the cache token", "/etc/nix/netrc")
     .option("--json", "print JSON")
     .action(async (name: string, opts: ClientConfigFlags) => {
       const ctx = context();
@@ -150,8 +162,30 @@ export const registerConfig: RegisterCommands = (program, context) => {
         builders: await ctx.builders(),
         machinesFile: opts.machinesFile,
       });
+      let cache: { url: string; publicKey: string; nixConf: string; nixos: string } | undefined;
+      if (opts.cacheUrl !== undefined) {
+        const url = parseCacheUrl(opts.cacheUrl);
+        if (url === undefined) {
+          throw configError(
+            "FLAG_INVALID",
+            `--cache-url "${opts.cacheUrl}" is not an http(s) URL of the cache.`,
+            {
+              hint: "e.g. --cache-url http://pool.example.org:7420/cache",
+            },
+          );
+        }
+        const { key } = await ensureCacheKey(statePaths(ctx.stateDir).cache);
+        const c = { url, publicKey: renderPublicSigningKey(key), netrcFile: opts.cacheNetrcFile };
+        const withSubstitutes = { ...c, buildersUseSubstitutes: true };
+        cache = {
+          url,
+          publicKey: c.publicKey,
+          nixConf: renderCacheNixConf(withSubstitutes),
+          nixos: renderCacheNixosSettings(withSubstitutes),
+        };
+      }
       if (opts.json) {
-        ctx.output.json({ client: name, ...cfg });
+        ctx.output.json({ client: name, ...cfg, ...(cache ? { cache } : {}) });
         return;
       }
       ctx.output.out(
@@ -170,8 +204,15 @@ export const registerConfig: RegisterCommands = (program, context) => {
           "",
           "# nix.conf",
           cfg.nixConf,
+          ...(cache
+            ? [
+                `# nix.conf: the pool's binary cache; the token goes in ${opts.cacheNetrcFile} (0600): nixpool cache netrc --url ${cache.url}`,
+                cache.nixConf,
+              ]
+            : []),
           "# NixOS: import this from configuration.nix instead of the files above",
           cfg.nixos,
+          ...(cache ? ["# NixOS: the pool's binary cache, in the same configuration", cache.nixos] : []),
         ].join("\n"),
       );
     });

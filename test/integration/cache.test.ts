@@ -209,6 +209,85 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.match(String(bad.headers["www-authenticate"]), /^Basic /);
   });
 
+  test("what `cache client-config`, `config client --cache-url` and `cache netrc` print is what the real Nix reads", async () => {
+    const netrcFile = join(work.dir, "netrc-from-cli");
+    const conf = await pool.cli([
+      "cache",
+      "client-config",
+      "--url",
+      `${clientUrl()}/`,
+      "--netrc-file",
+      netrcFile,
+    ]);
+    assert.equal(conf.exitCode, 0, conf.stderr);
+    assert.ok(!conf.stdout.includes(cacheToken), "no secret in the nix.conf lines");
+    const confDir = join(work.dir, "nix-conf-dir");
+    await run(["mkdir", "-p", confDir]);
+    await writeFile(join(confDir, "nix.conf"), `substituters =\ntrusted-public-keys =\n${conf.stdout}\n`);
+    const shown = await run([...["nix", "--extra-experimental-features", "nix-command"], "show-config"], {
+      env: { NIX_CONF_DIR: confDir },
+    });
+    assert.match(shown.stdout, new RegExp(`^substituters = ${clientUrl().replace(/\./g, "\\.")}$`, "m"));
+    assert.ok(shown.stdout.includes(`trusted-public-keys = ${publicKey}`), shown.stdout);
+    assert.match(shown.stdout, new RegExp(`^netrc-file = ${netrcFile}$`, "m"));
+    // nixpool config client (the gateway's client files) adds the same lines with --cache-url.
+    const hostKeyFile = join(work.dir, "gateway-host-key.pub");
+    await writeFile(hostKeyFile, `${pool.pool.hosts[0]?.hostKeyPub ?? ""}\n`);
+    const client1 = await pool.cli([
+      "config",
+      "client",
+      "alice",
+      "--host",
+      "pool.example",
+      "--host-key-file",
+      hostKeyFile,
+      "--cache-url",
+      clientUrl(),
+      "--cache-netrc-file",
+      netrcFile,
+      "--json",
+    ]);
+    assert.equal(client1.exitCode, 0, client1.stderr);
+    const cfg = JSON.parse(client1.stdout) as { cache: { nixConf: string; publicKey: string } };
+    assert.equal(cfg.cache.publicKey, publicKey);
+    assert.equal(cfg.cache.nixConf, `${conf.stdout.trim()}\nbuilders-use-substitutes = true\n`);
+    await writeFile(join(confDir, "nix.conf"), `substituters =\ntrusted-public-keys =\n${cfg.cache.nixConf}`);
+    const shown2 = await run(["nix", "--extra-experimental-features", "nix-command", "show-config"], {
+      env: { NIX_CONF_DIR: confDir },
+    });
+    assert.ok(shown2.stdout.includes(`trusted-public-keys = ${publicKey}`), shown2.stdout);
+    assert.match(shown2.stdout, /^builders-use-substitutes = true$/m);
+    const netrcText = await pool.cli(["cache", "netrc", "--url", clientUrl()]);
+    assert.equal(netrcText.exitCode, 0, netrcText.stderr);
+    await writeFile(netrcFile, netrcText.stdout, { mode: 0o600 });
+    const fresh = ["--argstr", "seed", `${s}-conf`];
+    const built = await pool.cli([
+      "build",
+      FIXTURE,
+      "-A",
+      "hidden",
+      ...fresh,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const path = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "hidden", ...fresh])).stdout.trim(),
+    );
+    const r = await client.exec([
+      "nix-store",
+      "-r",
+      path,
+      ...(await client.cacheOptions(clientUrl(), publicKey)),
+      "--option",
+      "netrc-file",
+      netrcFile,
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.ok(await isValidOnClient(client, path));
+  });
+
   test("`nix path-info --store http://…` lists the sizes, references and signatures the builders' stores hold", async () => {
     const netrcFile = join(work.dir, "netrc-here");
     await writeFile(netrcFile, `machine 127.0.0.1 login nixpool password ${cacheToken}\n`, { mode: 0o600 });
@@ -291,6 +370,50 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     ]);
     assert.notEqual(r.exitCode, 0);
     assert.equal(await isValidOnClient(client, leaf), false);
+  });
+
+  test('a result an untrusted builder built is offered once verified (untrustedResults = "verify")', async () => {
+    const inv = await writeTrustInventory(
+      pool,
+      work.dir,
+      [
+        { host: "local1", name: "t1", trust: "trusted", maxJobs: 1 },
+        { host: "local2", name: "u1", trust: "untrusted", maxJobs: 2 },
+      ],
+      'untrustedResults = "verify"',
+    );
+    const args = ["-A", "spread", "--argstr", "seed", `${s}-verify`];
+    const built = await pool.cli([
+      "--inventory",
+      inv,
+      "build",
+      TRUST_FIXTURE,
+      ...args,
+      "--json",
+      "--no-out-link",
+      "--builder",
+      "t1",
+      "--builder",
+      "u1",
+      // The running serve has the other inventory: this build runs here.
+      "--no-coordinator",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const j = JSON.parse(built.stdout) as {
+      derivations: { drv: string; verified: boolean; builds: { builder: string }[] }[];
+    };
+    const verified = j.derivations.filter((d) => d.verified && d.builds.some((b) => b.builder === "u1"));
+    assert.ok(verified.length > 0, "u1 built something that t1 verified");
+    const key = parsePublicSigningKey(publicKey);
+    for (const d of verified) {
+      const out = await outputOf(d.drv);
+      const records = await readFile(join(pool.stateDir, "trust", "results.jsonl"), "utf8");
+      assert.match(records, new RegExp(`"output":"${out}".*"builder":"u1","trust":"untrusted"`));
+      const r = await get(`/cache/${hashOf(out)}.narinfo`);
+      assert.equal(r.status, 200, `${out} is offered`);
+      const info = parseNarInfo(r.body.toString());
+      assert.ok(verifyFingerprint(key, narInfoFingerprint(info), info.sigs[0] ?? ""), "and signed");
+    }
   });
 
   test("bad names, traversal, unknown hashes and ranges get 4xx, never a file", async () => {

@@ -178,7 +178,15 @@ test("client configuration: nix.conf, NixOS and netrc lines; cache URLs are chec
     renderCacheNixConf(o),
     `# nixpool's binary cache: the pool's trusted results, signed with its key\nextra-substituters = http://pool.example:7420/cache\nextra-trusted-public-keys = ${NIX_PUBLIC}\nnetrc-file = /etc/nix/netrc\n`,
   );
-  assert.doesNotMatch(renderCacheNixConf({ url: o.url, publicKey: o.publicKey }), /netrc/);
+  assert.doesNotMatch(renderCacheNixConf({ url: o.url, publicKey: o.publicKey }), /netrc|builders-use/);
+  assert.match(
+    renderCacheNixConf({ ...o, buildersUseSubstitutes: true }),
+    /\nbuilders-use-substitutes = true\n$/,
+  );
+  assert.match(
+    renderCacheNixosSettings({ ...o, buildersUseSubstitutes: true }),
+    /\nnix\.settings\.builders-use-substitutes = true;\n$/,
+  );
   assert.match(
     renderCacheNixosSettings(o),
     /nix\.settings\.extra-substituters = \[ "http:\/\/pool\.example:7420\/cache" \];/,

@@ -11,6 +11,8 @@ export interface CacheClientOptions {
   publicKey: string;
   /** The netrc file Nix reads the token from; none when the cache is open. */
   netrcFile?: string;
+  /** Also `builders-use-substitutes = true`: the client's builders fetch inputs from substituters. */
+  buildersUseSubstitutes?: boolean;
 }
 
 /** The nix.conf lines (extra-… so they add to what the machine has). */
@@ -21,6 +23,7 @@ export function renderCacheNixConf(o: CacheClientOptions): string {
     `extra-trusted-public-keys = ${o.publicKey}`,
   ];
   if (o.netrcFile) lines.push(`netrc-file = ${o.netrcFile}`);
+  if (o.buildersUseSubstitutes) lines.push("builders-use-substitutes = true");
   return `${lines.join("\n")}\n`;
 }
 
@@ -32,6 +35,7 @@ export function renderCacheNixosSettings(o: CacheClientOptions): string {
     `nix.settings.extra-trusted-public-keys = [ "${o.publicKey}" ];`,
   ];
   if (o.netrcFile) lines.push(`nix.settings.netrc-file = "${o.netrcFile}";`);
+  if (o.buildersUseSubstitutes) lines.push("nix.settings.builders-use-substitutes = true;");
   return `${lines.join("\n")}\n`;
 }
 

@@ -89,8 +89,16 @@ export function secretKeyFromSeed(name: string, seed: Uint8Array): SecretSigning
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
+/** Key objects by seed: making one costs far more than a signature, and a cache signs every narinfo. */
+const privateKeys = new WeakMap<Uint8Array, KeyObject>();
+
 function privateKeyObject(seed: Uint8Array): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
+  let k = privateKeys.get(seed);
+  if (!k) {
+    k = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
+    privateKeys.set(seed, k);
+  }
+  return k;
 }
 
 function publicKeyObject(key: Uint8Array): KeyObject {

@@ -71,9 +71,14 @@ export class CacheIndex {
     return new Map(this.o.stores.sources.builders().map((b) => [b.name, b.trust]));
   }
 
-  /** Reads the results file again when it changed (size or mtime), at most once a second. */
-  private async refresh(): Promise<void> {
-    if (this.now() - this.checkedAt < RELOAD_EVERY_MS) return;
+  /**
+   * Reads the results file again when it changed (size or mtime), at most once a second unless
+   * `force` (a path asked for that is not known: maybe a build just recorded it).
+   */
+  private async refresh(force = false): Promise<void> {
+    if (!force && this.now() - this.checkedAt < RELOAD_EVERY_MS) return;
+    // A forced look may not ride on a read that began before the file changed.
+    if (force && this.loading) await this.loading;
     this.loading ??= (async () => {
       try {
         const st = await stat(this.o.resultsFile).catch(() => undefined);
@@ -109,7 +114,10 @@ export class CacheIndex {
     }
     // A source a client asks for before the path that refers to it (its narinfo cached on the
     // client, this coordinator restarted): learn the references of every servable result first.
-    if (!this.index.byHash.has(hash) && !this.references.has(hash)) await this.exploreReferences();
+    if (!this.index.byHash.has(hash) && !this.references.has(hash)) {
+      await this.refresh(true);
+      await this.exploreReferences();
+    }
     const value = await this.lookUp(hash);
     // Only what was found is kept: a miss may be a builder still connecting, or a build finishing now.
     if (!value) return undefined;
