@@ -95,12 +95,15 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     trust,
     gatewayUids,
   });
+  // Remote clients' own tokens (serve token --client): the API and the cache both take them.
+  const clientOf = clientTokenLookup(statePaths(ctx.stateDir).serve.clientsFile, log);
   let cache: CacheService | undefined;
   if (opts.cache) {
     cache = await startCacheService({
       stateDir: ctx.stateDir,
       sources: coordinator.cacheSources(),
       apiToken: token,
+      clientOf,
       open: opts.cacheOpen === true,
       priority: cachePriority,
       log,
@@ -115,7 +118,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     socketPath: opts.socket ?? statePaths(ctx.stateDir).serve.socket,
     listen,
     token,
-    clientOf: clientTokenLookup(statePaths(ctx.stateDir).serve.clientsFile, log),
+    clientOf,
     log,
     mountDashboard,
     ...(cache ? { cache } : {}),

@@ -116,6 +116,12 @@ describe(
       assert.deepEqual(none, []);
       assert.equal((await api("/api/builds?client=%3Cx%3E", { headers: withToken() })).status, 400);
 
+      // A client's own token reads the pool's binary cache too.
+      const info = await api("/cache/nix-cache-info", { headers: as(bob) });
+      assert.equal(info.status, 200, await info.clone().text());
+      assert.match(await info.text(), /StoreDir: \/nix\/store/);
+      assert.equal((await api("/cache/nix-cache-info", { headers: as("not-a-token") })).status, 401);
+
       const listed = await pool.cli(["serve", "token", "--list", "--json"]);
       assert.deepEqual(
         (JSON.parse(listed.stdout) as { clients: { name: string }[] }).clients.map((c) => c.name),

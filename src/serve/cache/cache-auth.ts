@@ -10,6 +10,8 @@ export interface CacheAuthOptions {
   cacheToken: string;
   /** `--cache-open` (loopback only): TCP readers need no credentials. */
   open: boolean;
+  /** A remote client's own API token (`serve token --client NAME`) reads the cache too. */
+  clientOf?: (token: string) => string | undefined;
 }
 
 /**
@@ -19,7 +21,8 @@ export interface CacheAuthOptions {
  */
 export function authenticateCache(o: CacheAuthOptions): MiddlewareHandler<ApiEnv> {
   const accepted = [o.cacheToken, ...(o.apiToken !== undefined ? [o.apiToken] : [])];
-  const isAccepted = (secret: string) => accepted.some((t) => sameSecret(secret, t));
+  const isAccepted = (secret: string) =>
+    accepted.some((t) => sameSecret(secret, t)) || o.clientOf?.(secret) !== undefined;
   return async (c, next) => {
     if (c.env.transport === "socket" || o.open || o.apiToken === undefined) return next();
     const header = c.req.header("authorization") ?? "";

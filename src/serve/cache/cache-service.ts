@@ -14,6 +14,8 @@ export interface CacheServiceOptions {
   sources: CacheSources;
   /** The API's token (it reads the cache too); undefined with `--no-token`. */
   apiToken: string | undefined;
+  /** Remote clients' own tokens read the cache too. */
+  clientOf?: (token: string) => string | undefined;
   /** `--cache-open`: TCP readers need no token (loopback only, checked by the command). */
   open: boolean;
   priority: number;
@@ -43,7 +45,7 @@ export async function startCacheService(o: CacheServiceOptions): Promise<CacheSe
     index,
     stores,
     stats,
-    auth: { apiToken: o.apiToken, cacheToken, open: o.open },
+    auth: { apiToken: o.apiToken, cacheToken, open: o.open, ...(o.clientOf ? { clientOf: o.clientOf } : {}) },
     priority: o.priority,
     log: o.log,
     ...(o.idleMs !== undefined ? { idleMs: o.idleMs } : {}),
