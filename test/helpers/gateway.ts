@@ -1,11 +1,10 @@
 import { mkdir, readFile, writeFile, appendFile } from "node:fs/promises";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { run, type RunResult } from "../../src/adapters/runner.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { localHostPaths } from "../../src/config/state-paths.js";
-import { hostExecArgv, startHost, stopHost } from "../../src/providers/local/host.js";
+import { canConnect, hostExecArgv, startHost, stopHost } from "../../src/providers/local/host.js";
 import type { HostRecord } from "../../src/providers/local/records.js";
 
 /**
@@ -21,21 +20,6 @@ export interface GatewaySshd {
   authorizedKeysFile: string;
   log: () => Promise<string>;
   stop: () => Promise<void>;
-}
-
-function canConnect(address: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: address, port, timeout: 500 });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-    s.once("timeout", () => {
-      s.destroy();
-      resolve(false);
-    });
-  });
 }
 
 /** Starts sshd on ADDRESS:22 with `extra` lines first (e.g. an AuthorizedKeysCommand). */

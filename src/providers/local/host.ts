@@ -121,7 +121,7 @@ async function reserveSlot(): Promise<number> {
 }
 
 /** Whether something accepts TCP connections at address:port now. */
-function canConnect(address: string, port: number): Promise<boolean> {
+export function canConnect(address: string, port: number): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
     const s = connect({ host: address, port, timeout: 500 });
     s.once("connect", () => {
