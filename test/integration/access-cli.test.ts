@@ -338,8 +338,6 @@ describe("access CLI", () => {
       // The state directory layout: pure path functions (node:path only).
       "config/state-paths.js",
       "core/access/authorized-keys.js",
-      // Pure: where the gateway's key list lives, beside the script's other paths.
-      "core/access/keys-command-script.js",
       "core/access/names.js",
       // ExitCode: a table of constants, no imports.
       "core/errors.js",
