@@ -1,7 +1,6 @@
 import { mkdir, open } from "node:fs/promises";
 import { dirname } from "node:path";
 import { NixpoolError } from "../core/errors.js";
-import { readFileIfExists } from "../adapters/fs.js";
 import { waitFor } from "../adapters/wait-for.js";
 
 const LOCK_EX = 2;
@@ -28,7 +27,8 @@ function loadFlock(): Promise<Flock> {
 
 /**
  * Runs fn while holding an exclusive lock on `lockFile` (flock, non-blocking tries every 50 ms for
- * up to timeoutMs). The file holds the holder's pid, for the message when the lock stays taken.
+ * up to timeoutMs). The file is only something to lock: it stays empty, so a command that is
+ * refused changes nothing in the state directory, not even the lock file.
  */
 export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
   await mkdir(dirname(lockFile), { recursive: true, mode: 0o755 });
@@ -37,16 +37,15 @@ export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeou
   try {
     const taken = await waitFor(() => flock(fh.fd, LOCK_EX | LOCK_NB) === 0, { timeoutMs, intervalMs: 50 });
     if (!taken) {
-      const holder = ((await readFileIfExists(lockFile)) ?? "").trim();
       throw new NixpoolError(
         "ACCESS_LOCKED",
-        `The access state is locked by process ${/^\d+$/.test(holder) ? holder : "?"} (${lockFile}).`,
-        { hint: "Wait for the other nixpool access command to finish, then retry." },
+        `The access state is locked by another process (${lockFile}).`,
+        {
+          hint: `Wait for the other nixpool access command to finish, then retry (see who holds it: fuser ${lockFile}).`,
+        },
       );
     }
     try {
-      await fh.truncate(0);
-      await fh.write(`${process.pid}\n`, 0);
       return await fn();
     } finally {
       flock(fh.fd, LOCK_UN);
