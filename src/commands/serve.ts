@@ -121,6 +121,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     clientOf,
     log,
     mountDashboard,
+    pool: coordinator.poolStore(),
     ...(cache ? { cache } : {}),
   }).catch(async (e: unknown) => {
     await closeCache();

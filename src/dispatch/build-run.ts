@@ -439,6 +439,7 @@ export class BuildRun implements DispatchedBuild {
       this.fleet.local,
       this.fleet.localPlace,
       this.fleet.transfer,
+      this.opts.given ? this.fleet.paths : undefined,
     );
   }
 

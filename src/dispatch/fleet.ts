@@ -2,6 +2,7 @@ import type { Builder } from "../core/builder.js";
 import { BuilderBoard } from "../core/dispatch/builder-board.js";
 import { LOCAL } from "../core/dispatch/scheduler.js";
 import { BuilderLink } from "./builder-link.js";
+import { PoolPaths } from "./pool-paths.js";
 import { SessionPool } from "./session-pool.js";
 import { StorePlace } from "./store-place.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
@@ -36,6 +37,8 @@ export class Fleet {
   readonly links = new Map<string, BuilderLink>();
   readonly local: SessionPool<DispatchSession>;
   readonly localPlace = new StorePlace(LOCAL);
+  /** Where a path is valid in the pool (this store, or a builder's). */
+  readonly paths: PoolPaths;
   /** Resolves once every builder's first connection has settled (its transfer session is up, or not). */
   connected: Promise<void> = Promise.resolve();
   connectMs = 0;
@@ -56,6 +59,7 @@ export class Fleet {
       4,
       (s) => s.kill(),
     );
+    this.paths = new PoolPaths(this.links, this.local, this.localPlace);
   }
 
   /** ms since the fleet started: the board's clock. */

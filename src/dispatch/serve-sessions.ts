@@ -48,7 +48,8 @@ interface WrappedSession extends DispatchSession {
 function wrap(s: ServeSession): WrappedSession {
   return {
     serve: s,
-    queryValidPaths: (paths) => s.queryValidPaths([...paths], { lock: false, substitute: false }),
+    queryValidPaths: (paths, o) =>
+      s.queryValidPaths([...paths], { lock: false, substitute: o?.substitute ?? false }),
     queryClosure: (paths) => s.queryClosure([...paths], false),
     buildDerivation: (drvPath, drv) => s.buildDerivation(drvPath, drv),
     queryPathInfos: (paths) => s.queryPathInfos([...paths]),

@@ -1,15 +1,17 @@
 import type { Builder } from "../core/builder.js";
 import type { BasicDerivation, BuildResult } from "../core/nix-serve/build.js";
+import type { PathInfo } from "../core/nix-serve/messages.js";
 import type { SshFailure } from "../core/ssh-errors.js";
 
 /** What the dispatcher needs of one `nix-store --serve --write` session (a builder's or this machine's). */
 export interface DispatchSession {
-  queryValidPaths(paths: readonly string[]): Promise<string[]>;
+  /** The subset of `paths` valid there; `substitute`: that store first tries its substituters for the others. */
+  queryValidPaths(paths: readonly string[], options?: { substitute?: boolean }): Promise<string[]>;
   /** The closure of `paths` in that store (references included, outputs not). */
   queryClosure(paths: readonly string[]): Promise<string[]>;
   buildDerivation(drvPath: string, drv: BasicDerivation): Promise<BuildResult>;
   /** The NAR hash (`sha256:…`) of each valid path, as that store reports it; invalid paths are left out. */
-  queryPathInfos(paths: readonly string[]): Promise<{ path: string; narHash: string }[]>;
+  queryPathInfos(paths: readonly string[]): Promise<PathInfo[]>;
   /** Streams the NAR of one valid path into `sink`. */
   dumpStorePath(path: string, sink: NodeJS.WritableStream): Promise<void>;
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 import { LOCAL, type Scheduler } from "../core/dispatch/scheduler.js";
 import type { DrvNode } from "../core/dispatch/graph.js";
 import type { BuilderLink } from "./builder-link.js";
+import type { PoolPaths } from "./pool-paths.js";
 import type { SessionPool } from "./session-pool.js";
 import type { StorePlace } from "./store-place.js";
 import type { DispatchSession, TransferPaths } from "./store-session.js";
@@ -19,6 +20,11 @@ export class StoreTransfers {
     private readonly local: SessionPool<DispatchSession>,
     private readonly localPlace: StorePlace,
     private readonly transfer: TransferPaths,
+    /**
+     * Set for derivations given by value (the gateway's): their inputs may be valid only on
+     * builders (what another client sent or had built), and come from there.
+     */
+    private readonly pool?: PoolPaths,
   ) {}
 
   /**
@@ -37,7 +43,8 @@ export class StoreTransfers {
       fromOthers.set(holder, [...(fromOthers.get(holder) ?? []), dep]);
     }
     for (const [holder, deps] of fromOthers) await this.sendBetweenBuilders(holder, link, session, deps);
-    const send = node.inputPaths.filter((p) => !link.place.known.has(p));
+    let send = node.inputPaths.filter((p) => !link.place.known.has(p));
+    if (send.length && this.pool) send = await this.sendFromPool(send, link, session);
     if (send.length === 0) return;
     const closure = await this.local.with((s) => s.queryClosure(send));
     await link.place.ensure(
@@ -45,6 +52,47 @@ export class StoreTransfers {
       (q) => session.queryValidPaths(q),
       (paths) => this.local.with((l) => this.transfer(l, session, paths)),
     );
+  }
+
+  /**
+   * Sends the inputs that only builders hold, each from a builder that holds it (its closure is
+   * there too); returns those valid in this machine's store, for the caller to send from here.
+   */
+  private async sendFromPool(
+    paths: readonly string[],
+    link: BuilderLink,
+    session: DispatchSession,
+  ): Promise<string[]> {
+    const unsure = paths.filter((p) => !this.localPlace.known.has(p));
+    if (unsure.length === 0) return [...paths];
+    const { byHolder, nowhere } = await (this.pool as PoolPaths).groupByHolder(unsure);
+    if (nowhere.length) {
+      throw new Error(
+        `${nowhere.length} input${nowhere.length > 1 ? "s" : ""} (${nowhere[0]}) valid in no reachable store of the pool`,
+      );
+    }
+    for (const [name, held] of byHolder) {
+      if (name === LOCAL) continue;
+      if (name === link.name) {
+        for (const p of held) link.place.known.add(p);
+        continue;
+      }
+      const holder = this.links.get(name) as BuilderLink;
+      const from = holder.transfer as DispatchSession;
+      try {
+        const closure = await from.queryClosure(held);
+        await link.place.ensure(
+          closure,
+          (q) => session.queryValidPaths(q),
+          (ps) => this.transfer(from, session, ps),
+        );
+      } catch (e) {
+        if (holder.lostReason && !link.lostReason)
+          throw new Requeue(`builder ${holder.name} was lost while sending inputs`);
+        throw e;
+      }
+    }
+    return paths.filter((p) => this.localPlace.known.has(p));
   }
 
   /** Streams derivations' outputs (with what they reference) from one builder to another. */

@@ -31,7 +31,7 @@ export interface SubmitRequest {
   /** Shown in lists, e.g. "default.nix -A hello". */
   label: string;
   keepGoing?: boolean;
-  copyBack?: "needed" | "all";
+  copyBack?: "needed" | "all" | "none";
   /** Only these builders (by name); all when absent. */
   builders?: string[];
   tags?: string[];

@@ -35,6 +35,7 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import { PoolStore } from "./pool-store.js";
 import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
@@ -496,6 +497,11 @@ export class Coordinator implements CoordinatorApi {
         return this.openReader(b, `builder ${name} (cache)`);
       },
     };
+  }
+
+  /** The pool's stores as one, for the gateway (/api/pool/*): docs/gateway.md. */
+  poolStore(): PoolStore {
+    return new PoolStore(this.fleet, this.openReader);
   }
 
   subscribe(fn: (e: CoordinatorEvent) => void): () => void {

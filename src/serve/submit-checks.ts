@@ -20,7 +20,7 @@ export const submitSchema = z.strictObject({
     .max(10_000),
   label: z.string().max(500),
   keepGoing: z.boolean().optional(),
-  copyBack: z.enum(["needed", "all"]).optional(),
+  copyBack: z.enum(["needed", "all", "none"]).optional(),
   builders: z.array(z.string()).optional(),
   tags: z.array(z.string()).optional(),
   onBehalfOf: z.string().regex(USER_NAME_PATTERN).optional(),

@@ -33,6 +33,7 @@ interface ApiBuild {
 
 interface GatewayLogLine {
   client: string;
+  downloadedBytes: number;
   uploadedBytes: number;
   uploadedPaths: number;
   builds: number;
@@ -52,6 +53,11 @@ describe(
     let bob: ClientMachine | undefined;
     let sshd: GatewaySshd;
     let firstSeed = "";
+    let firstOutput = "";
+
+    /** Whether the coordinator machine's own store (this machine's) holds `path`. */
+    const inCoordinatorStore = async (path: string) =>
+      (await execa("nix-store", ["--check-validity", path], { reject: false })).exitCode === 0;
 
     const mustCli = async (args: string[]) => {
       const r = await pool.cli(args);
@@ -166,6 +172,13 @@ describe(
           JSON.stringify(d),
         );
       }
+      // The outputs stayed on the builders: the client read them there, through the gateway.
+      firstOutput = r.stdout.trim();
+      assert.equal(
+        await inCoordinatorStore(firstOutput),
+        false,
+        `${firstOutput} was copied to the coordinator`,
+      );
       firstSeed = seed;
     });
 
@@ -176,7 +189,7 @@ describe(
       assert.match(r.stderr, /failed/);
     });
 
-    test("a second client builds the same graph: nothing uploaded, nothing rebuilt", async () => {
+    test("a second client builds the same graph: nothing uploaded, nothing rebuilt, outputs read from the builders", async () => {
       bob = await startClientMachine(join(dirs.dir, "bob"), "gw-bob");
       await mustCli(["access", "add", "bob", "--key", bob.publicKey, "--gateway", "--vouched-by", "alice"]);
       await configure(bob, "bob");
@@ -204,6 +217,9 @@ describe(
         sessions.reduce((n, e) => n + e.uploadedBytes, 0),
         0,
       );
+      assert.ok(sessions.reduce((n, e) => n + e.downloadedBytes, 0) > 0, JSON.stringify(sessions));
+      // Neither client's outputs passed through the coordinator machine's store.
+      assert.equal(await inCoordinatorStore(firstOutput), false);
     });
 
     test("a member key without gateway rights is refused; a shell request gets the gateway, never a shell", async () => {

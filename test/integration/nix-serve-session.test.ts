@@ -16,7 +16,12 @@ import {
 } from "../../src/adapters/nix-serve-session.js";
 import { sshAlias } from "../../src/core/builder.js";
 import { toBasicDerivation, type Derivation } from "../../src/core/derivation.js";
-import { encodeNar, isBuildSuccess, type BuildResult } from "../../src/core/nix-serve/index.js";
+import {
+  builtOutputsOf,
+  encodeNar,
+  isBuildSuccess,
+  type BuildResult,
+} from "../../src/core/nix-serve/index.js";
 import { setLinkUp } from "../../src/providers/local/host.js";
 import { poolBuilders } from "../../src/providers/local/records.js";
 import { makeTempDir } from "../helpers/cli.js";
@@ -170,6 +175,11 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
       withSrc.builtOutputs.map((o) => [o.outputName, `/nix/store/${o.outPath}`]),
       [["out", outOf("withSrc")]],
     );
+    // The gateway computes the same DrvOutputs (hash modulo of the BasicDerivation) as the builder.
+    assert.deepEqual(withSrc.builtOutputs, builtOutputsOf(basic("withSrc")));
+    const again = await build(b1, "withSrc");
+    assert.equal(again.statusName, "AlreadyValid");
+    assert.deepEqual(again.builtOutputs, builtOutputsOf(basic("withSrc")));
     await transferPaths(b1, local, [outOf("withSrc")]);
     assert.deepEqual(await local.queryValidPaths([outOf("withSrc")]), [outOf("withSrc")]);
     assert.equal(await readFile(outOf("withSrc"), "utf8"), `input ${salt}\n`);
@@ -182,6 +192,11 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     assert.equal(multi.statusName, "Built", multi.errorMsg);
     assert.ok(isBuildSuccess(multi));
     assert.deepEqual(multi.builtOutputs.map((o) => o.outputName).sort(), ["dev", "out"]);
+    // Escapes in env (tab, newline, backslash, quote, CR) and two outputs: the same ids as Nix's.
+    assert.deepEqual(
+      [...multi.builtOutputs].sort((a, b) => a.id.localeCompare(b.id)),
+      builtOutputsOf(basic("multi")).sort((a, b) => a.id.localeCompare(b.id)),
+    );
     assert.ok(log.includes("building multi"), log.join("\n"));
     assert.ok(multi.stopTime >= multi.startTime && multi.startTime > 1_700_000_000);
     const outputs = [outOf("multi"), outOf("multi", "dev")];
@@ -199,6 +214,7 @@ describe("nix-store --serve sessions, local and on pool builders", { timeout: 60
     // A fixed-output derivation: its path is fixed by the declared hash.
     const fixed = await build(b2, "fixed");
     assert.equal(fixed.statusName, "Built", fixed.errorMsg);
+    assert.deepEqual(fixed.builtOutputs, builtOutputsOf(basic("fixed")));
     await transferPaths(b2, local, [outOf("fixed")]);
     assert.equal(await readFile(outOf("fixed"), "utf8"), "fixed\n");
 

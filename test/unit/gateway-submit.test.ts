@@ -100,11 +100,27 @@ test("a coordinator build maps to Nix's BuildResult", () => {
     },
   });
   const base = { drvPath, failure: undefined, timedOut: undefined, tail: [], startMs: 1000, stopMs: 2000 };
-  const built = mapBuildResult({ ...base, detail: detail("succeeded", rec("built")) });
+  const outPath = `/nix/store/${"b".repeat(32)}-hello`;
+  const drv = {
+    outputs: new Map([["out", { path: outPath, hashAlgo: "", hash: "" }]]),
+    inputSrcs: [],
+    platform: "x86_64-linux",
+    builder: "/bin/sh",
+    args: ["-c", "echo hi > $out"],
+    env: new Map([
+      ["out", outPath],
+      ["name", "hello"],
+    ]),
+  };
+  const built = mapBuildResult({ ...base, drv, detail: detail("succeeded", rec("built")) });
   assert.deepEqual(
     [built.statusName, built.timesBuilt, built.startTime, built.stopTime],
     ["Built", 1, 1005, 1009],
   );
+  // DrvOutputs as a builder reports them (checked against Nix in nix-serve-session.test.ts).
+  assert.equal(built.builtOutputs.length, 1);
+  assert.match(built.builtOutputs[0]?.id ?? "", /^sha256:[0-9a-f]{64}!out$/);
+  assert.equal(built.builtOutputs[0]?.outPath, `${"b".repeat(32)}-hello`);
   assert.equal(
     mapBuildResult({ ...base, detail: detail("succeeded", rec("cached")) }).statusName,
     "AlreadyValid",
@@ -115,6 +131,12 @@ test("a coordinator build maps to Nix's BuildResult", () => {
     tail: ["the reason is here"],
   });
   assert.equal(failed.statusName, "PermanentFailure");
+  const failedOutputs = mapBuildResult({
+    ...base,
+    drv,
+    detail: detail("failed", rec("failed", "PermanentFailure on local1: x")),
+  }).builtOutputs;
+  assert.deepEqual(failedOutputs, []);
   assert.match(failed.errorMsg, /exit code 3[\s\S]*> the reason is here/);
   assert.equal(
     mapBuildResult({ ...base, detail: detail("failed", rec("failed", "TimedOut on local2: silent")) })

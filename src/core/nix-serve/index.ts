@@ -8,3 +8,4 @@ export * from "./nar.js";
 export * from "./export-stream.js";
 export * from "./close-reason.js";
 export * from "./server.js";
+export * from "./realisation.js";

@@ -29,6 +29,21 @@ const StorePaths = z.array(z.string().regex(/^\/nix\/store\/[0-9a-df-np-sv-z]{32
 const ValidPathsSchema = z.object({ valid: StorePaths });
 const ClosureSchema = z.object({ closure: StorePaths });
 const ImportedSchema = z.object({ imported: StorePaths });
+const StorePathOrEmpty = z.union([z.literal(""), StorePaths.element]);
+const PathInfosSchema = z.object({
+  infos: z.array(
+    z.object({
+      path: StorePaths.element,
+      deriver: StorePathOrEmpty,
+      references: StorePaths,
+      downloadSize: z.number().int().nonnegative(),
+      narSize: z.number().int().nonnegative(),
+      narHash: z.string().max(200),
+      ca: z.string().max(500),
+      sigs: z.array(z.string().max(1000)).max(100),
+    }),
+  ),
+});
 
 /** A client of one coordinator's API (docs/api.md), over its Unix socket or http(s). */
 export class CoordinatorClient {
@@ -205,6 +220,39 @@ export class CoordinatorClient {
       ...(signal ? { signal } : {}),
     });
     if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, "the download");
+    return res;
+  }
+
+  /** POST /api/pool/valid: the subset of `paths` any store of the pool holds (the gateway's QueryValidPaths). */
+  async poolValid(paths: readonly string[], substitute: boolean): Promise<string[]> {
+    if (paths.length === 0) return [];
+    const r = await this.json("POST", "/api/pool/valid", ValidPathsSchema, "the pool query", {
+      body: { paths, substitute },
+    });
+    return r.valid;
+  }
+
+  /** POST /api/pool/path-infos: path infos of the valid ones among `paths`, from the stores holding them. */
+  async poolPathInfos(paths: readonly string[]): Promise<z.infer<typeof PathInfosSchema>["infos"]> {
+    if (paths.length === 0) return [];
+    const r = await this.json("POST", "/api/pool/path-infos", PathInfosSchema, "the path info query", {
+      body: { paths },
+    });
+    return r.infos;
+  }
+
+  /** POST /api/pool/closure: the closure of `paths` across the pool's stores. */
+  async poolClosure(paths: readonly string[]): Promise<string[]> {
+    const r = await this.json("POST", "/api/pool/closure", ClosureSchema, "the pool closure query", {
+      body: { paths },
+    });
+    return r.closure;
+  }
+
+  /** POST /api/pool/nar: the NAR of `path`, streamed from the store of the pool that holds it. */
+  async poolNar(path: string): Promise<IncomingMessage> {
+    const res = await this.send("POST", "/api/pool/nar", { body: { path } });
+    if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, `the NAR of ${path}`);
     return res;
   }
 

@@ -3,6 +3,7 @@ import { isNixpoolError } from "../../core/errors.js";
 import {
   BUILD_STATUS_NAMES,
   buildStatusName,
+  builtOutputsOf,
   type BasicDerivation,
   type BuildOptions,
   type BuildResult,
@@ -78,7 +79,8 @@ export class CoordinatorBuilds implements GatewayBuilds {
           derivations: [{ drv: drvPath, output, given: toGivenJson(drv) }],
           label: `gateway ${this.client}: ${derivationName(drvPath)}`,
           onBehalfOf: this.client,
-          copyBack: "needed",
+          // The outputs stay on the builder: the client's QueryPathInfos and DumpStorePath read them there.
+          copyBack: "none",
         },
         (e) => {
           if (e.type === "submitted") {
@@ -98,13 +100,15 @@ export class CoordinatorBuilds implements GatewayBuilds {
       if (silence) clearTimeout(silence);
       if (overall) clearTimeout(overall);
     }
-    return mapBuildResult({ drvPath, detail, failure, timedOut, tail, startMs, stopMs: this.clock() });
+    return mapBuildResult({ drvPath, drv, detail, failure, timedOut, tail, startMs, stopMs: this.clock() });
   }
 }
 
 /** The outcome of one gateway build, as BuildResult numbers Nix understands. */
 export function mapBuildResult(o: {
   drvPath: string;
+  /** The derivation the client sent: a success reports its DrvOutputs as a builder would. */
+  drv?: BasicDerivation;
   detail: ClientBuildDetail | undefined;
   failure: string | undefined;
   timedOut: string | undefined;
@@ -127,7 +131,8 @@ export function mapBuildResult(o: {
     isNonDeterministic: false,
     startTime,
     stopTime,
-    builtOutputs: [],
+    // Nix 2.8's nix-store --serve reports every output of a success (Built or AlreadyValid), none of a failure.
+    builtOutputs: o.drv && errorMsg === "" ? builtOutputsOf(o.drv) : [],
   });
   const withTail = (msg: string) =>
     o.tail.length

@@ -10,6 +10,7 @@ import {
   encodeServerHello,
   IncrementalDecoder,
   scanExportStream,
+  scanNar,
   SERVE_PROTOCOL_VERSION,
   type AddToStoreNarInfo,
   type ExportedPath,
@@ -21,6 +22,19 @@ import {
 import { NixpoolError, isNixpoolError } from "../../core/errors.js";
 import { ByteReader } from "./byte-reader.js";
 import type { GatewayBuilds } from "./gateway-build.js";
+
+/**
+ * The pool's other stores, through the coordinator (`/api/pool/*`): what a builder holds counts as
+ * the gateway's, and its NARs stream from there.
+ */
+export interface GatewayPool {
+  /** The subset of `paths` any store of the pool holds; `substitute`: try the coordinator's substituters for the rest. */
+  validPaths(paths: readonly string[], substitute: boolean): Promise<string[]>;
+  pathInfos(paths: readonly string[]): Promise<PathInfo[]>;
+  closure(paths: readonly string[]): Promise<string[]>;
+  /** The NAR of `path`, from the store of the pool that holds it. */
+  nar(path: string): Promise<AsyncIterable<Uint8Array>>;
+}
 
 /** The coordinator machine's store as the gateway uses it (a ServeSession on `nix-store --serve --write`). */
 export interface GatewayStore {
@@ -46,6 +60,8 @@ export interface GatewaySessionOptions {
    */
   store: Promise<GatewayStore>;
   builds: Promise<GatewayBuilds>;
+  /** The rest of the pool (builders' stores); without it the gateway answers for this machine's store only. */
+  pool?: Promise<GatewayPool>;
   limits?: WireLimits;
   /** A client silent in the middle of a message, or not reading our answer, this long is cut off (default 60 s). */
   stallMs?: number;
@@ -98,6 +114,7 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
   // A failure to start either surfaces at the first request that needs it.
   void o.store.catch(() => undefined);
   void o.builds.catch(() => undefined);
+  void o.pool?.catch(() => undefined);
   try {
     const t0 = Date.now();
     await reader.decode(decodeClientMagic, "the client's greeting");
@@ -127,28 +144,56 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
 
   async function serve(req: ServeRequest, version: number): Promise<void> {
     switch (req.cmd) {
-      case "queryValidPaths":
-        // Substitution on the coordinator's machine is not offered: the pool's stores are what it has.
-        await watchdog.write(
-          encodePathList(await (await o.store).queryValidPaths(req.paths, { lock: req.lock })),
-        );
+      case "queryValidPaths": {
+        const local = await (await o.store).queryValidPaths(req.paths, { lock: req.lock });
+        const have = new Set(local);
+        const rest = req.paths.filter((p) => !have.has(p));
+        // What a builder holds (another client's upload or build) needs no upload; with the
+        // client's builders-use-substitutes, the coordinator's substituters are tried too. A pool
+        // that does not answer leaves the answer to this store (the client uploads more).
+        const pooled = rest.length && o.pool ? await poolValid(rest, req.substitute) : [];
+        for (const p of pooled) have.add(p);
+        await watchdog.write(encodePathList(req.paths.filter((p) => have.has(p))));
         return;
-      case "queryPathInfos":
-        await watchdog.write(encodePathInfosFor(await (await o.store).queryPathInfos(req.paths), version));
+      }
+      case "queryPathInfos": {
+        const local = await (await o.store).queryPathInfos(req.paths);
+        const found = new Set(local.map((i) => i.path));
+        const rest = req.paths.filter((p) => !found.has(p));
+        const pooled = rest.length && o.pool ? await (await o.pool).pathInfos(rest) : [];
+        await watchdog.write(encodePathInfosFor([...local, ...pooled], version));
         return;
-      case "queryClosure":
-        await watchdog.write(
-          encodePathList(await (await o.store).queryClosure(req.paths, req.includeOutputs)),
-        );
+      }
+      case "queryClosure": {
+        const missing = await missingLocally(req.paths);
+        const closure =
+          missing.length && o.pool
+            ? await (await o.pool).closure(req.paths)
+            : await (await o.store).queryClosure(req.paths, req.includeOutputs);
+        await watchdog.write(encodePathList(closure));
         return;
+      }
       case "dumpStorePath": {
+        if ((await missingLocally([req.path])).length === 0) {
+          const nar = await (await o.store).dumpStorePath(req.path, o.output);
+          result.downloadedBytes += nar.size;
+          return;
+        }
         await requireValid([req.path]);
-        const nar = await (await o.store).dumpStorePath(req.path, o.output);
-        result.downloadedBytes += nar.size;
+        // Streamed from the builder that holds it, checked as it passes: a NAR cut short ends the session.
+        const scanner = new IncrementalDecoder(scanNar, `NAR of ${req.path}`, limits);
+        for await (const chunk of await (await (o.pool as Promise<GatewayPool>)).nar(req.path)) {
+          if (scanner.push(chunk) < chunk.length) throw poolNarBroken(req.path, "has bytes after its end");
+          await watchdog.write(chunk);
+        }
+        if (!scanner.done) throw poolNarBroken(req.path, "ended short");
+        result.downloadedBytes += scanner.value.size;
         return;
       }
       case "exportPaths": {
-        await requireValid(req.paths);
+        // Served from this machine's store only (Nix's build hook never sends it; old nix-copy-closure does).
+        const missing = await missingLocally(req.paths);
+        if (missing.length) throw pathInvalid(missing[0] as string);
         const paths = await (await o.store).exportPaths(req.paths, o.output);
         result.downloadedBytes += paths.reduce((n, p) => n + p.nar.size, 0);
         return;
@@ -190,25 +235,53 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
     }
   }
 
-  async function missingOf(paths: readonly string[]): Promise<string[]> {
+  async function missingLocally(paths: readonly string[]): Promise<string[]> {
     if (paths.length === 0) return [];
     const valid = new Set(await (await o.store).queryValidPaths(paths));
     return paths.filter((p) => !valid.has(p));
   }
 
-  async function requireValid(paths: readonly string[]): Promise<void> {
-    const missing = await missingOf(paths);
-    if (missing.length) {
-      // nix-store --serve ends the connection here too: there is no way to answer "not found".
-      throw new NixpoolError(
-        "GATEWAY_PATH_INVALID",
-        `The client asked for ${missing[0]}, which the pool does not hold.`,
-        {
-          hint: "Ask QueryValidPaths or QueryPathInfos first, as Nix's build hook does.",
-        },
-      );
+  async function poolValid(paths: readonly string[], substitute: boolean): Promise<string[]> {
+    try {
+      return await (await (o.pool as Promise<GatewayPool>)).validPaths(paths, substitute);
+    } catch {
+      return [];
     }
   }
+
+  /** The paths neither this machine's store nor any builder's holds. */
+  async function missingOf(paths: readonly string[]): Promise<string[]> {
+    const missing = await missingLocally(paths);
+    if (missing.length === 0 || !o.pool) return missing;
+    const pooled = new Set(await (await o.pool).validPaths(missing, false));
+    return missing.filter((p) => !pooled.has(p));
+  }
+
+  async function requireValid(paths: readonly string[]): Promise<void> {
+    const missing = await missingOf(paths);
+    if (missing.length) throw pathInvalid(missing[0] as string);
+  }
+}
+
+/** nix-store --serve ends the connection here too: there is no way to answer "not found". */
+function pathInvalid(path: string): NixpoolError {
+  return new NixpoolError(
+    "GATEWAY_PATH_INVALID",
+    `The client asked for ${path}, which the pool does not hold.`,
+    {
+      hint: "Ask QueryValidPaths or QueryPathInfos first, as Nix's build hook does.",
+    },
+  );
+}
+
+function poolNarBroken(path: string, why: string): NixpoolError {
+  return new NixpoolError(
+    "GATEWAY_SESSION_FAILED",
+    `The NAR of ${path} from the pool ${why}; the session was ended (the client saw part of it).`,
+    {
+      hint: "See the coordinator's log (journalctl -u nixpool-serve): the builder holding it may have been lost.",
+    },
+  );
 }
 
 /**

@@ -5,6 +5,7 @@ import { ServeSession } from "../../adapters/nix-serve-session.js";
 import { CoordinatorClient } from "../client/coordinator-client.js";
 import { describeTarget, findCoordinator } from "../client/coordinator-target.js";
 import { CoordinatorBuilds } from "./gateway-build.js";
+import { CoordinatorPool } from "./gateway-pool.js";
 import { runGatewaySession } from "./gateway-session.js";
 import { appendGatewayLog } from "./gateway-log.js";
 
@@ -58,6 +59,7 @@ export async function runGateway(opts: GatewayRunOptions): Promise<ExitCode> {
       log,
       store,
       builds: target.then((t) => new CoordinatorBuilds(new CoordinatorClient(t), opts.client)),
+      pool: target.then((t) => new CoordinatorPool(new CoordinatorClient(t))),
       ...(Number.isFinite(stallMs) && stallMs > 0 ? { stallMs } : {}),
       ...(opts.greeted ? { greeted: true } : {}),
     });

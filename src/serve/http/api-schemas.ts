@@ -34,7 +34,7 @@ export const SubmitRequestSchema = z.strictObject({
     .max(10_000),
   label: z.string().min(1).max(500).regex(PRINTABLE, "has control characters"),
   keepGoing: z.boolean().optional(),
-  copyBack: z.enum(["needed", "all"]).optional(),
+  copyBack: z.enum(["needed", "all", "none"]).optional(),
   builders: z.array(z.string().regex(NAME, "is not a builder name")).max(1000).optional(),
   tags: z.array(z.string().regex(NAME, "is not a tag")).max(100).optional(),
   onBehalfOf: z.string().regex(CLIENT_NAME, "is not a client name").optional(),

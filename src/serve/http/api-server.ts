@@ -9,6 +9,7 @@ import { NixpoolError } from "../../core/errors.js";
 import { listenUrl, type ListenAddress } from "../../core/listen-address.js";
 import type { CacheStatsView } from "../cache/cache-stats.js";
 import type { CoordinatorApi } from "../coordinator-types.js";
+import type { PoolStore } from "../pool-store.js";
 import type { ApiEnv, Transport } from "./api-env.js";
 import { createApiApp } from "./app.js";
 
@@ -28,6 +29,8 @@ export interface ApiServerOptions {
     extras: { cacheStats?: () => CacheStatsView },
   ) => void;
   heartbeatMs?: number;
+  /** The pool's stores as one, for the gateway (/api/pool/*). */
+  pool?: PoolStore;
   /** The binary cache: its app answers every path under /cache, the API's /api/cache/stats its numbers. */
   cache?: { app: Hono<ApiEnv>; stats: () => CacheStatsView };
 }
@@ -89,6 +92,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
     ...(o.mountDashboard ? { mountDashboard: o.mountDashboard } : {}),
     ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
     ...(o.cache ? { cacheStats: o.cache.stats } : {}),
+    ...(o.pool ? { pool: o.pool } : {}),
   });
   const cacheApp = o.cache?.app;
   const serverFor = (transport: Transport) =>

@@ -16,6 +16,8 @@ import {
 import { authenticate, type AuthOptions } from "./auth.js";
 import { StreamRegistry, streamEvents } from "./event-stream.js";
 import { mountStoreRoutes, type StoreRoutesOptions } from "./store-routes.js";
+import { mountPoolRoutes } from "./pool-routes.js";
+import type { PoolStore } from "../pool-store.js";
 
 export interface ApiAppOptions {
   coordinator: CoordinatorApi;
@@ -33,6 +35,8 @@ export interface ApiAppOptions {
   heartbeatMs?: number;
   /** This machine's store for clients on other machines (/api/store/*). */
   store?: StoreRoutesOptions;
+  /** The pool's stores as one, for the gateway (/api/pool/*); none without a fleet. */
+  pool?: PoolStore;
   /** The binary cache's numbers (GET /api/cache/stats); none when serve runs without the cache. */
   cacheStats?: () => CacheStatsView;
 }
@@ -144,6 +148,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
     return c.json(c0.build(b.id) ?? b, 202);
   });
   mountStoreRoutes(app, o.store);
+  if (o.pool) mountPoolRoutes(app, o.pool);
   app.get("/api/events", (c) => {
     const q = c.req.query("build");
     const buildId = q === undefined ? undefined : findBuild(q).id;
