@@ -25,6 +25,8 @@ export async function startServe(
   stateDir: string,
   args: readonly string[] = [],
   global: readonly string[] = [],
+  /** Added to this process's environment (e.g. NIX_CONFIG for the coordinator's own store). */
+  env: Record<string, string> = {},
 ): Promise<ServeProcess> {
   let out = "";
   let err = "";
@@ -33,6 +35,7 @@ export async function startServe(
     reject: false,
     buffer: false,
     stdin: "ignore",
+    env,
   });
   proc.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));

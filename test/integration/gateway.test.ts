@@ -1,10 +1,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmod, cp, readFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { encodeClientHello, encodeRequest, WireWriter } from "../../src/core/nix-serve/index.js";
+import { ServeSession } from "../../src/adapters/nix-serve-session.js";
 import { CLI, makeKeysCommandDirs } from "../helpers/cli.js";
 import { killNetns } from "../helpers/processes.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
@@ -54,6 +55,7 @@ describe(
     let sshd: GatewaySshd;
     let firstSeed = "";
     let firstOutput = "";
+    let cacheDir = "";
 
     /** Whether the coordinator machine's own store (this machine's) holds `path`. */
     const inCoordinatorStore = async (path: string) =>
@@ -132,8 +134,14 @@ describe(
 
     before(async () => {
       pool = await startTestPool(2, 2);
-      serve = await startServe(pool.stateDir);
       dirs = await makeKeysCommandDirs("nixpool-gateway-");
+      // The coordinator machine's substituter (a file:// binary cache): what a client's
+      // builders-use-substitutes makes it try for paths no store of the pool holds.
+      cacheDir = join(dirs.dir, "substituter");
+      await mkdir(cacheDir);
+      serve = await startServe(pool.stateDir, [], [], {
+        NIX_CONFIG: `extra-substituters = file://${cacheDir}\nrequire-sigs = false`,
+      });
       // sshd runs the keys command as nobody: it traverses the state directory to its answers.
       await chmod(pool.stateDir, 0o711);
       await mustCli(["access", "install-keys-command", "--prefix", dirs.commandPrefix]);
@@ -220,6 +228,92 @@ describe(
       assert.ok(sessions.reduce((n, e) => n + e.downloadedBytes, 0) > 0, JSON.stringify(sessions));
       // Neither client's outputs passed through the coordinator machine's store.
       assert.equal(await inCoordinatorStore(firstOutput), false);
+    });
+
+    test("two clients at once share the slots fairly: both progress, never more running than slots", async () => {
+      assert.ok(bob, "the second client machine runs");
+      const known = new Set((await apiBuilds()).map((b) => b.id));
+      const [ra, rb] = await Promise.all(
+        [alice, bob].map((m) =>
+          nixBuild(m, "graph", randomBytes(8).toString("hex"), ["--arg", "n", "8", "--argstr", "sleep", "3"]),
+        ),
+      );
+      assert.equal(ra?.exitCode, 0, ra?.stderr);
+      assert.equal(rb?.exitCode, 0, rb?.stderr);
+      // Each derivation's time in a slot (upload and build), from the coordinator's records.
+      const held: { client: string; start: number; end: number }[] = [];
+      for (const b of (await apiBuilds()).filter((x) => !known.has(x.id))) {
+        const d = JSON.parse((await socketRequest(serve.socket, "GET", `/api/builds/${b.id}`)).body) as {
+          report?: {
+            startedAtMs: number;
+            records: { spans: { phase: string; startMs: number; endMs: number }[] }[];
+          };
+        };
+        for (const r of d.report?.records ?? []) {
+          const inSlot = r.spans.filter((x) => x.phase !== "download");
+          if (inSlot.length === 0) continue;
+          const t0 = d.report?.startedAtMs ?? 0;
+          held.push({
+            client: b.client,
+            start: t0 + Math.min(...inSlot.map((x) => x.startMs)),
+            end: t0 + Math.max(...inSlot.map((x) => x.endMs)),
+          });
+        }
+      }
+      const clients = ["gateway:alice", "gateway:bob"];
+      for (const c of clients)
+        assert.equal(held.filter((h) => h.client === c).length, 9, JSON.stringify(held));
+      // Never more derivations in slots at once than the pool's 4 slots.
+      const events = held.flatMap((h) => [
+        { t: h.start, d: 1 },
+        { t: h.end, d: -1 },
+      ]);
+      events.sort((a, b) => a.t - b.t || a.d - b.d);
+      let now = 0;
+      let most = 0;
+      for (const e of events) most = Math.max(most, (now += e.d));
+      assert.ok(most <= 4, `${most} derivations held slots at once`);
+      // Neither starves: each client has at least a quarter of the first half of the starts, and
+      // while both have work (from the later first start to the earlier last end) both start more.
+      const starts = [...held].sort((a, b) => a.start - b.start);
+      const firstHalf = starts.slice(0, starts.length / 2);
+      for (const c of clients) {
+        const share = firstHalf.filter((h) => h.client === c).length;
+        assert.ok(share >= firstHalf.length / 4, `${c} had ${share} of the first ${firstHalf.length} starts`);
+      }
+      const from = Math.max(
+        ...clients.map((c) => Math.min(...held.filter((h) => h.client === c).map((h) => h.start))),
+      );
+      const until = Math.min(
+        ...clients.map((c) => Math.max(...held.filter((h) => h.client === c).map((h) => h.end))),
+      );
+      for (const c of clients) {
+        const during = held.filter((h) => h.client === c && h.start >= from && h.start <= until).length;
+        assert.ok(during >= 2, `${c} started ${during} derivations while both clients had work`);
+      }
+    });
+
+    test("QueryValidPaths with substitute (builders-use-substitutes): the coordinator substitutes what no store of the pool holds", async () => {
+      const file = join(dirs.dir, `subst-${randomBytes(4).toString("hex")}.txt`);
+      await writeFile(file, `substitutable ${randomBytes(8).toString("hex")}\n`);
+      const path = (await execa("nix-store", ["--add", file])).stdout.trim();
+      const nix = ["--extra-experimental-features", "nix-command"];
+      await execa("nix", [...nix, "copy", "--to", `file://${cacheDir}`, path]);
+      await execa("nix-store", ["--delete", path]);
+      assert.equal(await inCoordinatorStore(path), false);
+      // A serve-protocol client of the gateway, as a client's build hook is.
+      const gw = await ServeSession.open({
+        argv: ["/usr/bin/node", CLI, "--state-dir", pool.stateDir, "gateway", "--client", "alice"],
+        name: "the gateway",
+      });
+      try {
+        assert.deepEqual(await gw.queryValidPaths([path], { substitute: false }), []);
+        assert.equal(await inCoordinatorStore(path), false);
+        assert.deepEqual(await gw.queryValidPaths([path], { substitute: true }), [path]);
+        assert.equal(await inCoordinatorStore(path), true);
+      } finally {
+        await gw.close();
+      }
     });
 
     test("a member key without gateway rights is refused; a shell request gets the gateway, never a shell", async () => {
