@@ -2,8 +2,10 @@
  * The gateway from a client machine (its own network namespace and store): the 40 × 0.5 s graph
  * of examples/graph.nix (+ a root) built by the client's nix-build with --max-jobs 0, in the same
  * run: (1) Nix's hook straight to the pool's 2 builders × 2 jobs, (2) Nix's hook through the
- * gateway (one machines line, 4 slots), (3) a second client machine building the same graph
- * through the gateway (nothing to upload, nothing to build). With --big N: a client uploads an
+ * gateway (one machines line, 4 slots), (3) remote `nixpool build --coordinator URL` from the
+ * client machine (it evaluates, uploads the .drv closure, the coordinator schedules the whole
+ * graph, the outputs come back), (4) a second client machine building the gateway's graph
+ * through the gateway (nothing to upload, nothing to build: the outputs are on the builders). With --big N: a client uploads an
  * N MiB input and downloads an N MiB output through the gateway; the gateway's and the
  * coordinator's peak RSS are reported.
  *
@@ -15,7 +17,7 @@ import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { startClientMachine, startGatewaySshd, type ClientMachine } from "../test/helpers/gateway.js";
-import { makeTempDir, runCli } from "../test/helpers/cli.js";
+import { CLI, makeTempDir, runCli } from "../test/helpers/cli.js";
 import { startServe } from "../test/helpers/serve-process.js";
 import { poolDown, poolUp } from "../src/providers/local/pool.js";
 
@@ -75,11 +77,13 @@ let stopSshd: (() => Promise<void>) | undefined;
 const result: Record<string, unknown> = { n, sleep, idealS: ideal, load: loadavg()[0] };
 try {
   await poolUp(stateDir, { builders: 2, jobs: 2 });
-  const serve = await startServe(stateDir);
-  stopServe = serve.stop;
   const a = await startClientMachine(join(tmp.dir, "a"), "bench-a");
   const b = await startClientMachine(join(tmp.dir, "b"), "bench-b");
   machines.push(a, b);
+  // The API listens where the client machine reaches this one (remote nixpool build).
+  const serve = await startServe(stateDir, ["--listen", `${a.rec.hostAddress}:0`]);
+  stopServe = serve.stop;
+  const token = (await cli(["serve", "token"])).trim();
   await cli(["access", "add", "alice", "--key", a.publicKey, "--gateway", "--can-vouch"]);
   await cli(["access", "add", "bob", "--key", b.publicKey, "--gateway", "--vouched-by", "alice"]);
   const sshd = await startGatewaySshd(join(tmp.dir, "sshd"), a.rec.hostAddress);
@@ -175,6 +179,42 @@ try {
         .join(", ")}`,
     );
     result["gatewaySessionMeanMs"] = phases;
+    // Remote nixpool build from the same client machine: its own store, the coordinator by URL.
+    const t0 = Date.now();
+    const remote = await a.exec(
+      [
+        "env",
+        `NIXPOOL_COORDINATOR_TOKEN=${token}`,
+        process.execPath,
+        CLI,
+        "--state-dir",
+        join(tmp.dir, "client-state"),
+        "build",
+        "--coordinator",
+        serve.url,
+        GRAPH,
+        "--arg",
+        "n",
+        String(n),
+        "--argstr",
+        "sleep",
+        String(sleep),
+        "--argstr",
+        "seed",
+        randomBytes(8).toString("hex"),
+        "--no-out-link",
+        "--json",
+      ],
+      { timeout: 900_000 },
+    );
+    const remoteS = (Date.now() - t0) / 1000;
+    if (remote.exitCode !== 0) throw new Error(`remote nixpool build failed:\n${remote.stderr.slice(-3000)}`);
+    const remoteJson = JSON.parse(remote.stdout) as { stats?: Record<string, number>; wallMs?: number };
+    log(
+      `remote nixpool build --coordinator: ${remoteS.toFixed(2)} s (${(remoteS / ideal).toFixed(2)}× ideal; the coordinator's build ${((remoteJson.wallMs ?? 0) / 1000).toFixed(2)} s)`,
+    );
+    result["remoteS"] = remoteS;
+    result["remoteCoordinatorWallS"] = (remoteJson.wallMs ?? 0) / 1000;
     const second = await build(b, seed, "@/etc/nix/machines");
     const bobSessions = (await gatewaySessions()).slice(before);
     const up = bobSessions.reduce((s, e) => s + e.uploadedBytes, 0);
