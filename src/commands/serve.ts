@@ -10,7 +10,8 @@ import {
   type ListenAddress,
 } from "../core/listen-address.js";
 import { ExitCode, configError } from "../core/errors.js";
-import { uidOf } from "../serve/http/peer-credentials.js";
+import { accountOf } from "../serve/http/peer-credentials.js";
+import { grantGatewayAccount } from "../serve/gateway/gateway-account.js";
 import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
@@ -76,9 +77,10 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   });
   if (listen && opts.cacheOpen === true) refuseOpenCache(listen);
   let gatewayUids: number[] = [];
+  let gatewayGid: number | undefined;
   if (opts.gatewayUser !== undefined) {
-    const uid = await uidOf(opts.gatewayUser);
-    if (uid === undefined) {
+    const account = await accountOf(opts.gatewayUser);
+    if (account === undefined) {
       throw configError(
         "FLAG_INVALID",
         `--gateway-user "${opts.gatewayUser}" is not a user of this machine.`,
@@ -87,7 +89,8 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
         },
       );
     }
-    gatewayUids = [uid];
+    gatewayUids = [account.uid];
+    gatewayGid = account.gid;
   }
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
@@ -128,6 +131,14 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     await coordinator.close();
     throw e;
   });
+  // The gateway's own account reaches the socket and appends to the gateway log (docs/gateway.md).
+  if (gatewayGid !== undefined) {
+    await grantGatewayAccount(ctx.stateDir, api.socketPath, gatewayGid).catch((e: unknown) =>
+      log(
+        `nixpool serve: the gateway's account may not reach the socket: ${e instanceof Error ? e.message : String(e)} (run serve as root, docs/gateway.md)`,
+      ),
+    );
+  }
   ctx.output.out(`nixpool serve: API on unix:${api.socketPath}`);
   if (api.url) {
     ctx.output.out(`nixpool serve: API and dashboard on ${api.url}`);

@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile, appendFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile, appendFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { run, type RunResult } from "../../src/adapters/runner.js";
@@ -22,12 +22,25 @@ export interface GatewaySshd {
   stop: () => Promise<void>;
 }
 
-/** Starts sshd on ADDRESS:22 with `extra` lines first (e.g. an AuthorizedKeysCommand). */
+export interface GatewaySshdOptions {
+  /** Default 22. */
+  port?: number;
+  /**
+   * Sessions of non-root accounts reach this machine's store through a nix-daemon: sshd then runs
+   * in a mount namespace of its own where a private nix-daemon (with this NIX_CONFIG, e.g. its
+   * trusted-users) answers on the daemon socket, leaving every other test's store untouched.
+   */
+  privateDaemon?: { nixConfig: string };
+}
+
+/** Starts sshd on ADDRESS:PORT with `extra` lines first (e.g. an AuthorizedKeysCommand). */
 export async function startGatewaySshd(
   dir: string,
   address: string,
   extra: string[] = [],
+  o: GatewaySshdOptions = {},
 ): Promise<GatewaySshd> {
+  const port = o.port ?? 22;
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
   const hostKey = join(dir, "host_ed25519");
@@ -40,7 +53,7 @@ export async function startGatewaySshd(
     config,
     [
       ...extra,
-      `ListenAddress ${address}:22`,
+      `ListenAddress ${address}:${port}`,
       `HostKey ${hostKey}`,
       `PidFile ${join(dir, "sshd.pid")}`,
       `AuthorizedKeysFile ${authorizedKeysFile}`,
@@ -54,15 +67,53 @@ export async function startGatewaySshd(
       "",
     ].join("\n"),
   );
-  const proc = execa("/usr/sbin/sshd", ["-D", "-E", logFile, "-f", config], {
+  const sshd = ["/usr/sbin/sshd", "-D", "-E", logFile, "-f", config];
+  const daemonPid = join(dir, "daemon.pid");
+  let argv = sshd;
+  if (o.privateDaemon) {
+    const script = join(dir, "private-daemon.sh");
+    await mkdir(join(dir, "daemon-socket"), { recursive: true });
+    await mkdir("/nix/var/nix/daemon-socket", { recursive: true });
+    await writeFile(
+      script,
+      [
+        "set -e",
+        `mount --bind ${join(dir, "daemon-socket")} /nix/var/nix/daemon-socket`,
+        `nix-daemon >${join(dir, "daemon.log")} 2>&1 &`,
+        `echo $! >${daemonPid}`,
+        'exec "$@"',
+        "",
+      ].join("\n"),
+    );
+    argv = [
+      "unshare",
+      "-m",
+      "--propagation",
+      "private",
+      "env",
+      `NIX_CONFIG=${o.privateDaemon.nixConfig}`,
+      "sh",
+      script,
+      ...sshd,
+    ];
+  }
+  const [cmd, ...args] = argv as [string, ...string[]];
+  const proc = execa(cmd, args, {
     reject: false,
     stdin: "ignore",
   });
   let exited = false;
   void proc.then(() => (exited = true));
-  const up = await waitFor(async () => (exited ? "dead" : (await canConnect(address, 22)) || undefined), {
-    timeoutMs: 10_000,
-  });
+  const socketUp = async () =>
+    !o.privateDaemon ||
+    (await stat(join(dir, "daemon-socket", "socket")).then(
+      () => true,
+      () => false,
+    ));
+  const up = await waitFor(
+    async () => (exited ? "dead" : ((await canConnect(address, port)) && (await socketUp())) || undefined),
+    { timeoutMs: 10_000 },
+  );
   if (up !== true)
     throw new Error(`gateway sshd did not start:\n${await readFile(logFile, "utf8").catch(() => "")}`);
   return {
@@ -75,6 +126,14 @@ export async function startGatewaySshd(
     stop: async () => {
       if (!exited) proc.kill("SIGTERM");
       await proc;
+      const pid = Number(await readFile(daemonPid, "utf8").catch(() => ""));
+      if (pid > 0) {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // Gone already.
+        }
+      }
     },
   };
 }

@@ -7,6 +7,7 @@ import { execa } from "execa";
 import { encodeClientHello, encodeRequest, WireWriter } from "../../src/core/nix-serve/index.js";
 import { ServeSession } from "../../src/adapters/nix-serve-session.js";
 import { CLI, makeKeysCommandDirs } from "../helpers/cli.js";
+import { stageCli } from "../helpers/staged-cli.js";
 import { killNetns } from "../helpers/processes.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
@@ -41,6 +42,9 @@ interface GatewayLogLine {
   error?: { code: string; message: string };
 }
 
+/** The gateway's own account (as `ssh://nixpool@coordinator`): created for the test when missing. */
+const GATEWAY_USER = "nixpoolgw";
+
 const leafLines = (n: number) => Array.from({ length: n }, (_, i) => `leaf-${i}\n`).join("");
 
 describe(
@@ -56,6 +60,7 @@ describe(
     let firstSeed = "";
     let firstOutput = "";
     let cacheDir = "";
+    let createdUser = false;
 
     /** Whether the coordinator machine's own store (this machine's) holds `path`. */
     const inCoordinatorStore = async (path: string) =>
@@ -139,7 +144,23 @@ describe(
       // builders-use-substitutes makes it try for paths no store of the pool holds.
       cacheDir = join(dirs.dir, "substituter");
       await mkdir(cacheDir);
-      serve = await startServe(pool.stateDir, [], [], {
+      createdUser = (await execa("getent", ["passwd", GATEWAY_USER], { reject: false })).exitCode !== 0;
+      if (createdUser) {
+        // A system account with a shell (sshd runs the forced command with it), not locked
+        // (sshd without PAM refuses locked accounts), no home.
+        await execa("useradd", [
+          "--system",
+          "--shell",
+          "/bin/sh",
+          "--home-dir",
+          "/nonexistent",
+          "--no-create-home",
+          "--password",
+          "*",
+          GATEWAY_USER,
+        ]);
+      }
+      serve = await startServe(pool.stateDir, ["--gateway-user", GATEWAY_USER], [], {
         NIX_CONFIG: `extra-substituters = file://${cacheDir}\nrequire-sigs = false`,
       });
       // sshd runs the keys command as nobody: it traverses the state directory to its answers.
@@ -160,6 +181,7 @@ describe(
       await bob?.stop();
       await pool?.cleanup();
       await dirs?.cleanup();
+      if (createdUser) await execa("userdel", [GATEWAY_USER], { reject: false });
     });
 
     test("nix-build --max-jobs 0 with the gateway as the only builder: correct outputs, every derivation built in the pool", async () => {
@@ -313,6 +335,90 @@ describe(
         assert.equal(await inCoordinatorStore(path), true);
       } finally {
         await gw.close();
+      }
+    });
+
+    test("the gateway runs as its own non-root account: it reaches the coordinator's socket, uploads through the daemon, builds for the client", async () => {
+      const gatewayKeys = `AuthorizedKeysCommand ${join(dirs.commandPrefix, "keys-command")} --state-dir ${pool.stateDir} --protocol gateway %u`;
+      // The forced command names the nixpool that wrote the keys index: a copy the account can read
+      // (the checkout may be 0700), as an installed nixpool is.
+      const staged = await stageCli();
+      const own = await startGatewaySshd(
+        join(dirs.dir, "sshd-own-account"),
+        alice.rec.hostAddress,
+        [gatewayKeys, "AuthorizedKeysCommandUser nobody"],
+        // Non-root sessions reach the store through a daemon that trusts the account (AddToStoreNar).
+        { port: 2222, privateDaemon: { nixConfig: `trusted-users = root ${GATEWAY_USER}` } },
+      );
+      try {
+        const sync = await execa(
+          "/usr/bin/node",
+          [staged.cli, "--state-dir", pool.stateDir, "access", "sync"],
+          {
+            reject: false,
+          },
+        );
+        assert.equal(sync.exitCode, 0, sync.stderr);
+        const cfg = JSON.parse(
+          (
+            await mustCli([
+              "config",
+              "client",
+              "alice",
+              "--host",
+              own.address,
+              "--user",
+              GATEWAY_USER,
+              "--host-key-file",
+              own.hostKeyPubFile,
+              "--identity",
+              alice.identity,
+              "--json",
+            ])
+          ).stdout,
+        ) as { machinesLine: string };
+        assert.match(cfg.machinesLine, new RegExp(`^ssh://${GATEWAY_USER}@`));
+        const logged = (await gatewayLog()).length;
+        const seed = randomBytes(8).toString("hex");
+        // An input only the client has (uploaded through the daemon as the gateway's account).
+        const input = 'builtins.toFile "in-' + seed + '" "hello ' + seed + '"';
+        const expr =
+          'derivation { name = "own-account"; system = builtins.currentSystem; builder = "/bin/sh"; ' +
+          'args = [ "-c" "/bin/cat ${' +
+          input +
+          '} > $out" ]; }';
+        const r = await alice.exec([
+          "env",
+          // Port 2222; the pinned key is the host's (Nix writes it for the bare address).
+          `NIX_SSHOPTS=-p 2222 -o HostKeyAlias=${own.address}`,
+          "nix-build",
+          "-E",
+          expr,
+          "--max-jobs",
+          "0",
+          "--no-out-link",
+          "--builders",
+          cfg.machinesLine,
+        ]);
+        assert.equal(r.exitCode, 0, `${r.stderr}\n${await own.log()}`);
+        assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, `hello ${seed}`);
+        assert.match(await own.log(), new RegExp(`Accepted publickey for ${GATEWAY_USER} `));
+        // The account appended its session line (the log is root:GROUP 0620), upload included.
+        const lines = (await gatewayLog()).slice(logged);
+        assert.ok(
+          lines.some((e) => e.client === "alice" && e.uploadedPaths >= 1 && e.builds === 1 && !e.error),
+          JSON.stringify(lines),
+        );
+        const builds = (await apiBuilds()).filter((b) => b.label.includes("own-account"));
+        assert.deepEqual(
+          builds.map((b) => [b.client, b.status]),
+          [["gateway:alice", "succeeded"]],
+        );
+      } finally {
+        await own.stop();
+        // Back to the checkout's nixpool for the other tests.
+        await mustCli(["access", "sync"]);
+        await staged.cleanup();
       }
     });
 

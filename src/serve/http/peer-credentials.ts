@@ -53,10 +53,17 @@ const userNames = new Map<number, Promise<string>>();
 
 /** A user name's uid as the system's user database has it; undefined when there is no such user. */
 export async function uidOf(name: string): Promise<number | undefined> {
+  return (await accountOf(name))?.uid;
+}
+
+/** A user name's uid and primary gid as the system's user database has them; undefined when there is no such user. */
+export async function accountOf(name: string): Promise<{ uid: number; gid: number } | undefined> {
   if (!/^[A-Za-z0-9._-]+\$?$/.test(name)) return undefined;
   const r = await run(["getent", "passwd", name], { reject: false, timeout: 5000 });
-  const uid = r.exitCode === 0 ? Number(r.stdout.split(":")[2]) : NaN;
-  return Number.isInteger(uid) && uid >= 0 ? uid : undefined;
+  const fields = r.exitCode === 0 ? r.stdout.split(":") : [];
+  const uid = Number(fields[2] ?? NaN);
+  const gid = Number(fields[3] ?? NaN);
+  return Number.isInteger(uid) && uid >= 0 && Number.isInteger(gid) && gid >= 0 ? { uid, gid } : undefined;
 }
 
 /** A uid's user name as the system's user database (NSS: files, LDAP, …) has it, else "uid:N". */
