@@ -206,7 +206,7 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
     .option(
       "--gateway-user <name>",
-      "the account nixpool gateway runs as: its sessions submit for their clients",
+      "the account nixpool gateway runs as: its sessions submit for their clients, and its group may reach the socket and the gateway log",
     )
     .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve

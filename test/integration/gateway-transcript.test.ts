@@ -92,8 +92,8 @@ describe(
       assert.equal(got.outInfo[0]?.path, OUT);
       assert.match(got.outInfo[0]?.narHash ?? "", /^sha256:[0-9a-z]{52}$/);
       assert.equal(got.outInfo[0]?.narSize, got.nar.size);
-      const cat = await execa("cat", [OUT]);
-      assert.equal(cat.stdout, "hello from nix 2.3, built");
+      // The output's NAR came back (from the builder that holds it, or this store after an earlier run).
+      assert.ok(Buffer.from(r.stdout).includes("hello from nix 2.3, built"), "the output's contents");
     });
   },
 );
