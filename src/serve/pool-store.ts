@@ -37,6 +37,30 @@ export class PoolStore {
     return paths.filter((p) => where.has(p));
   }
 
+  /**
+   * Makes `paths` (and their closures) valid in this machine's store, copied from the builders
+   * that hold them: a path a client uploads must have its references here (Nix refuses it
+   * otherwise), and the pool may have answered that a builder holds them. Returns how many paths
+   * were copied; throws when one is held nowhere.
+   */
+  async fetchToLocal(paths: readonly string[]): Promise<number> {
+    const { byHolder, nowhere } = await this.fleet.paths.groupByHolder(paths);
+    if (nowhere.length) throw new Error(`${nowhere[0]} is in no store of the pool`);
+    let copied = 0;
+    for (const [holder, held] of byHolder) {
+      if (holder === LOCAL) continue;
+      const from = this.fleet.links.get(holder)?.transfer;
+      if (!from) throw new Error(`builder ${holder} is not connected`);
+      const closure = await from.queryClosure(held);
+      copied += await this.fleet.localPlace.ensure(
+        closure,
+        (q) => this.fleet.local.with((s) => s.queryValidPaths(q)),
+        (ps) => this.fleet.local.with((l) => this.fleet.transfer(from, l, ps)),
+      );
+    }
+    return copied;
+  }
+
   /** Path infos of the valid ones among `paths`, each from the store holding it. */
   async pathInfos(paths: readonly string[]): Promise<PathInfo[]> {
     const { byHolder } = await this.fleet.paths.groupByHolder(paths);

@@ -212,6 +212,34 @@ describe(
       firstSeed = seed;
     });
 
+    test("a path the client built itself, referencing an output only a builder holds, uploads: the reference is copied to the coordinator first", async () => {
+      const seed = randomBytes(8).toString("hex");
+      const known = new Set((await apiBuilds()).map((b) => b.id));
+      // ref-wrapper is built on the client (preferLocalBuild with --max-jobs 1) and references
+      // ref-leaf, built in the pool; ref-consumer, built in the pool, needs ref-wrapper uploaded.
+      const expr = [
+        "let",
+        '  mk = name: script: extra: builtins.derivation ({ inherit name; seed = "' + seed + '";',
+        '    system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" script ]; } // extra);',
+        '  leaf = mk "ref-leaf" "echo leaf-' + seed + ' > $out" { };',
+        '  wrapper = mk "ref-wrapper" "echo ${leaf} > $out" { preferLocalBuild = true; };',
+        'in mk "ref-consumer" "read x < ${wrapper}; read y < $x; echo $y > $out" { }',
+      ].join("\n");
+      const r = await alice.exec(["nix-build", "-E", expr, "--max-jobs", "1", "--no-out-link"]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, `leaf-${seed}\n`);
+      const labels = (await apiBuilds()).filter((b) => !known.has(b.id)).map((b) => b.label);
+      assert.ok(
+        labels.some((l) => l.includes("ref-leaf")),
+        JSON.stringify(labels),
+      );
+      assert.ok(
+        labels.some((l) => l.includes("ref-consumer")),
+        JSON.stringify(labels),
+      );
+      assert.ok(!labels.some((l) => l.includes("ref-wrapper")), "ref-wrapper was built on the client");
+    });
+
     test("a failing derivation: the client's Nix prints the failure and the log tail", async () => {
       const r = await nixBuild(alice, "fails", randomBytes(8).toString("hex"));
       assert.notEqual(r.exitCode, 0);

@@ -232,6 +232,14 @@ export class CoordinatorClient {
     return r.valid;
   }
 
+  /** POST /api/pool/fetch: copies `paths` (with their closures) from the builders holding them into the coordinator's store. */
+  async poolFetch(paths: readonly string[]): Promise<void> {
+    if (paths.length === 0) return;
+    await this.json("POST", "/api/pool/fetch", z.object({ copied: z.number() }), "the copy from the pool", {
+      body: { paths },
+    });
+  }
+
   /** POST /api/pool/path-infos: path infos of the valid ones among `paths`, from the stores holding them. */
   async poolPathInfos(paths: readonly string[]): Promise<z.infer<typeof PathInfosSchema>["infos"]> {
     if (paths.length === 0) return [];

@@ -10,6 +10,10 @@ export class CoordinatorPool implements GatewayPool {
     return this.coordinator.poolValid(paths, substitute);
   }
 
+  fetchToLocal(paths: readonly string[]): Promise<void> {
+    return this.coordinator.poolFetch(paths);
+  }
+
   pathInfos(paths: readonly string[]): Promise<PathInfo[]> {
     return this.coordinator.poolPathInfos(paths);
   }

@@ -30,6 +30,8 @@ import type { GatewayBuilds } from "./gateway-build.js";
 export interface GatewayPool {
   /** The subset of `paths` any store of the pool holds; `substitute`: try the coordinator's substituters for the rest. */
   validPaths(paths: readonly string[], substitute: boolean): Promise<string[]>;
+  /** Copies `paths` (with their closures) from the builders holding them into the coordinator machine's store. */
+  fetchToLocal(paths: readonly string[]): Promise<void>;
   pathInfos(paths: readonly string[]): Promise<PathInfo[]>;
   closure(paths: readonly string[]): Promise<string[]>;
   /** The NAR of `path`, from the store of the pool that holds it. */
@@ -199,6 +201,11 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
         return;
       }
       case "addToStoreNar": {
+        // Its references must be valid in this store (Nix refuses the path otherwise); those the
+        // pool answered for from a builder (the client did not send them) are copied here first.
+        const refs = req.info.references.filter((r) => r !== req.info.path);
+        const absent = await missingLocally(refs);
+        if (absent.length && o.pool) await (await o.pool).fetchToLocal(absent);
         const nar = await (
           await o.store
         ).addToStoreNar(req.info, reader.take(req.info.narSize, `NAR of ${req.info.path}`));

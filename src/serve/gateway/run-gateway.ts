@@ -80,6 +80,10 @@ export async function runGateway(opts: GatewayRunOptions): Promise<ExitCode> {
     }).catch(() => undefined);
     return result.error ? ExitCode.failed : ExitCode.ok;
   } finally {
+    // The session is over, also when it ended early while the client still writes or waits for
+    // an answer (a failed upload): stop reading, so the process ends and the client sees EOF
+    // instead of waiting for ever.
+    process.stdin.destroy();
     await store.then((s) => s.close()).catch(() => undefined);
   }
 }

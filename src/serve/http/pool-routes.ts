@@ -58,6 +58,19 @@ export function mountPoolRoutes(app: Hono<ApiEnv>, pool: PoolStore): void {
     return c.json({ valid: await pool.valid(b.paths, b.substitute ?? false) });
   });
 
+  /** Copies `paths` (with their closures) from the builders holding them into this machine's store. */
+  app.post("/api/pool/fetch", json, async (c) => {
+    const b = await bodyOf(c, PathsSchema);
+    const copied = await pool.fetchToLocal(b.paths).catch((e: unknown) => {
+      throw new ApiError(
+        404,
+        "API_NOT_FOUND",
+        `The pool could not copy them here: ${e instanceof Error ? e.message : String(e)}.`,
+      );
+    });
+    return c.json({ copied });
+  });
+
   /** Path infos of the valid ones among `paths`, from the stores holding them. */
   app.post("/api/pool/path-infos", json, async (c) => {
     const b = await bodyOf(c, PathsSchema);
