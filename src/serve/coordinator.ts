@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
@@ -124,7 +124,7 @@ export class Coordinator implements CoordinatorApi {
     const { history, seq } = await HistoryStore.openForCoordinator(
       opts.database ?? { engine: "sqlite", path: paths.serve.historyDb, display: paths.serve.historyDb },
       isoAt(clock()),
-      (e) => log(`history: ${e.message}`),
+      (e) => log(e ? `history: ${e.message}` : "history: the database answers again; queued writes applied"),
     );
     let muxDir: string | undefined;
     let sessions = opts.sessions;
@@ -164,6 +164,8 @@ export class Coordinator implements CoordinatorApi {
         },
       );
     }
+    const away = this.history.unavailable; // without its database it could not record the build
+    if (away) throw away;
     const parsed = submitSchema.safeParse(req);
     if (!parsed.success) {
       const first = parsed.error.issues[0];
@@ -484,6 +486,13 @@ export class Coordinator implements CoordinatorApi {
     } catch {
       // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
     }
+  }
+
+  readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+
+  /** True while this coordinator holds the lease `name` (each call renews it for ttlMs): see pool-lease.ts. */
+  tryLease(name: string, ttlMs: number): Promise<boolean> {
+    return this.history.tryLease(name, this.instanceId, ttlMs);
   }
 
   /** Where the binary cache reads paths: this machine's store and the builders (their trust, and whether up). */

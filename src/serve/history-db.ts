@@ -52,8 +52,10 @@ export async function openHistoryDb(target: DatabaseTarget): Promise<HistoryDb> 
       connectionTimeoutMillis: 10_000,
       types: pgTypes,
     });
-    // A connection the server dropped (a restart) is an error on the idle client: the pool replaces it.
+    // A connection the server dropped (a restart, a stop) is an error event on its client, idle or
+    // checked out between two queries: the query that uses it fails instead, and the pool replaces it.
     pool.on("error", () => undefined);
+    pool.on("connect", (client) => client.on("error", () => undefined));
     db = new Kysely<HistoryTables>({ dialect: new PostgresDialect({ pool }) });
     try {
       await sql`SELECT 1`.execute(db);

@@ -67,12 +67,20 @@ export interface WorkerCostsTable {
   updated_at: string;
 }
 
+/** Named leases with expiry (migration 3): see pool-lease.ts. */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_at_ms: number;
+}
+
 export interface HistoryTables {
   builds: BuildsTable;
   derivations: DerivationsTable;
   build_records: BuildRecordsTable;
   builder_events: BuilderEventsTable;
   worker_costs: WorkerCostsTable;
+  leases: LeasesTable;
 }
 
 /** The table Kysely's Migrator records applied migrations in. */
@@ -171,6 +179,17 @@ export function historyMigrations(engine: HistoryEngine): Record<string, Migrati
           .createIndex("builder_events_order")
           .on("builder_events")
           .columns(["builder", "at", "ord"])
+          .execute();
+      },
+    },
+    "0003_leases": {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration sees the schema as it was then
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable("leases")
+          .addColumn("name", "text", (c) => c.primaryKey())
+          .addColumn("holder", "text", (c) => c.notNull())
+          .addColumn("expires_at_ms", big, (c) => c.notNull())
           .execute();
       },
     },

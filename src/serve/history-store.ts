@@ -1,4 +1,5 @@
-import type { Kysely } from "kysely";
+import { sql, type Kysely } from "kysely";
+import { waitFor } from "../adapters/wait-for.js";
 import { z } from "zod";
 import { NixpoolError } from "../core/errors.js";
 import type { DatabaseTarget } from "../core/database-url.js";
@@ -14,6 +15,16 @@ import type {
 } from "./coordinator-types.js";
 import { databaseUnreachable, isConnectionError, openHistoryDb } from "./history-db.js";
 import type { HistoryTables } from "./history-schema.js";
+import { leaseHolder, releaseLease, tryLease } from "./pool-lease.js";
+import {
+  buildRow,
+  buildersJson,
+  countsSchema,
+  derivationRow,
+  recordsRow,
+  statsJson,
+  workerRow,
+} from "./history-rows.js";
 
 /**
  * The coordinator's history: builds, their derivations (builder, status, times, attempts, error),
@@ -27,74 +38,6 @@ import type { HistoryTables } from "./history-schema.js";
  * row is an error naming the database and the row.
  */
 
-const BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
-const DERIVATION_STATUSES = [
-  "queued",
-  "running",
-  "built",
-  "cached",
-  "failed",
-  "skipped",
-  "cancelled",
-] as const;
-const isoOrNull = z.string().nullable();
-const countsSchema = z.object({
-  total: z.number().int().nonnegative(),
-  done: z.number().int().nonnegative(),
-  failed: z.number().int().nonnegative(),
-  running: z.number().int().nonnegative(),
-  queued: z.number().int().nonnegative(),
-});
-const buildRow = z.object({
-  id: z.string().min(1),
-  seq: z.number().int(),
-  label: z.string(),
-  client: z.string(),
-  status: z.enum(BUILD_STATUSES),
-  submitted_at: z.string(),
-  started_at: isoOrNull,
-  finished_at: isoOrNull,
-  counts: z.string(),
-  outputs: z.string(),
-  error_code: z.string().nullable(),
-  error_message: z.string().nullable(),
-});
-const derivationRow = z.object({
-  drv: z.string(),
-  name: z.string(),
-  builder: z.string().nullable(),
-  trust: z.string().nullable(),
-  status: z.enum(DERIVATION_STATUSES),
-  started_at: isoOrNull,
-  finished_at: isoOrNull,
-  attempts: z.number().int().nonnegative(),
-  error: z.string().nullable(),
-});
-const recordsRow = z.object({
-  started_at_ms: z.number(),
-  wall_ms: z.number(),
-  builders: z.string(),
-  stats: z.string(),
-  records: z.string(),
-});
-const statsJson = z.object({
-  evalMs: z.number(),
-  connectMs: z.number(),
-  pathsUploaded: z.number(),
-  pathsDownloaded: z.number(),
-  derivationsInClosure: z.number(),
-  cpuMs: z.number(),
-  maxRssMb: z.number(),
-});
-const buildersJson = z.array(z.object({ name: z.string(), slots: z.number().int().nonnegative() }));
-const workerRow = z.object({
-  name: z.string(),
-  server_type: z.string(),
-  started_at: z.string(),
-  cost: z.number(),
-  currency: z.string(),
-});
-
 /** A finished build's dispatcher records (for its timeline and the client's report). */
 export type StoredRecords = BuildReport;
 
@@ -107,11 +50,15 @@ export class HistoryStore {
   /** Orders rows by first insertion across restarts (ms × 1000 + a counter: below 2^53). */
   private ord: number;
   private closed = false;
+  /** Set while PostgreSQL is away (a write failed to connect): cleared once a write goes through. */
+  private away: NixpoolError | undefined;
+  /** Resolves when the database is found away (reads stop waiting for the queued writes). */
+  private awaySignal = deferred();
 
   private constructor(
     private readonly db: Kysely<HistoryTables>,
     readonly target: DatabaseTarget,
-    private readonly onWriteError: (e: NixpoolError) => void,
+    private readonly onWriteError: (e: NixpoolError | undefined) => void,
   ) {
     this.ord = Date.now() * 1000;
   }
@@ -123,11 +70,12 @@ export class HistoryStore {
 
   /**
    * Opens (creating) the history and applies this binary's migrations. `onWriteError` hears a
-   * queued write that failed (the database went away): the coordinator logs it.
+   * queued write that failed (the database went away), and undefined once it answers again: the
+   * coordinator logs both.
    */
   static async open(
     target: DatabaseTarget,
-    onWriteError: (e: NixpoolError) => void = () => undefined,
+    onWriteError: (e: NixpoolError | undefined) => void = () => undefined,
   ): Promise<HistoryStore> {
     const { db } = await openHistoryDb(target);
     return new HistoryStore(db, target, onWriteError);
@@ -140,7 +88,7 @@ export class HistoryStore {
   static async openForCoordinator(
     target: DatabaseTarget,
     at: string,
-    onWriteError: (e: NixpoolError) => void,
+    onWriteError: (e: NixpoolError | undefined) => void,
   ): Promise<{ history: HistoryStore; seq: number }> {
     const history = await HistoryStore.open(target, onWriteError);
     try {
@@ -155,6 +103,25 @@ export class HistoryStore {
     }
   }
 
+  /**
+   * Takes (or renews) the lease `name` for `holder` until ttlMs from now; false while another
+   * holder's lease runs. The seam for "only one coordinator runs the autoscaler": call it every
+   * ttl/3 and act only while it returns true (pool-lease.ts).
+   */
+  tryLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    return this.read(`lease ${name}`, (db) => tryLease(db, this.target.engine, name, holder, ttlMs));
+  }
+
+  /** Gives the lease up (only its holder can). */
+  releaseLease(name: string, holder: string): Promise<void> {
+    return this.read(`lease ${name}`, (db) => releaseLease(db, name, holder));
+  }
+
+  /** Who holds the lease `name` now (undefined: nobody, or it expired). */
+  leaseHolder(name: string): Promise<string | undefined> {
+    return this.read(`lease ${name}`, (db) => leaseHolder(db, this.target.engine, name));
+  }
+
   /** The Kysely handle (the coordinator's shared-pool tables and --migrate-from use it). */
   get kysely(): Kysely<HistoryTables> {
     return this.db;
@@ -164,17 +131,56 @@ export class HistoryStore {
     return ++this.ord;
   }
 
-  /** Queues a write after the ones before it. */
+  /**
+   * Queues a write after the ones before it. A database that went away keeps the write (and every
+   * one after it) queued: it is tried again, in order, once the database answers, so the history
+   * misses nothing. Any other failure is reported and the write dropped.
+   */
   private write(what: string, fn: (db: Kysely<HistoryTables>) => Promise<unknown>): void {
     if (this.closed) return;
-    this.tail = this.tail.then(
-      () =>
-        fn(this.db).then(
-          () => undefined,
-          (e: unknown) => this.onWriteError(this.failure(e, what)),
-        ),
-      () => undefined,
-    );
+    this.tail = this.tail.then(() => this.attempt(what, fn));
+  }
+
+  private async attempt(what: string, fn: (db: Kysely<HistoryTables>) => Promise<unknown>): Promise<void> {
+    for (;;) {
+      // Closed while the database is away: what is still queued is lost (close() says so once).
+      if (this.closed && this.away) return;
+      try {
+        await fn(this.db);
+        if (this.away) {
+          this.away = undefined;
+          this.awaySignal = deferred();
+          this.onWriteError(undefined);
+        }
+        return;
+      } catch (e) {
+        const failure = this.failure(e, what);
+        if (failure.code !== "DATABASE_UNREACHABLE" || this.closed) {
+          this.onWriteError(failure);
+          return;
+        }
+        if (!this.away) {
+          this.away = failure;
+          this.awaySignal.resolve();
+          this.onWriteError(failure);
+        }
+        // Until it answers again (or the coordinator closes: the write is then lost, and said so).
+        await waitFor(
+          async () =>
+            this.closed ||
+            (await sql`SELECT 1`.execute(this.db).then(
+              () => true,
+              () => false,
+            )),
+          { timeoutMs: Number.MAX_SAFE_INTEGER, intervalMs: 500 },
+        );
+      }
+    }
+  }
+
+  /** The database is away (DATABASE_UNREACHABLE, with its hint), or undefined when it answers. */
+  get unavailable(): NixpoolError | undefined {
+    return this.away;
   }
 
   /** Resolves once every write queued so far is done. */
@@ -196,7 +202,8 @@ export class HistoryStore {
 
   /** Runs a read after the queued writes; a database that is away is DATABASE_UNREACHABLE. */
   private async read<T>(what: string, fn: (db: Kysely<HistoryTables>) => Promise<T>): Promise<T> {
-    await this.tail;
+    await Promise.race([this.tail, this.awaySignal.promise]);
+    if (this.away) throw this.away;
     try {
       return await fn(this.db);
     } catch (e) {
@@ -536,6 +543,13 @@ export class HistoryStore {
     if (this.closed) return;
     this.closed = true;
     await this.tail;
+    if (this.away) this.onWriteError(this.away);
     await this.db.destroy();
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }

@@ -330,5 +330,60 @@ describe("the coordinator on a local pool", { timeout: 1_800_000, concurrency: f
         await setLinkUp(pool.pool.hosts[0]!, true);
       }
     });
+
+    if (engine === "postgres") {
+      test("PostgreSQL stopped and started during a build: new builds are refused while it is away, the running one finishes and its history is whole", async () => {
+        const r = await graphRequest("across a database restart", 6, 2);
+        const logged: string[] = [];
+        const c = await Coordinator.open({
+          stateDir: pool.stateDir,
+          builders: poolBuilders(pool.pool),
+          ...(database ? { database } : {}),
+          log: (line) => logged.push(line),
+        });
+        try {
+          const id = c.submit(r, alice);
+          await waitFor(async () => ((await c.build(id))?.counts.running ?? 0) > 0, {
+            timeoutMs: 60_000,
+            intervalMs: 20,
+          });
+          await postgres.stopServer();
+          // The next write finds it away (a derivation starts or ends every second or so).
+          await waitFor(() => logged.some((l) => /DATABASE_UNREACHABLE|cannot be reached/.test(l)), {
+            timeoutMs: 60_000,
+            intervalMs: 50,
+          });
+          assert.throws(
+            () => c.submit(r, bob),
+            (e: Error & { code?: string; hint?: string }) =>
+              e.code === "DATABASE_UNREACHABLE" && /pg_isready/.test(e.hint ?? ""),
+          );
+          await assert.rejects(
+            c.builds(),
+            (e: Error & { code?: string }) => e.code === "DATABASE_UNREACHABLE",
+          );
+          await postgres.startServer();
+          const d = await c.waitFor(id);
+          assert.equal(d.status, "succeeded", JSON.stringify(d.error));
+          assert.ok(
+            logged.some((l) => /answers again/.test(l)),
+            logged.join("\n"),
+          );
+          const stored = await c.build(id);
+          assert.equal(stored?.status, "succeeded");
+          assert.deepEqual(
+            stored?.derivations.map((x) => [x.drv, x.status, x.startedAt, x.finishedAt]).sort(),
+            d.derivations.map((x) => [x.drv, x.status, x.startedAt, x.finishedAt]).sort(),
+            "every change made while it was away reached the database",
+          );
+          // New work is taken again.
+          const after = await c.waitFor(c.submit(await graphRequest("after the restart", 2, 0), bob));
+          assert.equal(after.status, "succeeded", JSON.stringify(after.error));
+        } finally {
+          await postgres.startServer().catch(() => undefined);
+          await c.close();
+        }
+      });
+    }
   }
 });

@@ -9,6 +9,7 @@ import { HistoryStore } from "../../src/serve/history-store.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { expectCode } from "../helpers/serve.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 
 // The history's two engines on real databases: a SQLite file of the schema before migrations
 // existed, PostgreSQL 15 started here; migrations, refusals, and serve --migrate-from.
@@ -162,7 +163,7 @@ describe("the history on SQLite and PostgreSQL", { timeout: 300_000 }, () => {
     const db = new Database(path, { readonly: true });
     const applied = db.prepare("SELECT name FROM kysely_migration ORDER BY name").pluck().all();
     db.close();
-    assert.deepEqual(applied, ["0001_initial", "0002_order"]);
+    assert.deepEqual(applied, ["0001_initial", "0002_order", "0003_leases"]);
   });
 
   test("a database migrated by a newer nixpool is refused on both engines (HISTORY_TOO_NEW), untouched", async () => {
@@ -183,9 +184,37 @@ describe("the history on SQLite and PostgreSQL", { timeout: 300_000 }, () => {
       );
       await expectCode(HistoryStore.open(parseDatabaseUrl(url, "test")), "HISTORY_TOO_NEW", /newer nixpool/);
       const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM kysely_migration");
-      assert.equal(Number(rows[0]?.n), 3, "nothing was applied or removed");
+      assert.equal(Number(rows[0]?.n), 4, "nothing was applied or removed");
     } finally {
       await client.end();
+    }
+  });
+
+  test("a lease is held by one holder at a time, renewed by it, free once it expires or is released (both engines)", async () => {
+    for (const target of [
+      sqlite(join(tmp.dir, "lease.sqlite")),
+      parseDatabaseUrl(await postgres.createDatabase(), "test"),
+    ]) {
+      const [a, b] = [await HistoryStore.open(target), await HistoryStore.open(target)];
+      try {
+        assert.equal(await a.tryLease("autoscaler", "A", 60_000), true, target.engine);
+        assert.equal(await b.tryLease("autoscaler", "B", 60_000), false, "another holder's lease runs");
+        assert.equal(await a.tryLease("autoscaler", "A", 1), true, "its holder renews it (here: 1 ms)");
+        assert.equal(await b.tryLease("other", "B", 60_000), true, "leases are by name");
+        await waitFor(async () => (await a.leaseHolder("autoscaler")) === undefined, {
+          timeoutMs: 5_000,
+          intervalMs: 5,
+        });
+        assert.equal(await b.tryLease("autoscaler", "B", 60_000), true, "expired: another may take it");
+        assert.equal(await a.tryLease("autoscaler", "A", 60_000), false);
+        await b.releaseLease("autoscaler", "B");
+        assert.equal(await a.leaseHolder("autoscaler"), undefined);
+        assert.equal(await a.tryLease("autoscaler", "A", 60_000), true, "released: free at once");
+        assert.equal(await b.leaseHolder("autoscaler"), "A");
+      } finally {
+        await a.close();
+        await b.close();
+      }
     }
   });
 
