@@ -164,8 +164,7 @@ export class Coordinator implements CoordinatorApi {
         },
       );
     }
-    const away = this.history.unavailable; // without its database it could not record the build
-    if (away) throw away;
+    if (this.history.unavailable) throw this.history.unavailable; // it could not record the build
     const parsed = submitSchema.safeParse(req);
     if (!parsed.success) {
       const first = parsed.error.issues[0];
