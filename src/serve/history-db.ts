@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from "kysely";
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from "kysely";
 import pg from "pg";
 import { NixpoolError } from "../core/errors.js";
 import { registerSecret } from "../core/redact.js";
@@ -41,7 +41,7 @@ export async function openHistoryDb(target: DatabaseTarget): Promise<HistoryDb> 
       file.pragma("journal_mode = WAL");
       file.pragma("synchronous = NORMAL");
       file.pragma("busy_timeout = 5000");
-      db = new Kysely<HistoryTables>({ dialect: new SqliteDialect({ database: file }) });
+      db = new Kysely<HistoryTables>({ dialect: new SqliteDialect({ database: cachingStatements(file) }) });
     } catch (e) {
       throw historyUnopenable(target, e);
     }
@@ -71,6 +71,25 @@ export async function openHistoryDb(target: DatabaseTarget): Promise<HistoryDb> 
     throw e;
   }
   return { db, target };
+}
+
+/**
+ * better-sqlite3 with its prepared statements kept by SQL text: Kysely prepares each query it runs,
+ * and the coordinator runs the same few (a derivation's upsert) thousands of times.
+ */
+function cachingStatements(file: Database.Database): SqliteDatabase {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => file.close(),
+    prepare: (text: string) => {
+      let stmt = cache.get(text);
+      if (!stmt) {
+        stmt = file.prepare(text);
+        if (cache.size < 256) cache.set(text, stmt);
+      }
+      return stmt;
+    },
+  };
 }
 
 /** Refuses a database migrated by a newer nixpool; applies the missing migrations in order. */
