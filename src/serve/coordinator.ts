@@ -249,8 +249,9 @@ export class Coordinator implements CoordinatorApi {
     const detail = this.detail(b);
     this.history.updateBuild(detail);
     if (b.report) this.history.saveRecords(b.id, b.report);
-    // Readers of the history see the build as it ended once it leaves the live set.
-    await this.history.flush();
+    // Readers of the history see the build as it ended once it leaves the live set (while the
+    // database is away its end stays queued: a drain or close must not wait for the database).
+    await this.history.settled();
     this.live.delete(b.id);
     this.emit({ type: "build", build: this.summary(b) });
     b.resolve(detail);

@@ -188,6 +188,11 @@ export class HistoryStore {
     return this.tail;
   }
 
+  /** Resolves once every write queued so far is done, or at once while the database is away. */
+  settled(): Promise<void> {
+    return Promise.race([this.tail, this.awaySignal.promise]);
+  }
+
   private failure(e: unknown, what: string): NixpoolError {
     if (this.target.engine === "postgres" && isConnectionError(e)) return databaseUnreachable(this.target, e);
     return new NixpoolError(

@@ -369,8 +369,15 @@ describe("the coordinator on a local pool", { timeout: 1_800_000, concurrency: f
             logged.some((l) => /answers again/.test(l)),
             logged.join("\n"),
           );
-          const stored = await c.build(id);
-          assert.equal(stored?.status, "succeeded");
+          // Read back once the queued writes are in (the build may have ended while it was away).
+          const stored = await waitFor(
+            async () => {
+              const b = await c.build(id).catch(() => undefined);
+              return b?.status === "succeeded" ? b : undefined;
+            },
+            { timeoutMs: 60_000, intervalMs: 100 },
+          );
+          assert.ok(stored, "the build's end reached the database");
           assert.deepEqual(
             stored?.derivations.map((x) => [x.drv, x.status, x.startedAt, x.finishedAt]).sort(),
             d.derivations.map((x) => [x.drv, x.status, x.startedAt, x.finishedAt]).sort(),
@@ -379,6 +386,30 @@ describe("the coordinator on a local pool", { timeout: 1_800_000, concurrency: f
           // New work is taken again.
           const after = await c.waitFor(c.submit(await graphRequest("after the restart", 2, 0), bob));
           assert.equal(after.status, "succeeded", JSON.stringify(after.error));
+          // Away again with a build running: the coordinator still closes (what is queued is lost,
+          // and said so); its next start finds the build unfinished and marks it stopped.
+          const long = c.submit(await graphRequest("closed while away", 2, 30), alice);
+          await waitFor(async () => ((await c.build(long))?.counts.running ?? 0) > 0, {
+            timeoutMs: 60_000,
+            intervalMs: 20,
+          });
+          const seen = logged.length;
+          await postgres.stopServer();
+          await waitFor(() => logged.slice(seen).some((l) => /cannot be reached/.test(l)), {
+            timeoutMs: 60_000,
+            intervalMs: 50,
+          });
+          await c.close();
+          await postgres.startServer();
+          const again = await open();
+          try {
+            const stopped = await again.build(long);
+            assert.equal(stopped?.status, "failed");
+            assert.equal(stopped?.error?.code, "COORDINATOR_STOPPED");
+            assert.ok(!stopped?.derivations.some((d) => d.status === "running" || d.status === "queued"));
+          } finally {
+            await again.close();
+          }
         } finally {
           await postgres.startServer().catch(() => undefined);
           await c.close();
