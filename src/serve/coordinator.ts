@@ -36,7 +36,7 @@ import type {
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
 import type { DatabaseTarget } from "../core/database-url.js";
-import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
+import { givenDerivationsOf, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -591,10 +591,4 @@ export class Coordinator implements CoordinatorApi {
       ...(b.report ? { report: b.report } : {}),
     };
   }
-}
-
-function unknownBuild(id: string): NixpoolError {
-  return new NixpoolError("BUILD_UNKNOWN", `No build ${id} on this coordinator.`, {
-    hint: "List the builds with: curl …/api/builds (or open the dashboard).",
-  });
 }
