@@ -6,7 +6,7 @@
  * with the token. Reported: p50/p99/max latency per endpoint, against the same requests from one
  * client on the idle service (the baseline, same run), and the events each stream received.
  *
- *   npm run build && node --import tsx bench/coordinator-api.ts [--clients 100] [--leaves 40]
+ *   npm run build && node --import tsx bench/coordinator-api.ts [--clients 100] [--leaves 40] [--engine sqlite|postgres]
  */
 import { parseArgs } from "node:util";
 import { Agent, request } from "node:http";
@@ -15,11 +15,14 @@ import { CLI, makeTempDir } from "../test/helpers/cli.js";
 import { graphArgs } from "../test/helpers/example-builds.js";
 import { startTestPool } from "../test/helpers/pool.js";
 import { startServe } from "../test/helpers/serve-process.js";
+import { startTestPostgres } from "../test/helpers/postgres.js";
 
 const { values } = parseArgs({
   options: {
     clients: { type: "string", default: "100" },
     leaves: { type: "string", default: "40" },
+    // The history's engine: SQLite under the state directory, or a PostgreSQL started here.
+    engine: { type: "string", default: "sqlite" },
   },
 });
 const clients = Number(values.clients);
@@ -40,6 +43,8 @@ const fmt = (x: number) => `${x.toFixed(1)} ms`;
 async function main(): Promise<void> {
   const pool = await startTestPool(2, 2);
   const work = await makeTempDir("nixpool-bench-api-");
+  const postgres = values.engine === "postgres" ? await startTestPostgres() : undefined;
+  if (postgres) process.env["NIXPOOL_DATABASE_URL"] = await postgres.createDatabase();
   const serve = await startServe(pool.stateDir);
   try {
     const token = (await pool.cli(["serve", "token"])).stdout.trim();
@@ -163,6 +168,7 @@ async function main(): Promise<void> {
     await serve.stop("SIGTERM");
     await work.cleanup();
     await pool.cleanup();
+    await postgres?.stop();
   }
 }
 

@@ -3,7 +3,10 @@
  * one local pool of 2 builders × 2 jobs: each client builds examples/graph.nix with 40 leaves of
  * 0.5 s (+ a trivial root), a fresh seed per build. The ideal is 80 × 0.5 s / 4 slots = 10 s.
  *
- *   npm run build && node --import tsx bench/coordinator.ts [--runs 1] [--no-hook]
+ *   npm run build && node --import tsx bench/coordinator.ts [--runs 1] [--no-hook] [--no-cli] [--engines sqlite,postgres]
+ *
+ * --engines: the coordinator's history in SQLite (default) and/or a PostgreSQL started here; each
+ * run measures the coordinator once per engine.
  *
  * - coordinator: one in-process Coordinator (warm connections); both builds submitted at once
  *   (evaluated first, as clients do); wall from the submits to the last build's end; the most
@@ -26,11 +29,15 @@ import { poolDown, poolUp } from "../src/providers/local/pool.js";
 import { poolBuilders, type Pool } from "../src/providers/local/records.js";
 import { Coordinator } from "../src/serve/coordinator.js";
 import type { BuildDetail, SubmitRequest } from "../src/serve/coordinator-types.js";
+import { parseDatabaseUrl, type DatabaseTarget } from "../src/core/database-url.js";
+import { startTestPostgres } from "../test/helpers/postgres.js";
 
 const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "1" },
     "no-hook": { type: "boolean", default: false },
+    "no-cli": { type: "boolean", default: false },
+    engines: { type: "string", default: "sqlite" },
     leaves: { type: "string", default: "40" },
     sleep: { type: "string", default: "0.5" },
   },
@@ -70,8 +77,12 @@ function maxConcurrent(builds: readonly BuildDetail[]): number {
   return max;
 }
 
-async function coordinatorRun(stateDir: string, pool: Pool) {
-  const c = await Coordinator.open({ stateDir, builders: poolBuilders(pool) });
+async function coordinatorRun(stateDir: string, pool: Pool, database?: DatabaseTarget) {
+  const c = await Coordinator.open({
+    stateDir,
+    builders: poolBuilders(pool),
+    ...(database ? { database } : {}),
+  });
   try {
     // Warm: every slot session open before the clock starts (a service's normal state).
     await waitFor(() => c.builders().every((b) => b.health === "up"), { timeoutMs: 60_000 });
@@ -155,11 +166,25 @@ const time = async (f: () => Promise<unknown>) => {
 const stateDir = await mkdtemp(join(tmpdir(), "nixpool-bench-coord-"));
 const load0 = loadavg()[0];
 const rows: Record<string, unknown>[] = [];
+const engines = values.engines.split(",");
+const postgres = engines.includes("postgres") ? await startTestPostgres() : undefined;
 try {
   const pool = await poolUp(stateDir, { builders: 2, jobs: 2 });
   for (let i = 0; i < runs; i++) {
-    const co = await coordinatorRun(stateDir, pool);
-    console.error(`run ${i + 1} coordinator: ${JSON.stringify(co)}`);
+    const byEngine: Record<string, unknown> = {};
+    for (const engine of engines) {
+      const database =
+        postgres && engine === "postgres"
+          ? parseDatabaseUrl(await postgres.createDatabase(), "bench")
+          : undefined;
+      byEngine[engine] = await coordinatorRun(stateDir, pool, database);
+      console.error(`run ${i + 1} coordinator (${engine}): ${JSON.stringify(byEngine[engine])}`);
+    }
+    const co = byEngine;
+    if (values["no-cli"]) {
+      rows.push({ coordinator: co });
+      continue;
+    }
     // Evaluation included here, as a user waits for it; the coordinator's clients evaluate too (about 0.3 s each).
     const seq = await time(async () => {
       await cliBuild(stateDir, "nixpool");
@@ -180,6 +205,7 @@ try {
     });
   }
 } finally {
+  await postgres?.stop();
   await poolDown(stateDir).catch(() => undefined);
   await rm(stateDir, { recursive: true, force: true });
 }

@@ -27,6 +27,8 @@ import {
 import { renderTable } from "../cli/output.js";
 import { startCacheService, type CacheService } from "../serve/cache/cache-service.js";
 import { parseNumberFlag } from "../core/number-flag.js";
+import { chooseDatabase } from "../core/database-url.js";
+import { migrateHistoryFrom } from "../serve/history-migrate-from.js";
 
 interface ServeFlags {
   /** HOST:PORT, or false for --no-listen. */
@@ -41,6 +43,8 @@ interface ServeFlags {
   cachePriority: string;
   /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
   gatewayUser?: string;
+  /** Copy this SQLite history into the PostgreSQL database, then exit. */
+  migrateFrom?: string;
 }
 
 interface TokenFlags {
@@ -67,8 +71,22 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   }).ms;
   const token = opts.token ? await ensureServeToken(ctx.stateDir) : undefined;
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
+  const inventory = await ctx.loadInventory();
+  const database = chooseDatabase({
+    envUrl: process.env["NIXPOOL_DATABASE_URL"],
+    inventoryUrl: inventory.database,
+    inventoryPath: inventory.path,
+    sqlitePath: statePaths(ctx.stateDir).serve.historyDb,
+  });
+  if (opts.migrateFrom !== undefined) {
+    const counts = await migrateHistoryFrom(opts.migrateFrom, database);
+    ctx.output.out(
+      `nixpool serve: copied ${counts.builds} builds, ${counts.derivations} derivations, ${counts.build_records} timelines, ${counts.builder_events} builder events and ${counts.worker_costs} workers from ${opts.migrateFrom} into ${database.display}`,
+    );
+    return;
+  }
   // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
-  const trust = buildTrustPolicy((await ctx.loadInventory()).policy, {});
+  const trust = buildTrustPolicy(inventory.policy, {});
   const cachePriority = parseNumberFlag("--cache-priority", opts.cachePriority, {
     integer: true,
     min: 0,
@@ -97,7 +115,10 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     builders: await ctx.builders(),
     trust,
     gatewayUids,
+    database,
+    log,
   });
+  log(`nixpool serve: history in ${database.display}`);
   // Remote clients' own tokens (serve token --client): the API and the cache both take them.
   const clientOf = clientTokenLookup(statePaths(ctx.stateDir).serve.clientsFile, log);
   let cache: CacheService | undefined;
@@ -207,6 +228,10 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option(
       "--gateway-user <name>",
       "the account nixpool gateway runs as: its sessions submit for their clients, and its group may reach the socket and the gateway log",
+    )
+    .option(
+      "--migrate-from <sqlite>",
+      "copy this SQLite history (STATE/serve/history.sqlite) into the PostgreSQL database, then exit",
     )
     .action(async (opts: ServeFlags) => runServe(context(), opts));
   serve

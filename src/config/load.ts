@@ -18,6 +18,8 @@ export interface LoadedInventory {
   targets: DeployTarget[];
   /** The `[policy]` table (defaults when absent). */
   policy: { trustedOnly: string[]; untrustedResults: "accept" | "verify" | "refuse" };
+  /** `[coordinator] database` (a PostgreSQL URL), when set. */
+  database?: string;
 }
 
 const NO_POLICY = { trustedOnly: [], untrustedResults: "accept" as const };
@@ -48,5 +50,6 @@ export async function loadInventory(
     builders: normaliseBuilders(file, system),
     targets: normaliseTargets(file),
     policy: file.policy ?? NO_POLICY,
+    ...(file.coordinator?.database !== undefined ? { database: file.coordinator.database } : {}),
   };
 }

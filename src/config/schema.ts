@@ -146,6 +146,23 @@ export const policySchema = z
 
 export type InventoryPolicy = z.output<typeof policySchema>;
 
+/**
+ * `[coordinator]`: `database`, the history of nixpool serve: a postgresql:// URL (several
+ * coordinators share one pool through it; docs/coordinator.md). SQLite under the state directory
+ * when absent. Checked further (and its password kept out of logs) by core/database-url.ts.
+ */
+export const coordinatorSchema = z
+  .object({
+    database: z
+      .string()
+      .regex(
+        /^postgres(ql)?:\/\/\S+$/,
+        'must be a PostgreSQL URL such as "postgresql://nixpool@db.example/nixpool"',
+      )
+      .optional(),
+  })
+  .strict();
+
 export const inventorySchema = z
   .object({
     defaults: z
@@ -153,6 +170,7 @@ export const inventorySchema = z
       .strict()
       .optional(),
     policy: policySchema.optional(),
+    coordinator: coordinatorSchema.optional(),
     builders: namedRecord(builderSchema, "builder"),
     targets: namedRecord(targetSchema, "target"),
   })

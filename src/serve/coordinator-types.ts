@@ -127,15 +127,15 @@ export type CoordinatorEvent =
 export interface CoordinatorApi {
   submit(req: SubmitRequest, client: ClientIdentity): BuildId;
   /** Only the submitter (or root) may cancel. */
-  cancel(id: BuildId, client: ClientIdentity): void;
+  cancel(id: BuildId, client: ClientIdentity): Promise<void>;
   /** Resolves when the build has finished, whatever its status. */
   waitFor(id: BuildId): Promise<BuildDetail>;
   builders(): BuilderView[];
   /** `client`: only that submitter's (e.g. "gateway:alice"). */
-  builds(q?: { limit?: number; status?: BuildStatus; client?: string }): BuildSummary[];
-  build(id: BuildId): BuildDetail | undefined;
-  derivationLog(id: BuildId, drv: string): string | undefined;
-  timelineSvg(id: BuildId): string | undefined;
+  builds(q?: { limit?: number; status?: BuildStatus; client?: string }): Promise<BuildSummary[]>;
+  build(id: BuildId): Promise<BuildDetail | undefined>;
+  derivationLog(id: BuildId, drv: string): Promise<string | undefined>;
+  timelineSvg(id: BuildId): Promise<string | undefined>;
   workers(): WorkerView[];
   subscribe(fn: (e: CoordinatorEvent) => void): () => void;
   drain(graceMs: number): Promise<void>;

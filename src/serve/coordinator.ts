@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
@@ -35,8 +35,9 @@ import type {
 } from "./coordinator-types.js";
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
-import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
+import { givenDerivationsOf, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -54,6 +55,10 @@ export interface CoordinatorOptions {
   trust?: TrustPolicy;
   /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
   gatewayUids?: readonly number[];
+  /** The history's database (default: SQLite in STATE/serve/history.sqlite). */
+  database?: DatabaseTarget;
+  /** Where the coordinator reports what it cannot answer for (a history write that failed). */
+  log?: (line: string) => void;
 }
 
 interface LiveBuild {
@@ -101,8 +106,9 @@ export class Coordinator implements CoordinatorApi {
     private readonly dispatcher: Dispatcher,
     private readonly muxDir: string | undefined,
     private readonly openReader: ((b: Builder, name: string) => Promise<ServeSession>) | undefined,
+    seq: number,
   ) {
-    this.seq = history.lastSeq();
+    this.seq = seq;
     fleet.subscribe((e) => this.onFleet(e));
   }
 
@@ -115,9 +121,12 @@ export class Coordinator implements CoordinatorApi {
     if (usable.length === 0) throw noBuildersError(opts.builders.length);
     const clock = opts.clock ?? Date.now;
     const paths = statePaths(opts.stateDir);
-    const history = HistoryStore.open(paths.serve.historyDb);
-    const at = isoAt(clock());
-    history.failUnfinished(`coordinator stopped (it ended before the build finished; marked at ${at})`, at);
+    const log = opts.log ?? (() => undefined);
+    const { history, seq } = await HistoryStore.openForCoordinator(
+      opts.database ?? { engine: "sqlite", path: paths.serve.historyDb, display: paths.serve.historyDb },
+      isoAt(clock()),
+      (e) => log(e ? `history: ${e.message}` : "history: the database answers again; queued writes applied"),
+    );
     let muxDir: string | undefined;
     let sessions = opts.sessions;
     let openReader: ((b: Builder, name: string) => Promise<ServeSession>) | undefined;
@@ -133,7 +142,7 @@ export class Coordinator implements CoordinatorApi {
       ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
     });
     const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
-    const c = new Coordinator(opts, history, fleet, dispatcher, muxDir, openReader);
+    const c = new Coordinator(opts, history, fleet, dispatcher, muxDir, openReader, seq);
     fleet.start();
     await c.refreshWorkers();
     c.workersTimer = setInterval(() => void c.refreshWorkers(), opts.workersEveryMs ?? 30_000);
@@ -156,6 +165,7 @@ export class Coordinator implements CoordinatorApi {
         },
       );
     }
+    if (this.history.unavailable) throw this.history.unavailable; // it could not record the build
     const parsed = submitSchema.safeParse(req);
     if (!parsed.success) {
       const first = parsed.error.issues[0];
@@ -238,14 +248,14 @@ export class Coordinator implements CoordinatorApi {
     this.syncDerivations(b);
     if (b.run.graph) b.report = this.report(b);
     const detail = this.detail(b);
-    try {
-      this.history.updateBuild(detail);
-      if (b.report) this.history.saveRecords(b.id, b.report);
-    } finally {
-      this.live.delete(b.id);
-      this.emit({ type: "build", build: this.summary(b) });
-      b.resolve(detail);
-    }
+    this.history.updateBuild(detail);
+    if (b.report) this.history.saveRecords(b.id, b.report);
+    // Readers of the history see the build as it ended once it leaves the live set (while the
+    // database is away its end stays queued: a drain or close must not wait for the database).
+    await this.history.settled();
+    this.live.delete(b.id);
+    this.emit({ type: "build", build: this.summary(b) });
+    b.resolve(detail);
   }
 
   private onDispatch(b: LiveBuild, e: DispatchEvent): void {
@@ -299,10 +309,10 @@ export class Coordinator implements CoordinatorApi {
   }
 
   /** Only the submitter (or root, or this process) may cancel; a finished build is left as it is. */
-  cancel(id: BuildId, client: ClientIdentity): void {
+  async cancel(id: BuildId, client: ClientIdentity): Promise<void> {
     const b = this.live.get(id);
     if (!b) {
-      if (this.history.build(id)) return;
+      if (await this.history.build(id)) return;
       throw unknownBuild(id);
     }
     const mayCancel =
@@ -328,11 +338,12 @@ export class Coordinator implements CoordinatorApi {
     );
   }
 
-  waitFor(id: BuildId): Promise<BuildDetail> {
+  async waitFor(id: BuildId): Promise<BuildDetail> {
     const b = this.live.get(id);
     if (b) return b.done;
-    const d = this.history.build(id);
-    return d ? Promise.resolve(d) : Promise.reject(unknownBuild(id));
+    const d = await this.history.build(id);
+    if (!d) throw unknownBuild(id);
+    return d;
   }
 
   builders(): BuilderView[] {
@@ -377,14 +388,14 @@ export class Coordinator implements CoordinatorApi {
     this.emit({ type: "builder", builder: v });
   }
 
-  builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): BuildSummary[] {
-    return this.history.builds(q).map((s) => {
+  async builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): Promise<BuildSummary[]> {
+    return (await this.history.builds(q)).map((s) => {
       const b = this.live.get(s.id);
       return b ? this.summary(b) : s;
     });
   }
 
-  build(id: BuildId): BuildDetail | undefined {
+  async build(id: BuildId): Promise<BuildDetail | undefined> {
     const b = this.live.get(id);
     if (b) return this.detail(b);
     // A finished build's detail carries its stored report (records, builders, stats), as it ended.
@@ -392,9 +403,11 @@ export class Coordinator implements CoordinatorApi {
   }
 
   /** A derivation's build log (the last attempt's, from whichever build built it). */
-  derivationLog(id: BuildId, drv: string): string | undefined {
+  async derivationLog(id: BuildId, drv: string): Promise<string | undefined> {
     const b = this.live.get(id);
-    const known = b ? b.run.records.has(drv) : this.history.build(id)?.derivations.some((d) => d.drv === drv);
+    const known = b
+      ? b.run.records.has(drv)
+      : (await this.history.build(id))?.derivations.some((d) => d.drv === drv);
     if (!known) return undefined;
     try {
       return readFileSync(statePaths(this.opts.stateDir).logs.derivationLog(drv), "utf8");
@@ -403,14 +416,14 @@ export class Coordinator implements CoordinatorApi {
     }
   }
 
-  timelineSvg(id: BuildId): string | undefined {
+  async timelineSvg(id: BuildId): Promise<string | undefined> {
     const b = this.live.get(id);
-    const label = b?.label ?? this.history.build(id)?.label;
+    const label = b?.label ?? (await this.history.build(id))?.label;
     const stored = b
       ? b.run.graph
         ? { records: [...b.run.records.values()], wallMs: b.run.now(), builders: this.slotsOfBuilders() }
         : undefined
-      : this.history.records(id);
+      : await this.history.records(id);
     if (!stored || label === undefined) return undefined;
     return renderTimelineSvg(stored.records, {
       title: label,
@@ -474,6 +487,13 @@ export class Coordinator implements CoordinatorApi {
     } catch {
       // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
     }
+  }
+
+  readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+
+  /** True while this coordinator holds the lease `name` (each call renews it for ttlMs): see pool-lease.ts. */
+  tryLease(name: string, ttlMs: number): Promise<boolean> {
+    return this.history.tryLease(name, this.instanceId, ttlMs);
   }
 
   /** Where the binary cache reads paths: this machine's store and the builders (their trust, and whether up). */
@@ -549,7 +569,7 @@ export class Coordinator implements CoordinatorApi {
     this.closed = true;
     this.dispatcher.close();
     await this.fleet.shutdown(true);
-    this.history.close();
+    await this.history.close();
     if (this.muxDir) await rm(this.muxDir, { recursive: true, force: true });
   }
 
@@ -577,10 +597,4 @@ export class Coordinator implements CoordinatorApi {
       ...(b.report ? { report: b.report } : {}),
     };
   }
-}
-
-function unknownBuild(id: string): NixpoolError {
-  return new NixpoolError("BUILD_UNKNOWN", `No build ${id} on this coordinator.`, {
-    hint: "List the builds with: curl …/api/builds (or open the dashboard).",
-  });
 }

@@ -1,8 +1,8 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import { sql, type Kysely } from "kysely";
+import { waitFor } from "../adapters/wait-for.js";
 import { z } from "zod";
 import { NixpoolError } from "../core/errors.js";
+import type { DatabaseTarget } from "../core/database-url.js";
 import type { DerivationRecord } from "../core/build-record.js";
 import type {
   BuildDetail,
@@ -13,299 +13,405 @@ import type {
   SubmitRequest,
   WorkerView,
 } from "./coordinator-types.js";
+import { databaseUnreachable, isConnectionError, openHistoryDb } from "./history-db.js";
+import type { HistoryTables } from "./history-schema.js";
+import { leaseHolder, releaseLease, tryLease } from "./pool-lease.js";
+import {
+  buildRow,
+  buildersJson,
+  countsSchema,
+  derivationRow,
+  recordsRow,
+  statsJson,
+  workerRow,
+} from "./history-rows.js";
 
 /**
- * The coordinator's history in SQLite (STATE/serve/history.sqlite): builds, their derivations
- * (builder, status, times, attempts, error), the dispatcher's records of finished builds (for
- * their timelines), builder health changes and the cost of rented workers. Every change is written
- * when it happens, in WAL mode with synchronous=NORMAL: a killed coordinator loses no finished
- * build. Rows read back are validated; a damaged row is an error naming the file and the row.
+ * The coordinator's history: builds, their derivations (builder, status, times, attempts, error),
+ * the dispatcher's records of finished builds (for their timelines), builder health changes and
+ * the cost of rented workers. One set of queries (Kysely) over either engine: SQLite under STATE
+ * (WAL, synchronous=NORMAL) or PostgreSQL (history-db.ts opens and migrates it).
+ *
+ * Writes are queued in order and never awaited by the coordinator's hot paths (one per derivation
+ * start and end): each read waits for the writes before it, so a reader sees every change made
+ * so far. A killed coordinator loses no finished build. Rows read back are validated; a damaged
+ * row is an error naming the database and the row.
  */
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS builds (
-  id TEXT PRIMARY KEY,
-  seq INTEGER NOT NULL,
-  label TEXT NOT NULL,
-  client TEXT NOT NULL,
-  status TEXT NOT NULL,
-  submitted_at TEXT NOT NULL,
-  started_at TEXT,
-  finished_at TEXT,
-  counts TEXT NOT NULL,
-  outputs TEXT NOT NULL DEFAULT '[]',
-  error_code TEXT,
-  error_message TEXT,
-  request TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS builds_seq ON builds (seq);
-CREATE TABLE IF NOT EXISTS derivations (
-  build_id TEXT NOT NULL,
-  drv TEXT NOT NULL,
-  name TEXT NOT NULL,
-  builder TEXT,
-  trust TEXT,
-  status TEXT NOT NULL,
-  started_at TEXT,
-  finished_at TEXT,
-  attempts INTEGER NOT NULL,
-  error TEXT,
-  PRIMARY KEY (build_id, drv)
-);
-CREATE TABLE IF NOT EXISTS build_records (
-  build_id TEXT PRIMARY KEY,
-  started_at_ms INTEGER NOT NULL,
-  wall_ms INTEGER NOT NULL,
-  builders TEXT NOT NULL,
-  stats TEXT NOT NULL,
-  records TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS builder_events (
-  at TEXT NOT NULL,
-  builder TEXT NOT NULL,
-  health TEXT NOT NULL,
-  reason TEXT
-);
-CREATE TABLE IF NOT EXISTS worker_costs (
-  name TEXT PRIMARY KEY,
-  server_type TEXT NOT NULL,
-  started_at TEXT NOT NULL,
-  cost REAL NOT NULL,
-  currency TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-);
-`;
-
-const BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
-const DERIVATION_STATUSES = [
-  "queued",
-  "running",
-  "built",
-  "cached",
-  "failed",
-  "skipped",
-  "cancelled",
-] as const;
-const isoOrNull = z.string().nullable();
-const countsSchema = z.object({
-  total: z.number().int().nonnegative(),
-  done: z.number().int().nonnegative(),
-  failed: z.number().int().nonnegative(),
-  running: z.number().int().nonnegative(),
-  queued: z.number().int().nonnegative(),
-});
-const buildRow = z.object({
-  id: z.string().min(1),
-  seq: z.number().int(),
-  label: z.string(),
-  client: z.string(),
-  status: z.enum(BUILD_STATUSES),
-  submitted_at: z.string(),
-  started_at: isoOrNull,
-  finished_at: isoOrNull,
-  counts: z.string(),
-  outputs: z.string(),
-  error_code: z.string().nullable(),
-  error_message: z.string().nullable(),
-});
-const derivationRow = z.object({
-  drv: z.string(),
-  name: z.string(),
-  builder: z.string().nullable(),
-  trust: z.string().nullable(),
-  status: z.enum(DERIVATION_STATUSES),
-  started_at: isoOrNull,
-  finished_at: isoOrNull,
-  attempts: z.number().int().nonnegative(),
-  error: z.string().nullable(),
-});
-const recordsRow = z.object({
-  started_at_ms: z.number(),
-  wall_ms: z.number(),
-  builders: z.string(),
-  stats: z.string(),
-  records: z.string(),
-});
-const statsJson = z.object({
-  evalMs: z.number(),
-  connectMs: z.number(),
-  pathsUploaded: z.number(),
-  pathsDownloaded: z.number(),
-  derivationsInClosure: z.number(),
-  cpuMs: z.number(),
-  maxRssMb: z.number(),
-});
-const buildersJson = z.array(z.object({ name: z.string(), slots: z.number().int().nonnegative() }));
-const workerRow = z.object({
-  name: z.string(),
-  server_type: z.string(),
-  started_at: z.string(),
-  cost: z.number(),
-  currency: z.string(),
-});
 
 /** A finished build's dispatcher records (for its timeline and the client's report). */
 export type StoredRecords = BuildReport;
 
-export class HistoryStore {
-  private constructor(
-    private readonly db: Database.Database,
-    readonly path: string,
-  ) {}
+/** Rows per INSERT (SQLite binds at most 32766 values; 10 columns a row). */
+const CHUNK = 500;
 
-  /** Opens (creating) the history file; WAL, so that readers never block the writer. */
-  static open(path: string): HistoryStore {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    let db: Database.Database;
+export class HistoryStore {
+  /** The writes queued so far, in order. */
+  private tail: Promise<void> = Promise.resolve();
+  /** Orders rows by first insertion across restarts (ms × 1000 + a counter: below 2^53). */
+  private ord: number;
+  private closed = false;
+  /** Set while PostgreSQL is away (a write failed to connect): cleared once a write goes through. */
+  private away: NixpoolError | undefined;
+  /** Resolves when the database is found away (reads stop waiting for the queued writes). */
+  private awaySignal = deferred();
+
+  private constructor(
+    private readonly db: Kysely<HistoryTables>,
+    readonly target: DatabaseTarget,
+    private readonly onWriteError: (e: NixpoolError | undefined) => void,
+  ) {
+    this.ord = Date.now() * 1000;
+  }
+
+  /** Where the history is, as logs and errors show it (a PostgreSQL URL without its password). */
+  get path(): string {
+    return this.target.display;
+  }
+
+  /**
+   * Opens (creating) the history and applies this binary's migrations. `onWriteError` hears a
+   * queued write that failed (the database went away), and undefined once it answers again: the
+   * coordinator logs both.
+   */
+  static async open(
+    target: DatabaseTarget,
+    onWriteError: (e: NixpoolError | undefined) => void = () => undefined,
+  ): Promise<HistoryStore> {
+    const { db } = await openHistoryDb(target);
+    return new HistoryStore(db, target, onWriteError);
+  }
+
+  /**
+   * Opens the history for a coordinator starting at `at`: builds a stopped coordinator left
+   * unfinished are failed (with the reason); `seq` is the last submission number.
+   */
+  static async openForCoordinator(
+    target: DatabaseTarget,
+    at: string,
+    onWriteError: (e: NixpoolError | undefined) => void,
+  ): Promise<{ history: HistoryStore; seq: number }> {
+    const history = await HistoryStore.open(target, onWriteError);
     try {
-      db = new Database(path);
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = NORMAL");
-      db.pragma("busy_timeout = 5000");
-      db.exec(SCHEMA);
+      await history.failUnfinished(
+        `coordinator stopped (it ended before the build finished; marked at ${at})`,
+        at,
+      );
+      return { history, seq: await history.lastSeq() };
     } catch (e) {
-      throw new NixpoolError("HISTORY_INVALID", `The coordinator's history ${path} cannot be opened.`, {
-        hint: `Move it aside (mv ${path} ${path}.bad) and start nixpool serve again.`,
-        cause: e,
-      });
+      await history.close().catch(() => undefined);
+      throw e;
     }
-    return new HistoryStore(db, path);
+  }
+
+  /**
+   * Takes (or renews) the lease `name` for `holder` until ttlMs from now; false while another
+   * holder's lease runs. The seam for "only one coordinator runs the autoscaler": call it every
+   * ttl/3 and act only while it returns true (pool-lease.ts).
+   */
+  tryLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    return this.read(`lease ${name}`, (db) => tryLease(db, this.target.engine, name, holder, ttlMs));
+  }
+
+  /** Gives the lease up (only its holder can). */
+  releaseLease(name: string, holder: string): Promise<void> {
+    return this.read(`lease ${name}`, (db) => releaseLease(db, name, holder));
+  }
+
+  /** Who holds the lease `name` now (undefined: nobody, or it expired). */
+  leaseHolder(name: string): Promise<string | undefined> {
+    return this.read(`lease ${name}`, (db) => leaseHolder(db, this.target.engine, name));
+  }
+
+  /** The Kysely handle (the coordinator's shared-pool tables and --migrate-from use it). */
+  get kysely(): Kysely<HistoryTables> {
+    return this.db;
+  }
+
+  private nextOrd(): number {
+    return ++this.ord;
+  }
+
+  /**
+   * Queues a write after the ones before it. A database that went away keeps the write (and every
+   * one after it) queued: it is tried again, in order, once the database answers, so the history
+   * misses nothing. Any other failure is reported and the write dropped.
+   */
+  private write(what: string, fn: (db: Kysely<HistoryTables>) => Promise<unknown>): void {
+    if (this.closed) return;
+    this.tail = this.tail.then(() => this.attempt(what, fn));
+  }
+
+  private async attempt(what: string, fn: (db: Kysely<HistoryTables>) => Promise<unknown>): Promise<void> {
+    for (;;) {
+      // Closed while the database is away: what is still queued is lost (close() says so once).
+      if (this.closed && this.away) return;
+      try {
+        await fn(this.db);
+        if (this.away) {
+          this.away = undefined;
+          this.awaySignal = deferred();
+          this.onWriteError(undefined);
+        }
+        return;
+      } catch (e) {
+        const failure = this.failure(e, what);
+        if (failure.code !== "DATABASE_UNREACHABLE" || this.closed) {
+          this.onWriteError(failure);
+          return;
+        }
+        if (!this.away) {
+          this.away = failure;
+          this.awaySignal.resolve();
+          this.onWriteError(failure);
+        }
+        // Until it answers again (or the coordinator closes: the write is then lost, and said so).
+        await waitFor(
+          async () =>
+            this.closed ||
+            (await sql`SELECT 1`.execute(this.db).then(
+              () => true,
+              () => false,
+            )),
+          { timeoutMs: Number.MAX_SAFE_INTEGER, intervalMs: 500 },
+        );
+      }
+    }
+  }
+
+  /** The database is away (DATABASE_UNREACHABLE, with its hint), or undefined when it answers. */
+  get unavailable(): NixpoolError | undefined {
+    return this.away;
+  }
+
+  /** Resolves once every write queued so far is done. */
+  flush(): Promise<void> {
+    return this.tail;
+  }
+
+  /** Resolves once every write queued so far is done, or at once while the database is away. */
+  settled(): Promise<void> {
+    return Promise.race([this.tail, this.awaySignal.promise]);
+  }
+
+  private failure(e: unknown, what: string): NixpoolError {
+    if (this.target.engine === "postgres" && isConnectionError(e)) return databaseUnreachable(this.target, e);
+    return new NixpoolError(
+      "HISTORY_INVALID",
+      `The coordinator's history ${this.path} refused a write: ${what}.`,
+      {
+        hint: "Check the database (disk space, rights) and the coordinator's log, then restart nixpool serve.",
+        cause: e,
+      },
+    );
+  }
+
+  /** Runs a read after the queued writes; a database that is away is DATABASE_UNREACHABLE. */
+  private async read<T>(what: string, fn: (db: Kysely<HistoryTables>) => Promise<T>): Promise<T> {
+    await Promise.race([this.tail, this.awaySignal.promise]);
+    if (this.away) throw this.away;
+    try {
+      return await fn(this.db);
+    } catch (e) {
+      if (e instanceof NixpoolError) throw e;
+      throw this.failure(e, what);
+    }
   }
 
   /**
    * Builds left queued or running by a coordinator that stopped without finishing them: each is
    * failed with `reason`, and its unfinished derivations are cancelled. Returns their ids.
    */
-  failUnfinished(reason: string, at: string): string[] {
-    const ids = this.db
-      .prepare("SELECT id FROM builds WHERE status IN ('queued', 'running')")
-      .pluck()
-      .all()
-      .map((v) => z.string().parse(v));
-    const tx = this.db.transaction(() => {
-      this.db
-        .prepare(
-          "UPDATE builds SET status = 'failed', finished_at = ?, error_code = 'COORDINATOR_STOPPED', error_message = ? WHERE status IN ('queued', 'running')",
-        )
-        .run(at, reason);
-      for (const id of ids) {
-        this.db
-          .prepare(
-            "UPDATE derivations SET status = 'cancelled', error = ?, finished_at = COALESCE(finished_at, ?) WHERE build_id = ? AND status IN ('queued', 'running')",
-          )
-          .run(reason, at, id);
-      }
+  async failUnfinished(reason: string, at: string): Promise<string[]> {
+    await this.tail;
+    return this.db.transaction().execute(async (tx) => {
+      const ids = (
+        await tx.selectFrom("builds").select("id").where("status", "in", ["queued", "running"]).execute()
+      ).map((r) => z.string().parse(r.id));
+      if (ids.length === 0) return ids;
+      await tx
+        .updateTable("builds")
+        .set({ status: "failed", finished_at: at, error_code: "COORDINATOR_STOPPED", error_message: reason })
+        .where("id", "in", ids)
+        .execute();
+      await tx
+        .updateTable("derivations")
+        .set((eb) => ({
+          status: "cancelled",
+          error: reason,
+          finished_at: eb.fn.coalesce("finished_at", eb.val(at)),
+        }))
+        .where("build_id", "in", ids)
+        .where("status", "in", ["queued", "running"])
+        .execute();
+      return ids;
     });
-    tx();
-    return ids;
   }
 
   /** The largest submission number so far (ids and order continue after a restart). */
-  lastSeq(): number {
-    const v: unknown = this.db.prepare("SELECT MAX(seq) FROM builds").pluck().get();
-    return typeof v === "number" ? v : 0;
+  async lastSeq(): Promise<number> {
+    const row = await this.read("the last build number", (db) =>
+      db
+        .selectFrom("builds")
+        .select((eb) => eb.fn.max("seq").as("max"))
+        .executeTakeFirst(),
+    );
+    const v = row?.max;
+    return typeof v === "number" ? v : typeof v === "string" ? Number(v) : 0;
   }
 
   insertBuild(b: BuildSummary, seq: number, req: SubmitRequest): void {
-    this.db
-      .prepare(
-        "INSERT INTO builds (id, seq, label, client, status, submitted_at, counts, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      )
-      .run(
-        b.id,
-        seq,
-        b.label,
-        b.client,
-        b.status,
-        b.submittedAt,
-        JSON.stringify(b.counts),
-        JSON.stringify(req),
-      );
+    const row = {
+      id: b.id,
+      seq,
+      label: b.label,
+      client: b.client,
+      status: b.status,
+      submitted_at: b.submittedAt,
+      counts: JSON.stringify(b.counts),
+      outputs: "[]",
+      request: JSON.stringify(req),
+    };
+    this.write(`build ${b.id}`, (db) => db.insertInto("builds").values(row).execute());
   }
 
   /** A build's status, times, counts, outputs and error as they are now. */
   updateBuild(b: BuildDetail): void {
-    this.db
-      .prepare(
-        "UPDATE builds SET status = ?, started_at = ?, finished_at = ?, counts = ?, outputs = ?, error_code = ?, error_message = ? WHERE id = ?",
-      )
-      .run(
-        b.status,
-        b.startedAt ?? null,
-        b.finishedAt ?? null,
-        JSON.stringify(b.counts),
-        JSON.stringify(b.outputs),
-        b.error?.code ?? null,
-        b.error?.message ?? null,
-        b.id,
-      );
+    const set = {
+      status: b.status,
+      started_at: b.startedAt ?? null,
+      finished_at: b.finishedAt ?? null,
+      counts: JSON.stringify(b.counts),
+      outputs: JSON.stringify(b.outputs),
+      error_code: b.error?.code ?? null,
+      error_message: b.error?.message ?? null,
+    };
+    this.write(`build ${b.id}`, (db) => db.updateTable("builds").set(set).where("id", "=", b.id).execute());
   }
 
-  /** Writes derivations as they are now (insert or replace), in one transaction. */
+  /** Writes derivations as they are now (insert, or update the one there), in one transaction. */
   saveDerivations(buildId: string, views: readonly DerivationView[]): void {
     if (views.length === 0) return;
-    const stmt = this.db.prepare(
-      "INSERT OR REPLACE INTO derivations (build_id, drv, name, builder, trust, status, started_at, finished_at, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    );
-    this.db.transaction(() => {
-      for (const d of views) {
-        stmt.run(
-          buildId,
-          d.drv,
-          d.name,
-          d.builder ?? null,
-          d.trust ?? null,
-          d.status,
-          d.startedAt ?? null,
-          d.finishedAt ?? null,
-          d.attempts,
-          d.error ?? null,
-        );
-      }
-    })();
+    const rows = views.map((d) => ({
+      build_id: buildId,
+      drv: d.drv,
+      name: d.name,
+      builder: d.builder ?? null,
+      trust: d.trust ?? null,
+      status: d.status,
+      started_at: d.startedAt ?? null,
+      finished_at: d.finishedAt ?? null,
+      attempts: d.attempts,
+      error: d.error ?? null,
+      ord: this.nextOrd(),
+    }));
+    const upsert = (db: Kysely<HistoryTables>, chunk: typeof rows) =>
+      db
+        .insertInto("derivations")
+        .values(chunk)
+        .onConflict((oc) =>
+          oc.columns(["build_id", "drv"]).doUpdateSet((eb) => ({
+            name: eb.ref("excluded.name"),
+            builder: eb.ref("excluded.builder"),
+            trust: eb.ref("excluded.trust"),
+            status: eb.ref("excluded.status"),
+            started_at: eb.ref("excluded.started_at"),
+            finished_at: eb.ref("excluded.finished_at"),
+            attempts: eb.ref("excluded.attempts"),
+            error: eb.ref("excluded.error"),
+          })),
+        )
+        .execute();
+    this.write(`derivations of build ${buildId}`, async (db) => {
+      if (rows.length <= CHUNK) return upsert(db, rows);
+      return db.transaction().execute(async (tx) => {
+        for (let i = 0; i < rows.length; i += CHUNK) await upsert(tx, rows.slice(i, i + CHUNK));
+      });
+    });
   }
 
   saveRecords(buildId: string, r: StoredRecords): void {
-    this.db
-      .prepare(
-        "INSERT OR REPLACE INTO build_records (build_id, started_at_ms, wall_ms, builders, stats, records) VALUES (?, ?, ?, ?, ?, ?)",
-      )
-      .run(
-        buildId,
-        Math.round(r.startedAtMs),
-        Math.round(r.wallMs),
-        JSON.stringify(r.builders),
-        JSON.stringify(r.stats),
-        JSON.stringify(r.records),
-      );
+    const row = {
+      build_id: buildId,
+      started_at_ms: Math.round(r.startedAtMs),
+      wall_ms: Math.round(r.wallMs),
+      builders: JSON.stringify(r.builders),
+      stats: JSON.stringify(r.stats),
+      records: JSON.stringify(r.records),
+    };
+    this.write(`records of build ${buildId}`, (db) =>
+      db
+        .insertInto("build_records")
+        .values(row)
+        .onConflict((oc) =>
+          oc.column("build_id").doUpdateSet((eb) => ({
+            started_at_ms: eb.ref("excluded.started_at_ms"),
+            wall_ms: eb.ref("excluded.wall_ms"),
+            builders: eb.ref("excluded.builders"),
+            stats: eb.ref("excluded.stats"),
+            records: eb.ref("excluded.records"),
+          })),
+        )
+        .execute(),
+    );
   }
 
   builderEvent(at: string, builder: string, health: string, reason: string | undefined): void {
-    this.db
-      .prepare("INSERT INTO builder_events (at, builder, health, reason) VALUES (?, ?, ?, ?)")
-      .run(at, builder, health, reason ?? null);
+    const row = { at, builder, health, reason: reason ?? null, ord: this.nextOrd() };
+    this.write(`a health change of ${builder}`, (db) =>
+      db.insertInto("builder_events").values(row).execute(),
+    );
   }
 
   /** Health changes of one builder, newest first. */
-  builderEvents(builder: string, limit = 100): { at: string; health: string; reason: string | null }[] {
-    const rows: unknown[] = this.db
-      .prepare("SELECT at, health, reason FROM builder_events WHERE builder = ? ORDER BY rowid DESC LIMIT ?")
-      .all(builder, limit);
+  async builderEvents(
+    builder: string,
+    limit = 100,
+  ): Promise<{ at: string; health: string; reason: string | null }[]> {
+    const rows = await this.read(`builder_events of ${builder}`, (db) =>
+      db
+        .selectFrom("builder_events")
+        .select(["at", "health", "reason"])
+        .where("builder", "=", builder)
+        .orderBy("at", "desc")
+        .orderBy("ord", "desc")
+        .limit(limit)
+        .execute(),
+    );
     const row = z.object({ at: z.string(), health: z.string(), reason: z.string().nullable() });
     return rows.map((r, i) => this.valid(row, r, `builder_events of ${builder} #${i}`));
   }
 
   saveWorkerCost(w: WorkerView, at: string): void {
-    this.db
-      .prepare(
-        "INSERT OR REPLACE INTO worker_costs (name, server_type, started_at, cost, currency, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-      )
-      .run(w.name, w.serverType, w.startedAt, w.costSoFar, w.currency, at);
+    const row = {
+      name: w.name,
+      server_type: w.serverType,
+      started_at: w.startedAt,
+      cost: w.costSoFar,
+      currency: w.currency,
+      updated_at: at,
+    };
+    this.write(`the cost of worker ${w.name}`, (db) =>
+      db
+        .insertInto("worker_costs")
+        .values(row)
+        .onConflict((oc) =>
+          oc.column("name").doUpdateSet((eb) => ({
+            server_type: eb.ref("excluded.server_type"),
+            started_at: eb.ref("excluded.started_at"),
+            cost: eb.ref("excluded.cost"),
+            currency: eb.ref("excluded.currency"),
+            updated_at: eb.ref("excluded.updated_at"),
+          })),
+        )
+        .execute(),
+    );
   }
 
   /** Every rented worker ever seen, with its last known cost. */
-  workerCosts(): WorkerView[] {
-    const rows: unknown[] = this.db.prepare("SELECT * FROM worker_costs ORDER BY started_at").all();
+  async workerCosts(): Promise<WorkerView[]> {
+    const rows = await this.read("worker_costs", (db) =>
+      db.selectFrom("worker_costs").selectAll().orderBy("started_at").execute(),
+    );
     return rows.map((r, i) => {
       const w = this.valid(workerRow, r, `worker_costs #${i}`);
       return {
@@ -319,36 +425,41 @@ export class HistoryStore {
   }
 
   /** Builds newest first. */
-  builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): BuildSummary[] {
+  async builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): Promise<BuildSummary[]> {
     const limit = Math.max(0, Math.min(q.limit ?? 100, 10_000));
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    if (q.status) {
-      where.push("status = ?");
-      args.push(q.status);
-    }
-    if (q.client !== undefined) {
-      where.push("client = ?");
-      args.push(q.client);
-    }
-    const rows: unknown[] = this.db
-      .prepare(
-        `SELECT * FROM builds ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ?`,
-      )
-      .all(...args, limit);
+    const rows = await this.read("the builds", (db) => {
+      let query = db.selectFrom("builds").selectAll();
+      if (q.status) query = query.where("status", "=", q.status);
+      if (q.client !== undefined) query = query.where("client", "=", q.client);
+      return query.orderBy("seq", "desc").limit(limit).execute();
+    });
     return rows.map((r) => this.summary(r));
   }
 
-  build(id: string): BuildDetail | undefined {
-    const row: unknown = this.db.prepare("SELECT * FROM builds WHERE id = ?").get(id);
-    if (row === undefined) return undefined;
+  async build(id: string): Promise<BuildDetail | undefined> {
+    const found = await this.read(`build ${id}`, async (db) => {
+      const row = await db.selectFrom("builds").selectAll().where("id", "=", id).executeTakeFirst();
+      if (row === undefined) return undefined;
+      const drvs = await db
+        .selectFrom("derivations")
+        .selectAll()
+        .where("build_id", "=", id)
+        .orderBy("ord")
+        .orderBy("drv")
+        .execute();
+      const rec = await db
+        .selectFrom("build_records")
+        .selectAll()
+        .where("build_id", "=", id)
+        .executeTakeFirst();
+      return { row, drvs, rec };
+    });
+    if (!found) return undefined;
+    const { row, drvs, rec } = found;
     const s = this.summary(row);
     const b = this.valid(buildRow, row, `build ${id}`);
     const outputs = this.json(z.array(z.string()), b.outputs, `build ${id} outputs`);
-    const drvRows: unknown[] = this.db
-      .prepare("SELECT * FROM derivations WHERE build_id = ? ORDER BY rowid")
-      .all(id);
-    const derivations = drvRows.map((r, i) => {
+    const derivations = drvs.map((r, i) => {
       const d = this.valid(derivationRow, r, `build ${id} derivation #${i}`);
       const v: DerivationView = { drv: d.drv, name: d.name, status: d.status, attempts: d.attempts };
       if (d.builder !== null) v.builder = d.builder;
@@ -358,7 +469,7 @@ export class HistoryStore {
       if (d.error !== null) v.error = d.error;
       return v;
     });
-    const report = this.records(id);
+    const report = rec ? this.toRecords(id, rec) : undefined;
     return {
       ...s,
       derivations,
@@ -368,9 +479,14 @@ export class HistoryStore {
     };
   }
 
-  records(id: string): StoredRecords | undefined {
-    const row: unknown = this.db.prepare("SELECT * FROM build_records WHERE build_id = ?").get(id);
-    if (row === undefined) return undefined;
+  async records(id: string): Promise<StoredRecords | undefined> {
+    const row = await this.read(`records of build ${id}`, (db) =>
+      db.selectFrom("build_records").selectAll().where("build_id", "=", id).executeTakeFirst(),
+    );
+    return row === undefined ? undefined : this.toRecords(id, row);
+  }
+
+  private toRecords(id: string, row: unknown): StoredRecords {
     const r = this.valid(recordsRow, row, `records of build ${id}`);
     return {
       startedAtMs: r.started_at_ms,
@@ -408,7 +524,10 @@ export class HistoryStore {
       "HISTORY_INVALID",
       `The coordinator's history ${this.path} has a damaged row: ${what}.`,
       {
-        hint: `Move it aside (mv ${this.path} ${this.path}.bad) and start nixpool serve again.`,
+        hint:
+          this.target.engine === "sqlite"
+            ? `Move it aside (mv ${this.path} ${this.path}.bad) and start nixpool serve again.`
+            : "Look at the row in the database (psql), delete or repair it, and start nixpool serve again.",
         details: { issues: r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) },
       },
     );
@@ -424,7 +543,18 @@ export class HistoryStore {
     return this.valid(schema, parsed, what);
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  /** Waits for the queued writes, then closes the database. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.tail;
+    if (this.away) this.onWriteError(this.away);
+    await this.db.destroy();
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }

@@ -64,3 +64,10 @@ export function givenDerivationsOf(data: SubmitRequest): Map<string, Derivation>
   }
   return new Map(given.map((d) => [d.drv, fromGivenJson(d.given!)]));
 }
+
+/** A build id the coordinator does not know (to wait for, or to cancel). */
+export function unknownBuild(id: string): NixpoolError {
+  return new NixpoolError("BUILD_UNKNOWN", `No build ${id} on this coordinator.`, {
+    hint: "List the builds with: curl …/api/builds (or open the dashboard).",
+  });
+}

@@ -92,23 +92,25 @@ export class FixtureSource implements DashboardSource {
   builders(): BuilderView[] {
     return this.builderViews;
   }
-  builds(q: { limit?: number; status?: BuildStatus } = {}): BuildSummary[] {
+  builds(q: { limit?: number; status?: BuildStatus } = {}): Promise<BuildSummary[]> {
     const all = [...this.details.values()]
       .filter((b) => q.status === undefined || b.status === q.status)
       .sort((a, b) => b.submittedAt.localeCompare(a.submittedAt));
-    return all.slice(0, q.limit ?? all.length).map((d) => {
-      const { derivations: _d, outputs: _o, error: _e, ...summary } = d;
-      return summary;
-    });
+    return Promise.resolve(
+      all.slice(0, q.limit ?? all.length).map((d) => {
+        const { derivations: _d, outputs: _o, error: _e, ...summary } = d;
+        return summary;
+      }),
+    );
   }
-  build(id: string): BuildDetail | undefined {
-    return this.details.get(id);
+  build(id: string): Promise<BuildDetail | undefined> {
+    return Promise.resolve(this.details.get(id));
   }
-  derivationLog(id: string, drv: string): string | undefined {
-    return this.logs.get(`${id} ${drv}`);
+  derivationLog(id: string, drv: string): Promise<string | undefined> {
+    return Promise.resolve(this.logs.get(`${id} ${drv}`));
   }
-  timelineSvg(id: string): string | undefined {
-    return this.svg.get(id);
+  timelineSvg(id: string): Promise<string | undefined> {
+    return Promise.resolve(this.svg.get(id));
   }
   workers(): WorkerView[] {
     return this.workerViews;

@@ -10,7 +10,9 @@ class RefusingCoordinator extends FixtureSource implements CoordinatorApi {
   submit(): string {
     throw new NixpoolError("BUILDER_UNKNOWN", "No builder nope in this pool.", { hint: "nixpool builders" });
   }
-  cancel(): void {}
+  cancel(): Promise<void> {
+    return Promise.resolve();
+  }
   waitFor(): never {
     throw new Error("not used");
   }

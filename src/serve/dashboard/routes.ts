@@ -91,17 +91,19 @@ export function mountDashboard<E extends Env>(
     });
   }
 
-  app.get("/", (c) => {
+  app.get("/", async (c) => {
+    const [queued, running, latest] = await Promise.all([
+      coordinator.builds({ status: "queued" }),
+      coordinator.builds({ status: "running" }),
+      coordinator.builds({ limit: RECENT_BUILDS * 3 }),
+    ]);
     setPageHeaders(c);
     const page = renderOverviewPage({
       builders: coordinator.builders(),
       // Next to run first.
-      queued: coordinator.builds({ status: "queued" }).reverse(),
-      running: coordinator.builds({ status: "running" }),
-      recent: coordinator
-        .builds({ limit: RECENT_BUILDS * 3 })
-        .filter((b) => FINISHED.includes(b.status))
-        .slice(0, RECENT_BUILDS),
+      queued: queued.reverse(),
+      running,
+      recent: latest.filter((b) => FINISHED.includes(b.status)).slice(0, RECENT_BUILDS),
       workers: coordinator.workers(),
       nowMs: Date.now(),
       ...(extras.cacheStats ? { cache: extras.cacheStats() } : {}),
@@ -109,7 +111,7 @@ export function mountDashboard<E extends Env>(
     return c.html(page.markup);
   });
 
-  app.get("/history", (c) => {
+  app.get("/history", async (c) => {
     const statusText = c.req.query("status") ?? "all";
     const status = HISTORY_FILTERS.find((f) => f === statusText);
     if (status === undefined) {
@@ -123,13 +125,18 @@ export function mountDashboard<E extends Env>(
     const query: { limit: number; status?: BuildStatus } = { limit };
     if (status !== "all") query.status = status;
     setPageHeaders(c);
-    const page = renderHistoryPage({ builds: coordinator.builds(query), status, limit, nowMs: Date.now() });
+    const page = renderHistoryPage({
+      builds: await coordinator.builds(query),
+      status,
+      limit,
+      nowMs: Date.now(),
+    });
     return c.html(page.markup);
   });
 
-  const findBuild = (c: Context) => {
+  const findBuild = async (c: Context) => {
     const id = c.req.param("id") ?? "";
-    return { id, build: coordinator.build(id) };
+    return { id, build: await coordinator.build(id) };
   };
   const noBuild = (c: Context, id: string) =>
     errorPage(
@@ -139,16 +146,18 @@ export function mountDashboard<E extends Env>(
       `The coordinator knows no build ${id}: see the history for those it keeps.`,
     );
 
-  app.get("/builds/:id", (c) => {
-    const { id, build } = findBuild(c);
+  app.get("/builds/:id", async (c) => {
+    const { id, build } = await findBuild(c);
     if (build === undefined) return noBuild(c, id);
-    const logs = pickLogDerivations(build.derivations).flatMap((d) => {
-      const text = coordinator.derivationLog(id, d.drv);
+    const picked = pickLogDerivations(build.derivations);
+    const texts = await Promise.all(picked.map((d) => coordinator.derivationLog(id, d.drv)));
+    const logs = picked.flatMap((d, i) => {
+      const text = texts[i];
       return text === undefined || text === ""
         ? []
         : [{ drv: d.drv, name: d.name, lines: logTail(text, LOG_TAIL_LINES) }];
     });
-    const timelineSvg = coordinator.timelineSvg(id);
+    const timelineSvg = await coordinator.timelineSvg(id);
     setPageHeaders(c);
     const page = renderBuildPage({
       build,
@@ -160,28 +169,29 @@ export function mountDashboard<E extends Env>(
   });
 
   // The timeline box's content, for the page's script: 200 with the chart or why there is none.
-  app.get("/builds/:id/timeline", (c) => {
-    const { id, build } = findBuild(c);
+  app.get("/builds/:id/timeline", async (c) => {
+    const { id, build } = await findBuild(c);
     if (build === undefined) return noBuild(c, id);
+    const svg = await coordinator.timelineSvg(id);
     setPageHeaders(c);
-    return c.html(renderTimelineContent(build, coordinator.timelineSvg(id)).markup);
+    return c.html(renderTimelineContent(build, svg).markup);
   });
 
-  app.get("/builds/:id/timeline.svg", (c) => {
-    const { id, build } = findBuild(c);
+  app.get("/builds/:id/timeline.svg", async (c) => {
+    const { id, build } = await findBuild(c);
     if (build === undefined) return noBuild(c, id);
-    const svg = coordinator.timelineSvg(id);
+    const svg = await coordinator.timelineSvg(id);
     if (svg === undefined) return errorPage(c, 404, "No timeline", `Build ${id} has no timeline yet.`);
     setPageHeaders(c);
     return c.body(svg, 200, { "Content-Type": "image/svg+xml; charset=utf-8" });
   });
 
-  app.get("/builds/:id/log", (c) => {
-    const { id, build } = findBuild(c);
+  app.get("/builds/:id/log", async (c) => {
+    const { id, build } = await findBuild(c);
     if (build === undefined) return noBuild(c, id);
     const drv = c.req.query("drv") ?? "";
     const text = build.derivations.some((d) => d.drv === drv)
-      ? coordinator.derivationLog(id, drv)
+      ? await coordinator.derivationLog(id, drv)
       : undefined;
     if (text === undefined)
       return errorPage(c, 404, "No such log", `Build ${id} has no log for ${drv || "(no drv given)"}.`);

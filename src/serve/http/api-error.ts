@@ -28,12 +28,12 @@ export const notFound = (message: string) => new ApiError(404, "API_NOT_FOUND", 
 
 /**
  * The HTTP status of a coordinator's refusal: unknown objects 404, someone else's build 403, usage
- * errors 400, draining 503, any other refusal 422 (understood, but it cannot be done).
+ * errors 400, draining or its database away 503, any other refusal 422 (understood, but it cannot be done).
  */
 export function statusOfCode(code: string, usage: boolean): ContentfulStatusCode {
   if (/(_UNKNOWN|_NOT_FOUND)$/.test(code)) return 404;
   if (/(_FORBIDDEN|_NOT_YOURS|_NOT_ALLOWED|_DENIED)$/.test(code)) return 403;
-  if (code === "COORDINATOR_DRAINING") return 503;
+  if (code === "COORDINATOR_DRAINING" || code === "DATABASE_UNREACHABLE") return 503;
   return usage ? 400 : 422;
 }
 

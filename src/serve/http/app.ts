@@ -62,9 +62,9 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
   app.use("*", authenticate(o.auth));
 
   const buildIdOf = (raw: string) => parse(BuildIdSchema, raw, "build id");
-  const findBuild = (raw: string) => {
+  const findBuild = async (raw: string) => {
     const id = buildIdOf(raw);
-    const b = c0.build(id);
+    const b = await c0.build(id);
     if (!b) throw notFound(`No build ${id} on this coordinator.`);
     return b;
   };
@@ -76,29 +76,29 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
   });
   app.get("/api/builders", (c) => c.json(c0.builders()));
   app.get("/api/workers", (c) => c.json(c0.workers()));
-  app.get("/api/builds", (c) => {
+  app.get("/api/builds", async (c) => {
     const q = parse(BuildsQuerySchema, c.req.query(), "query");
     return c.json(
-      c0.builds({
+      await c0.builds({
         ...(q.limit !== undefined ? { limit: q.limit } : {}),
         ...(q.status !== undefined ? { status: q.status } : {}),
         ...(q.client !== undefined ? { client: q.client } : {}),
       }),
     );
   });
-  app.get("/api/builds/:id", (c) => c.json(findBuild(c.req.param("id"))));
-  app.get("/api/builds/:id/log/:drv", (c) => {
-    const b = findBuild(c.req.param("id"));
+  app.get("/api/builds/:id", async (c) => c.json(await findBuild(c.req.param("id"))));
+  app.get("/api/builds/:id/log/:drv", async (c) => {
+    const b = await findBuild(c.req.param("id"));
     const base = parse(DrvBaseSchema, c.req.param("drv"), "derivation");
     const d = b.derivations.find((x) => x.drv.endsWith(`/${base}`));
     if (!d) throw notFound(`Build ${b.id} has no derivation ${base}.`);
-    const log = c0.derivationLog(b.id, d.drv);
+    const log = await c0.derivationLog(b.id, d.drv);
     if (log === undefined) throw notFound(`Derivation ${base} of build ${b.id} has no log (yet).`);
     return c.text(log, 200, { "X-Content-Type-Options": "nosniff" });
   });
-  app.get("/api/builds/:id/timeline.svg", (c) => {
-    const b = findBuild(c.req.param("id"));
-    const svg = c0.timelineSvg(b.id);
+  app.get("/api/builds/:id/timeline.svg", async (c) => {
+    const b = await findBuild(c.req.param("id"));
+    const svg = await c0.timelineSvg(b.id);
     if (svg === undefined) throw notFound(`Build ${b.id} has no timeline (yet).`);
     return c.body(svg, 200, {
       "Content-Type": "image/svg+xml",
@@ -139,19 +139,19 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
         });
       }
       const id = c0.submit(req, client);
-      return c.json(c0.build(id) ?? { id }, 201, { Location: `/api/builds/${id}` });
+      return c.json((await c0.build(id)) ?? { id }, 201, { Location: `/api/builds/${id}` });
     },
   );
-  app.delete("/api/builds/:id", (c) => {
-    const b = findBuild(c.req.param("id"));
-    c0.cancel(b.id, c.get("client"));
-    return c.json(c0.build(b.id) ?? b, 202);
+  app.delete("/api/builds/:id", async (c) => {
+    const b = await findBuild(c.req.param("id"));
+    await c0.cancel(b.id, c.get("client"));
+    return c.json((await c0.build(b.id)) ?? b, 202);
   });
   mountStoreRoutes(app, o.store);
   if (o.pool) mountPoolRoutes(app, o.pool);
-  app.get("/api/events", (c) => {
+  app.get("/api/events", async (c) => {
     const q = c.req.query("build");
-    const buildId = q === undefined ? undefined : findBuild(q).id;
+    const buildId = q === undefined ? undefined : (await findBuild(q)).id;
     return streamEvents(c, {
       source: c0,
       registry: streams,

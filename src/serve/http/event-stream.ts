@@ -88,8 +88,13 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
     const end = (id: BuildId) => {
       if (ended) return;
       ended = true;
-      send({ type: "end", build: o.source.build(id) });
-      finish();
+      void o.source.build(id).then(
+        (build) => {
+          send({ type: "end", build });
+          finish();
+        },
+        () => finish(),
+      );
     };
     const onEvent = (e: CoordinatorEvent) => {
       if (followed === undefined) {
@@ -108,7 +113,7 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
       for (const e of early.splice(0)) onEvent(e);
       deliver = onEvent;
       if (followed !== undefined && !ended) {
-        const now = o.source.build(followed);
+        const now = await o.source.build(followed);
         if (now) send(summaryOf(now));
         if (!now || FINISHED.has(now.status)) end(followed);
       }
