@@ -15,6 +15,7 @@ import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
 import { startApiServer } from "../serve/http/api-server.js";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../serve/http/http-limits.js";
 import { ensureServeToken } from "../serve/serve-token.js";
 import {
   clientTokenLookup,
@@ -38,6 +39,8 @@ interface ServeFlags {
   cache: boolean;
   cacheOpen?: boolean;
   cachePriority: string;
+  headerTimeout: string;
+  idleTimeout: string;
   /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
   gatewayUser?: string;
 }
@@ -64,6 +67,23 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     bare: "seconds",
     example: "nixpool serve --grace 10m",
   }).ms;
+  const limits: HttpLimits = {
+    ...DEFAULT_HTTP_LIMITS,
+    headersMs: readDurationFlag(opts.headerTimeout, {
+      flag: "--header-timeout",
+      bare: "seconds",
+      example: "nixpool serve --header-timeout 30s",
+      minMs: 100,
+      maxMs: 3_600_000,
+    }).ms,
+    idleMs: readDurationFlag(opts.idleTimeout, {
+      flag: "--idle-timeout",
+      bare: "seconds",
+      example: "nixpool serve --idle-timeout 60s",
+      minMs: 100,
+      maxMs: 24 * 3_600_000,
+    }).ms,
+  };
   const token = opts.token ? await ensureServeToken(ctx.stateDir) : undefined;
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
   // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
@@ -107,6 +127,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
       open: opts.cacheOpen === true,
       priority: cachePriority,
       log,
+      idleMs: limits.idleMs,
     }).catch(async (e: unknown) => {
       await coordinator.close();
       throw e;
@@ -121,6 +142,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     clientOf,
     log,
     mountDashboard,
+    limits,
     ...(cache ? { cache } : {}),
   }).catch(async (e: unknown) => {
     await closeCache();
@@ -192,6 +214,16 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--no-cache", "do not serve the pool's binary cache at /cache")
     .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
     .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
+    .option(
+      "--header-timeout <duration>",
+      "a request's line and headers must arrive within this (408)",
+      "30s",
+    )
+    .option(
+      "--idle-timeout <duration>",
+      "close a connection on which nothing moves for this long (a stalled download or upload)",
+      "60s",
+    )
     .option(
       "--gateway-user <name>",
       "the account nixpool gateway runs as: its sessions submit for their clients",

@@ -11,6 +11,8 @@ import { hostExecArgv } from "../../src/providers/local/host.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { killNetns } from "../helpers/processes.js";
+import { dribble, rawConnect, rawExchange, statusOf } from "../helpers/raw-http.js";
+import { NAR_SESSIONS } from "../../src/serve/cache/cache-stores.js";
 import { isValidOnClient, startCacheClient, type CacheClient } from "../helpers/cache-client.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startServe, type ServeProcess } from "../helpers/serve-process.js";
@@ -174,6 +176,10 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
   });
 
   const serveToken = async () => (await pool.cli(["serve", "token"])).stdout.trim();
+  const cacheStats = async () =>
+    JSON.parse(
+      (await get("/api/cache/stats", { Authorization: `Bearer ${await serveToken()}` })).body.toString(),
+    ) as { topPaths: { path: string; nars: number }[] };
 
   test("another key, or no token, and the client substitutes nothing", async () => {
     const other = await run([
@@ -492,6 +498,113 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.notEqual(r.exitCode, 0, r.stderr);
     assert.match(r.stderr, /hash mismatch/);
     assert.equal(await isValidOnClient(client, hidden), false);
+  });
+
+  test("slow clients are cut after the idle and header timeouts, freeing their NAR sessions; huge requests get their 4xx", async () => {
+    // A small NAR on local1 only (never copied here), big enough that a client that stops reading
+    // leaves the cache's stream stalled on full socket buffers.
+    const args = ["--argstr", "seed", `${s}-slow`, "--arg", "bigMiB", "64"];
+    const built = await pool.cli([
+      "--inventory",
+      inventory,
+      "build",
+      FIXTURE,
+      "-A",
+      "bigSize",
+      ...args,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const big = await outputOf((await run(["nix-instantiate", FIXTURE, "-A", "big", ...args])).stdout.trim());
+    // The same service with its limits made small (the defaults are 30 s and 60 s).
+    await serve.stop();
+    serve = await startServe(
+      pool.stateDir,
+      ["--listen", "0.0.0.0:0", "--idle-timeout", "2s", "--header-timeout", "2s"],
+      ["--inventory", inventory],
+    );
+    port = Number(/:(\d+)$/.exec(serve.url)?.[1]);
+    try {
+      const info = parseNarInfo((await get(`/cache/${hashOf(big)}.narinfo`)).body.toString());
+      const basic = auth().Authorization;
+      const narRequest = `GET /cache/${info.url} HTTP/1.1\r\nHost: x\r\nAuthorization: ${basic}\r\n\r\n`;
+      // Clients that stop reading the NAR: as many as the store has NAR sessions.
+      const stalled = Array.from({ length: NAR_SESSIONS }, () => {
+        const c = rawConnect(port);
+        c.socket.write(narRequest);
+        c.socket.pause();
+        return c;
+      });
+      // A slowloris: headers a byte at a time, never ending.
+      const loris = rawConnect(port);
+      dribble(loris, "GET /cache/nix-cache-info HTTP/1.1\r\nHost: x\r\n", 50);
+      // A request whose promised body never comes.
+      const unfinished = rawConnect(port);
+      unfinished.socket.write(
+        `POST /api/builds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${await serveToken()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"drvs":`,
+      );
+      // Every stalled reader took a session and started its NAR.
+      const readersIn = await waitFor(
+        async () => (await cacheStats()).topPaths.find((p) => p.path === big)?.nars === NAR_SESSIONS,
+        { timeoutMs: 60_000 },
+      );
+      assert.ok(readersIn, "the stalled readers' downloads started");
+      // Another client is served meanwhile: the cache's info, and a narinfo asked of the same store.
+      assert.equal((await get("/cache/nix-cache-info")).status, 200);
+      const hidden = await outputOf(await instantiate("hidden"));
+      assert.equal((await get(`/cache/${hashOf(hidden)}.narinfo`)).status, 200);
+      // The server cuts each stalled download (its store session is killed), answers the
+      // slowloris 408 and closes the unfinished request.
+      const cut = await waitFor(
+        () =>
+          (serve.stderr().match(new RegExp(`sending ${big} from local1 was cut`, "g")) ?? []).length >=
+          NAR_SESSIONS,
+        { timeoutMs: 60_000 },
+      );
+      assert.ok(cut, `every stalled download was cut:\n${serve.stderr()}`);
+      for (const c of stalled) {
+        c.socket.resume();
+        await c.closed;
+        assert.equal(statusOf(c.received()), 200);
+        assert.ok(c.received().length < info.narSize, "the NAR was not sent whole");
+      }
+      await loris.closed;
+      assert.equal(statusOf(loris.received()), 408);
+      await unfinished.closed;
+      assert.equal(unfinished.received().length, 0, "no answer to half a request");
+      // Their sessions are free again: the same store sends the whole NAR.
+      const whole = await get(`/cache/${info.url}`);
+      assert.equal(whole.status, 200);
+      assert.equal(whole.body.length, info.narSize);
+      // Huge requests: their 4xx, before anything is read into memory.
+      const exchange = async (request: string) => statusOf(await rawExchange(port, request));
+      const head = (path: string, extra = "") => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
+      assert.equal(
+        await exchange(head(`/cache/${"a".repeat(20_000)}.narinfo`)),
+        414,
+        "URL beyond the header limit",
+      );
+      assert.equal(await exchange(head(`/cache/${"a".repeat(10_000)}.narinfo`)), 414, "URL over 8 KiB");
+      assert.equal(await exchange(head("/cache/nix-cache-info", `X-Big: ${"b".repeat(20_000)}\r\n`)), 431);
+      assert.equal(
+        await exchange(
+          `GET /cache/nix-cache-info HTTP/1.1\r\nHost: x\r\nAuthorization: ${basic}\r\nContent-Length: 5\r\n\r\nhello`,
+        ),
+        413,
+        "a body on GET",
+      );
+      assert.equal(
+        await exchange(`POST /cache/nix-cache-info HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`),
+        405,
+      );
+      assert.equal((await get("/cache/nix-cache-info")).status, 200, "still serving");
+    } finally {
+      await serve.stop();
+      serve = await startServe(pool.stateDir, ["--listen", "0.0.0.0:0"], ["--inventory", inventory]);
+      port = Number(/:(\d+)$/.exec(serve.url)?.[1]);
+    }
   });
 
   test("a builder dying mid-download: Nix resumes where it was cut from another builder; what only it held is 404", async () => {

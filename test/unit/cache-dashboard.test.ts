@@ -43,3 +43,22 @@ test("the cache's counters: hits, misses, bytes per path, the most requested fir
   assert.ok(page.includes("&lt;b&gt;") && !page.includes("-<b>"), "path names are escaped");
   assert.match(renderOverviewPage(empty).markup, /Not served \(nixpool serve --no-cache\)/);
 });
+
+test("the cache's watchers hear of changes once per interval, with the numbers of its end", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const s = new CacheStats(500);
+  const seen: number[] = [];
+  const stop = s.watch(() => seen.push(s.view(0).narinfoRequests));
+  s.narinfo(true);
+  s.narinfo(false);
+  s.narStarted("/nix/store/0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a")(10);
+  t.mock.timers.tick(499);
+  assert.deepEqual(seen, [], "not before the interval ends");
+  t.mock.timers.tick(1);
+  assert.deepEqual(seen, [2], "one notice for three changes");
+  stop();
+  s.narinfo(true);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(seen, [2], "none after unsubscribing");
+  s.close();
+});

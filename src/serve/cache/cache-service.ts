@@ -30,6 +30,8 @@ export interface CacheService {
   /** The `trusted-public-keys` entry of the pool's key. */
   publicKey: string;
   stats(): CacheStatsView;
+  /** Calls `fn` with the numbers after they changed (at most twice a second); returns the unsubscribe. */
+  watch(fn: (view: CacheStatsView) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -54,6 +56,10 @@ export async function startCacheService(o: CacheServiceOptions): Promise<CacheSe
     app,
     publicKey: renderPublicSigningKey(key),
     stats: () => stats.view(index.servableCount),
-    close: () => stores.close(),
+    watch: (fn) => stats.watch(() => fn(stats.view(index.servableCount))),
+    close: () => {
+      stats.close();
+      return stores.close();
+    },
   };
 }
