@@ -495,6 +495,7 @@ export class Coordinator implements CoordinatorApi {
         if (!b || !this.openReader) return Promise.reject(new Error(`no session to builder ${name}`));
         return this.openReader(b, `builder ${name} (cache)`);
       },
+      recorded: { builtResults: (afterRow) => Promise.resolve(this.history.builtResults(afterRow)) },
     };
   }
 

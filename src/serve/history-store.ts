@@ -144,6 +144,25 @@ const workerRow = z.object({
   currency: z.string(),
 });
 
+const builtRow = z.object({ row: z.number().int(), finished_at: z.string().nullable(), records: z.string() });
+const builtRecords = z.array(
+  z.looseObject({
+    drv: z.string(),
+    builds: z
+      .array(
+        z.looseObject({
+          builder: z.string(),
+          trust: z.enum(["trusted", "untrusted"]),
+          narHashes: z.record(z.string(), z.string()),
+        }),
+      )
+      .optional(),
+  }),
+);
+
+/** A derivation's successful builds (builder, trust, NAR hash per output), as the dispatcher recorded them. */
+export type BuiltDerivation = z.output<typeof builtRecords>[number];
+
 /** A finished build's dispatcher records (for its timeline and the client's report). */
 export type StoredRecords = BuildReport;
 
@@ -384,6 +403,26 @@ export class HistoryStore {
         `records of build ${id}`,
       ) as unknown as DerivationRecord[],
     };
+  }
+
+  /**
+   * Who built what, for the binary cache: each finished build's derivations with their successful
+   * builds (builder, trust, NAR hash per output), in rows after `afterRow` (0: all), oldest first.
+   */
+  builtResults(afterRow = 0): { row: number; finishedAt: string | null; records: BuiltDerivation[] }[] {
+    const rows: unknown[] = this.db
+      .prepare(
+        "SELECT r.rowid AS row, b.finished_at AS finished_at, r.records AS records FROM build_records r LEFT JOIN builds b ON b.id = r.build_id WHERE r.rowid > ? ORDER BY r.rowid",
+      )
+      .all(afterRow);
+    return rows.map((raw) => {
+      const r = this.valid(builtRow, raw, "records of a build");
+      return {
+        row: r.row,
+        finishedAt: r.finished_at,
+        records: this.json(builtRecords, r.records, `build records row ${r.row}`),
+      };
+    });
   }
 
   private summary(row: unknown): BuildSummary {

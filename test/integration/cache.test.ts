@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFile, writeFile, chmod } from "node:fs/promises";
+import { readFile, rename, writeFile, chmod } from "node:fs/promises";
 import { request } from "node:http";
 import { join, resolve } from "node:path";
 import { run, spawnPiped } from "../../src/adapters/runner.js";
@@ -11,6 +11,7 @@ import { hostExecArgv } from "../../src/providers/local/host.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { killNetns } from "../helpers/processes.js";
+import { openBrowser, waitForText } from "../helpers/browser.js";
 import { dribble, rawConnect, rawExchange, statusOf } from "../helpers/raw-http.js";
 import { NAR_SESSIONS } from "../../src/serve/cache/cache-stores.js";
 import { isValidOnClient, startCacheClient, type CacheClient } from "../helpers/cache-client.js";
@@ -38,7 +39,9 @@ function raw(
   headers: Record<string, string> = {},
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolvePromise, reject) => {
-    const req = request({ host: "127.0.0.1", port, method, path, headers }, (res) => {
+    // A connection per request: a kept-alive one may be closed by the server (its keep-alive
+    // timeout) just as it is reused, which fails the request whatever the cache does.
+    const req = request({ host: "127.0.0.1", port, method, path, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (d: Buffer) => chunks.push(d));
       res.on("end", () =>
@@ -256,7 +259,11 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.equal(client1.exitCode, 0, client1.stderr);
     const cfg = JSON.parse(client1.stdout) as { cache: { nixConf: string; publicKey: string } };
     assert.equal(cfg.cache.publicKey, publicKey);
-    assert.equal(cfg.cache.nixConf, `${conf.stdout.trim()}\nbuilders-use-substitutes = true\n`);
+    assert.ok(cfg.cache.nixConf.startsWith(`${conf.stdout.trim()}\n`), cfg.cache.nixConf);
+    assert.match(
+      cfg.cache.nixConf,
+      /\n# builders-use-substitutes: [^\n]*\n# [^\n]*\nbuilders-use-substitutes = true\n$/,
+    );
     await writeFile(join(confDir, "nix.conf"), `substituters =\ntrusted-public-keys =\n${cfg.cache.nixConf}`);
     const shown2 = await run(["nix", "--extra-experimental-features", "nix-command", "show-config"], {
       env: { NIX_CONF_DIR: confDir },
@@ -498,6 +505,116 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.notEqual(r.exitCode, 0, r.stderr);
     assert.match(r.stderr, /hash mismatch/);
     assert.equal(await isValidOnClient(client, hidden), false);
+  });
+
+  test("the dashboard's cache numbers and top paths follow a substitution live, without a reload", async () => {
+    const fresh = ["--argstr", "seed", `${s}-live`];
+    const built = await pool.cli([
+      "build",
+      FIXTURE,
+      "-A",
+      "hidden",
+      ...fresh,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const path = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "hidden", ...fresh])).stdout.trim(),
+    );
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      const base = `http://127.0.0.1:${port}`;
+      await page.goto(`${base}/?token=${encodeURIComponent(await serveToken())}`);
+      await waitForText(page, "#live", "live");
+      await page.evaluate("window.notReloaded = true");
+      const count = async (name: string) =>
+        (await page.locator(`[data-count="${name}"]`).textContent()) ?? "";
+      const before = { hits: Number(await count("cache-hits")), nars: Number(await count("cache-nars")) };
+      const exactBytes = async () =>
+        Number(
+          /^(\d+) bytes$/.exec(
+            (await page.locator('[data-count="cache-bytes"]').getAttribute("title")) ?? "",
+          )?.[1],
+        );
+      const bytesBefore = await exactBytes();
+      assert.equal(await page.locator(`#cache-top td[title="${path}"]`).count(), 0, "not downloaded yet");
+      const r = await client.exec([
+        "nix-store",
+        "-r",
+        path,
+        ...(await client.cacheOptions(clientUrl(), publicKey, netrc())),
+      ]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      await waitForText(page, `#cache-top td[title="${path}"]`, path.slice(44), 30_000);
+      await waitForText(page, '[data-count="cache-hits"]', new RegExp(`^(?!${before.hits}$)\\d+$`), 30_000);
+      await waitForText(page, '[data-count="cache-nars"]', new RegExp(`^(?!${before.nars}$)\\d+$`), 30_000);
+      const row = page.locator(`#cache-top td[title="${path}"]`).locator("xpath=..");
+      assert.equal((await row.locator('[data-field="nars"]').textContent())?.trim(), "1");
+      assert.match((await row.locator('[data-field="bytes"]').textContent()) ?? "", /^\d+ B$/, "a small NAR");
+      assert.ok(
+        Number(await count("cache-hits")) > before.hits && Number(await count("cache-nars")) > before.nars,
+      );
+      const narSize = parseNarInfo((await get(`/cache/${hashOf(path)}.narinfo`)).body.toString()).narSize;
+      assert.ok((await exactBytes()) >= bytesBefore + narSize, "the bytes sent grew by the NAR");
+      assert.match(await count("cache-bytes"), /^\d+(\.\d)? (B|KiB|MiB|GiB)$/);
+      assert.equal(await page.evaluate("window.notReloaded"), true, "the page was not reloaded");
+      assert.deepEqual(browser.problems, []);
+      assert.deepEqual(browser.failedRequests, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("results the coordinator's history records are offered without STATE/trust/results.jsonl, by the same trust rule", async () => {
+    const fresh = ["--argstr", "seed", `${s}-history`];
+    // Through the running coordinator (serve), which records it in its history as well.
+    const built = await pool.cli([
+      "build",
+      FIXTURE,
+      "-A",
+      "hidden",
+      ...fresh,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const path = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "hidden", ...fresh])).stdout.trim(),
+    );
+    // Built by the untrusted u1 only, through the coordinator too (an earlier test).
+    const leaf = await outputOf(
+      (await run(["nix-instantiate", TRUST_FIXTURE, "-A", "leaf", "--argstr", "seed", s])).stdout.trim(),
+    );
+    const resultsFile = join(pool.stateDir, "trust", "results.jsonl");
+    await rename(resultsFile, `${resultsFile}.aside`);
+    try {
+      const r = await get(`/cache/${hashOf(path)}.narinfo`);
+      assert.equal(r.status, 200, `offered from the history: ${r.body.toString()}`);
+      const info = parseNarInfo(r.body.toString());
+      assert.equal(info.storePath, path);
+      assert.ok(
+        verifyFingerprint(parsePublicSigningKey(publicKey), narInfoFingerprint(info), info.sigs[0] ?? ""),
+      );
+      assert.equal(
+        (await get(`/cache/${hashOf(leaf)}.narinfo`)).status,
+        404,
+        "an untrusted builder's result is not",
+      );
+      const sub = await client.exec([
+        "nix-store",
+        "-r",
+        path,
+        ...(await client.cacheOptions(clientUrl(), publicKey, netrc())),
+      ]);
+      assert.equal(sub.exitCode, 0, sub.stderr);
+      assert.ok(await isValidOnClient(client, path));
+    } finally {
+      await rename(`${resultsFile}.aside`, resultsFile);
+    }
   });
 
   test("slow clients are cut after the idle and header timeouts, freeing their NAR sessions; huge requests get their 4xx", async () => {

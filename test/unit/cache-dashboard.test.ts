@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CacheStats } from "../../src/serve/cache/cache-stats.js";
+import { formatSize } from "../../src/serve/dashboard/format.js";
 import { renderOverviewPage } from "../../src/serve/dashboard/overview-page.js";
 
 const empty = { builders: [], queued: [], running: [], recent: [], workers: [], nowMs: 0 };
@@ -61,4 +62,15 @@ test("the cache's watchers hear of changes once per interval, with the numbers o
   t.mock.timers.tick(1000);
   assert.deepEqual(seen, [2], "none after unsubscribing");
   s.close();
+});
+
+test("the dashboard's byte counts: bytes, then KiB, MiB, GiB with one decimal", () => {
+  assert.deepEqual([0, 1023, 1024, 1536, 5 * 1024 ** 2, 3 * 1024 ** 3].map(formatSize), [
+    "0 B",
+    "1023 B",
+    "1.0 KiB",
+    "1.5 KiB",
+    "5.0 MiB",
+    "3.0 GiB",
+  ]);
 });

@@ -3,6 +3,7 @@ import type { ServeSession } from "../../adapters/nix-serve-session.js";
 import type { Trust } from "../../core/builder.js";
 import type { PathInfo } from "../../core/nix-serve/messages.js";
 import { SessionPool } from "../../dispatch/session-pool.js";
+import type { RecordedBuildsSource } from "./recorded-builds.js";
 
 /** Where the cache reads paths: what the coordinator lends it (Coordinator.cacheSources()). */
 export interface CacheSources {
@@ -12,6 +13,8 @@ export interface CacheSources {
   openLocal(): Promise<ServeSession>;
   /** A read-only session to a builder's store (over the coordinator's ssh connection to it). */
   openBuilder(name: string): Promise<ServeSession>;
+  /** The coordinator's history of who built what (none: only STATE/trust/results.jsonl counts). */
+  recorded?: RecordedBuildsSource;
 }
 
 /** The holder name of this machine's store (builder names are DNS-like, so never this). */

@@ -1,11 +1,11 @@
-import { formatBytes } from "../../core/doctor/builder-verdict-helpers.js";
 import type { CacheStatsView } from "../cache/cache-stats.js";
+import { formatSize } from "./format.js";
 import { markup, type Html } from "./html.js";
 
 /** One row of the most requested paths (the script fills clones of it from `cache` events). */
 function topRow(p: CacheStatsView["topPaths"][number] | undefined): Html {
   return markup`<tr><td class="name" data-field="path" title="${p?.path ?? ""}">${p ? p.path.slice(44) || p.path : ""}</td>
-<td data-field="nars">${p?.nars ?? ""}</td><td data-field="bytes">${p ? formatBytes(p.bytes) : ""}</td></tr>`;
+<td data-field="nars">${p?.nars ?? ""}</td><td data-field="bytes">${p ? formatSize(p.bytes) : ""}</td></tr>`;
 }
 
 /**
@@ -23,7 +23,7 @@ export function renderCacheSection(s: CacheStatsView | undefined): Html {
       : s.topPaths.map((p) => topRow(p));
   return markup`<section id="cache-section">
 <h2>Binary cache <small><span data-count="cache-servable">${s.servable}</span> trusted results offered at /cache</small></h2>
-<p class="summary"><span data-count="cache-hits">${s.narinfoHits}</span> hits and <span data-count="cache-misses">${s.narinfoMisses}</span> misses of <span data-count="cache-requests">${s.narinfoRequests}</span> narinfo requests; <span data-count="cache-nars">${s.narsServed}</span> NARs served, <span data-count="cache-bytes">${formatBytes(s.bytesServed)}</span> sent, <span data-count="cache-cut">${s.narsCut}</span> cut, <span data-count="cache-resumed">${s.rangeRequests}</span> resumed.</p>
+<p class="summary"><span data-count="cache-hits">${s.narinfoHits}</span> hits and <span data-count="cache-misses">${s.narinfoMisses}</span> misses of <span data-count="cache-requests">${s.narinfoRequests}</span> narinfo requests; <span data-count="cache-nars">${s.narsServed}</span> NARs served, <span data-count="cache-bytes" title="${s.bytesServed} bytes">${formatSize(s.bytesServed)}</span> sent, <span data-count="cache-cut">${s.narsCut}</span> cut, <span data-count="cache-resumed">${s.rangeRequests}</span> resumed.</p>
 <table class="cache-top">
 <thead><tr><th>Most requested</th><th>NARs</th><th>Sent</th></tr></thead>
 <tbody id="cache-top" data-empty="nothing downloaded yet">

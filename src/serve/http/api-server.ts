@@ -16,6 +16,7 @@ import {
   DEFAULT_HTTP_LIMITS,
   serverOptionsFor,
   urlTooLong,
+  whileAnswering,
   type HttpLimits,
 } from "./http-limits.js";
 
@@ -119,7 +120,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
             { status: 414, headers: { Connection: "close" } },
           );
         }
-        return (cacheApp && isCachePath(req.url) ? cacheApp : app).fetch(req, { ...bindings, transport });
+        const target = cacheApp && isCachePath(req.url) ? cacheApp : app;
+        return whileAnswering(bindings.incoming, limits, async () =>
+          target.fetch(req, { ...bindings, transport }),
+        );
       },
     }) as Server;
     applyHttpLimits(server, limits);

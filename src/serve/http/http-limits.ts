@@ -113,3 +113,28 @@ export function applyHttpLimits(server: Server, l: HttpLimits): void {
 export function urlTooLong(req: IncomingMessage, l: HttpLimits): boolean {
   return Buffer.byteLength(req.url ?? "") > l.maxUrlBytes;
 }
+
+/**
+ * Runs the app on a request with the idle timeout paused while the app works on a request it
+ * has whole (no body, or its body read): the client waits for the answer, it is not idle. The
+ * timeout runs again once the answer is ready to go out (a stalled reader of it is cut).
+ */
+export async function whileAnswering<T>(
+  incoming: IncomingMessage,
+  l: HttpLimits,
+  answer: () => Promise<T>,
+): Promise<T> {
+  const socket = incoming.socket;
+  const pause = () => socket.setTimeout(0);
+  const bodyless =
+    incoming.headers["transfer-encoding"] === undefined &&
+    (incoming.headers["content-length"] === undefined || incoming.headers["content-length"] === "0");
+  if (bodyless || incoming.complete) pause();
+  else incoming.once("end", pause);
+  try {
+    return await answer();
+  } finally {
+    incoming.off("end", pause);
+    if (!socket.destroyed) socket.setTimeout(l.idleMs);
+  }
+}

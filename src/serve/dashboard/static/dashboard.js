@@ -104,10 +104,16 @@
     for (const el of document.querySelectorAll(`[data-count="${name}"]`)) el.textContent = String(value);
   }
 
-  /** Bytes as src/core/doctor/builder-verdict-helpers.ts formatBytes writes them. */
-  function formatBytes(n) {
-    const MiB = 1024 * 1024;
-    return n >= 1024 * MiB ? `${(n / 1024 / MiB).toFixed(1)} GiB` : `${(n / MiB).toFixed(1)} MiB`;
+  /** Bytes as src/serve/dashboard/format.ts formatSize writes them. */
+  function formatSize(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let v = n;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i++;
+    }
+    return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
   }
 
   /** The binary cache's numbers (a `cache` event): the counts and the most requested paths. */
@@ -118,7 +124,9 @@
     setCount("cache-misses", s.narinfoMisses);
     setCount("cache-requests", s.narinfoRequests);
     setCount("cache-nars", s.narsServed);
-    setCount("cache-bytes", formatBytes(s.bytesServed));
+    setCount("cache-bytes", formatSize(s.bytesServed));
+    for (const el of document.querySelectorAll('[data-count="cache-bytes"]'))
+      el.setAttribute("title", `${s.bytesServed} bytes`);
     setCount("cache-cut", s.narsCut);
     setCount("cache-resumed", s.rangeRequests);
     const tbody = document.getElementById("cache-top");
@@ -131,7 +139,7 @@
       name.textContent = String(p.path).slice(44) || String(p.path);
       name.setAttribute("title", String(p.path));
       field(tr, "nars").textContent = String(p.nars);
-      field(tr, "bytes").textContent = formatBytes(p.bytes);
+      field(tr, "bytes").textContent = formatSize(p.bytes);
       rows.push(tr);
     }
     tbody.replaceChildren(...rows);
