@@ -809,6 +809,12 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     const verify = await client.exec(["nix-store", "--verify-path", big]);
     assert.equal(verify.exitCode, 0, verify.stderr);
     assert.match(serve.stderr(), new RegExp(`sending ${big} from ${first.name} was cut`));
+    // Asked afresh now that its first holder is down: the other builder that holds it serves it.
+    const bigInfo = await get(`/cache/${hashOf(big)}.narinfo`);
+    assert.equal(bigInfo.status, 200, "still offered: another builder holds it");
+    const head = await get(`/cache/${parseNarInfo(bigInfo.body.toString()).url}`, { Range: "bytes=0-1023" });
+    assert.equal(head.status, 206);
+    assert.equal(head.body.length, 1024);
     // What only the dead builder held is no longer offered.
     const gone = await waitFor(async () => (await get(`/cache/${hashOf(only)}.narinfo`)).status === 404, {
       timeoutMs: 30_000,
