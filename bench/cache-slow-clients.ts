@@ -3,7 +3,7 @@
  * well-behaved clients (10 connections, Nix-like keep-alive GETs) alone, then while `--loris`
  * connections dribble their headers a byte a second and NAR_SESSIONS clients stop reading a NAR
  * of the builder's store (the service's default limits: they stay held throughout; measured once
- * they are all connected and the readers have stalled), then alone again. Reported as the ratio
+ * they are all connected and the readers' downloads have stalled), then alone again. Reported as the ratio
  * of the loaded rate to the mean of the two others, in the same run, with the coordinator's RSS and the 5 slowest answers. The slow clients run in this
  * process, on the same cores as the service.
  *
@@ -184,19 +184,25 @@ try {
   holder.stdin.end();
   // Measured once every slow client is connected and every stalled reader has started its NAR.
   const apiToken = (await tp.cli(["serve", "token"])).stdout.trim();
-  const readersIn = await waitFor(
+  const stats = async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/api/cache/stats`, {
+      headers: { Authorization: `Bearer ${apiToken}` },
+    });
+    return (await r.json()) as { bytesServed: number; topPaths: { path: string; nars: number }[] };
+  };
+  // Stalled: the readers' downloads started and no byte has gone out for a second (buffers full).
+  let lastBytes = -1;
+  const stalled = await waitFor(
     async () => {
-      const connected = holderOut.includes("connected\n");
-      const r = await fetch(`http://127.0.0.1:${port}/api/cache/stats`, {
-        headers: { Authorization: `Bearer ${apiToken}` },
-      });
-      const stats = (await r.json()) as { topPaths: { path: string; nars: number }[] };
-      return connected && stats.topPaths.find((p) => p.path === big)?.nars === NAR_SESSIONS;
+      const s = await stats();
+      const started = s.topPaths.find((p) => p.path === big)?.nars === NAR_SESSIONS;
+      const still = s.bytesServed === lastBytes;
+      lastBytes = s.bytesServed;
+      return holderOut.includes("connected\n") && started && still;
     },
-    { timeoutMs: 120_000, intervalMs: 200 },
+    { timeoutMs: 120_000, intervalMs: 1000 },
   );
-  if (!readersIn)
-    throw new Error("the slow clients did not all connect, or the stalled readers did not start");
+  if (!stalled) throw new Error("the slow clients did not all connect, or the readers did not stall");
   const loaded = await narinfoRate();
   const rssLoaded = await rss();
   const stillHeld = Number(/open (\d+)\n$/.exec(holderOut)?.[1] ?? NaN);
