@@ -16,6 +16,7 @@ import { redactForTerminal } from "../core/redact.js";
 import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
 import { startApiServer } from "../serve/http/api-server.js";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../serve/http/http-limits.js";
 import { ensureServeToken } from "../serve/serve-token.js";
 import {
   clientTokenLookup,
@@ -41,6 +42,8 @@ interface ServeFlags {
   cache: boolean;
   cacheOpen?: boolean;
   cachePriority: string;
+  headerTimeout: string;
+  idleTimeout: string;
   /** The account `nixpool gateway` runs as (sshd's forced command for gateway clients). */
   gatewayUser?: string;
   /** Copy this SQLite history into the PostgreSQL database, then exit. */
@@ -69,6 +72,23 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     bare: "seconds",
     example: "nixpool serve --grace 10m",
   }).ms;
+  const limits: HttpLimits = {
+    ...DEFAULT_HTTP_LIMITS,
+    headersMs: readDurationFlag(opts.headerTimeout, {
+      flag: "--header-timeout",
+      bare: "seconds",
+      example: "nixpool serve --header-timeout 30s",
+      minMs: 100,
+      maxMs: 3_600_000,
+    }).ms,
+    idleMs: readDurationFlag(opts.idleTimeout, {
+      flag: "--idle-timeout",
+      bare: "seconds",
+      example: "nixpool serve --idle-timeout 60s",
+      minMs: 100,
+      maxMs: 24 * 3_600_000,
+    }).ms,
+  };
   const token = opts.token ? await ensureServeToken(ctx.stateDir) : undefined;
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
   const inventory = await ctx.loadInventory();
@@ -131,6 +151,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
       open: opts.cacheOpen === true,
       priority: cachePriority,
       log,
+      idleMs: limits.idleMs,
     }).catch(async (e: unknown) => {
       await coordinator.close();
       throw e;
@@ -146,6 +167,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     log,
     mountDashboard,
     pool: coordinator.poolStore(),
+    limits,
     ...(cache ? { cache } : {}),
   }).catch(async (e: unknown) => {
     await closeCache();
@@ -225,6 +247,16 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--no-cache", "do not serve the pool's binary cache at /cache")
     .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
     .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
+    .option(
+      "--header-timeout <duration>",
+      "a request's line and headers must arrive within this (408)",
+      "30s",
+    )
+    .option(
+      "--idle-timeout <duration>",
+      "close a connection on which nothing moves for this long (a stalled download or upload)",
+      "60s",
+    )
     .option(
       "--gateway-user <name>",
       "the account nixpool gateway runs as: its sessions submit for their clients, and its group may reach the socket and the gateway log",

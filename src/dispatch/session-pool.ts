@@ -33,6 +33,7 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     for (let s = this.idle.pop(); s !== undefined; s = this.idle.pop()) {
       if (!s.isClosed) return s;
       this.opened--;
+      this.forget(s);
     }
     if (this.opened < this.max) return this.openFresh();
     return new Promise<S>((resolve, reject) => this.waiters.push({ resolve, reject }));
@@ -58,6 +59,7 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     const next = this.waiters.shift();
     if (s.isClosed) {
       this.opened--;
+      this.forget(s);
       // Once drained (the build is ending), nothing new opens: it would outlive the build.
       if (next && this.closed) next.reject(new Error("session pool closed"));
       else if (next) this.openFresh().then(next.resolve, next.reject);
@@ -67,7 +69,13 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     else this.idle.push(s);
   }
 
-  /** Stops lending; returns every session opened, for the caller to close. */
+  /** Drops a session that ended, so a long-lived pool (the cache's) does not keep every one it lost. */
+  private forget(s: S): void {
+    const i = this.all.indexOf(s);
+    if (i >= 0) this.all.splice(i, 1);
+  }
+
+  /** Stops lending; returns every session opened that is not known to have ended, for the caller to close. */
   drain(): S[] {
     this.closed = true;
     return this.all;

@@ -516,6 +516,7 @@ export class Coordinator implements CoordinatorApi {
         if (!b || !this.openReader) return Promise.reject(new Error(`no session to builder ${name}`));
         return this.openReader(b, `builder ${name} (cache)`);
       },
+      recorded: { builtResults: (afterRow) => this.history.builtResults(afterRow) },
     };
   }
 

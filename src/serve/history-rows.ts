@@ -69,3 +69,27 @@ export const workerRow = z.object({
   cost: z.number(),
   currency: z.string(),
 });
+
+/** The binary cache's read of the records (history-store.ts builtResults). */
+export const builtRow = z.object({
+  row: z.number().int(),
+  finished_at: z.string().nullable(),
+  records: z.string(),
+});
+export const builtRecords = z.array(
+  z.looseObject({
+    drv: z.string(),
+    builds: z
+      .array(
+        z.looseObject({
+          builder: z.string(),
+          trust: z.enum(["trusted", "untrusted"]),
+          narHashes: z.record(z.string(), z.string()),
+        }),
+      )
+      .optional(),
+  }),
+);
+
+/** A derivation's successful builds (builder, trust, NAR hash per output), as the dispatcher recorded them. */
+export type BuiltDerivation = z.output<typeof builtRecords>[number];

@@ -48,6 +48,8 @@ export interface BuildRecordsTable {
   builders: string;
   stats: string;
   records: string;
+  /** Order of the last write (migration 4; what the binary cache reads after). */
+  ord: number | null;
 }
 
 export interface BuilderEventsTable {
@@ -191,6 +193,15 @@ export function historyMigrations(engine: HistoryEngine): Record<string, Migrati
           .addColumn("holder", "text", (c) => c.notNull())
           .addColumn("expires_at_ms", big, (c) => c.notNull())
           .execute();
+      },
+    },
+    "0004_records_order": {
+      // The binary cache reads the records written since its last look (rowid before, on SQLite).
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration sees the schema as it was then
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable("build_records").addColumn("ord", big).execute();
+        if (engine === "sqlite") await sql`UPDATE build_records SET ord = rowid`.execute(db);
+        await db.schema.createIndex("build_records_order").on("build_records").column("ord").execute();
       },
     },
   };

@@ -18,6 +18,8 @@ import type { HistoryTables } from "./history-schema.js";
 import { leaseHolder, releaseLease, tryLease } from "./pool-lease.js";
 import {
   buildRow,
+  builtRecords,
+  builtRow,
   buildersJson,
   countsSchema,
   derivationRow,
@@ -25,6 +27,9 @@ import {
   statsJson,
   workerRow,
 } from "./history-rows.js";
+import type { BuiltDerivation } from "./history-rows.js";
+
+export type { BuiltDerivation } from "./history-rows.js";
 
 /**
  * The coordinator's history: builds, their derivations (builder, status, times, attempts, error),
@@ -337,6 +342,7 @@ export class HistoryStore {
       builders: JSON.stringify(r.builders),
       stats: JSON.stringify(r.stats),
       records: JSON.stringify(r.records),
+      ord: this.nextOrd(),
     };
     this.write(`records of build ${buildId}`, (db) =>
       db
@@ -349,6 +355,7 @@ export class HistoryStore {
             builders: eb.ref("excluded.builders"),
             stats: eb.ref("excluded.stats"),
             records: eb.ref("excluded.records"),
+            ord: eb.ref("excluded.ord"),
           })),
         )
         .execute(),
@@ -500,6 +507,37 @@ export class HistoryStore {
         `records of build ${id}`,
       ) as unknown as DerivationRecord[],
     };
+  }
+
+  /**
+   * Who built what, for the binary cache: each finished build's derivations with their successful
+   * builds (builder, trust, NAR hash per output), in rows written after `afterRow` (0: all), oldest
+   * first. A build's records written again move to the end, so the cache sees them again.
+   */
+  async builtResults(
+    afterRow = 0,
+  ): Promise<{ row: number; finishedAt: string | null; records: BuiltDerivation[] }[]> {
+    const rows = await this.read("the builds' records", (db) =>
+      db
+        .selectFrom("build_records as r")
+        .leftJoin("builds as b", "b.id", "r.build_id")
+        .select(["r.ord as row", "b.finished_at as finished_at", "r.records as records"])
+        .where("r.ord", ">", afterRow)
+        .orderBy("r.ord")
+        .execute(),
+    );
+    return rows.map((raw) => {
+      const r = this.valid(
+        builtRow,
+        { ...raw, row: raw.row === null ? null : Number(raw.row) },
+        "records of a build",
+      );
+      return {
+        row: r.row,
+        finishedAt: r.finished_at,
+        records: this.json(builtRecords, r.records, `build records row ${r.row}`),
+      };
+    });
   }
 
   private summary(row: unknown): BuildSummary {

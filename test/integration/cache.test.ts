@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFile, writeFile, chmod } from "node:fs/promises";
+import { readFile, rename, writeFile, chmod } from "node:fs/promises";
 import { request } from "node:http";
 import { join, resolve } from "node:path";
 import { run, spawnPiped } from "../../src/adapters/runner.js";
@@ -11,6 +11,9 @@ import { hostExecArgv } from "../../src/providers/local/host.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { killNetns } from "../helpers/processes.js";
+import { openBrowser, waitForText } from "../helpers/browser.js";
+import { dribble, rawConnect, rawExchange, statusOf } from "../helpers/raw-http.js";
+import { NAR_SESSIONS } from "../../src/serve/cache/cache-stores.js";
 import { isValidOnClient, startCacheClient, type CacheClient } from "../helpers/cache-client.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startServe, type ServeProcess } from "../helpers/serve-process.js";
@@ -36,7 +39,9 @@ function raw(
   headers: Record<string, string> = {},
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolvePromise, reject) => {
-    const req = request({ host: "127.0.0.1", port, method, path, headers }, (res) => {
+    // A connection per request: a kept-alive one may be closed by the server (its keep-alive
+    // timeout) just as it is reused, which fails the request whatever the cache does.
+    const req = request({ host: "127.0.0.1", port, method, path, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (d: Buffer) => chunks.push(d));
       res.on("end", () =>
@@ -174,6 +179,10 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
   });
 
   const serveToken = async () => (await pool.cli(["serve", "token"])).stdout.trim();
+  const cacheStats = async () =>
+    JSON.parse(
+      (await get("/api/cache/stats", { Authorization: `Bearer ${await serveToken()}` })).body.toString(),
+    ) as { topPaths: { path: string; nars: number }[] };
 
   test("another key, or no token, and the client substitutes nothing", async () => {
     const other = await run([
@@ -250,7 +259,11 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.equal(client1.exitCode, 0, client1.stderr);
     const cfg = JSON.parse(client1.stdout) as { cache: { nixConf: string; publicKey: string } };
     assert.equal(cfg.cache.publicKey, publicKey);
-    assert.equal(cfg.cache.nixConf, `${conf.stdout.trim()}\nbuilders-use-substitutes = true\n`);
+    assert.ok(cfg.cache.nixConf.startsWith(`${conf.stdout.trim()}\n`), cfg.cache.nixConf);
+    assert.match(
+      cfg.cache.nixConf,
+      /\n# builders-use-substitutes: [^\n]*\n# [^\n]*\nbuilders-use-substitutes = true\n$/,
+    );
     await writeFile(join(confDir, "nix.conf"), `substituters =\ntrusted-public-keys =\n${cfg.cache.nixConf}`);
     const shown2 = await run(["nix", "--extra-experimental-features", "nix-command", "show-config"], {
       env: { NIX_CONF_DIR: confDir },
@@ -494,6 +507,223 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.equal(await isValidOnClient(client, hidden), false);
   });
 
+  test("the dashboard's cache numbers and top paths follow a substitution live, without a reload", async () => {
+    const fresh = ["--argstr", "seed", `${s}-live`];
+    const built = await pool.cli([
+      "build",
+      FIXTURE,
+      "-A",
+      "hidden",
+      ...fresh,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const path = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "hidden", ...fresh])).stdout.trim(),
+    );
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      const base = `http://127.0.0.1:${port}`;
+      await page.goto(`${base}/?token=${encodeURIComponent(await serveToken())}`);
+      await waitForText(page, "#live", "live");
+      await page.evaluate("window.notReloaded = true");
+      const count = async (name: string) =>
+        (await page.locator(`[data-count="${name}"]`).textContent()) ?? "";
+      const before = { hits: Number(await count("cache-hits")), nars: Number(await count("cache-nars")) };
+      const exactBytes = async () =>
+        Number(
+          /^(\d+) bytes$/.exec(
+            (await page.locator('[data-count="cache-bytes"]').getAttribute("title")) ?? "",
+          )?.[1],
+        );
+      const bytesBefore = await exactBytes();
+      assert.equal(await page.locator(`#cache-top td[title="${path}"]`).count(), 0, "not downloaded yet");
+      const r = await client.exec([
+        "nix-store",
+        "-r",
+        path,
+        ...(await client.cacheOptions(clientUrl(), publicKey, netrc())),
+      ]);
+      assert.equal(r.exitCode, 0, r.stderr);
+      await waitForText(page, `#cache-top td[title="${path}"]`, path.slice(44), 30_000);
+      await waitForText(page, '[data-count="cache-hits"]', new RegExp(`^(?!${before.hits}$)\\d+$`), 30_000);
+      await waitForText(page, '[data-count="cache-nars"]', new RegExp(`^(?!${before.nars}$)\\d+$`), 30_000);
+      const row = page.locator(`#cache-top td[title="${path}"]`).locator("xpath=..");
+      assert.equal((await row.locator('[data-field="nars"]').textContent())?.trim(), "1");
+      assert.match((await row.locator('[data-field="bytes"]').textContent()) ?? "", /^\d+ B$/, "a small NAR");
+      assert.ok(
+        Number(await count("cache-hits")) > before.hits && Number(await count("cache-nars")) > before.nars,
+      );
+      const narSize = parseNarInfo((await get(`/cache/${hashOf(path)}.narinfo`)).body.toString()).narSize;
+      assert.ok((await exactBytes()) >= bytesBefore + narSize, "the bytes sent grew by the NAR");
+      assert.match(await count("cache-bytes"), /^\d+(\.\d)? (B|KiB|MiB|GiB)$/);
+      assert.equal(await page.evaluate("window.notReloaded"), true, "the page was not reloaded");
+      assert.deepEqual(browser.problems, []);
+      assert.deepEqual(browser.failedRequests, []);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("results the coordinator's history records are offered without STATE/trust/results.jsonl, by the same trust rule", async () => {
+    const fresh = ["--argstr", "seed", `${s}-history`];
+    // Through the running coordinator (serve), which records it in its history as well.
+    const built = await pool.cli([
+      "build",
+      FIXTURE,
+      "-A",
+      "hidden",
+      ...fresh,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const path = await outputOf(
+      (await run(["nix-instantiate", FIXTURE, "-A", "hidden", ...fresh])).stdout.trim(),
+    );
+    // Built by the untrusted u1 only, through the coordinator too (an earlier test).
+    const leaf = await outputOf(
+      (await run(["nix-instantiate", TRUST_FIXTURE, "-A", "leaf", "--argstr", "seed", s])).stdout.trim(),
+    );
+    const resultsFile = join(pool.stateDir, "trust", "results.jsonl");
+    await rename(resultsFile, `${resultsFile}.aside`);
+    try {
+      const r = await get(`/cache/${hashOf(path)}.narinfo`);
+      assert.equal(r.status, 200, `offered from the history: ${r.body.toString()}`);
+      const info = parseNarInfo(r.body.toString());
+      assert.equal(info.storePath, path);
+      assert.ok(
+        verifyFingerprint(parsePublicSigningKey(publicKey), narInfoFingerprint(info), info.sigs[0] ?? ""),
+      );
+      assert.equal(
+        (await get(`/cache/${hashOf(leaf)}.narinfo`)).status,
+        404,
+        "an untrusted builder's result is not",
+      );
+      const sub = await client.exec([
+        "nix-store",
+        "-r",
+        path,
+        ...(await client.cacheOptions(clientUrl(), publicKey, netrc())),
+      ]);
+      assert.equal(sub.exitCode, 0, sub.stderr);
+      assert.ok(await isValidOnClient(client, path));
+    } finally {
+      await rename(`${resultsFile}.aside`, resultsFile);
+    }
+  });
+
+  test("slow clients are cut after the idle and header timeouts, freeing their NAR sessions; huge requests get their 4xx", async () => {
+    // A small NAR on local1 only (never copied here), big enough that a client that stops reading
+    // leaves the cache's stream stalled on full socket buffers.
+    const args = ["--argstr", "seed", `${s}-slow`, "--arg", "bigMiB", "64"];
+    const built = await pool.cli([
+      "--inventory",
+      inventory,
+      "build",
+      FIXTURE,
+      "-A",
+      "bigSize",
+      ...args,
+      "--no-out-link",
+      "--builder",
+      "local1",
+    ]);
+    assert.equal(built.exitCode, 0, built.stderr);
+    const big = await outputOf((await run(["nix-instantiate", FIXTURE, "-A", "big", ...args])).stdout.trim());
+    // The same service with its limits made small (the defaults are 30 s and 60 s).
+    await serve.stop();
+    serve = await startServe(
+      pool.stateDir,
+      ["--listen", "0.0.0.0:0", "--idle-timeout", "2s", "--header-timeout", "2s"],
+      ["--inventory", inventory],
+    );
+    port = Number(/:(\d+)$/.exec(serve.url)?.[1]);
+    try {
+      const info = parseNarInfo((await get(`/cache/${hashOf(big)}.narinfo`)).body.toString());
+      const basic = auth().Authorization;
+      const narRequest = `GET /cache/${info.url} HTTP/1.1\r\nHost: x\r\nAuthorization: ${basic}\r\n\r\n`;
+      // Clients that stop reading the NAR: as many as the store has NAR sessions.
+      const stalled = Array.from({ length: NAR_SESSIONS }, () => {
+        const c = rawConnect(port);
+        c.socket.write(narRequest);
+        c.socket.pause();
+        return c;
+      });
+      // A slowloris: headers a byte at a time, never ending.
+      const loris = rawConnect(port);
+      dribble(loris, "GET /cache/nix-cache-info HTTP/1.1\r\nHost: x\r\n", 50);
+      // A request whose promised body never comes.
+      const unfinished = rawConnect(port);
+      unfinished.socket.write(
+        `POST /api/builds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${await serveToken()}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"drvs":`,
+      );
+      // Every stalled reader took a session and started its NAR.
+      const readersIn = await waitFor(
+        async () => (await cacheStats()).topPaths.find((p) => p.path === big)?.nars === NAR_SESSIONS,
+        { timeoutMs: 60_000 },
+      );
+      assert.ok(readersIn, "the stalled readers' downloads started");
+      // Another client is served meanwhile: the cache's info, and a narinfo asked of the same store.
+      assert.equal((await get("/cache/nix-cache-info")).status, 200);
+      const hidden = await outputOf(await instantiate("hidden"));
+      assert.equal((await get(`/cache/${hashOf(hidden)}.narinfo`)).status, 200);
+      // The server cuts each stalled download (its store session is killed), answers the
+      // slowloris 408 and closes the unfinished request.
+      const cut = await waitFor(
+        () =>
+          (serve.stderr().match(new RegExp(`sending ${big} from local1 was cut`, "g")) ?? []).length >=
+          NAR_SESSIONS,
+        { timeoutMs: 60_000 },
+      );
+      assert.ok(cut, `every stalled download was cut:\n${serve.stderr()}`);
+      for (const c of stalled) {
+        c.socket.resume();
+        await c.closed;
+        assert.equal(statusOf(c.received()), 200);
+        assert.ok(c.received().length < info.narSize, "the NAR was not sent whole");
+      }
+      await loris.closed;
+      assert.equal(statusOf(loris.received()), 408);
+      await unfinished.closed;
+      assert.equal(unfinished.received().length, 0, "no answer to half a request");
+      // Their sessions are free again: the same store sends the whole NAR.
+      const whole = await get(`/cache/${info.url}`);
+      assert.equal(whole.status, 200);
+      assert.equal(whole.body.length, info.narSize);
+      // Huge requests: their 4xx, before anything is read into memory.
+      const exchange = async (request: string) => statusOf(await rawExchange(port, request));
+      const head = (path: string, extra = "") => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
+      assert.equal(
+        await exchange(head(`/cache/${"a".repeat(20_000)}.narinfo`)),
+        414,
+        "URL beyond the header limit",
+      );
+      assert.equal(await exchange(head(`/cache/${"a".repeat(10_000)}.narinfo`)), 414, "URL over 8 KiB");
+      assert.equal(await exchange(head("/cache/nix-cache-info", `X-Big: ${"b".repeat(20_000)}\r\n`)), 431);
+      assert.equal(
+        await exchange(
+          `GET /cache/nix-cache-info HTTP/1.1\r\nHost: x\r\nAuthorization: ${basic}\r\nContent-Length: 5\r\n\r\nhello`,
+        ),
+        413,
+        "a body on GET",
+      );
+      assert.equal(
+        await exchange(`POST /cache/nix-cache-info HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`),
+        405,
+      );
+      assert.equal((await get("/cache/nix-cache-info")).status, 200, "still serving");
+    } finally {
+      await serve.stop();
+      serve = await startServe(pool.stateDir, ["--listen", "0.0.0.0:0"], ["--inventory", inventory]);
+      port = Number(/:(\d+)$/.exec(serve.url)?.[1]);
+    }
+  });
+
   test("a builder dying mid-download: Nix resumes where it was cut from another builder; what only it held is 404", async () => {
     const args = ["--argstr", "seed", s, "--arg", "bigMiB", "256"];
     const built = await pool.cli([
@@ -579,6 +809,12 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     const verify = await client.exec(["nix-store", "--verify-path", big]);
     assert.equal(verify.exitCode, 0, verify.stderr);
     assert.match(serve.stderr(), new RegExp(`sending ${big} from ${first.name} was cut`));
+    // Asked afresh now that its first holder is down: the other builder that holds it serves it.
+    const bigInfo = await get(`/cache/${hashOf(big)}.narinfo`);
+    assert.equal(bigInfo.status, 200, "still offered: another builder holds it");
+    const head = await get(`/cache/${parseNarInfo(bigInfo.body.toString()).url}`, { Range: "bytes=0-1023" });
+    assert.equal(head.status, 206);
+    assert.equal(head.body.length, 1024);
     // What only the dead builder held is no longer offered.
     const gone = await waitFor(async () => (await get(`/cache/${hashOf(only)}.narinfo`)).status === 404, {
       timeoutMs: 30_000,

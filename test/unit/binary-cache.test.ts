@@ -183,6 +183,11 @@ test("client configuration: nix.conf, NixOS and netrc lines; cache URLs are chec
     renderCacheNixConf({ ...o, buildersUseSubstitutes: true }),
     /\nbuilders-use-substitutes = true\n$/,
   );
+  // Said beside the line: what it does not do with the pool (its builders never read this cache).
+  assert.match(
+    renderCacheNixConf({ ...o, buildersUseSubstitutes: true }),
+    /\n# .*gateway answers from the coordinator's store, and pool builders get inputs from its dispatcher\.\nbuilders-use/,
+  );
   assert.match(
     renderCacheNixosSettings({ ...o, buildersUseSubstitutes: true }),
     /\nnix\.settings\.builders-use-substitutes = true;\n$/,

@@ -70,7 +70,7 @@ test("over TCP the cache wants its token or the API's, as Basic (netrc) or Beare
   assert.equal((await get(app(true), info)).status, 200);
 });
 
-test("names that are not a store hash are 400, unknown hashes 404, other methods and files 404", async () => {
+test("names that are not a store hash are 400, unknown hashes 404, other methods 405, files 404", async () => {
   const a = app();
   const auth = basic(CACHE_TOKEN);
   const cases: [string, number][] = [
@@ -92,5 +92,12 @@ test("names that are not a store hash are 400, unknown hashes 404, other methods
     { method: "PUT", headers: { Authorization: auth } },
     { transport: "tcp" },
   );
-  assert.equal(put.status, 404, "read-only");
+  assert.equal(put.status, 405, "read-only");
+  assert.equal(put.headers.get("allow"), "GET, HEAD");
+  const withBody = await a.request(
+    "/cache/nix-cache-info",
+    { method: "GET", headers: { Authorization: auth, "Content-Length": "5" } },
+    { transport: "tcp" },
+  );
+  assert.equal(withBody.status, 413, "a GET with a body");
 });

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CacheStats } from "../../src/serve/cache/cache-stats.js";
+import { formatSize } from "../../src/serve/dashboard/format.js";
 import { renderOverviewPage } from "../../src/serve/dashboard/overview-page.js";
 
 const empty = { builders: [], queued: [], running: [], recent: [], workers: [], nowMs: 0 };
@@ -42,4 +43,34 @@ test("the cache's counters: hits, misses, bytes per path, the most requested fir
   assert.match(page, /<span data-count="cache-nars">3<\/span> NARs served/);
   assert.ok(page.includes("&lt;b&gt;") && !page.includes("-<b>"), "path names are escaped");
   assert.match(renderOverviewPage(empty).markup, /Not served \(nixpool serve --no-cache\)/);
+});
+
+test("the cache's watchers hear of changes once per interval, with the numbers of its end", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const s = new CacheStats(500);
+  const seen: number[] = [];
+  const stop = s.watch(() => seen.push(s.view(0).narinfoRequests));
+  s.narinfo(true);
+  s.narinfo(false);
+  s.narStarted("/nix/store/0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a")(10);
+  t.mock.timers.tick(499);
+  assert.deepEqual(seen, [], "not before the interval ends");
+  t.mock.timers.tick(1);
+  assert.deepEqual(seen, [2], "one notice for three changes");
+  stop();
+  s.narinfo(true);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(seen, [2], "none after unsubscribing");
+  s.close();
+});
+
+test("the dashboard's byte counts: bytes, then KiB, MiB, GiB with one decimal", () => {
+  assert.deepEqual([0, 1023, 1024, 1536, 5 * 1024 ** 2, 3 * 1024 ** 3].map(formatSize), [
+    "0 B",
+    "1023 B",
+    "1.0 KiB",
+    "1.5 KiB",
+    "5.0 MiB",
+    "3.0 GiB",
+  ]);
 });

@@ -15,6 +15,17 @@ export interface CacheClientOptions {
   buildersUseSubstitutes?: boolean;
 }
 
+/**
+ * What `builders-use-substitutes` does and does not do with the pool (said beside the line): Nix's
+ * build hook lets a builder fetch a build's inputs from its own substituters instead of receiving
+ * them from this machine. The pool's gateway answers from the coordinator's store only, and the
+ * pool's builders receive inputs from the coordinator's dispatcher, never from this cache.
+ */
+const BUILDERS_USE_SUBSTITUTES_NOTE = [
+  "builders-use-substitutes: a builder of this machine's that uses this cache too fetches inputs from it;",
+  "the pool's gateway answers from the coordinator's store, and pool builders get inputs from its dispatcher.",
+];
+
 /** The nix.conf lines (extra-… so they add to what the machine has). */
 export function renderCacheNixConf(o: CacheClientOptions): string {
   const lines = [
@@ -23,7 +34,9 @@ export function renderCacheNixConf(o: CacheClientOptions): string {
     `extra-trusted-public-keys = ${o.publicKey}`,
   ];
   if (o.netrcFile) lines.push(`netrc-file = ${o.netrcFile}`);
-  if (o.buildersUseSubstitutes) lines.push("builders-use-substitutes = true");
+  if (o.buildersUseSubstitutes) {
+    lines.push(...BUILDERS_USE_SUBSTITUTES_NOTE.map((l) => `# ${l}`), "builders-use-substitutes = true");
+  }
   return `${lines.join("\n")}\n`;
 }
 
@@ -35,7 +48,12 @@ export function renderCacheNixosSettings(o: CacheClientOptions): string {
     `nix.settings.extra-trusted-public-keys = [ "${o.publicKey}" ];`,
   ];
   if (o.netrcFile) lines.push(`nix.settings.netrc-file = "${o.netrcFile}";`);
-  if (o.buildersUseSubstitutes) lines.push("nix.settings.builders-use-substitutes = true;");
+  if (o.buildersUseSubstitutes) {
+    lines.push(
+      ...BUILDERS_USE_SUBSTITUTES_NOTE.map((l) => `# ${l}`),
+      "nix.settings.builders-use-substitutes = true;",
+    );
+  }
   return `${lines.join("\n")}\n`;
 }
 

@@ -22,7 +22,10 @@ export interface CacheAppOptions {
   /** nix-cache-info's Priority (lower wins; cache.nixos.org is 40). */
   priority: number;
   log: (line: string) => void;
-  /** A NAR download that neither side moves for this long is cut (default 60 s). */
+  /**
+   * A NAR download that neither side moves for this long is cut (default 60 s): the connection's
+   * idle timeout (http-limits.ts), suspended while a store is asked for the NAR's first byte.
+   */
   idleMs?: number;
   /** A store that sends no byte of a NAR for this long is passed over (default 20 s). */
   firstByteMs?: number;
@@ -51,6 +54,26 @@ export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
   app.notFound((c) =>
     c.json({ code: "API_NOT_FOUND", message: `No such file in this cache: ${c.req.path}.` }, 404),
   );
+  // Only GET and HEAD, and no request body: the cache reads nothing a client sends but its name.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      return c.json(
+        { code: "API_BAD_REQUEST", message: `The cache answers GET and HEAD, not ${c.req.method}.` },
+        405,
+        {
+          Allow: "GET, HEAD",
+          Connection: "close",
+        },
+      );
+    }
+    const length = c.req.header("content-length");
+    if ((length !== undefined && length.trim() !== "0") || c.req.header("transfer-encoding") !== undefined) {
+      return c.json({ code: "API_BAD_REQUEST", message: "A cache request carries no body." }, 413, {
+        Connection: "close",
+      });
+    }
+    return next();
+  });
   app.use("*", authenticateCache(o.auth));
   const text = (c: Context<ApiEnv>, body: string, type: string) =>
     c.body(body, 200, { "Content-Type": type, "Cache-Control": "no-cache" });
@@ -80,7 +103,7 @@ export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
       return c.body(null, 416, { "Content-Range": `bytes */${size}` });
     }
     const { start, end } = range ?? { start: 0, end: size - 1 };
-    if (range) o.stats.rangeRequests++;
+    if (range) o.stats.rangeRequest();
     const headers: Record<string, string> = {
       "Content-Type": "application/x-nix-nar",
       "Content-Length": String(end - start + 1),
@@ -125,7 +148,10 @@ async function streamFromHolders(
   );
   const holders = r.holders.filter((h) => h === LOCAL_HOLDER || up.has(h));
   const socket = c.env.incoming.socket;
+  const idleMs = o.idleMs ?? 60_000;
   const path = r.info.storePath;
+  // Waiting for a store's first byte is the cache's wait, bounded by firstByteMs: no idle cut meanwhile.
+  socket.setTimeout(0);
   for (const holder of holders) {
     let firstByte!: () => void;
     const started = new Promise<"started">((resolve) => (firstByte = () => resolve("started")));
@@ -159,25 +185,24 @@ async function streamFromHolders(
       o.log(`cache: ${holder} could not send ${path}: ${first.message}`);
       continue;
     }
-    // A client that stops reading (or a store that stops sending) holds a session: cut it after idleMs.
-    socket.setTimeout(o.idleMs ?? 60_000, () => socket.destroy());
-    win.once("close", () => {
-      socket.setTimeout(0);
-      onEnd();
-    });
+    // A client that stops reading (or a store that stops sending) holds a session: the server cuts
+    // the connection after idleMs (http-limits.ts), the response's stream closes, the session is killed.
+    socket.setTimeout(idleMs);
+    win.once("close", onEnd);
     dump.then(
       () => {
-        o.stats.narsServed++;
+        o.stats.narServed();
         win.end();
       },
       (e: unknown) => {
-        o.stats.narsCut++;
+        o.stats.narCut();
         o.log(`cache: sending ${path} from ${holder} was cut: ${e instanceof Error ? e.message : String(e)}`);
         win.destroy(e instanceof Error ? e : new Error(String(e)));
       },
     );
     return Readable.toWeb(win) as ReadableStream;
   }
+  socket.setTimeout(idleMs);
   throw new ApiError(
     503,
     "CACHE_UNAVAILABLE",

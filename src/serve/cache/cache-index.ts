@@ -6,12 +6,14 @@ import {
   holderOrder,
   indexServableResults,
   storeHashOf,
+  type ResultFact,
   type ServableIndex,
 } from "../../core/binary-cache/servable.js";
 import { signFingerprint, type SecretSigningKey } from "../../core/binary-cache/signing-key.js";
 import type { PathInfo } from "../../core/nix-serve/messages.js";
 import { readResultRecords } from "../../dispatch/result-records.js";
 import { CacheStores, LOCAL_HOLDER } from "./cache-stores.js";
+import type { RecordedBuilds } from "./recorded-builds.js";
 
 /** A path the cache offers: its signed narinfo, and the stores that hold it (the first answered). */
 export interface ResolvedPath {
@@ -26,6 +28,8 @@ export interface CacheIndexOptions {
   stores: CacheStores;
   /** Where to report what the operator should know (a holder whose copy does not match). */
   log: (line: string) => void;
+  /** The coordinator's history: the results it recorded are servable too (same trust rule). */
+  recorded?: RecordedBuilds;
   /** How long a resolved narinfo is kept (default 60 s). */
   ttlMs?: number;
   clock?: () => number;
@@ -40,8 +44,8 @@ const MAX_INFOS = 200_000;
 const RELOAD_EVERY_MS = 1000;
 
 /**
- * What the cache offers, and from where: the trusted results of STATE/trust/results.jsonl
- * (core/binary-cache/servable.ts decides), plus the references of paths it served (they were
+ * What the cache offers, and from where: the trusted results of STATE/trust/results.jsonl and of
+ * the coordinator's history (core/binary-cache/servable.ts decides), plus the references of paths it served (they were
  * inputs a trusted builder used, or sources), except outputs only untrusted builders built. A
  * path's narinfo comes from the first store that holds it with a trusted NAR hash, signed with the
  * pool's key.
@@ -49,6 +53,8 @@ const RELOAD_EVERY_MS = 1000;
 export class CacheIndex {
   private index: ServableIndex = { byHash: new Map(), untrustedOnly: new Set() };
   private stamp = "";
+  /** The results file's records as last read. */
+  private fileRecords: ResultFact[] = [];
   private checkedAt = -Infinity;
   private loading: Promise<void> | undefined;
   /** References of served paths, by hash: servable as sources of a trusted result. */
@@ -83,10 +89,13 @@ export class CacheIndex {
       try {
         const st = await stat(this.o.resultsFile).catch(() => undefined);
         const stamp = st ? `${st.size}:${st.mtimeMs}` : "none";
-        if (stamp !== this.stamp) {
-          const records = await readResultRecords(this.o.resultsFile);
+        const moreRecorded = (await this.o.recorded?.update()) === true;
+        if (stamp !== this.stamp || moreRecorded) {
+          if (stamp !== this.stamp) this.fileRecords = await readResultRecords(this.o.resultsFile);
           const trust = this.trustNow();
-          this.index = indexServableResults(records, (b) => trust.get(b));
+          this.index = indexServableResults([...this.fileRecords, ...(this.o.recorded?.all() ?? [])], (b) =>
+            trust.get(b),
+          );
           this.stamp = stamp;
           this.resolved.clear();
           // Learn where the new results are (one QueryPathInfos per store) before clients ask.

@@ -8,6 +8,7 @@ import { createCacheApp } from "./cache-app.js";
 import { CacheIndex } from "./cache-index.js";
 import { CacheStats, type CacheStatsView } from "./cache-stats.js";
 import { CacheStores, type CacheSources } from "./cache-stores.js";
+import { RecordedBuilds } from "./recorded-builds.js";
 
 export interface CacheServiceOptions {
   stateDir: string;
@@ -30,6 +31,8 @@ export interface CacheService {
   /** The `trusted-public-keys` entry of the pool's key. */
   publicKey: string;
   stats(): CacheStatsView;
+  /** Calls `fn` with the numbers after they changed (at most twice a second); returns the unsubscribe. */
+  watch(fn: (view: CacheStatsView) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -40,7 +43,13 @@ export async function startCacheService(o: CacheServiceOptions): Promise<CacheSe
   const cacheToken = await ensureCacheToken(o.stateDir);
   const stores = new CacheStores(o.sources);
   const stats = new CacheStats();
-  const index = new CacheIndex({ resultsFile: paths.trust.resultsFile, key, stores, log: o.log });
+  const index = new CacheIndex({
+    resultsFile: paths.trust.resultsFile,
+    key,
+    stores,
+    log: o.log,
+    ...(o.sources.recorded ? { recorded: new RecordedBuilds(o.sources.recorded, o.log) } : {}),
+  });
   const app = createCacheApp({
     index,
     stores,
@@ -54,6 +63,10 @@ export async function startCacheService(o: CacheServiceOptions): Promise<CacheSe
     app,
     publicKey: renderPublicSigningKey(key),
     stats: () => stats.view(index.servableCount),
-    close: () => stores.close(),
+    watch: (fn) => stats.watch(() => fn(stats.view(index.servableCount))),
+    close: () => {
+      stats.close();
+      return stores.close();
+    },
   };
 }

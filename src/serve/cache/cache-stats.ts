@@ -23,6 +23,9 @@ export interface CacheStatsView {
 const MAX_TRACKED = 2000;
 const TOP = 10;
 
+/** How often, at most, those watching the numbers (the dashboard's event stream) hear of a change. */
+const NOTIFY_EVERY_MS = 500;
+
 /** Counters of the cache, in memory (a restart starts them again). */
 export class CacheStats {
   narinfoRequests = 0;
@@ -33,11 +36,50 @@ export class CacheStats {
   narsCut = 0;
   rangeRequests = 0;
   private readonly perPath = new Map<string, { nars: number; bytes: number }>();
+  private readonly watchers = new Set<() => void>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly notifyEveryMs = NOTIFY_EVERY_MS) {}
+
+  /** Calls `fn` after the numbers changed, at most once per notifyEveryMs; returns the unsubscribe. */
+  watch(fn: () => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  /** Something changed: the watchers hear of it at the end of the current interval. */
+  private changed(): void {
+    if (this.timer || this.watchers.size === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      for (const fn of [...this.watchers]) fn();
+    }, this.notifyEveryMs);
+    this.timer.unref();
+  }
 
   narinfo(hit: boolean): void {
     this.narinfoRequests++;
     if (hit) this.narinfoHits++;
     else this.narinfoMisses++;
+    this.changed();
+  }
+
+  /** A NAR sent to its end. */
+  narServed(): void {
+    this.narsServed++;
+    this.changed();
+  }
+
+  /** A NAR download cut midway. */
+  narCut(): void {
+    this.narsCut++;
+    this.changed();
+  }
+
+  /** A NAR asked for from a byte on (Nix resuming). */
+  rangeRequest(): void {
+    this.rangeRequests++;
+    this.changed();
   }
 
   /** A NAR download started (counted per path), then its bytes as they go. */
@@ -49,10 +91,12 @@ export class CacheStats {
       this.perPath.set(path, p);
     }
     p.nars++;
+    this.changed();
     const entry = p;
     return (bytes) => {
       entry.bytes += bytes;
       this.bytesServed += bytes;
+      this.changed();
     };
   }
 
@@ -60,6 +104,13 @@ export class CacheStats {
     let least: [string, number] | undefined;
     for (const [k, v] of this.perPath) if (!least || v.nars < least[1]) least = [k, v.nars];
     if (least) this.perPath.delete(least[0]);
+  }
+
+  /** Stops notifying (the service closes). */
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.watchers.clear();
   }
 
   view(servable: number): CacheStatsView {

@@ -3,6 +3,7 @@ import type { ServeSession } from "../../adapters/nix-serve-session.js";
 import type { Trust } from "../../core/builder.js";
 import type { PathInfo } from "../../core/nix-serve/messages.js";
 import { SessionPool } from "../../dispatch/session-pool.js";
+import type { RecordedBuildsSource } from "./recorded-builds.js";
 
 /** Where the cache reads paths: what the coordinator lends it (Coordinator.cacheSources()). */
 export interface CacheSources {
@@ -12,13 +13,20 @@ export interface CacheSources {
   openLocal(): Promise<ServeSession>;
   /** A read-only session to a builder's store (over the coordinator's ssh connection to it). */
   openBuilder(name: string): Promise<ServeSession>;
+  /** The coordinator's history of who built what (none: only STATE/trust/results.jsonl counts). */
+  recorded?: RecordedBuildsSource;
 }
 
 /** The holder name of this machine's store (builder names are DNS-like, so never this). */
 export const LOCAL_HOLDER = "(this machine)";
 
-/** Sessions per store: NARs stream one per session, queries are batched into one request. */
-const SESSIONS_PER_STORE = 4;
+/**
+ * Sessions per store: NARs stream one per session (at most NAR_SESSIONS at once), and one more
+ * answers path queries (batched into one request), so that clients that stop reading NARs never
+ * hold up another client's narinfo.
+ */
+export const NAR_SESSIONS = 3;
+const QUERY_SESSIONS = 1;
 
 interface PendingInfo {
   path: string;
@@ -33,18 +41,20 @@ interface PendingInfo {
  */
 export class CacheStores {
   private readonly pools = new Map<string, SessionPool<ServeSession>>();
+  private readonly queryPools = new Map<string, SessionPool<ServeSession>>();
   private readonly pending = new Map<string, PendingInfo[]>();
   private closed = false;
 
   constructor(readonly sources: CacheSources) {}
 
-  private pool(holder: string): SessionPool<ServeSession> {
-    let p = this.pools.get(holder);
+  private pool(holder: string, kind: "nar" | "query"): SessionPool<ServeSession> {
+    const pools = kind === "nar" ? this.pools : this.queryPools;
+    let p = pools.get(holder);
     if (!p) {
       const open =
         holder === LOCAL_HOLDER ? () => this.sources.openLocal() : () => this.sources.openBuilder(holder);
-      p = new SessionPool(open, SESSIONS_PER_STORE, (s) => s.kill());
-      this.pools.set(holder, p);
+      p = new SessionPool(open, kind === "nar" ? NAR_SESSIONS : QUERY_SESSIONS, (s) => s.kill());
+      pools.set(holder, p);
     }
     return p;
   }
@@ -69,7 +79,9 @@ export class CacheStores {
     this.pending.delete(holder);
     const paths = [...new Set(batch.map((b) => b.path))];
     try {
-      const infos = await this.pool(holder).with((s) => s.queryPathInfos(paths, { timeoutMs: 30_000 }));
+      const infos = await this.pool(holder, "query").with((s) =>
+        s.queryPathInfos(paths, { timeoutMs: 30_000 }),
+      );
       const byPath = new Map(infos.map((i) => [i.path, i]));
       for (const b of batch) b.resolve(byPath.get(b.path));
     } catch (e) {
@@ -83,7 +95,7 @@ export class CacheStores {
    */
   async dumpNar(holder: string, path: string, sink: Writable, signal: AbortSignal): Promise<void> {
     if (this.closed) throw new Error("the cache is closed");
-    await this.pool(holder).with(async (s) => {
+    await this.pool(holder, "nar").with(async (s) => {
       const kill = () => s.kill();
       signal.addEventListener("abort", kill, { once: true });
       try {
@@ -97,7 +109,7 @@ export class CacheStores {
   /** Closes every session. */
   async close(): Promise<void> {
     this.closed = true;
-    const all = [...this.pools.values()].flatMap((p) => p.drain());
+    const all = [...this.pools.values(), ...this.queryPools.values()].flatMap((p) => p.drain());
     await Promise.allSettled(all.map((s) => s.close()));
   }
 }

@@ -48,3 +48,15 @@ export function logTail(text: string, max: number): string[] {
 export function buildHref(id: string): string {
   return `/builds/${encodeURIComponent(id)}`;
 }
+
+/** A byte count for the page: 512 B, 3.4 KiB, 12.0 MiB, 1.2 GiB (the script's formatSize is the same). */
+export function formatSize(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i] as string}`;
+}

@@ -12,6 +12,14 @@ import type { CoordinatorApi } from "../coordinator-types.js";
 import type { PoolStore } from "../pool-store.js";
 import type { ApiEnv, Transport } from "./api-env.js";
 import { createApiApp } from "./app.js";
+import {
+  applyHttpLimits,
+  DEFAULT_HTTP_LIMITS,
+  serverOptionsFor,
+  urlTooLong,
+  whileAnswering,
+  type HttpLimits,
+} from "./http-limits.js";
 
 export interface ApiServerOptions {
   coordinator: CoordinatorApi;
@@ -31,8 +39,14 @@ export interface ApiServerOptions {
   heartbeatMs?: number;
   /** The pool's stores as one, for the gateway (/api/pool/*). */
   pool?: PoolStore;
+  /** Timeouts and sizes of every connection (default DEFAULT_HTTP_LIMITS; `serve --header-timeout`, `--idle-timeout`). */
+  limits?: HttpLimits;
   /** The binary cache: its app answers every path under /cache, the API's /api/cache/stats its numbers. */
-  cache?: { app: Hono<ApiEnv>; stats: () => CacheStatsView };
+  cache?: {
+    app: Hono<ApiEnv>;
+    stats: () => CacheStatsView;
+    watch?: (fn: (view: CacheStatsView) => void) => () => void;
+  };
 }
 
 /** Whether a request's (normalised) path is the binary cache's. */
@@ -79,6 +93,7 @@ function listen(server: Server, target: string | ListenAddress, what: string): P
 /** Serves the coordinator's app on its Unix socket (peer credentials) and, optionally, on TCP (token). */
 export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
   let draining = false;
+  const limits = o.limits ?? DEFAULT_HTTP_LIMITS;
   const cookiePort = o.listen?.port ?? 0;
   const { app, streams } = createApiApp({
     coordinator: o.coordinator,
@@ -90,19 +105,34 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
     log: o.log,
     draining: () => draining,
     ...(o.mountDashboard ? { mountDashboard: o.mountDashboard } : {}),
-    ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+    // Event streams write at least three times per idle timeout, so an idle cut never ends a reader's stream.
+    heartbeatMs: o.heartbeatMs ?? Math.min(15_000, Math.floor(limits.idleMs / 3)),
     ...(o.cache ? { cacheStats: o.cache.stats } : {}),
     ...(o.pool ? { pool: o.pool } : {}),
+    ...(o.cache?.watch ? { cacheWatch: o.cache.watch } : {}),
   });
   const cacheApp = o.cache?.app;
-  const serverFor = (transport: Transport) =>
-    createAdaptorServer({
-      fetch: (req, env) =>
-        (cacheApp && isCachePath(req.url) ? cacheApp : app).fetch(req, {
-          ...(env as HttpBindings),
-          transport,
-        }),
+  const serverFor = (transport: Transport) => {
+    const server = createAdaptorServer({
+      serverOptions: serverOptionsFor(limits),
+      fetch: (req, env) => {
+        const bindings = env as HttpBindings;
+        if (urlTooLong(bindings.incoming, limits)) {
+          const message = `The URL is longer than ${limits.maxUrlBytes} bytes.`;
+          return Response.json(
+            { code: "API_BAD_REQUEST", message },
+            { status: 414, headers: { Connection: "close" } },
+          );
+        }
+        const target = cacheApp && isCachePath(req.url) ? cacheApp : app;
+        return whileAnswering(bindings.incoming, limits, async () =>
+          target.fetch(req, { ...bindings, transport }),
+        );
+      },
     }) as Server;
+    applyHttpLimits(server, limits);
+    return server;
+  };
 
   if (Buffer.byteLength(o.socketPath) > MAX_SOCKET_PATH) {
     throw new NixpoolError(

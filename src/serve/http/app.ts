@@ -39,6 +39,8 @@ export interface ApiAppOptions {
   pool?: PoolStore;
   /** The binary cache's numbers (GET /api/cache/stats); none when serve runs without the cache. */
   cacheStats?: () => CacheStatsView;
+  /** The cache's numbers after they change: sent as `cache` events on /api/events (the dashboard's). */
+  cacheWatch?: (fn: (view: CacheStatsView) => void) => () => void;
 }
 
 /** Request bodies are a list of derivations: a megabyte holds thousands. */
@@ -152,9 +154,11 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
   app.get("/api/events", async (c) => {
     const q = c.req.query("build");
     const buildId = q === undefined ? undefined : (await findBuild(q)).id;
+    const watch = o.cacheWatch;
     return streamEvents(c, {
       source: c0,
       registry: streams,
+      ...(watch ? { also: (send) => watch((cache) => send({ type: "cache", cache })) } : {}),
       ...(buildId !== undefined ? { buildId } : {}),
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
     });

@@ -7,11 +7,18 @@ import type {
   CoordinatorApi,
   CoordinatorEvent,
 } from "../coordinator-types.js";
+import type { CacheStatsView } from "../cache/cache-stats.js";
 import type { ApiEnv } from "./api-env.js";
 
-/** What a stream sends besides the coordinator's own events: a build's id once submitted, and its end. */
+/**
+ * What a stream sends besides the coordinator's own events: a build's id once submitted, its end,
+ * and (on the stream of every event) the binary cache's numbers after they changed.
+ */
 export type StreamEvent =
-  CoordinatorEvent | { type: "submitted"; id: BuildId } | { type: "end"; build: BuildDetail | undefined };
+  | CoordinatorEvent
+  | { type: "submitted"; id: BuildId }
+  | { type: "end"; build: BuildDetail | undefined }
+  | { type: "cache"; cache: CacheStatsView };
 
 export const FINISHED: ReadonlySet<BuildStatus> = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -41,6 +48,8 @@ export interface EventStreamOptions {
   /** Runs once subscribed, before any event is sent: returns the build to follow (e.g. the one it submits). */
   start?: () => BuildId;
   heartbeatMs?: number;
+  /** More events to send on the stream of every event (not one build's): the cache's numbers. */
+  also?: (fn: (e: StreamEvent) => void) => () => void;
 }
 
 /** A reader this far behind is dropped rather than buffered without end. */
@@ -106,6 +115,7 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
       if (e.type === "build" && FINISHED.has(e.build.status)) end(followed);
     };
     const unregister = o.registry.add(finish);
+    const unsubscribeAlso = followed === undefined ? o.also?.(send) : undefined;
     stream.onAbort(finish);
     const heartbeat = setInterval(() => write(": keep-alive\n\n"), o.heartbeatMs ?? 15_000);
     try {
@@ -122,6 +132,7 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
     } finally {
       clearInterval(heartbeat);
       unsubscribe();
+      unsubscribeAlso?.();
       unregister();
     }
   });

@@ -104,6 +104,48 @@
     for (const el of document.querySelectorAll(`[data-count="${name}"]`)) el.textContent = String(value);
   }
 
+  /** Bytes as src/serve/dashboard/format.ts formatSize writes them. */
+  function formatSize(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let v = n;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i++;
+    }
+    return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+  }
+
+  /** The binary cache's numbers (a `cache` event): the counts and the most requested paths. */
+  function cacheEvent(s) {
+    if (!s || typeof s !== "object") return;
+    setCount("cache-servable", s.servable);
+    setCount("cache-hits", s.narinfoHits);
+    setCount("cache-misses", s.narinfoMisses);
+    setCount("cache-requests", s.narinfoRequests);
+    setCount("cache-nars", s.narsServed);
+    setCount("cache-bytes", formatSize(s.bytesServed));
+    for (const el of document.querySelectorAll('[data-count="cache-bytes"]'))
+      el.setAttribute("title", `${s.bytesServed} bytes`);
+    setCount("cache-cut", s.narsCut);
+    setCount("cache-resumed", s.rangeRequests);
+    const tbody = document.getElementById("cache-top");
+    if (!tbody || !Array.isArray(s.topPaths)) return;
+    const rows = [];
+    for (const p of s.topPaths) {
+      const tr = cloneTemplate("cache-top-row");
+      if (!tr) return;
+      const name = field(tr, "path");
+      name.textContent = String(p.path).slice(44) || String(p.path);
+      name.setAttribute("title", String(p.path));
+      field(tr, "nars").textContent = String(p.nars);
+      field(tr, "bytes").textContent = formatSize(p.bytes);
+      rows.push(tr);
+    }
+    tbody.replaceChildren(...rows);
+    fixEmpty(tbody);
+  }
+
   function progressText(c) {
     return `${c.done}/${c.total}${c.failed > 0 ? `, ${c.failed} failed` : ""}`;
   }
@@ -427,6 +469,7 @@
     if (page === "overview") {
       if (e.type === "build") overviewBuild(e.build);
       else if (e.type === "builder") builderEvent(e.builder);
+      else if (e.type === "cache") cacheEvent(e.cache);
     } else if (page === "history") {
       if (e.type === "build") historyBuild(e.build);
     } else if (page === "build") {
@@ -492,7 +535,8 @@
   source.onerror = () => setLive("reconnecting", "reconnecting…");
   // Unnamed messages, and the same events when the stream names them by type.
   source.onmessage = onMessage;
-  for (const type of ["build", "derivation", "log", "builder"]) source.addEventListener(type, onMessage);
+  for (const type of ["build", "derivation", "log", "builder", "cache"])
+    source.addEventListener(type, onMessage);
   addEventListener("pagehide", () => source.close());
 
   // Running durations keep counting between events.
