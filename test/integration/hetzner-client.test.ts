@@ -120,21 +120,21 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     );
     await fault({ kind: "resource_limit", count: 1 });
     await rejectsWith(
-      c.createServer({ name: "lim", server_type: "cx22", image: "debian-12" }),
+      c.createServer({ name: "lim", server_type: "cx23", image: "debian-12" }),
       "HCLOUD_RESOURCE_LIMIT",
     );
     const s = await c.createServer({
       name: "uniq",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
       labels: { t: "1" },
     });
     await rejectsWith(
-      c.createServer({ name: "uniq", server_type: "cx22", image: "debian-12" }),
+      c.createServer({ name: "uniq", server_type: "cx23", image: "debian-12" }),
       "HCLOUD_NOT_UNIQUE",
     );
     await rejectsWith(
-      c.createServer({ name: "soldout", server_type: "cx32", image: "debian-12", location: "hel1" }),
+      c.createServer({ name: "soldout", server_type: "cx33", image: "debian-12", location: "hel1" }),
       "HCLOUD_RESOURCE_UNAVAILABLE",
     );
     const done = await c.waitForAction(s.action, { pollMs: 50 });
@@ -152,7 +152,7 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
   test("a failed action is an error naming the action", async () => {
     const c = client();
     await fault({ kind: "boot", mode: "fail" });
-    const s = await c.createServer({ name: "will-fail", server_type: "cx22", image: "debian-12" });
+    const s = await c.createServer({ name: "will-fail", server_type: "cx23", image: "debian-12" });
     const e = await rejectsWith(c.waitForAction(s.action, { pollMs: 50 }), "HCLOUD_ACTION_FAILED");
     assert.match(e.message, /create_server/);
     await c.deleteServer(s.server.id);
@@ -163,7 +163,7 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     const lines: string[] = [];
     const api = await loadPrices(c, (l) => lines.push(l));
     assert.equal(api.source, "api");
-    assert.equal(api.serverTypes["cx22"]?.["fsn1"]?.hourly.net, 0.006);
+    assert.equal(api.serverTypes["cx23"]?.["fsn1"]?.hourly.net, 0.006);
     assert.equal(api.primaryIpv4["fsn1"]?.monthly.net, 0.5);
     assert.equal(lines.length, 0);
     await fault({ kind: "server_error", count: 3, status: 503, path: "/pricing" });
@@ -171,14 +171,14 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     assert.equal(fallback, FALLBACK_PRICES);
     assert.match(
       lines.join("\n"),
-      /could not read prices from the API .*; using the bundled table of 2026-01-15/,
+      /could not read prices from the API .*; using the bundled table of 2026-12-01/,
     );
   });
 
   test("catalogue: server types with per-location availability, pricing with primary IPv4, images", async () => {
     const c = client();
-    const cx32 = (await c.listServerTypes()).find((t) => t.name === "cx32");
-    assert.equal(cx32?.locations.find((l) => l.name === "hel1")?.available, false);
+    const cx33 = (await c.listServerTypes()).find((t) => t.name === "cx33");
+    assert.equal(cx33?.locations.find((l) => l.name === "hel1")?.available, false);
     const pricing = await c.getPricing();
     assert.ok(pricing.primary_ips.find((p) => p.type === "ipv4")?.prices.some((p) => p.location === "fsn1"));
     assert.ok((await c.listImages({ name: "debian-12", architecture: "x86" })).length === 1);
