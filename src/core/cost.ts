@@ -239,6 +239,8 @@ export interface TypeRequirements {
   /** GB */
   minMemory: number;
   architecture: "x86" | "arm";
+  /** GB of disk at least (a snapshot's disk_size: a smaller disk cannot boot it). */
+  minDisk?: number;
 }
 
 /** A server type as the choice needs it (a subset of the API's server type). */
@@ -246,6 +248,8 @@ export interface TypeOffer {
   name: string;
   cores: number;
   memory: number;
+  /** GB */
+  disk?: number;
   architecture: string;
   deprecated: boolean;
   deprecation?: unknown;
@@ -274,6 +278,7 @@ export function chooseServerType<T extends TypeOffer>(
     .filter((t) => !t.deprecated && (t.deprecation === undefined || t.deprecation === null))
     .filter((t) => t.architecture === req.architecture)
     .filter((t) => t.cores >= req.minCores && t.memory >= req.minMemory)
+    .filter((t) => req.minDisk === undefined || (t.disk ?? 0) >= req.minDisk)
     .filter((t) => t.locations.some((l) => l.name === location && l.available && !l.deprecation))
     .flatMap((t) => {
       const r = prices.serverTypes[t.name]?.[location];
