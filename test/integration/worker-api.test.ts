@@ -116,7 +116,7 @@ describe(
         { args: ["worker", "down", "hz-0000000000"], refusedCreate: false },
         { args: ["worker", "up", "--type", "cx23"], refusedCreate: true },
         { args: ["worker", "shell", "--type", "cx23", "-c", "true"], refusedCreate: true },
-        { args: ["build", "--on", "hetzner:cx22", GRAPH, "--arg", "n", "1"], refusedCreate: true },
+        { args: ["build", "--on", "hetzner:cx23", GRAPH, "--arg", "n", "1"], refusedCreate: true },
       ];
       for (const [i, { args, refusedCreate }] of commands.entries()) {
         const expired = newLease({

@@ -122,7 +122,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     );
     await assertNoServers();
     const list = await cli(stateDir, ["worker", "list", "--json"]);
-    assert.deepEqual(JSON.parse(list.stdout), { workers: [] });
+    assert.deepEqual(JSON.parse(list.stdout), { workers: [], snapshots: [] });
   });
 
   test("build --on hetzner takes a flake output: built on the worker, result linked, worker deleted", async () => {
@@ -208,7 +208,10 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.match(r.stderr, /hint: The server is deleted/);
     assert.match(r.stderr, /deleted; cost:/);
     await assertNoServers();
-    assert.deepEqual(JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout), { workers: [] });
+    assert.deepEqual(JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout), {
+      workers: [],
+      snapshots: [],
+    });
   });
 
   test("a slow boot is waited for: SSH retried with the pinned key until it answers", async () => {

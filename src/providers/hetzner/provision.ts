@@ -71,15 +71,26 @@ export function pickServerType(
       });
     }
     const at = t.locations.find((l) => l.name === req.location);
+    if (at?.deprecation) {
+      throw new NixpoolError(
+        "HCLOUD_TYPE_UNAVAILABLE",
+        `Server type ${t.name} is phased out in ${req.location} (not orderable after ${at.deprecation.unavailable_after.slice(0, 10)}).`,
+        {
+          hint: "Use a current type (hcloud server-type list), e.g. --type cx23, or --type auto.",
+          exitCode: ExitCode.usage,
+        },
+      );
+    }
     if (!at?.available) {
+      const where = t.locations.filter((l) => l.available).map((l) => l.name);
       throw new NixpoolError(
         "HCLOUD_TYPE_UNAVAILABLE",
         `Server type ${t.name} is ${at ? "sold out" : "not offered"} in ${req.location}.`,
         {
-          hint: `Rent it where it is available (${t.locations
-            .filter((l) => l.available)
-            .map((l) => l.name)
-            .join(", ")}), e.g. nixpool worker up --type ${t.name} --location LOCATION; or use --type auto.`,
+          hint:
+            where.length > 0
+              ? `Rent it where it is available (${where.join(", ")}), e.g. nixpool worker up --type ${t.name} --location LOCATION; or use --type auto.`
+              : "It is available nowhere now; use --type auto, or another type (hcloud server-type list).",
           exitCode: ExitCode.usage,
         },
       );
