@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { HcloudClient, type RetryEvent } from "../../src/providers/hetzner/client.js";
 import { resolveToken } from "../../src/providers/hetzner/token.js";
 import { loadPrices } from "../../src/providers/hetzner/provision.js";
+import { findLatestSnapshot } from "../../src/providers/hetzner/snapshots.js";
+import { snapshotLabels } from "../../src/core/snapshots.js";
 import { FALLBACK_PRICES } from "../../src/core/cost.js";
 import { isNixpoolError, type NixpoolError } from "../../src/core/errors.js";
 import { redact } from "../../src/core/redact.js";
@@ -184,6 +186,55 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     assert.ok((await c.listImages({ name: "debian-12", architecture: "x86" })).length === 1);
     assert.deepEqual(await c.listImages({ type: "snapshot", labelSelector: "nixpool=1" }), []);
     assert.ok((await c.listLocations()).some((l) => l.name === "nbg1"));
+  });
+});
+
+describe("snapshots through the client", { timeout: 60_000 }, () => {
+  test("shutdown, create_image, get, list by label, the latest, disk too big, delete: answers validated", async () => {
+    const emu = await startHetznerEmulator({
+      tokens: [TEST_TOKEN],
+      timing: { createMs: 100, bootMs: 20, deleteMs: 20, imageMs: 200 },
+    });
+    try {
+      const c = new HcloudClient({ token: TEST_TOKEN, endpoint: emu.endpoint });
+      const { server, action } = await c.createServer({
+        name: "src",
+        server_type: "cx33",
+        image: "debian-12",
+      });
+      await c.waitForAction(action, { pollMs: 20 });
+      await c.waitForAction(await c.shutdownServer(server.id), { pollMs: 20 });
+      assert.equal((await c.getServer(server.id))?.status, "off");
+      const labels = snapshotLabels({
+        owner: "0123456789ab",
+        leaseId: "abcdef0123",
+        expiresMs: Date.now() + 3_600_000,
+        architecture: "x86",
+        systemPath: null,
+        version: "0.1.0",
+        type: "cx33",
+      });
+      const created = await c.createImage(server.id, { description: "d", labels });
+      assert.equal(created.image?.status, "creating");
+      assert.ok(created.action);
+      await c.waitForAction(created.action, { pollMs: 20 });
+      const id = created.image?.id ?? 0;
+      assert.equal((await c.getImage(id))?.status, "available");
+      const latest = await findLatestSnapshot(c, { owner: "0123456789ab", architecture: "x86" });
+      assert.equal(latest?.id, id);
+      assert.equal(await findLatestSnapshot(c, { owner: "0123456789ab", architecture: "arm" }), undefined);
+      const e = await c.createServer({ name: "small", server_type: "cx23", image: String(id) }).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      assert.ok(isNixpoolError(e) && e.code === "SNAPSHOT_TOO_BIG", String(e));
+      assert.equal(await c.deleteImage(id), true);
+      assert.equal(await c.getImage(id), undefined);
+      assert.equal(await c.deleteImage(id), false);
+      await c.deleteServer(server.id);
+    } finally {
+      await emu.close();
+    }
   });
 });
 
