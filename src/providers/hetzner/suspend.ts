@@ -200,6 +200,17 @@ export async function suspendWorker(
   o: SuspendOptions,
   log: Log,
 ): Promise<SuspendResult> {
+  const h = rec.lease.holder;
+  if (h.kind === "process" && h.pid !== process.pid && h.host === hostname() && isProcessAlive(h.pid)) {
+    throw new NixpoolError(
+      "WORKER_SUSPEND_FAILED",
+      `Worker ${rec.lease.name} is held by process ${h.pid} (${rec.suspend ? "suspending it" : "a build or shell"}).`,
+      {
+        hint: "Wait for it to finish (nixpool worker list), or stop that process and run this again.",
+        exitCode: ExitCode.usage,
+      },
+    );
+  }
   if (!rec.suspend) {
     if (rec.status !== "ready") {
       throw new NixpoolError(
@@ -213,20 +224,6 @@ export async function suspendWorker(
       );
     }
     rec.suspend = { step: "roots", imageId: null, startedAt: new Date().toISOString() };
-  } else if (
-    rec.lease.holder.kind === "process" &&
-    rec.lease.holder.pid !== process.pid &&
-    rec.lease.holder.host === hostname() &&
-    isProcessAlive(rec.lease.holder.pid)
-  ) {
-    throw new NixpoolError(
-      "WORKER_SUSPEND_FAILED",
-      `Worker ${rec.lease.name} is being suspended by process ${rec.lease.holder.pid}.`,
-      {
-        hint: "Wait for it to finish (nixpool worker list), or stop that process and run this again.",
-        exitCode: ExitCode.usage,
-      },
-    );
   } else {
     log(`worker ${rec.lease.name}: resuming its suspend at the ${rec.suspend.step} step`);
   }
