@@ -36,7 +36,11 @@ const USED: Record<string, string[]> = {
   "/ssh_keys": ["get", "post"],
   "/ssh_keys/{id}": ["get", "put", "delete"],
   "/images": ["get"],
-  "/images/{id}": ["get"],
+  "/images/{id}": ["get", "put", "delete"],
+  "/images/{id}/actions/change_protection": ["post"],
+  "/servers/{id}/actions/create_image": ["post"],
+  "/servers/{id}/actions/shutdown": ["post"],
+  "/servers/{id}/actions/poweron": ["post"],
 };
 
 /** Responses validated at run time, keyed "METHOD PATH". */
@@ -54,6 +58,12 @@ const VALIDATED: [string, string, string][] = [
   ["get", "/ssh_keys", "200"],
   ["post", "/ssh_keys", "201"],
   ["get", "/images", "200"],
+  ["get", "/images/{id}", "200"],
+  ["put", "/images/{id}", "200"],
+  ["post", "/images/{id}/actions/change_protection", "201"],
+  ["post", "/servers/{id}/actions/create_image", "201"],
+  ["post", "/servers/{id}/actions/shutdown", "201"],
+  ["post", "/servers/{id}/actions/poweron", "201"],
   ["get", "/servers", "4xx"],
 ];
 

@@ -17,6 +17,7 @@ interface EmulatorFlags {
   log?: boolean;
   createMs?: string;
   bootMs?: string;
+  imageMs?: string;
 }
 
 /** nixpool emulator hetzner: serves the Hetzner Cloud API locally until interrupted. */
@@ -35,6 +36,7 @@ export const registerEmulator: RegisterCommands = (program, context) => {
     .option("--token-file <file>", "accept only the API tokens in this file, one a line (default: any)")
     .option("--create-ms <ms>", "duration of the create_server action")
     .option("--boot-ms <ms>", "time from creation until SSH answers")
+    .option("--image-ms <ms>", "duration of the create_image action (a snapshot is creating until then)")
     .option("--log", "print one line per request")
     .action(async (opts: EmulatorFlags) => {
       const ctx = context();
@@ -53,10 +55,12 @@ export const registerEmulator: RegisterCommands = (program, context) => {
             });
       const createMs = ms("--create-ms", opts.createMs);
       const bootMs = ms("--boot-ms", opts.bootMs);
+      const imageMs = ms("--image-ms", opts.imageMs);
       const tokens = [...(opts.token ?? []), ...(opts.tokenFile ? await readTokenFile(opts.tokenFile) : [])];
       const timing = {
         ...(createMs !== undefined ? { createMs } : {}),
         ...(bootMs !== undefined ? { bootMs } : {}),
+        ...(imageMs !== undefined ? { imageMs } : {}),
       };
       // Every API client may put its SSH key on a machine that runs as root on this host.
       if (opts.boot && !isLoopbackHost(opts.host) && !opts.token && !opts.tokenFile) {

@@ -5,12 +5,16 @@ import { renderTable } from "../cli/output.js";
 import { writeFileAtomic } from "../adapters/fs.js";
 import { runInteractive } from "../adapters/runner.js";
 import { sshAlias, storeUri, type Builder } from "../core/builder.js";
-import { formatCostShort, formatWorkerCost } from "../core/cost.js";
+import { formatCostShort, formatMoney, formatWorkerCost } from "../core/cost.js";
+import { readDurationFlag } from "../core/duration.js";
 import { configError, isNixpoolError } from "../core/errors.js";
 import { LABELS, MANAGED_SELECTOR } from "../core/lease.js";
 import { renderMachinesLine } from "../core/machines.js";
 import { writeWorkerSshFiles } from "../providers/hetzner/provision.js";
 import { reapQuietly, reapWorkers } from "../providers/hetzner/reaper.js";
+import { describeSnapshot } from "../providers/hetzner/snapshots.js";
+import { listPoolSnapshots, type PoolSnapshot } from "../providers/hetzner/snapshot-costs.js";
+import { suspendWorker } from "../providers/hetzner/suspend.js";
 import { findRecord, readRecords, recordCost, type Log } from "../providers/hetzner/records.js";
 import type { HetznerSession } from "../providers/hetzner/session.js";
 import { destroyWorker } from "../providers/hetzner/teardown.js";
@@ -66,6 +70,10 @@ export const registerWorker: RegisterCommands = (program, context) => {
 
   rentOptions(worker.command("up").description("rent a worker and add it to the pool's builders"), "2h")
     .option("--keep", "the default for worker up: it stays until worker down or its lease expires")
+    .option(
+      "--from-snapshot [id]",
+      "wake it from a snapshot of a suspended worker: its id, or latest (the default)",
+    )
     .option("--json", "print JSON")
     .action(async (f: RentFlags) => {
       const ctx = context();
@@ -124,7 +132,14 @@ export const registerWorker: RegisterCommands = (program, context) => {
       }
       const now = Date.now();
       const records = await readRecords(ctx.stateDir, log);
-      if (f.json) return ctx.output.json({ workers: records.map((r) => summariseWorker(r, now)) });
+      const snapshots = session ? await listPoolSnapshots(session, log, now) : [];
+      if (f.json) {
+        return ctx.output.json({
+          workers: records.map((r) => summariseWorker(r, now)),
+          ...(session ? { snapshots } : {}),
+        });
+      }
+      if (snapshots.length > 0) ctx.output.out(renderSnapshotTable(snapshots));
       if (records.length === 0) return ctx.output.out("No workers. Rent one with: nixpool worker up");
       ctx.output.out(
         renderTable(
@@ -168,18 +183,67 @@ export const registerWorker: RegisterCommands = (program, context) => {
 
   worker
     .command("gc")
-    .description("delete servers whose lease expired or whose owner record or process is gone")
+    .description(
+      "finish killed suspends; delete servers whose lease expired or whose owner record or process is gone, and snapshots past retention, expired or orphaned",
+    )
     .option("--token-file <file>", "file holding the Hetzner Cloud API token")
     .option("--json", "print JSON")
     .action(async (f: { tokenFile?: string; json?: boolean }) => {
       const ctx = context();
+      const { hetzner } = await ctx.loadInventory();
       await withSession(ctx, f, async (s, log) => {
-        const r = await reapWorkers(s, log);
+        const r = await reapWorkers(s, log, hetzner);
         if (f.json) return ctx.output.json(r);
         ctx.output.out(
-          r.deleted.length === 0 && r.droppedLeases.length === 0
+          r.deleted.length === 0 &&
+            r.droppedLeases.length === 0 &&
+            r.deletedSnapshots.length === 0 &&
+            r.finishedSuspends.length === 0
             ? "Nothing to collect."
-            : `Deleted ${r.deleted.length} server(s), dropped ${r.droppedLeases.length} stale record(s), ${r.deletedSshKeys} temporary SSH key(s).`,
+            : `Deleted ${r.deleted.length} server(s), dropped ${r.droppedLeases.length} stale record(s), ${r.deletedSshKeys} temporary SSH key(s), ${r.deletedSnapshots.length} snapshot(s); finished ${r.finishedSuspends.length} suspend(s).`,
+        );
+      });
+    });
+
+  worker
+    .command("suspend")
+    .description(
+      "keep what a worker built in a snapshot and delete its server (wake it with worker up --from-snapshot)",
+    )
+    .argument("<name>", "worker name (hz-…), server name or lease id")
+    .option("--image-timeout <duration>", "time allowed for the snapshot to become available (default 30m)")
+    .option("--token-file <file>", "file holding the Hetzner Cloud API token")
+    .option("--json", "print JSON")
+    .action(async (name: string, f: { tokenFile?: string; json?: boolean; imageTimeout?: string }) => {
+      const ctx = context();
+      const { hetzner } = await ctx.loadInventory();
+      const imageTimeoutMs =
+        f.imageTimeout === undefined
+          ? undefined
+          : readDurationFlag(f.imageTimeout, {
+              flag: "--image-timeout",
+              bare: "refuse",
+              minMs: 1000,
+              example: "nixpool worker suspend NAME --image-timeout 1h",
+            }).ms;
+      await withSession(ctx, f, async (s, log) => {
+        const rec = findRecord(await readRecords(ctx.stateDir, log), name);
+        if (!rec) {
+          throw configError("WORKER_UNKNOWN", `No worker is named "${name}".`, {
+            hint: "List them with: nixpool worker list",
+          });
+        }
+        const { image, cost } = await suspendWorker(
+          s,
+          rec,
+          { snapshotTtlMs: hetzner.snapshotTtlMs, ...(imageTimeoutMs ? { imageTimeoutMs } : {}) },
+          log,
+        );
+        await reapQuietly(s, log, hetzner);
+        if (f.json)
+          return ctx.output.json({ suspended: rec.lease.name, snapshot: describeSnapshot(image), cost });
+        ctx.output.out(
+          `worker ${rec.lease.name} suspended into snapshot ${image.id} (${image.image_size ?? "?"} GB); server deleted; ${formatWorkerCost(cost, rec.type, rec.location)}`,
         );
       });
     });
@@ -233,6 +297,23 @@ export const registerWorker: RegisterCommands = (program, context) => {
       if (result !== 0) process.exitCode = result;
     });
 };
+
+/** The snapshots table of `worker list`: what each holds and what its storage costs (net). */
+function renderSnapshotTable(snapshots: readonly PoolSnapshot[]): string {
+  return renderTable(
+    ["SNAPSHOT", "STATUS", "CREATED", "ARCH", "FROM TYPE", "SIZE", "PER MONTH", "COST SO FAR"],
+    snapshots.map((x) => [
+      String(x.id),
+      x.status,
+      x.created,
+      x.architecture,
+      x.type ?? "-",
+      x.imageSizeGb === null ? "-" : `${x.imageSizeGb} GB`,
+      `${formatMoney(x.cost.monthly, x.cost.currency)} net`,
+      `${formatMoney(x.cost.soFar, x.cost.currency)} net`,
+    ]),
+  );
+}
 
 /** The shell's rc: the user's own bashrc, a prompt marker and nix_on_worker. */
 export function renderShellRc(): string {

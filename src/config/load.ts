@@ -20,9 +20,18 @@ export interface LoadedInventory {
   policy: { trustedOnly: string[]; untrustedResults: "accept" | "verify" | "refuse" };
   /** `[coordinator] database` (a PostgreSQL URL), when set. */
   database?: string;
+  /** The `[hetzner]` table: snapshots of suspended workers (defaults when absent). */
+  hetzner: HetznerSettings;
+}
+
+/** `[hetzner]`: how many snapshots of the pool to keep, and when any owner's gc may delete one. */
+export interface HetznerSettings {
+  keepSnapshots: number;
+  snapshotTtlMs: number;
 }
 
 const NO_POLICY = { trustedOnly: [], untrustedResults: "accept" as const };
+export const DEFAULT_HETZNER: HetznerSettings = { keepSnapshots: 2, snapshotTtlMs: 30 * 86_400_000 };
 
 /** Reads the inventory at a resolved location; an absent default inventory is empty. */
 export async function loadInventory(
@@ -35,7 +44,14 @@ export async function loadInventory(
         hint: `Create it (see docs/configuration.md) or import a machines file: nixpool import /etc/nix/machines --inventory ${loc.path}`,
       });
     }
-    return { path: loc.path, exists: false, builders: [], targets: [], policy: NO_POLICY };
+    return {
+      path: loc.path,
+      exists: false,
+      builders: [],
+      targets: [],
+      policy: NO_POLICY,
+      hetzner: DEFAULT_HETZNER,
+    };
   }
   const text = await readFile(loc.path, "utf8");
   // The schema (zod, the TOML parser) loads only now that there is a file: start-up without one stays fast.
@@ -51,5 +67,9 @@ export async function loadInventory(
     targets: normaliseTargets(file),
     policy: file.policy ?? NO_POLICY,
     ...(file.coordinator?.database !== undefined ? { database: file.coordinator.database } : {}),
+    hetzner: {
+      keepSnapshots: file.hetzner?.keepSnapshots ?? DEFAULT_HETZNER.keepSnapshots,
+      snapshotTtlMs: file.hetzner?.snapshotTtl ?? DEFAULT_HETZNER.snapshotTtlMs,
+    },
   };
 }

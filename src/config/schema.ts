@@ -2,6 +2,7 @@ import { z } from "zod";
 import { BUILDER_NAME_PATTERN, type Builder } from "../core/builder.js";
 import { publicKeyProblem } from "../core/public-key.js";
 import { DEFAULT_PROFILE, type DeployTarget } from "../core/deploy/target.js";
+import { parseDuration } from "../core/duration.js";
 
 const HOST_PATTERN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$/;
 const USER_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/i;
@@ -163,6 +164,29 @@ export const coordinatorSchema = z
   })
   .strict();
 
+/** `[hetzner]`: snapshots of suspended workers (docs/hetzner.md#snapshots). */
+export const hetznerSchema = z
+  .object({
+    keepSnapshots: z
+      .number()
+      .int("must be an integer")
+      .min(0, "must be ≥ 0")
+      .max(100, "must be ≤ 100")
+      .optional(),
+    snapshotTtl: z
+      .string()
+      .transform((t, ctx) => {
+        const ms = parseDuration(t);
+        if (ms === undefined || ms < 3_600_000) {
+          ctx.addIssue({ code: "custom", message: 'must be a duration of an hour or more, e.g. "30d"' });
+          return z.NEVER;
+        }
+        return ms;
+      })
+      .optional(),
+  })
+  .strict();
+
 export const inventorySchema = z
   .object({
     defaults: z
@@ -171,6 +195,7 @@ export const inventorySchema = z
       .optional(),
     policy: policySchema.optional(),
     coordinator: coordinatorSchema.optional(),
+    hetzner: hetznerSchema.optional(),
     builders: namedRecord(builderSchema, "builder"),
     targets: namedRecord(targetSchema, "target"),
   })

@@ -12,6 +12,13 @@ export interface CloudInitSpec {
   systemFeatures: string[];
 }
 
+/**
+ * The worker's system (nixpool's configuration of it, a store path holding its nix.conf) is
+ * this profile; the nix.conf cloud-init writes includes the profile's, so switching the profile
+ * (a worker woken from an older snapshot) reconfigures Nix.
+ */
+export const WORKER_SYSTEM_PROFILE = "/nix/var/nix/profiles/nixpool-worker";
+
 /** The nix.conf of a worker: trusted root, max-jobs = cores, no substituters beyond the default. */
 export function renderWorkerNixConf(spec: Pick<CloudInitSpec, "maxJobs" | "systemFeatures">): string {
   return [
@@ -51,7 +58,7 @@ export function renderCloudInit(spec: CloudInitSpec): string {
         path: "/etc/nix/nix.conf",
         owner: "root:root",
         permissions: "0644",
-        content: renderWorkerNixConf(spec),
+        content: `${renderWorkerNixConf(spec)}!include ${WORKER_SYSTEM_PROFILE}/nix.conf\n`,
         // Appended after package installation: Debian's own lines (sandbox = false) stay, ours win.
         append: true,
         defer: true,

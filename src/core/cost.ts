@@ -24,6 +24,8 @@ export interface PriceTable {
   serverTypes: Record<string, Record<string, Rate>>;
   /** primaryIpv4[location] */
   primaryIpv4: Record<string, Rate>;
+  /** Snapshots: per GB of image_size and month. */
+  imagePerGbMonth?: Money;
 }
 
 const rate = (hourly: number, monthly: number, vat: number): Rate => ({
@@ -36,21 +38,24 @@ function round(n: number, digits = 6): number {
   return Math.round(n * f) / f;
 }
 
-const FALLBACK_DATE = "2026-01-15";
+const FALLBACK_DATE = "2026-12-01";
 const FALLBACK_VAT = 19;
 const EU = ["fsn1", "nbg1", "hel1"];
 const ALL = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
-/** type → [hourly net, monthly net, locations] (EUR, Hetzner's public price list). */
+/** Outside the EU (Ashburn, Hillsboro, Singapore) the cpx and ccx types cost about a fifth more. */
+const ABROAD = ["ash", "hil", "sin"];
+/** type → [hourly net, monthly net, locations] (EUR, Hetzner's public price list; the current line). */
 const FALLBACK_ROWS: Record<string, [number, number, string[]]> = {
-  cx22: [0.006, 3.79, EU],
-  cx32: [0.0109, 6.8, EU],
-  cx42: [0.0263, 16.4, EU],
-  cx52: [0.0519, 32.4, EU],
-  cpx11: [0.007, 4.35, ALL],
-  cpx21: [0.0121, 7.55, ALL],
-  cpx31: [0.0218, 13.6, ALL],
-  cpx41: [0.0403, 25.2, ALL],
-  cpx51: [0.0879, 54.9, ALL],
+  cx23: [0.006, 3.79, EU],
+  cx33: [0.0109, 6.8, EU],
+  cx43: [0.0263, 16.4, EU],
+  cx53: [0.0519, 32.4, EU],
+  cpx12: [0.007, 4.35, ALL],
+  cpx22: [0.0121, 7.55, ALL],
+  cpx32: [0.0218, 13.6, ALL],
+  cpx42: [0.0403, 25.2, ALL],
+  cpx52: [0.0586, 36.49, ALL],
+  cpx62: [0.0879, 54.9, ALL],
   cax11: [0.006, 3.79, EU],
   cax21: [0.0104, 6.49, EU],
   cax31: [0.0208, 12.99, EU],
@@ -58,9 +63,6 @@ const FALLBACK_ROWS: Record<string, [number, number, string[]]> = {
   ccx13: [0.02, 12.49, ALL],
   ccx23: [0.0392, 24.49, ALL],
   ccx33: [0.0777, 48.49, ALL],
-  ccx43: [0.1546, 96.49, ALL],
-  ccx53: [0.3085, 192.49, ALL],
-  ccx63: [0.4623, 288.49, ALL],
 };
 
 /** The bundled price table, used when the API's /pricing cannot be read. */
@@ -72,10 +74,16 @@ export const FALLBACK_PRICES: PriceTable = {
   serverTypes: Object.fromEntries(
     Object.entries(FALLBACK_ROWS).map(([type, [h, m, locs]]) => [
       type,
-      Object.fromEntries(locs.map((l) => [l, rate(h, m, FALLBACK_VAT)])),
+      Object.fromEntries(
+        locs.map((l) => {
+          const f = ABROAD.includes(l) ? 1.2 : 1;
+          return [l, rate(round(h * f, 4), round(m * f, 4), FALLBACK_VAT)];
+        }),
+      ),
     ]),
   ),
   primaryIpv4: Object.fromEntries(ALL.map((l) => [l, rate(0.0008, 0.5, FALLBACK_VAT)])),
+  imagePerGbMonth: { net: 0.011, gross: round(0.011 * (1 + FALLBACK_VAT / 100)) },
 };
 
 /** The API's /pricing answer, reduced to what the cost model needs. */
@@ -90,6 +98,7 @@ export interface ApiPricing {
     name: string;
     prices: { location: string; price_hourly: ApiMoney; price_monthly: ApiMoney }[];
   }[];
+  image?: { price_per_gb_month: ApiMoney };
 }
 interface ApiMoney {
   net: string;
@@ -123,7 +132,28 @@ export function pricesFromApi(p: ApiPricing, date: string): PriceTable {
         { hourly: money(x.price_hourly), monthly: money(x.price_monthly) },
       ]),
     ),
+    ...(p.image ? { imagePerGbMonth: money(p.image.price_per_gb_month) } : {}),
   };
+}
+
+/** Hours in a billing month, for prorating a per-month price (snapshots). */
+export const HOURS_PER_MONTH = 730;
+
+/**
+ * What a snapshot of `gb` GB costs: per GB and month, prorated per started hour, capped at
+ * a month's price for each month begun.
+ */
+export function snapshotCost(
+  perGbMonth: Money,
+  gb: number,
+  startMs: number,
+  endMs: number,
+): Money & { monthly: Money } {
+  const hours = billedHours(startMs, endMs);
+  const monthly = { net: round(perGbMonth.net * gb), gross: round(perGbMonth.gross * gb) };
+  const months = Math.ceil(hours / HOURS_PER_MONTH);
+  const f = (m: number) => round(Math.min((m * hours) / HOURS_PER_MONTH, m * months));
+  return { net: f(monthly.net), gross: f(monthly.gross), monthly };
 }
 
 /** Hours billed for a server that existed from start to end: every started hour, at least one. */
@@ -209,6 +239,8 @@ export interface TypeRequirements {
   /** GB */
   minMemory: number;
   architecture: "x86" | "arm";
+  /** GB of disk at least (a snapshot's disk_size: a smaller disk cannot boot it). */
+  minDisk?: number;
 }
 
 /** A server type as the choice needs it (a subset of the API's server type). */
@@ -216,6 +248,8 @@ export interface TypeOffer {
   name: string;
   cores: number;
   memory: number;
+  /** GB */
+  disk?: number;
   architecture: string;
   deprecated: boolean;
   deprecation?: unknown;
@@ -244,6 +278,7 @@ export function chooseServerType<T extends TypeOffer>(
     .filter((t) => !t.deprecated && (t.deprecation === undefined || t.deprecation === null))
     .filter((t) => t.architecture === req.architecture)
     .filter((t) => t.cores >= req.minCores && t.memory >= req.minMemory)
+    .filter((t) => req.minDisk === undefined || (t.disk ?? 0) >= req.minDisk)
     .filter((t) => t.locations.some((l) => l.name === location && l.available && !l.deprecation))
     .flatMap((t) => {
       const r = prices.serverTypes[t.name]?.[location];

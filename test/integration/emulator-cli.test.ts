@@ -50,7 +50,7 @@ test("nixpool emulator hetzner serves until SIGTERM; a restart stops machines a 
   assert.equal(noAuth.status, 401);
   await noAuth.text();
   const client = new HcloudClient({ token: TEST_TOKEN, endpoint });
-  assert.ok((await client.listServerTypes()).some((x) => x.name === "cx22"));
+  assert.ok((await client.listServerTypes()).some((x) => x.name === "cx23"));
 
   await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "k")]);
   const key = await client.createSshKey({
@@ -59,7 +59,7 @@ test("nixpool emulator hetzner serves until SIGTERM; a restart stops machines a 
   });
   const created = await client.createServer({
     name: "left-behind",
-    server_type: "cx22",
+    server_type: "cx23",
     image: "debian-12",
     ssh_keys: [String(key.id)],
   });

@@ -97,8 +97,8 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
       name: string;
       cores: number;
     }[];
-    assert.ok(types.some((t) => t.name === "cx22" && t.cores === 2));
-    const described = await hcloud(["server-type", "describe", "cpx31"]);
+    assert.ok(types.some((t) => t.name === "cx23" && t.cores === 2));
+    const described = await hcloud(["server-type", "describe", "cpx32"]);
     assert.match(described, /Cores:\s+4/);
     assert.match(described, /Location:\s+fsn1/);
   });
@@ -111,7 +111,7 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
       "--name",
       "cli-server",
       "--type",
-      "cx22",
+      "cx23",
       "--image",
       "debian-12",
       "--location",
@@ -135,7 +135,7 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
     );
     const described = await hcloud(["server", "describe", "cli-server"]);
     assert.match(described, /Name:\s+cli-server/);
-    assert.match(described, /Server Type:\s+cx22/);
+    assert.match(described, /Server Type:\s+cx23/);
     assert.match(described, /nixpool:\s+1|nixpool=1/);
     await hcloud(["server", "delete", "cli-server"]);
     await waitFor(async () => (await listJson(["server", "list", "-o", "json"])).length === 0, {
@@ -143,5 +143,50 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
       intervalMs: 100,
     });
     assert.deepEqual(await listJson(["server", "list", "-o", "json"]), []);
+  });
+
+  test("snapshots: server create-image, image list -t snapshot -l, enable-protection, delete", async () => {
+    await hcloud(["server", "create", "--name", "img-src", "--type", "cx33", "--image", "debian-12"]);
+    const created = await hcloud([
+      "server",
+      "create-image",
+      "--type",
+      "snapshot",
+      "--description",
+      "warm worker",
+      "--label",
+      "nixpool=1",
+      "--label",
+      "pool=p1",
+      "img-src",
+    ]);
+    const id = /Image (\d+) created/.exec(created)?.[1];
+    assert.ok(id, created);
+    const list = await listJson<{ id: number; type: string; status: string; labels: Record<string, string> }>(
+      ["image", "list", "-t", "snapshot", "-l", "pool=p1", "-o", "json"],
+    );
+    assert.deepEqual(
+      list.map((i) => [String(i.id), i.type, i.status, i.labels["pool"]]),
+      [[id, "snapshot", "available", "p1"]],
+    );
+    assert.deepEqual(await listJson(["image", "list", "-t", "snapshot", "-l", "pool=p2", "-o", "json"]), []);
+    assert.match(await hcloud(["image", "describe", id]), /Description:\s+warm worker/);
+    await hcloud(["image", "enable-protection", id, "delete"]);
+    const refused = await run(["hcloud", "image", "delete", id], {
+      reject: false,
+      timeout: 60_000,
+      env: {
+        HCLOUD_ENDPOINT: emu.endpoint,
+        HCLOUD_TOKEN: TEST_TOKEN,
+        HCLOUD_CONFIG: join(dir, "cli.toml"),
+        HOME: dir,
+      },
+    });
+    assert.notEqual(refused.exitCode, 0);
+    assert.match(refused.stderr, /protected/);
+    await hcloud(["image", "disable-protection", id, "delete"]);
+    await hcloud(["image", "delete", id]);
+    assert.deepEqual(await listJson(["image", "list", "-t", "snapshot", "-o", "json"]), []);
+    await hcloud(["server", "delete", "img-src"]);
   });
 });

@@ -50,8 +50,8 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
   test("catalogue endpoints answer with the spec's shapes", async () => {
     const types = await checked("GET", "/server_types", "/server_types");
     assert.ok((types.body?.["server_types"] as unknown[]).length > 0);
-    await checked("GET", "/server_types?name=cx22", "/server_types");
-    await checked("GET", "/server_types/104", "/server_types/{id}");
+    await checked("GET", "/server_types?name=cx23", "/server_types");
+    await checked("GET", "/server_types/114", "/server_types/{id}");
     await checked("GET", "/locations", "/locations");
     await checked("GET", "/locations/1", "/locations/{id}");
     await checked("GET", "/datacenters", "/datacenters");
@@ -74,7 +74,7 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     assert.equal((missing.body?.["error"] as { code: string }).code, "not_found");
     const bad = await checked("POST", "/servers", "/servers", {
       name: "bad_name!",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
     });
     assert.equal(bad.status, 400);
@@ -94,7 +94,7 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     assert.deepEqual((relabelledKey.body?.["ssh_key"] as { labels: unknown }).labels, { nixpool: "1" });
     const created = await checked("POST", "/servers", "/servers", {
       name: "web-1",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
       location: "nbg1",
       ssh_keys: ["srv-key"],
@@ -110,14 +110,14 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
 
     await checked("POST", "/servers", "/servers", {
       name: "db-1",
-      server_type: 105,
+      server_type: 115,
       image: 114690387,
       location: "fsn1",
       labels: { nixpool: "1", role: "db", owner: "alice" },
     });
     const dup = await checked("POST", "/servers", "/servers", {
       name: "web-1",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
     });
     assert.equal(dup.status, 409);
@@ -226,7 +226,7 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     await fault({ kind: "resource_limit", count: 1 });
     const limited = await checked("POST", "/servers", "/servers", {
       name: "limited",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
     });
     assert.equal(limited.status, 403);
@@ -235,7 +235,7 @@ describe("Hetzner Cloud API emulator over HTTP", { timeout: 60_000 }, () => {
     await fault({ kind: "boot", mode: "fail" });
     const failing = await call("POST", "/servers", {
       name: "failing",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
     });
     const act = failing.body?.["action"] as { id: number };

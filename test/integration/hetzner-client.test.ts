@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { HcloudClient, type RetryEvent } from "../../src/providers/hetzner/client.js";
 import { resolveToken } from "../../src/providers/hetzner/token.js";
 import { loadPrices } from "../../src/providers/hetzner/provision.js";
+import { findLatestSnapshot } from "../../src/providers/hetzner/snapshots.js";
+import { snapshotLabels } from "../../src/core/snapshots.js";
 import { FALLBACK_PRICES } from "../../src/core/cost.js";
 import { isNixpoolError, type NixpoolError } from "../../src/core/errors.js";
 import { redact } from "../../src/core/redact.js";
@@ -120,21 +122,21 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     );
     await fault({ kind: "resource_limit", count: 1 });
     await rejectsWith(
-      c.createServer({ name: "lim", server_type: "cx22", image: "debian-12" }),
+      c.createServer({ name: "lim", server_type: "cx23", image: "debian-12" }),
       "HCLOUD_RESOURCE_LIMIT",
     );
     const s = await c.createServer({
       name: "uniq",
-      server_type: "cx22",
+      server_type: "cx23",
       image: "debian-12",
       labels: { t: "1" },
     });
     await rejectsWith(
-      c.createServer({ name: "uniq", server_type: "cx22", image: "debian-12" }),
+      c.createServer({ name: "uniq", server_type: "cx23", image: "debian-12" }),
       "HCLOUD_NOT_UNIQUE",
     );
     await rejectsWith(
-      c.createServer({ name: "soldout", server_type: "cx32", image: "debian-12", location: "hel1" }),
+      c.createServer({ name: "soldout", server_type: "cx33", image: "debian-12", location: "hel1" }),
       "HCLOUD_RESOURCE_UNAVAILABLE",
     );
     const done = await c.waitForAction(s.action, { pollMs: 50 });
@@ -152,7 +154,7 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
   test("a failed action is an error naming the action", async () => {
     const c = client();
     await fault({ kind: "boot", mode: "fail" });
-    const s = await c.createServer({ name: "will-fail", server_type: "cx22", image: "debian-12" });
+    const s = await c.createServer({ name: "will-fail", server_type: "cx23", image: "debian-12" });
     const e = await rejectsWith(c.waitForAction(s.action, { pollMs: 50 }), "HCLOUD_ACTION_FAILED");
     assert.match(e.message, /create_server/);
     await c.deleteServer(s.server.id);
@@ -163,7 +165,7 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     const lines: string[] = [];
     const api = await loadPrices(c, (l) => lines.push(l));
     assert.equal(api.source, "api");
-    assert.equal(api.serverTypes["cx22"]?.["fsn1"]?.hourly.net, 0.006);
+    assert.equal(api.serverTypes["cx23"]?.["fsn1"]?.hourly.net, 0.006);
     assert.equal(api.primaryIpv4["fsn1"]?.monthly.net, 0.5);
     assert.equal(lines.length, 0);
     await fault({ kind: "server_error", count: 3, status: 503, path: "/pricing" });
@@ -171,19 +173,68 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
     assert.equal(fallback, FALLBACK_PRICES);
     assert.match(
       lines.join("\n"),
-      /could not read prices from the API .*; using the bundled table of 2026-01-15/,
+      /could not read prices from the API .*; using the bundled table of 2026-12-01/,
     );
   });
 
   test("catalogue: server types with per-location availability, pricing with primary IPv4, images", async () => {
     const c = client();
-    const cx32 = (await c.listServerTypes()).find((t) => t.name === "cx32");
-    assert.equal(cx32?.locations.find((l) => l.name === "hel1")?.available, false);
+    const cx33 = (await c.listServerTypes()).find((t) => t.name === "cx33");
+    assert.equal(cx33?.locations.find((l) => l.name === "hel1")?.available, false);
     const pricing = await c.getPricing();
     assert.ok(pricing.primary_ips.find((p) => p.type === "ipv4")?.prices.some((p) => p.location === "fsn1"));
     assert.ok((await c.listImages({ name: "debian-12", architecture: "x86" })).length === 1);
     assert.deepEqual(await c.listImages({ type: "snapshot", labelSelector: "nixpool=1" }), []);
     assert.ok((await c.listLocations()).some((l) => l.name === "nbg1"));
+  });
+});
+
+describe("snapshots through the client", { timeout: 60_000 }, () => {
+  test("shutdown, create_image, get, list by label, the latest, disk too big, delete: answers validated", async () => {
+    const emu = await startHetznerEmulator({
+      tokens: [TEST_TOKEN],
+      timing: { createMs: 100, bootMs: 20, deleteMs: 20, imageMs: 200 },
+    });
+    try {
+      const c = new HcloudClient({ token: TEST_TOKEN, endpoint: emu.endpoint });
+      const { server, action } = await c.createServer({
+        name: "src",
+        server_type: "cx33",
+        image: "debian-12",
+      });
+      await c.waitForAction(action, { pollMs: 20 });
+      await c.waitForAction(await c.shutdownServer(server.id), { pollMs: 20 });
+      assert.equal((await c.getServer(server.id))?.status, "off");
+      const labels = snapshotLabels({
+        owner: "0123456789ab",
+        leaseId: "abcdef0123",
+        expiresMs: Date.now() + 3_600_000,
+        architecture: "x86",
+        systemPath: null,
+        version: "0.1.0",
+        type: "cx33",
+      });
+      const created = await c.createImage(server.id, { description: "d", labels });
+      assert.equal(created.image?.status, "creating");
+      assert.ok(created.action);
+      await c.waitForAction(created.action, { pollMs: 20 });
+      const id = created.image?.id ?? 0;
+      assert.equal((await c.getImage(id))?.status, "available");
+      const latest = await findLatestSnapshot(c, { owner: "0123456789ab", architecture: "x86" });
+      assert.equal(latest?.id, id);
+      assert.equal(await findLatestSnapshot(c, { owner: "0123456789ab", architecture: "arm" }), undefined);
+      const e = await c.createServer({ name: "small", server_type: "cx23", image: String(id) }).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      assert.ok(isNixpoolError(e) && e.code === "SNAPSHOT_TOO_BIG", String(e));
+      assert.equal(await c.deleteImage(id), true);
+      assert.equal(await c.getImage(id), undefined);
+      assert.equal(await c.deleteImage(id), false);
+      await c.deleteServer(server.id);
+    } finally {
+      await emu.close();
+    }
   });
 });
 

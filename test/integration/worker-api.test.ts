@@ -58,7 +58,7 @@ describe("worker gc by labels (API only)", { timeout: 120_000 }, () => {
       const l = newLease({ id, owner, nowMs: Date.now(), ttlMs, holder: { kind: "user" } });
       await client.createServer({
         name: l.serverName,
-        server_type: "cx22",
+        server_type: "cx23",
         image: "debian-12",
         labels: leaseLabels(l),
       });
@@ -66,7 +66,7 @@ describe("worker gc by labels (API only)", { timeout: 120_000 }, () => {
     await make("00000000a1", "aaaaaaaaaaaa", 3_600_000); // mine, no record
     await make("00000000b1", "bbbbbbbbbbbb", -1000); // someone's, expired
     await make("00000000b2", "bbbbbbbbbbbb", 3_600_000); // someone's, live
-    await client.createServer({ name: "not-nixpool", server_type: "cx22", image: "debian-12" });
+    await client.createServer({ name: "not-nixpool", server_type: "cx23", image: "debian-12" });
     const r = await runCli(dir, ["worker", "gc", "--json"], {
       env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN },
     });
@@ -114,9 +114,9 @@ describe(
       const commands: { args: string[]; refusedCreate: boolean }[] = [
         { args: ["worker", "list", "--json"], refusedCreate: false },
         { args: ["worker", "down", "hz-0000000000"], refusedCreate: false },
-        { args: ["worker", "up", "--type", "cx22"], refusedCreate: true },
-        { args: ["worker", "shell", "--type", "cx22", "-c", "true"], refusedCreate: true },
-        { args: ["build", "--on", "hetzner:cx22", GRAPH, "--arg", "n", "1"], refusedCreate: true },
+        { args: ["worker", "up", "--type", "cx23"], refusedCreate: true },
+        { args: ["worker", "shell", "--type", "cx23", "-c", "true"], refusedCreate: true },
+        { args: ["build", "--on", "hetzner:cx23", GRAPH, "--arg", "n", "1"], refusedCreate: true },
       ];
       for (const [i, { args, refusedCreate }] of commands.entries()) {
         const expired = newLease({
@@ -128,7 +128,7 @@ describe(
         });
         await client.createServer({
           name: expired.serverName,
-          server_type: "cx22",
+          server_type: "cx23",
           image: "debian-12",
           labels: leaseLabels(expired),
         });
@@ -184,7 +184,7 @@ describe("the API token never shows", { timeout: 180_000 }, () => {
     assert.deepEqual(JSON.parse(listed.stdout), { servers: [] });
     await cli(["worker", "gc"], withToken, 0);
     await injectFault(emu, { kind: "resource_limit", count: 1 });
-    const up = await cli(["worker", "up", "--type", "cx22", "--json"], withToken, 1);
+    const up = await cli(["worker", "up", "--type", "cx23", "--json"], withToken, 1);
     assert.equal((JSON.parse(up.stdout) as { error: { code: string } }).error.code, "HCLOUD_RESOURCE_LIMIT");
     await cli(["worker", "gc", "--json", "--token-file", tokenFile], {}, 0);
     await cli(["worker", "gc"], { NIXPOOL_HCLOUD_TOKEN_FILE: tokenFile }, 0);

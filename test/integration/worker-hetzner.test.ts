@@ -107,7 +107,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
       derivations: { name: string; builder: string }[];
       worker: { name: string; type: string; location: string; cost: { net: number; hours: number } };
     };
-    assert.equal(out.worker.type, "cx22");
+    assert.equal(out.worker.type, "cx23");
     assert.equal(out.derivations.length, 5);
     assert.ok(
       out.derivations.every((d) => d.builder === out.worker.name),
@@ -118,11 +118,11 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.equal((await readFile(link, "utf8")).trim().split("\n").length, 4);
     assert.match(
       r.stderr,
-      /deleted; cost: €0\.0068 net, €0\.0081 gross \(1 started hour of cx22 in fsn1 incl\. primary IPv4; API prices/,
+      /deleted; cost: €0\.0068 net, €0\.0081 gross \(1 started hour of cx23 in fsn1 incl\. primary IPv4; API prices/,
     );
     await assertNoServers();
     const list = await cli(stateDir, ["worker", "list", "--json"]);
-    assert.deepEqual(JSON.parse(list.stdout), { workers: [] });
+    assert.deepEqual(JSON.parse(list.stdout), { workers: [], snapshots: [] });
   });
 
   test("build --on hetzner takes a flake output: built on the worker, result linked, worker deleted", async () => {
@@ -208,13 +208,16 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     assert.match(r.stderr, /hint: The server is deleted/);
     assert.match(r.stderr, /deleted; cost:/);
     await assertNoServers();
-    assert.deepEqual(JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout), { workers: [] });
+    assert.deepEqual(JSON.parse((await cli(stateDir, ["worker", "list", "--json"])).stdout), {
+      workers: [],
+      snapshots: [],
+    });
   });
 
   test("a slow boot is waited for: SSH retried with the pinned key until it answers", async () => {
     const stateDir = await newStateDir("slowboot");
     await fault({ kind: "boot", mode: "slow", delayMs: 6000 });
-    const r = await cli(stateDir, ["worker", "shell", "--type", "cpx11", "-c", "true"]);
+    const r = await cli(stateDir, ["worker", "shell", "--type", "cpx12", "-c", "true"]);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stderr, /waiting for SSH with the pinned host key\n.*SSH answers; waiting for Nix/s);
     assert.match(r.stderr, /deleted; cost:/);
@@ -315,9 +318,9 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     ]);
     assert.equal(up.exitCode, 0, up.stderr);
     const w = (JSON.parse(up.stdout) as { worker: { name: string; type: string; cores: number } }).worker;
-    // cx32 (4 cores, cheapest) is sold out in hel1; cx11 is deprecated; cpx31 is next.
-    assert.equal(w.type, "cpx31");
-    assert.match(up.stderr, /cheapest fitting type at €0\.0218\/h net; next: cx42 at €0\.0263\/h/);
+    // cx33 (4 cores, cheapest) is sold out in hel1; cx32 is phased out; cpx32 is next.
+    assert.equal(w.type, "cpx32");
+    assert.match(up.stderr, /cheapest fitting type at €0\.0218\/h net; next: cx43 at €0\.0263\/h/);
     const builders = JSON.parse((await cli(stateDir, ["builders", "--json"])).stdout) as {
       builders: { name: string; source: string; maxJobs: number; hostKey: string }[];
     };
@@ -334,7 +337,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
     );
     const table = (await cli(stateDir, ["worker", "list"])).stdout;
     assert.match(table, /^NAME +STATUS +TYPE +LOCATION +ADDRESS +EXPIRES +COST SO FAR$/m);
-    assert.match(table, new RegExp(`^${w.name} +ready +cpx31 +hel1 .*€0\\.0226 net \\(1 h\\)$`, "m"));
+    assert.match(table, new RegExp(`^${w.name} +ready +cpx32 +hel1 .*€0\\.0226 net \\(1 h\\)$`, "m"));
     const down = await cli(stateDir, ["worker", "down", w.name]);
     assert.equal(down.exitCode, 0, down.stderr);
     assert.match(down.stdout, /deleted; cost: €0\.0226 net/);
@@ -347,7 +350,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
       "worker",
       "shell",
       "--type",
-      "cpx11",
+      "cpx12",
       "--keep",
       "--ttl",
       "45s",
@@ -387,7 +390,7 @@ describe("workers on the Hetzner Cloud emulator (real hosts, sshd, nix)", { time
       "worker",
       "shell",
       "--type",
-      "cpx11",
+      "cpx12",
       "-c",
       'echo "store=$NIXPOOL_WORKER_STORE"; $NIXPOOL_WORKER_SSH nix-store --version; type nix_on_worker >/dev/null && echo fn-ok',
     ]);

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { LABELS, leaseLabels, newLease, planReap, type Lease } from "../../src/core/lease.js";
-import { renderCloudInit, renderWorkerNixConf } from "../../src/core/cloud-init.js";
+import { renderCloudInit, renderWorkerNixConf, WORKER_SYSTEM_PROFILE } from "../../src/core/cloud-init.js";
 import { parseUserData } from "../../src/emulator/hetzner/user-data.js";
 import { parseOn, parseWorkerRequest } from "../../src/providers/hetzner/rent.js";
 import { renderShellRc } from "../../src/commands/worker.js";
@@ -132,7 +132,11 @@ test("cloud-init user_data carries the pinned host key, root's login key and the
   );
   assert.equal(parsed.hostKeyPublic, "ssh-ed25519 AAAAhost nixpool");
   assert.deepEqual(parsed.authorizedKeys, ["ssh-ed25519 AAAAlogin nixpool-hz"]);
-  assert.equal(parsed.nixConf, renderWorkerNixConf({ maxJobs: 8, systemFeatures: ["big-parallel"] }));
+  // The worker's system (a profile switched on wake) is included last, so it wins.
+  assert.equal(
+    parsed.nixConf,
+    `${renderWorkerNixConf({ maxJobs: 8, systemFeatures: ["big-parallel"] })}!include ${WORKER_SYSTEM_PROFILE}/nix.conf\n`,
+  );
   assert.match(parsed.nixConf ?? "", /^max-jobs = 8$/m);
   assert.match(parsed.nixConf ?? "", /^trusted-users = root$/m);
 });

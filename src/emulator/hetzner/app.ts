@@ -4,6 +4,8 @@ import { answerError, answerNotFound, guardApi } from "./middleware.js";
 import { registerActionRoutes } from "./routes/actions.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import { registerCatalogRoutes } from "./routes/catalog.js";
+import { registerImageRoutes } from "./routes/images.js";
+import { registerServerActionRoutes } from "./routes/server-actions.js";
 import { registerServerRoutes } from "./routes/servers.js";
 import { registerSshKeyRoutes } from "./routes/ssh-keys.js";
 import { stopAllServers } from "./server-lifecycle.js";
@@ -32,6 +34,8 @@ export function createHetznerEmulator(options: EmulatorOptions = {}): HetznerEmu
   registerCatalogRoutes(app, emu);
   registerSshKeyRoutes(app, emu);
   registerServerRoutes(app, emu);
+  registerServerActionRoutes(app, emu);
+  registerImageRoutes(app, emu);
   registerAdminRoutes(app, emu);
   return { app, state: emu.state, shutdown: () => stopAllServers(emu) };
 }

@@ -8,6 +8,18 @@ export interface BootRequest {
   hostKeyPrivate: string | undefined;
   authorizedKeys: string[];
   nixConf: string | undefined;
+  /** The disk to start from: a snapshot's copy (created from a snapshot image), else a fresh one. */
+  disk?: DiskCopy;
+}
+
+/** A machine's disk as a booter copied it for a snapshot. */
+export interface DiskCopy {
+  /** Bytes the copy takes (image_size). */
+  bytes: number;
+  /** Where the booter keeps it (opaque to the emulator). */
+  path: string;
+  /** Deletes the copy (the image was deleted). */
+  remove(): Promise<void>;
 }
 
 /** A running emulated machine. */
@@ -16,6 +28,8 @@ export interface BootedHost {
   /** Cuts or restores the machine's network (a booting or broken machine is unreachable). */
   setReachable(up: boolean): Promise<void>;
   stop(): Promise<void>;
+  /** Copies the machine's disk for a snapshot image; absent: the booter keeps no disks. */
+  snapshot?(imageId: number): Promise<DiskCopy>;
 }
 
 /** Starts a machine for a server; the default booter starts nothing and hands out TEST-NET addresses. */

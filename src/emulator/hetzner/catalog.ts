@@ -12,6 +12,15 @@ export interface CatalogLocation {
   datacenter: { id: number; name: string; description: string };
 }
 
+/** A type's offer in one location, as `server_type.locations[]` reports it. */
+export interface CatalogTypeLocation {
+  name: string;
+  /** False: temporarily sold out there. */
+  available: boolean;
+  /** Set when the type is being phased out there (unavailable for good after unavailable_after). */
+  deprecation: { announced: string; unavailable_after: string } | null;
+}
+
 export interface CatalogServerType {
   id: number;
   name: string;
@@ -24,12 +33,15 @@ export interface CatalogServerType {
   cpu_type: "shared" | "dedicated";
   architecture: "x86" | "arm";
   category: string;
+  /** The type's own (deprecated) flag: true once it is phased out everywhere. */
   deprecated: boolean;
-  /** Net EUR prices; the same in every location listed. */
+  /** Net EUR prices in the EU locations; `prices` overrides them per location. */
   hourly: string;
   monthly: string;
-  /** Locations where the type is offered; `available: false` means sold out there. */
-  locations: { name: string; available: boolean }[];
+  /** Net EUR prices per location where they differ from hourly/monthly (the US and Singapore). */
+  prices?: Record<string, { hourly: string; monthly: string }>;
+  /** Locations where the type is offered. */
+  locations: CatalogTypeLocation[];
 }
 
 export interface CatalogImage {
@@ -50,17 +62,177 @@ export interface Catalog {
   images: CatalogImage[];
   /** Primary IPv4 net price per location (the same everywhere here). */
   primaryIpv4: { hourly: string; monthly: string };
+  /** Snapshots and backups: net EUR per GB and month of image_size. */
+  imagePerGbMonth: string;
 }
 
 const EU = ["fsn1", "nbg1", "hel1"];
 const ALL = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
-const at = (names: string[], soldOut: string[] = []) =>
-  names.map((name) => ({ name, available: !soldOut.includes(name) }));
+/** Hetzner's 2025 phase-out of the 2024 line: announced 2025-10-16, not orderable after 2025-12-31. */
+const PHASE_OUT = { announced: "2025-10-16T00:00:00+00:00", unavailable_after: "2025-12-31T23:59:59+00:00" };
+const at = (names: string[], soldOut: string[] = []): CatalogTypeLocation[] =>
+  names.map((name) => ({ name, available: !soldOut.includes(name), deprecation: null }));
+const phasedOut = (names: string[]): CatalogTypeLocation[] =>
+  names.map((name) => ({ name, available: false, deprecation: PHASE_OUT }));
+/** Outside the EU the shared and dedicated x86 types cost about a fifth more. */
+const dearerAbroad = (hourly: string, monthly: string) =>
+  Object.fromEntries(
+    ["ash", "hil", "sin"].map((l) => [
+      l,
+      { hourly: (Number(hourly) * 1.2).toFixed(4), monthly: (Number(monthly) * 1.2).toFixed(4) },
+    ]),
+  );
 
-/** A catalogue close to Hetzner's public one (prices net EUR, as of 2026-01). */
+type Line = [
+  id: number,
+  name: string,
+  cores: number,
+  memory: number,
+  disk: number,
+  hourly: string,
+  monthly: string,
+];
+const family = (
+  rows: Line[],
+  o: Pick<CatalogServerType, "cpu_type" | "architecture" | "category"> & {
+    locations: () => CatalogTypeLocation[];
+    abroad?: boolean;
+    describe: (name: string) => string;
+  },
+): CatalogServerType[] =>
+  rows.map(([id, name, cores, memory, disk, hourly, monthly]) => {
+    const locations = o.locations();
+    return {
+      id,
+      name,
+      description: o.describe(name),
+      cores,
+      memory,
+      disk,
+      cpu_type: o.cpu_type,
+      architecture: o.architecture,
+      category: o.category,
+      deprecated: locations.every((l) => l.deprecation !== null),
+      hourly,
+      monthly,
+      ...(o.abroad ? { prices: dearerAbroad(hourly, monthly) } : {}),
+      locations,
+    };
+  });
+const upper = (name: string) => name.toUpperCase();
+
+/**
+ * Hetzner's line as of 2026-12 (vCPU / GB RAM / GB disk from the API; prices net EUR, close to
+ * the public list, which changed several times in 2026): cx23–cx53, cpx12–cpx62, cax11–cax41,
+ * ccx13–ccx33; the 2024 types (cx22–cx52, cpx11–cpx51) listed as phased out in every location.
+ */
+const SERVER_TYPES: CatalogServerType[] = [
+  ...family(
+    [
+      [114, "cx23", 2, 4, 40, "0.0060", "3.7900"],
+      [115, "cx33", 4, 8, 80, "0.0109", "6.8000"],
+      [116, "cx43", 8, 16, 160, "0.0263", "16.4000"],
+      [117, "cx53", 16, 32, 320, "0.0519", "32.4000"],
+    ],
+    {
+      cpu_type: "shared",
+      architecture: "x86",
+      category: "cost_optimized",
+      locations: () => at(EU),
+      describe: upper,
+    },
+  ),
+  ...family(
+    [
+      [108, "cpx12", 1, 2, 40, "0.0070", "4.3500"],
+      [109, "cpx22", 2, 4, 80, "0.0121", "7.5500"],
+      [110, "cpx32", 4, 8, 160, "0.0218", "13.6000"],
+      [111, "cpx42", 8, 16, 320, "0.0403", "25.2000"],
+      [112, "cpx52", 12, 24, 480, "0.0586", "36.4900"],
+      [113, "cpx62", 16, 32, 640, "0.0879", "54.9000"],
+    ],
+    {
+      cpu_type: "shared",
+      architecture: "x86",
+      category: "regular_purpose",
+      locations: () => at(ALL),
+      abroad: true,
+      describe: upper,
+    },
+  ),
+  ...family(
+    [
+      [45, "cax11", 2, 4, 40, "0.0060", "3.7900"],
+      [93, "cax21", 4, 8, 80, "0.0104", "6.4900"],
+      [94, "cax31", 8, 16, 160, "0.0208", "12.9900"],
+      [95, "cax41", 16, 32, 320, "0.0408", "25.4900"],
+    ],
+    {
+      cpu_type: "shared",
+      architecture: "arm",
+      category: "cost_optimized",
+      locations: () => at(EU),
+      describe: upper,
+    },
+  ),
+  ...family(
+    [
+      [96, "ccx13", 2, 8, 80, "0.0200", "12.4900"],
+      [97, "ccx23", 4, 16, 160, "0.0392", "24.4900"],
+      [98, "ccx33", 8, 32, 240, "0.0777", "48.4900"],
+    ],
+    {
+      cpu_type: "dedicated",
+      architecture: "x86",
+      category: "general_purpose",
+      locations: () => at(ALL),
+      abroad: true,
+      describe: (n) => `${upper(n)} Dedicated CPU`,
+    },
+  ),
+  ...family(
+    [
+      [104, "cx22", 2, 4, 40, "0.0060", "3.7900"],
+      [105, "cx32", 4, 8, 80, "0.0109", "6.8000"],
+      [106, "cx42", 8, 16, 160, "0.0263", "16.4000"],
+      [107, "cx52", 16, 32, 320, "0.0519", "32.4000"],
+    ],
+    {
+      cpu_type: "shared",
+      architecture: "x86",
+      category: "cost_optimized",
+      locations: () => phasedOut(EU),
+      describe: upper,
+    },
+  ),
+  ...family(
+    [
+      [22, "cpx11", 2, 2, 40, "0.0070", "4.3500"],
+      [23, "cpx21", 3, 4, 80, "0.0121", "7.5500"],
+      [24, "cpx31", 4, 8, 160, "0.0218", "13.6000"],
+      [25, "cpx41", 8, 16, 240, "0.0403", "25.2000"],
+      [26, "cpx51", 16, 32, 360, "0.0879", "54.9000"],
+    ],
+    {
+      cpu_type: "shared",
+      architecture: "x86",
+      category: "regular_purpose",
+      locations: () => phasedOut(ALL),
+      abroad: true,
+      describe: (n) => `CPX ${n.slice(3)}`,
+    },
+  ),
+];
+// cx33 is sold out in Helsinki (a temporary shortage, not a phase-out).
+for (const l of SERVER_TYPES.find((t) => t.name === "cx33")?.locations ?? []) {
+  if (l.name === "hel1") l.available = false;
+}
+
+/** A catalogue close to Hetzner's public one (prices net EUR, as of 2026-12). */
 export const defaultCatalog: Catalog = {
   vatRate: "19.000000",
   primaryIpv4: { hourly: "0.0008", monthly: "0.5000" },
+  imagePerGbMonth: "0.0110",
   locations: [
     {
       id: 1,
@@ -129,218 +301,7 @@ export const defaultCatalog: Catalog = {
       datacenter: { id: 7, name: "sin-dc1", description: "Singapore virtual DC 1" },
     },
   ],
-  serverTypes: [
-    {
-      id: 1,
-      name: "cx11",
-      description: "CX11",
-      cores: 1,
-      memory: 2,
-      disk: 20,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "cost_optimized",
-      deprecated: true,
-      hourly: "0.0050",
-      monthly: "3.2900",
-      locations: at(EU),
-    },
-    {
-      id: 104,
-      name: "cx22",
-      description: "CX22",
-      cores: 2,
-      memory: 4,
-      disk: 40,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "cost_optimized",
-      deprecated: false,
-      hourly: "0.0060",
-      monthly: "3.7900",
-      locations: at(EU),
-    },
-    {
-      id: 105,
-      name: "cx32",
-      description: "CX32",
-      cores: 4,
-      memory: 8,
-      disk: 80,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "cost_optimized",
-      deprecated: false,
-      hourly: "0.0109",
-      monthly: "6.8000",
-      locations: at(EU, ["hel1"]),
-    },
-    {
-      id: 106,
-      name: "cx42",
-      description: "CX42",
-      cores: 8,
-      memory: 16,
-      disk: 160,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "cost_optimized",
-      deprecated: false,
-      hourly: "0.0263",
-      monthly: "16.4000",
-      locations: at(EU),
-    },
-    {
-      id: 107,
-      name: "cx52",
-      description: "CX52",
-      cores: 16,
-      memory: 32,
-      disk: 320,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "cost_optimized",
-      deprecated: false,
-      hourly: "0.0519",
-      monthly: "32.4000",
-      locations: at(EU),
-    },
-    {
-      id: 22,
-      name: "cpx11",
-      description: "CPX 11",
-      cores: 2,
-      memory: 2,
-      disk: 40,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "regular_purpose",
-      deprecated: false,
-      hourly: "0.0070",
-      monthly: "4.3500",
-      locations: at(ALL),
-    },
-    {
-      id: 23,
-      name: "cpx21",
-      description: "CPX 21",
-      cores: 3,
-      memory: 4,
-      disk: 80,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "regular_purpose",
-      deprecated: false,
-      hourly: "0.0121",
-      monthly: "7.5500",
-      locations: at(ALL),
-    },
-    {
-      id: 24,
-      name: "cpx31",
-      description: "CPX 31",
-      cores: 4,
-      memory: 8,
-      disk: 160,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "regular_purpose",
-      deprecated: false,
-      hourly: "0.0218",
-      monthly: "13.6000",
-      locations: at(ALL),
-    },
-    {
-      id: 25,
-      name: "cpx41",
-      description: "CPX 41",
-      cores: 8,
-      memory: 16,
-      disk: 240,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "regular_purpose",
-      deprecated: false,
-      hourly: "0.0403",
-      monthly: "25.2000",
-      locations: at(ALL),
-    },
-    {
-      id: 26,
-      name: "cpx51",
-      description: "CPX 51",
-      cores: 16,
-      memory: 32,
-      disk: 360,
-      cpu_type: "shared",
-      architecture: "x86",
-      category: "regular_purpose",
-      deprecated: false,
-      hourly: "0.0879",
-      monthly: "54.9000",
-      locations: at(ALL),
-    },
-    {
-      id: 45,
-      name: "cax11",
-      description: "CAX11",
-      cores: 2,
-      memory: 4,
-      disk: 40,
-      cpu_type: "shared",
-      architecture: "arm",
-      category: "cost_optimized",
-      deprecated: false,
-      hourly: "0.0060",
-      monthly: "3.7900",
-      locations: at(["fsn1", "nbg1", "hel1"]),
-    },
-    {
-      id: 96,
-      name: "ccx13",
-      description: "CCX13 Dedicated CPU",
-      cores: 2,
-      memory: 8,
-      disk: 80,
-      cpu_type: "dedicated",
-      architecture: "x86",
-      category: "general_purpose",
-      deprecated: false,
-      hourly: "0.0200",
-      monthly: "12.4900",
-      locations: at(ALL),
-    },
-    {
-      id: 97,
-      name: "ccx23",
-      description: "CCX23 Dedicated CPU",
-      cores: 4,
-      memory: 16,
-      disk: 160,
-      cpu_type: "dedicated",
-      architecture: "x86",
-      category: "general_purpose",
-      deprecated: false,
-      hourly: "0.0392",
-      monthly: "24.4900",
-      locations: at(ALL),
-    },
-    {
-      id: 98,
-      name: "ccx33",
-      description: "CCX33 Dedicated CPU",
-      cores: 8,
-      memory: 32,
-      disk: 240,
-      cpu_type: "dedicated",
-      architecture: "x86",
-      category: "general_purpose",
-      deprecated: false,
-      hourly: "0.0777",
-      monthly: "48.4900",
-      locations: at(ALL),
-    },
-  ],
+  serverTypes: SERVER_TYPES,
   images: [
     {
       id: 114690387,

@@ -1,6 +1,6 @@
-import { readdir } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { setLinkUp, startHost, stopHost } from "../../providers/local/host.js";
+import { copyTree, setLinkUp, startHost, stopHost, treeBytes } from "../../providers/local/host.js";
 import { readHostRecord } from "../../providers/local/records.js";
 import type { ServerBooter } from "./booter.js";
 
@@ -18,7 +18,9 @@ export function filterNixConf(text: string | undefined): string {
 
 /**
  * Boots each emulated server as a local pool builder host under DIR/server-ID: the host key
- * and authorized keys come from the server's user_data and API SSH keys.
+ * and authorized keys come from the server's user_data and API SSH keys. A snapshot copies the
+ * host's Nix directory (store and database) to DIR/image-ID/nix; a server created from it
+ * starts with a copy of that.
  */
 export function createLocalBooter(dir: string): ServerBooter {
   return async (req) => {
@@ -29,11 +31,22 @@ export function createLocalBooter(dir: string): ServerBooter {
       authorizedKeys: req.authorizedKeys,
       nixConf: filterNixConf(req.nixConf),
       ...(req.hostKeyPrivate ? { hostKeyPrivate: req.hostKeyPrivate } : {}),
+      ...(req.disk ? { seedStore: req.disk.path } : {}),
     });
     return {
       address: rec.address,
       setReachable: (up) => setLinkUp(rec, up),
       stop: () => stopHost(rec),
+      snapshot: async (imageId) => {
+        const imageDir = join(dir, `image-${imageId}`);
+        const path = join(imageDir, "nix");
+        await copyTree(rec.storeDir, path);
+        return {
+          path,
+          bytes: await treeBytes(path),
+          remove: () => rm(imageDir, { recursive: true, force: true }),
+        };
+      },
     };
   };
 }

@@ -1,10 +1,10 @@
-import type { Catalog, CatalogImage, CatalogLocation, CatalogServerType } from "./catalog.js";
-import type { ActionRecord, ServerRecord, SshKeyRecord } from "./state.js";
+import type { Catalog, CatalogLocation, CatalogServerType } from "./catalog.js";
+import type { ActionRecord, ImageRecord, ServerRecord, SshKeyRecord } from "./state.js";
 
 // The API's JSON shapes, as Hetzner Cloud answers them (and as hcloud-go and the hcloud CLI decode them).
 
 /** A time as the API writes it: seconds, `+00:00`. */
-const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "+00:00");
+export const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "+00:00");
 const INCLUDED_TRAFFIC = 21990232555520;
 
 /** A net price and its gross with VAT. */
@@ -54,8 +54,8 @@ export function renderDatacenter(l: CatalogLocation, catalog: Catalog) {
 function renderTypePrices(t: CatalogServerType, catalog: Catalog) {
   return t.locations.map((l) => ({
     location: l.name,
-    price_hourly: renderPrice(t.hourly, catalog),
-    price_monthly: renderPrice(t.monthly, catalog),
+    price_hourly: renderPrice(t.prices?.[l.name]?.hourly ?? t.hourly, catalog),
+    price_monthly: renderPrice(t.prices?.[l.name]?.monthly ?? t.monthly, catalog),
     included_traffic: INCLUDED_TRAFFIC,
     price_per_tb_traffic: renderPrice("1.00", catalog),
   }));
@@ -76,39 +76,39 @@ export function renderServerType(t: CatalogServerType, catalog: Catalog) {
     cpu_type: t.cpu_type,
     category: t.category,
     architecture: t.architecture,
-    deprecation: t.deprecated
-      ? { announced: "2025-06-01T00:00:00+00:00", unavailable_after: "2026-09-01T00:00:00+00:00" }
-      : null,
+    // Deprecated in the API itself: set (from the locations) only once every location phases the type out.
+    deprecation: t.deprecated ? (t.locations[0]?.deprecation ?? null) : null,
     locations: t.locations.map((l) => ({
       id: locationOf(catalog, l.name).id,
       name: l.name,
-      deprecation: null,
-      recommended: l.available,
+      deprecation: l.deprecation,
+      recommended: l.available && l.deprecation === null,
       available: l.available,
     })),
   };
 }
 
-/** A system image. */
-export function renderImage(i: CatalogImage) {
+/** An image: a system image of the catalogue, or a snapshot taken by create_image. */
+export function renderImage(i: ImageRecord) {
   return {
     id: i.id,
-    type: "system" as const,
-    status: "available" as const,
+    type: i.type,
+    status: i.status,
     name: i.name,
     description: i.description,
-    image_size: null,
-    disk_size: i.disk_size,
-    created: "2023-06-13T06:00:02+00:00",
-    created_from: null,
+    // GB; unknown while a snapshot is being created.
+    image_size: i.status === "creating" ? null : i.imageSize,
+    disk_size: i.diskSize,
+    created: iso(i.created),
+    created_from: i.createdFrom,
     bound_to: null,
-    os_flavor: i.os_flavor,
-    os_version: i.os_version,
-    rapid_deploy: true,
-    protection: { delete: false },
+    os_flavor: i.osFlavor,
+    os_version: i.osVersion,
+    rapid_deploy: i.type === "system",
+    protection: { delete: i.protectDelete },
     deprecated: null,
     deleted: null,
-    labels: {},
+    labels: i.labels,
     architecture: i.architecture,
   };
 }
@@ -138,7 +138,7 @@ export function renderPricing(catalog: Catalog) {
       },
     ],
     floating_ip: { price_monthly: price("3.00") },
-    image: { price_per_gb_month: price("0.0110") },
+    image: { price_per_gb_month: price(catalog.imagePerGbMonth) },
     volume: { price_per_gb_month: price("0.0440") },
     server_backup: { percentage: "20.000000" },
     server_types: catalog.serverTypes.map((t) => ({

@@ -24,6 +24,7 @@ export async function bootServer(emu: Emulator, s: ServerRecord): Promise<BootFa
     hostKeyPrivate: cfg.hostKeyPrivate,
     authorizedKeys: [...s.sshKeys, ...cfg.authorizedKeys],
     nixConf: cfg.nixConf,
+    ...(s.image.disk ? { disk: s.image.disk } : {}),
   });
   s.host = host;
   s.ipv4 = host.address;
@@ -112,5 +113,6 @@ export async function stopAllServers(emu: Emulator): Promise<void> {
     if (s.host) hosts.push(s.host);
     s.host = undefined;
   }
+  for (const i of emu.state.images.values()) for (const t of i.timers) clearTimeout(t);
   await Promise.allSettled([...hosts.map((h) => h.stop()), ...emu.pending]);
 }

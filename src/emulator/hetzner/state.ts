@@ -1,6 +1,6 @@
 import { defaultCatalog, type Catalog, type CatalogImage, type CatalogServerType } from "./catalog.js";
 import type { Fault } from "./faults.js";
-import { noBooter, type BootedHost, type ServerBooter } from "./booter.js";
+import { noBooter, type BootedHost, type DiskCopy, type ServerBooter } from "./booter.js";
 
 export interface EmulatorTiming {
   /** Duration of the create_server action. */
@@ -9,6 +9,8 @@ export interface EmulatorTiming {
   bootMs: number;
   /** Duration of the delete_server action. */
   deleteMs: number;
+  /** Duration of create_image: the snapshot is `creating` until then (Hetzner: 1–5 min). */
+  imageMs: number;
 }
 
 export interface EmulatorOptions {
@@ -46,6 +48,29 @@ export interface SshKeyRecord {
   created: number;
 }
 
+/** An image: a system image of the catalogue, or a snapshot (or backup) taken by create_image. */
+export interface ImageRecord {
+  id: number;
+  type: "system" | "snapshot" | "backup";
+  status: "creating" | "available" | "unavailable";
+  name: string | null;
+  description: string;
+  /** GB the image takes (what snapshots are billed for); null while creating. */
+  imageSize: number | null;
+  /** GB of the disk it was taken from: a server type with a smaller disk cannot boot it. */
+  diskSize: number;
+  created: number;
+  createdFrom: { id: number; name: string } | null;
+  architecture: "x86" | "arm";
+  osFlavor: CatalogImage["os_flavor"];
+  osVersion: string | null;
+  labels: Labels;
+  protectDelete: boolean;
+  /** The snapshotted disk as the booter keeps it (a copy of the machine's Nix store). */
+  disk: DiskCopy | undefined;
+  timers: NodeJS.Timeout[];
+}
+
 export interface ServerRecord {
   id: number;
   name: string;
@@ -53,7 +78,7 @@ export interface ServerRecord {
   created: number;
   type: CatalogServerType;
   location: string;
-  image: CatalogImage;
+  image: ImageRecord;
   labels: Labels;
   userData: string | undefined;
   sshKeys: string[];
@@ -69,6 +94,8 @@ export interface ServerRecord {
 export interface EmulatorState {
   servers: Map<number, ServerRecord>;
   sshKeys: Map<number, SshKeyRecord>;
+  /** System images (from the catalogue) and snapshots. */
+  images: Map<number, ImageRecord>;
   actions: Map<number, ActionRecord>;
   faults: Fault[];
   requests: number;
@@ -98,11 +125,12 @@ export interface Emulator {
 /** Resolves the options (defaults filled in) and starts with an empty state. */
 export function createEmulator(options: EmulatorOptions = {}): Emulator {
   let nextId = 1000;
+  const catalog = options.catalog ?? defaultCatalog;
   const pending = new Set<Promise<unknown>>();
   return {
-    catalog: options.catalog ?? defaultCatalog,
+    catalog,
     booter: options.booter ?? noBooter,
-    timing: { createMs: 1500, bootMs: 500, deleteMs: 500, ...options.timing },
+    timing: { createMs: 1500, bootMs: 500, deleteMs: 500, imageMs: 2000, ...options.timing },
     rateLimit: options.rateLimit ?? 3600,
     tokens: options.tokens,
     log: options.log,
@@ -110,6 +138,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     state: {
       servers: new Map(),
       sshKeys: new Map(),
+      images: new Map(catalog.images.map((i) => [i.id, systemImage(i)])),
       actions: new Map(),
       faults: [],
       requests: 0,
@@ -163,4 +192,26 @@ export function takeFault<K extends Fault["kind"]>(
   f.count -= 1;
   if (f.count <= 0) state.faults.splice(i, 1);
   return f;
+}
+
+/** A catalogue image as an image record: a system image, always available. */
+function systemImage(i: CatalogImage): ImageRecord {
+  return {
+    id: i.id,
+    type: "system",
+    status: "available",
+    name: i.name,
+    description: i.description,
+    imageSize: null,
+    diskSize: i.disk_size,
+    created: Date.parse("2023-06-13T06:00:02Z"),
+    createdFrom: null,
+    architecture: i.architecture,
+    osFlavor: i.os_flavor,
+    osVersion: i.os_version,
+    labels: {},
+    protectDelete: false,
+    disk: undefined,
+    timers: [],
+  };
 }

@@ -9,6 +9,7 @@ import type {
   Action,
   CreateServerRequest,
   CreateServerResponse,
+  CreateImageResponse,
   CreateSshKeyRequest,
   Image,
   Location,
@@ -358,6 +359,8 @@ export class HcloudClient {
       architecture?: string;
       labelSelector?: string;
       type?: "system" | "snapshot" | "backup" | "app";
+      status?: "available" | "creating" | "unavailable";
+      sort?: string;
     } = {},
   ): Promise<Image[]> {
     return this.listAll<Image>("/images", "images", {
@@ -365,7 +368,52 @@ export class HcloudClient {
       architecture: filter.architecture,
       label_selector: filter.labelSelector,
       type: filter.type,
+      status: filter.status,
+      sort: filter.sort,
     });
+  }
+
+  /** One image, or undefined when it does not exist (deleted). */
+  async getImage(id: number): Promise<Image | undefined> {
+    const r = await this.request<{ image: Image }>({
+      method: "GET",
+      path: `/images/${id}`,
+      schema: "GET /images/{id}",
+      accept: [404],
+    });
+    return r.status === 404 ? undefined : r.body.image;
+  }
+
+  /** Deletes a snapshot; false when it was already gone. */
+  async deleteImage(id: number): Promise<boolean> {
+    const r = await this.request({ method: "DELETE", path: `/images/${id}`, accept: [404] });
+    return r.status !== 404;
+  }
+
+  /** Takes a snapshot of a server's disk: the image (`creating`) and the create_image action. */
+  async createImage(
+    serverId: number,
+    req: { description: string; labels: Record<string, string> },
+  ): Promise<CreateImageResponse> {
+    return (
+      await this.request<CreateImageResponse>({
+        method: "POST",
+        path: `/servers/${serverId}/actions/create_image`,
+        body: { type: "snapshot", ...req },
+        schema: "POST /servers/{id}/actions/create_image",
+      })
+    ).body;
+  }
+
+  /** Shuts a server down (ACPI, as `shutdown -h`); its disk is then consistent for a snapshot. */
+  async shutdownServer(id: number): Promise<Action> {
+    return (
+      await this.request<{ action: Action }>({
+        method: "POST",
+        path: `/servers/${id}/actions/shutdown`,
+        schema: "POST /servers/{id}/actions/shutdown",
+      })
+    ).body.action;
   }
 
   listSshKeys(filter: { labelSelector?: string; name?: string } = {}): Promise<SshKey[]> {

@@ -68,7 +68,7 @@ const MAPPINGS: Record<string, Mapping> = {
   },
   protected: {
     code: "HCLOUD_PROTECTED",
-    hint: "Remove the protection (hcloud server disable-protection NAME delete), then run the same command again.",
+    hint: "Remove the protection (hcloud server disable-protection NAME delete, or hcloud image disable-protection ID delete), then run the same command again.",
   },
   maintenance: {
     code: "HCLOUD_UNAVAILABLE",
@@ -86,10 +86,19 @@ const MAPPINGS: Record<string, Mapping> = {
   timeout: { code: "HCLOUD_TIMEOUT", hint: SERVER_ERROR_HINT },
 };
 
+/** A snapshot taken on a type with a bigger disk cannot be restored onto a smaller one. */
+const SNAPSHOT_TOO_BIG: Mapping = {
+  code: "SNAPSHOT_TOO_BIG",
+  hint: "Rent a type whose disk holds the snapshot (--type auto picks one; hcloud image describe ID shows its disk_size), or wake without --from-snapshot.",
+  exitCode: ExitCode.usage,
+};
+
 /** Maps an API error answer to a NixpoolError naming the request, with a hint. */
 export function mapApiError(status: number, body: ApiErrorBody | undefined, request: string): NixpoolError {
   const apiCode = body?.code ?? (status >= 500 ? "server_error" : "unknown");
-  const m = MAPPINGS[apiCode] ?? {
+  const diskTooBig =
+    apiCode === "invalid_input" && /image disk is bigger than server type disk/.test(body?.message ?? "");
+  const m = (diskTooBig ? SNAPSHOT_TOO_BIG : MAPPINGS[apiCode]) ?? {
     code: status >= 500 ? "HCLOUD_SERVER_ERROR" : "HCLOUD_REQUEST_FAILED",
     hint: "Look the error code up in the Hetzner Cloud API documentation, or try the same with the hcloud CLI (hcloud server list).",
   };

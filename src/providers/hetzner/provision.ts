@@ -22,6 +22,7 @@ import { classifySshFailure } from "../../core/ssh-errors.js";
 import type { HcloudClient } from "./client.js";
 import { saveRecord, systemFor, workerBuilder, type Log, type WorkerRecord } from "./records.js";
 import { findLeaseServer, type HetznerSession } from "./session.js";
+import { ensureWorkerSystem } from "./worker-system.js";
 import type { Server, ServerType } from "./types.js";
 
 // Renting a worker: the lease and its server type, then the server, its keys, SSH and Nix.
@@ -36,6 +37,8 @@ export interface WorkerRequest {
   holder: LeaseHolder;
   /** Time allowed for creation, boot, SSH and Nix to answer; default 10 min. */
   bootTimeoutMs?: number;
+  /** Wake from this snapshot (snapshots.ts snapshotRequest sets it with image and requirements). */
+  snapshot?: { id: number; diskSize: number };
 }
 
 /** Reads prices from the API, else the bundled table (with a warning). */
@@ -68,15 +71,36 @@ export function pickServerType(
       });
     }
     const at = t.locations.find((l) => l.name === req.location);
+    if (at?.deprecation) {
+      throw new NixpoolError(
+        "HCLOUD_TYPE_UNAVAILABLE",
+        `Server type ${t.name} is phased out in ${req.location} (not orderable after ${at.deprecation.unavailable_after.slice(0, 10)}).`,
+        {
+          hint: "Use a current type (hcloud server-type list), e.g. --type cx23, or --type auto.",
+          exitCode: ExitCode.usage,
+        },
+      );
+    }
     if (!at?.available) {
+      const where = t.locations.filter((l) => l.available).map((l) => l.name);
       throw new NixpoolError(
         "HCLOUD_TYPE_UNAVAILABLE",
         `Server type ${t.name} is ${at ? "sold out" : "not offered"} in ${req.location}.`,
         {
-          hint: `Rent it where it is available (${t.locations
-            .filter((l) => l.available)
-            .map((l) => l.name)
-            .join(", ")}), e.g. nixpool worker up --type ${t.name} --location LOCATION; or use --type auto.`,
+          hint:
+            where.length > 0
+              ? `Rent it where it is available (${where.join(", ")}), e.g. nixpool worker up --type ${t.name} --location LOCATION; or use --type auto.`
+              : "It is available nowhere now; use --type auto, or another type (hcloud server-type list).",
+          exitCode: ExitCode.usage,
+        },
+      );
+    }
+    if (req.requirements.minDisk !== undefined && t.disk < req.requirements.minDisk) {
+      throw new NixpoolError(
+        "SNAPSHOT_TOO_BIG",
+        `Server type ${t.name} has a ${t.disk} GB disk; the snapshot needs ${req.requirements.minDisk} GB.`,
+        {
+          hint: `Wake it on a type with at least ${req.requirements.minDisk} GB of disk, or with --type auto (the cheapest that fits).`,
           exitCode: ExitCode.usage,
         },
       );
@@ -87,7 +111,7 @@ export function pickServerType(
   if (!choice) {
     throw new NixpoolError(
       "HCLOUD_NO_FITTING_TYPE",
-      `No available ${architecture} server type in ${req.location} has ${req.requirements.minCores}+ cores and ${req.requirements.minMemory}+ GB memory.`,
+      `No available ${architecture} server type in ${req.location} has ${req.requirements.minCores}+ cores and ${req.requirements.minMemory}+ GB memory${req.requirements.minDisk !== undefined ? ` and ${req.requirements.minDisk}+ GB disk` : ""}.`,
       {
         hint: "Lower --min-cores/--min-memory or pass another --location; the types: hcloud server-type list",
         exitCode: ExitCode.usage,
@@ -143,10 +167,13 @@ export async function createLease(s: HetznerSession, req: WorkerRequest, log: Lo
     loginKeyPath: statePaths(s.stateDir).hetzner.worker(lease.id).loginKey,
     status: "creating",
     readyAt: null,
+    systemPath: null,
+    fromSnapshot: req.snapshot?.id ?? null,
   };
   await saveRecord(s.stateDir, rec);
   log(
-    `worker ${lease.name}: ${type.name} (${type.cores} cores, ${type.memory} GB) in ${req.location} — ${why}`,
+    `worker ${lease.name}: ${type.name} (${type.cores} cores, ${type.memory} GB) in ${req.location} — ${why}` +
+      (req.snapshot ? `; from snapshot ${req.snapshot.id}` : ""),
   );
   return rec;
 }
@@ -294,6 +321,7 @@ export async function provisionWorker(
   await waitForSsh(rec, files.sshConfig, deadline, o.signal);
   log(`worker ${rec.lease.name}: SSH answers; waiting for Nix`);
   await waitForNix(rec, files.sshConfig, deadline, o.signal);
+  await ensureWorkerSystem(s.stateDir, rec, log, o.signal);
 
   // The key was needed for the first boot only.
   if (await s.client.deleteSshKey(sshKey.id).catch(() => false)) rec.sshKeyId = null;

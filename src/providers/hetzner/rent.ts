@@ -13,6 +13,7 @@ import { reapQuietly } from "./reaper.js";
 import { recordCost, saveRecord, workerBuilder, type Log, type WorkerRecord } from "./records.js";
 import { startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
+import { resolveSnapshot, snapshotRequest } from "./snapshots.js";
 import { destroyWorker } from "./teardown.js";
 
 /** What to rent, as given on the command line (every field a flag of `worker up`). */
@@ -28,6 +29,8 @@ export interface RentFlags {
   keep?: boolean;
   tokenFile?: string;
   json?: boolean;
+  /** Wake from a snapshot: its id, or "latest" (true: the flag without a value). */
+  fromSnapshot?: string | true;
 }
 
 /** Where a rental runs: the state directory, and where progress lines go (a CLI Context fits). */
@@ -78,7 +81,7 @@ export function parseWorkerRequest(
       "FLAG_CONFLICT",
       "--type names a server type; --min-cores and --min-memory go with --type auto.",
       {
-        hint: "Use either --type cx22, or --min-cores 4 --min-memory 8 (which implies --type auto).",
+        hint: "Use either --type cx23, or --min-cores 4 --min-memory 8 (which implies --type auto).",
       },
     );
   }
@@ -115,7 +118,7 @@ export function parseOn(on: string): RentFlags {
   const m = /^hetzner(?::([a-z0-9-]+))?$/.exec(on);
   if (!m) {
     throw configError("BUILD_ON_INVALID", `--on "${on}" is not a place to build.`, {
-      hint: "Use --on hetzner (cheapest fitting type) or --on hetzner:cx32.",
+      hint: "Use --on hetzner (cheapest fitting type) or --on hetzner:cx33.",
     });
   }
   return m[1] ? { type: m[1] } : {};
@@ -246,9 +249,17 @@ async function rentWorker(
   log: Log,
 ) {
   const holder: LeaseHolder = { kind: "process", pid: process.pid, host: hostname() };
-  const req = parseWorkerRequest(f, rc.env ?? process.env, holder, defaultTtl, (l) => rc.output.err(l));
+  let req = parseWorkerRequest(f, rc.env ?? process.env, holder, defaultTtl, (l) => rc.output.err(l));
   const { live, teardown } = await openSessions(rc, f, controller.signal, log);
   await reapQuietly(live, log);
+  if (f.fromSnapshot !== undefined) {
+    const ref = f.fromSnapshot === true ? "latest" : f.fromSnapshot;
+    const image = await resolveSnapshot(live, ref, req.requirements.architecture);
+    log(
+      `waking from snapshot ${image.id} of ${image.created} (${image.image_size ?? "?"} GB, ${image.architecture})`,
+    );
+    req = snapshotRequest(req, image);
+  }
   const rec = await createLease(live, req, log);
   try {
     await provisionWorker(

@@ -17,3 +17,4 @@ export type SshKey = Ok<"list_ssh_keys", 200>["ssh_keys"][number];
 export type CreateSshKeyRequest = operations["create_ssh_key"]["requestBody"]["content"]["application/json"];
 export type Image = Ok<"list_images", 200>["images"][number];
 export type Pagination = ServerListResponse["meta"]["pagination"];
+export type CreateImageResponse = Ok<"create_server_image", 201>;

@@ -1,5 +1,9 @@
 import { z } from "zod";
 
+/** The steps of `worker suspend`, in order (suspend.ts); the record says which one runs next. */
+export const SUSPEND_STEPS = ["roots", "gc", "shutdown", "image", "delete"] as const;
+export type SuspendStep = (typeof SUSPEND_STEPS)[number];
+
 // The schema of a worker's record (records.ts). A module of its own so that zod loads only when
 // there is a record to validate: every command that lists builders reads the records.
 
@@ -43,8 +47,20 @@ export const workerRecordSchema = z.object({
   sshKeyId: z.number().nullable(),
   hostKeyPub: z.string(),
   loginKeyPath: z.string(),
-  status: z.enum(["creating", "booting", "ready", "deleting"]),
+  status: z.enum(["creating", "booting", "ready", "suspending", "deleting"]),
   readyAt: z.string().nullable(),
+  /** The worker's system (a store path on it), once given; absent in records of older versions. */
+  systemPath: z.string().nullable().optional(),
+  /** The snapshot it was woken from. */
+  fromSnapshot: z.number().nullable().optional(),
+  /** A suspend under way: the step to run next, and the snapshot once create_image was asked for. */
+  suspend: z
+    .object({
+      step: z.enum(SUSPEND_STEPS),
+      imageId: z.number().nullable(),
+      startedAt: z.string(),
+    })
+    .optional(),
 });
 
 /** A worker as recorded in STATE/hetzner/workers/LEASE/worker.json: the lease plus what was rented. */

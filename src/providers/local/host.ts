@@ -24,6 +24,8 @@ export interface HostSpec {
   nixConf?: string;
   /** Extra sshd_config lines. */
   sshdConfig?: string;
+  /** A Nix directory (store and database) to start from, copied: a disk snapshot of another host. */
+  seedStore?: string;
 }
 
 /** The nix.conf of a builder host: no build users (all hosts share one kernel), no substituters. */
@@ -188,6 +190,7 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
     await run(["ip", "-n", ns, "route", "add", POOL_NETWORK, "via", hostAddress]);
     await writeFile(`/proc/sys/net/ipv4/conf/${hostIf}/forwarding`, "1\n");
 
+    if (spec.seedStore) await copyTree(spec.seedStore, rec.storeDir);
     await mkdir(join(rec.storeDir, "store"), { recursive: true });
     await mkdir(files.etcNixDir, { recursive: true });
     // Its own root home: a real builder does not share this machine's ~/.bashrc or ~/.ssh.
@@ -240,6 +243,21 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
     await stopHost(rec).catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * Copies a directory tree (a host's Nix store and database) with owners, modes and links kept;
+ * reflinks where the file system has them, so a snapshot of a large store is cheap.
+ */
+export async function copyTree(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  await run(["cp", "-a", "--reflink=auto", "--", `${from}/.`, to], { timeout: 600_000 });
+}
+
+/** Bytes a directory tree takes on disk. */
+export async function treeBytes(dir: string): Promise<number> {
+  const r = await run(["du", "-s", "-B1", "--", dir], { timeout: 120_000 });
+  return Number(r.stdout.split(/\s/)[0]) || 0;
 }
 
 /** argv that runs a command inside a builder host (its mount and network namespaces). */

@@ -20,6 +20,19 @@ export function registerAdminRoutes(app: EmulatorApp, { state }: Emulator): void
         boot: s.boot,
       })),
       ssh_keys: [...state.sshKeys.values()].map(renderSshKey),
+      images: [...state.images.values()]
+        .filter((i) => i.type !== "system")
+        .map((i) => ({
+          id: i.id,
+          type: i.type,
+          status: i.status,
+          description: i.description,
+          labels: i.labels,
+          image_size: i.imageSize,
+          disk_size: i.diskSize,
+          created_from: i.createdFrom,
+          protected: i.protectDelete,
+        })),
     }),
   );
   app.post("/_emulator/faults", async (c) => {

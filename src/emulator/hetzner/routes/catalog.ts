@@ -1,10 +1,10 @@
 import { ApiError } from "../api-error.js";
-import { renderDatacenter, renderImage, renderLocation, renderPricing, renderServerType } from "../render.js";
-import { idParam, paginate, selectByLabels } from "../request.js";
+import { renderDatacenter, renderLocation, renderPricing, renderServerType } from "../render.js";
+import { idParam, paginate } from "../request.js";
 import type { Emulator } from "../state.js";
 import type { EmulatorApp } from "../app.js";
 
-/** The read-only catalogue: server types, locations, datacenters, images, pricing. */
+/** The read-only catalogue: server types, locations, datacenters, pricing (images: routes/images.ts). */
 export function registerCatalogRoutes(app: EmulatorApp, { catalog }: Emulator): void {
   app.get("/v1/server_types", (c) => {
     const name = c.req.query("name");
@@ -44,24 +44,6 @@ export function registerCatalogRoutes(app: EmulatorApp, { catalog }: Emulator): 
     const l = catalog.locations.find((x) => x.datacenter.id === idParam(c));
     if (!l) throw new ApiError(404, "not_found", "datacenter not found");
     return c.json({ datacenter: renderDatacenter(l, catalog) });
-  });
-  app.get("/v1/images", (c) => {
-    const name = c.req.query("name");
-    const arch = c.req.query("architecture");
-    const types = c.req.queries("type");
-    const images = catalog.images.filter(
-      (i) =>
-        (name === undefined || i.name === name) &&
-        (arch === undefined || i.architecture === arch) &&
-        (types === undefined || types.includes("system")),
-    );
-    const { items, meta } = paginate(c, selectByLabels(c, images.map(renderImage)));
-    return c.json({ images: items, meta });
-  });
-  app.get("/v1/images/:id", (c) => {
-    const i = catalog.images.find((x) => x.id === idParam(c));
-    if (!i) throw new ApiError(404, "not_found", "image not found");
-    return c.json({ image: renderImage(i) });
   });
   app.get("/v1/pricing", (c) => c.json({ pricing: renderPricing(catalog) }));
 }

@@ -14,6 +14,7 @@ import {
   updateSchema,
 } from "../request.js";
 import { bootServer, deleteServer, scheduleBoot } from "../server-lifecycle.js";
+import { isSnapshotting } from "../snapshots.js";
 import { finishAction, newAction, takeFault, type Emulator, type ServerRecord } from "../state.js";
 import type { EmulatorApp } from "../app.js";
 
@@ -87,14 +88,23 @@ export function registerServerRoutes(app: EmulatorApp, emu: Emulator): void {
         fields: [{ name: "server_type", messages: ["server type not found"] }],
       });
     }
-    const image = catalog.images.find(
+    const image = [...state.images.values()].find(
       (i) =>
-        (i.name === body.image || String(i.id) === body.image) &&
-        (String(i.id) === body.image || i.architecture === type.architecture),
+        String(i.id) === body.image ||
+        (i.type === "system" && i.name === body.image && i.architecture === type.architecture),
     );
     if (!image) {
       throw new ApiError(400, "invalid_input", "image not found", {
         fields: [{ name: "image", messages: ["image not found"] }],
+      });
+    }
+    if (image.status !== "available") {
+      throw new ApiError(422, "invalid_input", `image ${image.id} is not available (${image.status})`);
+    }
+    if (image.diskSize > type.disk) {
+      // As the API answers it (the snapshot of a bigger type's disk cannot be restored onto a smaller one).
+      throw new ApiError(422, "invalid_input", "image disk is bigger than server type disk", {
+        fields: [{ name: "image", messages: ["image disk is bigger than server type disk"] }],
       });
     }
     const dc = body.datacenter
@@ -202,6 +212,9 @@ export function registerServerRoutes(app: EmulatorApp, emu: Emulator): void {
   });
   app.delete("/v1/servers/:id", (c) => {
     const s = findServer(idParam(c));
+    if (isSnapshotting(emu, s)) {
+      throw new ApiError(423, "locked", `server ${s.id} is locked by a running create_image action`);
+    }
     if (s.status === "deleting") {
       const running = [...state.actions.values()].find(
         (a) =>

@@ -89,8 +89,24 @@ export type paths = {
             cookie?: never;
         };
         get: operations["get_image"];
-        put?: never;
+        put: operations["update_image"];
         post?: never;
+        delete: operations["delete_image"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/images/{id}/actions/change_protection": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["change_image_protection"];
         delete?: never;
         options?: never;
         head?: never;
@@ -219,6 +235,54 @@ export type paths = {
         get: operations["list_server_actions"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/servers/{id}/actions/create_image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["create_server_image"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/servers/{id}/actions/poweron": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["poweron_server"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/servers/{id}/actions/shutdown": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["shutdown_server"];
         delete?: never;
         options?: never;
         head?: never;
@@ -787,6 +851,229 @@ export interface operations {
                             status: "available" | "creating" | "unavailable";
                             /** @enum {string} */
                             type: "system" | "app" | "snapshot" | "backup";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    update_image: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    description?: string;
+                    labels?: {
+                        [key: string]: string;
+                    };
+                    /** @enum {string} */
+                    type?: "snapshot";
+                };
+            };
+        };
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        image?: {
+                            /** @enum {string} */
+                            architecture: "x86" | "arm";
+                            /** Format: int64 */
+                            bound_to: number | null;
+                            /** Format: date-time */
+                            created: string;
+                            created_from: {
+                                /** Format: int64 */
+                                id: number;
+                                name: string;
+                            } | null;
+                            deleted: string | null;
+                            /** Format: date-time */
+                            deprecated: string | null;
+                            description: string;
+                            disk_size: number;
+                            /** Format: int64 */
+                            id: number;
+                            image_size: number | null;
+                            labels: {
+                                [key: string]: string;
+                            };
+                            name: string | null;
+                            /** @enum {string} */
+                            os_flavor: "ubuntu" | "centos" | "debian" | "fedora" | "rocky" | "alma" | "opensuse" | "unknown";
+                            os_version: string | null;
+                            protection: {
+                                delete: boolean;
+                            };
+                            rapid_deploy?: boolean;
+                            /** @enum {string} */
+                            status: "available" | "creating" | "unavailable";
+                            /** @enum {string} */
+                            type: "system" | "app" | "snapshot" | "backup";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    delete_image: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    change_image_protection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    delete?: boolean;
+                };
+            };
+        };
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Action */
+                        action: {
+                            command: string;
+                            error: {
+                                code: string;
+                                message: string;
+                            } | null;
+                            /** Format: date-time */
+                            finished: string | null;
+                            /** Format: int64 */
+                            id: number;
+                            /** Format: int32 */
+                            progress: number;
+                            resources: {
+                                /** Format: int64 */
+                                id: number;
+                                type: string;
+                            }[];
+                            /** Format: date-time */
+                            started: string;
+                            /** @enum {string} */
+                            status: "running" | "success" | "error";
                         };
                     };
                 };
@@ -2764,6 +3051,275 @@ export interface operations {
                                 /** Format: int64 */
                                 total_entries: number | null;
                             };
+                        };
+                    };
+                };
+            };
+        };
+    };
+    create_server_image: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    description?: string;
+                    labels?: {
+                        [key: string]: string;
+                    };
+                    /**
+                     * @default snapshot
+                     * @enum {string}
+                     */
+                    type?: "snapshot" | "backup";
+                };
+            };
+        };
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Action */
+                        action?: {
+                            command: string;
+                            error: {
+                                code: string;
+                                message: string;
+                            } | null;
+                            /** Format: date-time */
+                            finished: string | null;
+                            /** Format: int64 */
+                            id: number;
+                            /** Format: int32 */
+                            progress: number;
+                            resources: {
+                                /** Format: int64 */
+                                id: number;
+                                type: string;
+                            }[];
+                            /** Format: date-time */
+                            started: string;
+                            /** @enum {string} */
+                            status: "running" | "success" | "error";
+                        };
+                        image?: {
+                            /** @enum {string} */
+                            architecture: "x86" | "arm";
+                            /** Format: int64 */
+                            bound_to: number | null;
+                            /** Format: date-time */
+                            created: string;
+                            created_from: {
+                                /** Format: int64 */
+                                id: number;
+                                name: string;
+                            } | null;
+                            deleted: string | null;
+                            /** Format: date-time */
+                            deprecated: string | null;
+                            description: string;
+                            disk_size: number;
+                            /** Format: int64 */
+                            id: number;
+                            image_size: number | null;
+                            labels: {
+                                [key: string]: string;
+                            };
+                            name: string | null;
+                            /** @enum {string} */
+                            os_flavor: "ubuntu" | "centos" | "debian" | "fedora" | "rocky" | "alma" | "opensuse" | "unknown";
+                            os_version: string | null;
+                            protection: {
+                                delete: boolean;
+                            };
+                            rapid_deploy?: boolean;
+                            /** @enum {string} */
+                            status: "available" | "creating" | "unavailable";
+                            /** @enum {string} */
+                            type: "system" | "app" | "snapshot" | "backup";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    poweron_server: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Action */
+                        action: {
+                            command: string;
+                            error: {
+                                code: string;
+                                message: string;
+                            } | null;
+                            /** Format: date-time */
+                            finished: string | null;
+                            /** Format: int64 */
+                            id: number;
+                            /** Format: int32 */
+                            progress: number;
+                            resources: {
+                                /** Format: int64 */
+                                id: number;
+                                type: string;
+                            }[];
+                            /** Format: date-time */
+                            started: string;
+                            /** @enum {string} */
+                            status: "running" | "success" | "error";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    shutdown_server: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            "4xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            "5xx": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            details?: Record<string, never> | null;
+                            message: string;
+                        };
+                    };
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Action */
+                        action: {
+                            command: string;
+                            error: {
+                                code: string;
+                                message: string;
+                            } | null;
+                            /** Format: date-time */
+                            finished: string | null;
+                            /** Format: int64 */
+                            id: number;
+                            /** Format: int32 */
+                            progress: number;
+                            resources: {
+                                /** Format: int64 */
+                                id: number;
+                                type: string;
+                            }[];
+                            /** Format: date-time */
+                            started: string;
+                            /** @enum {string} */
+                            status: "running" | "success" | "error";
                         };
                     };
                 };

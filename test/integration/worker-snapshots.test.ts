@@ -1,0 +1,258 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { spawn } from "node:child_process";
+import { run } from "../../src/adapters/runner.js";
+import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
+import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
+import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
+import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { freshSeed, graphArgs } from "../helpers/example-builds.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
+
+interface EmulatorImage {
+  id: number;
+  status: string;
+  labels: Record<string, string>;
+  image_size: number | null;
+  disk_size: number;
+}
+interface EmulatorStateJson {
+  servers: { id: number; name: string; status: string; labels: Record<string, string> }[];
+  ssh_keys: unknown[];
+  images: EmulatorImage[];
+}
+interface BuildJson {
+  outputs: string[];
+  derivations: { drv: string; name: string; status: string; builder: string | null }[];
+  stats: { pathsUploaded: number; pathsDownloaded: number };
+}
+
+describe(
+  "suspended workers: snapshots and warm wakes (emulator, real hosts, sshd, nix)",
+  { timeout: 900_000 },
+  () => {
+    let emu: RunningEmulator;
+    let root: string;
+    let cleanupRoot: () => Promise<void>;
+    let env: Record<string, string>;
+
+    const state = async (): Promise<EmulatorStateJson> =>
+      (await (await fetch(`${emu.adminUrl}/state`)).json()) as EmulatorStateJson;
+    const api = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`${emu.endpoint}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${TEST_TOKEN}`, "Content-Type": "application/json" },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: r.status, body: (await r.text()) || "null" };
+    };
+    const newStateDir = async (name: string) => {
+      const dir = join(root, `${name}-${randomBytes(4).toString("hex")}`);
+      await mkdir(dir, { recursive: true });
+      return dir;
+    };
+    const cli = (stateDir: string, args: string[], extraEnv: Record<string, string> = {}) =>
+      runCli(stateDir, args, { env: { ...env, ...extraEnv }, cwd: stateDir, timeout: 300_000 });
+    /** Runs the CLI where the runner would not (a process killed by a signal): its signal and stderr. */
+    const runKilled = (stateDir: string, args: string[], extraEnv: Record<string, string>) =>
+      new Promise<{ signal: NodeJS.Signals | null; stderr: string }>((resolve, reject) => {
+        const child = spawn("node", [CLI, "--state-dir", stateDir, ...args], {
+          cwd: stateDir,
+          env: { ...process.env, ...env, ...extraEnv },
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.once("error", reject);
+        child.once("close", (_code, signal) => resolve({ signal, stderr }));
+      });
+    const ok = async (stateDir: string, args: string[], extraEnv: Record<string, string> = {}) => {
+      const r = await cli(stateDir, args, extraEnv);
+      assert.equal(r.exitCode, 0, `nixpool ${args.join(" ")}: ${r.stderr}`);
+      return r;
+    };
+    const owner = async (stateDir: string) =>
+      (await readFile(join(stateDir, "hetzner", "owner"), "utf8")).trim();
+    const up = async (stateDir: string, ...args: string[]) => {
+      const r = await ok(stateDir, ["worker", "up", "--ttl", "30m", "--json", ...args]);
+      return { name: (JSON.parse(r.stdout) as { worker: { name: string } }).worker.name, stderr: r.stderr };
+    };
+    const build = async (stateDir: string, seed: string) =>
+      JSON.parse((await ok(stateDir, ["build", ...graphArgs(2, { seed }), "--json"])).stdout) as BuildJson;
+    /** Removes a build's outputs from this machine's store, so only a builder can still hold them. */
+    const forgetLocally = async (stateDir: string, b: BuildJson) => {
+      await rm(join(stateDir, "result"), { force: true });
+      const outs: string[] = [];
+      for (const d of b.derivations) {
+        outs.push(...(await run(["nix-store", "-q", "--outputs", d.drv])).stdout.trim().split("\n"));
+      }
+      await run(["nix-store", "--delete", ...outs], { timeout: 60_000 });
+      const valid = await run(["nix-store", "--check-validity", ...outs], { reject: false });
+      assert.notEqual(valid.exitCode, 0, "the outputs are still valid here");
+    };
+    const assertNothingLeaked = async (stateDir: string) => {
+      await waitFor(async () => (await state()).servers.length === 0, { timeoutMs: 30_000 });
+      const s = await state();
+      assert.deepEqual(s.servers, []);
+      assert.deepEqual(s.ssh_keys, []);
+      for (const i of s.images) {
+        assert.equal(i.labels["nixpool"], "1", `snapshot ${i.id} is labelled`);
+        assert.ok(
+          i.labels["nixpool-owner"] && i.labels["nixpool-expires"],
+          `snapshot ${i.id} has owner and expiry`,
+        );
+      }
+      assert.deepEqual(
+        (JSON.parse((await ok(stateDir, ["worker", "list", "--json"])).stdout) as { workers: unknown[] })
+          .workers,
+        [],
+      );
+    };
+
+    before(async () => {
+      ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-snapshots-"));
+      emu = await startHetznerEmulator({
+        tokens: [TEST_TOKEN],
+        booter: createLocalBooter(join(root, "emulator-hosts")),
+        timing: { createMs: 400, bootMs: 200, deleteMs: 200, imageMs: 500 },
+      });
+      env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN, NIXPOOL_HCLOUD_BOOT_TIMEOUT: "90s" };
+    });
+    after(async () => {
+      await emu?.close();
+      await cleanupRoot?.();
+    });
+
+    test("suspend keeps what the worker built in a labelled snapshot; a wake holds it (no upload, no rebuild) and updates an outdated system", async () => {
+      const stateDir = await newStateDir("warm");
+      const seed = freshSeed();
+      const w1 = await up(stateDir, "--type", "cx23");
+      assert.match(w1.stderr, /system \/nix\/store\/[0-9a-z]{32}-nixpool-worker-system/);
+      const first = await build(stateDir, seed);
+      assert.ok(first.derivations.every((d) => d.status === "built" && d.builder === w1.name));
+
+      const suspended = await ok(stateDir, ["worker", "suspend", w1.name, "--json"]);
+      const out = JSON.parse(suspended.stdout) as { snapshot: { id: number; imageSizeGb: number } };
+      assert.match(suspended.stderr, /kept \d+ built output\(s\) and the system as GC roots/);
+      assert.match(suspended.stderr, /garbage collected/);
+      const s1 = await state();
+      assert.deepEqual(s1.servers, [], "the server is deleted");
+      const image = s1.images.find((i) => i.id === out.snapshot.id);
+      assert.equal(image?.status, "available");
+      assert.equal(image?.disk_size, 40);
+      assert.ok((image?.image_size ?? 0) > 0);
+      const labels = image?.labels ?? {};
+      assert.equal(labels["nixpool"], "1");
+      assert.equal(labels["nixpool-owner"], await owner(stateDir));
+      assert.equal(labels["nixpool-lease"], w1.name.slice(3));
+      assert.equal(labels["nixpool-arch"], "x86");
+      assert.equal(labels["nixpool-type"], "cx23");
+      assert.equal(labels["nixpool-version"], "0.1.0");
+      assert.match(labels["nixpool-system"] ?? "", /^[0-9a-z]{32}-nixpool-worker-system$/);
+      assert.ok(Number(labels["nixpool-expires"]) * 1000 > Date.now() + 29 * 86_400_000);
+
+      // The snapshot and its storage cost are listed.
+      const list = JSON.parse((await ok(stateDir, ["worker", "list", "--json"])).stdout) as {
+        workers: unknown[];
+        snapshots: { id: number; cost: { monthly: number; soFar: number } }[];
+      };
+      assert.deepEqual(list.workers, []);
+      assert.deepEqual(
+        list.snapshots.map((x) => x.id),
+        [out.snapshot.id],
+      );
+      assert.ok((list.snapshots[0]?.cost.monthly ?? 0) > 0);
+      assert.match((await ok(stateDir, ["worker", "list"])).stdout, /^SNAPSHOT +STATUS +CREATED/m);
+
+      // Woken on a 4-core type: its 2-job system is outdated and replaced; the built outputs are there.
+      await forgetLocally(stateDir, first);
+      const w2 = await up(stateDir, "--from-snapshot", "latest", "--type", "cx33");
+      assert.match(w2.stderr, new RegExp(`from snapshot ${out.snapshot.id}`));
+      assert.match(w2.stderr, /system updated from \/nix\/store\/\S+ to \/nix\/store\/\S+/);
+      const second = await build(stateDir, seed);
+      assert.deepEqual(
+        second.derivations.map((d) => d.status),
+        second.derivations.map(() => "cached"),
+      );
+      assert.equal(second.stats.pathsUploaded, 0);
+      assert.ok(second.stats.pathsDownloaded > 0, "the result came from the woken worker");
+      assert.equal((await readFile(second.outputs[0] ?? "", "utf8")).trim().split("\n").length, 2);
+
+      // A snapshot of the 80 GB cx33 does not fit a 40 GB cx23: refused before anything is rented.
+      await ok(stateDir, ["worker", "suspend", w2.name]);
+      const tooBig = await cli(stateDir, ["worker", "up", "--from-snapshot", "latest", "--type", "cx23"]);
+      assert.equal(tooBig.exitCode, 2, tooBig.stderr);
+      assert.match(tooBig.stderr, /SNAPSHOT_TOO_BIG|has a 40 GB disk; the snapshot needs 80 GB/);
+      // The first snapshot, woken on its own type, has the current system already.
+      const w3 = await up(stateDir, "--from-snapshot", String(out.snapshot.id), "--type", "cx23");
+      assert.match(w3.stderr, /system \/nix\/store\/\S+ is current/);
+      await ok(stateDir, ["worker", "down", w3.name]);
+      await assertNothingLeaked(stateDir);
+
+      // Retention: keep the newest one; gc deletes the older.
+      await writeFile(join(stateDir, "nixpool.toml"), "[hetzner]\nkeepSnapshots = 1\n");
+      const gc = JSON.parse((await ok(stateDir, ["worker", "gc", "--json"])).stdout) as {
+        deletedSnapshots: { id: number; reason: string }[];
+      };
+      assert.deepEqual(gc.deletedSnapshots, [{ id: out.snapshot.id, reason: "past retention" }]);
+      const me = await owner(stateDir);
+      const left = (await state()).images.filter((i) => i.labels["nixpool-owner"] === me);
+      assert.equal(left.length, 1);
+      assert.equal(left[0]?.labels["nixpool-type"], "cx33");
+    });
+
+    test("a suspend killed after create_image is finished by worker gc: snapshot available, server deleted, nothing leaked", async () => {
+      const stateDir = await newStateDir("crash");
+      const w = await up(stateDir, "--type", "cx23");
+      const killed = await runKilled(stateDir, ["worker", "suspend", w.name], {
+        NIXPOOL_TEST_SUSPEND_CRASH: "image",
+      });
+      assert.equal(killed.signal, "SIGKILL");
+      assert.match(killed.stderr, /snapshot \d+ is being created/);
+      const mid = await state();
+      assert.equal(mid.servers.length, 1, "the server is still there (off)");
+      assert.equal(mid.servers[0]?.status, "off");
+      const record = JSON.parse(
+        await readFile(join(stateDir, "hetzner", "workers", w.name.slice(3), "worker.json"), "utf8"),
+      ) as { status: string; suspend: { step: string; imageId: number | null } };
+      assert.equal(record.status, "suspending");
+      assert.equal(record.suspend.step, "image");
+      assert.ok(record.suspend.imageId !== null, "the snapshot's id was recorded before the crash");
+      const gc = await ok(stateDir, ["worker", "gc"]);
+      assert.match(gc.stderr, /finishing the suspend of hz-/);
+      assert.match(gc.stdout, /finished 1 suspend\(s\)/);
+      await assertNothingLeaked(stateDir);
+      const me = await owner(stateDir);
+      const mine = (await state()).images.filter((i) => i.labels["nixpool-owner"] === me);
+      assert.deepEqual(
+        mine.map((i) => [i.status, i.labels["nixpool-lease"]]),
+        [["available", w.name.slice(3)]],
+      );
+    });
+
+    test("gc deletes any owner's expired snapshot and refuses none of the others'", async () => {
+      const stateDir = await newStateDir("expired");
+      const others = (await state()).images;
+      assert.ok(others.length > 0, "earlier tests left snapshots");
+      const victim = others[0] as EmulatorImage;
+      const put = await api("PUT", `/images/${victim.id}`, {
+        labels: { ...victim.labels, "nixpool-expires": String(Math.floor(Date.now() / 1000) - 60) },
+      });
+      assert.equal(put.status, 200, put.body);
+      const gc = JSON.parse((await ok(stateDir, ["worker", "gc", "--json"])).stdout) as {
+        deletedSnapshots: { id: number; reason: string }[];
+      };
+      assert.deepEqual(gc.deletedSnapshots, [{ id: victim.id, reason: "expired" }]);
+      assert.deepEqual(
+        (await state()).images.map((i) => i.id).sort(),
+        others
+          .filter((i) => i.id !== victim.id)
+          .map((i) => i.id)
+          .sort(),
+      );
+    });
+  },
+);
