@@ -63,14 +63,17 @@ export class CoordinatorBuilds implements GatewayBuilds {
         options.maxSilentTime * 1000,
       );
     };
-    const overall =
-      options.buildTimeout > 0
-        ? setTimeout(
-            () => stop(`building of '${drvPath}' timed out after ${options.buildTimeout} seconds`),
-            options.buildTimeout * 1000,
-          )
-        : undefined;
-    armSilence();
+    // Both clocks run from the build's start on a builder (again on a retry's), as Nix's do for a
+    // local build: a wait for a slot behind other clients' builds is neither silence nor build time.
+    let overall: NodeJS.Timeout | undefined;
+    const armOverall = () => {
+      if (options.buildTimeout <= 0) return;
+      if (overall) clearTimeout(overall);
+      overall = setTimeout(
+        () => stop(`building of '${drvPath}' timed out after ${options.buildTimeout} seconds`),
+        options.buildTimeout * 1000,
+      );
+    };
     let detail: ClientBuildDetail | undefined;
     let failure: string | undefined;
     try {
@@ -86,6 +89,9 @@ export class CoordinatorBuilds implements GatewayBuilds {
           if (e.type === "submitted") {
             id = e.id;
             if (timedOut !== undefined) void this.coordinator.cancel(id).catch(() => undefined);
+          } else if (e.type === "dispatch" && e.event.kind === "start" && e.event.drv === drvPath) {
+            armOverall();
+            armSilence();
           } else if (e.type === "dispatch" && e.event.kind === "log") {
             armSilence();
             tail.push(e.event.line);
