@@ -19,6 +19,8 @@ export interface GatewayBuilds {
     drv: BasicDerivation,
     options: BuildOptions,
     onLog: (line: string) => void,
+    /** Aborted when the client went away: the build is cancelled. */
+    signal?: AbortSignal,
   ): Promise<BuildResult>;
 }
 
@@ -43,6 +45,7 @@ export class CoordinatorBuilds implements GatewayBuilds {
     drv: BasicDerivation,
     options: BuildOptions,
     onLog: (line: string) => void,
+    signal?: AbortSignal,
   ): Promise<BuildResult> {
     const output = drv.outputs.has("out") ? "out" : ([...drv.outputs.keys()][0] ?? "out");
     const startMs = this.clock();
@@ -74,6 +77,8 @@ export class CoordinatorBuilds implements GatewayBuilds {
         options.buildTimeout * 1000,
       );
     };
+    const onAbort = () => stop(`the client of '${drvPath}' went away`);
+    signal?.addEventListener("abort", onAbort);
     let detail: ClientBuildDetail | undefined;
     let failure: string | undefined;
     try {
@@ -105,6 +110,7 @@ export class CoordinatorBuilds implements GatewayBuilds {
     } finally {
       if (silence) clearTimeout(silence);
       if (overall) clearTimeout(overall);
+      signal?.removeEventListener("abort", onAbort);
     }
     return mapBuildResult({ drvPath, drv, detail, failure, timedOut, tail, startMs, stopMs: this.clock() });
   }
