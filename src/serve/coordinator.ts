@@ -36,7 +36,7 @@ import type {
 import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
 import { PoolStore } from "./pool-store.js";
-import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
+import { givenDerivationsOf, mayCancel, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -169,9 +169,7 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
-    const own = process.getuid?.();
-    const gatewayUids = new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
-    client = submitterOf(client, data.onBehalfOf, gatewayUids);
+    client = submitterOf(client, data.onBehalfOf, this.gatewayUids());
     const given = givenDerivationsOf(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {
@@ -298,19 +296,20 @@ export class Coordinator implements CoordinatorApi {
     for (const d of changed) this.emit({ type: "derivation", buildId: b.id, derivation: d });
   }
 
-  /** Only the submitter (or root, or this process) may cancel; a finished build is left as it is. */
+  /** Accounts on the socket that may submit for a gateway client: root, this process's, `--gateway-user`'s. */
+  private gatewayUids(): Set<number> {
+    const own = process.getuid?.();
+    return new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
+  }
+
+  /** Only the submitter (or root, this process, the gateway for its clients) may cancel; a finished build is left as it is. */
   cancel(id: BuildId, client: ClientIdentity): void {
     const b = this.live.get(id);
     if (!b) {
       if (this.history.build(id)) return;
       throw unknownBuild(id);
     }
-    const mayCancel =
-      client.via === "local" ||
-      client.uid === 0 ||
-      // A token names no person: a token holder and a local account called "token" are not the same.
-      (client.via === b.client.via && client.user === b.client.user);
-    if (!mayCancel) {
+    if (!mayCancel(b.client, client, this.gatewayUids())) {
       throw new NixpoolError(
         "BUILD_NOT_YOURS",
         `Build ${id} was submitted by ${b.client.user}, not by ${client.user}.`,
