@@ -1,7 +1,14 @@
 import type { DerivationRecord } from "../core/build-record.js";
 import type { BuilderState } from "../core/dispatch/scheduler.js";
 import type { Builder } from "../core/builder.js";
-import type { BuildCounts, BuilderHealth, BuilderView, DerivationView } from "./coordinator-types.js";
+import type {
+  BuildCounts,
+  BuildDetail,
+  BuilderHealth,
+  BuilderView,
+  BuildSummary,
+  DerivationView,
+} from "./coordinator-types.js";
 
 /** ms since the epoch → ISO string. */
 export const isoAt = (ms: number): string => new Date(ms).toISOString();
@@ -60,4 +67,44 @@ export function toBuilderView(
   if (state?.downReason) v.lastError = state.downReason;
   if (nextProbeAt !== undefined) v.nextProbeAt = nextProbeAt;
   return v;
+}
+
+/** What a summary or detail of a build still in memory is drawn from (the coordinator's live build). */
+export interface LiveBuildView {
+  id: BuildSummary["id"];
+  label: string;
+  client: { user: string };
+  status: BuildSummary["status"];
+  submittedMs: number;
+  startedMs?: number | undefined;
+  finishedMs?: number | undefined;
+  run: { records: Map<string, DerivationRecord>; t0: number };
+  outputs: Iterable<string>;
+  error?: { code: string; message: string } | undefined;
+  report?: BuildDetail["report"] | undefined;
+}
+
+export function liveSummary(b: LiveBuildView): BuildSummary {
+  const s: BuildSummary = {
+    id: b.id,
+    label: b.label,
+    client: b.client.user,
+    status: b.status,
+    submittedAt: isoAt(b.submittedMs),
+    counts: countRecords(b.run.records.values()),
+  };
+  if (b.startedMs !== undefined) s.startedAt = isoAt(b.startedMs);
+  if (b.finishedMs !== undefined) s.finishedAt = isoAt(b.finishedMs);
+  return s;
+}
+
+export function liveDetail(b: LiveBuildView): BuildDetail {
+  const ended = b.finishedMs !== undefined;
+  return {
+    ...liveSummary(b),
+    derivations: [...b.run.records.values()].map((r) => toDerivationView(r, b.run.t0, ended)),
+    outputs: [...b.outputs],
+    ...(b.error ? { error: { ...b.error } } : {}),
+    ...(b.report ? { report: b.report } : {}),
+  };
 }

@@ -33,11 +33,18 @@ import type {
   SubmitRequest,
   WorkerView,
 } from "./coordinator-types.js";
-import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
+import {
+  countRecords,
+  isoAt,
+  liveDetail,
+  liveSummary,
+  toBuilderView,
+  toDerivationView,
+} from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
 import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
-import { givenDerivationsOf, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
+import { givenDerivationsOf, mayCancel, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -179,9 +186,7 @@ export class Coordinator implements CoordinatorApi {
     }
     // zod's optional fields may hold undefined; JSON never carries one.
     const data = parsed.data as SubmitRequest;
-    const own = process.getuid?.();
-    const gatewayUids = new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
-    client = submitterOf(client, data.onBehalfOf, gatewayUids);
+    client = submitterOf(client, data.onBehalfOf, this.gatewayUids());
     const given = givenDerivationsOf(data);
     const unknown = (data.builders ?? []).filter((n) => !this.fleet.builders.some((b) => b.name === n));
     if (unknown.length > 0) {
@@ -225,8 +230,8 @@ export class Coordinator implements CoordinatorApi {
       onEvent: (e) => this.onDispatch(b, e),
     });
     this.live.set(id, b);
-    this.history.insertBuild(this.summary(b), seq, data);
-    this.emit({ type: "build", build: this.summary(b) });
+    this.history.insertBuild(liveSummary(b), seq, data);
+    this.emit({ type: "build", build: liveSummary(b) });
     void this.execute(b);
     return id;
   }
@@ -247,14 +252,14 @@ export class Coordinator implements CoordinatorApi {
     b.finishedMs = this.now();
     this.syncDerivations(b);
     if (b.run.graph) b.report = this.report(b);
-    const detail = this.detail(b);
+    const detail = liveDetail(b);
     this.history.updateBuild(detail);
     if (b.report) this.history.saveRecords(b.id, b.report);
     // Readers of the history see the build as it ended once it leaves the live set (while the
     // database is away its end stays queued: a drain or close must not wait for the database).
     await this.history.settled();
     this.live.delete(b.id);
-    this.emit({ type: "build", build: this.summary(b) });
+    this.emit({ type: "build", build: liveSummary(b) });
     b.resolve(detail);
   }
 
@@ -268,8 +273,8 @@ export class Coordinator implements CoordinatorApi {
         if (b.status === "queued") {
           b.status = "running";
           b.startedMs = this.now();
-          this.history.updateBuild(this.detail(b));
-          this.emit({ type: "build", build: this.summary(b) });
+          this.history.updateBuild(liveDetail(b));
+          this.emit({ type: "build", build: liveSummary(b) });
         }
         this.syncDerivations(b, [e.drv]);
         this.emitBuilder(e.builder);
@@ -281,8 +286,8 @@ export class Coordinator implements CoordinatorApi {
         return;
       case "status":
         this.syncDerivations(b);
-        this.history.updateBuild(this.detail(b));
-        this.emit({ type: "build", build: this.summary(b) });
+        this.history.updateBuild(liveDetail(b));
+        this.emit({ type: "build", build: liveSummary(b) });
         return;
       case "builder-down":
         return;
@@ -308,19 +313,20 @@ export class Coordinator implements CoordinatorApi {
     for (const d of changed) this.emit({ type: "derivation", buildId: b.id, derivation: d });
   }
 
-  /** Only the submitter (or root, or this process) may cancel; a finished build is left as it is. */
+  /** Accounts on the socket that may submit for a gateway client: root, this process's, `--gateway-user`'s. */
+  private gatewayUids(): Set<number> {
+    const own = process.getuid?.();
+    return new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
+  }
+
+  /** Only the submitter (or root, this process, the gateway for its clients) may cancel; a finished build is left as it is. */
   async cancel(id: BuildId, client: ClientIdentity): Promise<void> {
     const b = this.live.get(id);
     if (!b) {
       if (await this.history.build(id)) return;
       throw unknownBuild(id);
     }
-    const mayCancel =
-      client.via === "local" ||
-      client.uid === 0 ||
-      // A token names no person: a token holder and a local account called "token" are not the same.
-      (client.via === b.client.via && client.user === b.client.user);
-    if (!mayCancel) {
+    if (!mayCancel(b.client, client, this.gatewayUids())) {
       throw new NixpoolError(
         "BUILD_NOT_YOURS",
         `Build ${id} was submitted by ${b.client.user}, not by ${client.user}.`,
@@ -391,13 +397,13 @@ export class Coordinator implements CoordinatorApi {
   async builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): Promise<BuildSummary[]> {
     return (await this.history.builds(q)).map((s) => {
       const b = this.live.get(s.id);
-      return b ? this.summary(b) : s;
+      return b ? liveSummary(b) : s;
     });
   }
 
   async build(id: BuildId): Promise<BuildDetail | undefined> {
     const b = this.live.get(id);
-    if (b) return this.detail(b);
+    if (b) return liveDetail(b);
     // A finished build's detail carries its stored report (records, builders, stats), as it ended.
     return this.history.build(id);
   }
@@ -572,30 +578,5 @@ export class Coordinator implements CoordinatorApi {
     await this.fleet.shutdown(true);
     await this.history.close();
     if (this.muxDir) await rm(this.muxDir, { recursive: true, force: true });
-  }
-
-  private summary(b: LiveBuild): BuildSummary {
-    const s: BuildSummary = {
-      id: b.id,
-      label: b.label,
-      client: b.client.user,
-      status: b.status,
-      submittedAt: isoAt(b.submittedMs),
-      counts: countRecords(b.run.records.values()),
-    };
-    if (b.startedMs !== undefined) s.startedAt = isoAt(b.startedMs);
-    if (b.finishedMs !== undefined) s.finishedAt = isoAt(b.finishedMs);
-    return s;
-  }
-
-  private detail(b: LiveBuild): BuildDetail {
-    const ended = b.finishedMs !== undefined;
-    return {
-      ...this.summary(b),
-      derivations: [...b.run.records.values()].map((r) => toDerivationView(r, b.run.t0, ended)),
-      outputs: [...b.outputs],
-      ...(b.error ? { error: { ...b.error } } : {}),
-      ...(b.report ? { report: b.report } : {}),
-    };
   }
 }

@@ -7,7 +7,7 @@ import { LOCAL_SERVE_ARGV } from "../dispatch/serve-sessions.js";
 import type { DispatchSession } from "../dispatch/store-session.js";
 
 /** NARs up to this size stream through a builder's transfer session; larger ones get a session of their own. */
-const SMALL_NAR = 4 * 1024 * 1024;
+export const SMALL_NAR = 4 * 1024 * 1024;
 
 /**
  * The pool's stores as one store, for the gateway (`/api/pool/*`): which paths any of them holds

@@ -53,6 +53,30 @@ export function submitterOf(
   return { ...client, user: `gateway:${onBehalfOf}` };
 }
 
+/**
+ * Whether `caller` may cancel a build `submitter` started: its submitter (the same account over
+ * the same way in), root, this process; and the gateway's account (one of `gatewayUids` on the
+ * socket) the builds it submitted for its clients ("gateway:NAME"), which it cancels when the
+ * client's timeout passes or the client goes away.
+ */
+export function mayCancel(
+  submitter: ClientIdentity,
+  caller: ClientIdentity,
+  gatewayUids: ReadonlySet<number>,
+): boolean {
+  return (
+    caller.via === "local" ||
+    caller.uid === 0 ||
+    // A token names no person: a token holder and a local account called "token" are not the same.
+    (caller.via === submitter.via && caller.user === submitter.user) ||
+    (submitter.user.startsWith("gateway:") &&
+      submitter.via === "socket" &&
+      caller.via === "socket" &&
+      caller.uid !== undefined &&
+      gatewayUids.has(caller.uid))
+  );
+}
+
 /** Roots given by value (gateway builds): all of them or none. */
 export function givenDerivationsOf(data: SubmitRequest): Map<string, Derivation> | undefined {
   const given = data.derivations.filter((d) => d.given !== undefined);

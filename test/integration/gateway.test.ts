@@ -442,6 +442,38 @@ describe(
           builds.map((b) => [b.client, b.status]),
           [["gateway:alice", "succeeded"]],
         );
+        // The client's max-silent-time through this account: the coordinator accepts the
+        // account's cancel of the build it submitted for alice, so the slot is freed at once (not
+        // refused as another user's build, left to run its 60 s).
+        const before = new Set((await apiBuilds()).map((b) => b.id));
+        const silent = await alice.exec([
+          "env",
+          `NIX_SSHOPTS=-p 2222 -o HostKeyAlias=${own.address}`,
+          "nix-build",
+          FIXTURE,
+          "-A",
+          "ok2",
+          "--argstr",
+          "seed",
+          randomBytes(8).toString("hex"),
+          "--argstr",
+          "sleep",
+          "60",
+          "--option",
+          "max-silent-time",
+          "2",
+          "--max-jobs",
+          "0",
+          "--no-out-link",
+          "--builders",
+          cfg.machinesLine,
+        ]);
+        assert.notEqual(silent.exitCode, 0);
+        assert.match(silent.stderr, /timed out after 2 seconds of silence/);
+        assert.deepEqual(
+          (await apiBuilds()).filter((b) => !before.has(b.id)).map((b) => [b.client, b.status]),
+          [["gateway:alice", "cancelled"]],
+        );
       } finally {
         await own.stop();
         // Back to the checkout's nixpool for the other tests.

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { isNixpoolError } from "../../src/core/errors.js";
 import { mapBuildResult } from "../../src/serve/gateway/gateway-build.js";
 import { fromGivenJson, GivenDerivationSchema, toGivenJson } from "../../src/serve/given-derivation.js";
-import { givenDerivationsOf, submitterOf } from "../../src/serve/submit-checks.js";
+import { givenDerivationsOf, mayCancel, submitterOf } from "../../src/serve/submit-checks.js";
 import { renderGatewayClientConfig } from "../../src/core/gateway-client.js";
 import type { Builder } from "../../src/core/builder.js";
 
@@ -36,6 +36,19 @@ test("a gateway names its client only from a privileged uid on the socket", () =
     () => submitterOf({ user: "token", via: "token" }, "alice", uids),
     (e: unknown) => isNixpoolError(e) && e.code === "SUBMIT_FORBIDDEN",
   );
+});
+
+test("the gateway's account may cancel the builds it submitted for its clients (a timeout, a client gone), nobody else's", () => {
+  const uids = new Set([0, 990]);
+  const gatewayBuild = submitterOf({ user: "nixpool", uid: 990, via: "socket" }, "alice", uids);
+  const bobs = { user: "bob", uid: 1001, via: "socket" } as const;
+  assert.equal(mayCancel(gatewayBuild, { user: "nixpool", uid: 990, via: "socket" }, uids), true);
+  assert.equal(mayCancel(gatewayBuild, { user: "root", uid: 0, via: "socket" }, uids), true);
+  assert.equal(mayCancel(gatewayBuild, bobs, uids), false);
+  assert.equal(mayCancel(gatewayBuild, { user: "token", via: "token" }, uids), false);
+  assert.equal(mayCancel(bobs, { user: "nixpool", uid: 990, via: "socket" }, uids), false);
+  assert.equal(mayCancel(bobs, bobs, uids), true);
+  assert.equal(mayCancel(bobs, { user: "bob", via: "token" }, uids), false);
 });
 
 test("a given derivation travels as JSON and becomes a derivation with every input a source", () => {

@@ -23,6 +23,8 @@ export class ByteReader {
   private wake: (() => void) | undefined;
   /** Bytes consumed so far (for messages and measurements). */
   consumed = 0;
+  /** Settles when the client's side has ended (end of input or an error): the client went away. */
+  readonly gone: Promise<void>;
 
   constructor(
     private readonly input: NodeJS.ReadableStream,
@@ -36,14 +38,23 @@ export class ByteReader {
       if (this.buffered > HIGH_WATER) input.pause();
       this.notify();
     });
+    let gone!: () => void;
+    this.gone = new Promise<void>((resolve) => (gone = resolve));
     input.on("end", () => {
       this.ended = true;
       this.notify();
+      gone();
     });
     input.on("error", (e: Error) => {
       this.failure = e;
       this.notify();
+      gone();
     });
+  }
+
+  /** Bytes received and not consumed yet (requests a client sent ahead). */
+  get pending(): number {
+    return this.buffered;
   }
 
   private notify(): void {

@@ -19,6 +19,8 @@ export interface GatewayBuilds {
     drv: BasicDerivation,
     options: BuildOptions,
     onLog: (line: string) => void,
+    /** Aborted when the client went away: the build is cancelled. */
+    signal?: AbortSignal,
   ): Promise<BuildResult>;
 }
 
@@ -43,6 +45,7 @@ export class CoordinatorBuilds implements GatewayBuilds {
     drv: BasicDerivation,
     options: BuildOptions,
     onLog: (line: string) => void,
+    signal?: AbortSignal,
   ): Promise<BuildResult> {
     const output = drv.outputs.has("out") ? "out" : ([...drv.outputs.keys()][0] ?? "out");
     const startMs = this.clock();
@@ -63,14 +66,19 @@ export class CoordinatorBuilds implements GatewayBuilds {
         options.maxSilentTime * 1000,
       );
     };
-    const overall =
-      options.buildTimeout > 0
-        ? setTimeout(
-            () => stop(`building of '${drvPath}' timed out after ${options.buildTimeout} seconds`),
-            options.buildTimeout * 1000,
-          )
-        : undefined;
-    armSilence();
+    // Both clocks run from the build's start on a builder (again on a retry's), as Nix's do for a
+    // local build: a wait for a slot behind other clients' builds is neither silence nor build time.
+    let overall: NodeJS.Timeout | undefined;
+    const armOverall = () => {
+      if (options.buildTimeout <= 0) return;
+      if (overall) clearTimeout(overall);
+      overall = setTimeout(
+        () => stop(`building of '${drvPath}' timed out after ${options.buildTimeout} seconds`),
+        options.buildTimeout * 1000,
+      );
+    };
+    const onAbort = () => stop(`the client of '${drvPath}' went away`);
+    signal?.addEventListener("abort", onAbort);
     let detail: ClientBuildDetail | undefined;
     let failure: string | undefined;
     try {
@@ -86,6 +94,9 @@ export class CoordinatorBuilds implements GatewayBuilds {
           if (e.type === "submitted") {
             id = e.id;
             if (timedOut !== undefined) void this.coordinator.cancel(id).catch(() => undefined);
+          } else if (e.type === "dispatch" && e.event.kind === "start" && e.event.drv === drvPath) {
+            armOverall();
+            armSilence();
           } else if (e.type === "dispatch" && e.event.kind === "log") {
             armSilence();
             tail.push(e.event.line);
@@ -99,6 +110,7 @@ export class CoordinatorBuilds implements GatewayBuilds {
     } finally {
       if (silence) clearTimeout(silence);
       if (overall) clearTimeout(overall);
+      signal?.removeEventListener("abort", onAbort);
     }
     return mapBuildResult({ drvPath, drv, detail, failure, timedOut, tail, startMs, stopMs: this.clock() });
   }

@@ -235,7 +235,25 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
           );
         }
         result.builds++;
-        const r = await (await o.builds).build(req.drvPath, req.drv, req.options, o.log);
+        // Nix's client sends nothing while it waits for the result: the end of its input means it
+        // went away (an interrupted nix build), and its build in the pool is cancelled, not left
+        // to hold a slot for nobody. A client that sent its next requests ahead and then closed
+        // its side still waits for the answers.
+        const abort = new AbortController();
+        const building = (await o.builds).build(req.drvPath, req.drv, req.options, o.log, abort.signal);
+        const gone = reader.gone.then(() =>
+          reader.pending > 0 ? new Promise<never>(() => undefined) : undefined,
+        );
+        const r = await Promise.race([building, gone]);
+        if (r === undefined) {
+          abort.abort();
+          await building.catch(() => undefined);
+          throw new NixpoolError(
+            "GATEWAY_SESSION_FAILED",
+            `The client closed the connection during the build of ${req.drvPath}; its build in the pool was cancelled.`,
+            { hint: "See it with: curl …/api/builds?client=NAME (or open the dashboard)." },
+          );
+        }
         await watchdog.write(encodeBuildResultFor(r, version));
         return;
       }

@@ -7,6 +7,10 @@
 import { encodeServerHello } from "../../core/nix-serve/handshake.js";
 import { ExitCode } from "../../core/errors.js";
 
+// The client may hang up at any time (sshd closes our pipes): a write then fails with EPIPE, which
+// must not end the process before the session is logged and its build cancelled.
+process.stdout.on("error", () => undefined);
+process.stderr.on("error", () => undefined);
 process.stdout.write(encodeServerHello());
 
 function flag(argv: readonly string[], name: string): string | undefined {

@@ -29,6 +29,10 @@ export async function runGateway(opts: GatewayRunOptions): Promise<ExitCode> {
       hint: "The forced command of a client's key names it: nixpool gateway --client NAME (a member name, see docs/gateway.md).",
     });
   }
+  // A client that hung up makes our writes fail (EPIPE): the session ends as it would, logged, and
+  // the process is not killed by an unhandled error event.
+  for (const out of [process.stdout, process.stderr])
+    if (out.listenerCount("error") === 0) out.on("error", () => undefined);
   const stallMs = (opts.stallS ?? 60) * 1000;
   // stderr is the client's build log: one line at a time, never a token.
   const log = (line: string) => process.stderr.write(`${redactForTerminal(line)}\n`);

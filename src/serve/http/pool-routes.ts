@@ -2,7 +2,7 @@ import { PassThrough, Readable } from "node:stream";
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
-import type { PoolStore } from "../pool-store.js";
+import { SMALL_NAR, type PoolStore } from "../pool-store.js";
 import { ApiError, badRequest } from "./api-error.js";
 import type { ApiEnv } from "./api-env.js";
 import { describeIssues } from "./api-schemas.js";
@@ -90,7 +90,10 @@ export function mountPoolRoutes(app: Hono<ApiEnv>, pool: PoolStore): void {
     const { path } = await bodyOf(c, PathSchema);
     const dump = await pool.nar(path);
     if (!dump) throw new ApiError(404, "API_NOT_FOUND", `No store of the pool holds ${path}.`);
-    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    // Room for a whole NAR of the size a builder's transfer session sends (larger ones come
+    // through a session of their own): that session, shared with the dispatcher, is never held
+    // up by a gateway client that reads slowly or not at all.
+    const out = new PassThrough({ highWaterMark: SMALL_NAR + (1 << 16) });
     void dump(out).then(
       () => out.end(),
       (e: unknown) => out.destroy(e instanceof Error ? e : new Error(String(e))),
