@@ -33,14 +33,7 @@ import type {
   SubmitRequest,
   WorkerView,
 } from "./coordinator-types.js";
-import {
-  countRecords,
-  isoAt,
-  liveDetail,
-  liveSummary,
-  toBuilderView,
-  toDerivationView,
-} from "./coordinator-views.js";
+import { isoAt, liveDetail, liveSummary, toBuilderView, toDerivationView } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
 import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
