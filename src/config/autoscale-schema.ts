@@ -48,9 +48,15 @@ export const autoscaleHetznerSchema = z
       .string()
       .regex(/^[a-z0-9-]{2,20}$/, "must be a location name such as fsn1")
       .default(AUTOSCALE_DEFAULTS.location),
-    image: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be an image name such as debian-12").default(AUTOSCALE_DEFAULTS.image),
+    image: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be an image name such as debian-12")
+      .default(AUTOSCALE_DEFAULTS.image),
     minCores: count(1).default(AUTOSCALE_DEFAULTS.minCores),
-    minMemory: z.number({ error: "must be a number (GB)" }).positive("must be > 0").default(AUTOSCALE_DEFAULTS.minMemory),
+    minMemory: z
+      .number({ error: "must be a number (GB)" })
+      .positive("must be > 0")
+      .default(AUTOSCALE_DEFAULTS.minMemory),
     derivationsPerWorker: count(1).default(AUTOSCALE_DEFAULTS.derivationsPerWorker),
     scaleUpAfter: duration(AUTOSCALE_DEFAULTS.scaleUpAfterMs),
     minLifetime: duration(AUTOSCALE_DEFAULTS.minLifetimeMs),
@@ -65,10 +71,18 @@ export const autoscaleHetznerSchema = z
   .strict()
   .superRefine((a, ctx) => {
     if (a.minWorkers > a.maxWorkers) {
-      ctx.addIssue({ code: "custom", path: ["minWorkers"], message: `must be ≤ maxWorkers (${a.maxWorkers})` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["minWorkers"],
+        message: `must be ≤ maxWorkers (${a.maxWorkers})`,
+      });
     }
     if (a.releaseMargin >= 3_600_000) {
-      ctx.addIssue({ code: "custom", path: ["releaseMargin"], message: "must be shorter than 1h (a billed hour)" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["releaseMargin"],
+        message: "must be shorter than 1h (a billed hour)",
+      });
     }
   });
 

@@ -40,11 +40,12 @@ export async function loadInventory(
   }
   const text = await readFile(loc.path, "utf8");
   // The schema (zod, the TOML parser) loads only now that there is a file: start-up without one stays fast.
-  const [{ parseInventory }, { normaliseBuilders, normaliseTargets }, { toAutoscaleConfig }] = await Promise.all([
-    import("./inventory-parse.js"),
-    import("./schema.js"),
-    import("./autoscale-schema.js"),
-  ]);
+  const [{ parseInventory }, { normaliseBuilders, normaliseTargets }, { toAutoscaleConfig }] =
+    await Promise.all([
+      import("./inventory-parse.js"),
+      import("./schema.js"),
+      import("./autoscale-schema.js"),
+    ]);
   const file = parseInventory(text, loc.path);
   const autoscale = file.autoscale?.hetzner;
   return {

@@ -29,12 +29,25 @@ import type {
   ClientIdentity,
   CoordinatorApi,
   CoordinatorEvent,
+  AutoscaleView,
   DerivationView,
   SubmitRequest,
   WorkerView,
 } from "./coordinator-types.js";
-import { countRecords, isoAt, toBuilderView, toDerivationView } from "./coordinator-views.js";
+import {
+  countRecords,
+  isoAt,
+  reportOf,
+  toBuilderView,
+  toDerivationView,
+  unknownBuild,
+} from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import {
+  createAutoscaler,
+  waitingDerivations,
+  type CoordinatorAutoscale,
+} from "./autoscale/coordinator-autoscale.js";
 import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
@@ -53,6 +66,8 @@ export interface CoordinatorOptions {
   trust?: TrustPolicy;
   /** Users (uids) whose gateway sessions may submit for a client (`serve --gateway-user`); root and this process's user always may. */
   gatewayUids?: readonly number[];
+  /** `[autoscale.hetzner]`: the coordinator rents and deletes workers (docs/autoscale.md); the pool may then start empty. */
+  autoscale?: CoordinatorAutoscale;
 }
 
 interface LiveBuild {
@@ -85,13 +100,14 @@ interface LiveBuild {
  * API and the dashboard sit on top of it (CoordinatorApi).
  */
 export class Coordinator implements CoordinatorApi {
-  private readonly live = new Map<BuildId, LiveBuild>();
+  readonly live = new Map<BuildId, LiveBuild>();
   private readonly listeners = new Set<(e: CoordinatorEvent) => void>();
   private seq: number;
   private draining = false;
   private closed = false;
   private rented: WorkerView[] = [];
   private workersTimer: NodeJS.Timeout | undefined;
+  private autoscaler: ReturnType<typeof createAutoscaler> | undefined;
 
   private constructor(
     private readonly opts: CoordinatorOptions,
@@ -111,7 +127,7 @@ export class Coordinator implements CoordinatorApi {
    */
   static async open(opts: CoordinatorOptions): Promise<Coordinator> {
     const usable = opts.builders.filter((b) => b.hostKey);
-    if (usable.length === 0) throw noBuildersError(opts.builders.length);
+    if (usable.length === 0 && !opts.autoscale) throw noBuildersError(opts.builders.length);
     const clock = opts.clock ?? Date.now;
     const paths = statePaths(opts.stateDir);
     const history = HistoryStore.open(paths.serve.historyDb);
@@ -134,6 +150,20 @@ export class Coordinator implements CoordinatorApi {
     const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
     const c = new Coordinator(opts, history, fleet, dispatcher, muxDir, openReader);
     fleet.start();
+    if (opts.autoscale) {
+      c.autoscaler = createAutoscaler(opts.autoscale, {
+        stateDir: opts.stateDir,
+        writeSshFiles: !opts.sessions,
+        fleet,
+        history,
+        clock,
+        waiting: () => waitingDerivations(c.live.values()),
+      });
+      await c.autoscaler.start().catch(async (e: unknown) => {
+        await c.close();
+        throw e;
+      });
+    }
     await c.refreshWorkers();
     c.workersTimer = setInterval(() => void c.refreshWorkers(), opts.workersEveryMs ?? 30_000);
     c.workersTimer.unref();
@@ -364,6 +394,8 @@ export class Coordinator implements CoordinatorApi {
   }
 
   private onFleet(e: FleetEvent): void {
+    if (e.kind === "removed")
+      return this.history.builderEvent(isoAt(this.now()), e.builder, "removed", e.reason);
     const v = this.builderView(e.builder);
     if (e.kind !== "up" || v.inUse === 0) {
       this.history.builderEvent(
@@ -420,25 +452,10 @@ export class Coordinator implements CoordinatorApi {
 
   /** What the client draws its report from, as a local build's result has it. */
   private report(b: LiveBuild): BuildReport {
-    const usage = process.resourceUsage();
-    return {
-      records: [...b.run.records.values()],
-      startedAtMs: b.run.t0,
-      wallMs: b.run.now(),
-      builders: this.slotsOfBuilders(),
-      stats: {
-        // The client evaluated; the connections were warm.
-        evalMs: 0,
-        connectMs: 0,
-        // The fleet's transfers while the build ran (other builds' included).
-        pathsUploaded: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
-        pathsDownloaded: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
-        derivationsInClosure: b.run.graph.nodes.size,
-        // The coordinator's process: every build it ran so far.
-        cpuMs: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000),
-        maxRssMb: Math.round(usage.maxRSS / 1024),
-      },
-    };
+    return reportOf(b.run, this.slotsOfBuilders(), {
+      up: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
+      down: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
+    });
   }
 
   /** Paths sent to the builders' current links (a reconnected builder starts again at 0). */
@@ -448,6 +465,10 @@ export class Coordinator implements CoordinatorApi {
 
   private slotsOfBuilders(): { name: string; slots: number }[] {
     return this.fleet.builders.map((b) => ({ name: b.name, slots: b.maxJobs }));
+  }
+
+  autoscale(): AutoscaleView | undefined {
+    return this.autoscaler?.view();
   }
 
   /** Rented cloud workers now, with their cost so far (read again every workersEveryMs). */
@@ -540,6 +561,7 @@ export class Coordinator implements CoordinatorApi {
     this.draining = true;
     clearInterval(this.workersTimer);
     await this.stopAll("coordinator stopped (closed)");
+    await this.autoscaler?.close(); // deletes its workers, recording each decision and cost
     this.closed = true;
     this.dispatcher.close();
     await this.fleet.shutdown(true);
@@ -571,10 +593,4 @@ export class Coordinator implements CoordinatorApi {
       ...(b.report ? { report: b.report } : {}),
     };
   }
-}
-
-function unknownBuild(id: string): NixpoolError {
-  return new NixpoolError("BUILD_UNKNOWN", `No build ${id} on this coordinator.`, {
-    hint: "List the builds with: curl …/api/builds (or open the dashboard).",
-  });
 }

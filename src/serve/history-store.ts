@@ -74,6 +74,21 @@ CREATE TABLE IF NOT EXISTS worker_costs (
   currency TEXT NOT NULL,
   updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS autoscale_decisions (
+  at TEXT NOT NULL,
+  action TEXT NOT NULL,
+  worker TEXT,
+  server_type TEXT,
+  reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS autoscale_workers (
+  rental TEXT PRIMARY KEY,
+  worker TEXT,
+  server_type TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  ended_ms INTEGER,
+  hourly REAL NOT NULL
+);
 `;
 
 const BUILD_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
@@ -143,6 +158,42 @@ const workerRow = z.object({
   cost: z.number(),
   currency: z.string(),
 });
+
+const decisionRow = z.object({
+  at: z.string(),
+  action: z.string(),
+  worker: z.string().nullable(),
+  server_type: z.string().nullable(),
+  reason: z.string(),
+});
+const autoscaleWorkerRow = z.object({
+  rental: z.string(),
+  worker: z.string().nullable(),
+  server_type: z.string(),
+  started_ms: z.number(),
+  ended_ms: z.number().nullable(),
+  hourly: z.number(),
+});
+
+/** One autoscaler decision as recorded (src/serve/autoscale/autoscaler.ts). */
+export interface AutoscaleDecisionRow {
+  at: string;
+  action: string;
+  worker: string | null;
+  serverType: string | null;
+  reason: string;
+}
+
+/** One rental of the autoscaler, for its budget: billed from startedMs until endedMs (null: running). */
+export interface AutoscaleWorkerRow {
+  rental: string;
+  worker: string | null;
+  serverType: string;
+  startedMs: number;
+  endedMs: number | null;
+  /** EUR per started hour, gross. */
+  hourly: number;
+}
 
 /** A finished build's dispatcher records (for its timeline and the client's report). */
 export type StoredRecords = BuildReport;
@@ -316,6 +367,65 @@ export class HistoryStore {
         currency: w.currency,
       };
     });
+  }
+
+  recordAutoscaleDecision(d: AutoscaleDecisionRow): void {
+    this.db
+      .prepare(
+        "INSERT INTO autoscale_decisions (at, action, worker, server_type, reason) VALUES (?, ?, ?, ?, ?)",
+      )
+      .run(d.at, d.action, d.worker, d.serverType, d.reason);
+  }
+
+  /** The autoscaler's decisions, newest first. */
+  autoscaleDecisions(limit = 50): AutoscaleDecisionRow[] {
+    const rows: unknown[] = this.db
+      .prepare("SELECT * FROM autoscale_decisions ORDER BY rowid DESC LIMIT ?")
+      .all(Math.max(0, Math.min(limit, 10_000)));
+    return rows.map((r, i) => {
+      const d = this.valid(decisionRow, r, `autoscale_decisions #${i}`);
+      return { at: d.at, action: d.action, worker: d.worker, serverType: d.server_type, reason: d.reason };
+    });
+  }
+
+  saveAutoscaleWorker(w: AutoscaleWorkerRow): void {
+    this.db
+      .prepare(
+        "INSERT OR REPLACE INTO autoscale_workers (rental, worker, server_type, started_ms, ended_ms, hourly) VALUES (?, ?, ?, ?, ?, ?)",
+      )
+      .run(
+        w.rental,
+        w.worker,
+        w.serverType,
+        Math.round(w.startedMs),
+        w.endedMs === null ? null : Math.round(w.endedMs),
+        w.hourly,
+      );
+  }
+
+  /** Rentals running, or ended at or after `sinceMs` (the budget's month). */
+  autoscaleWorkers(sinceMs: number): AutoscaleWorkerRow[] {
+    const rows: unknown[] = this.db
+      .prepare("SELECT * FROM autoscale_workers WHERE ended_ms IS NULL OR ended_ms >= ? ORDER BY started_ms")
+      .all(Math.round(sinceMs));
+    return rows.map((r, i) => {
+      const w = this.valid(autoscaleWorkerRow, r, `autoscale_workers #${i}`);
+      return {
+        rental: w.rental,
+        worker: w.worker,
+        serverType: w.server_type,
+        startedMs: w.started_ms,
+        endedMs: w.ended_ms,
+        hourly: w.hourly,
+      };
+    });
+  }
+
+  /** Ends the rentals a stopped coordinator left open (worker gc deletes their servers), at `atMs`. */
+  closeAutoscaleWorkers(atMs: number): number {
+    return this.db
+      .prepare("UPDATE autoscale_workers SET ended_ms = ? WHERE ended_ms IS NULL")
+      .run(Math.round(atMs)).changes;
   }
 
   /** Builds newest first. */

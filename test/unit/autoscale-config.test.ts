@@ -69,18 +69,26 @@ test("[autoscale.hetzner]: every key set, durations by the one syntax", () => {
 
 test("[autoscale.hetzner]: each error names its key", () => {
   assert.deepEqual(problems("minWorkers = 0\n"), ["autoscale.hetzner.maxWorkers: must be a number"]);
-  assert.deepEqual(problems("maxWorkers = 2\nminWorkers = 3\n"), ["autoscale.hetzner.minWorkers: must be ≤ maxWorkers (2)"]);
+  assert.deepEqual(problems("maxWorkers = 2\nminWorkers = 3\n"), [
+    "autoscale.hetzner.minWorkers: must be ≤ maxWorkers (2)",
+  ]);
   assert.deepEqual(problems('maxWorkers = 2\nscaleUpAfter = "soon"\n'), [
     'autoscale.hetzner.scaleUpAfter: "soon" is not a duration such as 30s, 10m or 1h',
   ]);
-  assert.deepEqual(problems("maxWorkers = 2\nbudget = { day = -1 }\n"), ["autoscale.hetzner.budget.day: must be ≥ 0"]);
-  assert.deepEqual(problems("maxWorkers = 2\nbudget = { week = 1 }\n"), ["autoscale.hetzner.budget: unknown field week"]);
+  assert.deepEqual(problems("maxWorkers = 2\nbudget = { day = -1 }\n"), [
+    "autoscale.hetzner.budget.day: must be ≥ 0",
+  ]);
+  assert.deepEqual(problems("maxWorkers = 2\nbudget = { week = 1 }\n"), [
+    "autoscale.hetzner.budget: unknown field week",
+  ]);
   assert.deepEqual(problems('maxWorkers = 2\nserverTypes = "cheap"\n'), [
     'autoscale.hetzner.serverTypes: must be "auto" or a list of server types such as ["cx33", "cax21"]',
   ]);
   assert.deepEqual(problems('maxWorkers = 2\nreleaseMargin = "1h"\n'), [
     "autoscale.hetzner.releaseMargin: must be shorter than 1h (a billed hour)",
   ]);
-  assert.deepEqual(problems("maxWorkers = 2\nmaxWorkerz = 3\n"), ["autoscale.hetzner: unknown field maxWorkerz"]);
+  assert.deepEqual(problems("maxWorkers = 2\nmaxWorkerz = 3\n"), [
+    "autoscale.hetzner: unknown field maxWorkerz",
+  ]);
   assert.deepEqual(problems("maxWorkers = 1.5\n"), ["autoscale.hetzner.maxWorkers: must be an integer"]);
 });

@@ -35,7 +35,10 @@ const offer = (name: string, cores: number, memory: number, architecture = "x86"
   locations: [{ name: "fsn1", available: true }],
 });
 const OFFERS = [offer("cx23", 2, 4), offer("cx33", 4, 8), offer("cax11", 2, 4, "arm"), offer("cx53", 16, 32)];
-const rate = (gross: number) => ({ hourly: { net: gross, gross }, monthly: { net: gross * 700, gross: gross * 700 } });
+const rate = (gross: number) => ({
+  hourly: { net: gross, gross },
+  monthly: { net: gross * 700, gross: gross * 700 },
+});
 const PRICES: PriceTable = {
   source: "api",
   date: "2026-12-07",
@@ -51,7 +54,12 @@ const PRICES: PriceTable = {
 };
 
 const waiting = (n: number, sinceMs: number, system = "x86_64-linux", features: string[] = []) =>
-  Array.from({ length: n }, (_, i): WaitingDerivation => ({ drv: `/nix/store/${system}-${i}.drv`, system, features, sinceMs }));
+  Array.from({ length: n }, (_, i): WaitingDerivation => ({
+    drv: `/nix/store/${system}-${i}.drv`,
+    system,
+    features,
+    sinceMs,
+  }));
 
 const worker = (name: string, over: Partial<ScaledWorker> = {}): ScaledWorker => ({
   name,
@@ -81,7 +89,10 @@ test("60 derivations waiting longer than scaleUpAfter: one worker per derivation
   const rent = p.actions[0];
   assert.equal(rent?.kind === "rent" && rent.type, "cx23");
   assert.equal(rent?.kind === "rent" && rent.hourly, 0.011, "server and IPv4, gross");
-  assert.equal(rent?.reason, "rented cx23: 60 x86_64-linux derivations waited > 30s; today 0.01 EUR (no budget)");
+  assert.equal(
+    rent?.reason,
+    "rented cx23: 60 x86_64-linux derivations waited > 30s; today 0.01 EUR (no budget)",
+  );
   const blocked = p.actions[3];
   assert.equal(blocked?.kind === "blocked" && blocked.cause, "max-workers");
   assert.match(blocked?.reason ?? "", /maxWorkers 3 reached; builds wait for the existing builders/);
@@ -110,15 +121,22 @@ test("aarch64 work rents a cax type; a system or feature no worker offers is sai
   const kvm = planAutoscale(input({ waiting: waiting(2, T0, "x86_64-linux", ["kvm"]) }));
   assert.match(kvm.actions[0]?.reason ?? "", /workers do not offer kvm/);
   // big-parallel is offered by every worker.
-  assert.deepEqual(kinds(planAutoscale(input({ waiting: waiting(2, T0, "x86_64-linux", ["big-parallel"]) }))), ["rent"]);
+  assert.deepEqual(
+    kinds(planAutoscale(input({ waiting: waiting(2, T0, "x86_64-linux", ["big-parallel"]) }))),
+    ["rent"],
+  );
 });
 
 test("a list of server types: the cheapest listed type of the architecture; auto honours minCores and minMemory", () => {
-  const listed = planAutoscale(input({ config: config({ serverTypes: ["cx53", "cx33"] }), waiting: waiting(1, T0) }));
+  const listed = planAutoscale(
+    input({ config: config({ serverTypes: ["cx53", "cx33"] }), waiting: waiting(1, T0) }),
+  );
   assert.equal(listed.actions[0]?.kind === "rent" && listed.actions[0].type, "cx33");
   const big = planAutoscale(input({ config: config({ minCores: 8 }), waiting: waiting(1, T0) }));
   assert.equal(big.actions[0]?.kind === "rent" && big.actions[0].type, "cx53");
-  const none = planAutoscale(input({ config: config({ serverTypes: ["cx53"] }), waiting: waiting(1, T0, "aarch64-linux") }));
+  const none = planAutoscale(
+    input({ config: config({ serverTypes: ["cx53"] }), waiting: waiting(1, T0, "aarch64-linux") }),
+  );
   assert.equal(none.actions[0]?.kind === "blocked" && none.actions[0].cause, "no-type");
 });
 
@@ -131,9 +149,14 @@ test("prices that could not be read rent nothing, and the plan says why", () => 
 test("budget: a rental that would break a cap is refused with the cap in the reason; earlier rentals of the same plan count", () => {
   // 0.40 already spent today by a worker deleted earlier; the day's cap is 0.42.
   const billed = [{ name: "hz-old", startMs: T0 - 3 * HOUR, endMs: T0 - 3 * HOUR + 30 * MIN, hourly: 0.4 }];
-  const p = planAutoscale(input({ config: config({ budget: { day: 0.42 } }), waiting: waiting(30, T0), billed }));
+  const p = planAutoscale(
+    input({ config: config({ budget: { day: 0.42 } }), waiting: waiting(30, T0), billed }),
+  );
   assert.deepEqual(kinds(p), ["rent", "blocked"]);
-  assert.equal(p.actions[0]?.reason, "rented cx23: 30 x86_64-linux derivations waited > 30s; today 0.41 of 0.42 EUR");
+  assert.equal(
+    p.actions[0]?.reason,
+    "rented cx23: 30 x86_64-linux derivations waited > 30s; today 0.41 of 0.42 EUR",
+  );
   const b = p.actions[1];
   assert.equal(b?.kind === "blocked" && b.cause, "budget");
   assert.equal(b?.kind === "blocked" && b.window, "day");
@@ -143,8 +166,17 @@ test("budget: a rental that would break a cap is refused with the cap in the rea
   );
   // The same worker yesterday does not count today; it does count this month.
   const yesterday = [{ ...billed[0]!, startMs: T0 - 24 * HOUR, endMs: T0 - 23 * HOUR }];
-  assert.deepEqual(kinds(planAutoscale(input({ config: config({ budget: { day: 0.42 } }), waiting: waiting(30, T0), billed: yesterday }))), ["rent", "rent", "rent"]);
-  const month = planAutoscale(input({ config: config({ budget: { month: 0.41 } }), waiting: waiting(30, T0), billed: yesterday }));
+  assert.deepEqual(
+    kinds(
+      planAutoscale(
+        input({ config: config({ budget: { day: 0.42 } }), waiting: waiting(30, T0), billed: yesterday }),
+      ),
+    ),
+    ["rent", "rent", "rent"],
+  );
+  const month = planAutoscale(
+    input({ config: config({ budget: { month: 0.41 } }), waiting: waiting(30, T0), billed: yesterday }),
+  );
   assert.equal(month.actions[0]?.kind === "blocked" && month.actions[0].window, "month");
 });
 
@@ -165,7 +197,8 @@ test("spending: each started hour counts its full price in the window where it b
 
 test("an idle worker is deleted only when its paid hour is nearly over, never sooner than minLifetime, never while it builds", () => {
   const w = worker("hz-a");
-  const at = (ms: number, over: Partial<ScaledWorker> = {}) => planAutoscale(input({ nowMs: T0 + ms, workers: [{ ...w, ...over }] }));
+  const at = (ms: number, over: Partial<ScaledWorker> = {}) =>
+    planAutoscale(input({ nowMs: T0 + ms, workers: [{ ...w, ...over }] }));
   assert.deepEqual(at(20 * MIN).actions, [], "40 min of its paid hour left");
   const d = at(56 * MIN).actions;
   assert.deepEqual(kinds({ ...at(56 * MIN), actions: d }), ["delete"]);
@@ -195,10 +228,15 @@ test("a worker whose work vanished is kept while work it can take waits, then de
 
 test("minWorkers: rented when short, and kept (the longest-paid ones go first)", () => {
   assert.deepEqual(kinds(planAutoscale(input({ config: config({ minWorkers: 2 }) }))), ["rent", "rent"]);
-  assert.match(planAutoscale(input({ config: config({ minWorkers: 1 }) })).actions[0]?.reason ?? "", /minWorkers is 1, 0 running/);
+  assert.match(
+    planAutoscale(input({ config: config({ minWorkers: 1 }) })).actions[0]?.reason ?? "",
+    /minWorkers is 1, 0 running/,
+  );
   const a = worker("hz-a", { startMs: T0 });
   const b = worker("hz-b", { startMs: T0 + 2 * MIN });
-  const p = planAutoscale(input({ nowMs: T0 + 57 * MIN, config: config({ minWorkers: 1 }), workers: [a, b] }));
+  const p = planAutoscale(
+    input({ nowMs: T0 + 57 * MIN, config: config({ minWorkers: 1 }), workers: [a, b] }),
+  );
   assert.deepEqual(
     p.actions.map((x) => x.kind === "delete" && x.worker),
     ["hz-a"],
@@ -213,5 +251,8 @@ test("the summary names the queue, the workers and the budget", () => {
       workers: [worker("hz-a", { status: "booting" })],
     }),
   );
-  assert.equal(p.summary, "3 derivations waiting (2 > 30s), 1 of 3 workers (1 booting); this hour 0.00 of 1.00 EUR, today 0.00 of 5.00 EUR");
+  assert.equal(
+    p.summary,
+    "3 derivations waiting (2 > 30s), 1 of 3 workers (1 booting); this hour 0.00 of 1.00 EUR, today 0.00 of 5.00 EUR",
+  );
 });

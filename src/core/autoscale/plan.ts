@@ -90,7 +90,8 @@ export function pickType(
   prices: PriceTable,
   architecture: "x86" | "arm",
 ): { name: string; hourly: number } | undefined {
-  const allowed = config.serverTypes === "auto" ? offers : offers.filter((o) => config.serverTypes.includes(o.name));
+  const allowed =
+    config.serverTypes === "auto" ? offers : offers.filter((o) => config.serverTypes.includes(o.name));
   const req =
     config.serverTypes === "auto"
       ? { minCores: config.minCores, minMemory: config.minMemory, architecture }
@@ -198,7 +199,13 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   }
   const minSystem = input.workers[0]?.system ?? "x86_64-linux";
   while (workers < config.minWorkers) {
-    if (!rent(minSystem, `minWorkers is ${config.minWorkers}, ${workers} running`, `minWorkers ${config.minWorkers}`))
+    if (
+      !rent(
+        minSystem,
+        `minWorkers is ${config.minWorkers}, ${workers} running`,
+        `minWorkers ${config.minWorkers}`,
+      )
+    )
       break;
   }
 

@@ -59,7 +59,7 @@ export function brokenCap(
   extra: number,
   budget: AutoscaleBudget,
 ): BudgetWindow | undefined {
-  return BUDGET_WINDOWS.find((w) => budget[w] !== undefined && spent[w] + extra > (budget[w] as number) + 1e-9);
+  return BUDGET_WINDOWS.find((w) => budget[w] !== undefined && spent[w] + extra > budget[w] + 1e-9);
 }
 
 const WINDOW_WORDS: Record<BudgetWindow, string> = { hour: "this hour", day: "today", month: "this month" };

@@ -13,7 +13,7 @@ import { HISTORY_FILTERS, renderHistoryPage } from "./history-page.js";
 /** What the dashboard reads of the coordinator (a Coordinator is one). */
 export type DashboardSource = Pick<
   CoordinatorApi,
-  "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers"
+  "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers" | "autoscale"
 >;
 
 /** What the overview shows beside the coordinator's own: the binary cache's numbers. */
@@ -93,6 +93,7 @@ export function mountDashboard<E extends Env>(
 
   app.get("/", (c) => {
     setPageHeaders(c);
+    const autoscale = coordinator.autoscale();
     const page = renderOverviewPage({
       builders: coordinator.builders(),
       // Next to run first.
@@ -105,6 +106,7 @@ export function mountDashboard<E extends Env>(
       workers: coordinator.workers(),
       nowMs: Date.now(),
       ...(extras.cacheStats ? { cache: extras.cacheStats() } : {}),
+      ...(autoscale ? { autoscale } : {}),
     });
     return c.html(page.markup);
   });
