@@ -67,7 +67,8 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   const token = opts.token ? await ensureServeToken(ctx.stateDir) : undefined;
   const log = (line: string) => ctx.output.err(redactForTerminal(line));
   // Every submitted build runs under the inventory's [policy] (docs/trust.md), as a local build does.
-  const trust = buildTrustPolicy((await ctx.loadInventory()).policy, {});
+  const inventory = await ctx.loadInventory();
+  const trust = buildTrustPolicy(inventory.policy, {});
   const cachePriority = parseNumberFlag("--cache-priority", opts.cachePriority, {
     integer: true,
     min: 0,
@@ -89,11 +90,26 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     }
     gatewayUids = [uid];
   }
+  // [autoscale.hetzner]: workers a crashed run left are reaped before the pool is read.
+  const autoscale = inventory.autoscale
+    ? {
+        config: inventory.autoscale,
+        provider: (await import("../providers/hetzner/autoscale-provider.js")).hetznerAutoscaleProvider({
+          stateDir: ctx.stateDir,
+          env: process.env,
+          config: inventory.autoscale,
+          log,
+        }),
+        log,
+      }
+    : undefined;
+  await autoscale?.provider.reap();
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
     builders: await ctx.builders(),
     trust,
     gatewayUids,
+    ...(autoscale ? { autoscale } : {}),
   });
   // Remote clients' own tokens (serve token --client): the API and the cache both take them.
   const clientOf = clientTokenLookup(statePaths(ctx.stateDir).serve.clientsFile, log);
@@ -128,6 +144,12 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     throw e;
   });
   ctx.output.out(`nixpool serve: API on unix:${api.socketPath}`);
+  if (autoscale) {
+    const a = autoscale.config;
+    ctx.output.out(
+      `nixpool serve: autoscaling ${a.minWorkers}–${a.maxWorkers} Hetzner workers in ${a.location} (GET /api/autoscale)`,
+    );
+  }
   if (api.url) {
     ctx.output.out(`nixpool serve: API and dashboard on ${api.url}`);
     ctx.output.out(

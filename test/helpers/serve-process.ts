@@ -19,12 +19,13 @@ export interface ServeProcess {
 
 /**
  * Starts `nixpool --state-dir DIR GLOBAL… serve --listen 127.0.0.1:0 ARGS…` and waits until it
- * answers (a later `--listen` in ARGS wins).
+ * answers (a later `--listen` in ARGS wins); `env` is added to this process's environment.
  */
 export async function startServe(
   stateDir: string,
   args: readonly string[] = [],
   global: readonly string[] = [],
+  env: Record<string, string> = {},
 ): Promise<ServeProcess> {
   let out = "";
   let err = "";
@@ -33,6 +34,7 @@ export async function startServe(
     reject: false,
     buffer: false,
     stdin: "ignore",
+    env,
   });
   proc.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
