@@ -189,7 +189,7 @@ export class BuildRun implements DispatchedBuild {
     this.throwIfFailed();
     this.scheduler.plan(this.now());
     this.checkCapable();
-    checkTrust(this.scheduler, this.fleet.builders, this.trust);
+    checkTrust(this.scheduler, this.fleet.builders, this.trust, this.fleet.mayGrow);
     this.recordNeeded();
     this.planned = true;
     for (const r of this.graph.roots) this.maybeDownload(r);

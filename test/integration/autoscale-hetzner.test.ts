@@ -138,7 +138,6 @@ describe(
         );
         assert.ok(view.workers.every((w) => w.status === "ready" && w.running === 0));
         // Idle, but most of their paid hour is left: kept.
-        await c.autoscale();
         assert.equal(await servers(), 2);
         assert.ok(view.spent.day > 0);
         // 56 minutes later (by the autoscaler's clock): 4 minutes of the paid hour left, under the 5-minute margin.
