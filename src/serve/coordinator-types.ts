@@ -131,7 +131,7 @@ export interface AutoscaleWorkerView {
   serverType: string;
   status: "booting" | "ready" | "deleting";
   startedAt: string;
-  /** Derivations building on it now. */
+  /** Derivations building on it, plus running builds that used it (they may still fetch its outputs); idle at 0. */
   running: number;
   /** When its current paid hour ends. */
   paidUntil: string;

@@ -43,11 +43,7 @@ import {
   unknownBuild,
 } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
-import {
-  createAutoscaler,
-  waitingDerivations,
-  type CoordinatorAutoscale,
-} from "./autoscale/coordinator-autoscale.js";
+import { createAutoscaler, type CoordinatorAutoscale } from "./autoscale/coordinator-autoscale.js";
 import { givenDerivationsOf, submitSchema, submitterOf } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
@@ -157,7 +153,7 @@ export class Coordinator implements CoordinatorApi {
         fleet,
         history,
         clock,
-        waiting: () => waitingDerivations(c.live.values()),
+        builds: () => c.live.values(),
       });
       await c.autoscaler.start().catch(async (e: unknown) => {
         await c.close();

@@ -4,6 +4,7 @@ import type { BuildNeeds } from "../../core/dispatch/capability.js";
 import { architectureFor, WORKER_FEATURES, type AutoscaleConfig } from "../../core/autoscale/config.js";
 import {
   paidLeft,
+  pickType,
   planAutoscale,
   type AutoscaleAction,
   type AutoscaleInput,
@@ -22,7 +23,7 @@ import { acquireAutoscaleLeadership, type AutoscaleLeadership } from "./leadersh
 export interface AutoscalePool {
   /** Derivations ready to build that no slot has taken, over every running build. */
   waiting(): { drv: string; system: string; features: readonly string[] }[];
-  /** Derivations building on a builder now. */
+  /** How busy a builder is: 0 when idle (nothing building, no running build that used it). */
   running(builder: string): number;
   /** A rented worker answers: it joins the pool. */
   join(b: Builder): Promise<void>;
@@ -105,11 +106,21 @@ export class Autoscaler {
     void this.tick();
   }
 
-  /** Whether waiting work of these needs could get a worker (a build then waits rather than fails). */
+  /**
+   * Whether waiting work of these needs could get a worker (a build then waits rather than fails):
+   * a system and features workers offer, and (once the catalogue is known) an allowed type for it.
+   */
   mayServe(needs: BuildNeeds): boolean {
     if (this.closed) return false;
     const system = needs.system === "builtin" ? "x86_64-linux" : needs.system;
-    return architectureFor(system) !== undefined && needs.features.every((f) => WORKER_FEATURES.includes(f));
+    const architecture = architectureFor(system);
+    if (!architecture || !needs.features.every((f) => WORKER_FEATURES.includes(f))) return false;
+    const known = this.catalog?.value;
+    return (
+      !known ||
+      "error" in known ||
+      pickType(this.o.config, known.offers, known.prices, architecture) !== undefined
+    );
   }
 
   /** One look at the queue: plan, record, act. Ticks never overlap (a slow one is waited for). */
@@ -263,7 +274,19 @@ export class Autoscaler {
       // Ready from here on: close() deletes it even if the coordinator closes before it joins.
       r.status = "ready";
       if (this.closed) return;
-      await this.o.pool.join(got.builder);
+      try {
+        await this.o.pool.join(got.builder);
+      } catch (e) {
+        r.status = "deleting";
+        this.record(
+          this.o.clock(),
+          "failed",
+          `${r.name} could not join the pool (${e instanceof Error ? e.message : String(e)}); deleting it`,
+          r,
+        );
+        await this.release(r);
+        return;
+      }
       const now = this.o.clock();
       this.record(
         now,

@@ -47,7 +47,8 @@ export function createAutoscaler(
     fleet: Fleet;
     history: AutoscaleHistory;
     clock: () => number;
-    waiting: () => { drv: string; system: string; features: readonly string[] }[];
+    /** The coordinator's running builds. */
+    builds: () => Iterable<{ run: Pick<BuildRun, "waiting" | "records"> }>;
   },
 ): Autoscaler {
   const { fleet } = c;
@@ -55,8 +56,15 @@ export function createAutoscaler(
     config: a.config,
     provider: a.provider,
     pool: {
-      waiting: c.waiting,
-      running: (name) => fleet.board.builders.get(name)?.running ?? 0,
+      waiting: () => waitingDerivations(c.builds()),
+      // Busy: building, or holding outputs a running build may still fetch (its inputs, its results).
+      running: (name) => {
+        let n = fleet.board.builders.get(name)?.running ?? 0;
+        for (const b of c.builds()) {
+          for (const r of b.run.records.values()) if (r.builder === name) n++;
+        }
+        return n;
+      },
       join: async (b) => {
         if (c.writeSshFiles) await writeClientFiles(c.stateDir, [...fleet.builders, b]);
         fleet.addBuilder(b);

@@ -30,7 +30,7 @@ export function renderAutoscaleSection(a: AutoscaleView | undefined): Html {
 <p class="budget">${budget}</p>
 ${blocked.length ? markup`<ul class="autoscale-blocked">${blocked}</ul>` : markup``}
 <table class="autoscale-workers">
-<thead><tr><th>Worker</th><th>Type</th><th>Status</th><th>Running</th><th>Paid until</th></tr></thead>
+<thead><tr><th>Worker</th><th>Type</th><th>Status</th><th>Busy</th><th>Paid until</th></tr></thead>
 <tbody>
 ${workers}
 </tbody>
