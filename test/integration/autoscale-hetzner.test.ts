@@ -154,6 +154,66 @@ describe(
       assert.equal(await servers(), 0);
     });
 
+    test("API faults and a failed boot during scale-up: no leak, the build still finishes", async () => {
+      const stateDir = await newStateDir("faults");
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: {},
+      };
+      const before = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+      const faults = await fetch(`${emu.adminUrl}/faults`, {
+        method: "POST",
+        body: JSON.stringify([
+          { kind: "rate_limit", count: 2 },
+          { kind: "server_error", count: 2, status: 503 },
+          { kind: "drop", count: 1, after: true, method: "POST", path: "/servers" },
+          { kind: "boot", mode: "fail", count: 1 },
+        ]),
+      });
+      assert.equal(faults.status, 200);
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider: hetznerAutoscaleProvider({ stateDir, env, config, log }), log },
+      });
+      try {
+        const done = await c.waitFor(c.submit(await graphRequest("faults", 3), me));
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        const view = c.autoscale() as AutoscaleView;
+        const failed = view.decisions.filter((d) => d.action === "failed");
+        assert.equal(failed.length, 1, lines.join("\n"));
+        assert.match(
+          failed[0]?.reason ?? "",
+          /^renting \S+ failed: .* \(deleted; nixpool worker gc reaps anything left\)$/,
+        );
+        assert.equal(view.decisions.filter((d) => d.action === "rent").length, 2);
+        assert.ok(
+          lines.some((l) => /→ 429 rate_limit_exceeded; retry/.test(l)),
+          lines.join("\n"),
+        );
+        assert.ok(
+          lines.some((l) => /→ 503 unavailable; retry/.test(l)),
+          lines.join("\n"),
+        );
+        assert.equal(await servers(), 1, "the failed boot's server is gone, the second rental builds");
+      } finally {
+        await c.close();
+      }
+      assert.equal(await servers(), 0);
+      const after = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+      assert.equal(
+        after.servers_created - before.servers_created,
+        2,
+        "a dropped answer made no second server",
+      );
+    });
+
     test("a budget cap stops a rental: said in /api/autoscale and the dashboard; the build finishes on the worker it has", async () => {
       const stateDir = await newStateDir("budget");
       // The cap: one worker's first hour fits, a second's does not.
