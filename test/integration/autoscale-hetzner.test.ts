@@ -161,7 +161,8 @@ describe(
         maxWorkers: 1,
         scaleUpAfterMs: 0,
         intervalMs: 200,
-        bootTimeoutMs: 120_000,
+        // The failed boot never answers: it is given up (and deleted) after this.
+        bootTimeoutMs: 20_000,
         budget: {},
       };
       const before = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
