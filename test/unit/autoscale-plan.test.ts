@@ -228,6 +228,8 @@ test("a worker whose work vanished is kept while work it can take waits, then de
 
 test("minWorkers: rented when short, and kept (the longest-paid ones go first)", () => {
   assert.deepEqual(kinds(planAutoscale(input({ config: config({ minWorkers: 2 }) }))), ["rent", "rent"]);
+  const arm = planAutoscale(input({ config: config({ minWorkers: 1, serverTypes: ["cax11"] }) })).actions[0];
+  assert.equal(arm?.kind === "rent" && arm.type, "cax11", "the first listed type's architecture");
   assert.match(
     planAutoscale(input({ config: config({ minWorkers: 1 }) })).actions[0]?.reason ?? "",
     /minWorkers is 1, 0 running/,

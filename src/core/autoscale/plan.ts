@@ -197,7 +197,13 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     const why = `${label} waited > ${formatMs(config.scaleUpAfterMs)}`;
     for (let i = 0; i < wanted; i++) if (!rent(k.system, why, label)) break;
   }
-  const minSystem = input.workers[0]?.system ?? "x86_64-linux";
+  // Workers kept for minWorkers: the system of those there are, else of the first listed type.
+  const firstListed =
+    config.serverTypes !== "auto" && !("error" in input.catalog)
+      ? input.catalog.offers.find((o) => o.name === config.serverTypes[0])
+      : undefined;
+  const minSystem =
+    input.workers[0]?.system ?? (firstListed?.architecture === "arm" ? "aarch64-linux" : "x86_64-linux");
   while (workers < config.minWorkers) {
     if (
       !rent(
