@@ -130,6 +130,20 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     gatewayUids = [account.uid];
     gatewayGid = account.gid;
   }
+  // [autoscale.hetzner]: workers a crashed run left are reaped before the pool is read.
+  const autoscale = inventory.autoscale
+    ? {
+        config: inventory.autoscale,
+        provider: (await import("../providers/hetzner/autoscale-provider.js")).hetznerAutoscaleProvider({
+          stateDir: ctx.stateDir,
+          env: process.env,
+          config: inventory.autoscale,
+          log,
+        }),
+        log,
+      }
+    : undefined;
+  await autoscale?.provider.reap();
   const coordinator = await Coordinator.open({
     stateDir: ctx.stateDir,
     builders: await ctx.builders(),
@@ -137,6 +151,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     gatewayUids,
     database,
     log,
+    ...(autoscale ? { autoscale } : {}),
   });
   log(`nixpool serve: history in ${database.display}`);
   // Remote clients' own tokens (serve token --client): the API and the cache both take them.
@@ -183,6 +198,12 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     );
   }
   ctx.output.out(`nixpool serve: API on unix:${api.socketPath}`);
+  if (autoscale) {
+    const a = autoscale.config;
+    ctx.output.out(
+      `nixpool serve: autoscaling ${a.minWorkers}–${a.maxWorkers} Hetzner workers in ${a.location} (GET /api/autoscale)`,
+    );
+  }
   if (api.url) {
     ctx.output.out(`nixpool serve: API and dashboard on ${api.url}`);
     ctx.output.out(

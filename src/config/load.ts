@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { configError } from "../core/errors.js";
 import type { Builder } from "../core/builder.js";
 import type { DeployTarget } from "../core/deploy/target.js";
+import type { AutoscaleConfig } from "../core/autoscale/config.js";
 import type { InventoryLocation } from "./paths.js";
 
 /** The Nix system string of this machine. */
@@ -18,6 +19,8 @@ export interface LoadedInventory {
   targets: DeployTarget[];
   /** The `[policy]` table (defaults when absent). */
   policy: { trustedOnly: string[]; untrustedResults: "accept" | "verify" | "refuse" };
+  /** `[autoscale.hetzner]`, when the inventory has one (`nixpool serve` runs the autoscaler). */
+  autoscale?: AutoscaleConfig;
   /** `[coordinator] database` (a PostgreSQL URL), when set. */
   database?: string;
   /** The `[hetzner]` table: snapshots of suspended workers (defaults when absent). */
@@ -55,11 +58,14 @@ export async function loadInventory(
   }
   const text = await readFile(loc.path, "utf8");
   // The schema (zod, the TOML parser) loads only now that there is a file: start-up without one stays fast.
-  const [{ parseInventory }, { normaliseBuilders, normaliseTargets }] = await Promise.all([
-    import("./inventory-parse.js"),
-    import("./schema.js"),
-  ]);
+  const [{ parseInventory }, { normaliseBuilders, normaliseTargets }, { toAutoscaleConfig }] =
+    await Promise.all([
+      import("./inventory-parse.js"),
+      import("./schema.js"),
+      import("./autoscale-schema.js"),
+    ]);
   const file = parseInventory(text, loc.path);
+  const autoscale = file.autoscale?.hetzner;
   return {
     path: loc.path,
     exists: true,
@@ -71,5 +77,6 @@ export async function loadInventory(
       keepSnapshots: file.hetzner?.keepSnapshots ?? DEFAULT_HETZNER.keepSnapshots,
       snapshotTtlMs: file.hetzner?.snapshotTtl ?? DEFAULT_HETZNER.snapshotTtlMs,
     },
+    ...(autoscale ? { autoscale: toAutoscaleConfig(autoscale) } : {}),
   };
 }

@@ -3,6 +3,7 @@ import { BUILDER_NAME_PATTERN, type Builder } from "../core/builder.js";
 import { publicKeyProblem } from "../core/public-key.js";
 import { DEFAULT_PROFILE, type DeployTarget } from "../core/deploy/target.js";
 import { parseDuration } from "../core/duration.js";
+import { autoscaleSchema } from "./autoscale-schema.js";
 
 const HOST_PATTERN = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?)$/;
 const USER_PATTERN = /^[a-z_][a-z0-9_.-]{0,31}$/i;
@@ -198,6 +199,8 @@ export const inventorySchema = z
     hetzner: hetznerSchema.optional(),
     builders: namedRecord(builderSchema, "builder"),
     targets: namedRecord(targetSchema, "target"),
+    /** `[autoscale.hetzner]`: workers rented and deleted by the coordinator (docs/autoscale.md). */
+    autoscale: autoscaleSchema.optional(),
   })
   .strict();
 

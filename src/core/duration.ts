@@ -53,7 +53,8 @@ export interface FlagDuration {
   warning?: string;
 }
 
-function formatMs(ms: number): string {
+/** A duration as the shortest exact text: 30s, 5m, 1h, 1500ms. */
+export function formatMs(ms: number): string {
   for (const [unit, size] of [
     ["w", 604_800_000],
     ["d", 86_400_000],

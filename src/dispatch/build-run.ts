@@ -1,6 +1,6 @@
 import type { BuildCheck, DerivationRecord } from "../core/build-record.js";
 import { describeNeeds, describeOffer } from "../core/dispatch/capability.js";
-import { buildGraph, type BuildGraph } from "../core/dispatch/graph.js";
+import { buildGraph, type BuildGraph, type DrvNode } from "../core/dispatch/graph.js";
 import { LOCAL, Scheduler, type Assignment, type AttemptEnd } from "../core/dispatch/scheduler.js";
 import { ExitCode, NixpoolError } from "../core/errors.js";
 import { isBuildSuccess } from "../core/nix-serve/build.js";
@@ -189,7 +189,7 @@ export class BuildRun implements DispatchedBuild {
     this.throwIfFailed();
     this.scheduler.plan(this.now());
     this.checkCapable();
-    checkTrust(this.scheduler, this.fleet.builders, this.trust);
+    checkTrust(this.scheduler, this.fleet.builders, this.trust, this.fleet.mayGrow);
     this.recordNeeded();
     this.planned = true;
     for (const r of this.graph.roots) this.maybeDownload(r);
@@ -240,7 +240,7 @@ export class BuildRun implements DispatchedBuild {
         }),
     );
     const up = [...this.fleet.links.values()].filter((l) => !l.lostReason);
-    if (up.length === 0 && this.fleet.opening() === 0) throw this.allDown();
+    if (up.length === 0 && this.fleet.opening() === 0 && !this.fleet.mayGrow) throw this.allDown();
   }
 
   /** The dispatcher heard that a builder is gone (the board has it down already). */
@@ -273,7 +273,8 @@ export class BuildRun implements DispatchedBuild {
 
   /** Every needed derivation has a builder of the right system and features, or none of it starts. */
   private checkCapable(): void {
-    const bad = this.scheduler.incapable();
+    const grow = this.fleet.mayGrow;
+    const bad = this.scheduler.incapable().filter((d) => !grow?.(this.scheduler.node(d)));
     if (bad.length === 0) return;
     const first = this.scheduler.node(bad[0] as string);
     throw new NixpoolError(
@@ -285,6 +286,14 @@ export class BuildRun implements DispatchedBuild {
         details: { derivations: bad, needs: describeNeeds(first) },
       },
     );
+  }
+
+  /** Ready derivations that no slot has taken yet (what the coordinator's autoscaler counts). */
+  waiting(): DrvNode[] {
+    if (!this.planned || this.fatal || this.scheduler.stopping) return [];
+    const out: DrvNode[] = [];
+    for (const [drv, s] of this.scheduler.nodes) if (s.status === "ready") out.push(this.scheduler.node(drv));
+    return out;
   }
 
   wantsSlots(): boolean {
@@ -308,7 +317,9 @@ export class BuildRun implements DispatchedBuild {
       const unfinished = this.scheduler.unfinished().length;
       if (unfinished === 0 && this.active.size === 0) return;
       if (this.active.size === 0 && this.fleet.opening() === 0 && unfinished > 0) {
-        if (this.scheduler.stuck().length > 0) throw this.allDown();
+        // Work a builder yet to join (an autoscaled worker) could take waits for it.
+        const grow = this.fleet.mayGrow;
+        if (this.scheduler.stuck().some((d) => !grow?.(this.scheduler.node(d)))) throw this.allDown();
       }
       await new Promise<void>((resolve) => {
         this.wakeUp = resolve;

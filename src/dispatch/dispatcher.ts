@@ -97,7 +97,8 @@ export class Dispatcher {
   }
 
   private onFleet(e: FleetEvent): void {
-    if (e.kind === "down") for (const b of this.builds) b.builderLost(e.builder, e.reason);
+    if (e.kind === "down" || e.kind === "removed")
+      for (const b of this.builds) b.builderLost(e.builder, e.reason);
     this.wakeAll();
   }
 

@@ -1,4 +1,5 @@
 import type { Builder } from "../core/builder.js";
+import type { BuildNeeds } from "../core/dispatch/capability.js";
 import { BuilderBoard } from "../core/dispatch/builder-board.js";
 import { LOCAL } from "../core/dispatch/scheduler.js";
 import { BuilderLink } from "./builder-link.js";
@@ -24,7 +25,9 @@ export interface FleetOptions {
 export type FleetEvent =
   | { kind: "up"; builder: string; slots: number }
   | { kind: "down"; builder: string; reason: string }
-  | { kind: "probe"; builder: string };
+  | { kind: "probe"; builder: string }
+  /** Taken out of the pool for good (an autoscaled worker, idle, about to be deleted). */
+  | { kind: "removed"; builder: string; reason: string };
 
 /**
  * nixpool's connections to the pool, outliving any one build: a BuilderLink per builder (a
@@ -47,12 +50,19 @@ export class Fleet {
   private readonly probing = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private ended = false;
+  private readonly pool: Builder[];
+  /**
+   * Whether builders for these needs may still join (the coordinator's autoscaler can rent one):
+   * a build then waits for them rather than failing with NO_CAPABLE_BUILDER or ALL_BUILDERS_DOWN.
+   */
+  mayGrow: ((needs: BuildNeeds) => boolean) | undefined;
 
   constructor(
-    readonly builders: readonly Builder[],
+    builders: readonly Builder[],
     private readonly sessions: FleetSessions,
     private readonly options: FleetOptions = {},
   ) {
+    this.pool = [...builders];
     this.board = new BuilderBoard(builders, options.backoffBaseMs);
     this.local = new SessionPool(
       () => sessions.openLocal(),
@@ -60,6 +70,35 @@ export class Fleet {
       (s) => s.kill(),
     );
     this.paths = new PoolPaths(this.links, this.local, this.localPlace);
+  }
+
+  /** The builders of the pool now (builders join and leave while a coordinator runs). */
+  get builders(): readonly Builder[] {
+    return this.pool;
+  }
+
+  /** A builder joins the running fleet (a rented worker that answers): connected at once. */
+  addBuilder(b: Builder): void {
+    if (this.ended) return;
+    this.pool.push(b);
+    this.board.add(b);
+    void this.connectLink(b);
+  }
+
+  /**
+   * Takes an idle builder out of the pool for good: no new work, its sessions closed. False (and
+   * nothing changes) while it builds something. Builds lose the outputs only it held.
+   */
+  removeBuilder(name: string, reason: string): boolean {
+    if (!this.board.remove(name)) return false;
+    const i = this.pool.findIndex((b) => b.name === name);
+    if (i >= 0) this.pool.splice(i, 1);
+    const link = this.links.get(name);
+    this.links.delete(name);
+    this.probing.delete(name);
+    if (link) void link.close().catch(() => link.kill());
+    this.emit({ kind: "removed", builder: name, reason });
+    return true;
   }
 
   /** ms since the fleet started: the board's clock. */

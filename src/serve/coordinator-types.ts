@@ -114,6 +114,58 @@ export interface WorkerView {
   currency: string;
 }
 
+/** One autoscaler decision: a rental, a deletion, work it could not rent for, a worker ready or failed. */
+export interface AutoscaleDecisionView {
+  at: string;
+  action: "rent" | "ready" | "delete" | "blocked" | "failed";
+  worker?: string;
+  serverType?: string;
+  /** e.g. "rented cx33: 37 x86_64-linux derivations waited > 30s; today 0.42 of 5.00 EUR" */
+  reason: string;
+}
+
+/** A worker the autoscaler rented, as it stands now. */
+export interface AutoscaleWorkerView {
+  /** The worker's name once leased (hz-…), else the rental's id. */
+  name: string;
+  serverType: string;
+  status: "booting" | "ready" | "deleting";
+  startedAt: string;
+  /** Derivations building on it, plus running builds that used it (they may still fetch its outputs); idle at 0. */
+  running: number;
+  /** When its current paid hour ends. */
+  paidUntil: string;
+}
+
+/** GET /api/autoscale: the settings, the last plan, the workers, spending and the decisions (newest first). */
+export interface AutoscaleView {
+  provider: "hetzner";
+  /** False while another coordinator leads (this one rents nothing). */
+  leader: boolean;
+  settings: {
+    minWorkers: number;
+    maxWorkers: number;
+    serverTypes: "auto" | string[];
+    location: string;
+    derivationsPerWorker: number;
+    scaleUpAfterMs: number;
+    minLifetimeMs: number;
+    releaseMarginMs: number;
+    intervalMs: number;
+  };
+  lastTickAt?: string;
+  /** The last plan's one line: queue, workers, budget. */
+  summary: string;
+  /** Why waiting work is not rented for now (the last plan's), e.g. a budget cap. */
+  blocked: string[];
+  currency: "EUR";
+  /** Spent (gross, per started hour) and the caps, per window. */
+  spent: { hour: number; day: number; month: number };
+  budget: { hour?: number; day?: number; month?: number };
+  workers: AutoscaleWorkerView[];
+  decisions: AutoscaleDecisionView[];
+}
+
 export type CoordinatorEvent =
   /** Any status change of a build. */
   | { type: "build"; build: BuildSummary }
@@ -137,6 +189,8 @@ export interface CoordinatorApi {
   derivationLog(id: BuildId, drv: string): Promise<string | undefined>;
   timelineSvg(id: BuildId): Promise<string | undefined>;
   workers(): WorkerView[];
+  /** The autoscaler's state, or undefined when the inventory has no `[autoscale.hetzner]`. */
+  autoscale(): AutoscaleView | undefined;
   subscribe(fn: (e: CoordinatorEvent) => void): () => void;
   drain(graceMs: number): Promise<void>;
   close(): Promise<void>;

@@ -1,11 +1,13 @@
 import type { DerivationRecord } from "../core/build-record.js";
 import type { BuilderState } from "../core/dispatch/scheduler.js";
 import type { Builder } from "../core/builder.js";
+import type { BuildRun } from "../dispatch/build-run.js";
 import type {
   BuildCounts,
   BuildDetail,
   BuilderHealth,
   BuilderView,
+  BuildReport,
   BuildSummary,
   DerivationView,
 } from "./coordinator-types.js";
@@ -106,5 +108,45 @@ export function liveDetail(b: LiveBuildView): BuildDetail {
     outputs: [...b.outputs],
     ...(b.error ? { error: { ...b.error } } : {}),
     ...(b.report ? { report: b.report } : {}),
+  };
+}
+
+/**
+ * A finished build's report, as a local build's result has it. `slots`: the pool's builders now;
+ * a builder that left since (a deleted cloud worker) is added from the records.
+ */
+export function reportOf(
+  run: Pick<BuildRun, "records" | "t0" | "now" | "graph">,
+  slots: { name: string; slots: number }[],
+  transfers: { up: number; down: number },
+): BuildReport {
+  const usage = process.resourceUsage();
+  const records = [...run.records.values()];
+  const builders = [...slots];
+  for (const r of records) {
+    for (const sp of r.spans) {
+      if (sp.builder === "local" || slots.some((b) => b.name === sp.builder)) continue;
+      const gone = builders.find((b) => b.name === sp.builder);
+      if (gone) gone.slots = Math.max(gone.slots, sp.slot + 1);
+      else builders.push({ name: sp.builder, slots: sp.slot + 1 });
+    }
+  }
+  return {
+    records,
+    startedAtMs: run.t0,
+    wallMs: run.now(),
+    builders,
+    stats: {
+      // The client evaluated; the connections were warm.
+      evalMs: 0,
+      connectMs: 0,
+      // The fleet's transfers while the build ran (other builds' included).
+      pathsUploaded: transfers.up,
+      pathsDownloaded: transfers.down,
+      derivationsInClosure: run.graph.nodes.size,
+      // The coordinator's process: every build it ran so far.
+      cpuMs: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000),
+      maxRssMb: Math.round(usage.maxRSS / 1024),
+    },
   };
 }

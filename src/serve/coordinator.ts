@@ -29,14 +29,23 @@ import type {
   ClientIdentity,
   CoordinatorApi,
   CoordinatorEvent,
+  AutoscaleView,
   DerivationView,
   SubmitRequest,
   WorkerView,
 } from "./coordinator-types.js";
-import { isoAt, liveDetail, liveSummary, toBuilderView, toDerivationView } from "./coordinator-views.js";
+import {
+  isoAt,
+  liveDetail,
+  liveSummary,
+  reportOf,
+  toBuilderView,
+  toDerivationView,
+} from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
 import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
+import { createAutoscaler, type CoordinatorAutoscale } from "./autoscale/coordinator-autoscale.js";
 import { givenDerivationsOf, mayCancel, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
 
 export interface CoordinatorOptions {
@@ -59,6 +68,8 @@ export interface CoordinatorOptions {
   database?: DatabaseTarget;
   /** Where the coordinator reports what it cannot answer for (a history write that failed). */
   log?: (line: string) => void;
+  /** `[autoscale.hetzner]`: the coordinator rents and deletes workers (docs/autoscale.md); the pool may then start empty. */
+  autoscale?: CoordinatorAutoscale;
 }
 
 interface LiveBuild {
@@ -91,13 +102,14 @@ interface LiveBuild {
  * API and the dashboard sit on top of it (CoordinatorApi).
  */
 export class Coordinator implements CoordinatorApi {
-  private readonly live = new Map<BuildId, LiveBuild>();
+  readonly live = new Map<BuildId, LiveBuild>();
   private readonly listeners = new Set<(e: CoordinatorEvent) => void>();
   private seq: number;
   private draining = false;
   private closed = false;
   private rented: WorkerView[] = [];
   private workersTimer: NodeJS.Timeout | undefined;
+  private autoscaler: ReturnType<typeof createAutoscaler> | undefined;
 
   private constructor(
     private readonly opts: CoordinatorOptions,
@@ -118,7 +130,7 @@ export class Coordinator implements CoordinatorApi {
    */
   static async open(opts: CoordinatorOptions): Promise<Coordinator> {
     const usable = opts.builders.filter((b) => b.hostKey);
-    if (usable.length === 0) throw noBuildersError(opts.builders.length);
+    if (usable.length === 0 && !opts.autoscale) throw noBuildersError(opts.builders.length);
     const clock = opts.clock ?? Date.now;
     const paths = statePaths(opts.stateDir);
     const log = opts.log ?? (() => undefined);
@@ -144,6 +156,20 @@ export class Coordinator implements CoordinatorApi {
     const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
     const c = new Coordinator(opts, history, fleet, dispatcher, muxDir, openReader, seq);
     fleet.start();
+    if (opts.autoscale) {
+      c.autoscaler = createAutoscaler(opts.autoscale, {
+        stateDir: opts.stateDir,
+        writeSshFiles: !opts.sessions,
+        fleet,
+        history,
+        clock,
+        builds: () => c.live.values(),
+      });
+      await c.autoscaler.start().catch(async (e: unknown) => {
+        await c.close();
+        throw e;
+      });
+    }
     await c.refreshWorkers();
     c.workersTimer = setInterval(() => void c.refreshWorkers(), opts.workersEveryMs ?? 30_000);
     c.workersTimer.unref();
@@ -375,6 +401,8 @@ export class Coordinator implements CoordinatorApi {
   }
 
   private onFleet(e: FleetEvent): void {
+    if (e.kind === "removed")
+      return this.history.builderEvent(isoAt(this.now()), e.builder, "removed", e.reason);
     const v = this.builderView(e.builder);
     if (e.kind !== "up" || v.inUse === 0) {
       this.history.builderEvent(
@@ -433,25 +461,10 @@ export class Coordinator implements CoordinatorApi {
 
   /** What the client draws its report from, as a local build's result has it. */
   private report(b: LiveBuild): BuildReport {
-    const usage = process.resourceUsage();
-    return {
-      records: [...b.run.records.values()],
-      startedAtMs: b.run.t0,
-      wallMs: b.run.now(),
-      builders: this.slotsOfBuilders(),
-      stats: {
-        // The client evaluated; the connections were warm.
-        evalMs: 0,
-        connectMs: 0,
-        // The fleet's transfers while the build ran (other builds' included).
-        pathsUploaded: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
-        pathsDownloaded: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
-        derivationsInClosure: b.run.graph.nodes.size,
-        // The coordinator's process: every build it ran so far.
-        cpuMs: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000),
-        maxRssMb: Math.round(usage.maxRSS / 1024),
-      },
-    };
+    return reportOf(b.run, this.slotsOfBuilders(), {
+      up: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
+      down: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
+    });
   }
 
   /** Paths sent to the builders' current links (a reconnected builder starts again at 0). */
@@ -461,6 +474,10 @@ export class Coordinator implements CoordinatorApi {
 
   private slotsOfBuilders(): { name: string; slots: number }[] {
     return this.fleet.builders.map((b) => ({ name: b.name, slots: b.maxJobs }));
+  }
+
+  autoscale(): AutoscaleView | undefined {
+    return this.autoscaler?.view();
   }
 
   /** Rented cloud workers now, with their cost so far (read again every workersEveryMs). */
@@ -566,6 +583,7 @@ export class Coordinator implements CoordinatorApi {
     this.draining = true;
     clearInterval(this.workersTimer);
     await this.stopAll("coordinator stopped (closed)");
+    await this.autoscaler?.close(); // deletes its workers, recording each decision and cost
     this.closed = true;
     this.dispatcher.close();
     await this.fleet.shutdown(true);

@@ -93,3 +93,20 @@ export const builtRecords = z.array(
 
 /** A derivation's successful builds (builder, trust, NAR hash per output), as the dispatcher recorded them. */
 export type BuiltDerivation = z.output<typeof builtRecords>[number];
+
+/** The autoscaler's rows (history-store.ts). */
+export const decisionRow = z.object({
+  at: z.string(),
+  action: z.string(),
+  worker: z.string().nullable(),
+  server_type: z.string().nullable(),
+  reason: z.string(),
+});
+export const autoscaleWorkerRow = z.object({
+  rental: z.string(),
+  worker: z.string().nullable(),
+  server_type: z.string(),
+  started_ms: z.number(),
+  ended_ms: z.number().nullable(),
+  hourly: z.number(),
+});

@@ -76,7 +76,27 @@ export interface LeasesTable {
   expires_at_ms: number;
 }
 
+export interface AutoscaleDecisionsTable {
+  at: string;
+  action: string;
+  worker: string | null;
+  server_type: string | null;
+  reason: string;
+  ord: number;
+}
+
+export interface AutoscaleWorkersTable {
+  rental: string;
+  worker: string | null;
+  server_type: string;
+  started_ms: number;
+  ended_ms: number | null;
+  hourly: number;
+}
+
 export interface HistoryTables {
+  autoscale_decisions: AutoscaleDecisionsTable;
+  autoscale_workers: AutoscaleWorkersTable;
   builds: BuildsTable;
   derivations: DerivationsTable;
   build_records: BuildRecordsTable;
@@ -202,6 +222,35 @@ export function historyMigrations(engine: HistoryEngine): Record<string, Migrati
         await db.schema.alterTable("build_records").addColumn("ord", big).execute();
         if (engine === "sqlite") await sql`UPDATE build_records SET ord = rowid`.execute(db);
         await db.schema.createIndex("build_records_order").on("build_records").column("ord").execute();
+      },
+    },
+    "0005_autoscale": {
+      // The autoscaler's decisions (with their reasons) and its rentals, for the budget (docs/autoscale.md).
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration sees the schema as it was then
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable("autoscale_decisions")
+          .addColumn("at", "text", (c) => c.notNull())
+          .addColumn("action", "text", (c) => c.notNull())
+          .addColumn("worker", "text")
+          .addColumn("server_type", "text")
+          .addColumn("reason", "text", (c) => c.notNull())
+          .addColumn("ord", big, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex("autoscale_decisions_order")
+          .on("autoscale_decisions")
+          .column("ord")
+          .execute();
+        await db.schema
+          .createTable("autoscale_workers")
+          .addColumn("rental", "text", (c) => c.primaryKey())
+          .addColumn("worker", "text")
+          .addColumn("server_type", "text", (c) => c.notNull())
+          .addColumn("started_ms", big, (c) => c.notNull())
+          .addColumn("ended_ms", big)
+          .addColumn("hourly", float, (c) => c.notNull())
+          .execute();
       },
     },
   };

@@ -1,4 +1,5 @@
 import type {
+  AutoscaleView,
   BuildDetail,
   BuilderView,
   BuildStatus,
@@ -114,6 +115,10 @@ export class FixtureSource implements DashboardSource {
   }
   workers(): WorkerView[] {
     return this.workerViews;
+  }
+  autoscaleView: AutoscaleView | undefined = undefined;
+  autoscale(): AutoscaleView | undefined {
+    return this.autoscaleView;
   }
   subscribe(fn: (e: CoordinatorEvent) => void): () => void {
     this.listeners.add(fn);

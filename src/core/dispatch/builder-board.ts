@@ -14,17 +14,30 @@ export class BuilderBoard {
     builders: readonly SchedulerBuilder[],
     private readonly backoffBaseMs = 60_000,
   ) {
-    for (const b of builders) {
-      this.builders.set(b.name, {
-        info: b,
-        slots: 0,
-        running: 0,
-        up: false,
-        failuresInARow: 0,
-        downUntilMs: 0,
-        downReason: null,
-      });
-    }
+    for (const b of builders) this.add(b);
+  }
+
+  /** A builder joins the board (down until its sessions are open). */
+  add(b: SchedulerBuilder): void {
+    if (this.builders.has(b.name)) throw new Error(`builder ${b.name} is on the board already`);
+    this.builders.set(b.name, {
+      info: b,
+      slots: 0,
+      running: 0,
+      up: false,
+      failuresInARow: 0,
+      downUntilMs: 0,
+      downReason: null,
+    });
+  }
+
+  /** Takes an idle builder off the board; false (and nothing changes) while it runs something. */
+  remove(name: string): boolean {
+    const b = this.builders.get(name);
+    if (!b) return true;
+    if (b.running > 0) return false;
+    this.builders.delete(name);
+    return true;
   }
 
   get(name: string): BuilderState {

@@ -461,6 +461,10 @@ export class Scheduler {
 
   /** The builders whose builds of `drv` succeeded, as placement rules see them. */
   builtOn(drv: string): SchedulerBuilder[] {
-    return this.state(drv).builtOn.map((n) => this.builder(n).info);
+    // A builder taken off the board (a deleted cloud worker) no longer vouches for anything.
+    return this.state(drv).builtOn.flatMap((n) => {
+      const b = this.builders.get(n);
+      return b ? [b.info] : [];
+    });
   }
 }

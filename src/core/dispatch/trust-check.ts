@@ -89,10 +89,13 @@ export function checkTrust(
   scheduler: Scheduler,
   builders: readonly SchedulerBuilder[],
   policy: TrustPolicy,
+  /** Derivations a builder yet to join (a trusted cloud worker the autoscaler may rent) can settle. */
+  settledLater?: (node: DrvNode) => boolean,
 ): void {
   const nodes = [...scheduler.nodes]
     .filter(([, s]) => s.status !== "idle" && s.status !== "done")
-    .map(([drv]) => scheduler.node(drv));
+    .map(([drv]) => scheduler.node(drv))
+    .filter((n) => !settledLater?.(n));
   const short = findTrustShortfalls(nodes, builders, policy);
   if (short.length) throw trustShortfallError(short, scheduler.graph.nodes, policy);
 }

@@ -2,6 +2,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { statePaths } from "../../config/state-paths.js";
 import { readDirIfExists, readFileIfExists, writeFileAtomic } from "../../adapters/fs.js";
 import type { Builder } from "../../core/builder.js";
+import { WORKER_FEATURES } from "../../core/autoscale/config.js";
 import { workerCost, type PriceTable, type WorkerCost } from "../../core/cost.js";
 import type { WorkerRecord } from "./worker-record-schema.js";
 
@@ -74,7 +75,7 @@ export function workerBuilder(rec: WorkerRecord): Builder {
     systems: [rec.system],
     maxJobs: rec.cores,
     speedFactor: 1,
-    supportedFeatures: ["nixos-test", "big-parallel", "benchmark"],
+    supportedFeatures: [...WORKER_FEATURES],
     mandatoryFeatures: [],
     hostKey: rec.hostKeyPub,
     identityFile: rec.loginKeyPath,

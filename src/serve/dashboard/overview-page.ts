@@ -1,5 +1,6 @@
 import { formatMoney } from "../../core/cost.js";
-import type { BuilderView, BuildSummary, WorkerView } from "../coordinator-types.js";
+import type { AutoscaleView, BuilderView, BuildSummary, WorkerView } from "../coordinator-types.js";
+import { renderAutoscaleSection } from "./autoscale-section.js";
 import type { CacheStatsView } from "../cache/cache-stats.js";
 import { renderBuildRowTemplate, renderBuildTable } from "./build-rows.js";
 import { renderCacheSection } from "./cache-section.js";
@@ -18,6 +19,8 @@ export interface OverviewData {
   nowMs: number;
   /** The binary cache's numbers; absent when serve runs without it. */
   cache?: CacheStatsView;
+  /** The autoscaler's state; absent without `[autoscale.hetzner]`. */
+  autoscale?: AutoscaleView;
 }
 
 /** "2/4" slots in use with a meter; the script updates both from builder events. */
@@ -123,6 +126,7 @@ ${renderBuildTable("queued-builds", d.queued, d.nowMs, "Nothing waits.")}
 ${renderBuildTable("running-builds", d.running, d.nowMs, "Nothing runs.")}
 </section>
 ${renderWorkers(d.workers, d.nowMs)}
+${renderAutoscaleSection(d.autoscale)}
 ${renderCacheSection(d.cache)}
 <section id="recent-section">
 <h2>Finished lately <small><a href="/history">all history</a></small></h2>

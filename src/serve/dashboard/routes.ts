@@ -13,7 +13,7 @@ import { HISTORY_FILTERS, renderHistoryPage } from "./history-page.js";
 /** What the dashboard reads of the coordinator (a Coordinator is one). */
 export type DashboardSource = Pick<
   CoordinatorApi,
-  "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers"
+  "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers" | "autoscale"
 >;
 
 /** What the overview shows beside the coordinator's own: the binary cache's numbers. */
@@ -98,6 +98,7 @@ export function mountDashboard<E extends Env>(
       coordinator.builds({ limit: RECENT_BUILDS * 3 }),
     ]);
     setPageHeaders(c);
+    const autoscale = coordinator.autoscale();
     const page = renderOverviewPage({
       builders: coordinator.builders(),
       // Next to run first.
@@ -107,6 +108,7 @@ export function mountDashboard<E extends Env>(
       workers: coordinator.workers(),
       nowMs: Date.now(),
       ...(extras.cacheStats ? { cache: extras.cacheStats() } : {}),
+      ...(autoscale ? { autoscale } : {}),
     });
     return c.html(page.markup);
   });

@@ -78,6 +78,11 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
   });
   app.get("/api/builders", (c) => c.json(c0.builders()));
   app.get("/api/workers", (c) => c.json(c0.workers()));
+  app.get("/api/autoscale", (c) => {
+    const v = c0.autoscale();
+    if (!v) throw notFound("This coordinator does not autoscale (no [autoscale.hetzner] in its inventory).");
+    return c.json(v);
+  });
   app.get("/api/builds", async (c) => {
     const q = parse(BuildsQuerySchema, c.req.query(), "query");
     return c.json(

@@ -1,0 +1,156 @@
+import { hostname } from "node:os";
+import type { Builder } from "../../core/builder.js";
+import { architectureFor, type AutoscaleConfig } from "../../core/autoscale/config.js";
+import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.js";
+import type { LeaseHolder } from "../../core/lease.js";
+import { createLease, provisionWorker } from "./provision.js";
+import { reapQuietly } from "./reaper.js";
+import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
+import { startLeaseRenewal } from "./renewal.js";
+import { openSession, type HetznerSession } from "./session.js";
+import { destroyWorker } from "./teardown.js";
+
+// Cloud workers for the coordinator's autoscaler (src/serve/autoscale/): the catalogue and prices
+// from the API, rentals held by the coordinator's process (so `worker gc` reaps them after a
+// crash, as it reaps any rental), and their deletion.
+
+/** One rental the autoscaler asks for. */
+export interface AutoscaleRentRequest {
+  type: string;
+  system: string;
+  /** Aborts the rental (the coordinator closes); whatever was created is deleted. */
+  signal: AbortSignal;
+  /** Called once the lease is written (the worker's name is known). */
+  onLeased?: (name: string) => void;
+  /**
+   * Rent from a snapshot instead of the plain image ("latest": the newest matching one), through
+   * the provider's `snapshotImage` (not wired yet: the snapshot provider plugs in there).
+   */
+  fromSnapshot?: "latest" | number;
+}
+
+/** A rented worker that answers on SSH and Nix. */
+export interface AutoscaleRented {
+  name: string;
+  type: string;
+  builder: Builder;
+}
+
+/** What the autoscaler needs of a cloud provider. */
+export interface AutoscaleProvider {
+  /** Server types and their current prices, from the API only (no bundled table: budgets are caps). */
+  catalog(): Promise<{ offers: TypeOffer[]; prices: PriceTable }>;
+  rent(req: AutoscaleRentRequest): Promise<AutoscaleRented>;
+  /** Deletes a worker (server, temporary key, record). */
+  release(name: string): Promise<void>;
+  /** Reaps what a crashed coordinator left (worker gc, quietly). */
+  reap(): Promise<void>;
+  /** Stops renewing leases. */
+  close(): Promise<void>;
+}
+
+export interface HetznerAutoscaleOptions {
+  stateDir: string;
+  env: Record<string, string | undefined>;
+  config: AutoscaleConfig;
+  log: Log;
+  /** Lease time, renewed every third of it while the coordinator runs (default 2 h). */
+  ttlMs?: number;
+  /**
+   * The image a `fromSnapshot` rental boots (a snapshot's id), or undefined for the plain image:
+   * the seam where rentals from snapshots plug in. Without it, `fromSnapshot` is ignored.
+   */
+  snapshotImage?: (
+    s: HetznerSession,
+    req: { system: string; type: string; snapshot: "latest" | number },
+  ) => Promise<string | undefined>;
+}
+
+/** The server types and prices, read from the API (the autoscaler's one place that reads prices). */
+export async function readAutoscaleCatalog(
+  s: HetznerSession,
+  nowMs = Date.now(),
+): Promise<{ offers: TypeOffer[]; prices: PriceTable }> {
+  const [types, pricing] = await Promise.all([
+    s.client.listServerTypes(),
+    s.client.getPricing({ attempts: 3 }),
+  ]);
+  return { offers: types, prices: pricesFromApi(pricing, new Date(nowMs).toISOString().slice(0, 10)) };
+}
+
+/** The autoscaler's provider on Hetzner Cloud. */
+export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleProvider {
+  const ttlMs = o.ttlMs ?? 2 * 3_600_000;
+  const holder: LeaseHolder = { kind: "process", pid: process.pid, host: hostname() };
+  const renewals = new Map<string, { stop: () => Promise<void> }>();
+  let session: Promise<HetznerSession> | undefined;
+  const open = () => {
+    session ??= openSession({
+      stateDir: o.stateDir,
+      env: o.env,
+      onRetry: (e) =>
+        o.log(
+          `autoscale: hetzner: ${e.request} → ${e.reason}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`,
+        ),
+    }).catch((e: unknown) => {
+      session = undefined;
+      throw e;
+    });
+    return session;
+  };
+  return {
+    catalog: async () => readAutoscaleCatalog(await open()),
+    rent: async (req) => {
+      const s = await open();
+      const image =
+        req.fromSnapshot !== undefined && o.snapshotImage
+          ? await o.snapshotImage(s, { system: req.system, type: req.type, snapshot: req.fromSnapshot })
+          : undefined;
+      const architecture = architectureFor(req.system) ?? "x86";
+      const rec = await createLease(
+        s,
+        {
+          type: req.type,
+          requirements: { minCores: 1, minMemory: 0, architecture },
+          location: o.config.location,
+          image: image ?? o.config.image,
+          ttlMs,
+          holder,
+          bootTimeoutMs: o.config.bootTimeoutMs,
+        },
+        o.log,
+      );
+      req.onLeased?.(rec.lease.name);
+      try {
+        await provisionWorker(s, rec, { bootTimeoutMs: o.config.bootTimeoutMs, signal: req.signal }, o.log);
+      } catch (e) {
+        await destroy(s, rec).catch((d: unknown) =>
+          o.log(
+            `autoscale: could not delete ${rec.lease.name} (${d instanceof Error ? d.message : String(d)}); nixpool worker gc will`,
+          ),
+        );
+        throw e;
+      }
+      renewals.set(rec.lease.name, startLeaseRenewal(s, rec, ttlMs, o.log));
+      return { name: rec.lease.name, type: rec.type, builder: workerBuilder(rec) };
+    },
+    release: async (name) => {
+      const s = await open();
+      await renewals.get(name)?.stop();
+      renewals.delete(name);
+      const rec = findRecord(await readRecords(o.stateDir, o.log), name);
+      if (rec) await destroy(s, rec);
+    },
+    reap: async () => {
+      await reapQuietly(await open(), o.log);
+    },
+    close: async () => {
+      await Promise.all([...renewals.values()].map((r) => r.stop()));
+      renewals.clear();
+    },
+  };
+}
+
+async function destroy(s: HetznerSession, rec: WorkerRecord): Promise<void> {
+  await destroyWorker(s, rec, () => undefined);
+}

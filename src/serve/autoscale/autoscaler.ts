@@ -1,0 +1,413 @@
+import { randomBytes } from "node:crypto";
+import type { Builder } from "../../core/builder.js";
+import type { BuildNeeds } from "../../core/dispatch/capability.js";
+import { architectureFor, WORKER_FEATURES, type AutoscaleConfig } from "../../core/autoscale/config.js";
+import {
+  paidLeft,
+  pickType,
+  planAutoscale,
+  type AutoscaleAction,
+  type AutoscaleInput,
+  type AutoscalePlan,
+  type ScaledWorker,
+} from "../../core/autoscale/plan.js";
+import { windowStart, type BilledWorker } from "../../core/autoscale/spending.js";
+import type { PriceTable, TypeOffer } from "../../core/cost.js";
+import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
+import type { AutoscaleDecisionView, AutoscaleView } from "../coordinator-types.js";
+import { isoAt } from "../coordinator-views.js";
+import type { AutoscaleDecisionRow, AutoscaleWorkerRow } from "../history-store.js";
+import { acquireAutoscaleLeadership, type AutoscaleLeadership } from "./leadership.js";
+
+/** What the autoscaler sees of the coordinator and does to its pool. */
+export interface AutoscalePool {
+  /** Derivations ready to build that no slot has taken, over every running build. */
+  waiting(): { drv: string; system: string; features: readonly string[] }[];
+  /** How busy a builder is: 0 when idle (nothing building, no running build that used it). */
+  running(builder: string): number;
+  /** A rented worker answers: it joins the pool. */
+  join(b: Builder): Promise<void>;
+  /** Takes an idle worker out of the pool; false (nothing changes) while it builds. */
+  leave(builder: string, reason: string): boolean;
+}
+
+/** Where the autoscaler records its decisions and rentals (the coordinator's history). */
+export interface AutoscaleHistory {
+  /** Queued in order (the history's write queue); not awaited. */
+  recordAutoscaleDecision(d: AutoscaleDecisionRow): void;
+  autoscaleDecisions(limit?: number): Promise<AutoscaleDecisionRow[]>;
+  /** Queued in order (the history's write queue); not awaited. */
+  saveAutoscaleWorker(w: AutoscaleWorkerRow): void;
+  autoscaleWorkers(sinceMs: number): Promise<AutoscaleWorkerRow[]>;
+  closeAutoscaleWorkers(atMs: number): Promise<number>;
+}
+
+/** How many recent decisions the autoscaler keeps in memory for its view. */
+const RECENT_DECISIONS = 50;
+
+export interface AutoscalerOptions {
+  config: AutoscaleConfig;
+  provider: AutoscaleProvider;
+  pool: AutoscalePool;
+  history: AutoscaleHistory;
+  /** The clock of every decision (tests inject one). */
+  clock: () => number;
+  log: (line: string) => void;
+  leadership?: AutoscaleLeadership;
+  /** How long the server types and prices are kept before they are read again (default 5 min). */
+  catalogTtlMs?: number;
+}
+
+interface Rental {
+  rental: string;
+  name: string;
+  type: string;
+  system: string;
+  status: "booting" | "ready" | "deleting";
+  startMs: number;
+  hourly: number;
+  builder?: Builder;
+}
+
+const CATALOG_TTL_MS = 5 * 60_000;
+
+/**
+ * The autoscaler at run time: every `intervalMs` it reads the coordinator's queue and its own
+ * workers, asks the pure plan (core/autoscale/plan.ts) what to do, records every decision with
+ * its reason in the history, and carries the plan out through the provider: rentals run in the
+ * background and join the pool once the worker answers; idle workers leave the pool, then are
+ * deleted. Only the leader rents (leadership.ts).
+ */
+export class Autoscaler {
+  private readonly rentals = new Map<string, Rental>();
+  private readonly since = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private readonly leadership: AutoscaleLeadership;
+  private catalog: { at: number; value: AutoscaleInput["catalog"] } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<AutoscalePlan | undefined> | undefined;
+  private lastPlan: AutoscalePlan | undefined;
+  private lastTickMs: number | undefined;
+  private leader = false;
+  private blockedBefore = new Set<string>();
+  private closed = false;
+  /**
+   * The budget's rows and the recent decisions, read from the history once at start and kept here
+   * as they are written (one autoscaler per history), so a tick never waits for the database.
+   */
+  private readonly billedRows = new Map<string, AutoscaleWorkerRow>();
+  private recent: AutoscaleDecisionRow[] = [];
+
+  constructor(private readonly o: AutoscalerOptions) {
+    this.leadership = o.leadership ?? acquireAutoscaleLeadership();
+  }
+
+  /**
+   * Reaps what a crashed coordinator left (its rentals are ended in the budget at this time), then
+   * ticks every intervalMs. Fails when the provider cannot be reached at all (no token).
+   */
+  async start(): Promise<void> {
+    const startMs = this.o.clock();
+    const ended = await this.o.history.closeAutoscaleWorkers(startMs);
+    for (const w of await this.o.history.autoscaleWorkers(windowStart("month", startMs)))
+      this.billedRows.set(w.rental, w);
+    this.recent = await this.o.history.autoscaleDecisions(RECENT_DECISIONS);
+    if (ended > 0)
+      this.o.log(`autoscale: ${ended} rental(s) of an earlier run ended; worker gc deletes what is left`);
+    await this.o.provider.reap();
+    this.timer = setInterval(() => void this.tick(), this.o.config.intervalMs);
+    this.timer.unref();
+    void this.tick();
+  }
+
+  /**
+   * Whether waiting work of these needs could get a worker (a build then waits rather than fails):
+   * a system and features workers offer, and (once the catalogue is known) an allowed type for it.
+   */
+  mayServe(needs: BuildNeeds): boolean {
+    if (this.closed) return false;
+    const system = needs.system === "builtin" ? "x86_64-linux" : needs.system;
+    const architecture = architectureFor(system);
+    if (!architecture || !needs.features.every((f) => WORKER_FEATURES.includes(f))) return false;
+    const known = this.catalog?.value;
+    return (
+      !known ||
+      "error" in known ||
+      pickType(this.o.config, known.offers, known.prices, architecture) !== undefined
+    );
+  }
+
+  /** One look at the queue: plan, record, act. Ticks never overlap (a slow one is waited for). */
+  tick(): Promise<AutoscalePlan | undefined> {
+    this.ticking ??= this.runTick().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async runTick(): Promise<AutoscalePlan | undefined> {
+    if (this.closed) return undefined;
+    this.leader = await this.leadership.acquire().catch(() => false);
+    if (!this.leader || this.closed) return undefined;
+    const now = this.o.clock();
+    const waiting = this.o.pool.waiting();
+    const seen = new Set<string>();
+    for (const w of waiting) {
+      seen.add(w.drv);
+      if (!this.since.has(w.drv)) this.since.set(w.drv, now);
+    }
+    for (const drv of this.since.keys()) if (!seen.has(drv)) this.since.delete(drv);
+    const catalog = await this.readCatalog(now);
+    if (this.closed) return undefined;
+    const plan = planAutoscale({
+      nowMs: now,
+      config: this.o.config,
+      waiting: waiting.map((w) => ({ ...w, sinceMs: this.since.get(w.drv) ?? now })),
+      workers: this.scaledWorkers(),
+      catalog,
+      billed: this.billed(now),
+    });
+    this.lastPlan = plan;
+    this.lastTickMs = now;
+    const blockedNow = new Set<string>();
+    for (const a of plan.actions) this.act(a, now, blockedNow);
+    this.blockedBefore = blockedNow;
+    return plan;
+  }
+
+  private async readCatalog(now: number): Promise<AutoscaleInput["catalog"]> {
+    const fresh =
+      this.catalog &&
+      !("error" in this.catalog.value) &&
+      now - this.catalog.at < (this.o.catalogTtlMs ?? CATALOG_TTL_MS);
+    if (fresh && this.catalog) return this.catalog.value;
+    let value: AutoscaleInput["catalog"];
+    try {
+      const c: { offers: TypeOffer[]; prices: PriceTable } = await this.o.provider.catalog();
+      value = c;
+    } catch (e) {
+      value = { error: e instanceof Error ? e.message : String(e) };
+    }
+    this.catalog = { at: now, value };
+    return value;
+  }
+
+  private scaledWorkers(): ScaledWorker[] {
+    return [...this.rentals.values()]
+      .filter((r) => r.status !== "deleting")
+      .map((r) => ({
+        name: r.name,
+        type: r.type,
+        system: r.system,
+        status: r.status === "ready" ? "ready" : "booting",
+        startMs: r.startMs,
+        running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
+      }));
+  }
+
+  private billed(now: number): BilledWorker[] {
+    const since = windowStart("month", now);
+    const rows = [...this.billedRows.values()]
+      .filter((w) => w.endedMs === null || w.endedMs >= since)
+      .sort((a, b) => a.startedMs - b.startedMs);
+    return rows.map((w) => ({
+      name: w.worker ?? w.rental,
+      startMs: w.startedMs,
+      endMs: w.endedMs,
+      hourly: w.hourly,
+    }));
+  }
+
+  private record(now: number, action: AutoscaleDecisionView["action"], reason: string, r?: Rental): void {
+    const d: AutoscaleDecisionRow = {
+      at: isoAt(now),
+      action,
+      worker: r?.name ?? null,
+      serverType: r?.type ?? null,
+      reason,
+    };
+    this.recent = [d, ...this.recent].slice(0, RECENT_DECISIONS);
+    this.o.history.recordAutoscaleDecision(d);
+    this.o.log(`autoscale: ${reason}`);
+  }
+
+  private saveRental(r: Rental, endMs: number | null): void {
+    const w: AutoscaleWorkerRow = {
+      rental: r.rental,
+      worker: r.name === r.rental ? null : r.name,
+      serverType: r.type,
+      startedMs: r.startMs,
+      endedMs: endMs,
+      hourly: r.hourly,
+    };
+    this.billedRows.set(w.rental, w);
+    this.o.history.saveAutoscaleWorker(w);
+  }
+
+  private act(a: AutoscaleAction, now: number, blockedNow: Set<string>): void {
+    if (a.kind === "blocked") {
+      // Said once while the cause lasts, not on every tick.
+      const key = `${a.system} ${a.cause} ${a.window ?? ""}`;
+      blockedNow.add(key);
+      if (!this.blockedBefore.has(key)) this.record(now, "blocked", a.reason);
+      return;
+    }
+    if (a.kind === "rent") {
+      const id = `rental-${randomBytes(4).toString("hex")}`;
+      const r: Rental = {
+        rental: id,
+        name: id,
+        type: a.type,
+        system: a.system,
+        status: "booting",
+        startMs: now,
+        hourly: a.hourly,
+      };
+      this.rentals.set(id, r);
+      this.saveRental(r, null);
+      this.record(now, "rent", a.reason, r);
+      this.track(this.rent(r));
+      return;
+    }
+    const r = [...this.rentals.values()].find((x) => x.name === a.worker && x.status === "ready");
+    // It took work since the plan was made: kept, the next tick decides again.
+    if (!r || !this.o.pool.leave(r.name, "deleted by the autoscaler")) return;
+    r.status = "deleting";
+    this.record(now, "delete", a.reason, r);
+    this.track(this.release(r));
+  }
+
+  private track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  private async rent(r: Rental): Promise<void> {
+    try {
+      const got = await this.o.provider.rent({
+        type: r.type,
+        system: r.system,
+        signal: this.abort.signal,
+        onLeased: (name) => {
+          r.name = name;
+          this.saveRental(r, null);
+        },
+      });
+      r.name = got.name;
+      r.builder = got.builder;
+      // Ready from here on: close() deletes it even if the coordinator closes before it joins.
+      r.status = "ready";
+      if (this.closed) return;
+      try {
+        await this.o.pool.join(got.builder);
+      } catch (e) {
+        r.status = "deleting";
+        this.record(
+          this.o.clock(),
+          "failed",
+          `${r.name} could not join the pool (${e instanceof Error ? e.message : String(e)}); deleting it`,
+          r,
+        );
+        await this.release(r);
+        return;
+      }
+      const now = this.o.clock();
+      this.record(
+        now,
+        "ready",
+        `${r.name} (${r.type}) answers after ${Math.round((now - r.startMs) / 1000)} s; it joined the pool`,
+        r,
+      );
+    } catch (e) {
+      const now = this.o.clock();
+      this.rentals.delete(r.rental);
+      this.saveRental(r, now);
+      this.record(
+        now,
+        "failed",
+        `renting ${r.type} failed: ${e instanceof Error ? e.message : String(e)} (deleted; nixpool worker gc reaps anything left)`,
+        r,
+      );
+    }
+  }
+
+  private async release(r: Rental): Promise<void> {
+    try {
+      await this.o.provider.release(r.name);
+    } catch (e) {
+      this.record(
+        this.o.clock(),
+        "failed",
+        `deleting ${r.name} failed: ${e instanceof Error ? e.message : String(e)}; nixpool worker gc deletes it once its lease ends`,
+        r,
+      );
+    } finally {
+      this.rentals.delete(r.rental);
+      this.saveRental(r, this.o.clock());
+    }
+  }
+
+  /** The state shown by GET /api/autoscale and the dashboard. */
+  view(): AutoscaleView {
+    const c = this.o.config;
+    const now = this.o.clock();
+    const plan = this.lastPlan;
+    return {
+      provider: "hetzner",
+      leader: this.leader,
+      settings: {
+        minWorkers: c.minWorkers,
+        maxWorkers: c.maxWorkers,
+        serverTypes: c.serverTypes,
+        location: c.location,
+        derivationsPerWorker: c.derivationsPerWorker,
+        scaleUpAfterMs: c.scaleUpAfterMs,
+        minLifetimeMs: c.minLifetimeMs,
+        releaseMarginMs: c.releaseMarginMs,
+        intervalMs: c.intervalMs,
+      },
+      ...(this.lastTickMs !== undefined ? { lastTickAt: isoAt(this.lastTickMs) } : {}),
+      summary: plan?.summary ?? "not looked at the queue yet",
+      blocked: (plan?.actions ?? []).flatMap((a) => (a.kind === "blocked" ? [a.reason] : [])),
+      currency: "EUR",
+      spent: plan?.spent ?? { hour: 0, day: 0, month: 0 },
+      budget: { ...c.budget },
+      workers: [...this.rentals.values()].map((r) => ({
+        name: r.name,
+        serverType: r.type,
+        status: r.status,
+        startedAt: isoAt(r.startMs),
+        running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
+        paidUntil: isoAt(now + paidLeft(r, now)),
+      })),
+      decisions: this.recent.map((d) => ({
+        at: d.at,
+        action: d.action as AutoscaleDecisionView["action"],
+        ...(d.worker !== null ? { worker: d.worker } : {}),
+        ...(d.serverType !== null ? { serverType: d.serverType } : {}),
+        reason: d.reason,
+      })),
+    };
+  }
+
+  /**
+   * Stops ticking, aborts rentals under way and deletes every worker it rented (the builds were
+   * stopped first): nothing is left running, and the budget rows are ended.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    this.abort.abort();
+    await Promise.allSettled([...this.inFlight]);
+    const left = [...this.rentals.values()].filter((r) => r.status === "ready");
+    for (const r of left) {
+      this.o.pool.leave(r.name, "the coordinator closes");
+      r.status = "deleting";
+      this.record(this.o.clock(), "delete", `deleted ${r.name} (${r.type}): the coordinator closes`, r);
+    }
+    await Promise.allSettled(left.map((r) => this.release(r)));
+    await this.o.provider.close();
+    await this.leadership.release();
+  }
+}

@@ -1,0 +1,81 @@
+import type { AutoscaleConfig } from "../../core/autoscale/config.js";
+import { writeClientFiles } from "../../adapters/nix-build.js";
+import type { BuildRun } from "../../dispatch/build-run.js";
+import type { Fleet } from "../../dispatch/fleet.js";
+import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
+import { Autoscaler, type AutoscaleHistory } from "./autoscaler.js";
+import type { AutoscaleLeadership } from "./leadership.js";
+
+// The autoscaler wired to the coordinator: its queue, its fleet, its history.
+
+/** `[autoscale.hetzner]` as the coordinator takes it (src/commands/serve.ts builds it). */
+export interface CoordinatorAutoscale {
+  config: AutoscaleConfig;
+  provider: AutoscaleProvider;
+  /** The autoscaler's clock (default: the coordinator's). */
+  clock?: () => number;
+  leadership?: AutoscaleLeadership;
+  log?: (line: string) => void;
+}
+
+/** Ready derivations no slot has taken, over every running build, each once. */
+export function waitingDerivations(
+  builds: Iterable<{ run: Pick<BuildRun, "waiting"> }>,
+): { drv: string; system: string; features: readonly string[] }[] {
+  const seen = new Set<string>();
+  const out: { drv: string; system: string; features: readonly string[] }[] = [];
+  for (const b of builds) {
+    for (const n of b.run.waiting()) {
+      if (seen.has(n.drv)) continue;
+      seen.add(n.drv);
+      out.push({ drv: n.drv, system: n.system, features: n.features });
+    }
+  }
+  return out;
+}
+
+/**
+ * The coordinator's autoscaler: workers join its fleet once they answer (with nixpool's
+ * ssh_config rewritten first, unless the sessions are a test's own), and builds whose work a
+ * worker could take wait for one rather than fail.
+ */
+export function createAutoscaler(
+  a: CoordinatorAutoscale,
+  c: {
+    stateDir: string;
+    writeSshFiles: boolean;
+    fleet: Fleet;
+    history: AutoscaleHistory;
+    clock: () => number;
+    /** The coordinator's running builds. */
+    builds: () => Iterable<{ run: Pick<BuildRun, "waiting" | "records"> }>;
+  },
+): Autoscaler {
+  const { fleet } = c;
+  const autoscaler = new Autoscaler({
+    config: a.config,
+    provider: a.provider,
+    pool: {
+      waiting: () => waitingDerivations(c.builds()),
+      // Busy: building, or holding outputs a running build may still fetch (its inputs, its results).
+      running: (name) => {
+        let n = fleet.board.builders.get(name)?.running ?? 0;
+        for (const b of c.builds()) {
+          for (const r of b.run.records.values()) if (r.builder === name) n++;
+        }
+        return n;
+      },
+      join: async (b) => {
+        if (c.writeSshFiles) await writeClientFiles(c.stateDir, [...fleet.builders, b]);
+        fleet.addBuilder(b);
+      },
+      leave: (name, reason) => fleet.removeBuilder(name, reason),
+    },
+    history: c.history,
+    clock: a.clock ?? c.clock,
+    log: a.log ?? (() => undefined),
+    ...(a.leadership ? { leadership: a.leadership } : {}),
+  });
+  fleet.mayGrow = (needs) => autoscaler.mayServe(needs);
+  return autoscaler;
+}

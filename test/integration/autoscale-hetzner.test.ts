@@ -1,0 +1,315 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { waitFor } from "../../src/adapters/wait-for.js";
+import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
+import { pickType } from "../../src/core/autoscale/plan.js";
+import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
+import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
+import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
+import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
+import {
+  hetznerAutoscaleProvider,
+  readAutoscaleCatalog,
+} from "../../src/providers/hetzner/autoscale-provider.js";
+import { openSession } from "../../src/providers/hetzner/session.js";
+import { Coordinator } from "../../src/serve/coordinator.js";
+import type { AutoscaleView, BuildDetail, SubmitRequest } from "../../src/serve/coordinator-types.js";
+import { makeTempDir, runCli } from "../helpers/cli.js";
+import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
+
+// The coordinator's autoscaler against the Hetzner Cloud emulator, whose servers boot as real
+// builder hosts (sshd, nix): rentals up to maxWorkers for a queue, builds on them, deletion at the
+// billing-hour boundary (an injected clock), a budget cap, and worker gc after a kill -9.
+
+const FIXTURE = resolve(import.meta.dirname, "../fixtures/dispatch.nix");
+const MIN = 60_000;
+const me = { user: "test", via: "local" } as const;
+
+/** The fixture's graph: n trivial leaves under one root, with a fresh seed. */
+async function graphRequest(label: string, n: number): Promise<SubmitRequest> {
+  const derivations = await evaluateDerivations({
+    flake: NO_FLAKE_OPTIONS,
+    installables: [
+      fileInstallable(
+        FIXTURE,
+        ["graph"],
+        [
+          { kind: "arg", name: "n", value: String(n) },
+          { kind: "argstr", name: "sleep", value: "0" },
+          { kind: "argstr", name: "seed", value: randomBytes(8).toString("hex") },
+        ],
+      ),
+    ],
+  });
+  return { derivations, label };
+}
+
+interface EmulatorState {
+  servers: { id: number; name: string; status: string; labels: Record<string, string> }[];
+}
+
+describe(
+  "autoscaling Hetzner workers on the coordinator (emulator, real hosts)",
+  { timeout: 900_000, concurrency: false },
+  () => {
+    let emu: RunningEmulator;
+    let root: string;
+    let cleanupRoot: () => Promise<void>;
+    let env: Record<string, string>;
+    const serves: ServeProcess[] = [];
+
+    const state = async (): Promise<EmulatorState> =>
+      (await (await fetch(`${emu.adminUrl}/state`)).json()) as EmulatorState;
+    const servers = async () => (await state()).servers.length;
+    const until = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 180_000) => {
+      if (!(await waitFor(cond, { timeoutMs, intervalMs: 200 })))
+        assert.fail(`timed out waiting for ${what}`);
+    };
+    const newStateDir = async (name: string) => {
+      const dir = join(root, `${name}-${randomBytes(4).toString("hex")}`);
+      await mkdir(dir, { recursive: true });
+      return dir;
+    };
+
+    before(async () => {
+      ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-autoscale-"));
+      emu = await startHetznerEmulator({
+        tokens: [TEST_TOKEN],
+        booter: createLocalBooter(join(root, "emulator-hosts")),
+        timing: { createMs: 300, bootMs: 200, deleteMs: 200 },
+      });
+      env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN };
+    });
+
+    after(async () => {
+      for (const s of serves) await s.stop("SIGKILL");
+      await emu?.close();
+      await cleanupRoot?.();
+    });
+
+    test("60 queued derivations and no builder: workers rented up to maxWorkers, the builds finish on them, idle workers deleted before their next billed hour", async () => {
+      const stateDir = await newStateDir("sixty");
+      let offsetMs = 0;
+      const clock = () => Date.now() + offsetMs;
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 2,
+        derivationsPerWorker: 10,
+        scaleUpAfterMs: 1000,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: { day: 5 },
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider: hetznerAutoscaleProvider({ stateDir, env, config, log }), clock, log },
+      });
+      try {
+        const id = c.submit(await graphRequest("sixty", 60), me);
+        const done: BuildDetail = await c.waitFor(id);
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        assert.equal(done.derivations.length, 61);
+        const view = c.autoscale() as AutoscaleView;
+        const rents = view.decisions.filter((d) => d.action === "rent");
+        assert.equal(rents.length, 2, lines.join("\n"));
+        for (const r of rents) {
+          assert.match(
+            r.reason,
+            /^rented \S+: 60 x86_64-linux derivations waited > 1s; today 0\.\d\d of 5\.00 EUR$/,
+          );
+        }
+        assert.ok(
+          view.decisions.some((d) => d.action === "blocked" && /maxWorkers 2 reached/.test(d.reason)),
+          JSON.stringify(view.decisions),
+        );
+        const names = view.workers.map((w) => w.name).sort();
+        assert.equal(names.length, 2);
+        assert.deepEqual(
+          [...new Set(done.derivations.map((d) => d.builder))].sort(),
+          names,
+          "every derivation built on the rented workers",
+        );
+        assert.ok(view.workers.every((w) => w.status === "ready" && w.running === 0));
+        // Idle, but most of their paid hour is left: kept.
+        assert.equal(await servers(), 2);
+        assert.ok(view.spent.day > 0);
+        // 56 minutes later (by the autoscaler's clock): 4 minutes of the paid hour left, under the 5-minute margin.
+        offsetMs = 56 * MIN;
+        await until("both workers deleted", async () => (await servers()) === 0);
+        await until("no autoscaled worker left", () => c.autoscale()?.workers.length === 0);
+        const deletes = (c.autoscale() as AutoscaleView).decisions.filter((d) => d.action === "delete");
+        assert.deepEqual(deletes.map((d) => d.worker).sort(), names);
+        for (const d of deletes)
+          assert.match(d.reason, /: idle, \d+ min left of its paid hour 1; lived 5\d min$/);
+      } finally {
+        await c.close();
+      }
+      assert.equal(await servers(), 0);
+    });
+
+    test("API faults and a failed boot during scale-up: no leak, the build still finishes", async () => {
+      const stateDir = await newStateDir("faults");
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        // The failed boot never answers: it is given up (and deleted) after this.
+        bootTimeoutMs: 20_000,
+        budget: {},
+      };
+      const before = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+      const faults = await fetch(`${emu.adminUrl}/faults`, {
+        method: "POST",
+        body: JSON.stringify([
+          { kind: "rate_limit", count: 2 },
+          { kind: "server_error", count: 2, status: 503 },
+          { kind: "drop", count: 1, after: true, method: "POST", path: "/servers" },
+          { kind: "boot", mode: "fail", count: 1 },
+        ]),
+      });
+      assert.equal(faults.status, 200);
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider: hetznerAutoscaleProvider({ stateDir, env, config, log }), log },
+      });
+      try {
+        const done = await c.waitFor(c.submit(await graphRequest("faults", 3), me));
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        const view = c.autoscale() as AutoscaleView;
+        const failed = view.decisions.filter((d) => d.action === "failed");
+        assert.equal(failed.length, 1, lines.join("\n"));
+        assert.match(
+          failed[0]?.reason ?? "",
+          /^renting \S+ failed: .* \(deleted; nixpool worker gc reaps anything left\)$/,
+        );
+        assert.equal(view.decisions.filter((d) => d.action === "rent").length, 2);
+        assert.ok(
+          lines.some((l) => /→ 429 rate_limit_exceeded; retry/.test(l)),
+          lines.join("\n"),
+        );
+        assert.ok(
+          lines.some((l) => /→ 503 unavailable; retry/.test(l)),
+          lines.join("\n"),
+        );
+        assert.equal(await servers(), 1, "the failed boot's server is gone, the second rental builds");
+      } finally {
+        await c.close();
+      }
+      assert.equal(await servers(), 0);
+      const after = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+      assert.equal(
+        after.servers_created - before.servers_created,
+        2,
+        "a dropped answer made no second server",
+      );
+    });
+
+    test("a budget cap stops a rental: said in /api/autoscale and the dashboard; the build finishes on the worker it has", async () => {
+      const stateDir = await newStateDir("budget");
+      // The cap: one worker's first hour fits, a second's does not.
+      const session = await openSession({ stateDir, env });
+      const catalog = await readAutoscaleCatalog(session);
+      const one = pickType(
+        { ...AUTOSCALE_DEFAULTS, maxWorkers: 3, budget: {} },
+        catalog.offers,
+        catalog.prices,
+        "x86",
+      );
+      assert.ok(one);
+      const cap = Math.round(one.hourly * 1.5 * 10_000) / 10_000;
+      const inventory = join(stateDir, "nixpool.toml");
+      await writeFile(
+        inventory,
+        [
+          "[autoscale.hetzner]",
+          "maxWorkers = 3",
+          "derivationsPerWorker = 4",
+          'scaleUpAfter = "1s"',
+          'interval = "300ms"',
+          'bootTimeout = "2m"',
+          `budget = { hour = ${cap} }`,
+          "",
+        ].join("\n"),
+      );
+      const serve = await startServe(stateDir, ["--no-cache"], ["--inventory", inventory], env);
+      serves.push(serve);
+      assert.match(serve.stdout(), /autoscaling 0–3 Hetzner workers in fsn1/);
+      const req = await graphRequest("budget", 12);
+      const submitted = await socketRequest(serve.socket, "POST", "/api/builds", JSON.stringify(req));
+      assert.equal(submitted.status, 201, submitted.body);
+      const { id } = JSON.parse(submitted.body) as { id: string };
+      const api = async () => {
+        const r = await socketRequest(serve.socket, "GET", "/api/autoscale");
+        assert.equal(r.status, 200, r.body);
+        return JSON.parse(r.body) as AutoscaleView;
+      };
+      const capText = `this hour's budget of ${cap.toFixed(2)} EUR would be exceeded`;
+      await until("the build finished", async () => {
+        const r = await socketRequest(serve.socket, "GET", `/api/builds/${id}`);
+        const s = (JSON.parse(r.body) as BuildDetail).status;
+        return s === "succeeded" || s === "failed";
+      });
+      const build = JSON.parse(
+        (await socketRequest(serve.socket, "GET", `/api/builds/${id}`)).body,
+      ) as BuildDetail;
+      assert.equal(build.status, "succeeded", JSON.stringify(build.error));
+      const view = await api();
+      assert.equal(
+        view.decisions.filter((d) => d.action === "rent").length,
+        1,
+        JSON.stringify(view.decisions),
+      );
+      const blocked = view.decisions.filter((d) => d.action === "blocked");
+      assert.ok(
+        blocked.some((d) => d.reason.includes(capText)),
+        JSON.stringify(view.decisions),
+      );
+      assert.equal(blocked.length, 1, "said once while the cause lasts");
+      assert.deepEqual(view.budget, { hour: cap });
+      const worker = view.workers[0]?.name;
+      assert.ok(worker);
+      assert.deepEqual([...new Set(build.derivations.map((d) => d.builder))], [worker]);
+      const page = await socketRequest(serve.socket, "GET", "/");
+      assert.equal(page.status, 200);
+      assert.match(page.body, /id="autoscale-section"/);
+      assert.ok(
+        page.body.includes(`budget of ${cap.toFixed(2)} EUR would be exceeded`),
+        "the dashboard says why",
+      );
+      // SIGTERM: the coordinator deletes what it rented.
+      assert.equal(await serve.stop(), 0, serve.stderr());
+      assert.equal(await servers(), 0);
+    });
+
+    test("kill -9 of the coordinator while it rents: worker gc deletes what it rented", async () => {
+      const stateDir = await newStateDir("crash");
+      const inventory = join(stateDir, "nixpool.toml");
+      await writeFile(inventory, '[autoscale.hetzner]\nminWorkers = 1\nmaxWorkers = 1\ninterval = "300ms"\n');
+      const serve = await startServe(stateDir, ["--no-cache"], ["--inventory", inventory], env);
+      serves.push(serve);
+      await until("a server being rented", async () => (await servers()) === 1);
+      assert.match(serve.stderr(), /autoscale: rented \S+: minWorkers is 1, 0 running/);
+      await serve.stop("SIGKILL");
+      assert.equal(await servers(), 1, "the kill left the server behind");
+      const gc = await runCli(stateDir, ["--inventory", inventory, "worker", "gc"], {
+        env,
+        cwd: stateDir,
+        timeout: 120_000,
+      });
+      assert.equal(gc.exitCode, 0, gc.stderr);
+      assert.match(gc.stderr + gc.stdout, /holder process gone|Deleted 1 server/);
+      await until("zero servers", async () => (await servers()) === 0, 30_000);
+    });
+  },
+);
