@@ -43,6 +43,7 @@ import {
   toDerivationView,
 } from "./coordinator-views.js";
 import { HistoryStore } from "./history-store.js";
+import { AutoscaleRecords } from "./history-autoscale.js";
 import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
 import { createAutoscaler, type CoordinatorAutoscale } from "./autoscale/coordinator-autoscale.js";
@@ -161,7 +162,7 @@ export class Coordinator implements CoordinatorApi {
         stateDir: opts.stateDir,
         writeSshFiles: !opts.sessions,
         fleet,
-        history,
+        history: new AutoscaleRecords(history),
         clock,
         builds: () => c.live.values(),
       });

@@ -17,13 +17,11 @@ import { databaseUnreachable, isConnectionError, openHistoryDb } from "./history
 import type { HistoryTables } from "./history-schema.js";
 import { leaseHolder, releaseLease, tryLease } from "./pool-lease.js";
 import {
-  autoscaleWorkerRow,
   buildRow,
   builtRecords,
   builtRow,
   buildersJson,
   countsSchema,
-  decisionRow,
   derivationRow,
   recordsRow,
   statsJson,
@@ -44,26 +42,6 @@ export type { BuiltDerivation } from "./history-rows.js";
  * so far. A killed coordinator loses no finished build. Rows read back are validated; a damaged
  * row is an error naming the database and the row.
  */
-
-/** One autoscaler decision as recorded (src/serve/autoscale/autoscaler.ts). */
-export interface AutoscaleDecisionRow {
-  at: string;
-  action: string;
-  worker: string | null;
-  serverType: string | null;
-  reason: string;
-}
-
-/** One rental of the autoscaler, for its budget: billed from startedMs until endedMs (null: running). */
-export interface AutoscaleWorkerRow {
-  rental: string;
-  worker: string | null;
-  serverType: string;
-  startedMs: number;
-  endedMs: number | null;
-  /** EUR per started hour, gross. */
-  hourly: number;
-}
 
 /** A finished build's dispatcher records (for its timeline and the client's report). */
 export type StoredRecords = BuildReport;
@@ -154,7 +132,8 @@ export class HistoryStore {
     return this.db;
   }
 
-  private nextOrd(): number {
+  /** The next row order (for the history's companions too: history-autoscale.ts). */
+  nextOrd(): number {
     return ++this.ord;
   }
 
@@ -163,7 +142,8 @@ export class HistoryStore {
    * one after it) queued: it is tried again, in order, once the database answers, so the history
    * misses nothing. Any other failure is reported and the write dropped.
    */
-  private write(what: string, fn: (db: Kysely<HistoryTables>) => Promise<unknown>): void {
+  /** Queues a write (see above); the history's companions (history-autoscale.ts) share the queue. */
+  write(what: string, fn: (db: Kysely<HistoryTables>) => Promise<unknown>): void {
     if (this.closed) return;
     this.tail = this.tail.then(() => this.attempt(what, fn));
   }
@@ -233,7 +213,7 @@ export class HistoryStore {
   }
 
   /** Runs a read after the queued writes; a database that is away is DATABASE_UNREACHABLE. */
-  private async read<T>(what: string, fn: (db: Kysely<HistoryTables>) => Promise<T>): Promise<T> {
+  async read<T>(what: string, fn: (db: Kysely<HistoryTables>) => Promise<T>): Promise<T> {
     await Promise.race([this.tail, this.awaySignal.promise]);
     if (this.away) throw this.away;
     try {
@@ -453,100 +433,6 @@ export class HistoryStore {
     });
   }
 
-  recordAutoscaleDecision(d: AutoscaleDecisionRow): void {
-    const row = {
-      at: d.at,
-      action: d.action,
-      worker: d.worker,
-      server_type: d.serverType,
-      reason: d.reason,
-      ord: this.nextOrd(),
-    };
-    this.write("an autoscale decision", (db) => db.insertInto("autoscale_decisions").values(row).execute());
-  }
-
-  /** The autoscaler's decisions, newest first. */
-  async autoscaleDecisions(limit = 50): Promise<AutoscaleDecisionRow[]> {
-    const rows = await this.read("autoscale_decisions", (db) =>
-      db
-        .selectFrom("autoscale_decisions")
-        .select(["at", "action", "worker", "server_type", "reason"])
-        .orderBy("ord", "desc")
-        .limit(Math.max(0, Math.min(limit, 10_000)))
-        .execute(),
-    );
-    return rows.map((r, i) => {
-      const d = this.valid(decisionRow, r, `autoscale_decisions #${i}`);
-      return { at: d.at, action: d.action, worker: d.worker, serverType: d.server_type, reason: d.reason };
-    });
-  }
-
-  saveAutoscaleWorker(w: AutoscaleWorkerRow): void {
-    const row = {
-      rental: w.rental,
-      worker: w.worker,
-      server_type: w.serverType,
-      started_ms: Math.round(w.startedMs),
-      ended_ms: w.endedMs === null ? null : Math.round(w.endedMs),
-      hourly: w.hourly,
-    };
-    this.write(`the rental ${w.rental}`, (db) =>
-      db
-        .insertInto("autoscale_workers")
-        .values(row)
-        .onConflict((oc) =>
-          oc.column("rental").doUpdateSet((eb) => ({
-            worker: eb.ref("excluded.worker"),
-            server_type: eb.ref("excluded.server_type"),
-            started_ms: eb.ref("excluded.started_ms"),
-            ended_ms: eb.ref("excluded.ended_ms"),
-            hourly: eb.ref("excluded.hourly"),
-          })),
-        )
-        .execute(),
-    );
-  }
-
-  /** Rentals running, or ended at or after `sinceMs` (the budget's month). */
-  async autoscaleWorkers(sinceMs: number): Promise<AutoscaleWorkerRow[]> {
-    const since = Math.round(sinceMs);
-    const rows = await this.read("autoscale_workers", (db) =>
-      db
-        .selectFrom("autoscale_workers")
-        .selectAll()
-        .where((eb) => eb.or([eb("ended_ms", "is", null), eb("ended_ms", ">=", since)]))
-        .orderBy("started_ms")
-        .execute(),
-    );
-    return rows.map((r, i) => {
-      const w = this.valid(
-        autoscaleWorkerRow,
-        { ...r, started_ms: Number(r.started_ms), ended_ms: r.ended_ms === null ? null : Number(r.ended_ms) },
-        `autoscale_workers #${i}`,
-      );
-      return {
-        rental: w.rental,
-        worker: w.worker,
-        serverType: w.server_type,
-        startedMs: w.started_ms,
-        endedMs: w.ended_ms,
-        hourly: w.hourly,
-      };
-    });
-  }
-
-  /** Ends the rentals a stopped coordinator left open (worker gc deletes their servers), at `atMs`. */
-  async closeAutoscaleWorkers(atMs: number): Promise<number> {
-    const r = await this.read("autoscale_workers", (db) =>
-      db
-        .updateTable("autoscale_workers")
-        .set({ ended_ms: Math.round(atMs) })
-        .where("ended_ms", "is", null)
-        .executeTakeFirst(),
-    );
-    return Number(r.numUpdatedRows);
-  }
-
   /** Builds newest first. */
   async builds(q: { limit?: number; status?: BuildStatus; client?: string } = {}): Promise<BuildSummary[]> {
     const limit = Math.max(0, Math.min(q.limit ?? 100, 10_000));
@@ -671,7 +557,7 @@ export class HistoryStore {
     return s;
   }
 
-  private valid<T>(schema: z.ZodType<T>, row: unknown, what: string): T {
+  valid<T>(schema: z.ZodType<T>, row: unknown, what: string): T {
     const r = schema.safeParse(row);
     if (r.success) return r.data;
     throw new NixpoolError(

@@ -16,7 +16,7 @@ import type { PriceTable, TypeOffer } from "../../core/cost.js";
 import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
 import type { AutoscaleDecisionView, AutoscaleView } from "../coordinator-types.js";
 import { isoAt } from "../coordinator-views.js";
-import type { AutoscaleDecisionRow, AutoscaleWorkerRow } from "../history-store.js";
+import type { AutoscaleDecisionRow, AutoscaleWorkerRow } from "../history-autoscale.js";
 import { acquireAutoscaleLeadership, type AutoscaleLeadership } from "./leadership.js";
 
 /** What the autoscaler sees of the coordinator and does to its pool. */
