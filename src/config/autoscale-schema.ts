@@ -63,6 +63,9 @@ export const autoscaleHetznerSchema = z
     releaseMargin: duration(AUTOSCALE_DEFAULTS.releaseMarginMs),
     interval: duration(AUTOSCALE_DEFAULTS.intervalMs, 100),
     bootTimeout: duration(AUTOSCALE_DEFAULTS.bootTimeoutMs, 1000),
+    fromSnapshot: z
+      .enum(["latest", "none"], { error: 'must be "latest" or "none"' })
+      .default(AUTOSCALE_DEFAULTS.fromSnapshot),
     budget: z
       .object({ hour: euros.optional(), day: euros.optional(), month: euros.optional() })
       .strict()
@@ -104,6 +107,7 @@ export function toAutoscaleConfig(a: z.output<typeof autoscaleHetznerSchema>): A
     releaseMarginMs: a.releaseMargin,
     intervalMs: a.interval,
     bootTimeoutMs: a.bootTimeout,
+    fromSnapshot: a.fromSnapshot,
     budget: {
       ...(a.budget.hour !== undefined ? { hour: a.budget.hour } : {}),
       ...(a.budget.day !== undefined ? { day: a.budget.day } : {}),

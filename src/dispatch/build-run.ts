@@ -263,6 +263,13 @@ export class BuildRun implements DispatchedBuild {
     this.wake();
   }
 
+  unsettled(): { drv: string; outputs: string[] }[] {
+    if (!this.scheduler) return [];
+    return [...this.scheduler.nodes]
+      .filter(([, st]) => st.status === "waiting" || st.status === "ready")
+      .map(([drv]) => ({ drv, outputs: Object.values(this.graph.nodes.get(drv)?.outputs ?? {}) }));
+  }
+
   builtElsewhere(drv: string, builder: string): void {
     if (!this.scheduler || !this.scheduler.nodes.has(drv)) return;
     this.scheduler.builtElsewhere(drv, builder, this.now());

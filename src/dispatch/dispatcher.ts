@@ -2,6 +2,7 @@ import { pickFairly, runningByClient } from "../core/dispatch/fair-share.js";
 import type { Assignment } from "../core/dispatch/scheduler.js";
 import { Durations } from "./durations.js";
 import type { Fleet, FleetEvent } from "./fleet.js";
+import type { BuilderLink } from "./builder-link.js";
 
 /** What the dispatcher needs of one build it runs (a BuildRun). */
 export interface DispatchedBuild {
@@ -17,6 +18,8 @@ export interface DispatchedBuild {
   startAttempt(a: Assignment): void;
   /** Another build built `drv` on `builder`. */
   builtElsewhere(drv: string, builder: string): void;
+  /** Needed derivations not settled yet (waiting or ready), with their output paths. */
+  unsettled(): { drv: string; outputs: string[] }[];
   builderLost(builder: string, reason: string): void;
   wake(): void;
 }
@@ -40,6 +43,23 @@ export class Dispatcher {
     private readonly durationsFile: string,
   ) {
     this.unsubscribe = fleet.subscribe((e) => this.onFleet(e));
+    fleet.beforeSlots = (link) => this.learnHeldBy(link);
+  }
+
+  /**
+   * A builder that joins while builds wait (a rented worker, one woken from a snapshot, one that
+   * came back) may hold outputs they need: one query, before its slots take work, so nothing it
+   * holds is built again.
+   */
+  private async learnHeldBy(link: BuilderLink): Promise<void> {
+    const wanted = [...this.builds].map((b) => ({ b, drvs: b.unsettled() }));
+    const paths = [...new Set(wanted.flatMap((w) => w.drvs.flatMap((d) => d.outputs)))];
+    if (paths.length === 0 || !link.transfer) return;
+    const valid = new Set(await (link.transfer).queryValidPaths(paths));
+    for (const p of valid) link.place.known.add(p);
+    for (const { b, drvs } of wanted) {
+      for (const d of drvs) if (d.outputs.every((p) => valid.has(p))) b.builtElsewhere(d.drv, link.name);
+    }
   }
 
   /** The next submission number (fair share's last tie-break). */

@@ -56,6 +56,11 @@ export class Fleet {
    * a build then waits for them rather than failing with NO_CAPABLE_BUILDER or ALL_BUILDERS_DOWN.
    */
   mayGrow: ((needs: BuildNeeds) => boolean) | undefined;
+  /**
+   * Asked once a builder's link is connected and before its slots take work (the dispatcher: which
+   * waiting outputs the builder already holds — a worker woken from a snapshot holds many).
+   */
+  beforeSlots: ((link: BuilderLink) => Promise<void>) | undefined;
 
   constructor(
     builders: readonly Builder[],
@@ -133,6 +138,7 @@ export class Fleet {
     this.links.set(b.name, link);
     try {
       await link.connect();
+      if (this.beforeSlots && !link.lostReason) await this.beforeSlots(link).catch(() => undefined);
       // The slot sessions ride on the transfer session's ssh connection (see serve-sessions.ts).
       link.openSlotSessions((n) => {
         if (link.lostReason || this.links.get(b.name) !== link || this.ended) return;

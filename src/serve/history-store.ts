@@ -28,7 +28,6 @@ import {
   workerRow,
 } from "./history-rows.js";
 import type { BuiltDerivation } from "./history-rows.js";
-
 export type { BuiltDerivation } from "./history-rows.js";
 
 /**

@@ -11,6 +11,11 @@ import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
 import { freshSeed, graphArgs } from "../helpers/example-builds.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
+import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
+import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
+import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
+import { hetznerAutoscaleProvider } from "../../src/providers/hetzner/autoscale-provider.js";
+import { Coordinator } from "../../src/serve/coordinator.js";
 
 interface EmulatorImage {
   id: number;
@@ -253,6 +258,79 @@ describe(
           .map((i) => i.id)
           .sort(),
       );
+    });
+    test("the coordinator's autoscaler wakes its worker from the newest snapshot: the suspended worker's outputs are there, nothing rebuilt", async () => {
+      const stateDir = await newStateDir("autoscale-wake");
+      const seed = freshSeed();
+      const w1 = await up(stateDir, "--type", "cx23");
+      const first = await build(stateDir, seed);
+      assert.ok(first.derivations.every((d) => d.status === "built" && d.builder === w1.name));
+      const suspended = JSON.parse((await ok(stateDir, ["worker", "suspend", w1.name, "--json"])).stdout) as {
+        snapshot: { id: number };
+      };
+      await forgetLocally(stateDir, first);
+
+      const derivations = await evaluateDerivations({
+        flake: NO_FLAKE_OPTIONS,
+        installables: [
+          fileInstallable(
+            graphArgs(2, { seed })[0] ?? "",
+            [],
+            [
+              { kind: "arg", name: "n", value: "2" },
+              { kind: "argstr", name: "seed", value: seed },
+            ],
+          ),
+        ],
+      });
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        serverTypes: ["cx23"],
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: {},
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const runEnv = { ...process.env, ...env };
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: {
+          config,
+          provider: hetznerAutoscaleProvider({ stateDir, env: runEnv, config, log }),
+          log,
+        },
+      });
+      try {
+        const id = c.submit({ derivations, label: "wake" }, { user: "test", via: "local" });
+        const done = await c.waitFor(id);
+        assert.equal(done.status, "succeeded", `${JSON.stringify(done.error)}\n${lines.join("\n")}`);
+        assert.ok(
+          lines.some((l) => l.includes(`from snapshot ${suspended.snapshot.id}`)),
+          `woken from the snapshot:\n${lines.join("\n")}`,
+        );
+        const listed = JSON.parse((await api("GET", "/servers")).body) as {
+          servers: { image: { id: number } }[];
+        };
+        assert.equal(listed.servers.length, 1);
+        assert.equal(
+          listed.servers[0]?.image.id,
+          suspended.snapshot.id,
+          "the rented server boots the snapshot",
+        );
+        assert.deepEqual(
+          done.derivations.map((d) => d.status),
+          done.derivations.map(() => "cached"),
+          "the woken worker already holds every output",
+        );
+      } finally {
+        await c.close();
+      }
+      await waitFor(async () => (await state()).servers.length === 0, { timeoutMs: 60_000 });
+      assert.deepEqual((await state()).servers, [], "closing the coordinator deletes its worker");
     });
   },
 );

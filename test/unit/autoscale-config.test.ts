@@ -37,6 +37,7 @@ test("[autoscale.hetzner]: maxWorkers alone, every other key with its default", 
     releaseMarginMs: 300_000,
     intervalMs: 15_000,
     bootTimeoutMs: 600_000,
+    fromSnapshot: "latest",
     budget: {},
   });
 });

@@ -34,6 +34,11 @@ export interface AutoscaleConfig {
   intervalMs: number;
   /** Time allowed for a worker's creation, boot, SSH and Nix. */
   bootTimeoutMs: number;
+  /**
+   * Wake rentals from the newest matching snapshot of a suspended worker (`worker suspend`), when
+   * one exists and fits the type's disk ("latest"), or always from `image` ("none").
+   */
+  fromSnapshot: "latest" | "none";
   budget: AutoscaleBudget;
 }
 
@@ -50,6 +55,7 @@ export const AUTOSCALE_DEFAULTS = {
   releaseMarginMs: 5 * 60_000,
   intervalMs: 15_000,
   bootTimeoutMs: 10 * 60_000,
+  fromSnapshot: "latest" as const,
 };
 
 /** Features every worker offers (src/providers/hetzner/records.ts workerBuilder). */

@@ -3,12 +3,14 @@ import type { Builder } from "../../core/builder.js";
 import { architectureFor, type AutoscaleConfig } from "../../core/autoscale/config.js";
 import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.js";
 import type { LeaseHolder } from "../../core/lease.js";
-import { createLease, provisionWorker } from "./provision.js";
+import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
 import { reapQuietly } from "./reaper.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
 import { startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
+import { snapshotRequest, wakeImage } from "./snapshots.js";
 import { destroyWorker } from "./teardown.js";
+import type { Image } from "./types.js";
 
 // Cloud workers for the coordinator's autoscaler (src/serve/autoscale/): the catalogue and prices
 // from the API, rentals held by the coordinator's process (so `worker gc` reaps them after a
@@ -23,8 +25,8 @@ export interface AutoscaleRentRequest {
   /** Called once the lease is written (the worker's name is known). */
   onLeased?: (name: string) => void;
   /**
-   * Rent from a snapshot instead of the plain image ("latest": the newest matching one), through
-   * the provider's `snapshotImage` (not wired yet: the snapshot provider plugs in there).
+   * Rent from a snapshot instead of the plain image ("latest": the newest of this owner and
+   * architecture, when one exists and fits the type's disk; else the plain image).
    */
   fromSnapshot?: "latest" | number;
 }
@@ -57,13 +59,13 @@ export interface HetznerAutoscaleOptions {
   /** Lease time, renewed every third of it while the coordinator runs (default 2 h). */
   ttlMs?: number;
   /**
-   * The image a `fromSnapshot` rental boots (a snapshot's id), or undefined for the plain image:
-   * the seam where rentals from snapshots plug in. Without it, `fromSnapshot` is ignored.
+   * The snapshot a `fromSnapshot` rental wakes from, or undefined for the plain image (default:
+   * wakeImage, the newest of this owner and architecture that fits the type's disk).
    */
   snapshotImage?: (
     s: HetznerSession,
-    req: { system: string; type: string; snapshot: "latest" | number },
-  ) => Promise<string | undefined>;
+    req: { architecture: "x86" | "arm"; type: string; snapshot: "latest" | number },
+  ) => Promise<Image | undefined>;
 }
 
 /** The server types and prices, read from the API (the autoscaler's one place that reads prices). */
@@ -102,24 +104,29 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
     catalog: async () => readAutoscaleCatalog(await open()),
     rent: async (req) => {
       const s = await open();
-      const image =
-        req.fromSnapshot !== undefined && o.snapshotImage
-          ? await o.snapshotImage(s, { system: req.system, type: req.type, snapshot: req.fromSnapshot })
-          : undefined;
       const architecture = architectureFor(req.system) ?? "x86";
-      const rec = await createLease(
-        s,
-        {
-          type: req.type,
-          requirements: { minCores: 1, minMemory: 0, architecture },
-          location: o.config.location,
-          image: image ?? o.config.image,
-          ttlMs,
-          holder,
-          bootTimeoutMs: o.config.bootTimeoutMs,
-        },
-        o.log,
-      );
+      let request: WorkerRequest = {
+        type: req.type,
+        requirements: { minCores: 1, minMemory: 0, architecture },
+        location: o.config.location,
+        image: o.config.image,
+        ttlMs,
+        holder,
+        bootTimeoutMs: o.config.bootTimeoutMs,
+      };
+      const snapshot =
+        req.fromSnapshot !== undefined
+          ? await (o.snapshotImage ?? wakeImage)(s, {
+              architecture,
+              type: req.type,
+              snapshot: req.fromSnapshot,
+            })
+          : undefined;
+      if (snapshot) {
+        o.log(`autoscale: waking ${req.type} from snapshot ${snapshot.id} of ${snapshot.created}`);
+        request = snapshotRequest(request, snapshot);
+      }
+      const rec = await createLease(s, request, o.log);
       req.onLeased?.(rec.lease.name);
       try {
         await provisionWorker(s, rec, { bootTimeoutMs: o.config.bootTimeoutMs, signal: req.signal }, o.log);

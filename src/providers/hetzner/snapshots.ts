@@ -26,6 +26,24 @@ export async function findLatestSnapshot(
 }
 
 /**
+ * The snapshot an autoscaled rental of `type` wakes from: the newest of this owner and
+ * architecture ("latest") or the one named, if it fits the type's disk; undefined (the plain image)
+ * when there is none or it does not fit.
+ */
+export async function wakeImage(
+  s: HetznerSession,
+  req: { architecture: "x86" | "arm"; type: string; snapshot: "latest" | number },
+): Promise<Image | undefined> {
+  const image =
+    req.snapshot === "latest"
+      ? await findLatestSnapshot(s.client, { owner: s.owner, architecture: req.architecture })
+      : await resolveSnapshot(s, String(req.snapshot), req.architecture);
+  if (!image) return undefined;
+  const type = (await s.client.listServerTypes()).find((t) => t.name === req.type);
+  return type && image.disk_size > type.disk ? undefined : image;
+}
+
+/**
  * The snapshot `--from-snapshot REF` names: `latest` (the newest of this owner, of the
  * architecture when given), or an image id that must be an available nixpool snapshot.
  */

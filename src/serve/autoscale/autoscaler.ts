@@ -287,6 +287,7 @@ export class Autoscaler {
         type: r.type,
         system: r.system,
         signal: this.abort.signal,
+        ...(this.o.config.fromSnapshot === "latest" ? { fromSnapshot: "latest" as const } : {}),
         onLeased: (name) => {
           r.name = name;
           this.saveRental(r, null);
