@@ -55,7 +55,7 @@ export class Dispatcher {
     const wanted = [...this.builds].map((b) => ({ b, drvs: b.unsettled() }));
     const paths = [...new Set(wanted.flatMap((w) => w.drvs.flatMap((d) => d.outputs)))];
     if (paths.length === 0 || !link.transfer) return;
-    const valid = new Set(await (link.transfer).queryValidPaths(paths));
+    const valid = new Set(await link.transfer.queryValidPaths(paths));
     for (const p of valid) link.place.known.add(p);
     for (const { b, drvs } of wanted) {
       for (const d of drvs) if (d.outputs.every((p) => valid.has(p))) b.builtElsewhere(d.drv, link.name);
