@@ -164,6 +164,11 @@ export interface AutoscaleView {
   budget: { hour?: number; day?: number; month?: number };
   workers: AutoscaleWorkerView[];
   decisions: AutoscaleDecisionView[];
+  /**
+   * This pool's snapshots of suspended workers (what a wake starts from) and their storage cost,
+   * gross EUR per month at the API's price (read with the catalogue); absent until first read.
+   */
+  snapshots?: { count: number; gb: number; monthly: number };
 }
 
 export type CoordinatorEvent =

@@ -16,6 +16,7 @@ import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js
 import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
 import { hetznerAutoscaleProvider } from "../../src/providers/hetzner/autoscale-provider.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
+import type { AutoscaleView } from "../../src/serve/coordinator-types.js";
 
 interface EmulatorImage {
   id: number;
@@ -326,6 +327,9 @@ describe(
           done.derivations.map(() => "cached"),
           "the woken worker already holds every output",
         );
+        const snapshots = (c.autoscale() as AutoscaleView).snapshots;
+        assert.equal(snapshots?.count, 1, "the pool's snapshot and its storage cost are in the view");
+        assert.ok((snapshots?.gb ?? 0) > 0 && (snapshots?.monthly ?? -1) >= 0, JSON.stringify(snapshots));
       } finally {
         await c.close();
       }

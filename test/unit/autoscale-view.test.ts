@@ -81,6 +81,14 @@ test("the dashboard's autoscale section: the summary, why nothing is rented, the
     /<td class="name">hz-0123456789<\/td><td>cx23<\/td><td>ready<\/td><td>2<\/td><td>10:58:00<\/td>/,
   );
   assert.match(html, /<li data-action="rent"><time>09:58:00<\/time> rented cx23: …<\/li>/);
+  assert.doesNotMatch(html, /data-field="autoscale-snapshots"/, "no line before the snapshots are read");
+  const withSnapshots = renderAutoscaleSection(
+    view({ snapshots: { count: 2, gb: 1.25, monthly: 0.02 } }),
+  ).markup;
+  assert.match(
+    withSnapshots,
+    /data-field="autoscale-snapshots">snapshots: 2 \(1\.3 GB, 0\.02 EUR\/month\)<\/p>/,
+  );
   const hostile = renderAutoscaleSection(view({ summary: HOSTILE, blocked: [HOSTILE] })).markup;
   assert.ok(!hostile.includes("<script>"), hostile);
   assert.equal(renderAutoscaleSection(undefined).markup, "");

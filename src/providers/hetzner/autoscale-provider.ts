@@ -8,7 +8,7 @@ import { reapQuietly } from "./reaper.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
 import { startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
-import { snapshotRequest, wakeImage } from "./snapshots.js";
+import { isPoolSnapshot, snapshotRequest, wakeImage } from "./snapshots.js";
 import { destroyWorker } from "./teardown.js";
 import type { Image } from "./types.js";
 
@@ -43,6 +43,8 @@ export interface AutoscaleProvider {
   /** Server types and their current prices, from the API only (no bundled table: budgets are caps). */
   catalog(): Promise<{ offers: TypeOffer[]; prices: PriceTable }>;
   rent(req: AutoscaleRentRequest): Promise<AutoscaleRented>;
+  /** This pool's available snapshots (what rentals may wake from): how many, and their GB. */
+  snapshots?(): Promise<{ count: number; gb: number }>;
   /** Deletes a worker (server, temporary key, record). */
   release(name: string): Promise<void>;
   /** Reaps what a crashed coordinator left (worker gc, quietly). */
@@ -102,6 +104,13 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
   };
   return {
     catalog: async () => readAutoscaleCatalog(await open()),
+    snapshots: async () => {
+      const s = await open();
+      const images = (await s.client.listImages({ type: "snapshot", status: "available" })).filter((i) =>
+        isPoolSnapshot(i, s.owner),
+      );
+      return { count: images.length, gb: images.reduce((n, i) => n + (i.image_size ?? 0), 0) };
+    },
     rent: async (req) => {
       const s = await open();
       const architecture = architectureFor(req.system) ?? "x86";

@@ -97,6 +97,8 @@ export class Autoscaler {
    * as they are written (one autoscaler per history), so a tick never waits for the database.
    */
   private readonly billedRows = new Map<string, AutoscaleWorkerRow>();
+  /** This pool's snapshots and their storage cost (read with the catalogue). */
+  private snapshotStore: AutoscaleView["snapshots"];
   private recent: AutoscaleDecisionRow[] = [];
 
   constructor(private readonly o: AutoscalerOptions) {
@@ -184,6 +186,11 @@ export class Autoscaler {
     try {
       const c: { offers: TypeOffer[]; prices: PriceTable } = await this.o.provider.catalog();
       value = c;
+      const held = await this.o.provider.snapshots?.();
+      if (held) {
+        const perGb = c.prices.imagePerGbMonth?.gross ?? 0;
+        this.snapshotStore = { ...held, monthly: Math.round(held.gb * perGb * 100) / 100 };
+      }
     } catch (e) {
       value = { error: e instanceof Error ? e.message : String(e) };
     }
@@ -380,6 +387,7 @@ export class Autoscaler {
         running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
         paidUntil: isoAt(now + paidLeft(r, now)),
       })),
+      ...(this.snapshotStore ? { snapshots: { ...this.snapshotStore } } : {}),
       decisions: this.recent.map((d) => ({
         at: d.at,
         action: d.action as AutoscaleDecisionView["action"],

@@ -21,6 +21,9 @@ export function renderAutoscaleSection(a: AutoscaleView | undefined): Html {
           (w) =>
             markup`<tr><td class="name">${w.name}</td><td>${w.serverType}</td><td>${w.status}</td><td>${w.running}</td><td>${w.paidUntil.slice(11, 19)}</td></tr>`,
         );
+  const snapshots = a.snapshots
+    ? markup`<p class="snapshots" data-field="autoscale-snapshots">snapshots: ${a.snapshots.count} (${a.snapshots.gb.toFixed(1)} GB, ${money(a.snapshots.monthly)} EUR/month)</p>`
+    : markup``;
   const decisions = a.decisions
     .slice(0, 10)
     .map((d) => markup`<li data-action="${d.action}"><time>${d.at.slice(11, 19)}</time> ${d.reason}</li>`);
@@ -28,6 +31,7 @@ export function renderAutoscaleSection(a: AutoscaleView | undefined): Html {
 <h2>Autoscaling <small>${a.settings.minWorkers}–${a.settings.maxWorkers} workers${a.leader ? "" : " (another coordinator leads)"}</small></h2>
 <p class="summary" data-field="autoscale-summary">${a.summary}</p>
 <p class="budget">${budget}</p>
+${snapshots}
 ${blocked.length ? markup`<ul class="autoscale-blocked">${blocked}</ul>` : markup``}
 <table class="autoscale-workers">
 <thead><tr><th>Worker</th><th>Type</th><th>Status</th><th>Busy</th><th>Paid until</th></tr></thead>
