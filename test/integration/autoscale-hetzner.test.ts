@@ -2,12 +2,10 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
 import { pickType } from "../../src/core/autoscale/plan.js";
-import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
-import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
 import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import {
@@ -16,7 +14,8 @@ import {
 } from "../../src/providers/hetzner/autoscale-provider.js";
 import { openSession } from "../../src/providers/hetzner/session.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
-import type { AutoscaleView, BuildDetail, SubmitRequest } from "../../src/serve/coordinator-types.js";
+import type { AutoscaleView, BuildDetail } from "../../src/serve/coordinator-types.js";
+import { graphRequest } from "../helpers/example-builds.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
@@ -25,28 +24,8 @@ import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-p
 // builder hosts (sshd, nix): rentals up to maxWorkers for a queue, builds on them, deletion at the
 // billing-hour boundary (an injected clock), a budget cap, and worker gc after a kill -9.
 
-const FIXTURE = resolve(import.meta.dirname, "../fixtures/dispatch.nix");
 const MIN = 60_000;
 const me = { user: "test", via: "local" } as const;
-
-/** The fixture's graph: n trivial leaves under one root, with a fresh seed. */
-async function graphRequest(label: string, n: number): Promise<SubmitRequest> {
-  const derivations = await evaluateDerivations({
-    flake: NO_FLAKE_OPTIONS,
-    installables: [
-      fileInstallable(
-        FIXTURE,
-        ["graph"],
-        [
-          { kind: "arg", name: "n", value: String(n) },
-          { kind: "argstr", name: "sleep", value: "0" },
-          { kind: "argstr", name: "seed", value: randomBytes(8).toString("hex") },
-        ],
-      ),
-    ],
-  });
-  return { derivations, label };
-}
 
 interface EmulatorState {
   servers: { id: number; name: string; status: string; labels: Record<string, string> }[];

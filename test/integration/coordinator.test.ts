@@ -1,20 +1,13 @@
 import { after, before, describe, test } from "node:test";
-import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { execa } from "execa";
 import { waitFor } from "../../src/adapters/wait-for.js";
-import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
 import { poolBuilders } from "../../src/providers/local/records.js";
 import { setLinkUp } from "../../src/providers/local/host.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
-import type {
-  BuildDetail,
-  ClientIdentity,
-  CoordinatorEvent,
-  SubmitRequest,
-} from "../../src/serve/coordinator-types.js";
+import type { BuildDetail, ClientIdentity, CoordinatorEvent } from "../../src/serve/coordinator-types.js";
+import { graphRequest } from "../helpers/example-builds.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "../../src/core/database-url.js";
@@ -22,28 +15,8 @@ import { commandLines, netnsPids } from "../helpers/processes.js";
 
 // The coordinator's engine in this process (its HTTP API is tested on its own), on a real pool.
 
-const FIXTURE = resolve(import.meta.dirname, "../fixtures/dispatch.nix");
 const alice: ClientIdentity = { user: "alice", uid: 1001, via: "socket" };
 const bob: ClientIdentity = { user: "bob", uid: 1002, via: "socket" };
-
-/** A graph of `n` leaves sleeping `secs` each under one root, evaluated here (as a client does). */
-async function graphRequest(label: string, n: number, secs: number): Promise<SubmitRequest> {
-  const derivations = await evaluateDerivations({
-    flake: NO_FLAKE_OPTIONS,
-    installables: [
-      fileInstallable(
-        FIXTURE,
-        ["graph"],
-        [
-          { kind: "arg", name: "n", value: String(n) },
-          { kind: "argstr", name: "sleep", value: String(secs) },
-          { kind: "argstr", name: "seed", value: randomBytes(8).toString("hex") },
-        ],
-      ),
-    ],
-  });
-  return { derivations, label };
-}
 
 /** The most derivations running at once in `builds` (on `builder` only, when given), from their recorded times. */
 function maxConcurrent(builds: readonly BuildDetail[], builder?: string): number {

@@ -5,6 +5,8 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import { parseDatabaseUrl, type DatabaseTarget } from "../../src/core/database-url.js";
 import type { BuildSummary, DerivationView } from "../../src/serve/coordinator-types.js";
+import { historyMigrations } from "../../src/serve/history-schema.js";
+import { AutoscaleRecords } from "../../src/serve/history-autoscale.js";
 import { HistoryStore } from "../../src/serve/history-store.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
@@ -163,7 +165,12 @@ describe("the history on SQLite and PostgreSQL", { timeout: 300_000 }, () => {
     const db = new Database(path, { readonly: true });
     const applied = db.prepare("SELECT name FROM kysely_migration ORDER BY name").pluck().all();
     db.close();
-    assert.deepEqual(applied, ["0001_initial", "0002_order", "0003_leases"]);
+    assert.deepEqual(
+      applied,
+      Object.keys(historyMigrations("sqlite")).sort(),
+      "every migration of this binary",
+    );
+    assert.deepEqual(applied.slice(0, 3), ["0001_initial", "0002_order", "0003_leases"]);
   });
 
   test("a database migrated by a newer nixpool is refused on both engines (HISTORY_TOO_NEW), untouched", async () => {
@@ -184,7 +191,8 @@ describe("the history on SQLite and PostgreSQL", { timeout: 300_000 }, () => {
       );
       await expectCode(HistoryStore.open(parseDatabaseUrl(url, "test")), "HISTORY_TOO_NEW", /newer nixpool/);
       const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM kysely_migration");
-      assert.equal(Number(rows[0]?.n), 4, "nothing was applied or removed");
+      const ours = Object.keys(historyMigrations("postgres")).length;
+      assert.equal(Number(rows[0]?.n), ours + 1, "nothing was applied or removed");
     } finally {
       await client.end();
     }
@@ -214,6 +222,98 @@ describe("the history on SQLite and PostgreSQL", { timeout: 300_000 }, () => {
       } finally {
         await a.close();
         await b.close();
+      }
+    }
+  });
+
+  test("what the binary cache and the autoscaler read back is the same on both engines (records in write order, decisions newest first, rentals for the budget)", async () => {
+    const drv = "/nix/store/0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x.drv";
+    const hash = `sha256:${"1".repeat(52)}`;
+    const records = (builder: string) => ({
+      startedAtMs: 0,
+      wallMs: 1,
+      builders: [{ name: builder, slots: 1 }],
+      stats: STATS,
+      records: [
+        {
+          drv,
+          name: "x",
+          status: "built" as const,
+          builder,
+          slot: 0,
+          attempts: 1,
+          retries: [],
+          readyMs: 0,
+          startedMs: 0,
+          finishedMs: 1,
+          spans: [],
+          error: null,
+          trust: "trusted" as const,
+          builds: [{ builder, trust: "trusted" as const, narHashes: { out: hash } }],
+        },
+      ],
+    });
+    for (const target of [
+      sqlite(join(tmp.dir, "readback.sqlite")),
+      parseDatabaseUrl(await postgres.createDatabase(), "test"),
+    ]) {
+      const h = await HistoryStore.open(target);
+      try {
+        h.saveRecords("b1", records("t1"));
+        h.saveRecords("b2", records("t2"));
+        const all = await h.builtResults();
+        assert.deepEqual(
+          all.map((r) => r.records[0]?.builds?.[0]?.builder),
+          ["t1", "t2"],
+          `${target.engine}: in write order`,
+        );
+        const after = all[0]?.row ?? 0;
+        h.saveRecords("b1", records("t3"));
+        assert.deepEqual(
+          (await h.builtResults(after)).map((r) => r.records[0]?.builds?.[0]?.builder),
+          ["t2", "t3"],
+          `${target.engine}: records written again come after the cursor`,
+        );
+
+        const a = new AutoscaleRecords(h);
+        a.recordAutoscaleDecision({
+          at: "2026-12-07T10:00:00.000Z",
+          action: "rent",
+          worker: "w1",
+          serverType: "cx23",
+          reason: "first",
+        });
+        a.recordAutoscaleDecision({
+          at: "2026-12-07T10:00:01.000Z",
+          action: "blocked",
+          worker: null,
+          serverType: null,
+          reason: "second",
+        });
+        assert.deepEqual(
+          (await a.autoscaleDecisions(10)).map((d) => d.reason),
+          ["second", "first"],
+          `${target.engine}: newest first`,
+        );
+        const rental = {
+          rental: "r1",
+          worker: "w1",
+          serverType: "cx23",
+          startedMs: 1_000,
+          endedMs: null,
+          hourly: 0.0119,
+        };
+        a.saveAutoscaleWorker(rental);
+        a.saveAutoscaleWorker({ ...rental, rental: "r0", startedMs: 10, endedMs: 20 });
+        assert.deepEqual(
+          await a.autoscaleWorkers(500),
+          [rental],
+          `${target.engine}: running, or ended since`,
+        );
+        assert.equal(await a.closeAutoscaleWorkers(5_000), 1);
+        assert.deepEqual(await a.autoscaleWorkers(500), [{ ...rental, endedMs: 5_000 }]);
+      } finally {
+        await h.close();
       }
     }
   });
