@@ -159,6 +159,10 @@ export class Coordinator implements CoordinatorApi {
     fleet.start();
     if (opts.autoscale) {
       c.autoscaler = createAutoscaler(opts.autoscale, {
+        lease: {
+          take: (ms) => c.tryLease("autoscaler", ms),
+          give: () => history.releaseLease("autoscaler", c.instanceId),
+        },
         stateDir: opts.stateDir,
         writeSshFiles: !opts.sessions,
         fleet,

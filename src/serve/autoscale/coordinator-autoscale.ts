@@ -42,6 +42,8 @@ export function waitingDerivations(
 export function createAutoscaler(
   a: CoordinatorAutoscale,
   c: {
+    /** The history's lease "autoscaler": one autoscaler among coordinators sharing the history. */
+    lease: { take: (ttlMs: number) => Promise<boolean>; give: () => Promise<void> };
     stateDir: string;
     writeSshFiles: boolean;
     fleet: Fleet;
@@ -74,7 +76,12 @@ export function createAutoscaler(
     history: c.history,
     clock: a.clock ?? c.clock,
     log: a.log ?? (() => undefined),
-    ...(a.leadership ? { leadership: a.leadership } : {}),
+    // Renewed every tick and held for three ticks (at least 30 s): another coordinator takes the
+    // lead once this one's lease lapses (it stopped, or lost the database).
+    leadership: a.leadership ?? {
+      acquire: () => c.lease.take(Math.max(30_000, 3 * a.config.intervalMs)),
+      release: () => c.lease.give(),
+    },
   });
   fleet.mayGrow = (needs) => autoscaler.mayServe(needs);
   return autoscaler;
