@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
 import { pickType } from "../../src/core/autoscale/plan.js";
@@ -13,7 +13,9 @@ import {
   readAutoscaleCatalog,
 } from "../../src/providers/hetzner/autoscale-provider.js";
 import { openSession } from "../../src/providers/hetzner/session.js";
+import { statePaths } from "../../src/config/state-paths.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
+import { HistoryStore } from "../../src/serve/history-store.js";
 import type { AutoscaleView, BuildDetail } from "../../src/serve/coordinator-types.js";
 import { graphRequest } from "../helpers/example-builds.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
@@ -289,6 +291,52 @@ describe(
       assert.equal(gc.exitCode, 0, gc.stderr);
       assert.match(gc.stderr + gc.stdout, /holder process gone|Deleted 1 server/);
       await until("zero servers", async () => (await servers()) === 0, 30_000);
+    });
+    test("another coordinator holds the autoscaler's lease: this one rents nothing until the lease is free, then rents", async () => {
+      const stateDir = await newStateDir("lease");
+      const historyPath = statePaths(stateDir).serve.historyDb;
+      await mkdir(dirname(historyPath), { recursive: true });
+      const other = await HistoryStore.open({ engine: "sqlite", path: historyPath, display: historyPath });
+      assert.equal(await other.tryLease("autoscaler", "another-coordinator", 600_000), true);
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: {},
+      };
+      const created = (await state()).servers.length;
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: {
+          config,
+          provider: hetznerAutoscaleProvider({ stateDir, env, config, log: () => undefined }),
+        },
+      });
+      try {
+        const id = c.submit(await graphRequest("lease", 3), me);
+        // Several ticks while the other coordinator leads.
+        await new Promise((r) => setTimeout(r, 1_500));
+        const view = c.autoscale() as AutoscaleView;
+        assert.equal(view.leader, false);
+        assert.deepEqual(view.decisions, [], "a coordinator that does not lead decides nothing");
+        assert.equal((await state()).servers.length, created, "nothing rented");
+        const releasedAt = new Date().toISOString();
+        await other.releaseLease("autoscaler", "another-coordinator");
+        const done = await c.waitFor(id);
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        const after = c.autoscale() as AutoscaleView;
+        assert.equal(after.leader, true);
+        const rents = after.decisions.filter((d) => d.action === "rent");
+        assert.equal(rents.length, 1);
+        assert.ok((rents[0]?.at ?? "") >= releasedAt, "rented only once the lease was free");
+      } finally {
+        await c.close();
+        await other.close();
+      }
+      await until("zero servers", async () => (await servers()) === 0, 60_000);
     });
   },
 );
