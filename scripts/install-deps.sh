@@ -4,10 +4,11 @@
 set -euo pipefail
 # g++, make, python3: npm ci compiles better-sqlite3 (the coordinator's history) from source.
 # sudo: deploy tests log in to targets as a non-root user and run its commands through sudo -n.
+# python3-hcloud: Hetzner's official Python client, tested against the emulator as the hcloud CLI is.
 # git: Nix fetches a flake inside a git checkout (and git+file:// inputs) with git.
 # postgresql: the coordinator's shared database when several coordinators run; tests start their
 # own server in a temporary directory with initdb and pg_ctl (no system cluster is used).
-pkgs=(nix-bin openssh-server openssh-client iproute2 procps util-linux hcloud-cli cloud-init chromium g++ make python3 sudo git postgresql)
+pkgs=(nix-bin openssh-server openssh-client iproute2 procps util-linux hcloud-cli python3-hcloud cloud-init chromium g++ make python3 sudo git postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

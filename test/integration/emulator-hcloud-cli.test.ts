@@ -1,12 +1,15 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { run } from "../../src/adapters/runner.js";
 import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { makeTempDir } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
+
+/** test/fixtures/hcloud-python-images.py: python-hcloud against the image endpoints. */
+const PYTHON_CHECK = resolve(import.meta.dirname, "../fixtures/hcloud-python-images.py");
 
 describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, () => {
   let emu: RunningEmulator;
@@ -188,5 +191,30 @@ describe("the official hcloud CLI against the emulator", { timeout: 120_000 }, (
     await hcloud(["image", "delete", id]);
     assert.deepEqual(await listJson(["image", "list", "-t", "snapshot", "-o", "json"]), []);
     await hcloud(["server", "delete", "img-src"]);
+  });
+  test("python-hcloud, Hetzner's Python client: a server's snapshot found by label, protected, deleted; image prices", async () => {
+    const r = await run(["/usr/bin/python3", PYTHON_CHECK], {
+      reject: false,
+      timeout: 60_000,
+      env: { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN },
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const seen = JSON.parse(r.stdout) as {
+      status: string;
+      created_from: number;
+      disk_size: number;
+      found: boolean[];
+      refused: string | null;
+      remaining: number;
+      image_price: string | null;
+      server: number;
+    };
+    assert.equal(seen.status, "available");
+    assert.equal(seen.created_from, seen.server);
+    assert.ok(seen.disk_size > 0);
+    assert.deepEqual(seen.found, [true], "found by type and label selector");
+    assert.equal(seen.refused, "protected", "a protected image is not deleted");
+    assert.equal(seen.remaining, 0);
+    assert.match(seen.image_price ?? "", /^\d+\.\d+$/);
   });
 });
