@@ -9,6 +9,7 @@ import { historyMigrations } from "../../src/serve/history-schema.js";
 import { AutoscaleRecords } from "../../src/serve/history-autoscale.js";
 import { HistoryStore } from "../../src/serve/history-store.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
+import { makeRecord } from "../helpers/build-records.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { expectCode } from "../helpers/serve.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
@@ -235,22 +236,13 @@ describe("the history on SQLite and PostgreSQL", { timeout: 300_000 }, () => {
       builders: [{ name: builder, slots: 1 }],
       stats: STATS,
       records: [
-        {
+        makeRecord({
           drv,
           name: "x",
-          status: "built" as const,
           builder,
-          slot: 0,
-          attempts: 1,
-          retries: [],
-          readyMs: 0,
-          startedMs: 0,
-          finishedMs: 1,
-          spans: [],
-          error: null,
-          trust: "trusted" as const,
-          builds: [{ builder, trust: "trusted" as const, narHashes: { out: hash } }],
-        },
+          trust: "trusted",
+          builds: [{ builder, trust: "trusted", narHashes: { out: hash } }],
+        }),
       ],
     });
     for (const target of [

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makeRecord } from "../helpers/build-records.js";
 import { HistoryStore, type StoredRecords } from "../../src/serve/history-store.js";
 
 // What the binary cache reads of the coordinator's history (docs/cache.md): each finished build's
@@ -26,22 +27,13 @@ function records(builder: string, trust: "trusted" | "untrusted"): StoredRecords
       maxRssMb: 0,
     },
     records: [
-      {
+      makeRecord({
         drv: DRV,
         name: "x",
-        status: "built",
         builder,
-        slot: 0,
-        attempts: 1,
-        retries: [],
-        readyMs: 0,
-        startedMs: 0,
-        finishedMs: 1,
-        spans: [],
-        error: null,
         trust,
         builds: [{ builder, trust, narHashes: { out: HASH } }],
-      },
+      }),
     ],
   };
 }
