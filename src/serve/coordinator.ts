@@ -18,7 +18,7 @@ import type { DispatchEvent } from "../dispatch/run-dispatch.js";
 import { LOCAL_SERVE_ARGV, serveSessions } from "../dispatch/serve-sessions.js";
 import { ServeSession } from "../adapters/nix-serve-session.js";
 import type { CacheSources } from "./cache/cache-stores.js";
-import { readRecords, recordCost } from "../providers/hetzner/records.js";
+import { RentedWorkers } from "./rented-workers.js";
 import type {
   BuildDetail,
   BuildId,
@@ -104,12 +104,13 @@ interface LiveBuild {
  */
 export class Coordinator implements CoordinatorApi {
   readonly live = new Map<BuildId, LiveBuild>();
+  /** The last builds to finish, as they ended: their streams' last event needs no database (nor one still open). */
+  private readonly ended = new Map<BuildId, BuildDetail>();
   private readonly listeners = new Set<(e: CoordinatorEvent) => void>();
   private seq: number;
   private draining = false;
   private closed = false;
-  private rented: WorkerView[] = [];
-  private workersTimer: NodeJS.Timeout | undefined;
+  private rented!: RentedWorkers;
   private autoscaler: ReturnType<typeof createAutoscaler> | undefined;
 
   private constructor(
@@ -175,9 +176,8 @@ export class Coordinator implements CoordinatorApi {
         throw e;
       });
     }
-    await c.refreshWorkers();
-    c.workersTimer = setInterval(() => void c.refreshWorkers(), opts.workersEveryMs ?? 30_000);
-    c.workersTimer.unref();
+    c.rented = new RentedWorkers(opts.stateDir, history, clock);
+    await c.rented.start(opts.workersEveryMs ?? 30_000);
     return c;
   }
 
@@ -282,6 +282,8 @@ export class Coordinator implements CoordinatorApi {
     // Readers of the history see the build as it ended once it leaves the live set (while the
     // database is away its end stays queued: a drain or close must not wait for the database).
     await this.history.settled();
+    this.ended.set(b.id, detail);
+    if (this.ended.size > 256) this.ended.delete(this.ended.keys().next().value as BuildId);
     this.live.delete(b.id);
     this.emit({ type: "build", build: liveSummary(b) });
     b.resolve(detail);
@@ -431,7 +433,7 @@ export class Coordinator implements CoordinatorApi {
     const b = this.live.get(id);
     if (b) return liveDetail(b);
     // A finished build's detail carries its stored report (records, builders, stats), as it ended.
-    return this.history.build(id);
+    return this.ended.get(id) ?? this.history.build(id);
   }
 
   /** A derivation's build log (the last attempt's, from whichever build built it). */
@@ -487,27 +489,7 @@ export class Coordinator implements CoordinatorApi {
 
   /** Rented cloud workers now, with their cost so far (read again every workersEveryMs). */
   workers(): WorkerView[] {
-    return this.rented.map((w) => ({ ...w }));
-  }
-
-  private async refreshWorkers(): Promise<void> {
-    try {
-      const at = this.now();
-      const records = await readRecords(this.opts.stateDir);
-      this.rented = records.map((r) => {
-        const cost = recordCost(r, at);
-        return {
-          name: r.lease.name,
-          serverType: r.type,
-          startedAt: r.serverCreatedAt ?? r.lease.createdAt,
-          costSoFar: cost.total.gross,
-          currency: cost.currency,
-        };
-      });
-      if (!this.closed) for (const w of this.rented) this.history.saveWorkerCost(w, isoAt(at));
-    } catch {
-      // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
-    }
+    return this.rented.list();
   }
 
   readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
@@ -586,7 +568,7 @@ export class Coordinator implements CoordinatorApi {
   async close(): Promise<void> {
     if (this.closed) return;
     this.draining = true;
-    clearInterval(this.workersTimer);
+    this.rented?.stop();
     await this.stopAll("coordinator stopped (closed)");
     await this.autoscaler?.close(); // deletes its workers, recording each decision and cost
     this.closed = true;

@@ -181,7 +181,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<RunningApi> {
     startDraining: () => void (draining = true),
     close: () =>
       (closed ??= (async () => {
-        streams.closeAll();
+        await streams.closeAll();
         await Promise.all([closeServer(unix), ...(tcp ? [closeServer(tcp)] : [])]);
         await rm(o.socketPath, { force: true });
       })()),

@@ -31,12 +31,25 @@ export function buildIdOf(e: CoordinatorEvent): BuildId | undefined {
 /** Every open stream, so that a stopping service can end them (a server waits for open responses). */
 export class StreamRegistry {
   private readonly open = new Set<() => void>();
+  private readonly gone = new Set<() => void>();
   add(close: () => void): () => void {
     this.open.add(close);
-    return () => this.open.delete(close);
+    return () => {
+      this.open.delete(close);
+      if (this.open.size === 0) for (const fn of this.gone) fn();
+    };
   }
-  closeAll(): void {
+  /** Asks every stream to end, and waits (at most `graceMs`) until each has sent what it had queued. */
+  async closeAll(graceMs = 5_000): Promise<void> {
+    if (this.open.size === 0) return;
+    let done!: () => void;
+    const ended = new Promise<void>((resolve) => (done = resolve));
+    this.gone.add(done);
+    const timer = setTimeout(done, graceMs);
     for (const close of [...this.open]) close();
+    await ended;
+    clearTimeout(timer);
+    this.gone.delete(done);
   }
 }
 
@@ -94,10 +107,11 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
     const send = (e: StreamEvent) => write({ event: e.type, data: JSON.stringify(e), id: String(++seq) });
     const followed = started ?? o.buildId;
     let ended = false;
+    let ending: Promise<void> | undefined;
     const end = (id: BuildId) => {
       if (ended) return;
       ended = true;
-      void o.source.build(id).then(
+      ending = o.source.build(id).then(
         (build) => {
           send({ type: "end", build });
           finish();
@@ -114,7 +128,8 @@ export function streamEvents(c: Context<ApiEnv>, o: EventStreamOptions): Respons
       send(e);
       if (e.type === "build" && FINISHED.has(e.build.status)) end(followed);
     };
-    const unregister = o.registry.add(finish);
+    // A stopping service lets a build's last event (already on its way) reach its client first.
+    const unregister = o.registry.add(() => (ending ? void ending.finally(finish) : finish()));
     const unsubscribeAlso = followed === undefined ? o.also?.(send) : undefined;
     stream.onAbort(finish);
     const heartbeat = setInterval(() => write(": keep-alive\n\n"), o.heartbeatMs ?? 15_000);
