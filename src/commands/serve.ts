@@ -205,6 +205,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     );
   }
   if (api.url) {
+    coordinator.advertise(api.url);
     ctx.output.out(`nixpool serve: API and dashboard on ${api.url}`);
     ctx.output.out(
       token

@@ -357,13 +357,13 @@ export class BuildRun implements DispatchedBuild {
     }
     // Several coordinators: the derivation and a slot are claimed in their database first.
     const shared = this.dispatcher.shared;
-    const lease = await shared?.take(a.drv, link, () => this.fatal !== undefined || this.scheduler.stopping);
-    if (shared && !lease) {
+    const stopping = () => this.fatal !== undefined || this.scheduler.stopping;
+    const lease = await shared?.take(a.drv, link, stopping, () => {
       link.releaseSlot(slot.index);
       this.scheduler.putBack(a.drv);
       this.dispatcher.attemptEnded(this, a.drv);
-      return;
-    }
+    });
+    if (shared && !lease) return;
     this.holding.set(a.drv, { link, index: slot.index });
     const attempt = this.scheduler.state(a.drv).attempts;
     Object.assign(rec, {

@@ -69,7 +69,12 @@ export class Dispatcher {
   share(work: SharedWork): void {
     this.shared = new SharedClaims(work, {
       builtBy: (drv, builder) => {
-        for (const b of this.builds) b.builtElsewhere(drv, builder);
+        // Its outputs are on that builder: copies to other builders are taken from there.
+        const known = this.fleet.links.get(builder)?.place.known;
+        for (const b of this.builds) {
+          for (const d of b.unsettled()) if (d.drv === drv) for (const p of d.outputs) known?.add(p);
+          b.builtElsewhere(drv, builder);
+        }
       },
       builderUp: (name) => this.fleet.board.builders.get(name)?.up === true,
       wake: () => this.wakeAll(),

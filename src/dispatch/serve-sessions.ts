@@ -1,4 +1,7 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { writeClientFiles } from "../adapters/nix-build.js";
 import { sshAlias, type Builder } from "../core/builder.js";
 import type { SshFailure } from "../core/ssh-errors.js";
 import { ServeSession, transferPaths, type ServeCloseReason } from "../adapters/nix-serve-session.js";
@@ -169,4 +172,15 @@ export function describeLoss(why: Pick<ServeCloseReason, "sshFailure" | "stderrT
   if (why.stderrTail.some((l) => /Timeout, server .* not responding/i.test(l)))
     return "it went silent (no answer to keepalives)";
   return why.message;
+}
+
+/**
+ * A long-lived service's sessions (nixpool serve): nixpool's ssh files for `builders` in the state
+ * directory, and ssh's control sockets in a private (0700) directory with a short path (see
+ * dispatch-build.ts), which the caller removes when it stops.
+ */
+export async function serviceSessions(stateDir: string, builders: readonly Builder[]) {
+  const files = await writeClientFiles(stateDir, [...builders]);
+  const muxDir = await mkdtemp(join(tmpdir(), "nixpool-serve-"));
+  return { ...serveSessions(files.sshConfig, undefined, muxDir), muxDir };
 }

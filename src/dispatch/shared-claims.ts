@@ -49,11 +49,19 @@ export class SharedClaims {
     },
   ) {}
 
-  /** The claim and a slot for `drv` on `link`, or undefined: not now (it is built or being built elsewhere). */
-  async take(drv: string, link: BuilderLink, stopping: () => boolean): Promise<SharedLease | undefined> {
+  /**
+   * The claim and a slot for `drv` on `link`; or undefined, after `back` took the assignment back:
+   * not now (it is being built elsewhere: waited for), or not at all (built elsewhere: found).
+   */
+  async take(
+    drv: string,
+    link: BuilderLink,
+    stopping: () => boolean,
+    back: () => void,
+  ): Promise<SharedLease | undefined> {
     let force = false;
     for (;;) {
-      if (stopping()) return undefined;
+      if (stopping()) return void back();
       const slots = link.builder.maxJobs;
       // A database that does not answer: wait as for a builder whose slots are all held.
       const c = await this.work
@@ -63,10 +71,12 @@ export class SharedClaims {
         case "ok":
           return { release: (built) => this.release(drv, link.name, c.slot, built) };
         case "held":
+          back();
           this.watch(drv);
           return undefined;
         case "built":
           if (this.hooks.builderUp(c.builder)) {
+            back(); // ready again first: only a ready derivation can be found built
             this.hooks.builtBy(drv, c.builder);
             return undefined;
           }

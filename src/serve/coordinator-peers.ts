@@ -1,10 +1,11 @@
 import { sql } from "kysely";
 import { waitFor } from "../adapters/wait-for.js";
 import type { NixpoolError } from "../core/errors.js";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
 import type { ClaimOutcome, SharedWork } from "../dispatch/shared-claims.js";
 import { isNixpoolError } from "../core/errors.js";
-import type { BuildSummary, CoordinatorEvent, SubmitRequest } from "./coordinator-types.js";
-import { summaryOf } from "./coordinator-views.js";
+import type { BuildSummary, CoordinatorEvent, CoordinatorView, SubmitRequest } from "./coordinator-types.js";
+import { isoAt, summaryOf } from "./coordinator-views.js";
 import { orphaned, submitSchema } from "./submit-checks.js";
 import { databaseUnreachable } from "./history-db.js";
 import type { HistoryStore } from "./history-store.js";
@@ -18,6 +19,7 @@ import {
   peers,
   releaseWork,
   releasedClaims,
+  slotsHeldByOthers,
   type PeerRow,
 } from "./pool-claims.js";
 import { nowMs } from "./pool-lease.js";
@@ -39,6 +41,8 @@ export interface PeersHooks {
   adopt(b: OrphanBuild): Promise<void>;
   /** Sends an event to this coordinator's subscribers. */
   emit(e: CoordinatorEvent): void;
+  /** The slots other coordinators hold on `builder` changed. */
+  slotsChanged(builder: string): void;
   /** Whether this coordinator runs build `id` now. */
   runs(id: string): boolean;
   log(line: string): void;
@@ -58,13 +62,17 @@ export class CoordinatorPeers implements SharedWork {
   private ticking: Promise<void> | undefined;
   private away: NixpoolError | undefined;
   private stopped = false;
+  /** Since when (this clock) every heartbeat was taken: adoption waits until that spans PEER_TTL_MS. */
+  private upSinceMs = Date.now();
+  /** Slots of each builder the other coordinators hold, as last read. */
+  private elsewhere = new Map<string, number>();
   /** Others' builds as last sent, to send only changes. */
   private readonly shown = new Map<string, string>();
 
   constructor(
     private readonly history: HistoryStore,
     readonly id: string,
-    private readonly url: string | null,
+    private url: string | null,
     private readonly hooks: PeersHooks,
   ) {}
 
@@ -74,6 +82,20 @@ export class CoordinatorPeers implements SharedWork {
 
   private get engine() {
     return this.history.target.engine;
+  }
+
+  /** This coordinator joins the others: its history's writes and its dispatcher's attempts go through the database. */
+  static async join(
+    history: HistoryStore,
+    id: string,
+    dispatcher: Dispatcher,
+    hooks: PeersHooks,
+  ): Promise<CoordinatorPeers> {
+    history.owner = id;
+    const peers = new CoordinatorPeers(history, id, null, hooks);
+    dispatcher.share(peers);
+    await peers.start();
+    return peers;
   }
 
   /** Writes the first heartbeat, then beats (adopting and polling) every HEARTBEAT_MS. */
@@ -94,28 +116,60 @@ export class CoordinatorPeers implements SharedWork {
     try {
       await beat(this.db, this.engine, this.id, this.url);
     } catch (e) {
+      this.upSinceMs = Infinity;
       if (!this.away) {
         this.away = databaseUnreachable(this.history.target, e);
         this.hooks.log(`several coordinators: ${this.away.message} (no new builds until it answers)`);
       }
       return;
     }
+    if (this.upSinceMs === Infinity) this.upSinceMs = Date.now();
     if (this.away) {
       this.away = undefined;
       this.hooks.log("several coordinators: the database answers again");
     }
     if (this.stopped) return;
-    await this.adoptOrphans().catch((e: unknown) =>
-      this.hooks.log(
-        `several coordinators: adopting builds failed: ${e instanceof Error ? e.message : String(e)}`,
-      ),
-    );
+    // After the database was away, every coordinator's heartbeat looks stale for a moment: a
+    // coordinator adopts only once the others had PEER_TTL_MS to beat again too.
+    if (Date.now() - this.upSinceMs >= PEER_TTL_MS)
+      await this.adoptOrphans().catch((e: unknown) =>
+        this.hooks.log(
+          `several coordinators: adopting builds failed: ${e instanceof Error ? e.message : String(e)}`,
+        ),
+      );
     await this.pollOthers().catch(() => undefined);
+    await this.pollSlots().catch(() => undefined);
+  }
+
+  /** Slots of `builder` the other coordinators hold (as of the last heartbeat). */
+  slotsElsewhere(builder: string): number {
+    return this.elsewhere.get(builder) ?? 0;
+  }
+
+  private async pollSlots(): Promise<void> {
+    const now = await slotsHeldByOthers(this.db, this.engine, this.id);
+    const before = this.elsewhere;
+    this.elsewhere = now;
+    for (const b of new Set([...before.keys(), ...now.keys()]))
+      if ((before.get(b) ?? 0) !== (now.get(b) ?? 0)) this.hooks.slotsChanged(b);
+  }
+
+  /** Where this coordinator's API answers, written with the next heartbeat. */
+  advertise(url: string): void {
+    this.url = url;
   }
 
   /** The coordinators sharing the database, alive or not (GET /api/coordinators). */
-  peers(): Promise<PeerRow[]> {
-    return this.history.read("the coordinators", (db) => peers(db, this.engine));
+  async views(): Promise<CoordinatorView[]> {
+    const rows: PeerRow[] = await this.history.read("the coordinators", (db) => peers(db, this.engine));
+    return rows.map((p) => ({
+      id: p.id,
+      url: p.url,
+      self: p.id === this.id,
+      alive: p.alive,
+      startedAt: isoAt(p.startedMs),
+      heartbeatAt: isoAt(p.heartbeatMs),
+    }));
   }
 
   /** Builds queued or running on a coordinator that is dead: each taken here (one taker wins) and run. */

@@ -97,12 +97,25 @@ export interface BuilderView {
   systems: string[];
   slots: number;
   inUse: number;
+  /** Several coordinators: slots of this builder the others hold now. */
+  inUseElsewhere?: number;
   health: BuilderHealth;
   speedFactor: number;
   trust: string;
   current: { buildId: BuildId; drv: string; name: string }[];
   lastError?: string;
   nextProbeAt?: string;
+}
+
+/** A coordinator sharing the pool's database, as GET /api/coordinators shows it. */
+export interface CoordinatorView {
+  id: string;
+  /** Where its API answers, as it said (`serve --listen`); null when it listens on its socket only. */
+  url: string | null;
+  self: boolean;
+  alive: boolean;
+  startedAt: string;
+  heartbeatAt: string;
 }
 
 /** A rented cloud worker, with what it has cost so far. */
@@ -196,6 +209,8 @@ export interface CoordinatorApi {
   workers(): WorkerView[];
   /** The autoscaler's state, or undefined when the inventory has no `[autoscale.hetzner]`. */
   autoscale(): AutoscaleView | undefined;
+  /** The coordinators sharing the pool (several on PostgreSQL; else this one alone). */
+  coordinators?(): Promise<CoordinatorView[]>;
   subscribe(fn: (e: CoordinatorEvent) => void): () => void;
   drain(graceMs: number): Promise<void>;
   close(): Promise<void>;

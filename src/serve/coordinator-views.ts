@@ -12,8 +12,11 @@ import type {
   BuilderHealth,
   BuilderView,
   BuildReport,
+  BuildStatus,
   BuildSummary,
+  ClientIdentity,
   DerivationView,
+  SubmitRequest,
 } from "./coordinator-types.js";
 import type { HistoryStore, StoredRecords } from "./history-store.js";
 
@@ -89,6 +92,30 @@ export interface LiveBuildView {
   outputs: Iterable<string>;
   error?: { code: string; message: string } | undefined;
   report?: BuildDetail["report"] | undefined;
+}
+
+/** A build the coordinator runs now: its request, its dispatcher run, and what it showed last. */
+export interface LiveBuild {
+  id: BuildId;
+  seq: number;
+  label: string;
+  client: ClientIdentity;
+  req: SubmitRequest;
+  submittedMs: number;
+  startedMs?: number;
+  finishedMs?: number;
+  status: BuildStatus;
+  run: BuildRun;
+  /** Each derivation as last shown (JSON), to send only changes. */
+  shown: Map<string, string>;
+  outputs: string[];
+  error?: { code: string; message: string };
+  report?: BuildReport;
+  cancelledBy?: string;
+  /** The fleet's transfer counts when the build was submitted. */
+  sentAtStart: { up: number; down: number };
+  done: Promise<BuildDetail>;
+  resolve: (d: BuildDetail) => void;
 }
 
 export function liveSummary(b: LiveBuildView): BuildSummary {

@@ -1,19 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
+import { hostname } from "node:os";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError, configError, isNixpoolError } from "../core/errors.js";
 import { statePaths } from "../config/state-paths.js";
-import { writeClientFiles } from "../adapters/nix-build.js";
 import { waitFor as waitUntil } from "../adapters/wait-for.js";
 import { BuildRun } from "../dispatch/build-run.js";
 import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import { Dispatcher } from "../dispatch/dispatcher.js";
 import { Fleet, type FleetEvent, type FleetSessions } from "../dispatch/fleet.js";
 import type { DispatchEvent } from "../dispatch/run-dispatch.js";
-import { serveSessions } from "../dispatch/serve-sessions.js";
+import { serviceSessions } from "../dispatch/serve-sessions.js";
 import { ServeSession } from "../adapters/nix-serve-session.js";
 import type { CacheSources } from "./cache/cache-stores.js";
 import { coordinatorCacheSources } from "./cache/coordinator-cache-sources.js";
@@ -28,6 +26,7 @@ import type {
   ClientIdentity,
   CoordinatorApi,
   CoordinatorEvent,
+  CoordinatorView,
   AutoscaleView,
   DerivationView,
   SubmitRequest,
@@ -37,6 +36,7 @@ import {
   isoAt,
   liveDetail,
   liveSummary,
+  type LiveBuild,
   reportOf,
   storedLog,
   timelineOf,
@@ -48,7 +48,14 @@ import { AutoscaleRecords } from "./history-autoscale.js";
 import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
 import { createAutoscaler, type CoordinatorAutoscale } from "./autoscale/coordinator-autoscale.js";
-import { givenDerivationsOf, mayCancel, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
+import {
+  givenDerivationsOf,
+  mayCancel,
+  notYours,
+  submitSchema,
+  submitterOf,
+  unknownBuild,
+} from "./submit-checks.js";
 import { CoordinatorPeers, adoptableRequest, failOrphan, type OrphanBuild } from "./coordinator-peers.js";
 
 export interface CoordinatorOptions {
@@ -75,29 +82,6 @@ export interface CoordinatorOptions {
   autoscale?: CoordinatorAutoscale;
 }
 
-interface LiveBuild {
-  id: BuildId;
-  seq: number;
-  label: string;
-  client: ClientIdentity;
-  req: SubmitRequest;
-  submittedMs: number;
-  startedMs?: number;
-  finishedMs?: number;
-  status: BuildStatus;
-  run: BuildRun;
-  /** Each derivation as last shown (JSON), to send only changes. */
-  shown: Map<string, string>;
-  outputs: string[];
-  error?: { code: string; message: string };
-  report?: BuildReport;
-  cancelledBy?: string;
-  /** The fleet's transfer counts when the build was submitted. */
-  sentAtStart: { up: number; down: number };
-  done: Promise<BuildDetail>;
-  resolve: (d: BuildDetail) => void;
-}
-
 /**
  * The coordinator's engine (`nixpool serve`): one Dispatcher over one Fleet of warm builder
  * connections, kept alive; every submitted build runs on it at once, slots shared by fair share;
@@ -116,6 +100,9 @@ export class Coordinator implements CoordinatorApi {
   private autoscaler: ReturnType<typeof createAutoscaler> | undefined;
   /** The other coordinators on the same database (PostgreSQL), when there may be some. */
   private peers: CoordinatorPeers | undefined;
+  private handingOver = false;
+  private advertised: string | null = null;
+  private readonly startedMs = Date.now();
 
   private constructor(
     private readonly opts: CoordinatorOptions,
@@ -150,12 +137,8 @@ export class Coordinator implements CoordinatorApi {
     let sessions = opts.sessions;
     let openReader: ((b: Builder, name: string) => Promise<ServeSession>) | undefined;
     if (!sessions) {
-      const files = await writeClientFiles(opts.stateDir, usable);
-      // ssh's control sockets: a private (0700) directory with a short path (see dispatch-build.ts).
-      muxDir = await mkdtemp(join(tmpdir(), "nixpool-serve-"));
-      const made = serveSessions(files.sshConfig, undefined, muxDir);
-      sessions = made;
-      openReader = made.openReader;
+      const made = await serviceSessions(opts.stateDir, usable);
+      [sessions, openReader, muxDir] = [made, made.openReader, made.muxDir];
     }
     const fleet = new Fleet(usable, sessions, {
       ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
@@ -165,15 +148,13 @@ export class Coordinator implements CoordinatorApi {
     fleet.start();
     if (opts.database?.engine === "postgres") {
       // Several coordinators may share the pool: heartbeats, claims, adoption (coordinator-peers.ts).
-      history.owner = c.instanceId;
-      c.peers = new CoordinatorPeers(history, c.instanceId, null, {
+      c.peers = await CoordinatorPeers.join(history, c.instanceId, dispatcher, {
         adopt: (o) => c.adopt(o),
         emit: (e) => c.emit(e),
         runs: (id) => c.live.has(id),
+        slotsChanged: (name) => c.emitBuilder(name),
         log,
       });
-      dispatcher.share(c.peers);
-      await c.peers.start();
     }
     if (opts.autoscale) {
       c.autoscaler = createAutoscaler(opts.autoscale, {
@@ -317,6 +298,13 @@ export class Coordinator implements CoordinatorApi {
         : { code: "INTERNAL", message: e instanceof Error ? e.message : String(e) };
     }
     await b.run.shutdown();
+    if (this.handingOver) {
+      // Several coordinators: a stopping one leaves its builds running in the database for
+      // another to adopt; its clients' streams end without an end, so they follow it there.
+      this.live.delete(b.id);
+      b.resolve(liveDetail(b));
+      return;
+    }
     b.startedMs ??= this.now();
     b.finishedMs = this.now();
     this.syncDerivations(b);
@@ -397,15 +385,7 @@ export class Coordinator implements CoordinatorApi {
       if (await this.history.build(id)) return;
       throw unknownBuild(id);
     }
-    if (!mayCancel(b.client, client, this.gatewayUids())) {
-      throw new NixpoolError(
-        "BUILD_NOT_YOURS",
-        `Build ${id} was submitted by ${b.client.user}, not by ${client.user}.`,
-        {
-          hint: `Ask ${b.client.user} (or root) to cancel it: Ctrl-C in their nixpool build, or DELETE /api/builds/${id} (docs/api.md).`,
-        },
-      );
-    }
+    if (!mayCancel(b.client, client, this.gatewayUids())) throw notYours(id, b.client, client);
     if (b.cancelledBy !== undefined) return;
     b.cancelledBy = client.user;
     b.run.abort(
@@ -444,7 +424,8 @@ export class Coordinator implements CoordinatorApi {
       health === "backoff" && state
         ? isoAt(this.now() + Math.max(0, state.downUntilMs - this.fleet.now()))
         : undefined;
-    return toBuilderView(b, state, health, current, nextProbe);
+    const v = toBuilderView(b, state, health, current, nextProbe);
+    return this.peers ? { ...v, inUseElsewhere: this.peers.slotsElsewhere(name) } : v;
   }
 
   private emitBuilder(name: string): void {
@@ -523,6 +504,20 @@ export class Coordinator implements CoordinatorApi {
 
   readonly instanceId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
 
+  /** Where this coordinator's API answers (others list it: GET /api/coordinators). */
+  advertise(url: string): void {
+    this.advertised = url;
+    this.peers?.advertise(url);
+  }
+
+  async coordinators(): Promise<CoordinatorView[]> {
+    if (this.peers) return this.peers.views();
+    const at = isoAt(this.startedMs);
+    return [
+      { id: this.instanceId, url: this.advertised, self: true, alive: true, startedAt: at, heartbeatAt: at },
+    ];
+  }
+
   /** True while this coordinator holds the lease `name` (each call renews it for ttlMs): see pool-lease.ts. */
   tryLease(name: string, ttlMs: number): Promise<boolean> {
     return this.history.tryLease(name, this.instanceId, ttlMs);
@@ -562,6 +557,7 @@ export class Coordinator implements CoordinatorApi {
     await waitUntil(() => this.live.size === 0, { timeoutMs: graceMs, intervalMs: 50 }).catch(
       () => undefined,
     );
+    this.handingOver = this.peers !== undefined; // another coordinator adopts what is left
     await this.stopAll(`coordinator stopped (drained; the grace of ${Math.round(graceMs / 1000)} s ended)`);
     await this.close();
   }
@@ -579,6 +575,7 @@ export class Coordinator implements CoordinatorApi {
     if (this.closed) return;
     this.draining = true;
     this.rented?.stop();
+    this.handingOver = this.peers !== undefined;
     await this.stopAll("coordinator stopped (closed)");
     await this.autoscaler?.close(); // deletes its workers, recording each decision and cost
     this.closed = true;

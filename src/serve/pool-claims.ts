@@ -216,6 +216,22 @@ export async function releasedClaims(
   return out;
 }
 
+/** Slots each builder's other live coordinators (not `holder`) hold now. */
+export async function slotsHeldByOthers(
+  db: Db,
+  engine: HistoryEngine,
+  holder: string,
+): Promise<Map<string, number>> {
+  const rows = await db
+    .selectFrom("slot_leases")
+    .select((eb) => ["builder", eb.fn.countAll().as("n")])
+    .where("holder", "!=", holder)
+    .where(holderAlive(engine, "slot_leases.holder"))
+    .groupBy("builder")
+    .execute();
+  return new Map(rows.map((r) => [r.builder, Number(r.n)]));
+}
+
 /** How many slots of `builder` live coordinators hold now. */
 export async function heldSlots(db: Db, engine: HistoryEngine, builder: string): Promise<number> {
   const row = await db

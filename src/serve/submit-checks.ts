@@ -96,6 +96,17 @@ export function unknownBuild(id: string): NixpoolError {
   });
 }
 
+/** Only its submitter (or root) may cancel a build. */
+export function notYours(id: string, submitter: ClientIdentity, caller: ClientIdentity): NixpoolError {
+  return new NixpoolError(
+    "BUILD_NOT_YOURS",
+    `Build ${id} was submitted by ${submitter.user}, not by ${caller.user}.`,
+    {
+      hint: `Ask ${submitter.user} (or root) to cancel it: Ctrl-C in their nixpool build, or DELETE /api/builds/${id} (docs/api.md).`,
+    },
+  );
+}
+
 /** A build a dead coordinator left that this one cannot run (its derivations are not here). */
 export function orphaned(b: { id: string; from: string | null }, why: string): NixpoolError {
   return new NixpoolError(

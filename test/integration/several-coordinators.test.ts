@@ -8,6 +8,13 @@ import type { BuildDetail, ClientIdentity, CoordinatorEvent } from "../../src/se
 import { graphRequest } from "../helpers/example-builds.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { CLI, makeTempDir } from "../helpers/cli.js";
+import { graphArgs, freshSeed } from "../helpers/example-builds.js";
+import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 
 // Two coordinators (engines in this process) on one PostgreSQL and one pool of 2 × 2 slots.
 
@@ -101,6 +108,173 @@ describe(
       } finally {
         await Promise.all([a.close(), b.close()]);
       }
+    });
+
+    test("a coordinator that stops hands its running build over: another adopts it under the same id and finishes it", async () => {
+      const [a, b] = await Promise.all([open(), open()]);
+      try {
+        const r = await graphRequest("handed over", 4, 3);
+        const id = a.submit(r, alice);
+        await waitFor(async () => ((await a.build(id))?.counts.running ?? 0) > 0, {
+          timeoutMs: 60_000,
+          intervalMs: 20,
+        });
+        const heard: CoordinatorEvent[] = [];
+        b.subscribe((e) => heard.push(e));
+        await a.drain(0);
+        const done = await waitFor(
+          async () => {
+            const d = await b.build(id);
+            return d !== undefined && d.status !== "queued" && d.status !== "running" ? d : undefined;
+          },
+          { timeoutMs: 120_000, intervalMs: 100 },
+        );
+        assert.ok(done, "the build was never finished by the other coordinator");
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        assert.equal(done.outputs.length, 1);
+        assert.ok(
+          heard.some((e) => e.type === "dispatch" && e.buildId === id && e.event.kind === "start"),
+          "the adopting coordinator ran the build itself",
+        );
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+  },
+);
+
+/** A build as a coordinator's API shows it (GET /api/builds/ID on its socket). */
+async function apiBuild(socket: string, id: string): Promise<BuildDetail | undefined> {
+  const r = await socketRequest(socket, "GET", `/api/builds/${id}`).catch(() => undefined);
+  return r?.status === 200 ? (JSON.parse(r.body) as BuildDetail) : undefined;
+}
+
+describe(
+  "several nixpool serve processes on one PostgreSQL and one pool",
+  { timeout: 900_000, concurrency: false },
+  () => {
+    let pool: TestPool;
+    let postgres: TestPostgres;
+    let url: string;
+    let sockets: string;
+    let work: { dir: string; cleanup: () => Promise<void> };
+    const running: ServeProcess[] = [];
+    before(async () => {
+      [pool, postgres] = await Promise.all([startTestPool(2, 2), startTestPostgres()]);
+      url = await postgres.createDatabase();
+      sockets = await mkdtemp(join(tmpdir(), "nixpool-coordinators-"));
+      work = await makeTempDir();
+    });
+    after(async () => {
+      await Promise.all(running.map((s) => s.stop("SIGKILL")));
+      await work?.cleanup();
+      await rm(sockets, { recursive: true, force: true });
+      await pool?.cleanup();
+      await postgres?.stop();
+    });
+    /** Coordinator `name`: a nixpool serve of its own on the shared pool and database. */
+    const coordinator = async (name: string) => {
+      const s = await startServe(pool.stateDir, ["--socket", join(sockets, `${name}.sock`)], [], {
+        NIXPOOL_DATABASE_URL: url,
+      });
+      running.push(s);
+      return s;
+    };
+    const client = (socket: string, args: readonly string[]) => {
+      let err = "";
+      const proc = execa(
+        "node",
+        [
+          CLI,
+          "--state-dir",
+          pool.stateDir,
+          "build",
+          ...args,
+          "--no-out-link",
+          "--coordinator",
+          `unix:${socket}`,
+        ],
+        { reject: false, cwd: work.dir, stdin: "ignore" },
+      );
+      proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+      return { proc, stderr: () => err, id: () => /build (\S+) submitted to the coordinator/.exec(err)?.[1] };
+    };
+
+    test("three coordinators, four clients at once: each derivation built once, never more running than a builder's slots", async () => {
+      const cs = await Promise.all(["c1", "c2", "c3"].map(coordinator));
+      const seed = freshSeed();
+      const clients = [
+        client(cs[0]!.socket, graphArgs(6, { seed, sleep: 1 })),
+        client(cs[1]!.socket, graphArgs(6, { seed, sleep: 1 })),
+        client(cs[2]!.socket, graphArgs(6, { sleep: 1 })),
+        client(cs[0]!.socket, graphArgs(6, { sleep: 1 })),
+      ];
+      const ends = await Promise.all(clients.map((c) => c.proc));
+      ends.forEach((e, i) => assert.equal(e.exitCode, 0, clients[i]?.stderr()));
+      // Read every build from one coordinator: it shows the others' too.
+      const builds = await Promise.all(
+        clients.map(async (c) => {
+          const id = c.id();
+          assert.ok(id, c.stderr());
+          const d = await apiBuild(cs[1]!.socket, id);
+          assert.ok(d, `coordinator c2 does not show build ${id}`);
+          assert.equal(d.status, "succeeded");
+          return d;
+        }),
+      );
+      const builtBy = new Map<string, number>();
+      for (const b of builds)
+        for (const d of b.derivations)
+          if (d.status === "built") builtBy.set(d.drv, (builtBy.get(d.drv) ?? 0) + 1);
+      for (const [drv, n] of builtBy) assert.equal(n, 1, `${drv} was built ${n} times`);
+      // The shared graph's 7 derivations, and each other graph's 7: 21 built in all.
+      assert.equal(builtBy.size, 21);
+      for (const name of ["local1", "local2"])
+        assert.ok(
+          maxConcurrent(builds, name) <= 2,
+          `${name} ran more than its 2 slots across the coordinators`,
+        );
+      await Promise.all(cs.map((c) => c.stop()));
+      running.length = 0;
+    });
+
+    test("kill -9 of the coordinator running the work: another adopts its builds and every one succeeds", async () => {
+      const [victim, survivor] = await Promise.all([coordinator("k1"), coordinator("k2")]);
+      // Let the survivor have beaten for a heartbeat lifetime: it adopts once the victim's expires.
+      const submit = async (n: number) => {
+        const { derivations } = await graphRequest("to survive", n, 3);
+        const r = await socketRequest(
+          victim.socket,
+          "POST",
+          "/api/builds",
+          JSON.stringify({ derivations, label: "to survive" }),
+        );
+        assert.equal(r.status, 201, r.body);
+        return (JSON.parse(r.body) as { id: string }).id;
+      };
+      const ids = await Promise.all([submit(6), submit(6)]);
+      await waitFor(async () => ((await apiBuild(victim.socket, ids[0]))?.counts.running ?? 0) > 0, {
+        timeoutMs: 60_000,
+        intervalMs: 50,
+      });
+      const killedAt = Date.now();
+      process.kill(victim.pid ?? 0, "SIGKILL");
+      await victim.exited();
+      const done = await waitFor(
+        async () => {
+          const ds = await Promise.all(ids.map((id) => apiBuild(survivor.socket, id)));
+          return ds.every((d) => d?.status === "succeeded" || d?.status === "failed") ? ds : undefined;
+        },
+        { timeoutMs: 180_000, intervalMs: 200 },
+      );
+      assert.ok(done, "the killed coordinator's builds never finished on the other one");
+      for (const d of done) assert.equal(d?.status, "succeeded", JSON.stringify(d?.error));
+      assert.match(survivor.stderr() + survivor.stdout(), /adopting build/);
+      console.log(
+        `# recovered ${ids.length} builds ${((Date.now() - killedAt) / 1000).toFixed(1)} s after kill -9`,
+      );
+      await survivor.stop();
+      running.length = 0;
     });
   },
 );

@@ -27,7 +27,13 @@ export interface OverviewData {
 function renderSlots(b: BuilderView): Html {
   const max = Math.max(1, b.slots);
   return markup`<meter data-field="slots-meter" min="0" max="${max}" value="${b.inUse}"></meter>
-<span data-field="slots-text">${b.inUse}/${b.slots}</span>`;
+<span data-field="slots-text">${slotsText(b)}</span>`;
+}
+
+/** "1/2", and "(+1 by other coordinators)" when several share the pool; the script writes the same. */
+function slotsText(b: BuilderView): string {
+  const elsewhere = b.inUseElsewhere ?? 0;
+  return `${b.inUse}/${b.slots}${elsewhere > 0 ? ` (+${elsewhere} by other coordinators)` : ""}`;
 }
 
 /** The derivations a builder runs now, each linked to its build. */

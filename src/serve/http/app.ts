@@ -77,6 +77,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
     return c.json(o.cacheStats());
   });
   app.get("/api/builders", (c) => c.json(c0.builders()));
+  app.get("/api/coordinators", async (c) => c.json((await c0.coordinators?.()) ?? []));
   app.get("/api/workers", (c) => c.json(c0.workers()));
   app.get("/api/autoscale", (c) => {
     const v = c0.autoscale();

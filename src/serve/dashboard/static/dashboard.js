@@ -251,7 +251,9 @@
       meter.value = v.inUse;
     }
     const slotsText = field(tr, "slots-text");
-    if (slotsText) slotsText.textContent = `${v.inUse}/${v.slots}`;
+    const elsewhere = v.inUseElsewhere ?? 0;
+    if (slotsText)
+      slotsText.textContent = `${v.inUse}/${v.slots}${elsewhere > 0 ? ` (+${elsewhere} by other coordinators)` : ""}`;
     const speed = field(tr, "speed");
     if (speed) speed.textContent = String(v.speedFactor);
     const trust = field(tr, "trust");
