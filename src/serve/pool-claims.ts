@@ -92,6 +92,18 @@ export async function claimWork(
   engine: HistoryEngine,
   w: { holder: string; drv: string; buildId: string | null; builder: string; slots: number; force?: boolean },
 ): Promise<ClaimOutcome> {
+  // A slot another coordinator took at the same moment: look again (each loss means one slot fewer).
+  for (let tries = 0; ; tries++) {
+    const r = await claimOnce(db, engine, w);
+    if (r !== "raced" || tries >= w.slots) return r === "raced" ? { kind: "full" } : r;
+  }
+}
+
+async function claimOnce(
+  db: Db,
+  engine: HistoryEngine,
+  w: { holder: string; drv: string; buildId: string | null; builder: string; slots: number; force?: boolean },
+): Promise<ClaimOutcome | "raced"> {
   const now = nowMs(engine);
   try {
     return await db.transaction().execute(async (tx) => {
@@ -156,8 +168,8 @@ export async function claimWork(
       return { kind: "ok" as const, slot };
     });
   } catch (e) {
-    // Every slot held, or one taken by another coordinator at the same moment: the same answer.
-    if (e instanceof Full || isUniqueViolation(e)) return { kind: "full" };
+    if (e instanceof Full) return { kind: "full" };
+    if (isUniqueViolation(e)) return "raced";
     throw e;
   }
 }

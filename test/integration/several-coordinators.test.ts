@@ -15,6 +15,8 @@ import { execa } from "execa";
 import { CLI, makeTempDir } from "../helpers/cli.js";
 import { graphArgs, freshSeed } from "../helpers/example-builds.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
+import { HistoryStore } from "../../src/serve/history-store.js";
+import { PEER_TTL_MS, beat, claimWork, releaseWork, releasedClaims } from "../../src/serve/pool-claims.js";
 
 // Two coordinators (engines in this process) on one PostgreSQL and one pool of 2 × 2 slots.
 
@@ -60,6 +62,78 @@ describe(
         backoffBaseMs: 500,
         database,
       });
+
+    test("claims: concurrent claims never exceed a builder's slots; a dead holder's slot and claim are free; a built claim says where", async () => {
+      const h = await HistoryStore.open(parseDatabaseUrl(await postgres.createDatabase(), "test"));
+      try {
+        const db = h.kysely;
+        for (const id of ["c1", "c2", "c3"]) await beat(db, "postgres", id, null);
+        // Twelve claims of different derivations at once, three coordinators, one builder of 2 slots.
+        const outcomes = await Promise.all(
+          Array.from({ length: 12 }, (_, i) =>
+            claimWork(db, "postgres", {
+              holder: `c${(i % 3) + 1}`,
+              drv: `d${i}`,
+              buildId: null,
+              builder: "b",
+              slots: 2,
+            }),
+          ),
+        );
+        const ok = outcomes.filter((o) => o.kind === "ok");
+        assert.equal(ok.length, 2, JSON.stringify(outcomes));
+        assert.deepEqual(ok.map((o) => (o.kind === "ok" ? o.slot : -1)).sort(), [0, 1]);
+        // The same derivation from two coordinators at once: one builds it, the other is told who.
+        const same = await Promise.all(
+          ["c1", "c2"].map((holder) =>
+            claimWork(db, "postgres", { holder, drv: "shared", buildId: null, builder: "other", slots: 4 }),
+          ),
+        );
+        assert.deepEqual(same.map((o) => o.kind).sort(), ["held", "ok"]);
+        const winner = same[0]?.kind === "ok" ? "c1" : "c2";
+        await releaseWork(db, "postgres", {
+          holder: winner,
+          drv: "shared",
+          builder: "other",
+          slot: 0,
+          built: true,
+        });
+        assert.deepEqual(
+          await releasedClaims(db, "postgres", ["shared"]),
+          new Map([["shared", { builtOn: "other" }]]),
+        );
+        assert.deepEqual(
+          await claimWork(db, "postgres", {
+            holder: "c3",
+            drv: "shared",
+            buildId: null,
+            builder: "b",
+            slots: 2,
+          }),
+          { kind: "built", builder: "other" },
+        );
+        // A holder whose heartbeat is older than PEER_TTL_MS is dead: its slots and claims are free.
+        const okIdx = outcomes.flatMap((o, i) => (o.kind === "ok" ? [i] : []));
+        const holders = okIdx.map((i) => `c${(i % 3) + 1}`);
+        await db
+          .updateTable("coordinators")
+          .set({ heartbeat_ms: Date.now() - PEER_TTL_MS - 5_000 })
+          .where("id", "in", holders)
+          .execute();
+        await beat(db, "postgres", "c4", null);
+        const claim = (drv: string) =>
+          claimWork(db, "postgres", { holder: "c4", drv, buildId: null, builder: "b", slots: 2 });
+        assert.equal(
+          (await claim(`d${okIdx[0]}`)).kind,
+          "ok",
+          "a dead holder's claim and slot are taken over",
+        );
+        assert.equal((await claim("fresh")).kind, "ok");
+        assert.equal((await claim("one too many")).kind, "full");
+      } finally {
+        await h.close();
+      }
+    });
 
     test("each derivation is built once, a builder's slots are never exceeded, and each coordinator shows the other's builds", async () => {
       const [a, b] = await Promise.all([open(), open()]);
