@@ -69,6 +69,11 @@ export class SharedClaims {
         .catch((): ClaimOutcome => ({ kind: "full" }));
       switch (c.kind) {
         case "ok":
+          if (stopping()) {
+            // Cancelled or failed while the database answered: nothing starts after that.
+            this.release(drv, link.name, c.slot, false);
+            return void back();
+          }
           return { release: (built) => this.release(drv, link.name, c.slot, built) };
         case "held":
           back();
