@@ -174,7 +174,7 @@ export class Coordinator implements CoordinatorApi {
         throw e;
       });
     }
-    c.rented = new RentedWorkers(opts.stateDir, history, clock);
+    c.rented = new RentedWorkers(opts.stateDir, history, clock, c.peers !== undefined);
     await c.rented.start(opts.workersEveryMs ?? 30_000);
     return c;
   }

@@ -32,11 +32,12 @@ export class WorkerCosts {
     );
   }
 
-  /** Every rented worker ever seen, with its last known cost. */
-  async workerCosts(): Promise<WorkerView[]> {
-    const rows = await this.h.read("worker_costs", (db) =>
-      db.selectFrom("worker_costs").selectAll().orderBy("started_at").execute(),
-    );
+  /** Every rented worker ever seen (or only those whose cost was written at `since` or later), with its last known cost. */
+  async workerCosts(since?: string): Promise<WorkerView[]> {
+    const rows = await this.h.read("worker_costs", (db) => {
+      const q = db.selectFrom("worker_costs").selectAll().orderBy("started_at");
+      return (since === undefined ? q : q.where("updated_at", ">=", since)).execute();
+    });
     return rows.map((r, i) => {
       const w = this.h.valid(workerRow, r, `worker_costs #${i}`);
       return {

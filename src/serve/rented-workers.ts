@@ -18,11 +18,16 @@ export class RentedWorkers {
     private readonly stateDir: string,
     private readonly history: HistoryStore,
     private readonly clock: () => number,
+    /** Several coordinators: the workers the others rent (their costs, written lately) are listed too. */
+    private readonly shared = false,
   ) {
     this.costs = new WorkerCosts(history);
   }
 
+  private everyMs = 30_000;
+
   async start(everyMs: number): Promise<void> {
+    this.everyMs = everyMs;
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), everyMs);
     this.timer.unref();
@@ -52,6 +57,12 @@ export class RentedWorkers {
         };
       });
       if (!this.stopped) for (const w of this.rented) this.costs.saveWorkerCost(w, isoAt(at));
+      if (this.shared) {
+        // Written by their coordinator within two of its readings: still rented.
+        const others = await this.costs.workerCosts(isoAt(at - 2 * Math.max(this.everyMs, 30_000)));
+        const mine = new Set(this.rented.map((w) => w.name));
+        this.rented.push(...others.filter((w) => !mine.has(w.name)));
+      }
     } catch {
       // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
     }

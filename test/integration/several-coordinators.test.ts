@@ -16,6 +16,8 @@ import { CLI, makeTempDir } from "../helpers/cli.js";
 import { graphArgs, freshSeed } from "../helpers/example-builds.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 import { HistoryStore } from "../../src/serve/history-store.js";
+import { WorkerCosts } from "../../src/serve/history-workers.js";
+import { RentedWorkers } from "../../src/serve/rented-workers.js";
 import { PEER_TTL_MS, beat, claimWork, releaseWork, releasedClaims } from "../../src/serve/pool-claims.js";
 
 // Two coordinators (engines in this process) on one PostgreSQL and one pool of 2 × 2 slots.
@@ -132,6 +134,39 @@ describe(
         assert.equal((await claim("one too many")).kind, "full");
       } finally {
         await h.close();
+      }
+    });
+
+    test("workers another coordinator rents are listed while their cost is written; one it stopped writing is gone", async () => {
+      const h = await HistoryStore.open(parseDatabaseUrl(await postgres.createDatabase(), "test"));
+      const empty = await makeTempDir();
+      try {
+        const costs = new WorkerCosts(h);
+        const at = (msAgo: number) => new Date(Date.now() - msAgo).toISOString();
+        const worker = (name: string) => ({
+          name,
+          serverType: "cx23",
+          startedAt: at(3_600_000),
+          costSoFar: 0.01,
+          currency: "EUR",
+        });
+        costs.saveWorkerCost(worker("theirs"), at(1_000));
+        costs.saveWorkerCost(worker("deleted-long-ago"), at(600_000));
+        await h.flush();
+        const listed = new RentedWorkers(empty.dir, h, Date.now, true);
+        await listed.start(30_000);
+        listed.stop();
+        assert.deepEqual(
+          listed.list().map((w) => w.name),
+          ["theirs"],
+        );
+        const alone = new RentedWorkers(empty.dir, h, Date.now, false);
+        await alone.start(30_000);
+        alone.stop();
+        assert.deepEqual(alone.list(), [], "one coordinator lists only its own records");
+      } finally {
+        await h.close();
+        await empty.cleanup();
       }
     });
 
