@@ -31,6 +31,7 @@ import { Coordinator } from "../src/serve/coordinator.js";
 import type { BuildDetail, SubmitRequest } from "../src/serve/coordinator-types.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "../src/core/database-url.js";
 import { startTestPostgres } from "../test/helpers/postgres.js";
+import { maxConcurrent } from "../test/helpers/build-views.js";
 
 const { values } = parseArgs({
   options: {
@@ -61,20 +62,6 @@ async function request(label: string): Promise<SubmitRequest> {
     flake: NO_FLAKE_OPTIONS,
   });
   return { derivations, label };
-}
-
-/** The most derivations running at once, from their recorded start and finish. */
-function maxConcurrent(builds: readonly BuildDetail[]): number {
-  const edges: [number, number][] = [];
-  for (const b of builds)
-    for (const d of b.derivations)
-      if (d.startedAt && d.finishedAt)
-        edges.push([Date.parse(d.startedAt), 1], [Date.parse(d.finishedAt), -1]);
-  edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let now = 0;
-  let max = 0;
-  for (const [, d] of edges) max = Math.max(max, (now += d));
-  return max;
 }
 
 async function coordinatorRun(stateDir: string, pool: Pool, database?: DatabaseTarget) {

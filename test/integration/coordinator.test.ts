@@ -12,28 +12,12 @@ import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "../../src/core/database-url.js";
 import { commandLines, netnsPids } from "../helpers/processes.js";
+import { finishedBuild, maxConcurrent } from "../helpers/build-views.js";
 
 // The coordinator's engine in this process (its HTTP API is tested on its own), on a real pool.
 
 const alice: ClientIdentity = { user: "alice", uid: 1001, via: "socket" };
 const bob: ClientIdentity = { user: "bob", uid: 1002, via: "socket" };
-
-/** The most derivations running at once in `builds` (on `builder` only, when given), from their recorded times. */
-function maxConcurrent(builds: readonly BuildDetail[], builder?: string): number {
-  const edges: [number, number][] = [];
-  for (const b of builds) {
-    for (const d of b.derivations) {
-      if (!d.startedAt || !d.finishedAt || (builder && d.builder !== builder)) continue;
-      edges.push([Date.parse(d.startedAt), 1], [Date.parse(d.finishedAt), -1]);
-    }
-  }
-  // An end and a start in the same millisecond: the end first (the slot was freed, then taken).
-  edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let now = 0;
-  let max = 0;
-  for (const [, delta] of edges) max = Math.max(max, (now += delta));
-  return max;
-}
 
 const leaves = (b: BuildDetail) => b.derivations.filter((d) => d.name.startsWith("leaf-"));
 const startsOf = (b: BuildDetail) => leaves(b).map((d) => Date.parse(d.startedAt ?? ""));
@@ -85,7 +69,7 @@ describe("the coordinator on a local pool", { timeout: 1_800_000, concurrency: f
       assert.equal(s.status, "succeeded", JSON.stringify(s.error));
       assert.equal(leaves(b).length, 12);
       for (const name of ["local1", "local2"]) {
-        assert.ok(maxConcurrent([b, s], name) <= 2, `${name} ran more than its 2 slots`);
+        assert.ok(maxConcurrent([b, s], { builder: name }) <= 2, `${name} ran more than its 2 slots`);
       }
       assert.equal(maxConcurrent([b, s]), 4, "both builds together kept the 4 slots busy, never more");
       // Fair share: bob's leaves took the first slots that freed, before most of alice's started.
@@ -248,13 +232,7 @@ describe("the coordinator on a local pool", { timeout: 1_800_000, concurrency: f
         if (engine === "postgres") {
           // Several coordinators may share PostgreSQL: the next one adopts the build once the
           // killed one's heartbeat expired, and finishes it (what was built is not built again).
-          const adopted = await waitFor(
-            async () => {
-              const d = await c.build(runningId);
-              return d !== undefined && d.status !== "queued" && d.status !== "running" ? d : undefined;
-            },
-            { timeoutMs: 180_000, intervalMs: 200 },
-          );
+          const adopted = await finishedBuild(() => c.build(runningId), 180_000);
           assert.ok(adopted, "the build was never adopted and finished");
           assert.equal(adopted.status, "succeeded", JSON.stringify(adopted.error));
           assert.equal(leaves(adopted).length, 4);
@@ -391,13 +369,7 @@ describe("the coordinator on a local pool", { timeout: 1_800_000, concurrency: f
           await postgres.startServer();
           const again = await open();
           try {
-            const adopted = await waitFor(
-              async () => {
-                const b = await again.build(long);
-                return b !== undefined && b.status !== "queued" && b.status !== "running" ? b : undefined;
-              },
-              { timeoutMs: 180_000, intervalMs: 200 },
-            );
+            const adopted = await finishedBuild(() => again.build(long), 180_000);
             assert.ok(adopted, "the build left running was never adopted and finished");
             assert.equal(adopted.status, "succeeded", JSON.stringify(adopted.error));
             assert.ok(!adopted.derivations.some((d) => d.status === "running" || d.status === "queued"));

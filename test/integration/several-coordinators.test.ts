@@ -6,6 +6,7 @@ import { poolBuilders } from "../../src/providers/local/records.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
 import type { BuildDetail, ClientIdentity, CoordinatorEvent } from "../../src/serve/coordinator-types.js";
 import { graphRequest } from "../helpers/example-builds.js";
+import { finishedBuild, maxConcurrent } from "../helpers/build-views.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -24,23 +25,6 @@ import { PEER_TTL_MS, beat, claimWork, releaseWork, releasedClaims } from "../..
 
 const alice: ClientIdentity = { user: "alice", uid: 1001, via: "socket" };
 const bob: ClientIdentity = { user: "bob", uid: 1002, via: "socket" };
-
-/** The most derivations built at once (on `builder` only, when given), from the recorded times of builds that built them. */
-function maxConcurrent(builds: readonly BuildDetail[], builder?: string): number {
-  const edges: [number, number][] = [];
-  for (const b of builds) {
-    for (const d of b.derivations) {
-      if (d.status !== "built" || !d.startedAt || !d.finishedAt || (builder && d.builder !== builder))
-        continue;
-      edges.push([Date.parse(d.startedAt), 1], [Date.parse(d.finishedAt), -1]);
-    }
-  }
-  edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let now = 0;
-  let max = 0;
-  for (const [, delta] of edges) max = Math.max(max, (now += delta));
-  return max;
-}
 
 describe(
   "several coordinators on one PostgreSQL and one pool",
@@ -199,10 +183,10 @@ describe(
         }
         for (const name of ["local1", "local2"])
           assert.ok(
-            maxConcurrent(all, name) <= 2,
+            maxConcurrent(all, { builder: name, builtOnly: true }) <= 2,
             `${name} ran more than its 2 slots across both coordinators`,
           );
-        assert.ok(maxConcurrent(all) <= 4);
+        assert.ok(maxConcurrent(all, { builtOnly: true }) <= 4);
         // The whole pool's view: each coordinator lists and streams the other's builds.
         const listed = (await a.builds()).map((x) => x.id);
         for (const id of ids) assert.ok(listed.includes(id), `coordinator a does not list build ${id}`);
@@ -231,13 +215,7 @@ describe(
         const heard: CoordinatorEvent[] = [];
         b.subscribe((e) => heard.push(e));
         await a.drain(0);
-        const done = await waitFor(
-          async () => {
-            const d = await b.build(id);
-            return d !== undefined && d.status !== "queued" && d.status !== "running" ? d : undefined;
-          },
-          { timeoutMs: 120_000, intervalMs: 100 },
-        );
+        const done = await finishedBuild(() => b.build(id), 120_000);
         assert.ok(done, "the build was never finished by the other coordinator");
         assert.equal(done.status, "succeeded", JSON.stringify(done.error));
         assert.equal(done.outputs.length, 1);
@@ -340,7 +318,7 @@ describe(
       assert.equal(builtBy.size, 21);
       for (const name of ["local1", "local2"])
         assert.ok(
-          maxConcurrent(builds, name) <= 2,
+          maxConcurrent(builds, { builder: name, builtOnly: true }) <= 2,
           `${name} ran more than its 2 slots across the coordinators`,
         );
       await Promise.all(cs.map((c) => c.stop()));
