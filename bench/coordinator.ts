@@ -28,7 +28,7 @@ import { evaluateDerivations } from "../src/dispatch/evaluate.js";
 import { poolDown, poolUp } from "../src/providers/local/pool.js";
 import { poolBuilders, type Pool } from "../src/providers/local/records.js";
 import { Coordinator } from "../src/serve/coordinator.js";
-import type { BuildDetail, SubmitRequest } from "../src/serve/coordinator-types.js";
+import type { SubmitRequest } from "../src/serve/coordinator-types.js";
 import { parseDatabaseUrl, type DatabaseTarget } from "../src/core/database-url.js";
 import { startTestPostgres } from "../test/helpers/postgres.js";
 import { maxConcurrent } from "../test/helpers/build-views.js";
