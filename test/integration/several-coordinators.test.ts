@@ -321,6 +321,17 @@ describe(
           maxConcurrent(builds, { builder: name, builtOnly: true }) <= 2,
           `${name} ran more than its 2 slots across the coordinators`,
         );
+      // Each lists the three (GET /api/coordinators), and its overview page shows them.
+      const listed = JSON.parse((await socketRequest(cs[2]!.socket, "GET", "/api/coordinators")).body) as {
+        url: string | null;
+        alive: boolean;
+        self: boolean;
+      }[];
+      assert.deepEqual(listed.map((c) => c.url).sort(), cs.map((c) => c.url).sort());
+      assert.ok(listed.every((c) => c.alive));
+      assert.equal(listed.filter((c) => c.self).length, 1);
+      const page = await socketRequest(cs[0]!.socket, "GET", "/");
+      assert.match(page.body, /<h2>Coordinators <small>3 of 3 alive/);
       await Promise.all(cs.map((c) => c.stop()));
       running.length = 0;
     });

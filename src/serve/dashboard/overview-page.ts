@@ -1,5 +1,11 @@
 import { formatMoney } from "../../core/cost.js";
-import type { AutoscaleView, BuilderView, BuildSummary, WorkerView } from "../coordinator-types.js";
+import type {
+  AutoscaleView,
+  BuilderView,
+  BuildSummary,
+  CoordinatorView,
+  WorkerView,
+} from "../coordinator-types.js";
 import { renderAutoscaleSection } from "./autoscale-section.js";
 import type { CacheStatsView } from "../cache/cache-stats.js";
 import { renderBuildRowTemplate, renderBuildTable } from "./build-rows.js";
@@ -21,6 +27,26 @@ export interface OverviewData {
   cache?: CacheStatsView;
   /** The autoscaler's state; absent without `[autoscale.hetzner]`. */
   autoscale?: AutoscaleView;
+  /** The coordinators sharing the pool (shown when there are several). */
+  coordinators?: readonly CoordinatorView[];
+}
+
+/** Several coordinators on one database: which are alive, and which one this page comes from. */
+function renderCoordinators(all: readonly CoordinatorView[] | undefined): Html | string {
+  if (!all || all.length < 2) return "";
+  const alive = all.filter((c) => c.alive).length;
+  return markup`<section id="coordinators-section">
+<h2>Coordinators <small>${alive} of ${all.length} alive, sharing the pool</small></h2>
+<table class="coordinators">
+<thead><tr><th>Coordinator</th><th>API</th><th>State</th><th>Last heartbeat</th></tr></thead>
+<tbody>
+${all.map(
+  (c) =>
+    markup`<tr data-coordinator="${c.id}"><td>${c.id}${c.self ? " (this one)" : ""}</td><td>${c.url ?? "socket only"}</td><td>${c.alive ? "alive" : "dead"}</td><td>${c.heartbeatAt}</td></tr>`,
+)}
+</tbody>
+</table>
+</section>`;
 }
 
 /** "2/4" slots in use with a meter; the script updates both from builder events. */
@@ -131,6 +157,7 @@ ${renderBuildTable("queued-builds", d.queued, d.nowMs, "Nothing waits.")}
 <h2>Running</h2>
 ${renderBuildTable("running-builds", d.running, d.nowMs, "Nothing runs.")}
 </section>
+${renderCoordinators(d.coordinators)}
 ${renderWorkers(d.workers, d.nowMs)}
 ${renderAutoscaleSection(d.autoscale)}
 ${renderCacheSection(d.cache)}

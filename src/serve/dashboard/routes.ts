@@ -13,7 +13,7 @@ import { HISTORY_FILTERS, renderHistoryPage } from "./history-page.js";
 /** What the dashboard reads of the coordinator (a Coordinator is one). */
 export type DashboardSource = Pick<
   CoordinatorApi,
-  "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers" | "autoscale"
+  "builders" | "builds" | "build" | "derivationLog" | "timelineSvg" | "workers" | "autoscale" | "coordinators"
 >;
 
 /** What the overview shows beside the coordinator's own: the binary cache's numbers. */
@@ -99,6 +99,7 @@ export function mountDashboard<E extends Env>(
     ]);
     setPageHeaders(c);
     const autoscale = coordinator.autoscale();
+    const coordinators = await coordinator.coordinators?.().catch(() => undefined);
     const page = renderOverviewPage({
       builders: coordinator.builders(),
       // Next to run first.
@@ -109,6 +110,7 @@ export function mountDashboard<E extends Env>(
       nowMs: Date.now(),
       ...(extras.cacheStats ? { cache: extras.cacheStats() } : {}),
       ...(autoscale ? { autoscale } : {}),
+      ...(coordinators ? { coordinators } : {}),
     });
     return c.html(page.markup);
   });
