@@ -62,6 +62,7 @@ export class CoordinatorClient {
           this.target.kind === "socket"
             ? "Is nixpool serve running on this state directory? Start it with: nixpool serve (or build here: --no-coordinator)"
             : "Check the URL and that nixpool serve --listen runs there (or build here: --no-coordinator)",
+        details: { reason: why },
         ...(cause !== undefined ? { cause } : {}),
       },
     );

@@ -166,10 +166,11 @@ export class CoordinatorFailover {
             },
           );
         }
-        const why =
-          isNixpoolError(e) && e.code !== "COORDINATOR_UNREACHABLE"
-            ? `takes no new builds (${e.code})`
-            : "does not answer";
+        const why = !isNixpoolError(e)
+          ? "does not answer"
+          : e.code === "COORDINATOR_UNREACHABLE"
+            ? `does not answer (${String(e.details?.["reason"] ?? "no answer")})`
+            : `takes no new builds (${e.code})`;
         this.hooks.say(`coordinator ${client.name} ${why}; trying ${this.at(next).name}`);
       }
     }

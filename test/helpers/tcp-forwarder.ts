@@ -1,0 +1,58 @@
+import { connect, createServer, type Socket } from "node:net";
+
+/** A TCP forwarder in front of a coordinator: the first URL of a client that loses it mid-build. */
+export interface TcpForwarder {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** Connections accepted so far. */
+  accepted: () => number;
+  /** Stops listening and resets every connection it carries (both sides), as a dead machine would. */
+  kill: () => Promise<void>;
+}
+
+/** Listens on 127.0.0.1:0 and forwards each connection to `target` (an http://HOST:PORT URL). */
+export async function startTcpForwarder(target: string): Promise<TcpForwarder> {
+  const to = new URL(target);
+  const open = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((inbound) => {
+    accepted++;
+    const outbound = connect(Number(to.port), to.hostname);
+    for (const s of [inbound, outbound]) {
+      open.add(s);
+      s.once("close", () => {
+        open.delete(s);
+        inbound.destroy();
+        outbound.destroy();
+      });
+      s.on("error", () => undefined);
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("the forwarder has no TCP port");
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    accepted: () => accepted,
+    kill: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of [...open]) s.resetAndDestroy();
+      await closed;
+    },
+  };
+}
+
+/** An http://127.0.0.1:PORT where nothing listens (a port this process bound, then let go). */
+export async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("no TCP port");
+  return `http://127.0.0.1:${address.port}`;
+}
