@@ -56,3 +56,24 @@ export async function deadUrl(): Promise<string> {
   if (address === null || typeof address === "string") throw new Error("no TCP port");
   return `http://127.0.0.1:${address.port}`;
 }
+
+/** A TCP port that accepts connections and never answers on them (a hung machine); close() lets them go. */
+export async function startBlackHole(): Promise<{ url: string; close: () => Promise<void> }> {
+  const held = new Set<Socket>();
+  const server = createServer((s) => {
+    held.add(s);
+    s.on("error", () => undefined);
+    s.once("close", () => held.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("no TCP port");
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of [...held]) s.destroy();
+      await closed;
+    },
+  };
+}

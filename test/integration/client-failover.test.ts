@@ -8,7 +8,7 @@ import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { graphArgs } from "../helpers/example-builds.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
 import { startServe, type ServeProcess } from "../helpers/serve-process.js";
-import { deadUrl, startTcpForwarder } from "../helpers/tcp-forwarder.js";
+import { deadUrl, startBlackHole, startTcpForwarder } from "../helpers/tcp-forwarder.js";
 
 // A client that names several coordinators (--coordinator URL1,URL2). Its first URL is a TCP
 // forwarder in front of a real `nixpool serve` on a local pool, its second the same coordinator
@@ -164,6 +164,52 @@ describe("a client naming several coordinators", { timeout: 900_000, concurrency
     const detail = await api<Detail>(`/api/builds/${j.buildId}`);
     assert.equal(detail.status, "succeeded");
     assert.deepEqual(j.outputs, detail.outputs);
+  });
+
+  test("a first coordinator that accepts connections and never answers is given up after 30 s: the build goes to the second", async () => {
+    const hole = await startBlackHole();
+    try {
+      const r = await runCli(
+        join(work.dir, "client-state"),
+        ["build", ...graphArgs(1), "--no-out-link", "--json", "--coordinator", `${hole.url},${serve.url}`],
+        { env: { NIXPOOL_COORDINATOR_TOKEN: token }, cwd: work.dir },
+      );
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `coordinator ${escape(hole.url)} does not answer \\(ETIMEDOUT\\); trying ${escape(serve.url)}\\n`,
+        ),
+      );
+      const j = JSON.parse(r.stdout) as BuildJson;
+      assert.equal((await api<Detail>(`/api/builds/${j.buildId}`)).status, "succeeded");
+    } finally {
+      await hole.close();
+    }
+  });
+
+  test("one coordinator, as before: its stream lost mid-build ends the client (the build goes on)", async () => {
+    const forwarder = await startTcpForwarder(serve.url);
+    const client = startClient([
+      ...graphArgs(2, { sleep: 4 }),
+      "--no-out-link",
+      "--coordinator",
+      forwarder.url,
+    ]);
+    const id = await runningVia(client, forwarder.url);
+    await forwarder.kill();
+    const r = await client.proc;
+    assert.equal(r.exitCode, 1, client.stderr());
+    assert.match(client.stderr(), new RegExp(`coordinator at ${escape(forwarder.url)} does not answer`));
+    assert.doesNotMatch(client.stderr(), /following build/);
+    const ended = await waitFor(
+      async () => {
+        const d = await api<Detail>(`/api/builds/${id}`);
+        return d.status === "running" || d.status === "queued" ? undefined : d.status;
+      },
+      { timeoutMs: 120_000 },
+    );
+    assert.equal(ended, "succeeded", "the build ran to its end without its client");
   });
 
   test("none answers: one error naming them all; a bad entry is named before anything is tried", async () => {

@@ -147,8 +147,9 @@ export class CoordinatorFailover {
         return await this.detailOf(client, end);
       } catch (e) {
         if (this.id !== undefined) {
-          // Named, then lost: the build goes on without this stream; follow it elsewhere.
-          if (isNixpoolError(e) && e.code === "COORDINATOR_UNREACHABLE")
+          // Named, then lost: the build goes on without this stream; follow it on the others (a
+          // single coordinator's client ends here, as it always did).
+          if (isNixpoolError(e) && e.code === "COORDINATOR_UNREACHABLE" && this.clients.length > 1)
             return this.followLost(i, readSignal);
           throw e;
         }
