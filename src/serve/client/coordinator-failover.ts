@@ -167,10 +167,11 @@ export class CoordinatorFailover {
             },
           );
         }
+        const reason = isNixpoolError(e) ? e.details?.["reason"] : undefined;
         const why = !isNixpoolError(e)
           ? "does not answer"
           : e.code === "COORDINATOR_UNREACHABLE"
-            ? `does not answer (${String(e.details?.["reason"] ?? "no answer")})`
+            ? `does not answer${typeof reason === "string" ? ` (${reason})` : ""}`
             : `takes no new builds (${e.code})`;
         this.hooks.say(`coordinator ${client.name} ${why}; trying ${this.at(next).name}`);
       }
