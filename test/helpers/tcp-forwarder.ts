@@ -10,8 +10,11 @@ export interface TcpForwarder {
   kill: () => Promise<void>;
 }
 
-/** Listens on 127.0.0.1:0 and forwards each connection to `target` (an http://HOST:PORT URL). */
-export async function startTcpForwarder(target: string): Promise<TcpForwarder> {
+/**
+ * Listens on 127.0.0.1:0 (or on the Unix socket `listenPath`) and forwards each connection to
+ * `target` (a URL with a host and port: http://HOST:PORT, postgresql://HOST:PORT/…).
+ */
+export async function startTcpForwarder(target: string, listenPath?: string): Promise<TcpForwarder> {
   const to = new URL(target);
   const open = new Set<Socket>();
   let accepted = 0;
@@ -32,16 +35,21 @@ export async function startTcpForwarder(target: string): Promise<TcpForwarder> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
+    if (listenPath !== undefined) server.listen(listenPath, resolve);
+    else server.listen(0, "127.0.0.1", resolve);
   });
   const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("the forwarder has no TCP port");
+  if (address === null) throw new Error("the forwarder does not listen");
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url: typeof address === "string" ? `unix:${address}` : `http://127.0.0.1:${address.port}`,
     accepted: () => accepted,
     kill: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of [...open]) s.resetAndDestroy();
+      // A reset where there is one (TCP); a Unix socket has none, it is closed.
+      for (const s of [...open]) {
+        if (s.remoteFamily === undefined) s.destroy();
+        else s.resetAndDestroy();
+      }
       await closed;
     },
   };
