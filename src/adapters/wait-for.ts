@@ -3,8 +3,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 export interface WaitForOptions {
   /** Give up after this long (the predicate is tried at least once). */
   timeoutMs: number;
-  /** Pause between tries (default 50 ms). */
-  intervalMs?: number;
+  /** Pause between tries (default 50 ms); a function gets the number of tries so far (a backoff). */
+  intervalMs?: number | ((tries: number) => number);
   /** Stops the wait early: the signal's reason is thrown. */
   signal?: AbortSignal;
 }
@@ -20,13 +20,14 @@ export async function waitFor<T>(
 ): Promise<T | false> {
   const deadline = Date.now() + o.timeoutMs;
   const interval = o.intervalMs ?? 50;
-  for (;;) {
+  for (let tries = 1; ; tries++) {
     o.signal?.throwIfAborted();
     const value = await predicate();
     if (value !== false && value !== undefined) return value;
     const left = deadline - Date.now();
     if (left <= 0) return false;
-    await sleep(Math.min(interval, left), undefined, o.signal ? { signal: o.signal } : {}).catch(
+    const pause = typeof interval === "number" ? interval : interval(tries);
+    await sleep(Math.min(pause, left), undefined, o.signal ? { signal: o.signal } : {}).catch(
       (e: unknown) => {
         throw o.signal?.aborted ? o.signal.reason : e;
       },

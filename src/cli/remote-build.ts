@@ -3,12 +3,16 @@ import type { DerivationRecord } from "../core/build-record.js";
 import type { DispatcherChoice } from "../core/dispatch/choose-dispatcher.js";
 import { ERROR_CODES, ExitCode, NixpoolError, type ErrorCode } from "../core/errors.js";
 import { evaluateDerivations, type EvaluatedRoot, type EvaluateRequest } from "../dispatch/evaluate.js";
-import type { SubmitRequest } from "../serve/coordinator-types.js";
 import { downloadOutputs, uploadDerivations } from "../serve/client/store-transfer.js";
 import { outLinkStyle } from "../core/installable.js";
 import { createOutLinks, outLinkNames } from "../dispatch/out-links.js";
 import type { DispatchResult } from "../dispatch/run-dispatch.js";
 import type { CoordinatorClient } from "../serve/client/coordinator-client.js";
+import {
+  CoordinatorFailover,
+  type FollowedBuild,
+  type PrepareRequest,
+} from "../serve/client/coordinator-failover.js";
 import type { ClientBuildDetail } from "../serve/client/coordinator-responses.js";
 import type { Context } from "./context.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "./dispatch-output.js";
@@ -37,61 +41,53 @@ export interface FollowDisplay {
 }
 
 /**
- * Submits a build to a coordinator and follows its event stream with the live status a local
- * build shows, until it ends; returns its detail, whatever its status. `prepare` makes the request
- * (evaluating here, in the same store) under the same Ctrl-C handling: Ctrl-C before the build is
- * named stops here, after it cancels this build only (and waits for the coordinator to confirm).
+ * Submits a build to the first of `clients` (coordinators) that answers and follows its event
+ * stream with the live status a local build shows, until it ends, on the others if its stream
+ * breaks (CoordinatorFailover); returns its detail, whatever its status, and the coordinator that
+ * sent the end. `prepare` makes the request for a coordinator (uploading what its store lacks)
+ * under the same Ctrl-C handling: Ctrl-C before the build is named stops here, after it cancels
+ * this build only (and waits for the coordinator to confirm).
  */
 export async function followRemoteBuild(
   ctx: Context,
-  client: CoordinatorClient,
+  clients: readonly CoordinatorClient[],
   display: FollowDisplay,
-  prepare: (signal: AbortSignal) => Promise<SubmitRequest>,
-): Promise<ClientBuildDetail> {
+  prepare: PrepareRequest,
+): Promise<FollowedBuild> {
   const controller = new AbortController();
   const untrap = trapSignals(controller);
   const showProgress = !display.json && !display.quiet;
   const progress =
     showProgress || display.printLogs ? progressPrinter(ctx, display.printLogs, showProgress) : undefined;
   const reading = new AbortController();
-  let id: string | undefined;
   let cancelling: Promise<void> | undefined;
+  const failover = new CoordinatorFailover(clients, {
+    say: (line) => ctx.output.err(line),
+    onEvent: (e, from) => {
+      if (e.type === "submitted") {
+        if (showProgress) ctx.output.err(`build ${e.id} submitted to the coordinator at ${from.name}`);
+        if (controller.signal.aborted) cancel();
+      } else if (e.type === "dispatch") progress?.onEvent(e.event);
+    },
+  });
   const cancel = () => {
-    if (id === undefined || cancelling) return;
-    const own = id;
-    cancelling = client.cancel(own).catch((e: unknown) => {
+    const own = failover.id;
+    if (own === undefined || cancelling) return;
+    cancelling = failover.cancel().catch((e: unknown) => {
       ctx.output.err(`could not cancel build ${own}: ${e instanceof Error ? e.message : String(e)}`);
     });
     setTimeout(() => reading.abort(), CANCEL_WAIT_MS).unref();
   };
   controller.signal.addEventListener("abort", () => {
-    if (id === undefined) reading.abort();
+    if (failover.id === undefined) reading.abort();
     else cancel();
   });
   try {
-    const request = await prepare(controller.signal);
-    if (controller.signal.aborted) throw interrupted();
-    const end = await client.submit(
-      request,
-      (e) => {
-        if (e.type === "submitted") {
-          id = e.id;
-          if (showProgress) ctx.output.err(`build ${e.id} submitted to the coordinator at ${client.name}`);
-          if (controller.signal.aborted) cancel();
-        } else if (e.type === "dispatch") progress?.onEvent(e.event);
-      },
-      reading.signal,
-    );
+    const followed = await failover.run(prepare, controller.signal, reading.signal);
     progress?.close();
     await cancelling;
     if (controller.signal.aborted) throw interrupted();
-    const detail = end ?? (id !== undefined ? await client.build(id) : undefined);
-    if (!detail)
-      throw new NixpoolError(
-        "COORDINATOR_BAD_RESPONSE",
-        `The coordinator at ${client.name} never named the build.`,
-      );
-    return detail;
+    return followed;
   } finally {
     progress?.close();
     untrap();
@@ -99,21 +95,22 @@ export async function followRemoteBuild(
 }
 
 /**
- * `nixpool build` through a coordinator: evaluates here (same store), submits, follows the build
- * (followRemoteBuild), then makes the out-link and prints the same report (--json: the same shape,
- * plus the build id). Ctrl-C cancels this build only.
+ * `nixpool build` through coordinators: evaluates here (once), submits to the first that answers
+ * (uploading what its store lacks), follows the build (followRemoteBuild), then downloads the
+ * outputs from the coordinator that sent the end, makes the out-link and prints the same report
+ * (--json: the same shape, plus the build id). Ctrl-C cancels this build only.
  */
 export async function runRemoteBuild(
   ctx: Context,
-  client: CoordinatorClient,
+  clients: readonly CoordinatorClient[],
   o: RemoteBuildOptions,
 ): Promise<void> {
-  let roots: EvaluatedRoot[] = [];
-  const detail = await followRemoteBuild(ctx, client, o, async (signal) => {
-    roots = await evaluateDerivations({ ...o.source, signal });
-    await uploadFor(ctx, client, roots, o, signal);
+  let evaluated: EvaluatedRoot[] | undefined;
+  const { detail, client } = await followRemoteBuild(ctx, clients, o, async (to, signal) => {
+    evaluated ??= await evaluateDerivations({ ...o.source, signal });
+    await uploadFor(ctx, to, evaluated, o, signal);
     return {
-      derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
+      derivations: evaluated.map((r) => ({ drv: r.drv, output: r.output })),
       label: o.label,
       keepGoing: o.keepGoing,
       copyBack: o.copyBack,
@@ -121,6 +118,7 @@ export async function runRemoteBuild(
       ...(o.tags.length ? { tags: o.tags } : {}),
     };
   });
+  const roots = evaluated ?? [];
   const choice: DispatcherChoice = {
     kind: "nixpool",
     reason: `the coordinator at ${client.name}, build ${detail.id}`,

@@ -24,7 +24,7 @@ import { dispatchBuild } from "../dispatch/dispatch-build.js";
 import { buildTrustPolicy, refuseTrustUnderHook, type TrustFlags } from "../cli/trust-options.js";
 import { runRemoteBuild } from "../cli/remote-build.js";
 import { CoordinatorClient } from "../serve/client/coordinator-client.js";
-import { findCoordinator } from "../serve/client/coordinator-target.js";
+import { findCoordinators } from "../serve/client/coordinator-target.js";
 import { dispatchJson, printDispatchReport, progressPrinter, writeTimeline } from "../cli/dispatch-output.js";
 
 function collectName(value: string, acc: string[]): string[] {
@@ -116,7 +116,10 @@ export const registerBuild: RegisterCommands = (program, context) => {
       [],
     )
     .option("--timeline <file.svg>", "draw the build as a Gantt chart (one row per builder slot)")
-    .option("--coordinator <url>", "build through a coordinator: unix:/path/api.sock or http://HOST:PORT")
+    .option(
+      "--coordinator <url>",
+      "build through a coordinator: unix:/path/api.sock or http://HOST:PORT, or several: URL1,URL2",
+    )
     .option("--no-coordinator", "build here even if a nixpool serve runs on this state directory")
     .option("--json", "print JSON")
     .option("--quiet", "no progress lines")
@@ -131,9 +134,9 @@ export const registerBuild: RegisterCommands = (program, context) => {
       const installables = await readInstallables(words, fileOptionsOf(opts), flake);
       const label = installablesLabel(installables);
       const onWarning = opts.quiet ? undefined : (m: string) => ctx.output.err(m);
-      const client = await coordinatorFor(ctx, opts);
-      if (client) {
-        return runRemoteBuild(ctx, client, {
+      const clients = await coordinatorsFor(ctx, opts);
+      if (clients) {
+        return runRemoteBuild(ctx, clients, {
           source: { installables, flake, onWarning },
           label,
           outLink: opts.outLink === false ? null : opts.outLink,
@@ -260,11 +263,12 @@ export const registerBuild: RegisterCommands = (program, context) => {
 };
 
 /**
- * The coordinator this build goes to: --coordinator, NIXPOOL_COORDINATOR, or a serve running on
- * this state directory; none with --no-coordinator, and a found one is passed over for --on or
- * --dispatcher hook (which only a local build does).
+ * The coordinators this build goes to, in the order tried: --coordinator, NIXPOOL_COORDINATOR
+ * (each one or a comma-separated list), or a serve running on this state directory; none with
+ * --no-coordinator, and a found one is passed over for --on or --dispatcher hook (which only a
+ * local build does).
  */
-async function coordinatorFor(ctx: Context, opts: BuildFlags): Promise<CoordinatorClient | undefined> {
+async function coordinatorsFor(ctx: Context, opts: BuildFlags): Promise<CoordinatorClient[] | undefined> {
   if (opts.coordinator === false) return undefined;
   const explicit = opts.coordinator ?? (process.env["NIXPOOL_COORDINATOR"]?.trim() || undefined);
   // The coordinator applies its own inventory's trust policy; a client cannot loosen or tighten it per build.
@@ -288,8 +292,8 @@ async function coordinatorFor(ctx: Context, opts: BuildFlags): Promise<Coordinat
       },
     );
   }
-  const target = await findCoordinator(opts.coordinator, ctx.stateDir, process.env);
-  return target ? new CoordinatorClient(target) : undefined;
+  const targets = await findCoordinators(opts.coordinator, ctx.stateDir, process.env);
+  return targets?.map((t) => new CoordinatorClient(t));
 }
 
 /**

@@ -18,7 +18,7 @@ import {
 import { flakeLabel, type FlakeInstallable, type FlakeOptions } from "../core/installable.js";
 import { buildError, followRemoteBuild, uploadFor } from "../cli/remote-build.js";
 import { CoordinatorClient } from "../serve/client/coordinator-client.js";
-import { findCoordinator } from "../serve/client/coordinator-target.js";
+import { findCoordinators } from "../serve/client/coordinator-target.js";
 import { dispatchBuild } from "../dispatch/dispatch-build.js";
 import { compareNatural } from "../core/natural-order.js";
 import { evaluateFlake, lockFlakes, onceEach, type EvaluatedRoot } from "../dispatch/evaluate.js";
@@ -190,7 +190,7 @@ export const registerCheck: RegisterCommands = (program, context) => {
     .option("--timeline <file.svg>", "draw the checks' builds as a Gantt chart")
     .option(
       "--coordinator <url>",
-      "build the checks through a coordinator: unix:/path/api.sock or http://HOST:PORT",
+      "build the checks through a coordinator: unix:/path/api.sock or http://HOST:PORT, or several: URL1,URL2",
     )
     .option("--no-coordinator", "build here even if a nixpool serve runs on this state directory")
     .option("--json", "print JSON")
@@ -236,20 +236,20 @@ export const registerCheck: RegisterCommands = (program, context) => {
             },
           );
         }
-        const target =
+        const targets =
           opts.coordinator === false
             ? undefined
-            : await findCoordinator(opts.coordinator, ctx.stateDir, process.env);
-        if (target && roots.length) {
+            : await findCoordinators(opts.coordinator, ctx.stateDir, process.env);
+        if (targets && roots.length) {
           progress?.close();
-          const client = new CoordinatorClient(target);
+          const clients = targets.map((t) => new CoordinatorClient(t));
           const display = {
             json: opts.json === true,
             quiet: opts.quiet === true,
             printLogs: opts.printBuildLogs === true,
           };
-          const detail = await followRemoteBuild(ctx, client, display, async (signal) => {
-            await uploadFor(ctx, client, roots, display, signal);
+          const { detail, client } = await followRemoteBuild(ctx, clients, display, async (to, signal) => {
+            await uploadFor(ctx, to, roots, display, signal);
             return {
               derivations: roots.map((r) => ({ drv: r.drv, output: r.output })),
               label: `check ${flakeLabel(flake)}`,

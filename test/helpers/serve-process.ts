@@ -27,11 +27,14 @@ export async function startServe(
   global: readonly string[] = [],
   /** Added to this process's environment (e.g. NIX_CONFIG for the coordinator's own store). */
   env: Record<string, string> = {},
+  /** Runs it through this argv first (e.g. hostExecArgv: on a local host, with its own store). */
+  prefix: readonly string[] = [],
 ): Promise<ServeProcess> {
   let out = "";
   let err = "";
   const argv = [CLI, "--state-dir", stateDir, ...global, "serve", "--listen", "127.0.0.1:0", ...args];
-  const proc = execa("node", argv, {
+  const [command = "node", ...rest] = [...prefix, "node", ...argv];
+  const proc = execa(command, rest, {
     reject: false,
     buffer: false,
     stdin: "ignore",

@@ -62,6 +62,7 @@ export class CoordinatorClient {
           this.target.kind === "socket"
             ? "Is nixpool serve running on this state directory? Start it with: nixpool serve (or build here: --no-coordinator)"
             : "Check the URL and that nixpool serve --listen runs there (or build here: --no-coordinator)",
+        details: { reason: why },
         ...(cause !== undefined ? { cause } : {}),
       },
     );
@@ -286,13 +287,40 @@ export class CoordinatorClient {
       ...(signal ? { signal } : {}),
     });
     if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, "the build");
+    return this.readBuildStream(res, undefined, onEvent, signal);
+  }
+
+  /**
+   * GET /api/events?build=ID: opens the stream of a build this client already follows (on
+   * another coordinator, or this one again); refused (404) when this coordinator does not know it.
+   */
+  async openBuildEvents(id: string, signal?: AbortSignal): Promise<IncomingMessage> {
+    const res = await this.send("GET", `/api/events?build=${encodeURIComponent(id)}`, {
+      accept: "text/event-stream",
+      ...(signal ? { signal } : {}),
+    });
+    if ((res.statusCode ?? 0) >= 400) throw await this.refusal(res, `the events of build ${id}`);
+    return res;
+  }
+
+  /**
+   * Reads a build's event stream (a submission's, or one openBuildEvents opened) until its `end`:
+   * `onEvent` sees `submitted`, `dispatch` and `end` (the rest is skipped). A stream that breaks or
+   * closes before the end is COORDINATOR_UNREACHABLE; aborting `signal` is INTERRUPTED.
+   */
+  async readBuildStream(
+    res: IncomingMessage,
+    followed: string | undefined,
+    onEvent: (e: StreamEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<ClientBuildDetail | undefined> {
     if (!/^text\/event-stream\b/.test(res.headers["content-type"] ?? "")) {
       res.resume();
       throw this.badResponse("the build with no event stream");
     }
     const parser = new SseParser();
     res.setEncoding("utf8");
-    let id: string | undefined;
+    let id = followed;
     try {
       for await (const chunk of res as AsyncIterable<string>) {
         for (const m of parser.push(chunk)) {
@@ -323,7 +351,8 @@ export class CoordinatorClient {
   }
 }
 
-function interrupted(): NixpoolError {
+/** A build the user interrupted (Ctrl-C): exit 130. */
+export function interrupted(): NixpoolError {
   return new NixpoolError("INTERRUPTED", "The build was interrupted.", { exitCode: ExitCode.interrupted });
 }
 

@@ -1,6 +1,6 @@
-import { isAbsolute } from "node:path";
 import { unixSocketAnswers } from "../../adapters/unix-socket.js";
 import { statePaths } from "../../config/state-paths.js";
+import { describeAddress, parseCoordinatorList } from "../../core/coordinator-list.js";
 import { configError } from "../../core/errors.js";
 import { readServeToken } from "../serve-token.js";
 
@@ -10,56 +10,64 @@ export type CoordinatorTarget =
 
 /** How errors name a target: the socket path or the URL, never the token. */
 export function describeTarget(t: CoordinatorTarget): string {
-  return t.kind === "socket" ? `unix:${t.path}` : t.url.origin + t.url.pathname.replace(/\/$/, "");
+  return describeAddress(t);
 }
 
 /**
- * Reads `--coordinator` / NIXPOOL_COORDINATOR: `unix:/path/api.sock`, an absolute socket path, or
- * `http(s)://host:port`. The token of an http target comes from NIXPOOL_COORDINATOR_TOKEN, else
- * the state directory's token file (the one `nixpool serve token` prints): never from argv.
+ * Reads `--coordinator` / NIXPOOL_COORDINATOR: one coordinator or several separated by commas,
+ * each `unix:/path/api.sock`, an absolute socket path, or `http(s)://host:port`
+ * (src/core/coordinator-list.ts). The token of an http target comes from
+ * NIXPOOL_COORDINATOR_TOKEN, else the state directory's token file (the one `nixpool serve token`
+ * prints): never from argv. Every http target gets the same token.
  */
-export async function parseCoordinatorTarget(
+export async function parseCoordinatorTargets(
   text: string,
   from: string,
   stateDir: string,
   env: NodeJS.ProcessEnv,
-): Promise<CoordinatorTarget> {
-  const bad = (why: string) =>
-    configError("COORDINATOR_URL_INVALID", `${from} "${text}" ${why}.`, {
-      hint: "Give unix:/path/to/api.sock or http://127.0.0.1:PORT, e.g. --coordinator http://127.0.0.1:7420",
-    });
-  const socket = text.startsWith("unix:") ? text.slice("unix:".length) : isAbsolute(text) ? text : undefined;
-  if (socket !== undefined) {
-    if (!isAbsolute(socket)) throw bad("names no absolute socket path");
-    return { kind: "socket", path: socket };
-  }
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw bad("is not a URL");
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw bad("is neither http(s):// nor unix:");
-  if (url.username || url.password || url.search || url.hash) {
-    throw bad("carries credentials, a query or a fragment (put the token in NIXPOOL_COORDINATOR_TOKEN)");
-  }
+): Promise<CoordinatorTarget[]> {
+  const addresses = parseCoordinatorList(text, from);
+  if (addresses.every((a) => a.kind === "socket")) return addresses;
   const fromEnv = env["NIXPOOL_COORDINATOR_TOKEN"]?.trim();
   const token = fromEnv ? fromEnv : await readServeToken(stateDir).catch(() => undefined);
-  return { kind: "http", url, token };
+  return addresses.map((a) => (a.kind === "socket" ? a : { ...a, token }));
 }
 
 /**
- * The coordinator a build goes to: `--coordinator`, else NIXPOOL_COORDINATOR, else the socket of a
- * `nixpool serve` running on this state directory; undefined (build here) when there is none.
+ * The coordinators a build goes to, in the order tried: `--coordinator`, else
+ * NIXPOOL_COORDINATOR, else the socket of a `nixpool serve` running on this state directory;
+ * undefined (build here) when there is none.
+ */
+export async function findCoordinators(
+  flag: string | undefined,
+  stateDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<CoordinatorTarget[] | undefined> {
+  if (flag) return parseCoordinatorTargets(flag, "--coordinator", stateDir, env);
+  const fromEnv = env["NIXPOOL_COORDINATOR"]?.trim();
+  if (fromEnv) return parseCoordinatorTargets(fromEnv, "NIXPOOL_COORDINATOR", stateDir, env);
+  const socket = statePaths(stateDir).serve.socket;
+  return (await unixSocketAnswers(socket)) ? [{ kind: "socket", path: socket }] : undefined;
+}
+
+/**
+ * The one coordinator of a command that follows a single one (the gateway): as findCoordinators,
+ * refusing a list rather than silently using its first entry.
  */
 export async function findCoordinator(
   flag: string | undefined,
   stateDir: string,
   env: NodeJS.ProcessEnv,
 ): Promise<CoordinatorTarget | undefined> {
-  if (flag) return parseCoordinatorTarget(flag, "--coordinator", stateDir, env);
-  const fromEnv = env["NIXPOOL_COORDINATOR"]?.trim();
-  if (fromEnv) return parseCoordinatorTarget(fromEnv, "NIXPOOL_COORDINATOR", stateDir, env);
-  const socket = statePaths(stateDir).serve.socket;
-  return (await unixSocketAnswers(socket)) ? { kind: "socket", path: socket } : undefined;
+  const targets = await findCoordinators(flag, stateDir, env);
+  if (targets && targets.length > 1) {
+    throw configError(
+      "COORDINATOR_URL_INVALID",
+      `${flag ? "--coordinator" : "NIXPOOL_COORDINATOR"} names ${targets.length} coordinators; this command follows one.`,
+      {
+        hint: `Give one of them, e.g. --coordinator ${targets.map(describeTarget)[0] ?? "unix:/var/lib/nixpool/serve/api.sock"}`,
+      },
+    );
+  }
+  return targets?.[0];
 }
