@@ -19,7 +19,8 @@ export interface ServeProcess {
 
 /**
  * Starts `nixpool --state-dir DIR GLOBAL… serve --listen 127.0.0.1:0 ARGS…` and waits until it
- * answers (a later `--listen` in ARGS wins); `env` is added to this process's environment.
+ * answers (a later `--listen` in ARGS wins); `env` is added to this process's environment;
+ * `prefix` runs it through another command that then execs node (e.g. `ip netns exec NS`).
  */
 export async function startServe(
   stateDir: string,
@@ -27,11 +28,13 @@ export async function startServe(
   global: readonly string[] = [],
   /** Added to this process's environment (e.g. NIX_CONFIG for the coordinator's own store). */
   env: Record<string, string> = {},
+  prefix: readonly string[] = [],
 ): Promise<ServeProcess> {
   let out = "";
   let err = "";
   const argv = [CLI, "--state-dir", stateDir, ...global, "serve", "--listen", "127.0.0.1:0", ...args];
-  const proc = execa("node", argv, {
+  const [file = "node", ...before] = [...prefix, "node"];
+  const proc = execa(file, [...before, ...argv], {
     reject: false,
     buffer: false,
     stdin: "ignore",
