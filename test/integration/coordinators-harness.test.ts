@@ -67,6 +67,20 @@ describe("two coordinators on one PostgreSQL, one in its own network namespace",
     assert.notEqual(host.socket, spaced.socket);
   });
 
+  test("each reaches every builder of the pool (the namespaced one through its link)", async () => {
+    for (const c of h.coordinators) {
+      const up = await waitFor(
+        async () => {
+          const r = await h.request(c, "/api/builders");
+          const list = JSON.parse(r.body) as { name: string; health: string }[];
+          return list.length === 2 && list.every((b) => b.health === "up") ? list : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
+      assert.ok(up, `coordinator ${c.index}'s builders are not all up:\n${c.log()}`);
+    }
+  });
+
   test("the namespaced one reaches PostgreSQL over TCP from its namespace's address", async () => {
     const spaced = h.coordinators[1]!;
     assert.equal(new URL(spaced.databaseUrl).hostname, spaced.netns!.hostAddress);
