@@ -355,6 +355,15 @@ export class BuildRun implements DispatchedBuild {
       this.finish(a.drv, { kind: "lost", message: `no open session on ${link.name}` });
       return;
     }
+    // Several coordinators: the derivation and a slot are claimed in their database first.
+    const shared = this.dispatcher.shared;
+    const lease = await shared?.take(a.drv, link, () => this.fatal !== undefined || this.scheduler.stopping);
+    if (shared && !lease) {
+      link.releaseSlot(slot.index);
+      this.scheduler.putBack(a.drv);
+      this.dispatcher.attemptEnded(this, a.drv);
+      return;
+    }
     this.holding.set(a.drv, { link, index: slot.index });
     const attempt = this.scheduler.state(a.drv).attempts;
     Object.assign(rec, {
@@ -383,6 +392,7 @@ export class BuildRun implements DispatchedBuild {
       this.span(rec, "build", link.name, slot.index + 1, t);
       this.holding.delete(a.drv);
       link.releaseSlot(slot.index);
+      lease?.release(isBuildSuccess(result) && !differs);
       if (differs) {
         this.finish(a.drv, { kind: "failed", transient: false, message: differs.message });
       } else if (isBuildSuccess(result)) {
@@ -409,6 +419,7 @@ export class BuildRun implements DispatchedBuild {
       const connectionLost = e instanceof NixpoolError && e.code === "SERVE_CONNECTION_LOST";
       if (connectionLost && !link.lostReason && !this.fatal) await link.lostWithin(2000);
       link.releaseSlot(slot.index);
+      lease?.release(false);
       if (link.lostReason) {
         this.finish(a.drv, { kind: "lost", message: `builder ${link.name} was lost (${link.lostReason})` });
       } else if (e instanceof Requeue || this.fatal || connectionLost) {

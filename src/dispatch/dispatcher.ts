@@ -3,6 +3,7 @@ import type { Assignment } from "../core/dispatch/scheduler.js";
 import { Durations } from "./durations.js";
 import type { Fleet, FleetEvent } from "./fleet.js";
 import type { BuilderLink } from "./builder-link.js";
+import { SharedClaims, type SharedWork } from "./shared-claims.js";
 
 /** What the dispatcher needs of one build it runs (a BuildRun). */
 export interface DispatchedBuild {
@@ -37,6 +38,8 @@ export class Dispatcher {
   private seq = 0;
   private durationsLoad: Promise<Durations> | undefined;
   private readonly unsubscribe: () => void;
+  /** Several coordinators share the pool: each attempt claims its derivation and slot first. */
+  shared: SharedClaims | undefined;
 
   constructor(
     readonly fleet: Fleet,
@@ -60,6 +63,17 @@ export class Dispatcher {
     for (const { b, drvs } of wanted) {
       for (const d of drvs) if (d.outputs.every((p) => valid.has(p))) b.builtElsewhere(d.drv, link.name);
     }
+  }
+
+  /** Shares the pool with other coordinators through `work` (the coordinator's database). */
+  share(work: SharedWork): void {
+    this.shared = new SharedClaims(work, {
+      builtBy: (drv, builder) => {
+        for (const b of this.builds) b.builtElsewhere(drv, builder);
+      },
+      builderUp: (name) => this.fleet.board.builders.get(name)?.up === true,
+      wake: () => this.wakeAll(),
+    });
   }
 
   /** The next submission number (fair share's last tie-break). */
@@ -91,6 +105,7 @@ export class Dispatcher {
     while (this.fleet.board.freeSlots() > 0 && candidates.length > 0) {
       const next = pickFairly(candidates, byClient) as DispatchedBuild;
       const a = next.assignOne((drv) => {
+        if (this.shared?.elsewhere.has(drv)) return true;
         const owner = this.inFlight.get(drv);
         return owner !== undefined && owner !== next;
       });

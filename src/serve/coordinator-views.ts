@@ -1,16 +1,21 @@
+import { readFile } from "node:fs/promises";
 import type { DerivationRecord } from "../core/build-record.js";
+import { renderTimelineSvg } from "../core/timeline-svg.js";
+import { statePaths } from "../config/state-paths.js";
 import type { BuilderState } from "../core/dispatch/scheduler.js";
 import type { Builder } from "../core/builder.js";
 import type { BuildRun } from "../dispatch/build-run.js";
 import type {
   BuildCounts,
   BuildDetail,
+  BuildId,
   BuilderHealth,
   BuilderView,
   BuildReport,
   BuildSummary,
   DerivationView,
 } from "./coordinator-types.js";
+import type { HistoryStore, StoredRecords } from "./history-store.js";
 
 /** ms since the epoch → ISO string. */
 export const isoAt = (ms: number): string => new Date(ms).toISOString();
@@ -100,6 +105,12 @@ export function liveSummary(b: LiveBuildView): BuildSummary {
   return s;
 }
 
+/** A build's detail as a summary (its list entry, a `build` event). */
+export function summaryOf(d: BuildDetail): BuildSummary {
+  const { derivations: _d, outputs: _o, error: _e, report: _r, ...summary } = d;
+  return summary;
+}
+
 export function liveDetail(b: LiveBuildView): BuildDetail {
   const ended = b.finishedMs !== undefined;
   return {
@@ -149,4 +160,38 @@ export function reportOf(
       maxRssMb: Math.round(usage.maxRSS / 1024),
     },
   };
+}
+
+/** A derivation's last build log, if the build knows it (`known`; undefined: ask the history). */
+export async function storedLog(
+  stateDir: string,
+  drv: string,
+  known: boolean | undefined,
+  history: HistoryStore,
+  id: BuildId,
+): Promise<string | undefined> {
+  const has = known ?? (await history.build(id))?.derivations.some((d) => d.drv === drv);
+  if (!has) return undefined;
+  try {
+    return await readFile(statePaths(stateDir).logs.derivationLog(drv), "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** A build's timeline: a running build's records now (`live`), else the stored ones. */
+export async function timelineOf(
+  id: BuildId,
+  live:
+    { label: string; now: Pick<StoredRecords, "records" | "wallMs" | "builders"> | undefined } | undefined,
+  history: HistoryStore,
+): Promise<string | undefined> {
+  const label = live ? live.label : (await history.build(id))?.label;
+  const stored = live ? live.now : await history.records(id);
+  if (!stored || label === undefined) return undefined;
+  return renderTimelineSvg(stored.records, {
+    title: label,
+    wallMs: stored.wallMs,
+    builders: stored.builders,
+  });
 }

@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Builder } from "../core/builder.js";
 import { noBuildersError } from "../core/builder-connection-error.js";
 import { ExitCode, NixpoolError, configError, isNixpoolError } from "../core/errors.js";
-import { renderTimelineSvg } from "../core/timeline-svg.js";
 import { statePaths } from "../config/state-paths.js";
 import { writeClientFiles } from "../adapters/nix-build.js";
 import { waitFor as waitUntil } from "../adapters/wait-for.js";
@@ -15,9 +13,10 @@ import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import { Dispatcher } from "../dispatch/dispatcher.js";
 import { Fleet, type FleetEvent, type FleetSessions } from "../dispatch/fleet.js";
 import type { DispatchEvent } from "../dispatch/run-dispatch.js";
-import { LOCAL_SERVE_ARGV, serveSessions } from "../dispatch/serve-sessions.js";
+import { serveSessions } from "../dispatch/serve-sessions.js";
 import { ServeSession } from "../adapters/nix-serve-session.js";
 import type { CacheSources } from "./cache/cache-stores.js";
+import { coordinatorCacheSources } from "./cache/coordinator-cache-sources.js";
 import { RentedWorkers } from "./rented-workers.js";
 import type {
   BuildDetail,
@@ -39,6 +38,8 @@ import {
   liveDetail,
   liveSummary,
   reportOf,
+  storedLog,
+  timelineOf,
   toBuilderView,
   toDerivationView,
 } from "./coordinator-views.js";
@@ -48,6 +49,7 @@ import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
 import { createAutoscaler, type CoordinatorAutoscale } from "./autoscale/coordinator-autoscale.js";
 import { givenDerivationsOf, mayCancel, submitSchema, submitterOf, unknownBuild } from "./submit-checks.js";
+import { CoordinatorPeers, adoptableRequest, failOrphan, type OrphanBuild } from "./coordinator-peers.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -112,6 +114,8 @@ export class Coordinator implements CoordinatorApi {
   private closed = false;
   private rented!: RentedWorkers;
   private autoscaler: ReturnType<typeof createAutoscaler> | undefined;
+  /** The other coordinators on the same database (PostgreSQL), when there may be some. */
+  private peers: CoordinatorPeers | undefined;
 
   private constructor(
     private readonly opts: CoordinatorOptions,
@@ -140,6 +144,7 @@ export class Coordinator implements CoordinatorApi {
       opts.database ?? { engine: "sqlite", path: paths.serve.historyDb, display: paths.serve.historyDb },
       isoAt(clock()),
       (e) => log(e ? `history: ${e.message}` : "history: the database answers again; queued writes applied"),
+      opts.database?.engine === "postgres",
     );
     let muxDir: string | undefined;
     let sessions = opts.sessions;
@@ -158,6 +163,18 @@ export class Coordinator implements CoordinatorApi {
     const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
     const c = new Coordinator(opts, history, fleet, dispatcher, muxDir, openReader, seq);
     fleet.start();
+    if (opts.database?.engine === "postgres") {
+      // Several coordinators may share the pool: heartbeats, claims, adoption (coordinator-peers.ts).
+      history.owner = c.instanceId;
+      c.peers = new CoordinatorPeers(history, c.instanceId, null, {
+        adopt: (o) => c.adopt(o),
+        emit: (e) => c.emit(e),
+        runs: (id) => c.live.has(id),
+        log,
+      });
+      dispatcher.share(c.peers);
+      await c.peers.start();
+    }
     if (opts.autoscale) {
       c.autoscaler = createAutoscaler(opts.autoscale, {
         lease: {
@@ -196,7 +213,9 @@ export class Coordinator implements CoordinatorApi {
         },
       );
     }
-    if (this.history.unavailable) throw this.history.unavailable; // it could not record the build
+    // It could not record the build (or, with several coordinators, claim its work).
+    const away = this.history.unavailable ?? this.peers?.unavailable;
+    if (away) throw away;
     const parsed = submitSchema.safeParse(req);
     if (!parsed.success) {
       const first = parsed.error.issues[0];
@@ -219,8 +238,19 @@ export class Coordinator implements CoordinatorApi {
       });
     }
     const seq = ++this.seq;
-    const id = `${seq.toString(36)}${randomBytes(3).toString("hex")}`;
-    const submittedMs = this.now();
+    return this.start(`${seq.toString(36)}${randomBytes(3).toString("hex")}`, seq, data, client, given);
+  }
+
+  /** Runs a build: a new one, or (`adopted`) one another coordinator left, under its id. */
+  private start(
+    id: BuildId,
+    seq: number,
+    data: SubmitRequest,
+    client: ClientIdentity,
+    given: ReturnType<typeof givenDerivationsOf>,
+    adopted?: { submittedMs: number },
+  ): BuildId {
+    const submittedMs = adopted?.submittedMs ?? this.now();
     let resolve!: (d: BuildDetail) => void;
     const done = new Promise<BuildDetail>((r) => (resolve = r));
     const b: LiveBuild = {
@@ -254,10 +284,25 @@ export class Coordinator implements CoordinatorApi {
       onEvent: (e) => this.onDispatch(b, e),
     });
     this.live.set(id, b);
-    this.history.insertBuild(liveSummary(b), seq, data);
+    if (adopted) this.history.updateBuild(liveDetail(b));
+    else this.history.insertBuild(liveSummary(b), seq, data);
     this.emit({ type: "build", build: liveSummary(b) });
     void this.execute(b);
     return id;
+  }
+
+  /** A dead coordinator's build, now this one's: run here under its id, or BUILD_ORPHANED (coordinator-peers.ts). */
+  private async adopt(o: OrphanBuild): Promise<void> {
+    try {
+      const data = await adoptableRequest(o, (p) => this.fleet.local.with((s) => s.queryValidPaths(p)));
+      const client: ClientIdentity = { user: o.client, via: o.client === "token" ? "token" : "socket" };
+      this.start(o.id, o.seq, data, client, givenDerivationsOf(data), {
+        submittedMs: Date.parse(o.submittedAt),
+      });
+    } catch (e) {
+      const ended = await failOrphan(this.history, o, e, isoAt(this.now()));
+      if (ended) this.emit({ type: "build", build: ended });
+    }
   }
 
   private async execute(b: LiveBuild): Promise<void> {
@@ -437,33 +482,17 @@ export class Coordinator implements CoordinatorApi {
   }
 
   /** A derivation's build log (the last attempt's, from whichever build built it). */
-  async derivationLog(id: BuildId, drv: string): Promise<string | undefined> {
+  derivationLog(id: BuildId, drv: string): Promise<string | undefined> {
     const b = this.live.get(id);
-    const known = b
-      ? b.run.records.has(drv)
-      : (await this.history.build(id))?.derivations.some((d) => d.drv === drv);
-    if (!known) return undefined;
-    try {
-      return readFileSync(statePaths(this.opts.stateDir).logs.derivationLog(drv), "utf8");
-    } catch {
-      return undefined;
-    }
+    return storedLog(this.opts.stateDir, drv, b ? b.run.records.has(drv) : undefined, this.history, id);
   }
 
   async timelineSvg(id: BuildId): Promise<string | undefined> {
     const b = this.live.get(id);
-    const label = b?.label ?? (await this.history.build(id))?.label;
-    const stored = b
-      ? b.run.graph
-        ? { records: [...b.run.records.values()], wallMs: b.run.now(), builders: this.slotsOfBuilders() }
-        : undefined
-      : await this.history.records(id);
-    if (!stored || label === undefined) return undefined;
-    return renderTimelineSvg(stored.records, {
-      title: label,
-      wallMs: stored.wallMs,
-      builders: stored.builders,
-    });
+    const now = b?.run.graph
+      ? { records: [...b.run.records.values()], wallMs: b.run.now(), builders: this.slotsOfBuilders() }
+      : undefined;
+    return timelineOf(id, b ? { label: b.label, now } : undefined, this.history);
   }
 
   /** What the client draws its report from, as a local build's result has it. */
@@ -501,26 +530,7 @@ export class Coordinator implements CoordinatorApi {
 
   /** Where the binary cache reads paths: this machine's store and the builders (their trust, and whether up). */
   cacheSources(): CacheSources {
-    return {
-      builders: () =>
-        this.fleet.builders.map((b) => ({
-          name: b.name,
-          trust: b.trust,
-          // Up, or still connecting (its first connection, or a probe): not known to be down.
-          up:
-            !this.closed &&
-            (this.fleet.board.builders.get(b.name)?.up === true ||
-              (this.fleet.links.get(b.name) !== undefined &&
-                this.fleet.links.get(b.name)?.lostReason === undefined)),
-        })),
-      openLocal: () => ServeSession.open({ argv: LOCAL_SERVE_ARGV, name: "this machine's store (cache)" }),
-      openBuilder: (name) => {
-        const b = this.fleet.builders.find((x) => x.name === name);
-        if (!b || !this.openReader) return Promise.reject(new Error(`no session to builder ${name}`));
-        return this.openReader(b, `builder ${name} (cache)`);
-      },
-      recorded: { builtResults: (afterRow) => this.history.builtResults(afterRow) },
-    };
+    return coordinatorCacheSources(this.fleet, this.openReader, () => this.closed, this.history);
   }
 
   /** The pool's stores as one, for the gateway (/api/pool/*): docs/gateway.md. */
@@ -572,6 +582,7 @@ export class Coordinator implements CoordinatorApi {
     await this.stopAll("coordinator stopped (closed)");
     await this.autoscaler?.close(); // deletes its workers, recording each decision and cost
     this.closed = true;
+    await this.peers?.stop(true); // its slots and claims free at once, its row gone
     this.dispatcher.close();
     await this.fleet.shutdown(true);
     await this.history.close();

@@ -49,7 +49,10 @@ export async function openHistoryDb(target: DatabaseTarget): Promise<HistoryDb> 
     const pool = new pg.Pool({
       connectionString: target.url,
       max: 10,
-      connectionTimeoutMillis: 10_000,
+      connectionTimeoutMillis: 5_000,
+      // A database cut off the network answers nothing: a query gives up rather than wait for TCP.
+      query_timeout: 15_000,
+      keepAlive: true,
       types: pgTypes,
     });
     // A connection the server dropped (a restart, a stop) is an error event on its client, idle or
@@ -154,7 +157,7 @@ export function isConnectionError(e: unknown): boolean {
       (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH)$/.test(code) ||
         code.startsWith("57P") ||
         code.startsWith("08"))) ||
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(
       message,
     )
   );

@@ -24,6 +24,8 @@ export interface BuildsTable {
   error_code: string | null;
   error_message: string | null;
   request: string;
+  /** The coordinator running it (migration 6; null before, and on SQLite's one coordinator). */
+  coordinator: string | null;
 }
 
 export interface DerivationsTable {
@@ -76,6 +78,33 @@ export interface LeasesTable {
   expires_at_ms: number;
 }
 
+/** Coordinators sharing the database, each with its last heartbeat (migration 6): pool-claims.ts. */
+export interface CoordinatorsTable {
+  id: string;
+  url: string | null;
+  started_ms: number;
+  heartbeat_ms: number;
+}
+
+/** Who builds a derivation now, or where it was last built (migration 6): pool-claims.ts. */
+export interface ClaimsTable {
+  drv: string;
+  holder: string;
+  build_id: string | null;
+  builder: string;
+  state: string;
+  updated_ms: number;
+}
+
+/** The builder slots in use, each held by one coordinator (migration 6): pool-claims.ts. */
+export interface SlotLeasesTable {
+  builder: string;
+  slot: number;
+  holder: string;
+  drv: string;
+  since_ms: number;
+}
+
 export interface AutoscaleDecisionsTable {
   at: string;
   action: string;
@@ -98,11 +127,14 @@ export interface HistoryTables {
   autoscale_decisions: AutoscaleDecisionsTable;
   autoscale_workers: AutoscaleWorkersTable;
   builds: BuildsTable;
+  claims: ClaimsTable;
+  coordinators: CoordinatorsTable;
   derivations: DerivationsTable;
   build_records: BuildRecordsTable;
   builder_events: BuilderEventsTable;
   worker_costs: WorkerCostsTable;
   leases: LeasesTable;
+  slot_leases: SlotLeasesTable;
 }
 
 /** The table Kysely's Migrator records applied migrations in. */
@@ -250,6 +282,38 @@ export function historyMigrations(engine: HistoryEngine): Record<string, Migrati
           .addColumn("started_ms", big, (c) => c.notNull())
           .addColumn("ended_ms", big)
           .addColumn("hourly", float, (c) => c.notNull())
+          .execute();
+      },
+    },
+    "0006_several_coordinators": {
+      // Several coordinators on one database: who runs which build, heartbeats, claims, slots.
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration sees the schema as it was then
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable("builds").addColumn("coordinator", "text").execute();
+        await db.schema
+          .createTable("coordinators")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("url", "text")
+          .addColumn("started_ms", big, (c) => c.notNull())
+          .addColumn("heartbeat_ms", big, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable("claims")
+          .addColumn("drv", "text", (c) => c.primaryKey())
+          .addColumn("holder", "text", (c) => c.notNull())
+          .addColumn("build_id", "text")
+          .addColumn("builder", "text", (c) => c.notNull())
+          .addColumn("state", "text", (c) => c.notNull())
+          .addColumn("updated_ms", big, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable("slot_leases")
+          .addColumn("builder", "text", (c) => c.notNull())
+          .addColumn("slot", "integer", (c) => c.notNull())
+          .addColumn("holder", "text", (c) => c.notNull())
+          .addColumn("drv", "text", (c) => c.notNull())
+          .addColumn("since_ms", big, (c) => c.notNull())
+          .addPrimaryKeyConstraint("slot_leases_pk", ["builder", "slot"])
           .execute();
       },
     },

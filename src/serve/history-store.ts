@@ -11,7 +11,6 @@ import type {
   BuildSummary,
   DerivationView,
   SubmitRequest,
-  WorkerView,
 } from "./coordinator-types.js";
 import { databaseUnreachable, isConnectionError, openHistoryDb } from "./history-db.js";
 import type { HistoryTables } from "./history-schema.js";
@@ -25,7 +24,6 @@ import {
   derivationRow,
   recordsRow,
   statsJson,
-  workerRow,
 } from "./history-rows.js";
 import type { BuiltDerivation } from "./history-rows.js";
 export type { BuiltDerivation } from "./history-rows.js";
@@ -58,6 +56,8 @@ export class HistoryStore {
   private away: NixpoolError | undefined;
   /** Resolves when the database is found away (reads stop waiting for the queued writes). */
   private awaySignal = deferred();
+  /** The coordinator whose builds this history writes (several coordinators: its id; else null). */
+  owner: string | null = null;
 
   private constructor(
     private readonly db: Kysely<HistoryTables>,
@@ -93,13 +93,16 @@ export class HistoryStore {
     target: DatabaseTarget,
     at: string,
     onWriteError: (e: NixpoolError | undefined) => void,
+    /** Several coordinators (PostgreSQL): another one adopts unfinished builds (coordinator-peers.ts). */
+    shared = false,
   ): Promise<{ history: HistoryStore; seq: number }> {
     const history = await HistoryStore.open(target, onWriteError);
     try {
-      await history.failUnfinished(
-        `coordinator stopped (it ended before the build finished; marked at ${at})`,
-        at,
-      );
+      if (!shared)
+        await history.failUnfinished(
+          `coordinator stopped (it ended before the build finished; marked at ${at})`,
+          at,
+        );
       return { history, seq: await history.lastSeq() };
     } catch (e) {
       await history.close().catch(() => undefined);
@@ -276,6 +279,7 @@ export class HistoryStore {
       counts: JSON.stringify(b.counts),
       outputs: "[]",
       request: JSON.stringify(req),
+      coordinator: this.owner,
     };
     this.write(`build ${b.id}`, (db) => db.insertInto("builds").values(row).execute());
   }
@@ -291,7 +295,12 @@ export class HistoryStore {
       error_code: b.error?.code ?? null,
       error_message: b.error?.message ?? null,
     };
-    this.write(`build ${b.id}`, (db) => db.updateTable("builds").set(set).where("id", "=", b.id).execute());
+    // With several coordinators, only the one running it: a late write never undoes an adoption.
+    const owner = this.owner;
+    this.write(`build ${b.id}`, (db) => {
+      const q = db.updateTable("builds").set(set).where("id", "=", b.id);
+      return (owner === null ? q : q.where("coordinator", "=", owner)).execute();
+    });
   }
 
   /** Writes derivations as they are now (insert, or update the one there), in one transaction. */
@@ -387,49 +396,6 @@ export class HistoryStore {
     );
     const row = z.object({ at: z.string(), health: z.string(), reason: z.string().nullable() });
     return rows.map((r, i) => this.valid(row, r, `builder_events of ${builder} #${i}`));
-  }
-
-  saveWorkerCost(w: WorkerView, at: string): void {
-    const row = {
-      name: w.name,
-      server_type: w.serverType,
-      started_at: w.startedAt,
-      cost: w.costSoFar,
-      currency: w.currency,
-      updated_at: at,
-    };
-    this.write(`the cost of worker ${w.name}`, (db) =>
-      db
-        .insertInto("worker_costs")
-        .values(row)
-        .onConflict((oc) =>
-          oc.column("name").doUpdateSet((eb) => ({
-            server_type: eb.ref("excluded.server_type"),
-            started_at: eb.ref("excluded.started_at"),
-            cost: eb.ref("excluded.cost"),
-            currency: eb.ref("excluded.currency"),
-            updated_at: eb.ref("excluded.updated_at"),
-          })),
-        )
-        .execute(),
-    );
-  }
-
-  /** Every rented worker ever seen, with its last known cost. */
-  async workerCosts(): Promise<WorkerView[]> {
-    const rows = await this.read("worker_costs", (db) =>
-      db.selectFrom("worker_costs").selectAll().orderBy("started_at").execute(),
-    );
-    return rows.map((r, i) => {
-      const w = this.valid(workerRow, r, `worker_costs #${i}`);
-      return {
-        name: w.name,
-        serverType: w.server_type,
-        startedAt: w.started_at,
-        costSoFar: w.cost,
-        currency: w.currency,
-      };
-    });
   }
 
   /** Builds newest first. */
@@ -541,7 +507,8 @@ export class HistoryStore {
     });
   }
 
-  private summary(row: unknown): BuildSummary {
+  /** A builds row as the API shows it. */
+  summary(row: unknown): BuildSummary {
     const b = this.valid(buildRow, row, "a build");
     const s: BuildSummary = {
       id: b.id,

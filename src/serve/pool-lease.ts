@@ -51,7 +51,8 @@ export async function leaseHolder(
   return row?.holder;
 }
 
-function nowMs(engine: HistoryEngine): RawBuilder<number> {
+/** Now, in ms since the epoch, by the database's clock on PostgreSQL (coordinators' clocks may differ). */
+export function nowMs(engine: HistoryEngine): RawBuilder<number> {
   return engine === "postgres"
     ? sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`
     : sql<number>`${Date.now()}`;

@@ -2,6 +2,7 @@ import { readRecords, recordCost } from "../providers/hetzner/records.js";
 import type { WorkerView } from "./coordinator-types.js";
 import { isoAt } from "./coordinator-views.js";
 import type { HistoryStore } from "./history-store.js";
+import { WorkerCosts } from "./history-workers.js";
 
 /**
  * The cloud workers rented now (STATE's worker records) with their cost so far, read again every
@@ -11,12 +12,15 @@ export class RentedWorkers {
   private rented: WorkerView[] = [];
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private readonly costs: WorkerCosts;
 
   constructor(
     private readonly stateDir: string,
     private readonly history: HistoryStore,
     private readonly clock: () => number,
-  ) {}
+  ) {
+    this.costs = new WorkerCosts(history);
+  }
 
   async start(everyMs: number): Promise<void> {
     await this.refresh();
@@ -47,7 +51,7 @@ export class RentedWorkers {
           currency: cost.currency,
         };
       });
-      if (!this.stopped) for (const w of this.rented) this.history.saveWorkerCost(w, isoAt(at));
+      if (!this.stopped) for (const w of this.rented) this.costs.saveWorkerCost(w, isoAt(at));
     } catch {
       // A damaged worker record is `nixpool worker list`'s to report; the list keeps its last value.
     }

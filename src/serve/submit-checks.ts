@@ -95,3 +95,14 @@ export function unknownBuild(id: string): NixpoolError {
     hint: "List the builds with: curl …/api/builds (or open the dashboard).",
   });
 }
+
+/** A build a dead coordinator left that this one cannot run (its derivations are not here). */
+export function orphaned(b: { id: string; from: string | null }, why: string): NixpoolError {
+  return new NixpoolError(
+    "BUILD_ORPHANED",
+    `Build ${b.id} was left by coordinator ${b.from ?? "(unknown)"}, which stopped, and cannot go on here: ${why}.`,
+    {
+      hint: "Submit it again (nixpool build with NIXPOOL_COORDINATOR naming every coordinator does so by itself).",
+    },
+  );
+}

@@ -8,6 +8,7 @@ import type { BuildSummary, DerivationView } from "../../src/serve/coordinator-t
 import { historyMigrations } from "../../src/serve/history-schema.js";
 import { AutoscaleRecords } from "../../src/serve/history-autoscale.js";
 import { HistoryStore } from "../../src/serve/history-store.js";
+import { WorkerCosts } from "../../src/serve/history-workers.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { makeRecord } from "../helpers/build-records.js";
 import { startTestPostgres, type TestPostgres } from "../helpers/postgres.js";
@@ -116,7 +117,7 @@ async function expectOldHistory(h: HistoryStore): Promise<void> {
   assert.deepEqual(await h.builderEvents("local1"), [
     { at: "2026-01-01T00:00:00.000Z", health: "down", reason: "no route to host" },
   ]);
-  assert.deepEqual(await h.workerCosts(), [
+  assert.deepEqual(await new WorkerCosts(h).workerCosts(), [
     {
       name: "w1",
       serverType: "cx22",

@@ -336,6 +336,22 @@ export class Scheduler {
     if (!this.keepGoing) this.stopping = true;
   }
 
+  /**
+   * An assignment taken back before it started (another coordinator builds it, or holds the
+   * builder's slots): ready again, and no attempt counted.
+   */
+  putBack(drv: string): void {
+    const s = this.state(drv);
+    if (s.status !== "running" || s.runningOn === null) return;
+    const b = this.builder(s.runningOn);
+    b.running = Math.max(0, b.running - 1);
+    this.running = Math.max(0, this.running - 1);
+    s.runningOn = null;
+    s.attempts = Math.max(0, s.attempts - 1);
+    s.status = "ready";
+    this.queue.push(drv);
+  }
+
   /** Back to the queue; inputs whose outputs were lost meanwhile are needed again first. */
   private requeue(drv: string, nowMs: number): void {
     const s = this.state(drv);

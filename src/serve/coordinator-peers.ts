@@ -1,0 +1,263 @@
+import { sql } from "kysely";
+import { waitFor } from "../adapters/wait-for.js";
+import type { NixpoolError } from "../core/errors.js";
+import type { ClaimOutcome, SharedWork } from "../dispatch/shared-claims.js";
+import { isNixpoolError } from "../core/errors.js";
+import type { BuildSummary, CoordinatorEvent, SubmitRequest } from "./coordinator-types.js";
+import { summaryOf } from "./coordinator-views.js";
+import { orphaned, submitSchema } from "./submit-checks.js";
+import { databaseUnreachable } from "./history-db.js";
+import type { HistoryStore } from "./history-store.js";
+import {
+  HEARTBEAT_MS,
+  PEER_TTL_MS,
+  beat,
+  claimWork,
+  heldSlots,
+  leave,
+  peers,
+  releaseWork,
+  releasedClaims,
+  type PeerRow,
+} from "./pool-claims.js";
+import { nowMs } from "./pool-lease.js";
+
+/** A build another coordinator left unfinished, as the database holds it. */
+export interface OrphanBuild {
+  id: string;
+  seq: number;
+  label: string;
+  client: string;
+  request: string;
+  submittedAt: string;
+  /** The coordinator that ran it (null: one from before several coordinators). */
+  from: string | null;
+}
+
+export interface PeersHooks {
+  /** Runs an adopted build here (this coordinator owns it in the database already). */
+  adopt(b: OrphanBuild): Promise<void>;
+  /** Sends an event to this coordinator's subscribers. */
+  emit(e: CoordinatorEvent): void;
+  /** Whether this coordinator runs build `id` now. */
+  runs(id: string): boolean;
+  log(line: string): void;
+}
+
+/** How far back others' finished builds are looked at (their end reaches this one's streams). */
+const RECENT_MS = 60_000;
+
+/**
+ * This coordinator among others on one PostgreSQL database (docs/coordinator.md, "Several
+ * coordinators"): its heartbeat, its claims of derivations and builder slots (pool-claims.ts),
+ * the builds of coordinators that died (adopted here, under the same id), and the others' builds'
+ * changes, polled every heartbeat and sent to this coordinator's streams.
+ */
+export class CoordinatorPeers implements SharedWork {
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private away: NixpoolError | undefined;
+  private stopped = false;
+  /** Others' builds as last sent, to send only changes. */
+  private readonly shown = new Map<string, string>();
+
+  constructor(
+    private readonly history: HistoryStore,
+    readonly id: string,
+    private readonly url: string | null,
+    private readonly hooks: PeersHooks,
+  ) {}
+
+  private get db() {
+    return this.history.kysely;
+  }
+
+  private get engine() {
+    return this.history.target.engine;
+  }
+
+  /** Writes the first heartbeat, then beats (adopting and polling) every HEARTBEAT_MS. */
+  async start(): Promise<void> {
+    await beat(this.db, this.engine, this.id, this.url);
+    this.timer = setInterval(() => {
+      this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
+    }, HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  /** The database did not take the last heartbeat: new builds are refused (DATABASE_UNREACHABLE). */
+  get unavailable(): NixpoolError | undefined {
+    return this.away;
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await beat(this.db, this.engine, this.id, this.url);
+    } catch (e) {
+      if (!this.away) {
+        this.away = databaseUnreachable(this.history.target, e);
+        this.hooks.log(`several coordinators: ${this.away.message} (no new builds until it answers)`);
+      }
+      return;
+    }
+    if (this.away) {
+      this.away = undefined;
+      this.hooks.log("several coordinators: the database answers again");
+    }
+    if (this.stopped) return;
+    await this.adoptOrphans().catch((e: unknown) =>
+      this.hooks.log(
+        `several coordinators: adopting builds failed: ${e instanceof Error ? e.message : String(e)}`,
+      ),
+    );
+    await this.pollOthers().catch(() => undefined);
+  }
+
+  /** The coordinators sharing the database, alive or not (GET /api/coordinators). */
+  peers(): Promise<PeerRow[]> {
+    return this.history.read("the coordinators", (db) => peers(db, this.engine));
+  }
+
+  /** Builds queued or running on a coordinator that is dead: each taken here (one taker wins) and run. */
+  private async adoptOrphans(): Promise<void> {
+    const rows = await this.db
+      .selectFrom("builds")
+      .select(["id", "seq", "label", "client", "request", "submitted_at", "coordinator"])
+      .where("status", "in", ["queued", "running"])
+      .where((eb) =>
+        eb.or([
+          eb("coordinator", "is", null),
+          sql<boolean>`not exists (select 1 from coordinators where coordinators.id = builds.coordinator and coordinators.heartbeat_ms >= ${nowMs(this.engine)} - ${PEER_TTL_MS})`,
+        ]),
+      )
+      .orderBy("seq")
+      .execute();
+    for (const r of rows) {
+      if (this.stopped || r.coordinator === this.id || this.hooks.runs(r.id)) continue;
+      const taken = await this.db
+        .updateTable("builds")
+        .set({ coordinator: this.id })
+        .where("id", "=", r.id)
+        .where("status", "in", ["queued", "running"])
+        .where((eb) =>
+          r.coordinator === null ? eb("coordinator", "is", null) : eb("coordinator", "=", r.coordinator),
+        )
+        .executeTakeFirst();
+      if (Number(taken.numUpdatedRows) !== 1) continue; // another coordinator was first
+      this.hooks.log(
+        `several coordinators: adopting build ${r.id} from ${r.coordinator ?? "a stopped coordinator"}`,
+      );
+      await this.hooks.adopt({
+        id: r.id,
+        seq: Number(r.seq),
+        label: r.label,
+        client: r.client,
+        request: r.request,
+        submittedAt: r.submitted_at,
+        from: r.coordinator,
+      });
+    }
+  }
+
+  /** Others' builds that changed since the last look go to this coordinator's streams as `build` events. */
+  private async pollOthers(): Promise<void> {
+    const since = new Date(Date.now() - RECENT_MS).toISOString();
+    const rows = await this.db
+      .selectFrom("builds")
+      .selectAll()
+      .where((eb) => eb.or([eb("coordinator", "is", null), eb("coordinator", "!=", this.id)]))
+      .where((eb) => eb.or([eb("status", "in", ["queued", "running"]), eb("finished_at", ">=", since)]))
+      .execute();
+    const seen = new Set<string>();
+    for (const r of rows) {
+      seen.add(r.id);
+      if (this.hooks.runs(r.id)) continue;
+      let build: BuildSummary;
+      try {
+        build = this.history.summary(r);
+      } catch {
+        continue; // a damaged row is the history's to report where it is read
+      }
+      const text = JSON.stringify(build);
+      if (this.shown.get(r.id) === text) continue;
+      this.shown.set(r.id, text);
+      this.hooks.emit({ type: "build", build });
+    }
+    for (const id of this.shown.keys()) if (!seen.has(id)) this.shown.delete(id);
+  }
+
+  claim(w: { drv: string; builder: string; slots: number; force: boolean }): Promise<ClaimOutcome> {
+    return claimWork(this.db, this.engine, { ...w, holder: this.id, buildId: null });
+  }
+
+  release(w: { drv: string; builder: string; slot: number; built: boolean }): Promise<void> {
+    return releaseWork(this.db, this.engine, { ...w, holder: this.id });
+  }
+
+  released(drvs: readonly string[]): Promise<Map<string, { builtOn: string | undefined }>> {
+    return releasedClaims(this.db, this.engine, drvs);
+  }
+
+  heldSlots(builder: string): Promise<number> {
+    return heldSlots(this.db, this.engine, builder);
+  }
+
+  /**
+   * Stops beating. `handOver`: the row goes at once (with this coordinator's slots and claims), so
+   * another coordinator adopts what is left without waiting for the heartbeat to expire.
+   */
+  async stop(handOver: boolean): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    if (handOver)
+      await waitFor(
+        () =>
+          leave(this.db, this.engine, this.id).then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 5_000, intervalMs: 500 },
+      ).catch(() => undefined);
+  }
+}
+
+/** An adopted build's request, when this machine's store holds its derivations; else BUILD_ORPHANED. */
+export async function adoptableRequest(
+  o: OrphanBuild,
+  queryValid: (paths: string[]) => Promise<string[]>,
+): Promise<SubmitRequest> {
+  let data: SubmitRequest;
+  try {
+    data = submitSchema.parse(JSON.parse(o.request)) as SubmitRequest;
+  } catch {
+    throw orphaned(o, "its stored request is damaged");
+  }
+  const drvs = [...new Set(data.derivations.filter((d) => !d.given).map((d) => d.drv))];
+  const valid = await queryValid(drvs);
+  if (valid.length < drvs.length) throw orphaned(o, "its derivations are not in this machine's store");
+  return data;
+}
+
+/** Ends an adopted build that cannot go on (failed, with why); returns it as a summary to send. */
+export async function failOrphan(
+  history: HistoryStore,
+  o: OrphanBuild,
+  e: unknown,
+  at: string,
+): Promise<BuildSummary | undefined> {
+  const error =
+    isNixpoolError(e) && e.code === "BUILD_ORPHANED"
+      ? e
+      : orphaned(o, e instanceof Error ? e.message : String(e));
+  const d = await history.build(o.id).catch(() => undefined);
+  if (!d) return undefined;
+  const end = {
+    ...d,
+    status: "failed" as const,
+    finishedAt: at,
+    error: { code: error.code, message: error.message },
+  };
+  history.updateBuild(end);
+  return summaryOf(end);
+}
