@@ -225,7 +225,12 @@ async function oneRun(h: TestCoordinators, kill: boolean) {
     vsIdeal: +(wallS / idealS).toFixed(3),
     ...(killed ? { killed, recoverS } : {}),
     outcomes: results.map((r) => `${r.client}@${r.coordinator}: ${r.outcome} at ${r.endS} s`),
-    leavesBuilt: ds.filter((d) => d.status === "built").length,
+    // built: by a coordinator; cached: found built (on a builder, or in the store) when adopted.
+    leavesByStatus: Object.fromEntries(
+      [...new Set(ds.map((d) => d.status))]
+        .sort()
+        .map((st) => [st, ds.filter((d) => d.status === st).length]),
+    ),
     attemptsBeyondFirst: ds.reduce((s, d) => s + Math.max(0, d.attempts - 1), 0),
     maxRunningFromTimes: maxOverlap(ds),
     maxRunningPerBuilder: Object.fromEntries(
