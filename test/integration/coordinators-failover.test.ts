@@ -51,14 +51,16 @@ async function running(c: TestCoordinator, id: string): Promise<void> {
 
 /** Waits until the build has ended, as `c` shows it. */
 async function ended(c: TestCoordinator, id: string): Promise<Build> {
+  let last: Build | undefined;
   const b = await waitFor(
     async () => {
-      const x = await buildOn(c, id);
-      return x && x.status !== "queued" && x.status !== "running" ? x : undefined;
+      last = (await buildOn(c, id)) ?? last;
+      return last && last.status !== "queued" && last.status !== "running" ? last : undefined;
     },
     { timeoutMs: 240_000, intervalMs: 200 },
   );
-  assert.ok(b, `build ${id} did not end on coordinator ${c.index}:\n${c.log()}`);
+  const where = last?.derivations.map((d) => `${d.name}: ${d.status} (${d.attempts})`).join(", ");
+  assert.ok(b, `build ${id} did not end on coordinator ${c.index} (${last?.status}: ${where})`);
   return b;
 }
 
