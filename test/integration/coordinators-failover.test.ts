@@ -75,13 +75,39 @@ async function statusInDatabase(h: TestCoordinators, id: string): Promise<string
   }
 }
 
-/** Runs `fn`; when it fails, the error carries what the coordinators printed. */
-async function withLogs(cs: readonly TestCoordinator[], fn: () => Promise<void>): Promise<void> {
+/** The pool's shared state in the database (coordinators, claims, slot leases), for a failure's message. */
+async function sharedState(h: TestCoordinators): Promise<string> {
+  const client = new pg.Client({ connectionString: h.databaseUrl });
+  await client.connect();
+  try {
+    const out: string[] = [];
+    for (const q of [
+      "SELECT id, heartbeat_ms, (extract(epoch from now()) * 1000)::bigint - heartbeat_ms AS age_ms FROM coordinators",
+      "SELECT substr(drv, 45) AS drv, holder, build_id, builder, state FROM claims ORDER BY drv",
+      "SELECT builder, slot, holder, substr(drv, 45) AS drv FROM slot_leases",
+      "SELECT id, status, coordinator FROM builds ORDER BY seq",
+    ])
+      out.push(JSON.stringify((await client.query(q)).rows));
+    return out.join("\n");
+  } finally {
+    await client.end();
+  }
+}
+
+/** Runs `fn`; when it fails, the error carries what the coordinators printed and the shared state. */
+async function withLogs(
+  h: TestCoordinators,
+  cs: readonly TestCoordinator[],
+  fn: () => Promise<void>,
+): Promise<void> {
   try {
     await fn();
   } catch (e) {
     const logs = cs.map((c) => `--- coordinator ${c.index}:\n${c.log().slice(-6000)}`).join("\n");
-    throw new Error(`${e instanceof Error ? e.message : String(e)}\n${logs}`, { cause: e });
+    const state = await sharedState(h).catch((x: unknown) => `(no shared state: ${String(x)})`);
+    throw new Error(`${e instanceof Error ? e.message : String(e)}\n${logs}\n--- database:\n${state}`, {
+      cause: e,
+    });
   }
 }
 
@@ -99,7 +125,7 @@ describe("failover between two nixpool serve processes", { timeout: 900_000, con
   test("kill -9 of a coordinator mid-build: the other adopts the build under its id and it succeeds", async () => {
     const [a, b] = h.coordinators;
     assert.ok(a && b);
-    await withLogs([a, b], () => killMidBuild(a, b));
+    await withLogs(h, [a, b], () => killMidBuild(a, b));
   });
 
   async function killMidBuild(a: TestCoordinator, b: TestCoordinator): Promise<void> {
@@ -119,7 +145,7 @@ describe("failover between two nixpool serve processes", { timeout: 900_000, con
   test("a coordinator cut off the network mid-build: it refuses new builds, the other finishes its build, and once back it overwrites nothing", async () => {
     const [a, b] = h.coordinators;
     assert.ok(a && b);
-    await withLogs([a, b], () => cutMidBuild(a, b));
+    await withLogs(h, [a, b], () => cutMidBuild(a, b));
   });
 
   async function cutMidBuild(a: TestCoordinator, b: TestCoordinator): Promise<void> {
