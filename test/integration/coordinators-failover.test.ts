@@ -83,8 +83,8 @@ async function sharedState(h: TestCoordinators): Promise<string> {
     const out: string[] = [];
     for (const q of [
       "SELECT id, heartbeat_ms, (extract(epoch from now()) * 1000)::bigint - heartbeat_ms AS age_ms FROM coordinators",
-      "SELECT substr(drv, 45) AS drv, holder, build_id, builder, state FROM claims ORDER BY drv",
-      "SELECT builder, slot, holder, substr(drv, 45) AS drv FROM slot_leases",
+      "SELECT substr(drv, 12, 6) || substr(drv, 44) AS drv, holder, builder, state FROM claims ORDER BY drv",
+      "SELECT builder, slot, holder, substr(drv, 12, 6) || substr(drv, 44) AS drv FROM slot_leases",
       "SELECT id, status, coordinator FROM builds ORDER BY seq",
     ])
       out.push(JSON.stringify((await client.query(q)).rows));
