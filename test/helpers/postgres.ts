@@ -1,8 +1,9 @@
 // A real PostgreSQL (Debian's postgresql package) for the tests: initdb in a fresh directory under
 // /tmp owned by the `postgres` system user (initdb refuses root; CI's checkout is 0700, so nothing
-// of it lives there), a Unix socket in that directory, TCP on 127.0.0.1 at a free port, trust
-// authentication. Stopped and removed by stop().
-import { chown, mkdtemp, readdir, rm } from "node:fs/promises";
+// of it lives there), a Unix socket in that directory, TCP on 127.0.0.1 at a free port (and on
+// more addresses of this machine when asked: a network namespace's link, see coordinators.ts),
+// trust authentication. Stopped and removed by stop().
+import { appendFile, chown, mkdtemp, readdir, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -11,8 +12,8 @@ import { waitFor } from "../../src/adapters/wait-for.js";
 
 export interface TestPostgres {
   port: number;
-  /** A URL of the server's `postgres` database (superuser, no password). */
-  url(database?: string): string;
+  /** A URL of the server's `postgres` database (superuser, no password), on 127.0.0.1 or `host`. */
+  url(database?: string, host?: string): string;
   /** Makes a new empty database and returns its URL. */
   createDatabase(name?: string): Promise<string>;
   /** pg_ctl stop -m fast (connections are cut). */
@@ -60,19 +61,29 @@ function asPostgres(bin: string, args: string[], timeoutMs = 120_000) {
   });
 }
 
-export async function startTestPostgres(): Promise<TestPostgres> {
+export interface TestPostgresOptions {
+  /** More addresses of this machine to listen on besides 127.0.0.1 (they must exist at start). */
+  listen?: readonly string[];
+  /** Networks (CIDR) whose clients are trusted over TCP besides 127.0.0.1/32. */
+  trust?: readonly string[];
+}
+
+export async function startTestPostgres(o: TestPostgresOptions = {}): Promise<TestPostgres> {
+  for (const net of o.trust ?? [])
+    if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(net)) throw new Error(`not an IPv4 network: ${net}`);
   const bin = await postgresBin();
   const dir = await mkdtemp("/tmp/nixpool-pg-");
   const { uid, gid } = await pgUid();
   await chown(dir, uid, gid);
   const data = join(dir, "data");
   await asPostgres(`${bin}/initdb`, ["-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
+  for (const net of o.trust ?? []) await appendFile(join(data, "pg_hba.conf"), `host all all ${net} trust\n`);
   const port = await freePort();
   const logFile = join(dir, "server.log");
   const options = [
     `-p ${port}`,
     `-k ${dir}`,
-    "-c listen_addresses=127.0.0.1",
+    `-c listen_addresses=${["127.0.0.1", ...(o.listen ?? [])].join(",")}`,
     "-c fsync=off",
     "-c max_connections=200",
   ].join(" ");
@@ -83,7 +94,8 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     await asPostgres(`${bin}/pg_ctl`, ["-D", data, "-m", "fast", "-w", "-t", "60", "stop"]);
   };
   await startServer();
-  const url = (database = "postgres") => `postgresql://postgres@127.0.0.1:${port}/${database}`;
+  const url = (database = "postgres", host = "127.0.0.1") =>
+    `postgresql://postgres@${host}:${port}/${database}`;
   let n = 0;
   let stopped = false;
   return {

@@ -19,7 +19,8 @@ export interface ServeProcess {
 
 /**
  * Starts `nixpool --state-dir DIR GLOBAL… serve --listen 127.0.0.1:0 ARGS…` and waits until it
- * answers (a later `--listen` in ARGS wins); `env` is added to this process's environment.
+ * answers (a later `--listen` in ARGS wins); `env` is added to this process's environment;
+ * `prefix` runs it through another command that then execs node (e.g. `ip netns exec NS`).
  */
 export async function startServe(
   stateDir: string,

@@ -97,7 +97,7 @@ export function requireRoot(): void {
 }
 
 /** Reserves a free slot by creating its network namespace (creation is atomic). */
-async function reserveSlot(): Promise<number> {
+export async function reserveSlot(): Promise<number> {
   requireRoot();
   const existing = new Set(
     (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0] ?? ""),
@@ -120,6 +120,26 @@ async function reserveSlot(): Promise<number> {
   throw new NixpoolError("LOCAL_POOL_FULL", "Every local builder slot is in use.", {
     hint: "Stop pools you no longer need: nixpool local down",
   });
+}
+
+/**
+ * Gives a reserved slot's namespace its link: the veth pair, the /30 (this machine .1, the
+ * namespace .2), and the route to the rest of the pool through this machine.
+ */
+export async function linkSlot(slot: number): Promise<void> {
+  const ns = netnsName(slot);
+  const { host: hostIf, builder: builderIf } = vethNames(slot);
+  const { hostAddress, address } = hostAddresses(slot);
+  await run(["ip", "link", "add", hostIf, "type", "veth", "peer", "name", builderIf, "netns", ns]);
+  await run(["ip", "addr", "add", `${hostAddress}/30`, "dev", hostIf]);
+  await run(["ip", "link", "set", hostIf, "up"]);
+  await run(["ip", "-n", ns, "addr", "add", `${address}/30`, "dev", builderIf]);
+  await run(["ip", "-n", ns, "link", "set", builderIf, "up"]);
+  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  // Hosts reach each other as machines of one network do (a builder copies a closure straight
+  // to a deploy target): routed by this machine, forwarding only what arrives on pool links.
+  await run(["ip", "-n", ns, "route", "add", POOL_NETWORK, "via", hostAddress]);
+  await writeFile(`/proc/sys/net/ipv4/conf/${hostIf}/forwarding`, "1\n");
 }
 
 /** Whether something accepts TCP connections at address:port now. */
@@ -158,7 +178,6 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
   await mkdir(spec.dir, { recursive: true, mode: 0o700 });
   const slot = await reserveSlot();
   const ns = netnsName(slot);
-  const { host: hostIf, builder: builderIf } = vethNames(slot);
   const { hostAddress, address } = hostAddresses(slot);
   const files = localHostPaths(spec.dir);
   const rec: HostRecord = {
@@ -179,16 +198,7 @@ export async function startHost(spec: HostSpec): Promise<HostRecord> {
   try {
     // Record the slot first, so that a crash from here on can still be cleaned up.
     await writeFileAtomic(files.record, JSON.stringify(rec, null, 2));
-    await run(["ip", "link", "add", hostIf, "type", "veth", "peer", "name", builderIf, "netns", ns]);
-    await run(["ip", "addr", "add", `${hostAddress}/30`, "dev", hostIf]);
-    await run(["ip", "link", "set", hostIf, "up"]);
-    await run(["ip", "-n", ns, "addr", "add", `${address}/30`, "dev", builderIf]);
-    await run(["ip", "-n", ns, "link", "set", builderIf, "up"]);
-    await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
-    // Hosts reach each other as machines of one network do (a builder copies a closure straight
-    // to a deploy target): routed by this machine, forwarding only what arrives on pool links.
-    await run(["ip", "-n", ns, "route", "add", POOL_NETWORK, "via", hostAddress]);
-    await writeFile(`/proc/sys/net/ipv4/conf/${hostIf}/forwarding`, "1\n");
+    await linkSlot(slot);
 
     if (spec.seedStore) await copyTree(spec.seedStore, rec.storeDir);
     await mkdir(join(rec.storeDir, "store"), { recursive: true });
