@@ -114,7 +114,14 @@ export class CoordinatorPeers implements SharedWork {
 
   private async tick(): Promise<void> {
     try {
-      await beat(this.db, this.engine, this.id, this.url);
+      // A database cut off the network answers nothing: two heartbeats without an answer is away.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no answer to the heartbeat")), 2 * HEARTBEAT_MS);
+      });
+      await Promise.race([beat(this.db, this.engine, this.id, this.url), late]).finally(() =>
+        clearTimeout(timer),
+      );
     } catch (e) {
       this.upSinceMs = Infinity;
       if (!this.away) {
