@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmod, cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { encodeClientHello, encodeRequest, WireWriter } from "../../src/core/nix-serve/index.js";
@@ -11,6 +12,7 @@ import { stageCli } from "../helpers/staged-cli.js";
 import { killNetns } from "../helpers/processes.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { startTestPool, type TestPool } from "../helpers/pool.js";
+import { startTestPostgres } from "../helpers/postgres.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 import {
   startClientMachine,
@@ -31,6 +33,7 @@ interface ApiBuild {
   client: string;
   status: string;
   label: string;
+  counts: { running: number };
 }
 
 interface GatewayLogLine {
@@ -73,17 +76,17 @@ describe(
     };
 
     /** Configures a client machine from `nixpool config client NAME --json` alone. */
-    const configure = async (m: ClientMachine, name: string) => {
+    const configure = async (m: ClientMachine, name: string, gateway: GatewaySshd = sshd) => {
       const r = await mustCli([
         "config",
         "client",
         name,
         "--host",
-        sshd.address,
+        gateway.address,
         "--user",
         "root",
         "--host-key-file",
-        sshd.hostKeyPubFile,
+        gateway.hostKeyPubFile,
         "--identity",
         m.identity,
         "--json",
@@ -137,6 +140,12 @@ describe(
         "--no-out-link",
       ]);
 
+    /** sshd's lines that ask nixpool for the gateway's keys. */
+    const keysCommand = () => [
+      `AuthorizedKeysCommand ${join(dirs.commandPrefix, "keys-command")} --state-dir ${pool.stateDir} --protocol gateway %u`,
+      "AuthorizedKeysCommandUser nobody",
+    ];
+
     before(async () => {
       pool = await startTestPool(2, 2);
       dirs = await makeKeysCommandDirs("nixpool-gateway-");
@@ -168,10 +177,7 @@ describe(
       await mustCli(["access", "install-keys-command", "--prefix", dirs.commandPrefix]);
       alice = await startClientMachine(join(dirs.dir, "alice"), "gw-alice");
       await mustCli(["access", "add", "alice", "--key", alice.publicKey, "--gateway", "--can-vouch"]);
-      sshd = await startGatewaySshd(join(dirs.dir, "sshd"), alice.rec.hostAddress, [
-        `AuthorizedKeysCommand ${join(dirs.commandPrefix, "keys-command")} --state-dir ${pool.stateDir} --protocol gateway %u`,
-        "AuthorizedKeysCommandUser nobody",
-      ]);
+      sshd = await startGatewaySshd(join(dirs.dir, "sshd"), alice.rec.hostAddress, keysCommand());
       await configure(alice, "alice");
     });
     after(async () => {
@@ -622,6 +628,48 @@ describe(
       const r = await building;
       assert.equal(r.exitCode, 0, r.stderr);
       assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, leafLines(6));
+    });
+
+    // Last: it replaces the coordinator with two on PostgreSQL (and a builder was killed above).
+    test("two coordinators on this machine (PostgreSQL), the first killed with -9 mid-build: the gateway follows the build on the second, and the client's nix-build succeeds", async () => {
+      const postgres = await startTestPostgres();
+      const sockets = await mkdtemp(join(tmpdir(), "nixpool-gw-coordinators-"));
+      const started: ServeProcess[] = [];
+      let sshd2: GatewaySshd | undefined;
+      try {
+        await serve.stop();
+        const env = { NIXPOOL_DATABASE_URL: await postgres.createDatabase() };
+        for (const name of ["a", "b"])
+          started.push(await startServe(pool.stateDir, ["--socket", join(sockets, `${name}.sock`)], [], env));
+        const [a, b] = started as [ServeProcess, ServeProcess];
+        // The gateway's sessions name both (sshd's SetEnv), the first first.
+        sshd2 = await startGatewaySshd(join(dirs.dir, "sshd-two"), alice.rec.hostAddress, [
+          ...keysCommand(),
+          `SetEnv NIXPOOL_COORDINATOR=unix:${a.socket},unix:${b.socket}`,
+        ]);
+        await configure(alice, "alice", sshd2);
+        const seed = randomBytes(8).toString("hex");
+        const building = nixBuild(alice, "graph", seed, ["--arg", "n", "4", "--argstr", "sleep", "4"]);
+        const runningOnA = await waitFor(
+          async () => {
+            const r = await socketRequest(a.socket, "GET", "/api/builds?status=running");
+            return (JSON.parse(r.body) as ApiBuild[]).some((x) => x.counts.running > 0) || undefined;
+          },
+          { timeoutMs: 120_000, intervalMs: 100 },
+        );
+        assert.ok(runningOnA, "no gateway build ran on the first coordinator");
+        process.kill(a.pid ?? 0, "SIGKILL");
+        await a.exited();
+        const r = await building;
+        assert.equal(r.exitCode, 0, `${r.stderr}\n${b.stderr()}`);
+        assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, leafLines(4));
+        assert.match(b.stderr() + b.stdout(), /adopting build/);
+      } finally {
+        await Promise.all(started.map((p) => p.stop("SIGKILL")));
+        await sshd2?.stop();
+        await postgres.stop();
+        await rm(sockets, { recursive: true, force: true });
+      }
     });
   },
 );

@@ -1,7 +1,6 @@
 import { unixSocketAnswers } from "../../adapters/unix-socket.js";
 import { statePaths } from "../../config/state-paths.js";
 import { describeAddress, parseCoordinatorList } from "../../core/coordinator-list.js";
-import { configError } from "../../core/errors.js";
 import { readServeToken } from "../serve-token.js";
 
 /** Where a coordinator answers: its Unix socket, or an http(s) base URL with the token to send. */
@@ -48,26 +47,4 @@ export async function findCoordinators(
   if (fromEnv) return parseCoordinatorTargets(fromEnv, "NIXPOOL_COORDINATOR", stateDir, env);
   const socket = statePaths(stateDir).serve.socket;
   return (await unixSocketAnswers(socket)) ? [{ kind: "socket", path: socket }] : undefined;
-}
-
-/**
- * The one coordinator of a command that follows a single one (the gateway): as findCoordinators,
- * refusing a list rather than silently using its first entry.
- */
-export async function findCoordinator(
-  flag: string | undefined,
-  stateDir: string,
-  env: NodeJS.ProcessEnv,
-): Promise<CoordinatorTarget | undefined> {
-  const targets = await findCoordinators(flag, stateDir, env);
-  if (targets && targets.length > 1) {
-    throw configError(
-      "COORDINATOR_URL_INVALID",
-      `${flag ? "--coordinator" : "NIXPOOL_COORDINATOR"} names ${targets.length} coordinators; this command follows one.`,
-      {
-        hint: `Give one of them, e.g. --coordinator ${targets.map(describeTarget)[0] ?? "unix:/var/lib/nixpool/serve/api.sock"}`,
-      },
-    );
-  }
-  return targets?.[0];
 }

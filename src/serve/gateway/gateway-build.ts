@@ -9,7 +9,8 @@ import {
   type BuildResult,
 } from "../../core/nix-serve/index.js";
 import type { CoordinatorClient } from "../client/coordinator-client.js";
-import type { ClientBuildDetail } from "../client/coordinator-responses.js";
+import { CoordinatorFailover } from "../client/coordinator-failover.js";
+import type { ClientBuildDetail, StreamEvent } from "../client/coordinator-responses.js";
 import { toGivenJson } from "../given-derivation.js";
 
 /** What a gateway session asks of the pool for one BuildDerivation. */
@@ -34,11 +35,17 @@ const TAIL_LINES = 10;
  * mapped to Nix's BuildResult.
  */
 export class CoordinatorBuilds implements GatewayBuilds {
+  /** Several coordinators (sharing this machine's store): a build is followed on the next when one is lost. */
+  private readonly others: readonly CoordinatorClient[];
+
   constructor(
     private readonly coordinator: CoordinatorClient,
     private readonly client: string,
     private readonly clock: () => number = Date.now,
-  ) {}
+    others: readonly CoordinatorClient[] = [],
+  ) {
+    this.others = others;
+  }
 
   async build(
     drvPath: string,
@@ -56,7 +63,7 @@ export class CoordinatorBuilds implements GatewayBuilds {
     const stop = (why: string) => {
       if (timedOut !== undefined) return;
       timedOut = why;
-      if (id !== undefined) void this.coordinator.cancel(id).catch(() => undefined);
+      if (id !== undefined) void cancel(id);
     };
     const armSilence = () => {
       if (options.maxSilentTime <= 0) return;
@@ -77,34 +84,47 @@ export class CoordinatorBuilds implements GatewayBuilds {
         options.buildTimeout * 1000,
       );
     };
+    let failover: CoordinatorFailover | undefined;
+    const cancel = (buildId: string) =>
+      (failover ? failover.cancel() : this.coordinator.cancel(buildId)).catch(() => undefined);
     const onAbort = () => stop(`the client of '${drvPath}' went away`);
     signal?.addEventListener("abort", onAbort);
     let detail: ClientBuildDetail | undefined;
     let failure: string | undefined;
+    const request = {
+      derivations: [{ drv: drvPath, output, given: toGivenJson(drv) }],
+      label: `gateway ${this.client}: ${derivationName(drvPath)}`,
+      onBehalfOf: this.client,
+      // The outputs stay on the builder: the client's QueryPathInfos and DumpStorePath read them there.
+      copyBack: "none" as const,
+    };
     try {
-      detail = await this.coordinator.submit(
-        {
-          derivations: [{ drv: drvPath, output, given: toGivenJson(drv) }],
-          label: `gateway ${this.client}: ${derivationName(drvPath)}`,
-          onBehalfOf: this.client,
-          // The outputs stay on the builder: the client's QueryPathInfos and DumpStorePath read them there.
-          copyBack: "none",
-        },
-        (e) => {
-          if (e.type === "submitted") {
-            id = e.id;
-            if (timedOut !== undefined) void this.coordinator.cancel(id).catch(() => undefined);
-          } else if (e.type === "dispatch" && e.event.kind === "start" && e.event.drv === drvPath) {
-            armOverall();
-            armSilence();
-          } else if (e.type === "dispatch" && e.event.kind === "log") {
-            armSilence();
-            tail.push(e.event.line);
-            if (tail.length > TAIL_LINES) tail.shift();
-            onLog(e.event.line);
-          }
-        },
-      );
+      const onEvent = (e: StreamEvent) => {
+        if (e.type === "submitted") {
+          id = e.id;
+          if (timedOut !== undefined) void cancel(id);
+        } else if (e.type === "dispatch" && e.event.kind === "start" && e.event.drv === drvPath) {
+          armOverall();
+          armSilence();
+        } else if (e.type === "dispatch" && e.event.kind === "log") {
+          armSilence();
+          tail.push(e.event.line);
+          if (tail.length > TAIL_LINES) tail.shift();
+          onLog(e.event.line);
+        }
+      };
+      if (this.others.length === 0) {
+        detail = await this.coordinator.submit(request, onEvent);
+      } else {
+        // Several coordinators sharing this machine's store: one lost mid-build, the build is
+        // followed (same id) on another, which adopts it; the client's Nix never learns.
+        failover = new CoordinatorFailover([this.coordinator, ...this.others], {
+          say: (line) => onLog(`nixpool gateway: ${line}`),
+          onEvent,
+        });
+        const never = new AbortController().signal;
+        detail = (await failover.run(() => Promise.resolve(request), never, never)).detail;
+      }
     } catch (e) {
       failure = isNixpoolError(e) ? `${e.message} (${e.code})` : e instanceof Error ? e.message : String(e);
     } finally {

@@ -3,7 +3,7 @@ import { ExitCode, NixpoolError, configError } from "../../core/errors.js";
 import { redactForTerminal } from "../../core/redact.js";
 import { ServeSession } from "../../adapters/nix-serve-session.js";
 import { CoordinatorClient } from "../client/coordinator-client.js";
-import { describeTarget, findCoordinator } from "../client/coordinator-target.js";
+import { describeTarget, findCoordinators } from "../client/coordinator-target.js";
 import { CoordinatorBuilds } from "./gateway-build.js";
 import { CoordinatorPool } from "./gateway-pool.js";
 import { runGatewaySession } from "./gateway-session.js";
@@ -43,8 +43,10 @@ export async function runGateway(opts: GatewayRunOptions): Promise<ExitCode> {
     name: "the coordinator's store",
     onStderrLine: (line) => log(`nixpool gateway: the coordinator's store: ${line}`),
   });
-  const target = findCoordinator(opts.coordinator, opts.stateDir, process.env).then((t) => {
-    if (!t) {
+  // Several (NIXPOOL_COORDINATOR=unix:/a.sock,unix:/b.sock, from sshd's SetEnv): coordinators
+  // sharing this machine's store; a build is followed on the next when one is lost.
+  const targets = findCoordinators(opts.coordinator, opts.stateDir, process.env).then((t) => {
+    if (!t || t.length === 0) {
       throw new NixpoolError(
         "COORDINATOR_UNREACHABLE",
         "No coordinator runs on this machine's state directory.",
@@ -62,15 +64,24 @@ export async function runGateway(opts: GatewayRunOptions): Promise<ExitCode> {
       output: process.stdout,
       log,
       store,
-      builds: target.then((t) => new CoordinatorBuilds(new CoordinatorClient(t), opts.client)),
-      pool: target.then((t) => new CoordinatorPool(new CoordinatorClient(t))),
+      builds: targets.then((ts) => {
+        const [c, ...cs] = ts.map((t) => new CoordinatorClient(t));
+        return new CoordinatorBuilds(c as CoordinatorClient, opts.client, Date.now, cs);
+      }),
+      pool: targets.then((ts) => {
+        const [c, ...cs] = ts.map((t) => new CoordinatorClient(t));
+        return new CoordinatorPool(c as CoordinatorClient, cs);
+      }),
       ...(Number.isFinite(stallMs) && stallMs > 0 ? { stallMs } : {}),
       ...(opts.greeted ? { greeted: true } : {}),
     });
     await appendGatewayLog(opts.stateDir, {
       at: new Date(startMs).toISOString(),
       client: opts.client,
-      coordinator: await target.then(describeTarget, () => "none"),
+      coordinator: await targets.then(
+        (ts) => ts.map(describeTarget).join(","),
+        () => "none",
+      ),
       ms: Date.now() - startMs,
       clientVersion: `0x${result.clientVersion.toString(16)}`,
       requests: result.requests,
