@@ -70,8 +70,8 @@ describe(
       return (await r.json()) as T;
     };
 
-    test("the client follows its build on the second coordinator, which finishes it under the same id", async () => {
-      const link = join(work.dir, "result");
+    /** `nixpool build` of 4 leaves of 5 s to `link`, naming `coordinators`, running. */
+    const startClient = (link: string, coordinators: readonly string[]) => {
       let err = "";
       const client = execa(
         "node",
@@ -88,15 +88,22 @@ describe(
           reject: false,
           cwd: work.dir,
           stdin: "ignore",
-          env: { NIXPOOL_COORDINATOR: `${a.url},${b.url}`, NIXPOOL_COORDINATOR_TOKEN: token },
+          env: { NIXPOOL_COORDINATOR: coordinators.join(","), NIXPOOL_COORDINATOR_TOKEN: token },
         },
       );
       client.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+      return { client, stderr: () => err };
+    };
+
+    test("the client follows its build on the second coordinator, which finishes it under the same id", async () => {
+      const link = join(work.dir, "result");
+      const { client, stderr } = startClient(link, [a.url, b.url]);
       const id = await waitFor(
-        () => new RegExp(`build (\\S+) submitted to the coordinator at ${escape(a.url)}\\n`).exec(err)?.[1],
+        () =>
+          new RegExp(`build (\\S+) submitted to the coordinator at ${escape(a.url)}\\n`).exec(stderr())?.[1],
         { timeoutMs: 120_000 },
       );
-      assert.ok(id, `the client named its build:\n${err}`);
+      assert.ok(id, `the client named its build:\n${stderr()}`);
       // B sees A's build running (from the shared database) before A dies.
       const running = await waitFor(
         async () => ((await onB<Detail>(`/api/builds/${id}`)).counts?.running ?? 0) > 0,
@@ -107,12 +114,12 @@ describe(
       assert.ok(running, `build ${id} runs`);
       await a.stop("SIGKILL");
       const r = await client;
-      assert.equal(r.exitCode, 0, err);
+      assert.equal(r.exitCode, 0, stderr());
       assert.match(
-        err,
+        stderr(),
         new RegExp(`coordinator ${escape(a.url)} lost; following build ${id} on ${escape(b.url)}\\n`),
       );
-      assert.equal(err.match(/submitted to the coordinator/g)?.length, 1, "one submission");
+      assert.equal(stderr().match(/submitted to the coordinator/g)?.length, 1, "one submission");
       const detail = await onB<Detail>(`/api/builds/${id}`);
       assert.equal(detail.status, "succeeded");
       assert.equal(await readlink(link), detail.outputs[0]);
@@ -146,36 +153,18 @@ describe(
       );
       others.push(b2);
       const link = join(work.dir, "result-orphaned");
-      let err = "";
-      const client = execa(
-        "node",
-        [
-          CLI,
-          "--state-dir",
-          join(work.dir, "client-state"),
-          "build",
-          ...graphArgs(4, { sleep: 5 }),
-          "-o",
-          link,
-        ],
-        {
-          reject: false,
-          cwd: work.dir,
-          stdin: "ignore",
-          env: { NIXPOOL_COORDINATOR: `${a2.url},${b2.url}`, NIXPOOL_COORDINATOR_TOKEN: token },
-        },
-      );
-      client.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+      const { client, stderr } = startClient(link, [a2.url, b2.url]);
       const on = async <T>(url: string, path: string): Promise<T> => {
         const r = await fetch(`${url}${path}`, { headers: { Authorization: `Bearer ${token}` } });
         assert.equal(r.status, 200, path);
         return (await r.json()) as T;
       };
       const id = await waitFor(
-        () => new RegExp(`build (\\S+) submitted to the coordinator at ${escape(a2.url)}\\n`).exec(err)?.[1],
+        () =>
+          new RegExp(`build (\\S+) submitted to the coordinator at ${escape(a2.url)}\\n`).exec(stderr())?.[1],
         { timeoutMs: 120_000 },
       );
-      assert.ok(id, `the client named its build:\n${err}`);
+      assert.ok(id, `the client named its build:\n${stderr()}`);
       const running = await waitFor(
         async () => ((await on<Detail>(a2.url, `/api/builds/${id}`)).counts?.running ?? 0) > 0,
         { timeoutMs: 120_000 },
@@ -183,21 +172,21 @@ describe(
       assert.ok(running, `build ${id} runs`);
       await a2.stop("SIGKILL");
       const r = await client;
-      assert.equal(r.exitCode, 0, err);
+      assert.equal(r.exitCode, 0, stderr());
       assert.match(
-        err,
+        stderr(),
         new RegExp(`coordinator ${escape(a2.url)} lost; following build ${id} on ${escape(b2.url)}\\n`),
       );
       assert.match(
-        err,
+        stderr(),
         new RegExp(`build ${id} was orphaned .*; submitting it again to ${escape(b2.url)}\\n`),
       );
       assert.match(
-        err,
+        stderr(),
         new RegExp(`uploaded \\d+ paths \\([\\d.]+ MB\\) to the coordinator at ${escape(b2.url)}`),
       );
       const again = new RegExp(`build (\\S+) submitted to the coordinator at ${escape(b2.url)}\\n`).exec(
-        err,
+        stderr(),
       )?.[1];
       assert.ok(again && again !== id, "a second build, on the second coordinator");
       const orphaned = await on<Detail & { error?: { code: string } }>(b2.url, `/api/builds/${id}`);
@@ -210,7 +199,7 @@ describe(
       const out = await readlink(link);
       assert.equal(out, detail.outputs[0]);
       assert.equal((await run(["nix-store", "--check-validity", out], { reject: false })).exitCode, 0);
-      assert.match(err, /downloaded \d+ paths/);
+      assert.match(stderr(), /downloaded \d+ paths/);
     });
   },
 );

@@ -642,7 +642,8 @@ describe(
         for (const name of ["a", "b"])
           started.push(await startServe(pool.stateDir, ["--socket", join(sockets, `${name}.sock`)], [], env));
         const [a, b] = started as [ServeProcess, ServeProcess];
-        // The gateway's sessions name both (sshd's SetEnv), the first first.
+        // The gateway's sessions name both (sshd's SetEnv), the first first; on the first's address.
+        await sshd.stop();
         sshd2 = await startGatewaySshd(join(dirs.dir, "sshd-two"), alice.rec.hostAddress, [
           ...keysCommand(),
           `SetEnv NIXPOOL_COORDINATOR=unix:${a.socket},unix:${b.socket}`,
@@ -664,6 +665,8 @@ describe(
         assert.equal(r.exitCode, 0, `${r.stderr}\n${b.stderr()}`);
         assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, leafLines(4));
         assert.match(b.stderr() + b.stdout(), /adopting build/);
+        // The session building when the first died said so in the build's log, and followed it.
+        assert.match(r.stderr, /nixpool gateway: coordinator unix:\S+ lost; following build \S+ on unix:/);
       } finally {
         await Promise.all(started.map((p) => p.stop("SIGKILL")));
         await sshd2?.stop();
