@@ -144,6 +144,7 @@ export class Dispatcher {
 
   /** Stops listening to the fleet (the fleet is shut down by its owner). */
   close(): void {
+    this.shared?.close();
     this.unsubscribe();
   }
 }

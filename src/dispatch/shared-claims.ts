@@ -26,8 +26,6 @@ export interface SharedLease {
   release(built: boolean): void;
 }
 
-const RELEASE_RETRY_MS = 10 * 60_000;
-
 /**
  * The dispatcher's side of several coordinators: before an attempt starts it claims the derivation
  * and a builder slot in the shared database. A derivation another coordinator builds is not
@@ -38,6 +36,8 @@ export class SharedClaims {
   /** Derivations another coordinator is building now. */
   readonly elsewhere = new Set<string>();
   private watching = false;
+  /** Ends the retries and the watch when the coordinator closes. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly work: SharedWork,
@@ -87,16 +87,22 @@ export class SharedClaims {
           }
           force = true; // built on a builder that is gone here: build it again
           continue;
-        case "full":
-          await waitFor(
+        case "full": {
+          const freed = await waitFor(
             async () => stopping() || (await this.work.heldSlots(link.name).catch(() => slots)) < slots,
-            { timeoutMs: 5_000, intervalMs: 200 },
-          ).catch(() => undefined);
+            { timeoutMs: 5_000, intervalMs: 200, signal: this.closing.signal },
+          ).catch(() => false);
+          // Still full: the derivation goes back, and may be placed on a builder with room.
+          if (!freed) return void back();
+        }
       }
     }
   }
 
-  /** Gives the claim and slot back (again, until the database answers: a slot held for ever is lost to the pool). */
+  /**
+   * Gives the claim and slot back, again until the database answers (a slot held for ever is lost
+   * to the pool) or the coordinator closes (leaving, it gives back all it holds).
+   */
   private release(drv: string, builder: string, slot: number, built: boolean): void {
     void waitFor(
       () =>
@@ -104,8 +110,13 @@ export class SharedClaims {
           () => true,
           () => false,
         ),
-      { timeoutMs: RELEASE_RETRY_MS, intervalMs: 500 },
+      { timeoutMs: Number.MAX_SAFE_INTEGER, intervalMs: 1_000, signal: this.closing.signal },
     ).catch(() => undefined);
+  }
+
+  /** Stops retrying and watching (the coordinator closes). */
+  close(): void {
+    this.closing.abort();
   }
 
   /** Polls the derivations being built elsewhere until each is released (built: found there). */
@@ -123,10 +134,13 @@ export class SharedClaims {
         if (released.size > 0) this.hooks.wake();
         return this.elsewhere.size === 0;
       },
-      { timeoutMs: Number.MAX_SAFE_INTEGER, intervalMs: 300 },
-    ).finally(() => {
-      this.watching = false;
-      if (this.elsewhere.size > 0) this.watch([...this.elsewhere][0] as string);
-    });
+      { timeoutMs: Number.MAX_SAFE_INTEGER, intervalMs: 300, signal: this.closing.signal },
+    )
+      .catch(() => undefined)
+      .finally(() => {
+        this.watching = false;
+        if (this.elsewhere.size > 0 && !this.closing.signal.aborted)
+          this.watch([...this.elsewhere][0] as string);
+      });
   }
 }

@@ -60,6 +60,9 @@ const RECENT_MS = 60_000;
 export class CoordinatorPeers implements SharedWork {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  private beatTimer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+  private adopting = true;
   private away: NixpoolError | undefined;
   private stopped = false;
   /** Since when (this clock) every heartbeat was taken: adoption waits until that spans PEER_TTL_MS. */
@@ -98,13 +101,26 @@ export class CoordinatorPeers implements SharedWork {
     return peers;
   }
 
-  /** Writes the first heartbeat, then beats (adopting and polling) every HEARTBEAT_MS. */
+  /**
+   * Writes the first heartbeat, then beats every HEARTBEAT_MS; adoption and polling run on their
+   * own timer, so that slow ones never delay a heartbeat (a late heartbeat is a coordinator taken
+   * for dead).
+   */
   async start(): Promise<void> {
     await beat(this.db, this.engine, this.id, this.url);
+    this.beatTimer = setInterval(() => {
+      this.beating ??= this.beatOnce().finally(() => (this.beating = undefined));
+    }, HEARTBEAT_MS);
+    this.beatTimer.unref();
     this.timer = setInterval(() => {
       this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
     }, HEARTBEAT_MS);
     this.timer.unref();
+  }
+
+  /** Takes no more builds of others (a coordinator that drains or closes). */
+  stopAdopting(): void {
+    this.adopting = false;
   }
 
   /** The database did not take the last heartbeat: new builds are refused (DATABASE_UNREACHABLE). */
@@ -112,7 +128,7 @@ export class CoordinatorPeers implements SharedWork {
     return this.away;
   }
 
-  private async tick(): Promise<void> {
+  private async beatOnce(): Promise<void> {
     try {
       // A database cut off the network answers nothing: two heartbeats without an answer is away.
       let timer: NodeJS.Timeout | undefined;
@@ -135,10 +151,13 @@ export class CoordinatorPeers implements SharedWork {
       this.away = undefined;
       this.hooks.log("several coordinators: the database answers again");
     }
-    if (this.stopped) return;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped || this.away) return;
     // After the database was away, every coordinator's heartbeat looks stale for a moment: a
     // coordinator adopts only once the others had PEER_TTL_MS to beat again too.
-    if (Date.now() - this.upSinceMs >= PEER_TTL_MS)
+    if (this.adopting && Date.now() - this.upSinceMs >= PEER_TTL_MS)
       await this.adoptOrphans().catch((e: unknown) =>
         this.hooks.log(
           `several coordinators: adopting builds failed: ${e instanceof Error ? e.message : String(e)}`,
@@ -194,7 +213,7 @@ export class CoordinatorPeers implements SharedWork {
       .orderBy("seq")
       .execute();
     for (const r of rows) {
-      if (this.stopped || r.coordinator === this.id || this.hooks.runs(r.id)) continue;
+      if (this.stopped || !this.adopting || r.coordinator === this.id || this.hooks.runs(r.id)) continue;
       const taken = await this.db
         .updateTable("builds")
         .set({ coordinator: this.id })
@@ -244,7 +263,17 @@ export class CoordinatorPeers implements SharedWork {
       this.shown.set(r.id, text);
       this.hooks.emit({ type: "build", build });
     }
-    for (const id of this.shown.keys()) if (!seen.has(id)) this.shown.delete(id);
+    // One shown unfinished that left the window (it ended while this one did not look, or by
+    // another clock): read by id, so that its end still reaches the streams that follow it.
+    const vanished = [...this.shown.keys()].filter((id) => !seen.has(id));
+    if (vanished.length > 0) {
+      const last = await this.db.selectFrom("builds").selectAll().where("id", "in", vanished).execute();
+      for (const r of last) {
+        const build = this.history.summary(r);
+        if (this.shown.get(r.id) !== JSON.stringify(build)) this.hooks.emit({ type: "build", build });
+      }
+    }
+    for (const id of vanished) this.shown.delete(id);
   }
 
   claim(w: { drv: string; builder: string; slots: number; force: boolean }): Promise<ClaimOutcome> {
@@ -270,7 +299,8 @@ export class CoordinatorPeers implements SharedWork {
   async stop(handOver: boolean): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.ticking;
+    clearInterval(this.beatTimer);
+    await Promise.all([this.ticking, this.beating]);
     if (handOver)
       await waitFor(
         () =>
@@ -300,7 +330,10 @@ export async function adoptableRequest(
   return data;
 }
 
-/** Ends an adopted build that cannot go on (failed, with why); returns it as a summary to send. */
+/**
+ * Ends an adopted build that cannot go on (failed, with why), straight from its row: the end is
+ * written even when its detail cannot be read; returns it as a summary to send.
+ */
 export async function failOrphan(
   history: HistoryStore,
   o: OrphanBuild,
@@ -311,14 +344,15 @@ export async function failOrphan(
     isNixpoolError(e) && e.code === "BUILD_ORPHANED"
       ? e
       : orphaned(o, e instanceof Error ? e.message : String(e));
+  const owner = history.owner;
+  history.write(`build ${o.id}`, (db) => {
+    const q = db
+      .updateTable("builds")
+      .set({ status: "failed", finished_at: at, error_code: error.code, error_message: error.message })
+      .where("id", "=", o.id);
+    return (owner === null ? q : q.where("coordinator", "=", owner)).execute();
+  });
+  await history.settled();
   const d = await history.build(o.id).catch(() => undefined);
-  if (!d) return undefined;
-  const end = {
-    ...d,
-    status: "failed" as const,
-    finishedAt: at,
-    error: { code: error.code, message: error.message },
-  };
-  history.updateBuild(end);
-  return summaryOf(end);
+  return d ? summaryOf(d) : undefined;
 }

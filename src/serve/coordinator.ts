@@ -554,6 +554,7 @@ export class Coordinator implements CoordinatorApi {
    */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
+    this.peers?.stopAdopting();
     await waitUntil(() => this.live.size === 0, { timeoutMs: graceMs, intervalMs: 50 }).catch(
       () => undefined,
     );
@@ -574,6 +575,7 @@ export class Coordinator implements CoordinatorApi {
   async close(): Promise<void> {
     if (this.closed) return;
     this.draining = true;
+    this.peers?.stopAdopting();
     this.rented?.stop();
     this.handingOver = this.peers !== undefined;
     await this.stopAll("coordinator stopped (closed)");

@@ -136,7 +136,21 @@ export class HistoryStore {
 
   /** The next row order (for the history's companions too: history-autoscale.ts). */
   nextOrd(): number {
-    return ++this.ord;
+    // By the clock (µs), so that several coordinators' rows interleave in time order.
+    this.ord = Math.max(this.ord + 1, Date.now() * 1000);
+    return this.ord;
+  }
+
+  /** Several coordinators: whether this one still owns build `id` (a late write must not undo an adoption). */
+  private async owns(db: Kysely<HistoryTables>, id: string): Promise<boolean> {
+    if (this.owner === null) return true;
+    const row = await db
+      .selectFrom("builds")
+      .select("id")
+      .where("id", "=", id)
+      .where("coordinator", "=", this.owner)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   /**
@@ -337,6 +351,7 @@ export class HistoryStore {
         )
         .execute();
     this.write(`derivations of build ${buildId}`, async (db) => {
+      if (!(await this.owns(db, buildId))) return;
       if (rows.length <= CHUNK) return upsert(db, rows);
       return db.transaction().execute(async (tx) => {
         for (let i = 0; i < rows.length; i += CHUNK) await upsert(tx, rows.slice(i, i + CHUNK));
@@ -354,21 +369,23 @@ export class HistoryStore {
       records: JSON.stringify(r.records),
       ord: this.nextOrd(),
     };
-    this.write(`records of build ${buildId}`, (db) =>
-      db
-        .insertInto("build_records")
-        .values(row)
-        .onConflict((oc) =>
-          oc.column("build_id").doUpdateSet((eb) => ({
-            started_at_ms: eb.ref("excluded.started_at_ms"),
-            wall_ms: eb.ref("excluded.wall_ms"),
-            builders: eb.ref("excluded.builders"),
-            stats: eb.ref("excluded.stats"),
-            records: eb.ref("excluded.records"),
-            ord: eb.ref("excluded.ord"),
-          })),
-        )
-        .execute(),
+    this.write(`records of build ${buildId}`, async (db) =>
+      !(await this.owns(db, buildId))
+        ? undefined
+        : db
+            .insertInto("build_records")
+            .values(row)
+            .onConflict((oc) =>
+              oc.column("build_id").doUpdateSet((eb) => ({
+                started_at_ms: eb.ref("excluded.started_at_ms"),
+                wall_ms: eb.ref("excluded.wall_ms"),
+                builders: eb.ref("excluded.builders"),
+                stats: eb.ref("excluded.stats"),
+                records: eb.ref("excluded.records"),
+                ord: eb.ref("excluded.ord"),
+              })),
+            )
+            .execute(),
     );
   }
 

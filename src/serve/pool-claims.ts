@@ -107,6 +107,22 @@ async function claimOnce(
   const now = nowMs(engine);
   try {
     return await db.transaction().execute(async (tx) => {
+      // Only a coordinator the others count as alive claims (its heartbeat renewed here too): one
+      // taken for dead waits until its heartbeat is back, its builds perhaps adopted meanwhile.
+      const alive = await tx
+        .updateTable("coordinators")
+        .set({ heartbeat_ms: now })
+        .where("id", "=", w.holder)
+        .where("heartbeat_ms", ">=", sql<number>`${now} - ${PEER_TTL_MS}`)
+        .executeTakeFirst();
+      if (Number(alive.numUpdatedRows) !== 1) throw new Full();
+      // A claim of this derivation here whose answer was lost (a commit the client did not hear).
+      await tx
+        .deleteFrom("slot_leases")
+        .where("holder", "=", w.holder)
+        .where("drv", "=", w.drv)
+        .where("builder", "=", w.builder)
+        .execute();
       const values = { holder: w.holder, build_id: w.buildId, builder: w.builder, state: "building" };
       const won = await tx
         .insertInto("claims")
