@@ -1,4 +1,5 @@
 import { sql, type Kysely } from "kysely";
+import type { ClaimOutcome } from "../dispatch/shared-claims.js";
 import type { HistoryEngine, HistoryTables } from "./history-schema.js";
 import { nowMs } from "./pool-lease.js";
 
@@ -24,16 +25,6 @@ export interface PeerRow {
   heartbeatMs: number;
   alive: boolean;
 }
-
-/** What claiming a derivation and a slot gave. */
-export type ClaimOutcome =
-  | { kind: "ok"; slot: number }
-  /** Another live coordinator builds it now. */
-  | { kind: "held"; by: string }
-  /** Another coordinator built it on `builder` (its outputs are there). */
-  | { kind: "built"; builder: string }
-  /** Every slot of the builder is held by live coordinators. */
-  | { kind: "full" };
 
 /** Writes this coordinator's heartbeat (first: its row). */
 export async function beat(db: Db, engine: HistoryEngine, id: string, url: string | null): Promise<void> {
