@@ -14,6 +14,8 @@ export interface ClientIdentity {
   user: string;
   uid?: number;
   via: "socket" | "token" | "local";
+  /** A TCP request to a coordinator serving without a token (`--no-token`): anyone on the machine. */
+  unauthenticated?: true;
 }
 
 /** A build to run; the client has evaluated already (its store is the coordinator's). */

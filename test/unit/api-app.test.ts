@@ -95,3 +95,49 @@ test("/?token= sets the cookie and redirects within this coordinator, never to a
   assert.match(res.headers.get("set-cookie") ?? "", /HttpOnly/);
   assert.doesNotMatch(res.headers.get("set-cookie") ?? "", /secret-token/);
 });
+
+test("without a token (--no-token), a TCP request may read but never import into the store; with one it may", async () => {
+  const opened: string[] = [];
+  const store = {
+    // Every store call is recorded: a refused import must not even open the store.
+    openStore: () => {
+      opened.push("open");
+      return Promise.reject(new Error("the test's store is not reachable"));
+    },
+  };
+  const importRequest = (token?: string) => ({
+    method: "POST",
+    body: "not an export stream",
+    headers: {
+      "content-type": "application/x-nix-export",
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+    },
+  });
+  const open = createApiApp({
+    coordinator: new RefusingCoordinator(),
+    auth: { token: undefined, cookieName: "nixpool-2" },
+    store,
+    log: () => {},
+  }).app;
+  const who = await open.request("/api/whoami", {}, { transport: "tcp" });
+  assert.equal(who.status, 200);
+  const refused = await open.request("/api/store/import", importRequest(), { transport: "tcp" });
+  assert.equal(refused.status, 403);
+  const body = (await refused.json()) as { code: string; message: string; hint: string };
+  assert.equal(body.code, "API_FORBIDDEN");
+  assert.match(body.message, /without a token \(--no-token\)/);
+  assert.match(body.hint, /nixpool serve token --client NAME/);
+  assert.deepEqual(opened, []);
+
+  const guarded = createApiApp({
+    coordinator: new RefusingCoordinator(),
+    auth: { token: "secret-token", cookieName: "nixpool-3" },
+    store,
+    log: () => {},
+  }).app;
+  const admitted = await guarded.request("/api/store/import", importRequest("secret-token"), {
+    transport: "tcp",
+  });
+  assert.notEqual(admitted.status, 403);
+  assert.deepEqual(opened, ["open"]);
+});

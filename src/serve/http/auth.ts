@@ -44,7 +44,7 @@ async function identifySocketPeer(c: Context<ApiEnv>): Promise<ClientIdentity> {
 /** A TCP request's identity: the bearer token, or the dashboard cookie (for safe methods, or same-origin). */
 function identifyTokenHolder(c: Context<ApiEnv>, o: AuthOptions): ClientIdentity {
   const holder: ClientIdentity = { user: "token", via: "token" };
-  if (o.token === undefined) return holder;
+  if (o.token === undefined) return { ...holder, unauthenticated: true };
   const header = c.req.header("authorization");
   if (header !== undefined) {
     const m = /^Bearer ([\x21-\x7e]+)$/.exec(header);

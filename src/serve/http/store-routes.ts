@@ -78,7 +78,8 @@ export function mountStoreRoutes(app: Hono<ApiEnv>, o: StoreRoutesOptions = {}):
   /**
    * Imports an export stream (nix-store --export, references first) into this machine's store.
    * Only root on the socket and token holders: a local user shares this store already, and an
-   * import writes to it as the coordinator's user.
+   * import writes to it as the coordinator's user. Without a token (`--no-token`) a TCP request
+   * could come from any local user, so it may not import either.
    */
   app.post("/api/store/import", async (c) => {
     const client = c.get("client");
@@ -88,6 +89,14 @@ export function mountStoreRoutes(app: Hono<ApiEnv>, o: StoreRoutesOptions = {}):
         "API_FORBIDDEN",
         `User ${client.user} shares this machine's store and may not import into it through the coordinator.`,
         "Build from this machine as usual: nixpool build … (nothing needs uploading).",
+      );
+    }
+    if (client.unauthenticated) {
+      throw new ApiError(
+        403,
+        "API_FORBIDDEN",
+        "This coordinator serves TCP without a token (--no-token), so nobody may import into its store over TCP.",
+        "Serve with a token (drop --no-token) and give the client its own: nixpool serve token --client NAME.",
       );
     }
     if (!/^application\/x-nix-export\b/i.test(c.req.header("content-type") ?? "")) {
