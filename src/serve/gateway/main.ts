@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // sshd's forced command for a gateway client (docs/gateway.md):
-//   main.js --state-dir DIR --client NAME [--coordinator unix:PATH] [--stall SECONDS]
+//   main.js --state-dir DIR --client NAME [--coordinator unix:PATH] [--stall SECONDS] [--greeted]
 // Nix's main loop waits for every hook's connection, greeting included, one after the other: this
 // entry writes the server's greeting before loading anything else (node's start is most of a
 // session's cost), then loads the gateway. `nixpool gateway` is the same session from the full CLI.
@@ -11,14 +11,15 @@ import { ExitCode } from "../../core/errors.js";
 // must not end the process before the session is logged and its build cancelled.
 process.stdout.on("error", () => undefined);
 process.stderr.on("error", () => undefined);
-process.stdout.write(encodeServerHello());
+const argv = process.argv.slice(2);
+// `--greeted`: greet.sh (the forced command sshd runs) has written the greeting already.
+if (!argv.includes("--greeted")) process.stdout.write(encodeServerHello());
 
 function flag(argv: readonly string[], name: string): string | undefined {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
-const argv = process.argv.slice(2);
 const stateDir = flag(argv, "--state-dir");
 const client = flag(argv, "--client");
 const stall = flag(argv, "--stall");
