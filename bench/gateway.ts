@@ -2,7 +2,8 @@
  * The gateway from a client machine (its own network namespace and store): the 40 × 0.5 s graph
  * of examples/graph.nix (+ a root) built by the client's nix-build with --max-jobs 0, in the same
  * run: (1) Nix's hook straight to the pool's 2 builders × 2 jobs, (2) Nix's hook through the
- * gateway (one machines line, 4 slots), (3) remote `nixpool build --coordinator URL` from the
+ * gateway (one machines line, 4 slots), first with the greeting written by node (the forced
+ * command without greet.sh), then as installed (greet.sh writes it before node starts), (3) remote `nixpool build --coordinator URL` from the
  * client machine (it evaluates, uploads the .drv closure, the coordinator schedules the whole
  * graph, the outputs come back), (4) a second client machine building the gateway's graph
  * through the gateway (nothing to upload, nothing to build: the outputs are on the builders). With --big N: a client uploads an
@@ -160,13 +161,25 @@ try {
   if (!values["only-big"]) {
     const direct = await build(a, randomBytes(8).toString("hex"), "@/etc/nix/machines-direct");
     log(`hook straight to the builders: ${direct.toFixed(2)} s (${(direct / ideal).toFixed(2)}× ideal)`);
+    // Paired: the forced command without greet.sh (node writes the greeting once it runs).
+    const keysWithGreet = await readFile(sshd.authorizedKeysFile, "utf8");
+    const nodeGreets = keysWithGreet.replace(/command="\S+\/greet\.sh /g, 'command="');
+    if (nodeGreets === keysWithGreet) throw new Error("the gateway's forced command has no greet.sh");
+    await writeFile(sshd.authorizedKeysFile, nodeGreets);
+    const viaNodeGreeting = await build(a, randomBytes(8).toString("hex"), "@/etc/nix/machines");
+    await writeFile(sshd.authorizedKeysFile, keysWithGreet);
+    log(
+      `hook through the gateway, greeting from node: ${viaNodeGreeting.toFixed(2)} s (${(viaNodeGreeting / ideal).toFixed(2)}× ideal)`,
+    );
+    result["gatewayNodeGreetingS"] = viaNodeGreeting;
     const seed = randomBytes(8).toString("hex");
+    const greetFrom = (await gatewaySessions()).length;
     const viaGateway = await build(a, seed, "@/etc/nix/machines");
     log(`hook through the gateway: ${viaGateway.toFixed(2)} s (${(viaGateway / ideal).toFixed(2)}× ideal)`);
     const before = (await gatewaySessions()).length;
-    // Where a session's time goes (means over the gateway run's sessions).
+    // Where a session's time goes (means over the gateway run's sessions, greet.sh's).
     const phases: Record<string, number> = {};
-    const aliceSessions = await gatewaySessions();
+    const aliceSessions = (await gatewaySessions()).slice(greetFrom);
     for (const e of aliceSessions) {
       phases["session"] = (phases["session"] ?? 0) + e.ms / aliceSessions.length;
       phases["start"] = (phases["start"] ?? 0) + e.startMs / aliceSessions.length;

@@ -3,7 +3,7 @@ import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import { finished } from "node:stream/promises";
 import { NixpoolError } from "../core/errors.js";
-import { spawnPiped } from "./runner.js";
+import { spawnPiped } from "./piped-process.js";
 
 /** Streams a NAR into `file` through `dump` (a store session's DumpStorePath), closing the file after. */
 export async function writeNarFile(

@@ -34,7 +34,7 @@ import {
   type ServeRequest,
   type WireLimits,
 } from "../core/nix-serve/index.js";
-import { spawnPiped, type PipedProcess } from "./runner.js";
+import { spawnPiped, type PipedProcess } from "./piped-process.js";
 
 export interface ServeSessionOptions {
   /** The command: `["nix-store","--serve","--write"]`, or ssh … `nix-store --serve --write`. */

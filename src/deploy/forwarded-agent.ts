@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run, spawnPiped } from "../adapters/runner.js";
+import { run } from "../adapters/runner.js";
+import { spawnPiped } from "../adapters/piped-process.js";
 import { waitFor } from "../adapters/wait-for.js";
 import { NixpoolError } from "../core/errors.js";
 
