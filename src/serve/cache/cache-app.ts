@@ -35,7 +35,7 @@ export interface CacheAppOptions {
   firstByteMs?: number;
 }
 
-/** At most this many NARs stream at once; more wait as 503 (Nix retries). */
+/** At most this many NARs stream (or wait for a store's session) at once; more are 503 (Nix retries). */
 const MAX_STREAMS = 64;
 
 const notFound = (message: string) => new ApiError(404, "API_NOT_FOUND", message);
