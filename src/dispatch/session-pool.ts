@@ -6,7 +6,11 @@
  */
 export class SessionPool<S extends { readonly isClosed: boolean }> {
   private readonly idle: S[] = [];
-  private readonly waiters: { resolve: (s: S) => void; reject: (e: unknown) => void }[] = [];
+  private readonly waiters: {
+    turn: (() => void) | undefined;
+    resolve: (s: S) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
   private opened = 0;
   private closed = false;
   readonly all: S[] = [];
@@ -18,9 +22,12 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     private readonly discard: (s: S) => void,
   ) {}
 
-  /** Runs `use` with a session of its own. */
-  async with<T>(use: (s: S) => Promise<T>): Promise<T> {
-    const s = await this.acquire();
+  /**
+   * Runs `use` with a session of its own. `turn` is called when this user's turn comes: a session
+   * is idle, or one may be opened for it (so the time after it is the store's, not the queue's).
+   */
+  async with<T>(use: (s: S) => Promise<T>, turn?: () => void): Promise<T> {
+    const s = await this.acquire(turn);
     try {
       return await use(s);
     } finally {
@@ -28,15 +35,26 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
     }
   }
 
-  private async acquire(): Promise<S> {
+  private async acquire(turn: (() => void) | undefined): Promise<S> {
     if (this.closed) throw new Error("session pool closed");
     for (let s = this.idle.pop(); s !== undefined; s = this.idle.pop()) {
-      if (!s.isClosed) return s;
+      if (!s.isClosed) {
+        turn?.();
+        return s;
+      }
       this.opened--;
       this.forget(s);
     }
-    if (this.opened < this.max) return this.openFresh();
-    return new Promise<S>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (this.opened < this.max) {
+      turn?.();
+      return this.openFresh();
+    }
+    return new Promise<S>((resolve, reject) => this.waiters.push({ turn, resolve, reject }));
+  }
+
+  /** Whether a user would get a session now without waiting for another to finish. */
+  get hasRoom(): boolean {
+    return !this.closed && (this.opened < this.max || this.idle.some((s) => !s.isClosed));
   }
 
   private async openFresh(): Promise<S> {
@@ -62,11 +80,16 @@ export class SessionPool<S extends { readonly isClosed: boolean }> {
       this.forget(s);
       // Once drained (the build is ending), nothing new opens: it would outlive the build.
       if (next && this.closed) next.reject(new Error("session pool closed"));
-      else if (next) this.openFresh().then(next.resolve, next.reject);
+      else if (next) {
+        next.turn?.();
+        this.openFresh().then(next.resolve, next.reject);
+      }
       return;
     }
-    if (next) next.resolve(s);
-    else this.idle.push(s);
+    if (next) {
+      next.turn?.();
+      next.resolve(s);
+    } else this.idle.push(s);
   }
 
   /** Drops a session that ended, so a long-lived pool (the cache's) does not keep every one it lost. */

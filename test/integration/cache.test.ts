@@ -475,6 +475,14 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
     assert.equal(part.status, 206);
     assert.equal(part.headers["content-range"], `bytes 10-${info.narSize - 1}/${info.narSize}`);
     assert.deepEqual(part.body, whole.body.subarray(10));
+    // Ranges that end before the NAR does end at their last byte (the store's session, cut
+    // mid-answer, is replaced): the next requests on the same store are answered whole.
+    for (let round = 0; round < 4; round++) {
+      const short = await get(`/cache/${info.url}`, { Range: `bytes=${round}-${round + 9}` });
+      assert.equal(short.status, 206);
+      assert.deepEqual(short.body, whole.body.subarray(round, round + 10));
+    }
+    assert.deepEqual((await get(`/cache/${info.url}`)).body, whole.body, "a fresh session sends it whole");
     const beyond = await get(`/cache/${info.url}`, { Range: `bytes=${info.narSize}-` });
     assert.equal(beyond.status, 416);
     assert.equal((await get("/cache/nix-cache-info")).status, 200, "still serving");

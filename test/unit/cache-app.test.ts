@@ -12,6 +12,8 @@ import { CacheStores } from "../../src/serve/cache/cache-stores.js";
 const CACHE_TOKEN = "c".repeat(43);
 const API_TOKEN = "a".repeat(43);
 
+const CLIENT_TOKEN = "k".repeat(43);
+
 function app(open = false) {
   const stores = new CacheStores({
     builders: () => [],
@@ -28,7 +30,12 @@ function app(open = false) {
     index,
     stores,
     stats: new CacheStats(),
-    auth: { apiToken: API_TOKEN, cacheToken: CACHE_TOKEN, open },
+    auth: {
+      apiToken: API_TOKEN,
+      cacheToken: CACHE_TOKEN,
+      open,
+      clientOf: (t: string) => (t === CLIENT_TOKEN ? "ci" : undefined),
+    },
     priority: 30,
     log: () => undefined,
   });
@@ -39,7 +46,7 @@ const basic = (password: string, login = "nixpool") =>
 const get = (a: ReturnType<typeof app>, path: string, authorization?: string, transport = "tcp") =>
   a.request(path, authorization ? { headers: { Authorization: authorization } } : {}, { transport });
 
-test("over TCP the cache wants its token or the API's, as Basic (netrc) or Bearer; the socket and --cache-open do not", async () => {
+test("over TCP the cache wants its token, the API's or a client's (serve token --client), as Basic (netrc) or Bearer; the socket and --cache-open do not", async () => {
   const a = app();
   const info = "/cache/nix-cache-info";
   for (const ok of [
@@ -47,6 +54,8 @@ test("over TCP the cache wants its token or the API's, as Basic (netrc) or Beare
     basic(CACHE_TOKEN, "anyone"),
     basic(API_TOKEN),
     `Bearer ${CACHE_TOKEN}`,
+    basic(CLIENT_TOKEN),
+    `Bearer ${CLIENT_TOKEN}`,
   ]) {
     const r = await get(a, info, ok);
     assert.equal(r.status, 200, ok);

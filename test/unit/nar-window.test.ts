@@ -37,3 +37,22 @@ test("a NAR window passes on bytes first…last of what streams through it, what
     }
   }
 });
+
+test("a window that ends before the stream does ends its output at its last byte and says so once; later bytes are dropped", async () => {
+  let read = 0;
+  let full = 0;
+  const w = new NarWindow(10, 19, () => undefined, {
+    onRead: (n) => (read += n),
+    onFull: () => full++,
+  });
+  const got: Buffer[] = [];
+  w.on("data", (d: Buffer) => got.push(d));
+  const ended = new Promise((resolve) => w.on("end", resolve));
+  const whole = Buffer.from(Array.from({ length: 100 }, (_, i) => i));
+  for (let at = 0; at < 40; at += 8) w.write(whole.subarray(at, at + 8));
+  await ended;
+  assert.deepEqual(Buffer.concat(got), whole.subarray(10, 20));
+  assert.equal(full, 1);
+  assert.equal(read, 40, "every byte written is reported as read, in the window or not");
+  w.end();
+});

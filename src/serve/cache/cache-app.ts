@@ -27,14 +27,25 @@ export interface CacheAppOptions {
    * idle timeout (http-limits.ts), suspended while a store is asked for the NAR's first byte.
    */
   idleMs?: number;
-  /** A store that sends no byte of a NAR for this long is passed over (default 20 s). */
+  /**
+   * A store that, once a session is free for the request, sends no byte for this long before the
+   * first byte of the response (a resume's skipped bytes count) is passed over (default 20 s).
+   * Waiting for a busy store's session is not bounded by it.
+   */
   firstByteMs?: number;
 }
 
-/** At most this many NARs stream at once; more wait as 503 (Nix retries). */
+/** At most this many NARs stream (or wait for a store's session) at once; more are 503 (Nix retries). */
 const MAX_STREAMS = 64;
 
 const notFound = (message: string) => new ApiError(404, "API_NOT_FOUND", message);
+const unavailable = (path: string) =>
+  new ApiError(
+    503,
+    "CACHE_UNAVAILABLE",
+    `No store that holds ${path} can send it now.`,
+    "Its builders are down or no longer hold it; Nix asks again, or try later.",
+  );
 const badName = (name: string) =>
   new ApiError(400, "API_BAD_REQUEST", `"${name.slice(0, 80)}" is not a narinfo or NAR name of this cache.`);
 
@@ -111,6 +122,9 @@ export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
       ...(range ? { "Content-Range": `bytes ${start}-${end}/${size}` } : {}),
     };
     const status = range ? 206 : 200;
+    // HEAD answers as GET would, without the body: 503 when no store that holds the NAR is up.
+    const holders = holdersUp(o, r);
+    if (holders.length === 0) throw unavailable(r.info.storePath);
     if (c.req.method === "HEAD") return c.body(null, status, headers);
     if (streaming >= MAX_STREAMS) {
       throw new ApiError(503, "CACHE_BUSY", `This cache streams ${MAX_STREAMS} NARs already.`);
@@ -118,7 +132,7 @@ export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
     streaming++;
     let body: ReadableStream;
     try {
-      body = await streamFromHolders(c, o, r, { start, end }, () => streaming--);
+      body = await streamFromHolders(c, o, r, holders, { start, end }, () => streaming--);
     } catch (e) {
       streaming--;
       throw e;
@@ -128,59 +142,101 @@ export function createCacheApp(o: CacheAppOptions): Hono<ApiEnv> {
   return app;
 }
 
-/**
- * Streams the NAR from the first holder that starts sending it. One that fails before its first
- * byte (down, or the path gone) is passed over; one that fails later cuts the response, and Nix
- * asks again from where it got to (Range), which the next holder answers.
- */
-async function streamFromHolders(
-  c: Context<ApiEnv>,
-  o: CacheAppOptions,
-  r: ResolvedPath,
-  window: { start: number; end: number },
-  onEnd: () => void,
-): Promise<ReadableStream> {
+/** The stores that hold `r` and may answer now (this machine's, and builders that are up). */
+function holdersUp(o: CacheAppOptions, r: ResolvedPath): string[] {
   const up = new Set(
     o.stores.sources
       .builders()
       .filter((b) => b.up)
       .map((b) => b.name),
   );
-  const holders = r.holders.filter((h) => h === LOCAL_HOLDER || up.has(h));
+  return r.holders.filter((h) => h === LOCAL_HOLDER || up.has(h));
+}
+
+const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
+
+/**
+ * Streams the NAR from the first holder that starts sending it, stores with a free session first.
+ * A store whose sessions are all busy makes the request wait its turn (other downloads end, or are
+ * cut after idleMs). From its turn, a store that fails before the response's first byte (down, the
+ * path gone, nothing read for firstByteMs) is passed over; one that fails later cuts the response,
+ * and Nix asks again from where it got to (Range), which the next holder answers.
+ */
+async function streamFromHolders(
+  c: Context<ApiEnv>,
+  o: CacheAppOptions,
+  r: ResolvedPath,
+  holders: string[],
+  window: { start: number; end: number },
+  onEnd: () => void,
+): Promise<ReadableStream> {
+  const free = new Set(holders.filter((h) => o.stores.hasFreeNarSession(h)));
+  const order = [...holders.filter((h) => free.has(h)), ...holders.filter((h) => !free.has(h))];
   const socket = c.env.incoming.socket;
   const idleMs = o.idleMs ?? 60_000;
+  const stallMs = o.firstByteMs ?? 20_000;
   const path = r.info.storePath;
+  // Aborts when the client goes away before the response is finished (@hono/node-server).
+  const left = c.req.raw.signal;
   // Waiting for a store's first byte is the cache's wait, bounded by firstByteMs: no idle cut meanwhile.
   socket.setTimeout(0);
-  for (const holder of holders) {
+  for (const holder of order) {
     let firstByte!: () => void;
     const started = new Promise<"started">((resolve) => (firstByte = () => resolve("started")));
+    let stall!: (e: Error) => void;
+    const stalled = new Promise<Error>((resolve) => (stall = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    let waiting = true;
     // A download counts for its path from its first byte (a store passed over sent none).
     let count: ((bytes: number) => void) | undefined;
-    const win = new NarWindow(window.start, window.end, (n) => {
-      firstByte();
-      count ??= o.stats.narStarted(path);
-      count(n);
-    });
+    let rangeDone = false;
     const stop = new AbortController();
-    win.once("close", () => stop.abort());
-    const dump = o.stores.dumpNar(holder, path, win, stop.signal);
-    let timer: NodeJS.Timeout | undefined;
+    const win = new NarWindow(
+      window.start,
+      window.end,
+      (n) => {
+        firstByte();
+        count ??= o.stats.narStarted(path);
+        count(n);
+      },
+      {
+        // Any byte read, sent or skipped before a resume's first, shows the store is sending.
+        onRead: () => {
+          if (waiting) timer?.refresh();
+        },
+        // A range that ends before the NAR: the rest is not read; the session, mid-answer, is killed.
+        onFull: () => {
+          if (window.end < r.info.narSize - 1) {
+            rangeDone = true;
+            stop.abort();
+          }
+        },
+      },
+    );
+    const abort = () => stop.abort();
+    win.once("close", abort);
+    left.addEventListener("abort", abort, { once: true });
+    win.once("close", () => left.removeEventListener("abort", abort));
+    // The clock starts when a session is free for this request, not while others use the store's.
+    const turn = () => {
+      timer = setTimeout(() => stall(new Error(`sent no byte for ${stallMs} ms`)), stallMs);
+    };
+    const dump = o.stores.dumpNar(holder, path, win, stop.signal, turn);
     const first = await Promise.race([
       started,
       dump.then(
-        () => "started" as const,
-        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        (how) => (how === "aborted" ? new Error("the client went away") : ("started" as const)),
+        asError,
       ),
-      new Promise<Error>((resolve) => {
-        const ms = o.firstByteMs ?? 20_000;
-        timer = setTimeout(() => resolve(new Error(`no byte within ${ms} ms`)), ms);
-      }),
+      stalled,
     ]);
+    waiting = false;
     clearTimeout(timer);
     if (first !== "started") {
       stop.abort();
       win.destroy();
+      // The client left: no store failed, nothing to forget or try next.
+      if (left.aborted) break;
       o.index.forget(storeHashOf(path));
       o.log(`cache: ${holder} could not send ${path}: ${first.message}`);
       continue;
@@ -195,18 +251,19 @@ async function streamFromHolders(
         win.end();
       },
       (e: unknown) => {
+        if (rangeDone) {
+          // Killed on purpose once the range was sent.
+          o.stats.narServed();
+          win.end();
+          return;
+        }
         o.stats.narCut();
-        o.log(`cache: sending ${path} from ${holder} was cut: ${e instanceof Error ? e.message : String(e)}`);
-        win.destroy(e instanceof Error ? e : new Error(String(e)));
+        o.log(`cache: sending ${path} from ${holder} was cut: ${asError(e).message}`);
+        win.destroy(asError(e));
       },
     );
     return Readable.toWeb(win) as ReadableStream;
   }
   socket.setTimeout(idleMs);
-  throw new ApiError(
-    503,
-    "CACHE_UNAVAILABLE",
-    `No store that holds ${path} can send it now.`,
-    "Its builders are down or no longer hold it; Nix asks again, or try later.",
-  );
+  throw unavailable(path);
 }

@@ -16,8 +16,9 @@ export interface CacheAuthOptions {
 
 /**
  * The cache's gate: the API's rules, read-only. On the socket, any local user (the kernel knows
- * who); on TCP, the cache token or the API token, as HTTP Basic (netrc: `login` is not checked,
- * `password` is the token) or as a bearer token; no credentials with `--cache-open` or `--no-token`.
+ * who); on TCP, the cache token, the API token or a remote client's own token (`serve token
+ * --client`), as HTTP Basic (netrc: `login` is not checked, `password` is the token) or as a
+ * bearer token; no credentials with `--cache-open` or `--no-token`.
  */
 export function authenticateCache(o: CacheAuthOptions): MiddlewareHandler<ApiEnv> {
   const accepted = [o.cacheToken, ...(o.apiToken !== undefined ? [o.apiToken] : [])];

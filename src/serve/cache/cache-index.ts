@@ -42,6 +42,13 @@ const INFO_TTL_MS = 30_000;
 const MAX_INFOS = 200_000;
 /** The results file is looked at again at most this often. */
 const RELOAD_EVERY_MS = 1000;
+/**
+ * A hash the index does not know (maybe a build recorded it just now) makes the index look again at
+ * most this often; misses meanwhile wait for that look. So a path recorded at T is found by every
+ * request from T + MISS_LOOK_EVERY_MS on, and a mass query of paths the pool does not have (the
+ * cache's Priority ahead of cache.nixos.org) costs a few looks a second, not one per path.
+ */
+export const MISS_LOOK_EVERY_MS = 250;
 
 /**
  * What the cache offers, and from where: the trusted results of STATE/trust/results.jsonl and of
@@ -65,6 +72,8 @@ export class CacheIndex {
   /** Paths whose references were asked for already (exploreReferences). */
   private readonly explored = new Set<string>();
   private exploring: Promise<void> | undefined;
+  /** The last look for an unknown hash, and when it began. */
+  private missLook: { at: number; done: Promise<void> } | undefined;
 
   constructor(private readonly o: CacheIndexOptions) {}
 
@@ -123,16 +132,30 @@ export class CacheIndex {
     }
     // A source a client asks for before the path that refers to it (its narinfo cached on the
     // client, this coordinator restarted): learn the references of every servable result first.
-    if (!this.index.byHash.has(hash) && !this.references.has(hash)) {
-      await this.refresh(true);
-      await this.exploreReferences();
-    }
+    if (!this.index.byHash.has(hash) && !this.references.has(hash)) await this.lookForMisses();
     const value = await this.lookUp(hash);
     // Only what was found is kept: a miss may be a builder still connecting, or a build finishing now.
     if (!value) return undefined;
     if (this.resolved.size >= MAX_RESOLVED) this.resolved.delete(this.resolved.keys().next().value as string);
     this.resolved.set(hash, { at: this.now(), value });
     return value;
+  }
+
+  /**
+   * Reads the results again and learns the references of new ones, or waits for such a look that
+   * began less than MISS_LOOK_EVERY_MS ago (it began after anything recorded before then).
+   */
+  private async lookForMisses(): Promise<void> {
+    if (!this.missLook || this.now() - this.missLook.at >= MISS_LOOK_EVERY_MS) {
+      this.missLook = {
+        at: this.now(),
+        done: (async () => {
+          await this.refresh(true);
+          await this.exploreReferences();
+        })(),
+      };
+    }
+    await this.missLook.done;
   }
 
   /** A resolved path is kept while one of its stores can still send it. */

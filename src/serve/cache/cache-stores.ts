@@ -90,20 +90,36 @@ export class CacheStores {
   }
 
   /**
-   * Streams `path`'s NAR from `holder` into `sink` (with backpressure). Aborting ends the session
-   * at once (the client went away: the rest of the NAR is not read).
+   * Streams `path`'s NAR from `holder` into `sink` (with backpressure). A store whose sessions are
+   * all busy queues the request; `turn` is called when it stops waiting for other downloads (a
+   * session is free or opens for it). Aborting ends the session at once (the client went away: the
+   * rest of the NAR is not read); a request aborted while it waited never starts ("aborted").
    */
-  async dumpNar(holder: string, path: string, sink: Writable, signal: AbortSignal): Promise<void> {
+  async dumpNar(
+    holder: string,
+    path: string,
+    sink: Writable,
+    signal: AbortSignal,
+    turn?: () => void,
+  ): Promise<"sent" | "aborted"> {
     if (this.closed) throw new Error("the cache is closed");
-    await this.pool(holder, "nar").with(async (s) => {
+    return this.pool(holder, "nar").with(async (s) => {
+      // The client left while this request waited for a session: the session goes back unused.
+      if (signal.aborted) return "aborted";
       const kill = () => s.kill();
       signal.addEventListener("abort", kill, { once: true });
       try {
         await s.dumpStorePath(path, sink);
+        return "sent";
       } finally {
         signal.removeEventListener("abort", kill);
       }
-    });
+    }, turn);
+  }
+
+  /** Whether `holder` has a NAR session free now (or room to open one): a NAR would start without waiting. */
+  hasFreeNarSession(holder: string): boolean {
+    return this.pool(holder, "nar").hasRoom;
   }
 
   /** Closes every session. */
