@@ -143,7 +143,7 @@ describe(
       const led = await view(leader);
       const rents = led.decisions.filter((d) => d.action === "rent");
       assert.equal(rents.length, 1, JSON.stringify(led.decisions));
-      assert.match(rents[0]?.reason ?? "", /^rented \S+: \d x86_64-linux derivations? waited > 0s/);
+      assert.match(rents[0]?.reason ?? "", /^rented \S+: \d x86_64-linux derivations? waited > 0ms/);
       const worker = led.workers[0]?.name;
       assert.ok(worker, JSON.stringify(led));
       assert.deepEqual(
