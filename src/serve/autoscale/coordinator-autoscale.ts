@@ -90,6 +90,24 @@ export function createAutoscaler(
 ): Autoscaler {
   const { fleet, peers } = c;
   const log = a.log ?? (() => undefined);
+  /** The workers other coordinators rented join this fleet; those deleted leave it once idle here. */
+  const joinOthersWorkers = async (own: ReadonlySet<string>): Promise<void> => {
+    const ready = (await readyWorkers(c.stateDir)).filter((w) => !own.has(w.name));
+    const names = new Set(ready.map((w) => w.name));
+    const add = ready.filter((w) => !fleet.builders.some((b) => b.name === w.name));
+    if (add.length > 0) {
+      if (c.writeSshFiles) await writeSshFor(c.stateDir, [...fleet.builders, ...add]);
+      for (const w of add) {
+        fleet.addBuilder(w);
+        log(`autoscale: ${w.name} (rented by another coordinator) joined the pool`);
+      }
+    }
+    // Deleted by whoever rented it (its record is gone): it leaves once idle here.
+    for (const b of [...fleet.builders])
+      if (b.source === "hetzner" && !own.has(b.name) && !names.has(b.name))
+        if (fleet.removeBuilder(b.name, "deleted by the coordinator that rented it"))
+          log(`autoscale: ${b.name} left the pool (deleted by the coordinator that rented it)`);
+  };
   const autoscaler = new Autoscaler({
     config: a.config,
     provider: a.provider,
@@ -114,27 +132,16 @@ export function createAutoscaler(
         return n;
       },
       join: async (b) => {
-        if (c.writeSshFiles) await writeSshFor(c.stateDir, [...fleet.builders, b]);
+        if (c.writeSshFiles) {
+          // Several coordinators write one state directory's ssh files: each writes every ready worker.
+          if (peers) await writeSshFor(c.stateDir, [...fleet.builders, b]);
+          else await writeClientFiles(c.stateDir, [...fleet.builders, b]);
+        }
         fleet.addBuilder(b);
       },
       leave: (name, reason) => fleet.removeBuilder(name, reason),
-      sync: async (own) => {
-        const ready = (await readyWorkers(c.stateDir)).filter((w) => !own.has(w.name));
-        const names = new Set(ready.map((w) => w.name));
-        const add = ready.filter((w) => !fleet.builders.some((b) => b.name === w.name));
-        if (add.length > 0) {
-          if (c.writeSshFiles) await writeSshFor(c.stateDir, [...fleet.builders, ...add]);
-          for (const w of add) {
-            fleet.addBuilder(w);
-            log(`autoscale: ${w.name} (rented by another coordinator) joined the pool`);
-          }
-        }
-        // Deleted by whoever rented it (its record is gone): it leaves once idle here.
-        for (const b of [...fleet.builders])
-          if (b.source === "hetzner" && !own.has(b.name) && !names.has(b.name))
-            if (fleet.removeBuilder(b.name, "deleted by the coordinator that rented it"))
-              log(`autoscale: ${b.name} left the pool (deleted by the coordinator that rented it)`);
-      },
+      // Several coordinators only (one coordinator's pool is what it rented and what it started with).
+      ...(peers ? { sync: (own: ReadonlySet<string>) => joinOthersWorkers(own) } : {}),
     },
     history: c.history,
     clock: a.clock ?? c.clock,
