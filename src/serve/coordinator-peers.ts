@@ -20,7 +20,10 @@ import {
   releaseWork,
   releasedClaims,
   slotsHeldByOthers,
+  waitingElsewhere,
+  waitingJson,
   type PeerRow,
+  type QueuedWork,
 } from "./pool-claims.js";
 import { nowMs } from "./pool-lease.js";
 
@@ -46,6 +49,11 @@ export interface PeersHooks {
   /** Whether this coordinator runs build `id` now. */
   runs(id: string): boolean;
   log(line: string): void;
+  /**
+   * Its waiting derivations, written with every heartbeat for the autoscaler's leader, and where
+   * it can use rented workers (`state`: host and state directory); absent without autoscaling.
+   */
+  queue?: { state: string; waiting(): QueuedWork[] };
 }
 
 /** How far back others' finished builds are looked at (their end reaches this one's streams). */
@@ -71,6 +79,8 @@ export class CoordinatorPeers implements SharedWork {
   private elsewhere = new Map<string, number>();
   /** Others' builds as last sent, to send only changes. */
   private readonly shown = new Map<string, string>();
+  /** What the other coordinators of this state directory wait for, as last read. */
+  private othersQueue: QueuedWork[] = [];
 
   constructor(
     private readonly history: HistoryStore,
@@ -107,7 +117,7 @@ export class CoordinatorPeers implements SharedWork {
    * for dead).
    */
   async start(): Promise<void> {
-    await beat(this.db, this.engine, this.id, this.url);
+    await beat(this.db, this.engine, this.id, this.url, this.queueJson());
     this.beatTimer = setInterval(() => {
       this.beating ??= this.beatOnce().finally(() => (this.beating = undefined));
     }, HEARTBEAT_MS);
@@ -135,8 +145,8 @@ export class CoordinatorPeers implements SharedWork {
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error("no answer to the heartbeat")), 2 * HEARTBEAT_MS);
       });
-      await Promise.race([beat(this.db, this.engine, this.id, this.url), late]).finally(() =>
-        clearTimeout(timer),
+      await Promise.race([beat(this.db, this.engine, this.id, this.url, this.queueJson()), late]).finally(
+        () => clearTimeout(timer),
       );
     } catch (e) {
       this.upSinceMs = Infinity;
@@ -165,6 +175,25 @@ export class CoordinatorPeers implements SharedWork {
       );
     await this.pollOthers().catch(() => undefined);
     await this.pollSlots().catch(() => undefined);
+    await this.pollQueue().catch(() => undefined);
+  }
+
+  private queueJson(): string | null {
+    const q = this.hooks.queue;
+    return q ? waitingJson(q.state, q.waiting()) : null;
+  }
+
+  private async pollQueue(): Promise<void> {
+    const q = this.hooks.queue;
+    if (q) this.othersQueue = await waitingElsewhere(this.db, this.engine, this.id, q.state);
+  }
+
+  /**
+   * The derivations the other live coordinators of this state directory wait for (as of the last
+   * heartbeat): the autoscaler's leader plans from them too.
+   */
+  queuedElsewhere(): QueuedWork[] {
+    return this.othersQueue;
   }
 
   /** Slots of `builder` the other coordinators hold (as of the last heartbeat). */

@@ -47,7 +47,11 @@ import { HistoryStore } from "./history-store.js";
 import { AutoscaleRecords } from "./history-autoscale.js";
 import type { DatabaseTarget } from "../core/database-url.js";
 import { PoolStore } from "./pool-store.js";
-import { createAutoscaler, type CoordinatorAutoscale } from "./autoscale/coordinator-autoscale.js";
+import {
+  createAutoscaler,
+  sharedQueue,
+  type CoordinatorAutoscale,
+} from "./autoscale/coordinator-autoscale.js";
 import {
   givenDerivationsOf,
   mayCancel,
@@ -154,6 +158,7 @@ export class Coordinator implements CoordinatorApi {
         runs: (id) => c.live.has(id),
         slotsChanged: (name) => c.emitBuilder(name),
         log,
+        ...(opts.autoscale ? { queue: sharedQueue(opts.stateDir, () => c.live.values()) } : {}),
       });
     }
     if (opts.autoscale) {
@@ -168,6 +173,7 @@ export class Coordinator implements CoordinatorApi {
         history: new AutoscaleRecords(history),
         clock,
         builds: () => c.live.values(),
+        ...(c.peers ? { peers: c.peers } : {}),
       });
       await c.autoscaler.start().catch(async (e: unknown) => {
         await c.close();

@@ -84,6 +84,12 @@ export interface CoordinatorsTable {
   url: string | null;
   started_ms: number;
   heartbeat_ms: number;
+  /**
+   * The derivations waiting for a slot in its builds, as JSON `[{drv, system, features}]`, written
+   * with each heartbeat (migration 7; null: none, or a coordinator from before): the autoscaler's
+   * leader plans from every coordinator's queue (docs/autoscale.md, "Several coordinators").
+   */
+  waiting: string | null;
 }
 
 /** Who builds a derivation now, or where it was last built (migration 6): pool-claims.ts. */
@@ -315,6 +321,13 @@ export function historyMigrations(engine: HistoryEngine): Record<string, Migrati
           .addColumn("since_ms", big, (c) => c.notNull())
           .addPrimaryKeyConstraint("slot_leases_pk", ["builder", "slot"])
           .execute();
+      },
+    },
+    "0007_coordinator_waiting": {
+      // Each coordinator's waiting derivations, for the autoscaler's leader.
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration sees the schema as it was then
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable("coordinators").addColumn("waiting", "text").execute();
       },
     },
   };

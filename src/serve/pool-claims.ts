@@ -1,4 +1,5 @@
 import { sql, type Kysely } from "kysely";
+import { z } from "zod";
 import type { ClaimOutcome } from "../dispatch/shared-claims.js";
 import type { HistoryEngine, HistoryTables } from "./history-schema.js";
 import { nowMs } from "./pool-lease.js";
@@ -26,14 +27,79 @@ export interface PeerRow {
   alive: boolean;
 }
 
-/** Writes this coordinator's heartbeat (first: its row). */
-export async function beat(db: Db, engine: HistoryEngine, id: string, url: string | null): Promise<void> {
+/** Writes this coordinator's heartbeat (first: its row), with its waiting work (waitingJson) when given. */
+export async function beat(
+  db: Db,
+  engine: HistoryEngine,
+  id: string,
+  url: string | null,
+  waitingJson: string | null = null,
+): Promise<void> {
   const now = nowMs(engine);
   await db
     .insertInto("coordinators")
-    .values({ id, url, started_ms: now, heartbeat_ms: now })
-    .onConflict((oc) => oc.column("id").doUpdateSet({ heartbeat_ms: now, url }))
+    .values({ id, url, started_ms: now, heartbeat_ms: now, waiting: waitingJson })
+    .onConflict((oc) => oc.column("id").doUpdateSet({ heartbeat_ms: now, url, waiting: waitingJson }))
     .execute();
+}
+
+/** A derivation waiting for a slot in a coordinator's builds (what the autoscaler plans from). */
+export interface QueuedWork {
+  drv: string;
+  system: string;
+  features: readonly string[];
+}
+
+/** How many waiting derivations a heartbeat carries at most (the plan needs counts, not every one). */
+export const WAITING_SHARED_MAX = 1000;
+
+const waitingShape = z.object({
+  /** Where its worker records live (host and state directory): only there can it use a rented worker. */
+  state: z.string().max(4096),
+  work: z
+    .array(
+      z.object({
+        drv: z.string().regex(/^\/nix\/store\/[0-9a-z]{32}-[^/]+\.drv$/),
+        system: z.string().min(1).max(200),
+        features: z.array(z.string().min(1).max(200)).max(50),
+      }),
+    )
+    .max(WAITING_SHARED_MAX),
+});
+
+/** The `waiting` column of a heartbeat: the first WAITING_SHARED_MAX of `work`, and where they wait. */
+export function waitingJson(state: string, work: readonly QueuedWork[]): string {
+  return JSON.stringify({ state, work: work.slice(0, WAITING_SHARED_MAX) });
+}
+
+/**
+ * The derivations the other live coordinators of the same state directory (`state`) wait for, as
+ * their last heartbeat wrote them; a row that does not parse counts as none.
+ */
+export async function waitingElsewhere(
+  db: Db,
+  engine: HistoryEngine,
+  id: string,
+  state: string,
+): Promise<QueuedWork[]> {
+  const rows = await db
+    .selectFrom("coordinators")
+    .select("waiting")
+    .where("id", "!=", id)
+    .where("waiting", "is not", null)
+    .where("heartbeat_ms", ">=", sql<number>`${nowMs(engine)} - ${PEER_TTL_MS}`)
+    .execute();
+  const out: QueuedWork[] = [];
+  for (const r of rows) {
+    let parsed;
+    try {
+      parsed = waitingShape.safeParse(JSON.parse(r.waiting ?? "null"));
+    } catch {
+      continue;
+    }
+    if (parsed.success && parsed.data.state === state) out.push(...parsed.data.work);
+  }
+  return out;
 }
 
 /** The coordinators that shared the database lately, alive or not. */

@@ -57,7 +57,7 @@ export interface TestCoordinators {
   database: string;
   /** Its URL from this machine (127.0.0.1). */
   databaseUrl: string;
-  /** The API token of the pool's state directory (every coordinator's). */
+  /** The API token of the coordinators' state directory (every coordinator's). */
   token: string;
   coordinators: TestCoordinator[];
   /** GET/POST… on a coordinator's TCP API with the token; `timeoutMs` bounds the whole request. */
@@ -79,6 +79,15 @@ export interface CoordinatorsOptions {
   jobs?: number;
   /** More arguments for every `nixpool serve`. */
   serveArgs?: readonly string[];
+  /** Arguments before `serve` (e.g. `--inventory FILE`). */
+  globalArgs?: readonly string[];
+  /** More environment for every `nixpool serve` (e.g. the Hetzner emulator's endpoint and token). */
+  env?: Readonly<Record<string, string>>;
+  /**
+   * The coordinators' state directory instead of the pool's (e.g. an empty one: no static builders,
+   * only what the autoscaler rents); the pool still runs, for the namespaces' network.
+   */
+  stateDir?: string;
 }
 
 /**
@@ -123,7 +132,8 @@ export async function startCoordinators(o: CoordinatorsOptions = {}): Promise<Te
     undo.push(() => postgres.stop());
     const database = `coordinators_${process.pid}`;
     const databaseUrl = await postgres.createDatabase(database);
-    const token = await ensureServeToken(pool.stateDir);
+    const stateDir = o.stateDir ?? pool.stateDir;
+    const token = await ensureServeToken(stateDir);
 
     for (let index = 0; index < count; index++) {
       const space = spaces.get(index);
@@ -132,10 +142,10 @@ export async function startCoordinators(o: CoordinatorsOptions = {}): Promise<Te
       const listen = `${space ? space.address : "127.0.0.1"}:0`;
       const launch = () =>
         startServe(
-          pool.stateDir,
+          stateDir,
           ["--socket", socket, "--listen", listen, ...(o.serveArgs ?? [])],
-          [],
-          { NIXPOOL_DATABASE_URL: url },
+          [...(o.globalArgs ?? [])],
+          { ...o.env, NIXPOOL_DATABASE_URL: url },
           space ? ["ip", "netns", "exec", space.netns] : [],
         );
       const c: TestCoordinator = {

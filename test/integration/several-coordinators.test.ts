@@ -19,7 +19,16 @@ import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-p
 import { HistoryStore } from "../../src/serve/history-store.js";
 import { WorkerCosts } from "../../src/serve/history-workers.js";
 import { RentedWorkers } from "../../src/serve/rented-workers.js";
-import { PEER_TTL_MS, beat, claimWork, releaseWork, releasedClaims } from "../../src/serve/pool-claims.js";
+import {
+  PEER_TTL_MS,
+  WAITING_SHARED_MAX,
+  beat,
+  claimWork,
+  releaseWork,
+  releasedClaims,
+  waitingElsewhere,
+  waitingJson,
+} from "../../src/serve/pool-claims.js";
 
 // Two coordinators (engines in this process) on one PostgreSQL and one pool of 2 × 2 slots.
 
@@ -116,6 +125,47 @@ describe(
         );
         assert.equal((await claim("fresh")).kind, "ok");
         assert.equal((await claim("one too many")).kind, "full");
+      } finally {
+        await h.close();
+      }
+    });
+
+    test("waiting work in heartbeats: the others' of the same state directory, alive, valid, capped; not its own", async () => {
+      const h = await HistoryStore.open(parseDatabaseUrl(await postgres.createDatabase(), "test"));
+      try {
+        const db = h.kysely;
+        const drv = (i: number) => `/nix/store/${String(i).padStart(32, "a")}-d${i}.drv`;
+        const work = (from: number, n: number) =>
+          Array.from({ length: n }, (_, i) => ({ drv: drv(from + i), system: "x86_64-linux", features: [] }));
+        await beat(db, "postgres", "me", null, waitingJson("host:/state", work(0, 1)));
+        await beat(db, "postgres", "same", null, waitingJson("host:/state", work(10, 2)));
+        await beat(db, "postgres", "elsewhere", null, waitingJson("other:/state", work(20, 1)));
+        await beat(db, "postgres", "damaged", null, '{"state":"host:/state","work":[{"drv":"x"}]}');
+        await beat(db, "postgres", "none", null);
+        await beat(
+          db,
+          "postgres",
+          "many",
+          null,
+          waitingJson("host:/state", work(100, WAITING_SHARED_MAX + 5)),
+        );
+        const seen = await waitingElsewhere(db, "postgres", "me", "host:/state");
+        assert.equal(seen.length, 2 + WAITING_SHARED_MAX);
+        const drvs = new Set(seen.map((w) => w.drv));
+        assert.ok(drvs.has(drv(10)) && drvs.has(drv(11)), "another coordinator's of this state directory");
+        assert.ok(!drvs.has(drv(0)), "not its own");
+        assert.ok(!drvs.has(drv(20)), "not another state directory's");
+        assert.ok(
+          drvs.has(drv(100 + WAITING_SHARED_MAX - 1)) && !drvs.has(drv(100 + WAITING_SHARED_MAX)),
+          "capped",
+        );
+        // A dead coordinator's queue no longer counts.
+        await db
+          .updateTable("coordinators")
+          .set({ heartbeat_ms: Date.now() - PEER_TTL_MS - 5_000 })
+          .where("id", "in", ["same", "many"])
+          .execute();
+        assert.deepEqual(await waitingElsewhere(db, "postgres", "me", "host:/state"), []);
       } finally {
         await h.close();
       }

@@ -29,6 +29,11 @@ export interface AutoscalePool {
   join(b: Builder): Promise<void>;
   /** Takes an idle worker out of the pool; false (nothing changes) while it builds. */
   leave(builder: string, reason: string): boolean;
+  /**
+   * Several coordinators: the workers others rented join this pool, and those deleted leave it
+   * (`own`: this autoscaler's rentals, left alone). Called every tick, leader or not.
+   */
+  sync?(own: ReadonlySet<string>): Promise<void>;
 }
 
 /** Where the autoscaler records its decisions and rentals (the coordinator's history). */
@@ -76,7 +81,9 @@ const CATALOG_TTL_MS = 5 * 60_000;
  * workers, asks the pure plan (core/autoscale/plan.ts) what to do, records every decision with
  * its reason in the history, and carries the plan out through the provider: rentals run in the
  * background and join the pool once the worker answers; idle workers leave the pool, then are
- * deleted. Only the leader rents (leadership.ts).
+ * deleted. Only the leader rents (leadership.ts); it plans from the whole pool's waiting work
+ * (`pool.waiting`). A coordinator that does not lead still deletes its own idle rentals by the same
+ * rule (minWorkers is the leader's to keep), and on taking the lead it reaps what a dead leader left.
  */
 export class Autoscaler {
   private readonly rentals = new Map<string, Rental>();
@@ -90,6 +97,8 @@ export class Autoscaler {
   private lastPlan: AutoscalePlan | undefined;
   private lastTickMs: number | undefined;
   private leader = false;
+  /** Ticks so far (the first lead is taken right after start()'s reap). */
+  private ticks = 0;
   private blockedBefore = new Set<string>();
   private closed = false;
   /**
@@ -148,8 +157,29 @@ export class Autoscaler {
 
   private async runTick(): Promise<AutoscalePlan | undefined> {
     if (this.closed) return undefined;
+    const led = this.leader;
     this.leader = await this.leadership.acquire().catch(() => false);
-    if (!this.leader || this.closed) return undefined;
+    if (this.closed) return undefined;
+    if (this.leader && !led && this.ticks > 0) {
+      // The lead changed hands: a leader that died (kill -9) left its workers renewed by nobody.
+      this.o.log("autoscale: this coordinator leads now; reaping what a stopped leader left");
+      await this.o.provider
+        .reap()
+        .catch((e: unknown) =>
+          this.o.log(`autoscale: reaping failed: ${e instanceof Error ? e.message : String(e)}`),
+        );
+    }
+    this.ticks++;
+    const own = new Set([...this.rentals.values()].map((r) => r.name));
+    await this.o.pool
+      .sync?.(own)
+      .catch((e: unknown) =>
+        this.o.log(
+          `autoscale: reading the other coordinators' workers failed: ${e instanceof Error ? e.message : String(e)}`,
+        ),
+      );
+    if (this.closed) return undefined;
+    if (!this.leader) return this.followerTick();
     const now = this.o.clock();
     const waiting = this.o.pool.waiting();
     const seen = new Set<string>();
@@ -174,6 +204,26 @@ export class Autoscaler {
     for (const a of plan.actions) this.act(a, now, blockedNow);
     this.blockedBefore = blockedNow;
     return plan;
+  }
+
+  /**
+   * Not the leader: rents nothing, says nothing of budgets, but deletes its own idle rentals (from
+   * when it led) by the leader's rule, the whole pool's waiting work keeping those that could take
+   * it; minWorkers is the leader's to keep.
+   */
+  private followerTick(): undefined {
+    if (this.rentals.size === 0) return undefined;
+    const now = this.o.clock();
+    const plan = planAutoscale({
+      nowMs: now,
+      config: { ...this.o.config, minWorkers: 0 },
+      waiting: this.o.pool.waiting().map((w) => ({ ...w, sinceMs: now })),
+      workers: this.scaledWorkers(),
+      catalog: { error: "not the leader" },
+      billed: this.billed(now),
+    });
+    for (const a of plan.actions) if (a.kind === "delete") this.act(a, now, new Set());
+    return undefined;
   }
 
   private async readCatalog(now: number): Promise<AutoscaleInput["catalog"]> {
@@ -358,7 +408,8 @@ export class Autoscaler {
   view(): AutoscaleView {
     const c = this.o.config;
     const now = this.o.clock();
-    const plan = this.lastPlan;
+    // Not the leader: its last plan (from when it led) says nothing of now.
+    const plan = this.leader || this.ticks === 0 ? this.lastPlan : undefined;
     return {
       provider: "hetzner",
       leader: this.leader,
@@ -374,7 +425,11 @@ export class Autoscaler {
         intervalMs: c.intervalMs,
       },
       ...(this.lastTickMs !== undefined ? { lastTickAt: isoAt(this.lastTickMs) } : {}),
-      summary: plan?.summary ?? "not looked at the queue yet",
+      summary:
+        plan?.summary ??
+        (this.ticks > 0
+          ? "another coordinator leads the autoscaler: it rents for every coordinator's queue; this one deletes only its own idle workers"
+          : "not looked at the queue yet"),
       blocked: (plan?.actions ?? []).flatMap((a) => (a.kind === "blocked" ? [a.reason] : [])),
       currency: "EUR",
       spent: plan?.spent ?? { hour: 0, day: 0, month: 0 },

@@ -1,8 +1,13 @@
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import type { Builder } from "../../core/builder.js";
 import type { AutoscaleConfig } from "../../core/autoscale/config.js";
 import { writeClientFiles } from "../../adapters/nix-build.js";
 import type { BuildRun } from "../../dispatch/build-run.js";
 import type { Fleet } from "../../dispatch/fleet.js";
 import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
+import { readRecords, workerBuilder } from "../../providers/hetzner/records.js";
+import type { QueuedWork } from "../pool-claims.js";
 import { Autoscaler, type AutoscaleHistory } from "./autoscaler.js";
 import type { AutoscaleLeadership } from "./leadership.js";
 
@@ -35,9 +40,37 @@ export function waitingDerivations(
 }
 
 /**
+ * What a coordinator tells the others of its queue with every heartbeat (several coordinators on
+ * PostgreSQL): its waiting derivations, and where it can use a rented worker — coordinators that
+ * share a state directory on one host share the worker records and their login keys.
+ */
+export function sharedQueue(
+  stateDir: string,
+  builds: () => Iterable<{ run: Pick<BuildRun, "waiting"> }>,
+): { state: string; waiting: () => QueuedWork[] } {
+  return { state: `${hostname()}:${resolve(stateDir)}`, waiting: () => waitingDerivations(builds()) };
+}
+
+/** Every ready worker in the state directory's records (any coordinator's or `worker up`'s). */
+async function readyWorkers(stateDir: string): Promise<Builder[]> {
+  const records = await readRecords(stateDir);
+  return records.filter((r) => r.status === "ready" && r.ipv4 && r.hostKeyPub).map(workerBuilder);
+}
+
+/** ssh_config and known_hosts for these builders and every ready worker of the state directory. */
+async function writeSshFor(stateDir: string, builders: readonly Builder[]): Promise<void> {
+  const all = new Map(builders.map((b) => [b.name, b]));
+  for (const w of await readyWorkers(stateDir).catch(() => [])) if (!all.has(w.name)) all.set(w.name, w);
+  await writeClientFiles(stateDir, [...all.values()]);
+}
+
+/**
  * The coordinator's autoscaler: workers join its fleet once they answer (with nixpool's
  * ssh_config rewritten first, unless the sessions are a test's own), and builds whose work a
- * worker could take wait for one rather than fail.
+ * worker could take wait for one rather than fail. With several coordinators (`peers`), the
+ * leader plans from every coordinator's waiting work, counts the slots others hold on its workers
+ * as busy, and every coordinator joins the workers the others rented (their records are in the
+ * shared state directory) and drops those that were deleted.
  */
 export function createAutoscaler(
   a: CoordinatorAutoscale,
@@ -51,31 +84,68 @@ export function createAutoscaler(
     clock: () => number;
     /** The coordinator's running builds. */
     builds: () => Iterable<{ run: Pick<BuildRun, "waiting" | "records"> }>;
+    /** The other coordinators on the database: their waiting work, the slots they hold. */
+    peers?: { queuedElsewhere(): QueuedWork[]; slotsElsewhere(builder: string): number };
   },
 ): Autoscaler {
-  const { fleet } = c;
+  const { fleet, peers } = c;
+  const log = a.log ?? (() => undefined);
+  /** The workers other coordinators rented join this fleet; those deleted leave it once idle here. */
+  const joinOthersWorkers = async (own: ReadonlySet<string>): Promise<void> => {
+    const ready = (await readyWorkers(c.stateDir)).filter((w) => !own.has(w.name));
+    const names = new Set(ready.map((w) => w.name));
+    const add = ready.filter((w) => !fleet.builders.some((b) => b.name === w.name));
+    if (add.length > 0) {
+      if (c.writeSshFiles) await writeSshFor(c.stateDir, [...fleet.builders, ...add]);
+      for (const w of add) {
+        fleet.addBuilder(w);
+        log(`autoscale: ${w.name} (rented by another coordinator) joined the pool`);
+      }
+    }
+    // Deleted by whoever rented it (its record is gone): it leaves once idle here.
+    for (const b of [...fleet.builders])
+      if (b.source === "hetzner" && !own.has(b.name) && !names.has(b.name))
+        if (fleet.removeBuilder(b.name, "deleted by the coordinator that rented it"))
+          log(`autoscale: ${b.name} left the pool (deleted by the coordinator that rented it)`);
+  };
   const autoscaler = new Autoscaler({
     config: a.config,
     provider: a.provider,
     pool: {
-      waiting: () => waitingDerivations(c.builds()),
-      // Busy: building, or holding outputs a running build may still fetch (its inputs, its results).
+      waiting: () => {
+        const mine = waitingDerivations(c.builds());
+        const seen = new Set(mine.map((w) => w.drv));
+        for (const w of peers?.queuedElsewhere() ?? []) {
+          if (seen.has(w.drv)) continue;
+          seen.add(w.drv);
+          mine.push(w);
+        }
+        return mine;
+      },
+      // Busy: building (here or, through its slots, for another coordinator), or holding outputs
+      // a running build may still fetch (its inputs, its results).
       running: (name) => {
-        let n = fleet.board.builders.get(name)?.running ?? 0;
+        let n = (fleet.board.builders.get(name)?.running ?? 0) + (peers?.slotsElsewhere(name) ?? 0);
         for (const b of c.builds()) {
           for (const r of b.run.records.values()) if (r.builder === name) n++;
         }
         return n;
       },
       join: async (b) => {
-        if (c.writeSshFiles) await writeClientFiles(c.stateDir, [...fleet.builders, b]);
+        if (c.writeSshFiles) {
+          // Several coordinators write one state directory's ssh files: each writes every ready worker.
+          if (peers) await writeSshFor(c.stateDir, [...fleet.builders, b]);
+          else await writeClientFiles(c.stateDir, [...fleet.builders, b]);
+        }
         fleet.addBuilder(b);
       },
       leave: (name, reason) => fleet.removeBuilder(name, reason),
+      // Several coordinators only (one coordinator's pool is what it rented and what it started with).
+      ...(peers ? { sync: (own: ReadonlySet<string>) => joinOthersWorkers(own) } : {}),
     },
     history: c.history,
     clock: a.clock ?? c.clock,
-    log: a.log ?? (() => undefined),
+    log,
     // Renewed every tick and held for three ticks (at least 30 s): another coordinator takes the
     // lead once this one's lease lapses (it stopped, or lost the database).
     leadership: a.leadership ?? {
