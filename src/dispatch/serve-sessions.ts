@@ -23,15 +23,6 @@ export function builderSshArgv(
   return ["ssh", "-F", sshConfig, ...DISPATCH_SSH_OPTIONS, ...extraOptions, sshAlias(b), ...remote];
 }
 
-/**
- * The builder's `nix-store --serve --write` as the dispatcher runs it: never substituting. The
- * dispatcher copies every input itself, and a build it sends must be a build: a local pool host
- * substitutes from the pool's own cache (for Nix's hook with builders-use-substitutes,
- * docs/cache.md), and would otherwise fetch a trusted result instead of rebuilding it for
- * `nixpool verify` or `--verify N`.
- */
-export const BUILDER_SERVE_COMMAND = ["nix-store", "--serve", "--write", "--option", "substitute", "false"];
-
 /** argv of a builder's `nix-store --serve --write` session, through nixpool's ssh_config alias. */
 export function builderServeArgv(
   b: Pick<Builder, "name">,
@@ -41,7 +32,7 @@ export function builderServeArgv(
   const share = mux
     ? ["-o", `ControlMaster=${mux.master ? "yes" : "no"}`, "-o", `ControlPath=${mux.controlPath}`]
     : [];
-  return builderSshArgv(b, sshConfig, share, BUILDER_SERVE_COMMAND);
+  return builderSshArgv(b, sshConfig, share, ["nix-store", "--serve", "--write"]);
 }
 
 /**

@@ -216,6 +216,21 @@ describe("pool builders substitute from the pool's cache", { timeout: 900_000, c
     assert.equal(after.bytesServed, before.bytesServed);
   });
 
+  // A host's substituters never turn the dispatcher's builds into downloads: `nix-store --serve`
+  // runs a BuildDerivation with substitution off (Nix 2.8's opServe), so a rebuild for
+  // verification stays a rebuild now that the hosts have the pool's cache. This pins it.
+  test("the dispatcher's builds are builds: `nixpool verify` rebuilds X on B, never substituting it from the cache", async () => {
+    const { input } = cases.open;
+    assert.equal(await isValidOnHost(pool, B, input), false);
+    const before = await stats();
+    const r = await pool.cli(["verify", input, "--json"]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(B), r.stdout);
+    assert.equal(await isValidOnHost(pool, B, input), true, "B built it");
+    const after = await stats();
+    assert.equal(after.narsServed, before.narsServed, JSON.stringify({ before, after }));
+  });
+
   test("a stopped coordinator takes the cache out of the hosts' nix.conf", async () => {
     assert.equal(await serve?.stop("SIGTERM"), 0);
     serve = undefined;
