@@ -209,24 +209,34 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
   }
   if (cache && opts.cachePublic === true) {
     ctx.output.out(
-      `nixpool serve: the binary cache is public (--cache-public): anyone who reaches ${api.url ?? "the socket"}/cache may read every trusted result; the API still needs its token`,
+      `nixpool serve: the binary cache is public (--cache-public): anyone who reaches ${api.url ?? "the socket"}/cache may read every trusted result${token ? "; the API still needs its token" : ""}`,
     );
   }
+  // The local pool's hosts substitute from the cache (docs/cache.md#builders-use-substitutes).
   let buildersUseCache = false;
   if (cache && listen && api.url) {
+    const cacheToken = opts.cachePublic === true || !token ? undefined : await ensureCacheToken(ctx.stateDir);
     const hosts = await configureHostCaches(ctx.stateDir, {
       listen,
       port: Number(new URL(api.url).port),
       publicKey: cache.publicKey,
-      token: opts.cachePublic === true || !token ? undefined : await ensureCacheToken(ctx.stateDir),
+      token: cacheToken,
+    }).catch((e: unknown) => {
+      log(
+        `nixpool serve: the local pool's hosts were not given the cache: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      // Some hosts may have their files already: taken out again when serve stops.
+      return { configured: [], unreachable: [], failed: true };
     });
-    buildersUseCache = hosts.configured.length > 0;
+    buildersUseCache = hosts.configured.length > 0 || "failed" in hosts;
     for (const h of hosts.configured)
       ctx.output.out(`nixpool serve: local builder ${h.name} substitutes from ${h.url}`);
-    for (const h of hosts.unreachable)
+    const [first] = hosts.unreachable;
+    if (first) {
       log(
-        `nixpool serve: local builder ${h.name} does not use the cache: ${h.reason} (listen on 0.0.0.0 for the pool's hosts to reach it)`,
+        `nixpool serve: local builders ${hosts.unreachable.map((h) => h.name).join(", ")} do not use the cache: ${first.reason} (--listen 0.0.0.0:PORT lets the pool's hosts reach it)`,
       );
+    }
   }
   const closeBuilderCaches = () =>
     buildersUseCache ? clearHostCaches(ctx.stateDir).catch(() => undefined) : Promise.resolve();
