@@ -5,6 +5,7 @@ import { appendFile, readFile, stat } from "node:fs/promises";
 import { request } from "node:http";
 import { resolve } from "node:path";
 import { run } from "../../src/adapters/runner.js";
+import { waitFor } from "../../src/adapters/wait-for.js";
 import { localHostPaths } from "../../src/config/state-paths.js";
 import { hostExecArgv } from "../../src/providers/local/host.js";
 import { makeTempDir } from "../helpers/cli.js";
@@ -238,6 +239,23 @@ describe("pool builders substitute from the pool's cache", { timeout: 900_000, c
       const files = localHostPaths(h.dir);
       await assert.rejects(stat(files.cacheConf), /ENOENT/);
       await assert.rejects(stat(files.cacheNetrc), /ENOENT/);
+    }
+  });
+
+  test("a coordinator on loopback says its hosts cannot reach the cache, and writes nothing into them", async () => {
+    const local = await startServe(pool.stateDir, []);
+    try {
+      const said = await waitFor(
+        () =>
+          /local builders local1, local2 do not use the cache: the cache listens on loopback/.test(
+            local.stderr(),
+          ) || undefined,
+        { timeoutMs: 10_000 },
+      );
+      assert.ok(said, local.stderr());
+      for (const h of pool.pool.hosts) await assert.rejects(stat(localHostPaths(h.dir).cacheConf), /ENOENT/);
+    } finally {
+      await local.stop("SIGTERM");
     }
   });
 
