@@ -77,8 +77,15 @@ export const registerCache: RegisterCommands = (program, context) => {
     .command("client-config")
     .description("print the nix.conf lines (or NixOS settings) that make a machine use the cache")
     .option("--url <url>", "the cache's URL as clients reach it", DEFAULT_URL)
-    .option("--netrc-file <path>", "where clients keep the token (none: an open cache)", "/etc/nix/netrc")
-    .option("--open", "the cache needs no token (serve --cache-open): no netrc-file line")
+    .option(
+      "--netrc-file <path>",
+      "the netrc file clients keep the token in (the one they already use, if any)",
+      "/etc/nix/netrc",
+    )
+    .option(
+      "--open",
+      "the cache needs no token (serve --cache-public, or --cache-open on loopback): exactly two lines",
+    )
     .option("--nixos", "print NixOS module settings instead of nix.conf lines")
     .action(async (o: { url: string; netrcFile: string; open?: boolean; nixos?: boolean }) => {
       const ctx = context();
@@ -91,7 +98,10 @@ export const registerCache: RegisterCommands = (program, context) => {
       };
       ctx.output.out((o.nixos ? renderCacheNixosSettings(opts) : renderCacheNixConf(opts)).trimEnd());
       if (!o.open && process.stderr.isTTY) {
-        ctx.output.err(`(then: nixpool cache netrc --url ${url} > ${o.netrcFile}; chmod 600 ${o.netrcFile})`);
+        // Appended: the file may already hold other caches' credentials.
+        ctx.output.err(
+          `(then: nixpool cache netrc --url ${url} >> ${o.netrcFile}; chmod 600 ${o.netrcFile})`,
+        );
       }
     });
 

@@ -34,6 +34,7 @@ interface ClientConfigFlags {
   machinesFile: string;
   cacheUrl?: string;
   cacheNetrcFile: string;
+  cacheOpen?: boolean;
   json?: boolean;
 }
 
@@ -131,7 +132,12 @@ export const registerConfig: RegisterCommands = (program, context) => {
     )
     .option("--machines-file <path>", "the client's machines file", SYSTEM_PATHS.machines)
     .option("--cache-url <url>", "also use the pool's binary cache at this URL (docs/cache.md)")
-    .option("--cache-netrc-file <path>", "where the client keeps the cache token", "/etc/nix/netrc")
+    .option(
+      "--cache-netrc-file <path>",
+      "the netrc file the client keeps the cache token in (the one it already uses, if any)",
+      "/etc/nix/netrc",
+    )
+    .option("--cache-open", "the cache needs no token (serve --cache-public): no netrc file")
     .option("--json", "print JSON")
     .action(async (name: string, opts: ClientConfigFlags) => {
       const ctx = context();
@@ -175,7 +181,11 @@ export const registerConfig: RegisterCommands = (program, context) => {
           );
         }
         const { key } = await ensureCacheKey(statePaths(ctx.stateDir).cache);
-        const c = { url, publicKey: renderPublicSigningKey(key), netrcFile: opts.cacheNetrcFile };
+        const c = {
+          url,
+          publicKey: renderPublicSigningKey(key),
+          ...(opts.cacheOpen === true ? {} : { netrcFile: opts.cacheNetrcFile }),
+        };
         const withSubstitutes = { ...c, buildersUseSubstitutes: true };
         cache = {
           url,
@@ -206,7 +216,9 @@ export const registerConfig: RegisterCommands = (program, context) => {
           cfg.nixConf,
           ...(cache
             ? [
-                `# nix.conf: the pool's binary cache; the token goes in ${opts.cacheNetrcFile} (0600): nixpool cache netrc --url ${cache.url}`,
+                opts.cacheOpen === true
+                  ? "# nix.conf: the pool's binary cache (open: no token)"
+                  : `# nix.conf: the pool's binary cache; append its token to ${opts.cacheNetrcFile} (0600): nixpool cache netrc --url ${cache.url} >> ${opts.cacheNetrcFile}`,
                 cache.nixConf,
               ]
             : []),

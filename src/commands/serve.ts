@@ -17,7 +17,8 @@ import { Coordinator } from "../serve/coordinator.js";
 import { mountDashboard } from "../serve/dashboard/routes.js";
 import { startApiServer } from "../serve/http/api-server.js";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../serve/http/http-limits.js";
-import { ensureServeToken } from "../serve/serve-token.js";
+import { ensureCacheToken, ensureServeToken } from "../serve/serve-token.js";
+import { clearHostCaches, configureHostCaches } from "../providers/local/host-cache.js";
 import {
   clientTokenLookup,
   issueClientToken,
@@ -41,6 +42,8 @@ interface ServeFlags {
   /** False for --no-cache. */
   cache: boolean;
   cacheOpen?: boolean;
+  /** `--cache-public`: the cache (never the API) open to anyone who reaches the listener. */
+  cachePublic?: boolean;
   cachePriority: string;
   headerTimeout: string;
   idleTimeout: string;
@@ -113,7 +116,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
     max: 1000,
     example: "nixpool serve --cache-priority 30",
   });
-  if (listen && opts.cacheOpen === true) refuseOpenCache(listen);
+  if (listen && opts.cacheOpen === true && opts.cachePublic !== true) refuseOpenCache(listen);
   let gatewayUids: number[] = [];
   let gatewayGid: number | undefined;
   if (opts.gatewayUser !== undefined) {
@@ -163,7 +166,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
       sources: coordinator.cacheSources(),
       apiToken: token,
       clientOf,
-      open: opts.cacheOpen === true,
+      open: opts.cacheOpen === true || opts.cachePublic === true,
       priority: cachePriority,
       log,
       idleMs: limits.idleMs,
@@ -204,6 +207,39 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
       `nixpool serve: autoscaling ${a.minWorkers}–${a.maxWorkers} Hetzner workers in ${a.location} (GET /api/autoscale)`,
     );
   }
+  if (cache && opts.cachePublic === true) {
+    ctx.output.out(
+      `nixpool serve: the binary cache is public (--cache-public): anyone who reaches ${api.url ?? "the socket"}/cache may read every trusted result${token ? "; the API still needs its token" : ""}`,
+    );
+  }
+  // The local pool's hosts substitute from the cache (docs/cache.md#builders-use-substitutes).
+  let buildersUseCache = false;
+  if (cache && listen && api.url) {
+    const cacheToken = opts.cachePublic === true || !token ? undefined : await ensureCacheToken(ctx.stateDir);
+    const hosts = await configureHostCaches(ctx.stateDir, {
+      listen,
+      port: Number(new URL(api.url).port),
+      publicKey: cache.publicKey,
+      token: cacheToken,
+    }).catch((e: unknown) => {
+      log(
+        `nixpool serve: the local pool's hosts were not given the cache: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      // Some hosts may have their files already: taken out again when serve stops.
+      return { configured: [], unreachable: [], failed: true };
+    });
+    buildersUseCache = hosts.configured.length > 0 || "failed" in hosts;
+    for (const h of hosts.configured)
+      ctx.output.out(`nixpool serve: local builder ${h.name} substitutes from ${h.url}`);
+    const [first] = hosts.unreachable;
+    if (first) {
+      log(
+        `nixpool serve: local builders ${hosts.unreachable.map((h) => h.name).join(", ")} do not use the cache: ${first.reason} (--listen 0.0.0.0:PORT lets the pool's hosts reach it)`,
+      );
+    }
+  }
+  const closeBuilderCaches = () =>
+    buildersUseCache ? clearHostCaches(ctx.stateDir).catch(() => undefined) : Promise.resolve();
   if (api.url) {
     coordinator.advertise(api.url);
     ctx.output.out(`nixpool serve: API and dashboard on ${api.url}`);
@@ -228,6 +264,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
           .drain(graceMs)
           .finally(() => api.close())
           .finally(closeCache)
+          .finally(closeBuilderCaches)
           .then(
             () => resolve(ExitCode.ok),
             (e: unknown) => {
@@ -242,6 +279,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
           .close()
           .finally(() => api.close())
           .finally(closeCache)
+          .finally(closeBuilderCaches)
           .then(
             () => resolve(ExitCode.interrupted),
             () => resolve(ExitCode.interrupted),
@@ -268,6 +306,10 @@ export const registerServe: RegisterCommands = (program, context) => {
     .option("--no-token", "serve TCP without a token (loopback only: any local user may use it)")
     .option("--no-cache", "do not serve the pool's binary cache at /cache")
     .option("--cache-open", "the binary cache needs no token over TCP (loopback only)")
+    .option(
+      "--cache-public",
+      "the binary cache (only the cache, never the API) needs no token on any address: anyone who reaches it reads every trusted result",
+    )
     .option("--cache-priority <n>", "the cache's Priority for Nix (lower wins; cache.nixos.org is 40)", "30")
     .option(
       "--header-timeout <duration>",

@@ -17,6 +17,10 @@ export function localHostPaths(dir: string) {
     /** Bind-mounted over /etc/nix inside the host's mount namespace. */
     etcNixDir: join(dir, "etc-nix"),
     nixConf: join(dir, "etc-nix", "nix.conf"),
+    /** The pool's binary cache for this host (written by `nixpool serve`, included by nix.conf). */
+    cacheConf: join(dir, "etc-nix", "nixpool-cache.conf"),
+    /** The cache token for this host's Nix (0600), named by cacheConf's netrc-file. */
+    cacheNetrc: join(dir, "etc-nix", "nixpool-cache.netrc"),
     /** Bind-mounted over /root: the host's own root home. */
     rootHome: join(dir, "root-home"),
     sshdConfig: join(dir, "sshd_config"),

@@ -50,7 +50,8 @@ export function refuseOpenWithoutToken(listen: ListenAddress, token: boolean): v
 
 /**
  * A binary cache without a token (`--cache-open`) hands the pool's trusted results to anyone who
- * reaches it: allowed on loopback only, like `--no-token`.
+ * reaches it: allowed on loopback only, like `--no-token`; on a network address only when the
+ * operator says so with `--cache-public` (checked by the command, never reaching this).
  */
 export function refuseOpenCache(listen: ListenAddress): void {
   if (isLoopbackHost(listen.host)) return;
@@ -58,7 +59,7 @@ export function refuseOpenCache(listen: ListenAddress): void {
     "CACHE_OPEN_TO_NETWORK",
     `nixpool serve would give the binary cache to anyone who reaches ${listen.host}:${listen.port}, without a token.`,
     {
-      hint: "Drop --cache-open (clients put nixpool cache token in their netrc-file), or listen on loopback.",
+      hint: "Drop --cache-open (clients put nixpool cache token in their netrc-file), listen on loopback, or make the cache readable by anyone who reaches it on purpose: --cache-public",
     },
   );
 }

@@ -14,6 +14,13 @@ import {
   renderCacheNixosSettings,
 } from "../../src/core/binary-cache/client-config.js";
 import {
+  BUILDER_CACHE_CONF,
+  BUILDER_CACHE_NETRC,
+  localHostCacheUrl,
+  renderBuilderCacheConf,
+} from "../../src/core/binary-cache/builder-config.js";
+import { renderHostNixConf } from "../../src/providers/local/host.js";
+import {
   narInfoFingerprint,
   parseNarInfo,
   renderCacheInfo,
@@ -174,19 +181,40 @@ test("only results a trusted builder built are servable; a builder marked untrus
 
 test("client configuration: nix.conf, NixOS and netrc lines; cache URLs are checked", () => {
   const o = { url: "http://pool.example:7420/cache", publicKey: NIX_PUBLIC, netrcFile: "/etc/nix/netrc" };
+  // An open cache (serve --cache-public): exactly the two lines, nothing else.
+  assert.equal(
+    renderCacheNixConf({ url: o.url, publicKey: o.publicKey }),
+    `extra-substituters = http://pool.example:7420/cache\nextra-trusted-public-keys = ${NIX_PUBLIC}\n`,
+  );
+  assert.equal(
+    renderCacheNixosSettings({ url: o.url, publicKey: o.publicKey }),
+    `nix.settings.extra-substituters = [ "http://pool.example:7420/cache" ];\nnix.settings.extra-trusted-public-keys = [ "${NIX_PUBLIC}" ];\n`,
+  );
+  // With the token: Nix reads one netrc file, so the lines say to append to the one in use.
   assert.equal(
     renderCacheNixConf(o),
-    `# nixpool's binary cache: the pool's trusted results, signed with its key\nextra-substituters = http://pool.example:7420/cache\nextra-trusted-public-keys = ${NIX_PUBLIC}\nnetrc-file = /etc/nix/netrc\n`,
+    [
+      "# nixpool's binary cache: the pool's trusted results, signed with its key",
+      "extra-substituters = http://pool.example:7420/cache",
+      `extra-trusted-public-keys = ${NIX_PUBLIC}`,
+      "# the cache's token: Nix reads ONE netrc file. If this machine already sets netrc-file, drop the next",
+      "# line and append the pool's line to that file instead: nixpool cache netrc --url http://pool.example:7420/cache >> FILE",
+      "netrc-file = /etc/nix/netrc",
+      "",
+    ].join("\n"),
   );
-  assert.doesNotMatch(renderCacheNixConf({ url: o.url, publicKey: o.publicKey }), /netrc|builders-use/);
+  assert.match(
+    renderCacheNixosSettings(o),
+    /append the pool's line to that file[^\n]*>> FILE\nnix\.settings\.netrc-file = "\/etc\/nix\/netrc";\n$/,
+  );
   assert.match(
     renderCacheNixConf({ ...o, buildersUseSubstitutes: true }),
     /\nbuilders-use-substitutes = true\n$/,
   );
-  // Said beside the line: what it does not do with the pool (its builders never read this cache).
+  // Said beside the line: the pool's builders substitute from this cache.
   assert.match(
     renderCacheNixConf({ ...o, buildersUseSubstitutes: true }),
-    /\n# .*gateway answers from the coordinator's store, and pool builders get inputs from its dispatcher\.\nbuilders-use/,
+    /\n# .*the pool's builders substitute from this cache[^\n]*\nbuilders-use/,
   );
   assert.match(
     renderCacheNixosSettings({ ...o, buildersUseSubstitutes: true }),
@@ -205,4 +233,26 @@ test("client configuration: nix.conf, NixOS and netrc lines; cache URLs are chec
   for (const bad of ["ftp://h/cache", "http://u:p@h/cache", "http://h/cache?x=1", "not a url", "file:///x"]) {
     assert.equal(parseCacheUrl(bad), undefined, bad);
   }
+});
+
+test("pool builders: the included nix.conf lines, and the cache's URL as a local host reaches it", () => {
+  const url = "http://10.77.0.5:7420/cache";
+  assert.equal(
+    renderBuilderCacheConf({ url, publicKey: NIX_PUBLIC, netrcFile: BUILDER_CACHE_NETRC }),
+    `# Written by nixpool serve: the pool's binary cache, for builds whose client sets builders-use-substitutes.\nextra-substituters = ${url}\nextra-trusted-public-keys = ${NIX_PUBLIC}\nnetrc-file = /etc/nix/nixpool-cache.netrc\n`,
+  );
+  assert.doesNotMatch(renderBuilderCacheConf({ url, publicKey: NIX_PUBLIC }), /netrc/);
+  assert.deepEqual(localHostCacheUrl({ host: "0.0.0.0", port: 0 }, 7420, "10.77.0.5"), { url });
+  assert.deepEqual(localHostCacheUrl({ host: "::", port: 7420 }, 7420, "10.77.0.5"), { url });
+  assert.deepEqual(localHostCacheUrl({ host: "10.77.0.5", port: 7420 }, 7420, "10.77.0.5"), { url });
+  assert.match(
+    (localHostCacheUrl({ host: "127.0.0.1", port: 7420 }, 7420, "10.77.0.5") as { unreachable: string })
+      .unreachable,
+    /loopback/,
+  );
+  assert.ok("unreachable" in localHostCacheUrl({ host: "192.0.2.1", port: 7420 }, 7420, "10.77.0.5"));
+  // Every local host's nix.conf includes the file (absent: no cache) after its empty substituters.
+  const conf = renderHostNixConf(2);
+  assert.match(conf, /^substituters =$/m);
+  assert.ok(conf.indexOf("substituters =") < conf.indexOf(`!include ${BUILDER_CACHE_CONF}`), conf);
 });

@@ -16,24 +16,36 @@ export interface CacheClientOptions {
 }
 
 /**
- * What `builders-use-substitutes` does and does not do with the pool (said beside the line): Nix's
- * build hook lets a builder fetch a build's inputs from its own substituters instead of receiving
- * them from this machine. The pool's gateway answers from the coordinator's store only, and the
- * pool's builders receive inputs from the coordinator's dispatcher, never from this cache.
+ * What `builders-use-substitutes` does with the pool (said beside the line): Nix's build hook lets a
+ * builder fetch a build's inputs from its own substituters instead of receiving them from this
+ * machine; the pool's builders have this cache among them (docs/cache.md#builders-use-substitutes).
  */
 const BUILDERS_USE_SUBSTITUTES_NOTE = [
-  "builders-use-substitutes: a builder of this machine's that uses this cache too fetches inputs from it;",
-  "the pool's gateway answers from the coordinator's store, and pool builders get inputs from its dispatcher.",
+  "builders-use-substitutes: a builder fetches a build's inputs from its own substituters instead of from here;",
+  "the pool's builders substitute from this cache, and the gateway from every store of the pool.",
 ];
 
-/** The nix.conf lines (extra-… so they add to what the machine has). */
-export function renderCacheNixConf(o: CacheClientOptions): string {
-  const lines = [
-    "# nixpool's binary cache: the pool's trusted results, signed with its key",
-    `extra-substituters = ${o.url}`,
-    `extra-trusted-public-keys = ${o.publicKey}`,
+/**
+ * Nix reads one netrc file: a `netrc-file` line replaces the one this machine may already use
+ * (other private caches' credentials). Said before the line.
+ */
+function netrcNote(o: CacheClientOptions & { netrcFile: string }): string[] {
+  return [
+    `# the cache's token: Nix reads ONE netrc file. If this machine already sets netrc-file, drop the next`,
+    `# line and append the pool's line to that file instead: nixpool cache netrc --url ${o.url} >> FILE`,
   ];
-  if (o.netrcFile) lines.push(`netrc-file = ${o.netrcFile}`);
+}
+
+/**
+ * The nix.conf lines (extra-… so they add to what the machine has). An open cache (`serve
+ * --cache-public`, or loopback) needs exactly two lines; one that needs its token, a netrc file too.
+ */
+export function renderCacheNixConf(o: CacheClientOptions): string {
+  const lines = [`extra-substituters = ${o.url}`, `extra-trusted-public-keys = ${o.publicKey}`];
+  if (o.netrcFile) {
+    lines.unshift("# nixpool's binary cache: the pool's trusted results, signed with its key");
+    lines.push(...netrcNote({ ...o, netrcFile: o.netrcFile }), `netrc-file = ${o.netrcFile}`);
+  }
   if (o.buildersUseSubstitutes) {
     lines.push(...BUILDERS_USE_SUBSTITUTES_NOTE.map((l) => `# ${l}`), "builders-use-substitutes = true");
   }
@@ -43,11 +55,13 @@ export function renderCacheNixConf(o: CacheClientOptions): string {
 /** The NixOS module lines (nix.settings). */
 export function renderCacheNixosSettings(o: CacheClientOptions): string {
   const lines = [
-    "# nixpool's binary cache",
     `nix.settings.extra-substituters = [ "${o.url}" ];`,
     `nix.settings.extra-trusted-public-keys = [ "${o.publicKey}" ];`,
   ];
-  if (o.netrcFile) lines.push(`nix.settings.netrc-file = "${o.netrcFile}";`);
+  if (o.netrcFile) {
+    lines.unshift("# nixpool's binary cache");
+    lines.push(...netrcNote({ ...o, netrcFile: o.netrcFile }), `nix.settings.netrc-file = "${o.netrcFile}";`);
+  }
   if (o.buildersUseSubstitutes) {
     lines.push(
       ...BUILDERS_USE_SUBSTITUTES_NOTE.map((l) => `# ${l}`),
