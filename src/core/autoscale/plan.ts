@@ -3,7 +3,9 @@ import { formatMs } from "../duration.js";
 import { architectureFor, WORKER_FEATURES, type AutoscaleConfig } from "./config.js";
 import {
   brokenCap,
+  committedAhead,
   describeBudget,
+  rentalCost,
   spending,
   windowWords,
   type BilledWorker,
@@ -112,7 +114,10 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   const actions: AutoscaleAction[] = [];
   const due = input.waiting.filter((w) => nowMs - w.sinceMs >= config.scaleUpAfterMs);
   let workers = input.workers.length;
-  let extra = 0;
+  const hoursCommitted = Math.max(1, Math.ceil(config.minLifetimeMs / HOUR));
+  // Spent, plus the hours running rentals are committed to by minLifetime and have not begun yet.
+  const committed = addCost(spent, committedAhead(input.billed, nowMs, config.minLifetimeMs));
+  let extra: Record<BudgetWindow, number> = ZERO;
 
   const rent = (system: string, why: string, label: string): boolean => {
     const architecture = architectureFor(system);
@@ -153,15 +158,23 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       });
       return false;
     }
-    const withIt = addAll(spent, extra + type.hourly);
-    const cap = brokenCap(addAll(spent, extra), type.hourly, config.budget);
+    // A rental commits its first ceil(minLifetime / 1 h) hours: the day and month count them all,
+    // the calendar hour only the first (the others begin in later hours).
+    const cost = rentalCost(type.hourly, hoursCommitted);
+    const withIt = addCost(addCost(spent, extra), cost);
+    const cap = brokenCap(addCost(committed, extra), cost, config.budget);
     if (cap) {
+      const hoursWords =
+        hoursCommitted === 1
+          ? "its first hour"
+          : `its first ${hoursCommitted} hours (minLifetime ${formatMs(config.minLifetimeMs)})`;
+      const before = committed[cap] > spent[cap] + 1e-9 ? "spent or committed" : "spent";
       actions.push({
         kind: "blocked",
         system,
         cause: "budget",
         window: cap,
-        reason: `not renting ${type.name} for ${label}: ${windowWords(cap)}'s budget of ${(config.budget[cap] as number).toFixed(2)} EUR would be exceeded (${(spent[cap] + extra).toFixed(2)} spent + ${type.hourly.toFixed(4)} for its first hour); builds wait for the existing builders`,
+        reason: `not renting ${type.name} for ${label}: ${windowWords(cap)}'s budget of ${(config.budget[cap] as number).toFixed(2)} EUR would be exceeded (${(committed[cap] + extra[cap]).toFixed(2)} ${before} + ${cost[cap].toFixed(4)} for ${hoursWords}); builds wait for the existing builders`,
       });
       return false;
     }
@@ -173,7 +186,7 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       reason: `rented ${type.name}: ${why}; ${describeBudget(withIt, config.budget)}`,
     });
     workers++;
-    extra += type.hourly;
+    extra = addCost(extra, cost);
     return true;
   };
 
@@ -215,7 +228,7 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       break;
   }
 
-  // Idle ready workers: deleted once their paid hour is nearly over (never sooner than minLifetime).
+  // Idle ready workers: deleted before their next paid hour (never sooner than minLifetime).
   let kept = input.workers.length;
   const idle = input.workers
     .filter((w) => w.status === "ready" && w.running === 0)
@@ -225,8 +238,11 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     if (input.waiting.some((d) => canServe(w, d))) continue;
     const lived = nowMs - w.startMs;
     if (lived < config.minLifetimeMs) continue;
+    // Deleted at the last tick that still leaves releaseMargin of the paid hour: when the next
+    // tick (intervalMs on) would leave less. A window as long as the interval holds a tick
+    // whatever the margin and wherever the worker started on the tick grid, so none is missed.
     const left = paidLeft(w, nowMs);
-    if (left > config.releaseMarginMs) continue;
+    if (left - config.intervalMs > config.releaseMarginMs) continue;
     const hours = billedHours(w.startMs, nowMs);
     actions.push({
       kind: "delete",
@@ -248,8 +264,13 @@ export function paidLeft(w: Pick<ScaledWorker, "startMs">, nowMs: number): numbe
   return w.startMs + billedHours(w.startMs, nowMs) * HOUR - nowMs;
 }
 
-function addAll(spent: Record<BudgetWindow, number>, n: number): Record<BudgetWindow, number> {
-  return { hour: spent.hour + n, day: spent.day + n, month: spent.month + n };
+const ZERO: Record<BudgetWindow, number> = { hour: 0, day: 0, month: 0 };
+
+function addCost(
+  a: Record<BudgetWindow, number>,
+  b: Record<BudgetWindow, number>,
+): Record<BudgetWindow, number> {
+  return { hour: a.hour + b.hour, day: a.day + b.day, month: a.month + b.month };
 }
 
 function minutes(ms: number): string {

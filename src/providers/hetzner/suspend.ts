@@ -1,12 +1,11 @@
 import { hostname } from "node:os";
-import { z } from "zod";
 import { isProcessAlive } from "../../adapters/process-alive.js";
 import { waitFor } from "../../adapters/wait-for.js";
 import type { WorkerCost } from "../../core/cost.js";
 import { ExitCode, NixpoolError } from "../../core/errors.js";
 import { LABELS } from "../../core/lease.js";
 import { snapshotLabels } from "../../core/snapshots.js";
-import { isDerivationPath, isStorePath } from "../../core/store-path.js";
+import { builtOutputs, parsePathInfoJson } from "../../core/path-info.js";
 import { readRecords, saveRecord, type Log, type WorkerRecord } from "./records.js";
 import type { HetznerSession } from "./session.js";
 import { destroyWorker } from "./teardown.js";
@@ -35,8 +34,6 @@ export interface SuspendResult {
   cost: WorkerCost;
 }
 
-const pathInfoSchema = z.array(z.object({ path: z.string(), deriver: z.string().optional() }));
-
 function failed(rec: WorkerRecord, step: SuspendStep, why: string): NixpoolError {
   return new NixpoolError(
     "WORKER_SUSPEND_FAILED",
@@ -55,12 +52,7 @@ async function pinOutputs(s: HetznerSession, rec: WorkerRecord, log: Log, signal
     ["nix", "--extra-experimental-features", "nix-command", "path-info", "--all", "--json"],
     { timeoutMs: 300_000, ...(signal ? { signal } : {}) },
   );
-  let parsed: z.infer<typeof pathInfoSchema> | undefined;
-  try {
-    parsed = pathInfoSchema.parse(JSON.parse(info.stdout));
-  } catch {
-    parsed = undefined;
-  }
+  const parsed = parsePathInfoJson(info.stdout);
   if (info.exitCode !== 0 || !parsed) {
     throw failed(
       rec,
@@ -68,9 +60,7 @@ async function pinOutputs(s: HetznerSession, rec: WorkerRecord, log: Log, signal
       info.stderr.trim().split("\n").slice(-1)[0] || "its store could not be listed",
     );
   }
-  const outputs = parsed
-    .filter((p) => p.deriver !== undefined && isStorePath(p.path) && !isDerivationPath(p.path))
-    .map((p) => p.path);
+  const outputs = builtOutputs(parsed);
   const script = [
     "set -eu",
     `rm -rf ${ROOTS_DIR}`,
