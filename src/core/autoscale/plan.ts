@@ -31,8 +31,11 @@ export interface ScaledWorker {
   name: string;
   type: string;
   system: string;
-  /** Booting: rented, not building yet; ready: a builder of the pool. */
-  status: "booting" | "ready";
+  /**
+   * Booting: rented, not building yet; ready: a builder of the pool; deleting: out of the pool,
+   * its deletion under way or failed (retried): still billed, so counted towards maxWorkers.
+   */
+  status: "booting" | "ready" | "deleting";
   /** Billing start (the server's creation; the rental's start while that is unknown). */
   startMs: number;
   /** Derivations building on it now. */
@@ -113,7 +116,9 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   const spent = spending(input.billed, nowMs);
   const actions: AutoscaleAction[] = [];
   const due = input.waiting.filter((w) => nowMs - w.sinceMs >= config.scaleUpAfterMs);
+  // Every worker the API bills counts towards maxWorkers; those being deleted serve no minWorkers.
   let workers = input.workers.length;
+  let serving = input.workers.filter((w) => w.status !== "deleting").length;
   const hoursCommitted = Math.max(1, Math.ceil(config.minLifetimeMs / HOUR));
   // Spent, plus the hours running rentals are committed to by minLifetime and have not begun yet.
   const committed = addCost(spent, committedAhead(input.billed, nowMs, config.minLifetimeMs));
@@ -186,6 +191,7 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       reason: `rented ${type.name}: ${why}; ${describeBudget(withIt, config.budget)}`,
     });
     workers++;
+    serving++;
     extra = addCost(extra, cost);
     return true;
   };
@@ -204,7 +210,7 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     }
     // Workers still booting, and idle ones, will take work soon: count them as already on their way.
     const coming = input.workers.filter(
-      (w) => (w.status === "booting" || w.running === 0) && canServe(w, k),
+      (w) => w.status !== "deleting" && (w.status === "booting" || w.running === 0) && canServe(w, k),
     ).length;
     const wanted = Math.ceil(k.count / config.derivationsPerWorker) - coming;
     const why = `${label} waited > ${formatMs(config.scaleUpAfterMs)}`;
@@ -216,12 +222,13 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       ? input.catalog.offers.find((o) => o.name === config.serverTypes[0])
       : undefined;
   const minSystem =
-    input.workers[0]?.system ?? (firstListed?.architecture === "arm" ? "aarch64-linux" : "x86_64-linux");
-  while (workers < config.minWorkers) {
+    input.workers.find((w) => w.status !== "deleting")?.system ??
+    (firstListed?.architecture === "arm" ? "aarch64-linux" : "x86_64-linux");
+  while (serving < config.minWorkers) {
     if (
       !rent(
         minSystem,
-        `minWorkers is ${config.minWorkers}, ${workers} running`,
+        `minWorkers is ${config.minWorkers}, ${serving} running`,
         `minWorkers ${config.minWorkers}`,
       )
     )
@@ -229,7 +236,7 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   }
 
   // Idle ready workers: deleted before their next paid hour (never sooner than minLifetime).
-  let kept = input.workers.length;
+  let kept = input.workers.filter((w) => w.status !== "deleting").length;
   const idle = input.workers
     .filter((w) => w.status === "ready" && w.running === 0)
     .sort((a, b) => paidLeft(a, nowMs) - paidLeft(b, nowMs));
@@ -253,9 +260,14 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   }
 
   const booting = input.workers.filter((w) => w.status === "booting").length;
+  const deleting = input.workers.filter((w) => w.status === "deleting").length;
+  const states = [
+    ...(booting ? [`${booting} booting`] : []),
+    ...(deleting ? [`${deleting} being deleted`] : []),
+  ];
   const summary =
     `${input.waiting.length} derivation${input.waiting.length === 1 ? "" : "s"} waiting (${due.length} > ${formatMs(config.scaleUpAfterMs)}), ` +
-    `${input.workers.length} of ${config.maxWorkers} workers${booting ? ` (${booting} booting)` : ""}; ${describeBudget(spent, config.budget)}`;
+    `${input.workers.length} of ${config.maxWorkers} workers${states.length ? ` (${states.join(", ")})` : ""}; ${describeBudget(spent, config.budget)}`;
   return { actions, spent, summary };
 }
 

@@ -5,6 +5,7 @@ import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.
 import type { LeaseHolder } from "../../core/lease.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
 import { reapQuietly } from "./reaper.js";
+import type { RetryPolicy } from "./retry.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
 import { startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
@@ -45,7 +46,10 @@ export interface AutoscaleProvider {
   rent(req: AutoscaleRentRequest): Promise<AutoscaleRented>;
   /** This pool's available snapshots (what rentals may wake from): how many, and their GB. */
   snapshots?(): Promise<{ count: number; gb: number }>;
-  /** Deletes a worker (server, temporary key, record). */
+  /**
+   * Deletes a worker (server, temporary key, record). When that fails its lease stays renewed
+   * (until close) for the retry.
+   */
   release(name: string): Promise<void>;
   /** Reaps what a crashed coordinator left (worker gc, quietly). */
   reap(): Promise<void>;
@@ -60,6 +64,8 @@ export interface HetznerAutoscaleOptions {
   log: Log;
   /** Lease time, renewed every third of it while the coordinator runs (default 2 h). */
   ttlMs?: number;
+  /** The API client's retry policy (tests shorten it); default: the client's. */
+  retry?: Partial<RetryPolicy>;
   /**
    * The snapshot a `fromSnapshot` rental wakes from, or undefined for the plain image (default:
    * wakeImage, the newest of this owner and architecture that fits the type's disk).
@@ -88,10 +94,12 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
   const holder: LeaseHolder = { kind: "process", pid: process.pid, host: hostname() };
   const renewals = new Map<string, { stop: () => Promise<void> }>();
   let session: Promise<HetznerSession> | undefined;
+  let closed = false;
   const open = () => {
     session ??= openSession({
       stateDir: o.stateDir,
       env: o.env,
+      ...(o.retry ? { retry: o.retry } : {}),
       onRetry: (e) =>
         o.log(
           `autoscale: hetzner: ${e.request} → ${e.reason}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`,
@@ -155,12 +163,20 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       await renewals.get(name)?.stop();
       renewals.delete(name);
       const rec = findRecord(await readRecords(o.stateDir, o.log), name);
-      if (rec) await destroy(s, rec);
+      if (!rec) return;
+      try {
+        await destroy(s, rec);
+      } catch (e) {
+        // Still there: its lease stays renewed while the autoscaler retries (no gc reaps it meanwhile).
+        if (!closed) renewals.set(name, startLeaseRenewal(s, rec, ttlMs, o.log));
+        throw e;
+      }
     },
     reap: async () => {
       await reapQuietly(await open(), o.log);
     },
     close: async () => {
+      closed = true;
       await Promise.all([...renewals.values()].map((r) => r.stop()));
       renewals.clear();
     },

@@ -7,6 +7,7 @@ import { LABELS } from "../../core/lease.js";
 import { snapshotLabels } from "../../core/snapshots.js";
 import { builtOutputs, parsePathInfoJson } from "../../core/path-info.js";
 import { readRecords, saveRecord, type Log, type WorkerRecord } from "./records.js";
+import { renewLease, startLeaseRenewal } from "./renewal.js";
 import type { HetznerSession } from "./session.js";
 import { destroyWorker } from "./teardown.js";
 import type { Image } from "./types.js";
@@ -17,6 +18,9 @@ import { nixpoolVersion, onWorker } from "./worker-system.js";
 // from the start), wait for the snapshot, delete the server. Each step is recorded in the
 // worker's record before it runs, so a rerun (`worker suspend` again, or `worker gc` once the
 // suspending process is gone) resumes at that step: nothing is left half done or unlabelled.
+
+/** The lease a suspend keeps on its server at least (renewed while it runs). */
+const SUSPEND_LEASE_MS = 2 * 3_600_000;
 
 /** Where the suspend keeps its GC roots on the worker (a directory of symlinks: direct roots). */
 const ROOTS_DIR = "/nix/var/nix/gcroots/nixpool-suspend";
@@ -219,7 +223,29 @@ export async function suspendWorker(
   }
   rec.status = "suspending";
   rec.lease.holder = { kind: "process", pid: process.pid, host: hostname() };
-  await saveRecord(s.stateDir, rec);
+  // The lease (the server's expiry label) outlasts the suspend: any owner's gc deletes a server
+  // whose lease expired, and a suspend may take an hour (gc, shutdown, the snapshot).
+  const ttlMs = Math.max(SUSPEND_LEASE_MS, Date.parse(rec.lease.expiresAt) - Date.now());
+  await renewLease(s, rec, ttlMs).catch((e: unknown) =>
+    log(
+      `warning: could not extend the lease of ${rec.lease.name} for its suspend (${e instanceof Error ? e.message : String(e)}); it expires at ${rec.lease.expiresAt}`,
+    ),
+  );
+  const renewal = startLeaseRenewal(s, rec, ttlMs, log);
+  try {
+    return await runSteps(s, rec, o, log);
+  } finally {
+    await renewal.stop();
+  }
+}
+
+async function runSteps(
+  s: HetznerSession,
+  rec: WorkerRecord,
+  o: SuspendOptions,
+  log: Log,
+): Promise<SuspendResult> {
+  if (!rec.suspend) throw new Error("runSteps without a suspend record");
   const from = SUSPEND_STEPS.indexOf(rec.suspend.step);
   let image: Image | undefined;
   for (const step of SUSPEND_STEPS.slice(from)) {

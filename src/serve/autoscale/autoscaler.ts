@@ -67,6 +67,10 @@ interface Rental {
   startMs: number;
   hourly: number;
   builder?: Builder;
+  /** A deletion is under way (never two at once). */
+  releasing?: boolean;
+  /** Deletions that failed so far: it is retried every tick until the API says it is gone. */
+  releaseFailures?: number;
 }
 
 const CATALOG_TTL_MS = 5 * 60_000;
@@ -173,6 +177,8 @@ export class Autoscaler {
     const blockedNow = new Set<string>();
     for (const a of plan.actions) this.act(a, now, blockedNow);
     this.blockedBefore = blockedNow;
+    for (const r of this.rentals.values())
+      if (r.status === "deleting" && r.releaseFailures && !r.releasing) this.track(this.release(r));
     return plan;
   }
 
@@ -199,16 +205,15 @@ export class Autoscaler {
   }
 
   private scaledWorkers(): ScaledWorker[] {
-    return [...this.rentals.values()]
-      .filter((r) => r.status !== "deleting")
-      .map((r) => ({
-        name: r.name,
-        type: r.type,
-        system: r.system,
-        status: r.status === "ready" ? "ready" : "booting",
-        startMs: r.startMs,
-        running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
-      }));
+    // Those being deleted too: billed until the API says they are gone.
+    return [...this.rentals.values()].map((r): ScaledWorker => ({
+      name: r.name,
+      type: r.type,
+      system: r.system,
+      status: r.status,
+      startMs: r.startMs,
+      running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
+    }));
   }
 
   private billed(now: number): BilledWorker[] {
@@ -338,20 +343,40 @@ export class Autoscaler {
     }
   }
 
+  /**
+   * Deletes a worker. A failed deletion keeps it in the rentals (counted towards maxWorkers and
+   * the budget, its lease renewed by the provider) and each tick retries it, until the API says
+   * the server is gone.
+   */
   private async release(r: Rental): Promise<void> {
+    if (r.releasing) return;
+    r.releasing = true;
     try {
       await this.o.provider.release(r.name);
     } catch (e) {
+      const n = (r.releaseFailures = (r.releaseFailures ?? 0) + 1);
+      const why = e instanceof Error ? e.message : String(e);
+      if (n === 1)
+        this.record(
+          this.o.clock(),
+          "failed",
+          `deleting ${r.name} failed: ${why}; it still counts towards maxWorkers and the budget, and is retried every tick${this.closed ? " (the coordinator closes: nixpool worker gc deletes it)" : ""}`,
+          r,
+        );
+      else this.o.log(`autoscale: deleting ${r.name} failed again (attempt ${n}): ${why}`);
+      return;
+    } finally {
+      r.releasing = false;
+    }
+    this.rentals.delete(r.rental);
+    this.saveRental(r, this.o.clock());
+    if (r.releaseFailures)
       this.record(
         this.o.clock(),
-        "failed",
-        `deleting ${r.name} failed: ${e instanceof Error ? e.message : String(e)}; nixpool worker gc deletes it once its lease ends`,
+        "delete",
+        `deleted ${r.name} (${r.type}) at attempt ${r.releaseFailures + 1}`,
         r,
       );
-    } finally {
-      this.rentals.delete(r.rental);
-      this.saveRental(r, this.o.clock());
-    }
   }
 
   /** The state shown by GET /api/autoscale and the dashboard. */
@@ -409,8 +434,9 @@ export class Autoscaler {
     await this.ticking;
     this.abort.abort();
     await Promise.allSettled([...this.inFlight]);
-    const left = [...this.rentals.values()].filter((r) => r.status === "ready");
+    const left = [...this.rentals.values()].filter((r) => r.status === "ready" || r.releaseFailures);
     for (const r of left) {
+      if (r.status !== "ready") continue;
       this.o.pool.leave(r.name, "the coordinator closes");
       r.status = "deleting";
       this.record(this.o.clock(), "delete", `deleted ${r.name} (${r.type}): the coordinator closes`, r);
