@@ -341,3 +341,28 @@ test("budget: a rental commits ceil(minLifetime / 1 h) hours (today and this mon
   const short = planAutoscale(input({ config: config({ budget: { day: 0.02 } }), waiting: waiting(30, T0) }));
   assert.deepEqual(kinds(short), ["rent", "blocked"]);
 });
+
+test("a worker being deleted (its deletion failed, retried) counts towards maxWorkers and the budget, serves no minWorkers, is not deleted twice", () => {
+  const gone = worker("hz-a", { status: "deleting" });
+  const p = planAutoscale(
+    input({
+      nowMs: T0 + 56 * MIN,
+      waiting: waiting(5, T0),
+      workers: [gone],
+      config: config({ maxWorkers: 1 }),
+    }),
+  );
+  assert.deepEqual(kinds(p), ["blocked"]);
+  assert.equal(p.actions[0]?.kind === "blocked" && p.actions[0].cause, "max-workers");
+  assert.match(p.summary, /1 of 1 workers \(1 being deleted\)/);
+  // Not on its way for waiting work, and no second deletion.
+  assert.deepEqual(
+    kinds(planAutoscale(input({ nowMs: T0 + 56 * MIN, waiting: waiting(5, T0), workers: [gone] }))),
+    ["rent"],
+  );
+  const min = planAutoscale(
+    input({ nowMs: T0 + 56 * MIN, workers: [gone], config: config({ minWorkers: 1 }) }),
+  );
+  assert.deepEqual(kinds(min), ["rent"]);
+  assert.match(min.actions[0]?.reason ?? "", /minWorkers is 1, 0 running/);
+});
