@@ -272,7 +272,7 @@ describe(
         const failedAt = Date.now();
         assert.match(
           view().decisions.find((d) => d.action === "failed")?.reason ?? "",
-          /^deleting hz-\S+ failed: .*; it still counts towards maxWorkers and the budget, and is retried every tick$/,
+          /^deleting hz-\S+ failed: .*; it still counts towards maxWorkers and the budget, and is retried at later ticks$/,
         );
         assert.deepEqual(
           view().workers.map((w) => [w.name, w.status]),

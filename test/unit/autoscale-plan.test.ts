@@ -366,3 +366,50 @@ test("a worker being deleted (its deletion failed, retried) counts towards maxWo
   assert.deepEqual(kinds(min), ["rent"]);
   assert.match(min.actions[0]?.reason ?? "", /minWorkers is 1, 0 running/);
 });
+
+test("snapshots: a rental wakes from the newest on the cheapest type whose disk holds it, if allowed and affordable; else fresh, and the reason says why", () => {
+  const disks: Record<string, number> = { cx23: 40, cx33: 80, cax11: 40, cx53: 240 };
+  const offers = OFFERS.map((o) => ({ ...o, disk: disks[o.name] ?? 0 }));
+  const catalog = { offers, prices: PRICES };
+  const big = { id: 7, architecture: "x86" as const, diskSize: 80 };
+  const small = { id: 5, architecture: "x86" as const, diskSize: 40 };
+  const rent = (over: Partial<AutoscaleInput>) =>
+    planAutoscale(input({ catalog, waiting: waiting(1, T0), ...over })).actions[0];
+
+  // It fits the cheapest type: woken on it.
+  const same = rent({ snapshots: [small] });
+  assert.equal(same?.kind === "rent" && same.type, "cx23");
+  assert.equal(same?.kind === "rent" && same.snapshot, 5);
+  assert.match(same?.reason ?? "", /; woken from snapshot 5$/);
+  // An 80 GB snapshot: cx33 rather than cx23 (auto, no budget in the way).
+  const bigger = rent({ snapshots: [big] });
+  assert.equal(bigger?.kind === "rent" && bigger.type, "cx33");
+  assert.equal(bigger?.kind === "rent" && bigger.snapshot, 7);
+  assert.match(
+    bigger?.reason ?? "",
+    /; woken from snapshot 7 \(snapshot 7 needs a 80 GB disk: cx33, not cx23\)$/,
+  );
+  // The settings allow only cx23: fresh, and said.
+  const listed = rent({ snapshots: [big], config: config({ serverTypes: ["cx23"] }) });
+  assert.equal(listed?.kind === "rent" && listed.type, "cx23");
+  assert.equal(listed?.kind === "rent" && listed.snapshot, undefined);
+  assert.match(
+    listed?.reason ?? "",
+    /; fresh, not woken: snapshot 7 needs a 80 GB disk, which no allowed type in fsn1 has$/,
+  );
+  // cx33's first hour breaks this hour's cap but cx23's does not: fresh cx23, and said.
+  const capped = rent({ snapshots: [big], config: config({ budget: { hour: 0.015 } }) });
+  assert.equal(capped?.kind === "rent" && capped.type, "cx23");
+  assert.equal(capped?.kind === "rent" && capped.snapshot, undefined);
+  assert.match(
+    capped?.reason ?? "",
+    /; fresh, not woken: snapshot 7 needs a 80 GB disk \(cx33\), over this hour's budget$/,
+  );
+  // fromSnapshot "none", or a snapshot of the other architecture: fresh, nothing said.
+  const none = rent({ snapshots: [big], config: config({ fromSnapshot: "none" }) });
+  assert.equal(none?.kind === "rent" && none.snapshot, undefined);
+  assert.doesNotMatch(none?.reason ?? "", /snapshot/);
+  const arm = rent({ snapshots: [{ ...big, architecture: "arm" }] });
+  assert.equal(arm?.kind === "rent" && arm.type, "cx23");
+  assert.doesNotMatch(arm?.reason ?? "", /snapshot/);
+});

@@ -51,13 +51,35 @@ export interface AutoscaleInput {
   catalog: { offers: readonly TypeOffer[]; prices: PriceTable } | { error: string };
   /** Every worker the autoscaler rented this month (deleted ones included), for the budget. */
   billed: readonly BilledWorker[];
+  /**
+   * With fromSnapshot "latest": the newest available snapshot of this pool per architecture, which
+   * a rental wakes from (on a type whose disk holds it); undefined when they could not be read
+   * (the provider then looks for one itself).
+   */
+  snapshots?: readonly WakeSnapshot[];
+}
+
+/** A snapshot a rental may wake from. */
+export interface WakeSnapshot {
+  id: number;
+  architecture: "x86" | "arm";
+  /** GB: a server type's disk must be at least this. */
+  diskSize: number;
 }
 
 /** Why nothing was rented for some waiting work (one cause per kind, for de-duplication). */
 export type BlockCause = "budget" | "max-workers" | "no-type" | "unbuildable" | "prices-unknown";
 
 export type AutoscaleAction =
-  | { kind: "rent"; type: string; system: string; hourly: number; reason: string }
+  | {
+      kind: "rent";
+      type: string;
+      system: string;
+      hourly: number;
+      /** The snapshot it wakes from (none: the plain image; only when input.snapshots was given). */
+      snapshot?: number;
+      reason: string;
+    }
   | { kind: "delete"; worker: string; reason: string }
   | { kind: "blocked"; system: string; cause: BlockCause; window?: BudgetWindow; reason: string };
 
@@ -94,13 +116,16 @@ export function pickType(
   offers: readonly TypeOffer[],
   prices: PriceTable,
   architecture: "x86" | "arm",
+  /** GB of disk the type must have (to wake a snapshot). */
+  minDisk?: number,
 ): { name: string; hourly: number } | undefined {
   const allowed =
     config.serverTypes === "auto" ? offers : offers.filter((o) => config.serverTypes.includes(o.name));
-  const req =
+  const base =
     config.serverTypes === "auto"
       ? { minCores: config.minCores, minMemory: config.minMemory, architecture }
       : { minCores: 1, minMemory: 0, architecture };
+  const req = minDisk !== undefined ? { ...base, minDisk } : base;
   const choice = chooseServerType(allowed, config.location, req, prices);
   if (!choice) return undefined;
   const ipv4 = prices.primaryIpv4[config.location]?.hourly.gross ?? 0;
@@ -153,8 +178,9 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       });
       return false;
     }
-    const type = pickType(config, input.catalog.offers, input.catalog.prices, architecture);
-    if (!type) {
+    const { offers, prices } = input.catalog;
+    const plain = pickType(config, offers, prices, architecture);
+    if (!plain) {
       actions.push({
         kind: "blocked",
         system,
@@ -165,9 +191,35 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     }
     // A rental commits its first ceil(minLifetime / 1 h) hours: the day and month count them all,
     // the calendar hour only the first (the others begin in later hours).
+    const capFor = (hourly: number) =>
+      brokenCap(addCost(committed, extra), rentalCost(hourly, hoursCommitted), config.budget);
+    // Wake from the pool's newest snapshot: on the cheapest type whose disk holds it, if the
+    // settings and the budget allow that type; else a fresh worker, and the reason says why.
+    let type = plain;
+    let snapshot: number | undefined;
+    let wakeNote = "";
+    const snap =
+      config.fromSnapshot === "latest"
+        ? input.snapshots?.find((x) => x.architecture === architecture)
+        : undefined;
+    if (snap) {
+      const fits = pickType(config, offers, prices, architecture, snap.diskSize);
+      const needs = `snapshot ${snap.id} needs a ${snap.diskSize} GB disk`;
+      if (!fits) wakeNote = `; fresh, not woken: ${needs}, which no allowed type in ${config.location} has`;
+      else if (fits.name !== plain.name && capFor(fits.hourly)) {
+        wakeNote = `; fresh, not woken: ${needs} (${fits.name}), over ${windowWords(capFor(fits.hourly) as BudgetWindow)}'s budget`;
+      } else {
+        snapshot = snap.id;
+        wakeNote =
+          fits.name === plain.name
+            ? `; woken from snapshot ${snap.id}`
+            : `; woken from snapshot ${snap.id} (${needs}: ${fits.name}, not ${plain.name})`;
+        type = fits;
+      }
+    }
     const cost = rentalCost(type.hourly, hoursCommitted);
     const withIt = addCost(addCost(spent, extra), cost);
-    const cap = brokenCap(addCost(committed, extra), cost, config.budget);
+    const cap = capFor(type.hourly);
     if (cap) {
       const hoursWords =
         hoursCommitted === 1
@@ -188,7 +240,8 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       type: type.name,
       system,
       hourly: type.hourly,
-      reason: `rented ${type.name}: ${why}; ${describeBudget(withIt, config.budget)}`,
+      ...(snapshot !== undefined ? { snapshot } : {}),
+      reason: `rented ${type.name}: ${why}; ${describeBudget(withIt, config.budget)}${wakeNote}`,
     });
     workers++;
     serving++;

@@ -1,13 +1,15 @@
 import { hostname } from "node:os";
 import type { Builder } from "../../core/builder.js";
 import { architectureFor, type AutoscaleConfig } from "../../core/autoscale/config.js";
+import type { WakeSnapshot } from "../../core/autoscale/plan.js";
+import { pickLatestSnapshot } from "../../core/snapshots.js";
 import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.js";
 import type { LeaseHolder } from "../../core/lease.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
 import { reapQuietly } from "./reaper.js";
 import type { RetryPolicy } from "./retry.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
-import { startLeaseRenewal } from "./renewal.js";
+import { renewLease, startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
 import { isPoolSnapshot, snapshotRequest, wakeImage } from "./snapshots.js";
 import { destroyWorker } from "./teardown.js";
@@ -44,8 +46,11 @@ export interface AutoscaleProvider {
   /** Server types and their current prices, from the API only (no bundled table: budgets are caps). */
   catalog(): Promise<{ offers: TypeOffer[]; prices: PriceTable }>;
   rent(req: AutoscaleRentRequest): Promise<AutoscaleRented>;
-  /** This pool's available snapshots (what rentals may wake from): how many, and their GB. */
-  snapshots?(): Promise<{ count: number; gb: number }>;
+  /**
+   * This pool's available snapshots: how many, their GB, and the newest per architecture (what a
+   * rental wakes from).
+   */
+  snapshots?(): Promise<{ count: number; gb: number; newest: WakeSnapshot[] }>;
   /**
    * Deletes a worker (server, temporary key, record). When that fails its lease stays renewed
    * (until close) for the retry.
@@ -117,7 +122,11 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       const images = (await s.client.listImages({ type: "snapshot", status: "available" })).filter((i) =>
         isPoolSnapshot(i, s.owner),
       );
-      return { count: images.length, gb: images.reduce((n, i) => n + (i.image_size ?? 0), 0) };
+      const newest = (["x86", "arm"] as const).flatMap((architecture) => {
+        const i = pickLatestSnapshot(images, { owner: s.owner, architecture });
+        return i ? [{ id: i.id, architecture, diskSize: i.disk_size }] : [];
+      });
+      return { count: images.length, gb: images.reduce((n, i) => n + (i.image_size ?? 0), 0), newest };
     },
     rent: async (req) => {
       const s = await open();
@@ -167,8 +176,12 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       try {
         await destroy(s, rec);
       } catch (e) {
-        // Still there: its lease stays renewed while the autoscaler retries (no gc reaps it meanwhile).
-        if (!closed) renewals.set(name, startLeaseRenewal(s, rec, ttlMs, o.log));
+        // Still there: its lease is renewed now and kept renewed while the autoscaler retries (no
+        // gc reaps it meanwhile, and none is stuck with an expired lease after a run of failures).
+        if (!closed) {
+          await renewLease(s, rec, ttlMs).catch(() => undefined);
+          renewals.set(name, startLeaseRenewal(s, rec, ttlMs, o.log));
+        }
         throw e;
       }
     },

@@ -10,6 +10,7 @@ import {
   type AutoscaleInput,
   type AutoscalePlan,
   type ScaledWorker,
+  type WakeSnapshot,
 } from "../../core/autoscale/plan.js";
 import { windowStart, type BilledWorker } from "../../core/autoscale/spending.js";
 import type { PriceTable, TypeOffer } from "../../core/cost.js";
@@ -67,10 +68,14 @@ interface Rental {
   startMs: number;
   hourly: number;
   builder?: Builder;
+  /** The snapshot it wakes from: the plan's choice, or "latest" (the provider's) when unknown. */
+  wake?: number | "latest";
   /** A deletion is under way (never two at once). */
   releasing?: boolean;
-  /** Deletions that failed so far: it is retried every tick until the API says it is gone. */
+  /** Deletions that failed so far: retried at later ticks until the API says it is gone. */
   releaseFailures?: number;
+  /** The next retry's earliest time (backing off from intervalMs to a minute). */
+  retryAtMs?: number;
 }
 
 const CATALOG_TTL_MS = 5 * 60_000;
@@ -103,6 +108,8 @@ export class Autoscaler {
   private readonly billedRows = new Map<string, AutoscaleWorkerRow>();
   /** This pool's snapshots and their storage cost (read with the catalogue). */
   private snapshotStore: AutoscaleView["snapshots"];
+  /** The newest snapshot per architecture a rental may wake from (read with the catalogue). */
+  private wakeSnapshots: WakeSnapshot[] | undefined;
   private recent: AutoscaleDecisionRow[] = [];
 
   constructor(private readonly o: AutoscalerOptions) {
@@ -171,6 +178,7 @@ export class Autoscaler {
       workers: this.scaledWorkers(),
       catalog,
       billed: this.billed(now),
+      ...(this.wakeSnapshots ? { snapshots: this.wakeSnapshots } : {}),
     });
     this.lastPlan = plan;
     this.lastTickMs = now;
@@ -178,7 +186,7 @@ export class Autoscaler {
     for (const a of plan.actions) this.act(a, now, blockedNow);
     this.blockedBefore = blockedNow;
     for (const r of this.rentals.values())
-      if (r.status === "deleting" && r.releaseFailures && !r.releasing) this.track(this.release(r));
+      if (r.releaseFailures && !r.releasing && now >= (r.retryAtMs ?? 0)) this.track(this.release(r));
     return plan;
   }
 
@@ -195,7 +203,9 @@ export class Autoscaler {
       const held = await this.o.provider.snapshots?.();
       if (held) {
         const perGb = c.prices.imagePerGbMonth?.gross ?? 0;
-        this.snapshotStore = { ...held, monthly: Math.round(held.gb * perGb * 100) / 100 };
+        const { count, gb } = held;
+        this.snapshotStore = { count, gb, monthly: Math.round(gb * perGb * 100) / 100 };
+        this.wakeSnapshots = held.newest;
       }
     } catch (e) {
       value = { error: e instanceof Error ? e.message : String(e) };
@@ -274,6 +284,13 @@ export class Autoscaler {
         startMs: now,
         hourly: a.hourly,
       };
+      // The plan chose the snapshot when it knew them; else the provider looks for the latest.
+      const wake = this.wakeSnapshots
+        ? a.snapshot
+        : this.o.config.fromSnapshot === "latest"
+          ? "latest"
+          : undefined;
+      if (wake !== undefined) r.wake = wake;
       this.rentals.set(id, r);
       this.saveRental(r, null);
       this.record(now, "rent", a.reason, r);
@@ -299,7 +316,7 @@ export class Autoscaler {
         type: r.type,
         system: r.system,
         signal: this.abort.signal,
-        ...(this.o.config.fromSnapshot === "latest" ? { fromSnapshot: "latest" as const } : {}),
+        ...(r.wake !== undefined ? { fromSnapshot: r.wake } : {}),
         onLeased: (name) => {
           r.name = name;
           this.saveRental(r, null);
@@ -332,6 +349,8 @@ export class Autoscaler {
       );
     } catch (e) {
       const now = this.o.clock();
+      // Read the catalogue and snapshots again at the next tick (the snapshot may be gone).
+      this.catalog = undefined;
       this.rentals.delete(r.rental);
       this.saveRental(r, now);
       this.record(
@@ -345,8 +364,8 @@ export class Autoscaler {
 
   /**
    * Deletes a worker. A failed deletion keeps it in the rentals (counted towards maxWorkers and
-   * the budget, its lease renewed by the provider) and each tick retries it, until the API says
-   * the server is gone.
+   * the budget, its lease renewed by the provider) and later ticks retry it (backing off to once a
+   * minute) until the API says the server is gone.
    */
   private async release(r: Rental): Promise<void> {
     if (r.releasing) return;
@@ -355,12 +374,13 @@ export class Autoscaler {
       await this.o.provider.release(r.name);
     } catch (e) {
       const n = (r.releaseFailures = (r.releaseFailures ?? 0) + 1);
+      r.retryAtMs = this.o.clock() + Math.min(60_000, this.o.config.intervalMs * 2 ** (n - 1));
       const why = e instanceof Error ? e.message : String(e);
       if (n === 1)
         this.record(
           this.o.clock(),
           "failed",
-          `deleting ${r.name} failed: ${why}; it still counts towards maxWorkers and the budget, and is retried every tick${this.closed ? " (the coordinator closes: nixpool worker gc deletes it)" : ""}`,
+          `deleting ${r.name} failed: ${why}; it still counts towards maxWorkers and the budget, and is retried at later ticks${this.closed ? " (the coordinator closes: nixpool worker gc deletes it)" : ""}`,
           r,
         );
       else this.o.log(`autoscale: deleting ${r.name} failed again (attempt ${n}): ${why}`);
