@@ -412,6 +412,65 @@ describe(
       await until("zero servers", async () => (await servers()) === 0, 30_000);
       await assertNothingLeaked();
     });
+    test("auto with the pool's newest snapshot from a bigger type: the rental is that type, woken from the snapshot, and the decision says so", async () => {
+      const stateDir = await newStateDir("wake-type");
+      const cli = async (args: string[]) => {
+        const r = await runCli(stateDir, args, { env, cwd: stateDir, timeout: 300_000 });
+        assert.equal(r.exitCode, 0, `nixpool ${args.join(" ")}: ${r.stderr}`);
+        return r;
+      };
+      const up = await cli(["worker", "up", "--type", "cx33", "--ttl", "30m", "--json"]);
+      const name = (JSON.parse(up.stdout) as { worker: { name: string } }).worker.name;
+      const suspended = await cli(["worker", "suspend", name, "--json"]);
+      const snapshot = (JSON.parse(suspended.stdout) as { snapshot: { id: number; diskSizeGb: number } })
+        .snapshot;
+      assert.equal(snapshot.diskSizeGb, 80);
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: {},
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider: hetznerAutoscaleProvider({ stateDir, env, config, log }), log },
+      });
+      try {
+        const done = await c.waitFor(c.submit(await graphRequest("wake-type", 2), me));
+        assert.equal(done.status, "succeeded", `${JSON.stringify(done.error)}\n${lines.join("\n")}`);
+        const rents = (c.autoscale() as AutoscaleView).decisions.filter((d) => d.action === "rent");
+        assert.equal(rents.length, 1, lines.join("\n"));
+        assert.equal(rents[0]?.serverType, "cx33");
+        assert.match(
+          rents[0]?.reason ?? "",
+          new RegExp(
+            `^rented cx33: .*; woken from snapshot ${snapshot.id} \\(snapshot ${snapshot.id} needs a 80 GB disk: cx33, not cx23\\)$`,
+          ),
+        );
+        const booted = (await state()).servers.filter((x) => x.labels["nixpool-owner"] !== undefined);
+        assert.equal(booted.length, 1);
+        const listed = (await (
+          await fetch(`${emu.endpoint}/servers`, { headers: { Authorization: `Bearer ${TEST_TOKEN}` } })
+        ).json()) as { servers: { image: { id: number } | null; server_type: { name: string } }[] };
+        assert.deepEqual(
+          listed.servers.map((x) => [x.server_type.name, x.image?.id]),
+          [["cx33", snapshot.id]],
+          "the rented server boots the snapshot",
+        );
+      } finally {
+        await c.close();
+      }
+      await gc(stateDir);
+      await until("zero servers", async () => (await servers()) === 0, 30_000);
+      const s = await state();
+      assert.deepEqual(s.ssh_keys, []);
+    });
+
     test("another coordinator holds the autoscaler's lease: this one rents nothing until the lease is free, then rents", async () => {
       const stateDir = await newStateDir("lease");
       const historyPath = statePaths(stateDir).serve.historyDb;
