@@ -153,8 +153,19 @@ export class Autoscaler {
 
   /** One look at the queue: plan, record, act. Ticks never overlap (a slow one is waited for). */
   tick(): Promise<AutoscalePlan | undefined> {
-    this.ticking ??= this.runTick().finally(() => (this.ticking = undefined));
+    this.ticking ??= this.runTick().finally(() => {
+      this.ticking = undefined;
+      this.retryReleases();
+    });
     return this.ticking;
+  }
+
+  /** After every tick, leading or not: retries the deletions of its own workers that failed, when due. */
+  private retryReleases(): void {
+    if (this.closed) return;
+    const now = this.o.clock();
+    for (const r of this.rentals.values())
+      if (r.releaseFailures && !r.releasing && now >= (r.retryAtMs ?? 0)) this.track(this.release(r));
   }
 
   private async runTick(): Promise<AutoscalePlan | undefined> {
@@ -185,8 +196,6 @@ export class Autoscaler {
     const blockedNow = new Set<string>();
     for (const a of plan.actions) this.act(a, now, blockedNow);
     this.blockedBefore = blockedNow;
-    for (const r of this.rentals.values())
-      if (r.releaseFailures && !r.releasing && now >= (r.retryAtMs ?? 0)) this.track(this.release(r));
     return plan;
   }
 
