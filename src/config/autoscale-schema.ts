@@ -60,7 +60,8 @@ export const autoscaleHetznerSchema = z
     derivationsPerWorker: count(1).default(AUTOSCALE_DEFAULTS.derivationsPerWorker),
     scaleUpAfter: duration(AUTOSCALE_DEFAULTS.scaleUpAfterMs),
     minLifetime: duration(AUTOSCALE_DEFAULTS.minLifetimeMs),
-    releaseMargin: duration(AUTOSCALE_DEFAULTS.releaseMarginMs),
+    // Time for the deletion to go through before the next billed hour begins.
+    releaseMargin: duration(AUTOSCALE_DEFAULTS.releaseMarginMs, 30_000),
     interval: duration(AUTOSCALE_DEFAULTS.intervalMs, 100),
     bootTimeout: duration(AUTOSCALE_DEFAULTS.bootTimeoutMs, 1000),
     fromSnapshot: z

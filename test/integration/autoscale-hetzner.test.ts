@@ -31,6 +31,9 @@ const me = { user: "test", via: "local" } as const;
 
 interface EmulatorState {
   servers: { id: number; name: string; status: string; labels: Record<string, string> }[];
+  ssh_keys: { id: number; name: string }[];
+  images: { id: number; status: string; labels: Record<string, string> }[];
+  servers_created: number;
 }
 
 describe(
@@ -49,6 +52,25 @@ describe(
     const until = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 180_000) => {
       if (!(await waitFor(cond, { timeoutMs, intervalMs: 200 })))
         assert.fail(`timed out waiting for ${what}`);
+    };
+    /** After worker gc: no server, no SSH key, no unlabelled or unfinished (orphaned) snapshot left. */
+    const assertNothingLeaked = async () => {
+      const s = await state();
+      assert.deepEqual(s.servers, [], "no server left");
+      assert.deepEqual(s.ssh_keys, [], "no SSH key left");
+      for (const i of s.images) {
+        assert.equal(i.labels["nixpool"], "1", `snapshot ${i.id} is labelled`);
+        assert.ok(
+          i.labels["nixpool-owner"] && i.labels["nixpool-expires"],
+          `snapshot ${i.id} has owner and expiry`,
+        );
+        assert.equal(i.status, "available", `snapshot ${i.id} is not an orphan of an abandoned suspend`);
+      }
+    };
+    const gc = async (stateDir: string, args: string[] = []) => {
+      const r = await runCli(stateDir, [...args, "worker", "gc"], { env, cwd: stateDir, timeout: 120_000 });
+      assert.equal(r.exitCode, 0, r.stderr);
+      return r;
     };
     const newStateDir = async (name: string) => {
       const dir = join(root, `${name}-${randomBytes(4).toString("hex")}`);
@@ -194,6 +216,108 @@ describe(
         2,
         "a dropped answer made no second server",
       );
+      await gc(stateDir);
+      await assertNothingLeaked();
+    });
+
+    test("a deletion failing past the retries (5xx): the worker still counts towards maxWorkers and the budget, its lease is renewed, and it is deleted once the API answers", async () => {
+      const stateDir = await newStateDir("failed-delete");
+      let offsetMs = 0;
+      const clock = () => Date.now() + offsetMs;
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: { day: 5 },
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      // A 30 s lease (renewed every 10 s) and short retries, so the test sees both.
+      const provider = hetznerAutoscaleProvider({
+        stateDir,
+        env,
+        config,
+        log,
+        ttlMs: 30_000,
+        retry: { attempts: 2, baseMs: 50, maxMs: 200 },
+      });
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider, clock, log },
+      });
+      const view = () => c.autoscale() as AutoscaleView;
+      try {
+        const first = await c.waitFor(c.submit(await graphRequest("failed-delete-a", 2), me));
+        assert.equal(first.status, "succeeded", JSON.stringify(first.error));
+        const worker = view().workers[0]?.name;
+        assert.ok(worker);
+        const serverOf = async () =>
+          (await state()).servers.find((x) => x.labels["nixpool-lease"] === worker.slice(3));
+        assert.ok(await serverOf());
+        const faults = await fetch(`${emu.adminUrl}/faults`, {
+          method: "POST",
+          body: JSON.stringify([
+            { kind: "server_error", count: 100_000, status: 503, method: "DELETE", path: "/servers/" },
+          ]),
+        });
+        assert.equal(faults.status, 200);
+        // 4 minutes of its paid hour left: deleted, but every DELETE answers 503.
+        offsetMs = 56 * MIN;
+        await until("the deletion failed", () =>
+          view().decisions.some((d) => d.action === "failed" && d.worker === worker),
+        );
+        const failedAt = Date.now();
+        assert.match(
+          view().decisions.find((d) => d.action === "failed")?.reason ?? "",
+          /^deleting hz-\S+ failed: .*; it still counts towards maxWorkers and the budget, and is retried at later ticks$/,
+        );
+        assert.deepEqual(
+          view().workers.map((w) => [w.name, w.status]),
+          [[worker, "deleting"]],
+        );
+        await until("a retry", () => lines.some((l) => l.includes(`deleting ${worker} failed again`)));
+        assert.ok(await serverOf(), "the server is still there");
+        // Its lease stays renewed while it is retried (no gc reaps it as expired meanwhile).
+        await until(
+          "its lease renewed after the failed deletion",
+          async () =>
+            Number((await serverOf())?.labels["nixpool-expires"]) > Math.floor(failedAt / 1000) + 30,
+          30_000,
+        );
+        // Still billed: its second hour counts once it begins.
+        const oneHour = view().spent.day;
+        assert.ok(oneHour > 0);
+        offsetMs = 61 * MIN;
+        await until("the second hour counted", () => Math.abs(view().spent.day - 2 * oneHour) < 0.006);
+        assert.match(view().summary, /1 of 1 workers \(1 being deleted\)/);
+        // And it counts towards maxWorkers: new work waits rather than renting a second worker.
+        const created = (await state()).servers_created;
+        const second = c.submit(await graphRequest("failed-delete-b", 2), me);
+        await until("maxWorkers stops a rental", () =>
+          view().decisions.some((d) => d.action === "blocked" && /maxWorkers 1 reached/.test(d.reason)),
+        );
+        assert.equal((await state()).servers_created, created, "nothing rented while it is being deleted");
+        assert.equal(view().decisions.filter((d) => d.action === "rent").length, 1);
+        // The API answers again: deleted, then a new worker takes the work.
+        assert.equal((await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" })).status, 200);
+        await until("deleted at a retry", async () => (await serverOf()) === undefined);
+        await until("its deletion recorded", () =>
+          view().decisions.some(
+            (d) => d.action === "delete" && d.worker === worker && /at attempt \d+$/.test(d.reason),
+          ),
+        );
+        const done = await c.waitFor(second);
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        assert.equal(view().decisions.filter((d) => d.action === "rent").length, 2);
+      } finally {
+        await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" });
+        await c.close();
+      }
+      await gc(stateDir);
+      await assertNothingLeaked();
     });
 
     test("a budget cap stops a rental: said in /api/autoscale and the dashboard; the build finishes on the worker it has", async () => {
@@ -283,15 +407,70 @@ describe(
       assert.match(serve.stderr(), /autoscale: rented \S+: minWorkers is 1, 0 running/);
       await serve.stop("SIGKILL");
       assert.equal(await servers(), 1, "the kill left the server behind");
-      const gc = await runCli(stateDir, ["--inventory", inventory, "worker", "gc"], {
-        env,
-        cwd: stateDir,
-        timeout: 120_000,
-      });
-      assert.equal(gc.exitCode, 0, gc.stderr);
-      assert.match(gc.stderr + gc.stdout, /holder process gone|Deleted 1 server/);
+      const reaped = await gc(stateDir, ["--inventory", inventory]);
+      assert.match(reaped.stderr + reaped.stdout, /holder process gone|Deleted 1 server/);
       await until("zero servers", async () => (await servers()) === 0, 30_000);
+      await assertNothingLeaked();
     });
+    test("auto with the pool's newest snapshot from a bigger type: the rental is that type, woken from the snapshot, and the decision says so", async () => {
+      const stateDir = await newStateDir("wake-type");
+      const cli = async (args: string[]) => {
+        const r = await runCli(stateDir, args, { env, cwd: stateDir, timeout: 300_000 });
+        assert.equal(r.exitCode, 0, `nixpool ${args.join(" ")}: ${r.stderr}`);
+        return r;
+      };
+      const up = await cli(["worker", "up", "--type", "cx33", "--ttl", "30m", "--json"]);
+      const name = (JSON.parse(up.stdout) as { worker: { name: string } }).worker.name;
+      const suspended = await cli(["worker", "suspend", name, "--json"]);
+      const snapshot = (JSON.parse(suspended.stdout) as { snapshot: { id: number; diskSizeGb: number } })
+        .snapshot;
+      assert.equal(snapshot.diskSizeGb, 80);
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        budget: {},
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider: hetznerAutoscaleProvider({ stateDir, env, config, log }), log },
+      });
+      try {
+        const done = await c.waitFor(c.submit(await graphRequest("wake-type", 2), me));
+        assert.equal(done.status, "succeeded", `${JSON.stringify(done.error)}\n${lines.join("\n")}`);
+        const rents = (c.autoscale() as AutoscaleView).decisions.filter((d) => d.action === "rent");
+        assert.equal(rents.length, 1, lines.join("\n"));
+        assert.equal(rents[0]?.serverType, "cx33");
+        assert.match(
+          rents[0]?.reason ?? "",
+          new RegExp(
+            `^rented cx33: .*; woken from snapshot ${snapshot.id} \\(snapshot ${snapshot.id} needs a 80 GB disk: cx33, not cx23\\)$`,
+          ),
+        );
+        const booted = (await state()).servers.filter((x) => x.labels["nixpool-owner"] !== undefined);
+        assert.equal(booted.length, 1);
+        const listed = (await (
+          await fetch(`${emu.endpoint}/servers`, { headers: { Authorization: `Bearer ${TEST_TOKEN}` } })
+        ).json()) as { servers: { image: { id: number } | null; server_type: { name: string } }[] };
+        assert.deepEqual(
+          listed.servers.map((x) => [x.server_type.name, x.image?.id]),
+          [["cx33", snapshot.id]],
+          "the rented server boots the snapshot",
+        );
+      } finally {
+        await c.close();
+      }
+      await gc(stateDir);
+      await until("zero servers", async () => (await servers()) === 0, 30_000);
+      const s = await state();
+      assert.deepEqual(s.ssh_keys, []);
+    });
+
     test("another coordinator holds the autoscaler's lease: this one rents nothing until the lease is free, then rents", async () => {
       const stateDir = await newStateDir("lease");
       const historyPath = statePaths(stateDir).serve.historyDb;

@@ -210,6 +210,33 @@ describe(
       assert.equal(left[0]?.labels["nixpool-type"], "cx33");
     });
 
+    test("--from-snapshot ID of another pool's snapshot is refused before anything is rented", async () => {
+      const stateDir = await newStateDir("other-pool");
+      const me = await owner(stateDir).catch(() => "");
+      const theirs = (await state()).images.find(
+        (i) => i.status === "available" && i.labels["nixpool"] === "1" && i.labels["nixpool-owner"] !== me,
+      );
+      assert.ok(theirs, "the first test left another pool's snapshot");
+      const created = ((await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number })
+        .servers_created;
+      const r = await cli(stateDir, [
+        "worker",
+        "up",
+        "--ttl",
+        "30m",
+        "--json",
+        "--from-snapshot",
+        String(theirs.id),
+      ]);
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`Snapshot ${theirs.id} was taken by another nixpool pool`));
+      assert.match(r.stderr, /hint: .*nixpool worker list/);
+      assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, "SNAPSHOT_NOT_FOUND");
+      const after = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
+      assert.equal(after.servers_created, created, "nothing rented");
+      assert.deepEqual((await state()).servers, []);
+    });
+
     test("a suspend killed after create_image is finished by worker gc: snapshot available, server deleted, nothing leaked", async () => {
       const stateDir = await newStateDir("crash");
       const w = await up(stateDir, "--type", "cx23");
@@ -221,10 +248,22 @@ describe(
       const mid = await state();
       assert.equal(mid.servers.length, 1, "the server is still there (off)");
       assert.equal(mid.servers[0]?.status, "off");
+      // Its 30-minute lease was extended when the suspend began: no owner's gc reaps it mid-suspend.
+      const expires = Number(mid.servers[0]?.labels["nixpool-expires"]) * 1000;
+      assert.ok(expires > Date.now() + 90 * 60_000, `lease extended for the suspend: ${expires}`);
       const record = JSON.parse(
         await readFile(join(stateDir, "hetzner", "workers", w.name.slice(3), "worker.json"), "utf8"),
-      ) as { status: string; suspend: { step: string; imageId: number | null } };
+      ) as {
+        status: string;
+        lease: { expiresAt: string };
+        suspend: { step: string; imageId: number | null };
+      };
       assert.equal(record.status, "suspending");
+      assert.equal(
+        Math.floor(Date.parse(record.lease.expiresAt) / 1000) * 1000,
+        expires,
+        "the record says the same",
+      );
       assert.equal(record.suspend.step, "image");
       assert.ok(record.suspend.imageId !== null, "the snapshot's id was recorded before the crash");
       const gc = await ok(stateDir, ["worker", "gc"]);

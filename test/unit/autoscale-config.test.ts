@@ -88,6 +88,9 @@ test("[autoscale.hetzner]: each error names its key", () => {
   assert.deepEqual(problems('maxWorkers = 2\nreleaseMargin = "1h"\n'), [
     "autoscale.hetzner.releaseMargin: must be shorter than 1h (a billed hour)",
   ]);
+  assert.deepEqual(problems('maxWorkers = 2\nreleaseMargin = "0s"\n'), [
+    "autoscale.hetzner.releaseMargin: must be at least 30s",
+  ]);
   assert.deepEqual(problems("maxWorkers = 2\nmaxWorkerz = 3\n"), [
     "autoscale.hetzner: unknown field maxWorkerz",
   ]);

@@ -9,7 +9,7 @@ import {
   type WaitingDerivation,
 } from "../../src/core/autoscale/plan.js";
 import { spending, spentIn, windowStart } from "../../src/core/autoscale/spending.js";
-import type { PriceTable, TypeOffer } from "../../src/core/cost.js";
+import { billedHours, type PriceTable, type TypeOffer } from "../../src/core/cost.js";
 
 // Every decision from plain values and an injected clock (docs/autoscale.md).
 
@@ -257,4 +257,159 @@ test("the summary names the queue, the workers and the budget", () => {
     p.summary,
     "3 derivations waiting (2 > 30s), 1 of 3 workers (1 booting); this hour 0.00 of 1.00 EUR, today 0.00 of 5.00 EUR",
   );
+});
+
+/**
+ * Ticks every config.intervalMs from `firstTickMs` for `hours`, with one idle worker started at
+ * `startMs`; returns when it was deleted (undefined: never).
+ */
+function deletedAt(
+  c: AutoscaleConfig,
+  startMs: number,
+  firstTickMs: number,
+  hours: number,
+): number | undefined {
+  const w = worker("hz-a", { startMs });
+  for (let now = firstTickMs; now < firstTickMs + hours * HOUR; now += c.intervalMs) {
+    if (now < startMs) continue;
+    const p = planAutoscale(input({ nowMs: now, config: c, workers: [w] }));
+    if (p.actions.some((a) => a.kind === "delete")) return now;
+  }
+  return undefined;
+}
+
+test("an idle worker is deleted before its next billed hour whatever the interval, the margin and its place on the tick grid", () => {
+  for (const intervalMs of [200, 15_000, 10 * MIN, 17 * MIN, 45 * MIN]) {
+    for (const releaseMarginMs of [0, 30_000, 5 * MIN]) {
+      for (const offset of [0, 1234, 3 * MIN, 7 * MIN + 1]) {
+        for (const minLifetimeMs of [10 * MIN, 55 * MIN, 70 * MIN]) {
+          const c = config({ intervalMs, releaseMarginMs, minLifetimeMs });
+          const start = T0 + offset;
+          const at = deletedAt(c, start, T0, 4);
+          const what = `interval ${intervalMs}, margin ${releaseMarginMs}, offset ${offset}, minLifetime ${minLifetimeMs}`;
+          assert.ok(at !== undefined, `never deleted in 4 h: ${what}`);
+          assert.ok(at - start >= minLifetimeMs, `sooner than minLifetime: ${what}`);
+          const left = paidLeft({ startMs: start }, at);
+          // At the latest in the billed hour after the one minLifetime ends in.
+          const lifetimeHour = Math.ceil(minLifetimeMs / HOUR);
+          assert.ok(billedHours(start, at) <= lifetimeHour + 1, `billed too long: ${what}`);
+          // Unless minLifetime ends inside the hour's last margin + interval: at the first tick
+          // of that stretch, with more than the margin left.
+          const rest = minLifetimeMs % HOUR;
+          if (
+            releaseMarginMs + intervalMs < HOUR &&
+            (rest === 0 || rest <= HOUR - releaseMarginMs - intervalMs)
+          ) {
+            assert.ok(left > releaseMarginMs, `deleted too late in its hour: ${what}`);
+            assert.ok(left <= releaseMarginMs + intervalMs, `deleted too early: ${what}`);
+          }
+        }
+      }
+    }
+  }
+  // The reviewer's case: interval 10 min, margin 5 min, started 3 min off the grid: deleted in its first hour.
+  const c = config({ intervalMs: 10 * MIN, releaseMarginMs: 5 * MIN });
+  assert.equal(
+    deletedAt(c, T0 + 3 * MIN, T0, 3),
+    T0 + 50 * MIN,
+    "10 min of its hour left, the next tick would leave 0",
+  );
+  assert.equal(deletedAt(config({ releaseMarginMs: 0 }), T0, T0, 3), T0 + 60 * MIN - 15_000);
+});
+
+test("budget: a rental commits ceil(minLifetime / 1 h) hours (today and this month), running workers' committed hours count", () => {
+  // minLifetime 2h30m: 3 hours of 0.011 = 0.033 committed; today's cap 0.04 takes one such rental.
+  const c = config({ minLifetimeMs: 150 * MIN, budget: { day: 0.04 } });
+  const p = planAutoscale(input({ config: c, waiting: waiting(30, T0) }));
+  assert.deepEqual(kinds(p), ["rent", "blocked"]);
+  assert.match(p.actions[0]?.reason ?? "", /today 0\.03 of 0\.04 EUR$/);
+  assert.equal(
+    p.actions[1]?.reason,
+    "not renting cx23 for 30 x86_64-linux derivations: today's budget of 0.04 EUR would be exceeded (0.03 spent + 0.0330 for its first 3 hours (minLifetime 150m)); builds wait for the existing builders",
+  );
+  // The hour's cap counts only the first hour (the others begin in later hours).
+  const hourCap = config({ minLifetimeMs: 150 * MIN, budget: { hour: 0.02 } });
+  assert.deepEqual(kinds(planAutoscale(input({ config: hourCap, waiting: waiting(10, T0) }))), ["rent"]);
+  // A worker rented 20 min ago has spent 1 hour and is committed to 2 more: a second one does not fit.
+  const billed = [{ name: "hz-a", startMs: T0 + 20_000 - 20 * MIN, endMs: null, hourly: 0.011 }];
+  const later = planAutoscale(
+    input({ config: c, waiting: waiting(10, T0), billed, workers: [worker("hz-a", { running: 2 })] }),
+  );
+  assert.equal(later.actions[0]?.kind === "blocked" && later.actions[0].cause, "budget");
+  assert.match(later.actions[0]?.reason ?? "", /\(0\.03 spent or committed \+ 0\.0330 for its first 3 hours/);
+  // With a minLifetime under an hour, one hour as before.
+  const short = planAutoscale(input({ config: config({ budget: { day: 0.02 } }), waiting: waiting(30, T0) }));
+  assert.deepEqual(kinds(short), ["rent", "blocked"]);
+});
+
+test("a worker being deleted (its deletion failed, retried) counts towards maxWorkers and the budget, serves no minWorkers, is not deleted twice", () => {
+  const gone = worker("hz-a", { status: "deleting" });
+  const p = planAutoscale(
+    input({
+      nowMs: T0 + 56 * MIN,
+      waiting: waiting(5, T0),
+      workers: [gone],
+      config: config({ maxWorkers: 1 }),
+    }),
+  );
+  assert.deepEqual(kinds(p), ["blocked"]);
+  assert.equal(p.actions[0]?.kind === "blocked" && p.actions[0].cause, "max-workers");
+  assert.match(p.summary, /1 of 1 workers \(1 being deleted\)/);
+  // Not on its way for waiting work, and no second deletion.
+  assert.deepEqual(
+    kinds(planAutoscale(input({ nowMs: T0 + 56 * MIN, waiting: waiting(5, T0), workers: [gone] }))),
+    ["rent"],
+  );
+  const min = planAutoscale(
+    input({ nowMs: T0 + 56 * MIN, workers: [gone], config: config({ minWorkers: 1 }) }),
+  );
+  assert.deepEqual(kinds(min), ["rent"]);
+  assert.match(min.actions[0]?.reason ?? "", /minWorkers is 1, 0 running/);
+});
+
+test("snapshots: a rental wakes from the newest on the cheapest type whose disk holds it, if allowed and affordable; else fresh, and the reason says why", () => {
+  const disks: Record<string, number> = { cx23: 40, cx33: 80, cax11: 40, cx53: 240 };
+  const offers = OFFERS.map((o) => ({ ...o, disk: disks[o.name] ?? 0 }));
+  const catalog = { offers, prices: PRICES };
+  const big = { id: 7, architecture: "x86" as const, diskSize: 80 };
+  const small = { id: 5, architecture: "x86" as const, diskSize: 40 };
+  const rent = (over: Partial<AutoscaleInput>) =>
+    planAutoscale(input({ catalog, waiting: waiting(1, T0), ...over })).actions[0];
+
+  // It fits the cheapest type: woken on it.
+  const same = rent({ snapshots: [small] });
+  assert.equal(same?.kind === "rent" && same.type, "cx23");
+  assert.equal(same?.kind === "rent" && same.snapshot, 5);
+  assert.match(same?.reason ?? "", /; woken from snapshot 5$/);
+  // An 80 GB snapshot: cx33 rather than cx23 (auto, no budget in the way).
+  const bigger = rent({ snapshots: [big] });
+  assert.equal(bigger?.kind === "rent" && bigger.type, "cx33");
+  assert.equal(bigger?.kind === "rent" && bigger.snapshot, 7);
+  assert.match(
+    bigger?.reason ?? "",
+    /; woken from snapshot 7 \(snapshot 7 needs a 80 GB disk: cx33, not cx23\)$/,
+  );
+  // The settings allow only cx23: fresh, and said.
+  const listed = rent({ snapshots: [big], config: config({ serverTypes: ["cx23"] }) });
+  assert.equal(listed?.kind === "rent" && listed.type, "cx23");
+  assert.equal(listed?.kind === "rent" && listed.snapshot, undefined);
+  assert.match(
+    listed?.reason ?? "",
+    /; fresh, not woken: snapshot 7 needs a 80 GB disk, which no allowed type in fsn1 has$/,
+  );
+  // cx33's first hour breaks this hour's cap but cx23's does not: fresh cx23, and said.
+  const capped = rent({ snapshots: [big], config: config({ budget: { hour: 0.015 } }) });
+  assert.equal(capped?.kind === "rent" && capped.type, "cx23");
+  assert.equal(capped?.kind === "rent" && capped.snapshot, undefined);
+  assert.match(
+    capped?.reason ?? "",
+    /; fresh, not woken: snapshot 7 needs a 80 GB disk \(cx33\), over this hour's budget$/,
+  );
+  // fromSnapshot "none", or a snapshot of the other architecture: fresh, nothing said.
+  const none = rent({ snapshots: [big], config: config({ fromSnapshot: "none" }) });
+  assert.equal(none?.kind === "rent" && none.snapshot, undefined);
+  assert.doesNotMatch(none?.reason ?? "", /snapshot/);
+  const arm = rent({ snapshots: [{ ...big, architecture: "arm" }] });
+  assert.equal(arm?.kind === "rent" && arm.type, "cx23");
+  assert.doesNotMatch(arm?.reason ?? "", /snapshot/);
 });

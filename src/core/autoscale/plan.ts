@@ -3,7 +3,9 @@ import { formatMs } from "../duration.js";
 import { architectureFor, WORKER_FEATURES, type AutoscaleConfig } from "./config.js";
 import {
   brokenCap,
+  committedAhead,
   describeBudget,
+  rentalCost,
   spending,
   windowWords,
   type BilledWorker,
@@ -29,8 +31,11 @@ export interface ScaledWorker {
   name: string;
   type: string;
   system: string;
-  /** Booting: rented, not building yet; ready: a builder of the pool. */
-  status: "booting" | "ready";
+  /**
+   * Booting: rented, not building yet; ready: a builder of the pool; deleting: out of the pool,
+   * its deletion under way or failed (retried): still billed, so counted towards maxWorkers.
+   */
+  status: "booting" | "ready" | "deleting";
   /** Billing start (the server's creation; the rental's start while that is unknown). */
   startMs: number;
   /** Derivations building on it now. */
@@ -46,13 +51,35 @@ export interface AutoscaleInput {
   catalog: { offers: readonly TypeOffer[]; prices: PriceTable } | { error: string };
   /** Every worker the autoscaler rented this month (deleted ones included), for the budget. */
   billed: readonly BilledWorker[];
+  /**
+   * With fromSnapshot "latest": the newest available snapshot of this pool per architecture, which
+   * a rental wakes from (on a type whose disk holds it); undefined when they could not be read
+   * (the provider then looks for one itself).
+   */
+  snapshots?: readonly WakeSnapshot[];
+}
+
+/** A snapshot a rental may wake from. */
+export interface WakeSnapshot {
+  id: number;
+  architecture: "x86" | "arm";
+  /** GB: a server type's disk must be at least this. */
+  diskSize: number;
 }
 
 /** Why nothing was rented for some waiting work (one cause per kind, for de-duplication). */
 export type BlockCause = "budget" | "max-workers" | "no-type" | "unbuildable" | "prices-unknown";
 
 export type AutoscaleAction =
-  | { kind: "rent"; type: string; system: string; hourly: number; reason: string }
+  | {
+      kind: "rent";
+      type: string;
+      system: string;
+      hourly: number;
+      /** The snapshot it wakes from (none: the plain image; only when input.snapshots was given). */
+      snapshot?: number;
+      reason: string;
+    }
   | { kind: "delete"; worker: string; reason: string }
   | { kind: "blocked"; system: string; cause: BlockCause; window?: BudgetWindow; reason: string };
 
@@ -89,13 +116,16 @@ export function pickType(
   offers: readonly TypeOffer[],
   prices: PriceTable,
   architecture: "x86" | "arm",
+  /** GB of disk the type must have (to wake a snapshot). */
+  minDisk?: number,
 ): { name: string; hourly: number } | undefined {
   const allowed =
     config.serverTypes === "auto" ? offers : offers.filter((o) => config.serverTypes.includes(o.name));
-  const req =
+  const base =
     config.serverTypes === "auto"
       ? { minCores: config.minCores, minMemory: config.minMemory, architecture }
       : { minCores: 1, minMemory: 0, architecture };
+  const req = minDisk !== undefined ? { ...base, minDisk } : base;
   const choice = chooseServerType(allowed, config.location, req, prices);
   if (!choice) return undefined;
   const ipv4 = prices.primaryIpv4[config.location]?.hourly.gross ?? 0;
@@ -111,8 +141,13 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   const spent = spending(input.billed, nowMs);
   const actions: AutoscaleAction[] = [];
   const due = input.waiting.filter((w) => nowMs - w.sinceMs >= config.scaleUpAfterMs);
+  // Every worker the API bills counts towards maxWorkers; those being deleted serve no minWorkers.
   let workers = input.workers.length;
-  let extra = 0;
+  let serving = input.workers.filter((w) => w.status !== "deleting").length;
+  const hoursCommitted = Math.max(1, Math.ceil(config.minLifetimeMs / HOUR));
+  // Spent, plus the hours running rentals are committed to by minLifetime and have not begun yet.
+  const committed = addCost(spent, committedAhead(input.billed, nowMs, config.minLifetimeMs));
+  let extra: Record<BudgetWindow, number> = ZERO;
 
   const rent = (system: string, why: string, label: string): boolean => {
     const architecture = architectureFor(system);
@@ -143,8 +178,9 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       });
       return false;
     }
-    const type = pickType(config, input.catalog.offers, input.catalog.prices, architecture);
-    if (!type) {
+    const { offers, prices } = input.catalog;
+    const plain = pickType(config, offers, prices, architecture);
+    if (!plain) {
       actions.push({
         kind: "blocked",
         system,
@@ -153,15 +189,49 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       });
       return false;
     }
-    const withIt = addAll(spent, extra + type.hourly);
-    const cap = brokenCap(addAll(spent, extra), type.hourly, config.budget);
+    // A rental commits its first ceil(minLifetime / 1 h) hours: the day and month count them all,
+    // the calendar hour only the first (the others begin in later hours).
+    const capFor = (hourly: number) =>
+      brokenCap(addCost(committed, extra), rentalCost(hourly, hoursCommitted), config.budget);
+    // Wake from the pool's newest snapshot: on the cheapest type whose disk holds it, if the
+    // settings and the budget allow that type; else a fresh worker, and the reason says why.
+    let type = plain;
+    let snapshot: number | undefined;
+    let wakeNote = "";
+    const snap =
+      config.fromSnapshot === "latest"
+        ? input.snapshots?.find((x) => x.architecture === architecture)
+        : undefined;
+    if (snap) {
+      const fits = pickType(config, offers, prices, architecture, snap.diskSize);
+      const needs = `snapshot ${snap.id} needs a ${snap.diskSize} GB disk`;
+      if (!fits) wakeNote = `; fresh, not woken: ${needs}, which no allowed type in ${config.location} has`;
+      else if (fits.name !== plain.name && capFor(fits.hourly)) {
+        wakeNote = `; fresh, not woken: ${needs} (${fits.name}), over ${windowWords(capFor(fits.hourly) as BudgetWindow)}'s budget`;
+      } else {
+        snapshot = snap.id;
+        wakeNote =
+          fits.name === plain.name
+            ? `; woken from snapshot ${snap.id}`
+            : `; woken from snapshot ${snap.id} (${needs}: ${fits.name}, not ${plain.name})`;
+        type = fits;
+      }
+    }
+    const cost = rentalCost(type.hourly, hoursCommitted);
+    const withIt = addCost(addCost(spent, extra), cost);
+    const cap = capFor(type.hourly);
     if (cap) {
+      const hoursWords =
+        hoursCommitted === 1
+          ? "its first hour"
+          : `its first ${hoursCommitted} hours (minLifetime ${formatMs(config.minLifetimeMs)})`;
+      const before = committed[cap] > spent[cap] + 1e-9 ? "spent or committed" : "spent";
       actions.push({
         kind: "blocked",
         system,
         cause: "budget",
         window: cap,
-        reason: `not renting ${type.name} for ${label}: ${windowWords(cap)}'s budget of ${(config.budget[cap] as number).toFixed(2)} EUR would be exceeded (${(spent[cap] + extra).toFixed(2)} spent + ${type.hourly.toFixed(4)} for its first hour); builds wait for the existing builders`,
+        reason: `not renting ${type.name} for ${label}: ${windowWords(cap)}'s budget of ${(config.budget[cap] as number).toFixed(2)} EUR would be exceeded (${(committed[cap] + extra[cap]).toFixed(2)} ${before} + ${cost[cap].toFixed(4)} for ${hoursWords}); builds wait for the existing builders`,
       });
       return false;
     }
@@ -170,10 +240,12 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       type: type.name,
       system,
       hourly: type.hourly,
-      reason: `rented ${type.name}: ${why}; ${describeBudget(withIt, config.budget)}`,
+      ...(snapshot !== undefined ? { snapshot } : {}),
+      reason: `rented ${type.name}: ${why}; ${describeBudget(withIt, config.budget)}${wakeNote}`,
     });
     workers++;
-    extra += type.hourly;
+    serving++;
+    extra = addCost(extra, cost);
     return true;
   };
 
@@ -191,7 +263,7 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     }
     // Workers still booting, and idle ones, will take work soon: count them as already on their way.
     const coming = input.workers.filter(
-      (w) => (w.status === "booting" || w.running === 0) && canServe(w, k),
+      (w) => w.status !== "deleting" && (w.status === "booting" || w.running === 0) && canServe(w, k),
     ).length;
     const wanted = Math.ceil(k.count / config.derivationsPerWorker) - coming;
     const why = `${label} waited > ${formatMs(config.scaleUpAfterMs)}`;
@@ -203,20 +275,21 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       ? input.catalog.offers.find((o) => o.name === config.serverTypes[0])
       : undefined;
   const minSystem =
-    input.workers[0]?.system ?? (firstListed?.architecture === "arm" ? "aarch64-linux" : "x86_64-linux");
-  while (workers < config.minWorkers) {
+    input.workers.find((w) => w.status !== "deleting")?.system ??
+    (firstListed?.architecture === "arm" ? "aarch64-linux" : "x86_64-linux");
+  while (serving < config.minWorkers) {
     if (
       !rent(
         minSystem,
-        `minWorkers is ${config.minWorkers}, ${workers} running`,
+        `minWorkers is ${config.minWorkers}, ${serving} running`,
         `minWorkers ${config.minWorkers}`,
       )
     )
       break;
   }
 
-  // Idle ready workers: deleted once their paid hour is nearly over (never sooner than minLifetime).
-  let kept = input.workers.length;
+  // Idle ready workers: deleted before their next paid hour (never sooner than minLifetime).
+  let kept = input.workers.filter((w) => w.status !== "deleting").length;
   const idle = input.workers
     .filter((w) => w.status === "ready" && w.running === 0)
     .sort((a, b) => paidLeft(a, nowMs) - paidLeft(b, nowMs));
@@ -225,8 +298,11 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     if (input.waiting.some((d) => canServe(w, d))) continue;
     const lived = nowMs - w.startMs;
     if (lived < config.minLifetimeMs) continue;
+    // Deleted at the last tick that still leaves releaseMargin of the paid hour: when the next
+    // tick (intervalMs on) would leave less. A window as long as the interval holds a tick
+    // whatever the margin and wherever the worker started on the tick grid, so none is missed.
     const left = paidLeft(w, nowMs);
-    if (left > config.releaseMarginMs) continue;
+    if (left - config.intervalMs > config.releaseMarginMs) continue;
     const hours = billedHours(w.startMs, nowMs);
     actions.push({
       kind: "delete",
@@ -237,9 +313,14 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   }
 
   const booting = input.workers.filter((w) => w.status === "booting").length;
+  const deleting = input.workers.filter((w) => w.status === "deleting").length;
+  const states = [
+    ...(booting ? [`${booting} booting`] : []),
+    ...(deleting ? [`${deleting} being deleted`] : []),
+  ];
   const summary =
     `${input.waiting.length} derivation${input.waiting.length === 1 ? "" : "s"} waiting (${due.length} > ${formatMs(config.scaleUpAfterMs)}), ` +
-    `${input.workers.length} of ${config.maxWorkers} workers${booting ? ` (${booting} booting)` : ""}; ${describeBudget(spent, config.budget)}`;
+    `${input.workers.length} of ${config.maxWorkers} workers${states.length ? ` (${states.join(", ")})` : ""}; ${describeBudget(spent, config.budget)}`;
   return { actions, spent, summary };
 }
 
@@ -248,8 +329,13 @@ export function paidLeft(w: Pick<ScaledWorker, "startMs">, nowMs: number): numbe
   return w.startMs + billedHours(w.startMs, nowMs) * HOUR - nowMs;
 }
 
-function addAll(spent: Record<BudgetWindow, number>, n: number): Record<BudgetWindow, number> {
-  return { hour: spent.hour + n, day: spent.day + n, month: spent.month + n };
+const ZERO: Record<BudgetWindow, number> = { hour: 0, day: 0, month: 0 };
+
+function addCost(
+  a: Record<BudgetWindow, number>,
+  b: Record<BudgetWindow, number>,
+): Record<BudgetWindow, number> {
+  return { hour: a.hour + b.hour, day: a.day + b.day, month: a.month + b.month };
 }
 
 function minutes(ms: number): string {

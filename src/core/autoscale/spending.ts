@@ -53,13 +53,48 @@ export function spending(workers: readonly BilledWorker[], nowMs: number): Recor
   };
 }
 
-/** The first cap that `extra` more would break, or undefined when every cap holds. */
+/** The first cap that `extra` more (per window) would break, or undefined when every cap holds. */
 export function brokenCap(
   spent: Record<BudgetWindow, number>,
-  extra: number,
+  extra: Record<BudgetWindow, number>,
   budget: AutoscaleBudget,
 ): BudgetWindow | undefined {
-  return BUDGET_WINDOWS.find((w) => budget[w] !== undefined && spent[w] + extra > budget[w] + 1e-9);
+  return BUDGET_WINDOWS.find((w) => budget[w] !== undefined && spent[w] + extra[w] > budget[w] + 1e-9);
+}
+
+/**
+ * What renting a worker now commits to per window: it is not deleted before minLifetime, so its
+ * first `hours` are paid whatever happens. Only the first begins in the current calendar hour; the
+ * day and the month count them all (on the safe side when they reach into the next day).
+ */
+export function rentalCost(hourly: number, hours: number): Record<BudgetWindow, number> {
+  return { hour: hourly, day: round2(hourly * hours), month: round2(hourly * hours) };
+}
+
+/**
+ * The hours running workers are committed to (the started hours before `minLifetimeMs` is
+ * reached) that have not begun yet: paid later whatever happens, so a new rental counts them.
+ * The calendar hour counts those beginning in it; the day and the month all of them.
+ */
+export function committedAhead(
+  workers: readonly BilledWorker[],
+  nowMs: number,
+  minLifetimeMs: number,
+): Record<BudgetWindow, number> {
+  const out = { hour: 0, day: 0, month: 0 };
+  const hourEnd = windowStart("hour", nowMs) + HOUR;
+  for (const w of workers) {
+    if (w.endMs !== null || w.startMs > nowMs) continue;
+    const hours = Math.max(1, Math.ceil(minLifetimeMs / HOUR));
+    for (let k = 0; k < hours; k++) {
+      const at = w.startMs + k * HOUR;
+      if (at <= nowMs) continue;
+      if (at < hourEnd) out.hour += w.hourly;
+      out.day += w.hourly;
+      out.month += w.hourly;
+    }
+  }
+  return { hour: round2(out.hour), day: round2(out.day), month: round2(out.month) };
 }
 
 const WINDOW_WORDS: Record<BudgetWindow, string> = { hour: "this hour", day: "today", month: "this month" };

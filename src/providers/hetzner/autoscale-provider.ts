@@ -1,12 +1,15 @@
 import { hostname } from "node:os";
 import type { Builder } from "../../core/builder.js";
 import { architectureFor, type AutoscaleConfig } from "../../core/autoscale/config.js";
+import type { WakeSnapshot } from "../../core/autoscale/plan.js";
+import { pickLatestSnapshot } from "../../core/snapshots.js";
 import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.js";
 import type { LeaseHolder } from "../../core/lease.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
 import { reapQuietly } from "./reaper.js";
+import type { RetryPolicy } from "./retry.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
-import { startLeaseRenewal } from "./renewal.js";
+import { renewLease, startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
 import { isPoolSnapshot, snapshotRequest, wakeImage } from "./snapshots.js";
 import { destroyWorker } from "./teardown.js";
@@ -43,9 +46,15 @@ export interface AutoscaleProvider {
   /** Server types and their current prices, from the API only (no bundled table: budgets are caps). */
   catalog(): Promise<{ offers: TypeOffer[]; prices: PriceTable }>;
   rent(req: AutoscaleRentRequest): Promise<AutoscaleRented>;
-  /** This pool's available snapshots (what rentals may wake from): how many, and their GB. */
-  snapshots?(): Promise<{ count: number; gb: number }>;
-  /** Deletes a worker (server, temporary key, record). */
+  /**
+   * This pool's available snapshots: how many, their GB, and the newest per architecture (what a
+   * rental wakes from).
+   */
+  snapshots?(): Promise<{ count: number; gb: number; newest: WakeSnapshot[] }>;
+  /**
+   * Deletes a worker (server, temporary key, record). When that fails its lease stays renewed
+   * (until close) for the retry.
+   */
   release(name: string): Promise<void>;
   /** Reaps what a crashed coordinator left (worker gc, quietly). */
   reap(): Promise<void>;
@@ -60,6 +69,8 @@ export interface HetznerAutoscaleOptions {
   log: Log;
   /** Lease time, renewed every third of it while the coordinator runs (default 2 h). */
   ttlMs?: number;
+  /** The API client's retry policy (tests shorten it); default: the client's. */
+  retry?: Partial<RetryPolicy>;
   /**
    * The snapshot a `fromSnapshot` rental wakes from, or undefined for the plain image (default:
    * wakeImage, the newest of this owner and architecture that fits the type's disk).
@@ -88,10 +99,12 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
   const holder: LeaseHolder = { kind: "process", pid: process.pid, host: hostname() };
   const renewals = new Map<string, { stop: () => Promise<void> }>();
   let session: Promise<HetznerSession> | undefined;
+  let closed = false;
   const open = () => {
     session ??= openSession({
       stateDir: o.stateDir,
       env: o.env,
+      ...(o.retry ? { retry: o.retry } : {}),
       onRetry: (e) =>
         o.log(
           `autoscale: hetzner: ${e.request} → ${e.reason}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`,
@@ -109,7 +122,11 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       const images = (await s.client.listImages({ type: "snapshot", status: "available" })).filter((i) =>
         isPoolSnapshot(i, s.owner),
       );
-      return { count: images.length, gb: images.reduce((n, i) => n + (i.image_size ?? 0), 0) };
+      const newest = (["x86", "arm"] as const).flatMap((architecture) => {
+        const i = pickLatestSnapshot(images, { owner: s.owner, architecture });
+        return i ? [{ id: i.id, architecture, diskSize: i.disk_size }] : [];
+      });
+      return { count: images.length, gb: images.reduce((n, i) => n + (i.image_size ?? 0), 0), newest };
     },
     rent: async (req) => {
       const s = await open();
@@ -155,12 +172,24 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       await renewals.get(name)?.stop();
       renewals.delete(name);
       const rec = findRecord(await readRecords(o.stateDir, o.log), name);
-      if (rec) await destroy(s, rec);
+      if (!rec) return;
+      try {
+        await destroy(s, rec);
+      } catch (e) {
+        // Still there: its lease is renewed now and kept renewed while the autoscaler retries (no
+        // gc reaps it meanwhile, and none is stuck with an expired lease after a run of failures).
+        if (!closed) {
+          await renewLease(s, rec, ttlMs).catch(() => undefined);
+          renewals.set(name, startLeaseRenewal(s, rec, ttlMs, o.log));
+        }
+        throw e;
+      }
     },
     reap: async () => {
       await reapQuietly(await open(), o.log);
     },
     close: async () => {
+      closed = true;
       await Promise.all([...renewals.values()].map((r) => r.stop()));
       renewals.clear();
     },

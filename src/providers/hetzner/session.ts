@@ -4,6 +4,7 @@ import { readFileIfExists, writeFileAtomic } from "../../adapters/fs.js";
 import { NixpoolError } from "../../core/errors.js";
 import { LABELS, type Lease } from "../../core/lease.js";
 import { HcloudClient, type RetryEvent } from "./client.js";
+import type { RetryPolicy } from "./retry.js";
 import { statePaths } from "../../config/state-paths.js";
 import { hetznerDir } from "./records.js";
 import { resolveEndpoint, resolveToken } from "./token.js";
@@ -22,6 +23,8 @@ export interface SessionOptions {
   tokenFile?: string | undefined;
   signal?: AbortSignal;
   onRetry?: (e: RetryEvent) => void;
+  /** The client's retry policy (tests shorten it); default: the client's. */
+  retry?: Partial<RetryPolicy>;
 }
 
 /** This state directory's owner id (random, created once), put on every server as a label. */
@@ -44,6 +47,7 @@ export async function openSession(o: SessionOptions): Promise<HetznerSession> {
     endpoint,
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.onRetry ? { onRetry: o.onRetry } : {}),
+    ...(o.retry ? { retry: o.retry } : {}),
   });
   return { stateDir: o.stateDir, client, owner: await ensureOwner(o.stateDir), endpoint };
 }

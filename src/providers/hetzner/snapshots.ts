@@ -45,7 +45,8 @@ export async function wakeImage(
 
 /**
  * The snapshot `--from-snapshot REF` names: `latest` (the newest of this owner, of the
- * architecture when given), or an image id that must be an available nixpool snapshot.
+ * architecture when given), or an image id that must be an available nixpool snapshot of this
+ * owner (another pool's is refused: its store would be trusted as this pool's).
  */
 export async function resolveSnapshot(
   s: HetznerSession,
@@ -74,6 +75,17 @@ export async function resolveSnapshot(
       hint: "List the pool's snapshots with: nixpool worker list (or --from-snapshot latest)",
       exitCode: ExitCode.usage,
     });
+  }
+  if (!isPoolSnapshot(image, s.owner)) {
+    // Its outputs would be trusted as this pool's cache: only this pool's own snapshots wake.
+    throw new NixpoolError(
+      "SNAPSHOT_NOT_FOUND",
+      `Snapshot ${image.id} was taken by another nixpool pool (another state directory), not this one.`,
+      {
+        hint: "Wake one of this pool's snapshots (nixpool worker list shows them), or use --from-snapshot latest.",
+        exitCode: ExitCode.usage,
+      },
+    );
   }
   if (image.status !== "available") {
     throw new NixpoolError("SNAPSHOT_NOT_FOUND", `Snapshot ${image.id} is ${image.status}, not available.`, {

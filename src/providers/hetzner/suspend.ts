@@ -1,13 +1,13 @@
 import { hostname } from "node:os";
-import { z } from "zod";
 import { isProcessAlive } from "../../adapters/process-alive.js";
 import { waitFor } from "../../adapters/wait-for.js";
 import type { WorkerCost } from "../../core/cost.js";
 import { ExitCode, NixpoolError } from "../../core/errors.js";
 import { LABELS } from "../../core/lease.js";
 import { snapshotLabels } from "../../core/snapshots.js";
-import { isDerivationPath, isStorePath } from "../../core/store-path.js";
+import { builtOutputs, parsePathInfoJson } from "../../core/path-info.js";
 import { readRecords, saveRecord, type Log, type WorkerRecord } from "./records.js";
+import { renewLease, startLeaseRenewal } from "./renewal.js";
 import type { HetznerSession } from "./session.js";
 import { destroyWorker } from "./teardown.js";
 import type { Image } from "./types.js";
@@ -18,6 +18,9 @@ import { nixpoolVersion, onWorker } from "./worker-system.js";
 // from the start), wait for the snapshot, delete the server. Each step is recorded in the
 // worker's record before it runs, so a rerun (`worker suspend` again, or `worker gc` once the
 // suspending process is gone) resumes at that step: nothing is left half done or unlabelled.
+
+/** The lease a suspend keeps on its server at least (renewed while it runs). */
+const SUSPEND_LEASE_MS = 2 * 3_600_000;
 
 /** Where the suspend keeps its GC roots on the worker (a directory of symlinks: direct roots). */
 const ROOTS_DIR = "/nix/var/nix/gcroots/nixpool-suspend";
@@ -34,8 +37,6 @@ export interface SuspendResult {
   image: Image;
   cost: WorkerCost;
 }
-
-const pathInfoSchema = z.array(z.object({ path: z.string(), deriver: z.string().optional() }));
 
 function failed(rec: WorkerRecord, step: SuspendStep, why: string): NixpoolError {
   return new NixpoolError(
@@ -55,12 +56,7 @@ async function pinOutputs(s: HetznerSession, rec: WorkerRecord, log: Log, signal
     ["nix", "--extra-experimental-features", "nix-command", "path-info", "--all", "--json"],
     { timeoutMs: 300_000, ...(signal ? { signal } : {}) },
   );
-  let parsed: z.infer<typeof pathInfoSchema> | undefined;
-  try {
-    parsed = pathInfoSchema.parse(JSON.parse(info.stdout));
-  } catch {
-    parsed = undefined;
-  }
+  const parsed = parsePathInfoJson(info.stdout);
   if (info.exitCode !== 0 || !parsed) {
     throw failed(
       rec,
@@ -68,9 +64,7 @@ async function pinOutputs(s: HetznerSession, rec: WorkerRecord, log: Log, signal
       info.stderr.trim().split("\n").slice(-1)[0] || "its store could not be listed",
     );
   }
-  const outputs = parsed
-    .filter((p) => p.deriver !== undefined && isStorePath(p.path) && !isDerivationPath(p.path))
-    .map((p) => p.path);
+  const outputs = builtOutputs(parsed);
   const script = [
     "set -eu",
     `rm -rf ${ROOTS_DIR}`,
@@ -229,7 +223,29 @@ export async function suspendWorker(
   }
   rec.status = "suspending";
   rec.lease.holder = { kind: "process", pid: process.pid, host: hostname() };
-  await saveRecord(s.stateDir, rec);
+  // The lease (the server's expiry label) outlasts the suspend: any owner's gc deletes a server
+  // whose lease expired, and a suspend may take an hour (gc, shutdown, the snapshot).
+  const ttlMs = Math.max(SUSPEND_LEASE_MS, Date.parse(rec.lease.expiresAt) - Date.now());
+  await renewLease(s, rec, ttlMs).catch((e: unknown) =>
+    log(
+      `warning: could not extend the lease of ${rec.lease.name} for its suspend (${e instanceof Error ? e.message : String(e)}); it expires at ${rec.lease.expiresAt}`,
+    ),
+  );
+  const renewal = startLeaseRenewal(s, rec, ttlMs, log);
+  try {
+    return await runSteps(s, rec, o, log);
+  } finally {
+    await renewal.stop();
+  }
+}
+
+async function runSteps(
+  s: HetznerSession,
+  rec: WorkerRecord,
+  o: SuspendOptions,
+  log: Log,
+): Promise<SuspendResult> {
+  if (!rec.suspend) throw new Error("runSteps without a suspend record");
   const from = SUSPEND_STEPS.indexOf(rec.suspend.step);
   let image: Image | undefined;
   for (const step of SUSPEND_STEPS.slice(from)) {

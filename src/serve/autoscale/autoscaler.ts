@@ -10,6 +10,7 @@ import {
   type AutoscaleInput,
   type AutoscalePlan,
   type ScaledWorker,
+  type WakeSnapshot,
 } from "../../core/autoscale/plan.js";
 import { windowStart, type BilledWorker } from "../../core/autoscale/spending.js";
 import type { PriceTable, TypeOffer } from "../../core/cost.js";
@@ -72,6 +73,14 @@ interface Rental {
   startMs: number;
   hourly: number;
   builder?: Builder;
+  /** The snapshot it wakes from: the plan's choice, or "latest" (the provider's) when unknown. */
+  wake?: number | "latest";
+  /** A deletion is under way (never two at once). */
+  releasing?: boolean;
+  /** Deletions that failed so far: retried at later ticks until the API says it is gone. */
+  releaseFailures?: number;
+  /** The next retry's earliest time (backing off from intervalMs to a minute). */
+  retryAtMs?: number;
 }
 
 const CATALOG_TTL_MS = 5 * 60_000;
@@ -108,6 +117,8 @@ export class Autoscaler {
   private readonly billedRows = new Map<string, AutoscaleWorkerRow>();
   /** This pool's snapshots and their storage cost (read with the catalogue). */
   private snapshotStore: AutoscaleView["snapshots"];
+  /** The newest snapshot per architecture a rental may wake from (read with the catalogue). */
+  private wakeSnapshots: WakeSnapshot[] | undefined;
   private recent: AutoscaleDecisionRow[] = [];
 
   constructor(private readonly o: AutoscalerOptions) {
@@ -151,8 +162,19 @@ export class Autoscaler {
 
   /** One look at the queue: plan, record, act. Ticks never overlap (a slow one is waited for). */
   tick(): Promise<AutoscalePlan | undefined> {
-    this.ticking ??= this.runTick().finally(() => (this.ticking = undefined));
+    this.ticking ??= this.runTick().finally(() => {
+      this.ticking = undefined;
+      this.retryReleases();
+    });
     return this.ticking;
+  }
+
+  /** After every tick, leading or not: retries the deletions of its own workers that failed, when due. */
+  private retryReleases(): void {
+    if (this.closed) return;
+    const now = this.o.clock();
+    for (const r of this.rentals.values())
+      if (r.releaseFailures && !r.releasing && now >= (r.retryAtMs ?? 0)) this.track(this.release(r));
   }
 
   private async runTick(): Promise<AutoscalePlan | undefined> {
@@ -197,6 +219,7 @@ export class Autoscaler {
       workers: this.scaledWorkers(),
       catalog,
       billed: this.billed(now),
+      ...(this.wakeSnapshots ? { snapshots: this.wakeSnapshots } : {}),
     });
     this.lastPlan = plan;
     this.lastTickMs = now;
@@ -239,7 +262,9 @@ export class Autoscaler {
       const held = await this.o.provider.snapshots?.();
       if (held) {
         const perGb = c.prices.imagePerGbMonth?.gross ?? 0;
-        this.snapshotStore = { ...held, monthly: Math.round(held.gb * perGb * 100) / 100 };
+        const { count, gb } = held;
+        this.snapshotStore = { count, gb, monthly: Math.round(gb * perGb * 100) / 100 };
+        this.wakeSnapshots = held.newest;
       }
     } catch (e) {
       value = { error: e instanceof Error ? e.message : String(e) };
@@ -249,16 +274,15 @@ export class Autoscaler {
   }
 
   private scaledWorkers(): ScaledWorker[] {
-    return [...this.rentals.values()]
-      .filter((r) => r.status !== "deleting")
-      .map((r) => ({
-        name: r.name,
-        type: r.type,
-        system: r.system,
-        status: r.status === "ready" ? "ready" : "booting",
-        startMs: r.startMs,
-        running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
-      }));
+    // Those being deleted too: billed until the API says they are gone.
+    return [...this.rentals.values()].map((r): ScaledWorker => ({
+      name: r.name,
+      type: r.type,
+      system: r.system,
+      status: r.status,
+      startMs: r.startMs,
+      running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
+    }));
   }
 
   private billed(now: number): BilledWorker[] {
@@ -319,6 +343,13 @@ export class Autoscaler {
         startMs: now,
         hourly: a.hourly,
       };
+      // The plan chose the snapshot when it knew them; else the provider looks for the latest.
+      const wake = this.wakeSnapshots
+        ? a.snapshot
+        : this.o.config.fromSnapshot === "latest"
+          ? "latest"
+          : undefined;
+      if (wake !== undefined) r.wake = wake;
       this.rentals.set(id, r);
       this.saveRental(r, null);
       this.record(now, "rent", a.reason, r);
@@ -344,7 +375,7 @@ export class Autoscaler {
         type: r.type,
         system: r.system,
         signal: this.abort.signal,
-        ...(this.o.config.fromSnapshot === "latest" ? { fromSnapshot: "latest" as const } : {}),
+        ...(r.wake !== undefined ? { fromSnapshot: r.wake } : {}),
         onLeased: (name) => {
           r.name = name;
           this.saveRental(r, null);
@@ -377,6 +408,8 @@ export class Autoscaler {
       );
     } catch (e) {
       const now = this.o.clock();
+      // Read the catalogue and snapshots again at the next tick (the snapshot may be gone).
+      this.catalog = undefined;
       this.rentals.delete(r.rental);
       this.saveRental(r, now);
       this.record(
@@ -388,20 +421,41 @@ export class Autoscaler {
     }
   }
 
+  /**
+   * Deletes a worker. A failed deletion keeps it in the rentals (counted towards maxWorkers and
+   * the budget, its lease renewed by the provider) and later ticks retry it (backing off to once a
+   * minute) until the API says the server is gone.
+   */
   private async release(r: Rental): Promise<void> {
+    if (r.releasing) return;
+    r.releasing = true;
     try {
       await this.o.provider.release(r.name);
     } catch (e) {
+      const n = (r.releaseFailures = (r.releaseFailures ?? 0) + 1);
+      r.retryAtMs = this.o.clock() + Math.min(60_000, this.o.config.intervalMs * 2 ** (n - 1));
+      const why = e instanceof Error ? e.message : String(e);
+      if (n === 1)
+        this.record(
+          this.o.clock(),
+          "failed",
+          `deleting ${r.name} failed: ${why}; it still counts towards maxWorkers and the budget, and is retried at later ticks${this.closed ? " (the coordinator closes: nixpool worker gc deletes it)" : ""}`,
+          r,
+        );
+      else this.o.log(`autoscale: deleting ${r.name} failed again (attempt ${n}): ${why}`);
+      return;
+    } finally {
+      r.releasing = false;
+    }
+    this.rentals.delete(r.rental);
+    this.saveRental(r, this.o.clock());
+    if (r.releaseFailures)
       this.record(
         this.o.clock(),
-        "failed",
-        `deleting ${r.name} failed: ${e instanceof Error ? e.message : String(e)}; nixpool worker gc deletes it once its lease ends`,
+        "delete",
+        `deleted ${r.name} (${r.type}) at attempt ${r.releaseFailures + 1}`,
         r,
       );
-    } finally {
-      this.rentals.delete(r.rental);
-      this.saveRental(r, this.o.clock());
-    }
   }
 
   /** The state shown by GET /api/autoscale and the dashboard. */
@@ -464,8 +518,9 @@ export class Autoscaler {
     await this.ticking;
     this.abort.abort();
     await Promise.allSettled([...this.inFlight]);
-    const left = [...this.rentals.values()].filter((r) => r.status === "ready");
+    const left = [...this.rentals.values()].filter((r) => r.status === "ready" || r.releaseFailures);
     for (const r of left) {
+      if (r.status !== "ready") continue;
       this.o.pool.leave(r.name, "the coordinator closes");
       r.status = "deleting";
       this.record(this.o.clock(), "delete", `deleted ${r.name} (${r.type}): the coordinator closes`, r);

@@ -1,7 +1,9 @@
 /**
- * Which coordinator runs the autoscaler: exactly one may rent and delete workers. Today one
- * coordinator runs per state directory, so it always leads; coordinators that share a PostgreSQL
- * store take the lead through the store (an advisory lock) by replacing this one function.
+ * Which coordinator runs the autoscaler: exactly one may rent and delete workers. The coordinator
+ * passes the history's lease named `autoscaler` (src/serve/autoscale/coordinator-autoscale.ts:
+ * renewed every tick, held for three ticks, at least 30 s), shared by coordinators on one
+ * PostgreSQL store; acquireAutoscaleLeadership() below (always the leader) is only the default of
+ * an Autoscaler built without one.
  */
 export interface AutoscaleLeadership {
   /** True while this coordinator leads (asked before every tick; cheap to call again). */
