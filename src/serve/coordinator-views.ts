@@ -113,7 +113,7 @@ export interface LiveBuild {
   report?: BuildReport;
   cancelledBy?: string;
   /** The fleet's transfer counts when the build was submitted. */
-  sentAtStart: { up: number; down: number };
+  sentAtStart: { up: number; down: number; bytesUp: number; bytesDown: number };
   done: Promise<BuildDetail>;
   resolve: (d: BuildDetail) => void;
 }
@@ -156,7 +156,7 @@ export function liveDetail(b: LiveBuildView): BuildDetail {
 export function reportOf(
   run: Pick<BuildRun, "records" | "t0" | "now" | "graph">,
   slots: { name: string; slots: number }[],
-  transfers: { up: number; down: number },
+  transfers: { up: number; down: number; bytesUp: number; bytesDown: number },
 ): BuildReport {
   const usage = process.resourceUsage();
   const records = [...run.records.values()];
@@ -181,6 +181,8 @@ export function reportOf(
       // The fleet's transfers while the build ran (other builds' included).
       pathsUploaded: transfers.up,
       pathsDownloaded: transfers.down,
+      bytesUploaded: transfers.bytesUp,
+      bytesDownloaded: transfers.bytesDown,
       derivationsInClosure: run.graph.nodes.size,
       // The coordinator's process: every build it ran so far.
       cpuMs: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000),

@@ -247,6 +247,8 @@ export class Coordinator implements CoordinatorApi {
       sentAtStart: {
         up: this.uploadedSoFar(),
         down: this.fleet.localPlace.sent,
+        bytesUp: this.uploadedSoFar("sentBytes"),
+        bytesDown: this.fleet.localPlace.sentBytes,
       },
       done,
       resolve,
@@ -481,12 +483,14 @@ export class Coordinator implements CoordinatorApi {
     return reportOf(b.run, this.slotsOfBuilders(), {
       up: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
       down: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
+      bytesUp: Math.max(0, this.uploadedSoFar("sentBytes") - b.sentAtStart.bytesUp),
+      bytesDown: Math.max(0, this.fleet.localPlace.sentBytes - b.sentAtStart.bytesDown),
     });
   }
 
-  /** Paths sent to the builders' current links (a reconnected builder starts again at 0). */
-  private uploadedSoFar(): number {
-    return [...this.fleet.links.values()].reduce((n, l) => n + l.place.sent, 0);
+  /** Paths (or bytes) sent to the builders' current links (a reconnected builder starts again at 0). */
+  private uploadedSoFar(what: "sent" | "sentBytes" = "sent"): number {
+    return [...this.fleet.links.values()].reduce((n, l) => n + l.place[what], 0);
   }
 
   private slotsOfBuilders(): { name: string; slots: number }[] {
