@@ -4,11 +4,13 @@ import { architectureFor, type AutoscaleConfig } from "../../core/autoscale/conf
 import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.js";
 import type { LeaseHolder } from "../../core/lease.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
-import { reapQuietly } from "./reaper.js";
+import { ExitCode, NixpoolError } from "../../core/errors.js";
+import { DEFAULT_SNAPSHOT_TTL_MS, pruneSnapshots, reapQuietly } from "./reaper.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
-import { startLeaseRenewal } from "./renewal.js";
+import { renewLease, startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
 import { isPoolSnapshot, snapshotRequest, wakeImage } from "./snapshots.js";
+import { suspendWorker } from "./suspend.js";
 import { destroyWorker } from "./teardown.js";
 import type { Image } from "./types.js";
 
@@ -47,6 +49,15 @@ export interface AutoscaleProvider {
   snapshots?(): Promise<{ count: number; gb: number }>;
   /** Deletes a worker (server, temporary key, record). */
   release(name: string): Promise<void>;
+  /**
+   * Suspends a worker (`worker suspend`'s resumable steps: GC roots, GC, shutdown, labelled
+   * snapshot, deletion), then deletes the pool's snapshots past retention. `signal` stops it
+   * between steps; `worker gc` resumes it once this process is gone.
+   */
+  suspend?(
+    name: string,
+    signal: AbortSignal,
+  ): Promise<{ imageId: number; imageSizeGb: number | null; deletedSnapshots: number }>;
   /** Reaps what a crashed coordinator left (worker gc, quietly). */
   reap(): Promise<void>;
   /** Stops renewing leases. */
@@ -60,6 +71,11 @@ export interface HetznerAutoscaleOptions {
   log: Log;
   /** Lease time, renewed every third of it while the coordinator runs (default 2 h). */
   ttlMs?: number;
+  /**
+   * `[hetzner] keepSnapshots` and `snapshotTtl`: the retention a suspend applies once its
+   * snapshot is taken, and the snapshot's expiry (defaults: keep all, 30 days).
+   */
+  snapshots?: { keep: number; ttlMs: number };
   /**
    * The snapshot a `fromSnapshot` rental wakes from, or undefined for the plain image (default:
    * wakeImage, the newest of this owner and architecture that fits the type's disk).
@@ -157,8 +173,39 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       const rec = findRecord(await readRecords(o.stateDir, o.log), name);
       if (rec) await destroy(s, rec);
     },
+    suspend: async (name, signal) => {
+      const s = await open();
+      // No renewal writes the record while the suspend does (it would undo the suspend's steps).
+      await renewals.get(name)?.stop();
+      renewals.delete(name);
+      const rec = findRecord(await readRecords(o.stateDir, o.log), name);
+      if (!rec) {
+        throw new NixpoolError("WORKER_UNKNOWN", `No worker is named "${name}" in this state directory.`, {
+          hint: "List them with: nixpool worker list (nixpool worker gc deletes what has no record)",
+          exitCode: ExitCode.usage,
+        });
+      }
+      // One fresh lease for the whole suspend (minutes; Hetzner's snapshots take 1–5 min).
+      await renewLease(s, rec, ttlMs);
+      const { image } = await suspendWorker(
+        s,
+        rec,
+        { snapshotTtlMs: o.snapshots?.ttlMs ?? DEFAULT_SNAPSHOT_TTL_MS, signal },
+        o.log,
+      );
+      const pruned = await pruneSnapshots(s, o.log, o.snapshots?.keep ?? Infinity);
+      for (const e of pruned.failed)
+        o.log(
+          `autoscale: deleting a snapshot past retention failed (${e instanceof Error ? e.message : String(e)}); nixpool worker gc retries`,
+        );
+      return { imageId: image.id, imageSizeGb: image.image_size, deletedSnapshots: pruned.deleted.length };
+    },
     reap: async () => {
-      await reapQuietly(await open(), o.log);
+      await reapQuietly(
+        await open(),
+        o.log,
+        o.snapshots ? { keepSnapshots: o.snapshots.keep, snapshotTtlMs: o.snapshots.ttlMs } : {},
+      );
     },
     close: async () => {
       await Promise.all([...renewals.values()].map((r) => r.stop()));

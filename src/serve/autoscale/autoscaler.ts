@@ -63,7 +63,7 @@ interface Rental {
   name: string;
   type: string;
   system: string;
-  status: "booting" | "ready" | "deleting";
+  status: "booting" | "ready" | "suspending" | "deleting";
   startMs: number;
   hourly: number;
   builder?: Builder;
@@ -200,7 +200,7 @@ export class Autoscaler {
 
   private scaledWorkers(): ScaledWorker[] {
     return [...this.rentals.values()]
-      .filter((r) => r.status !== "deleting")
+      .filter((r) => r.status === "booting" || r.status === "ready")
       .map((r) => ({
         name: r.name,
         type: r.type,
@@ -276,11 +276,44 @@ export class Autoscaler {
       return;
     }
     const r = [...this.rentals.values()].find((x) => x.name === a.worker && x.status === "ready");
+    const suspend = a.kind === "suspend" && this.o.provider.suspend !== undefined;
     // It took work since the plan was made: kept, the next tick decides again.
-    if (!r || !this.o.pool.leave(r.name, "deleted by the autoscaler")) return;
-    r.status = "deleting";
-    this.record(now, "delete", a.reason, r);
-    this.track(this.release(r));
+    const why = suspend ? "suspended by the autoscaler" : "deleted by the autoscaler";
+    if (!r || !this.o.pool.leave(r.name, why)) return;
+    r.status = suspend ? "suspending" : "deleting";
+    this.record(now, suspend ? "suspend" : "delete", a.reason, r);
+    this.track(suspend ? this.suspend(r) : this.release(r));
+  }
+
+  /**
+   * Suspends a worker out of the pool (it takes no work): snapshot, then deletion. Billed until
+   * the server is deleted. A failure, or the coordinator closing or dying mid-way, leaves the
+   * suspend to `nixpool worker gc` (the next start runs it), which resumes it at its step.
+   */
+  private async suspend(r: Rental): Promise<void> {
+    const provider = this.o.provider;
+    if (!provider.suspend) return this.release(r);
+    const t0 = this.o.clock();
+    try {
+      const s = await provider.suspend(r.name, this.abort.signal);
+      const now = this.o.clock();
+      this.record(
+        now,
+        "suspended",
+        `${r.name} (${r.type}) suspended into snapshot ${s.imageId} (${s.imageSizeGb ?? "?"} GB) after ${Math.round((now - t0) / 1000)} s; server deleted${s.deletedSnapshots ? `; ${s.deletedSnapshots} older snapshot(s) past keepSnapshots deleted` : ""}`,
+        r,
+      );
+    } catch (e) {
+      this.record(
+        this.o.clock(),
+        "failed",
+        `suspending ${r.name} failed: ${e instanceof Error ? e.message : String(e)}; nixpool worker gc finishes it (the next start runs it)`,
+        r,
+      );
+    } finally {
+      this.rentals.delete(r.rental);
+      this.saveRental(r, this.o.clock());
+    }
   }
 
   private track(p: Promise<void>): void {
@@ -372,6 +405,7 @@ export class Autoscaler {
         minLifetimeMs: c.minLifetimeMs,
         releaseMarginMs: c.releaseMarginMs,
         intervalMs: c.intervalMs,
+        suspendIdle: c.suspendIdle,
       },
       ...(this.lastTickMs !== undefined ? { lastTickAt: isoAt(this.lastTickMs) } : {}),
       summary: plan?.summary ?? "not looked at the queue yet",
