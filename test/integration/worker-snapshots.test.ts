@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
@@ -34,7 +34,7 @@ interface EmulatorStateJson {
 interface BuildJson {
   outputs: string[];
   derivations: { drv: string; name: string; status: string; builder: string | null }[];
-  stats: { pathsUploaded: number; pathsDownloaded: number };
+  stats: { pathsUploaded: number; pathsDownloaded: number; bytesUploaded: number; bytesDownloaded: number };
 }
 
 describe(
@@ -187,6 +187,8 @@ describe(
         second.derivations.map(() => "cached"),
       );
       assert.equal(second.stats.pathsUploaded, 0);
+      assert.equal(second.stats.bytesUploaded, 0);
+      assert.ok(second.stats.bytesDownloaded > 0);
       assert.ok(second.stats.pathsDownloaded > 0, "the result came from the woken worker");
       assert.equal((await readFile(second.outputs[0] ?? "", "utf8")).trim().split("\n").length, 2);
 
@@ -456,24 +458,47 @@ describe(
       await until("closing deletes its worker", async () => (await state()).servers.length === 0, 60_000);
     });
 
-    test("kill -9 of nixpool serve while it suspends (at its gc step; while the snapshot is creating): worker gc finishes each, 0 servers, 0 keys, only labelled snapshots within keepSnapshots", async () => {
+    test("kill -9 of nixpool serve while it suspends (during its GC; while the snapshot is creating): worker gc finishes each, 0 servers, 0 keys, only labelled snapshots within keepSnapshots", async () => {
       // An emulator of its own whose snapshots take 15 s: the kill lands while one is creating.
       const outer = { emu, env };
+      const hostsDir = join(root, "emulator-hosts-slow-images");
       emu = await startHetznerEmulator({
         tokens: [TEST_TOKEN],
-        booter: createLocalBooter(join(root, "emulator-hosts-slow-images")),
+        booter: createLocalBooter(hostsDir),
         timing: { createMs: 400, bootMs: 200, deleteMs: 200, imageMs: 15_000 },
       });
       env = { ...env, HCLOUD_ENDPOINT: emu.endpoint };
       try {
-        await killedWhileSuspending();
+        await killedWhileSuspending(hostsDir);
       } finally {
         await emu.close();
         ({ emu, env } = outer);
       }
     });
 
-    const killedWhileSuspending = async () => {
+    /**
+     * Holds a shared lock on a Nix store's GC lock (what builds take; `nix-store --gc` waits for
+     * an exclusive one) until released.
+     */
+    const holdGcLock = (lockFile: string) =>
+      new Promise<{ release: () => Promise<void> }>((resolve, reject) => {
+        const p = spawn("flock", ["-s", lockFile, "-c", "echo locked; exec cat"], {
+          stdio: ["pipe", "pipe", "inherit"],
+        });
+        p.once("error", reject);
+        p.once("close", (code) => reject(new Error(`flock ended (${code})`)));
+        p.stdout.once("data", () =>
+          resolve({
+            release: () =>
+              new Promise<void>((done) => {
+                p.once("close", () => done());
+                p.stdin.end();
+              }),
+          }),
+        );
+      });
+
+    const killedWhileSuspending = async (hostsDir: string) => {
       const stateDir = await newStateDir("serve-crash");
       const inventory = join(stateDir, "nixpool.toml");
       await writeFile(
@@ -497,19 +522,27 @@ describe(
       const record = async (lease: string) =>
         JSON.parse(await readFile(join(stateDir, "hetzner", "workers", lease, "worker.json"), "utf8")) as {
           status: string;
-          suspend: { step: string; imageId: number | null };
+          suspend?: { step: string; imageId: number | null };
         };
-      /** Starts serve, submits a fresh build, returns the serve and the worker the build ran on. */
-      const buildOnServe = async (extraEnv: Record<string, string>) => {
-        const serve = await startServe(stateDir, ["--no-cache"], ["--inventory", inventory], {
-          ...env,
-          ...extraEnv,
-        });
+      /**
+       * Starts serve, submits a fresh build (leaves sleeping `secs`), runs `meanwhile` once it is
+       * submitted, and returns the serve and the worker the build ran on once it succeeded.
+       */
+      const buildOnServe = async (
+        secs = 0,
+        meanwhile?: (running: () => Promise<string>) => Promise<void>,
+      ) => {
+        const serve = await startServe(stateDir, ["--no-cache"], ["--inventory", inventory], env);
         serves.push(serve);
-        const req = await graphRequest("crash", 2);
+        const req = await graphRequest("crash", 2, secs);
         const submitted = await socketRequest(serve.socket, "POST", "/api/builds", JSON.stringify(req));
         assert.equal(submitted.status, 201, submitted.body);
         const { id } = JSON.parse(submitted.body) as { id: string };
+        await meanwhile?.(
+          async () =>
+            (JSON.parse((await socketRequest(serve.socket, "GET", `/api/builds/${id}`)).body) as BuildDetail)
+              .status,
+        );
         let detail: BuildDetail | undefined;
         await until("the build finished", async () => {
           detail = JSON.parse(
@@ -521,19 +554,49 @@ describe(
         return { serve, worker: detail?.derivations[0]?.builder ?? "" };
       };
 
-      // 1. Killed at the gc step (the test hook: SIGKILL once the worker's nix-store --gc ran,
-      //    before the next step is recorded): the server is still on.
-      const a = await buildOnServe({ NIXPOOL_TEST_SUSPEND_CRASH: "gc" });
-      await a.serve.exited();
-      assert.match(
-        a.serve.stderr(),
-        /autoscale: suspending hz-\S+ \(cx23\) into a snapshot, then deleting it: idle/,
-      );
-      assert.match(a.serve.stderr(), /garbage collected/);
-      const rec1 = await record(a.worker.slice(3));
-      assert.equal(rec1.status, "suspending");
-      assert.deepEqual([rec1.suspend.step, rec1.suspend.imageId], ["gc", null]);
-      assert.equal((await state()).servers.length, 1, "the kill left the server");
+      // 1. kill -9 during its gc step: the test holds the worker's GC lock (shared, as builds do)
+      //    from while the build runs, so the worker's nix-store --gc waits; killed then.
+      let lock: { release: () => Promise<void> } | undefined;
+      const a = await buildOnServe(3, async (status) => {
+        let host = "";
+        await until("the worker's store", async () => {
+          const id = (await state()).servers[0]?.id;
+          host = join(hostsDir, `server-${id}`, "nix", "var", "nix");
+          return (
+            id !== undefined &&
+            (await access(join(host, "db")).then(
+              () => true,
+              () => false,
+            ))
+          );
+        });
+        lock = await holdGcLock(join(host, "gc.lock"));
+        const now = await status();
+        assert.ok(
+          now === "queued" || now === "running",
+          `the lock is held before the suspend begins (${now})`,
+        );
+      });
+      try {
+        const lease = a.worker.slice(3);
+        await until(
+          "the suspend at its gc step",
+          async () =>
+            /kept \d+ built output/.test(a.serve.stderr()) && (await record(lease)).suspend?.step === "gc",
+        );
+        await a.serve.stop("SIGKILL");
+        assert.match(
+          a.serve.stderr(),
+          /autoscale: suspending hz-\S+ \(cx23\) into a snapshot, then deleting it: idle/,
+        );
+        assert.doesNotMatch(a.serve.stderr(), /garbage collected/, "killed while its GC waited");
+        const rec1 = await record(lease);
+        assert.equal(rec1.status, "suspending");
+        assert.deepEqual([rec1.suspend?.step, rec1.suspend?.imageId], ["gc", null]);
+        assert.equal((await state()).servers.length, 1, "the kill left the server");
+      } finally {
+        await lock?.release();
+      }
       const gc1 = await gcCli();
       assert.match(gc1.stderr, new RegExp(`finishing the suspend of ${a.worker}`));
       assert.match(gc1.stdout, /finished 1 suspend\(s\)/);
@@ -546,7 +609,7 @@ describe(
 
       // 2. Killed (kill -9 from outside) while its snapshot is `creating` (the emulator takes 15 s).
       {
-        const b = await buildOnServe({});
+        const b = await buildOnServe();
         assert.ok(b.worker !== a.worker);
         await until("the snapshot being created", () =>
           /snapshot \d+ is being created/.test(b.serve.stderr()),
@@ -563,7 +626,7 @@ describe(
         assert.equal(mid.servers[0]?.status, "off");
         const rec2 = await record(b.worker.slice(3));
         assert.deepEqual(
-          [rec2.status, rec2.suspend.step, rec2.suspend.imageId],
+          [rec2.status, rec2.suspend?.step, rec2.suspend?.imageId],
           ["suspending", "image", creating],
         );
         const gc2 = await gcCli();
