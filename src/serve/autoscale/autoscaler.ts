@@ -287,8 +287,9 @@ export class Autoscaler {
 
   /**
    * Suspends a worker out of the pool (it takes no work): snapshot, then deletion. Billed until
-   * the server is deleted. A failure, or the coordinator closing or dying mid-way, leaves the
-   * suspend to `nixpool worker gc` (the next start runs it), which resumes it at its step.
+   * the server is deleted. The coordinator closing or dying mid-way leaves the suspend to
+   * `nixpool worker gc` (the next start runs it), which resumes it at its step; a failure while
+   * it runs deletes the worker instead (a snapshot left unfinished is orphaned: gc deletes it).
    */
   private async suspend(r: Rental): Promise<void> {
     const provider = this.o.provider;
@@ -304,12 +305,20 @@ export class Autoscaler {
         r,
       );
     } catch (e) {
-      this.record(
-        this.o.clock(),
-        "failed",
-        `suspending ${r.name} failed: ${e instanceof Error ? e.message : String(e)}; nixpool worker gc finishes it (the next start runs it)`,
-        r,
-      );
+      const why = e instanceof Error ? e.message : String(e);
+      if (this.closed) {
+        // Stopped by close(): the suspend stays recorded; gc resumes it once this process is gone.
+        this.record(
+          this.o.clock(),
+          "failed",
+          `suspending ${r.name} stopped: ${why}; nixpool worker gc (or the next start) finishes it`,
+          r,
+        );
+      } else {
+        // This process still holds it (gc would not touch it): deleted now rather than billed on.
+        this.record(this.o.clock(), "failed", `suspending ${r.name} failed: ${why}; deleting it instead`, r);
+        await this.release(r);
+      }
     } finally {
       this.rentals.delete(r.rental);
       this.saveRental(r, this.o.clock());
