@@ -204,6 +204,8 @@ function resultOf(d: ClientBuildDetail, outLink: string | null): DispatchResult 
       connectMs: 0,
       pathsUploaded: 0,
       pathsDownloaded: 0,
+      bytesUploaded: 0,
+      bytesDownloaded: 0,
       derivationsInClosure: 0,
       cpuMs: 0,
       maxRssMb: 0,

@@ -141,6 +141,7 @@ async function runServe(ctx: Context, opts: ServeFlags): Promise<void> {
           stateDir: ctx.stateDir,
           env: process.env,
           config: inventory.autoscale,
+          snapshots: { keep: inventory.hetzner.keepSnapshots, ttlMs: inventory.hetzner.snapshotTtlMs },
           log,
         }),
         log,

@@ -67,6 +67,7 @@ export const autoscaleHetznerSchema = z
     fromSnapshot: z
       .enum(["latest", "none"], { error: 'must be "latest" or "none"' })
       .default(AUTOSCALE_DEFAULTS.fromSnapshot),
+    suspendIdle: z.boolean({ error: "must be true or false" }).default(AUTOSCALE_DEFAULTS.suspendIdle),
     budget: z
       .object({ hour: euros.optional(), day: euros.optional(), month: euros.optional() })
       .strict()
@@ -109,6 +110,7 @@ export function toAutoscaleConfig(a: z.output<typeof autoscaleHetznerSchema>): A
     intervalMs: a.interval,
     bootTimeoutMs: a.bootTimeout,
     fromSnapshot: a.fromSnapshot,
+    suspendIdle: a.suspendIdle,
     budget: {
       ...(a.budget.hour !== undefined ? { hour: a.budget.hour } : {}),
       ...(a.budget.day !== undefined ? { day: a.budget.day } : {}),

@@ -72,6 +72,9 @@ export interface DispatchResult {
     connectMs: number;
     pathsUploaded: number;
     pathsDownloaded: number;
+    /** Bytes of the export streams sent to the builders (inputs) and to this machine (outputs). */
+    bytesUploaded: number;
+    bytesDownloaded: number;
     derivationsInClosure: number;
     /** nixpool's own CPU time (this process, not Nix or ssh) and peak memory. */
     cpuMs: number;
@@ -141,6 +144,8 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
         connectMs: fleet.connectMs,
         pathsUploaded: links.reduce((n, l) => n + l.place.sent, 0),
         pathsDownloaded: fleet.localPlace.sent,
+        bytesUploaded: links.reduce((n, l) => n + l.place.sentBytes, 0),
+        bytesDownloaded: fleet.localPlace.sentBytes,
         derivationsInClosure: build.graph.nodes.size,
         ...ownUsage(),
       },

@@ -128,7 +128,9 @@ export function serveSessions(sshConfig: string, signal?: AbortSignal, muxDir?: 
       }),
     );
   const transfer: TransferPaths = async (from, to, paths) => {
-    await transferPaths(unwrap(from), unwrap(to), [...paths]);
+    let bytes = 0;
+    await transferPaths(unwrap(from), unwrap(to), [...paths], { onBytes: (n) => (bytes += n) });
+    return bytes;
   };
   /**
    * A read-only session of the binary cache (queries and NARs), apart from the dispatcher's: on the

@@ -7,18 +7,20 @@ export class StorePlace {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Paths sent into this store during the build. */
   sent = 0;
+  /** Bytes of the export streams (the NARs and their metadata) sent into this store. */
+  sentBytes = 0;
 
   constructor(readonly name: string) {}
 
   /**
    * Makes `paths` (a closure, references first) valid here: asks the store about the ones not
    * known, waits for those already on their way (their references must land first), and sends the
-   * rest in one transfer. Returns how many paths this call sent.
+   * rest in one transfer (`send` returns the bytes it moved). Returns how many paths this call sent.
    */
   async ensure(
     paths: readonly string[],
     query: (paths: string[]) => Promise<string[]>,
-    send: (paths: string[]) => Promise<void>,
+    send: (paths: string[]) => Promise<number>,
   ): Promise<number> {
     let rest = paths.filter((p) => !this.known.has(p) && !this.inflight.has(p));
     if (rest.length) {
@@ -42,9 +44,10 @@ export class StorePlace {
       rest = rest.filter((p) => !this.known.has(p));
     }
     if (rest.length === 0) return 0;
-    const job = send(rest).then(() => {
+    const job = send(rest).then((bytes) => {
       for (const p of rest) this.known.add(p);
       this.sent += rest.length;
+      this.sentBytes += bytes;
     });
     for (const p of rest) this.inflight.set(p, job);
     try {

@@ -33,12 +33,12 @@ export interface OpenSessionOptions {
 
 export type OpenSession = (options: OpenSessionOptions) => Promise<DispatchSession>;
 
-/** Moves `paths` (references first) from one store to another in one stream. */
+/** Moves `paths` (references first) from one store to another in one stream; resolves to its bytes. */
 export type TransferPaths = (
   from: DispatchSession,
   to: DispatchSession,
   paths: readonly string[],
-) => Promise<void>;
+) => Promise<number>;
 
 /** What ssh said when a builder's session ended: its classified cause and its last lines. */
 export interface SessionSshCause {

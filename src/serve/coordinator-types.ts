@@ -129,10 +129,13 @@ export interface WorkerView {
   currency: string;
 }
 
-/** One autoscaler decision: a rental, a deletion, work it could not rent for, a worker ready or failed. */
+/**
+ * One autoscaler decision: a rental, a deletion or suspend (`suspendIdle`), work it could not rent
+ * for, a worker ready, suspended or failed.
+ */
 export interface AutoscaleDecisionView {
   at: string;
-  action: "rent" | "ready" | "delete" | "blocked" | "failed";
+  action: "rent" | "ready" | "delete" | "suspend" | "suspended" | "blocked" | "failed";
   worker?: string;
   serverType?: string;
   /** e.g. "rented cx33: 37 x86_64-linux derivations waited > 30s; today 0.42 of 5.00 EUR" */
@@ -144,7 +147,8 @@ export interface AutoscaleWorkerView {
   /** The worker's name once leased (hz-…), else the rental's id. */
   name: string;
   serverType: string;
-  status: "booting" | "ready" | "deleting";
+  /** suspending: out of the pool (it takes no work), its snapshot under way; billed until deleted. */
+  status: "booting" | "ready" | "suspending" | "deleting";
   startedAt: string;
   /** Derivations building on it, plus running builds that used it (they may still fetch its outputs); idle at 0. */
   running: number;
@@ -167,6 +171,7 @@ export interface AutoscaleView {
     minLifetimeMs: number;
     releaseMarginMs: number;
     intervalMs: number;
+    suspendIdle: boolean;
   };
   lastTickAt?: string;
   /** The last plan's one line: queue, workers, budget. */

@@ -19,6 +19,7 @@ import type {
   SubmitRequest,
 } from "./coordinator-types.js";
 import type { HistoryStore, StoredRecords } from "./history-store.js";
+import type { TransferCounts } from "./transfer-counts.js";
 
 /** ms since the epoch → ISO string. */
 export const isoAt = (ms: number): string => new Date(ms).toISOString();
@@ -113,7 +114,7 @@ export interface LiveBuild {
   report?: BuildReport;
   cancelledBy?: string;
   /** The fleet's transfer counts when the build was submitted. */
-  sentAtStart: { up: number; down: number };
+  sentAtStart: TransferCounts;
   done: Promise<BuildDetail>;
   resolve: (d: BuildDetail) => void;
 }
@@ -156,7 +157,7 @@ export function liveDetail(b: LiveBuildView): BuildDetail {
 export function reportOf(
   run: Pick<BuildRun, "records" | "t0" | "now" | "graph">,
   slots: { name: string; slots: number }[],
-  transfers: { up: number; down: number },
+  transfers: TransferCounts,
 ): BuildReport {
   const usage = process.resourceUsage();
   const records = [...run.records.values()];
@@ -181,6 +182,8 @@ export function reportOf(
       // The fleet's transfers while the build ran (other builds' included).
       pathsUploaded: transfers.up,
       pathsDownloaded: transfers.down,
+      bytesUploaded: transfers.bytesUp,
+      bytesDownloaded: transfers.bytesDown,
       derivationsInClosure: run.graph.nodes.size,
       // The coordinator's process: every build it ran so far.
       cpuMs: Math.round((usage.userCPUTime + usage.systemCPUTime) / 1000),

@@ -10,6 +10,7 @@ import { BuildRun } from "../dispatch/build-run.js";
 import type { TrustPolicy } from "../core/dispatch/trust-policy.js";
 import { Dispatcher } from "../dispatch/dispatcher.js";
 import { Fleet, type FleetEvent, type FleetSessions } from "../dispatch/fleet.js";
+import { transferCounts, transfersSince } from "./transfer-counts.js";
 import type { DispatchEvent } from "../dispatch/run-dispatch.js";
 import { serviceSessions } from "../dispatch/serve-sessions.js";
 import { ServeSession } from "../adapters/nix-serve-session.js";
@@ -250,10 +251,7 @@ export class Coordinator implements CoordinatorApi {
       status: "queued",
       shown: new Map(),
       outputs: [],
-      sentAtStart: {
-        up: this.uploadedSoFar(),
-        down: this.fleet.localPlace.sent,
-      },
+      sentAtStart: transferCounts(this.fleet),
       done,
       resolve,
       run: undefined as unknown as BuildRun,
@@ -484,15 +482,7 @@ export class Coordinator implements CoordinatorApi {
 
   /** What the client draws its report from, as a local build's result has it. */
   private report(b: LiveBuild): BuildReport {
-    return reportOf(b.run, this.slotsOfBuilders(), {
-      up: Math.max(0, this.uploadedSoFar() - b.sentAtStart.up),
-      down: Math.max(0, this.fleet.localPlace.sent - b.sentAtStart.down),
-    });
-  }
-
-  /** Paths sent to the builders' current links (a reconnected builder starts again at 0). */
-  private uploadedSoFar(): number {
-    return [...this.fleet.links.values()].reduce((n, l) => n + l.place.sent, 0);
+    return reportOf(b.run, this.slotsOfBuilders(), transfersSince(this.fleet, b.sentAtStart));
   }
 
   private slotsOfBuilders(): { name: string; slots: number }[] {

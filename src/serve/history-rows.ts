@@ -57,6 +57,9 @@ export const statsJson = z.object({
   connectMs: z.number(),
   pathsUploaded: z.number(),
   pathsDownloaded: z.number(),
+  // Absent in rows written before bytes were counted.
+  bytesUploaded: z.number().default(0),
+  bytesDownloaded: z.number().default(0),
   derivationsInClosure: z.number(),
   cpuMs: z.number(),
   maxRssMb: z.number(),

@@ -28,7 +28,7 @@ interface BuildJson {
   outLink: string;
   dispatcher: { kind: string; reason: string };
   derivations: DrvJson[];
-  stats: { pathsUploaded: number; pathsDownloaded: number };
+  stats: { pathsUploaded: number; pathsDownloaded: number; bytesUploaded: number; bytesDownloaded: number };
 }
 
 async function isValidLocally(path: string): Promise<boolean> {
@@ -117,6 +117,7 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
     const j2 = JSON.parse(again.stdout) as BuildJson;
     assert.equal(j2.derivations.filter((d) => d.status === "built").length, 0);
     assert.equal(j2.stats.pathsUploaded, 0);
+    assert.equal(j2.stats.bytesUploaded, 0);
 
     // A new root over the same leaves: the leaves' outputs never came back here, yet they are
     // found on the builders and not rebuilt; only the root is built, and no leaf output is re-sent.
@@ -141,6 +142,11 @@ describe("nixpool's own dispatcher on a local pool", { timeout: 900_000 }, () =>
     const rootOn = j3.derivations.find((d) => d.name === "graph-root-tagged")?.builder;
     assert.equal(j3.stats.pathsUploaded, rootOn === firstRootOn ? 0 : lacking(rootOn));
     assert.equal(j3.stats.pathsDownloaded, 1, "only the root's output comes here");
+    // Bytes go with the paths: some exactly when paths were sent (a NAR is never empty).
+    for (const x of [j, j3]) {
+      assert.equal(x.stats.bytesUploaded > 0, x.stats.pathsUploaded > 0, JSON.stringify(x.stats));
+      assert.ok(x.stats.bytesDownloaded >= 100 * x.stats.pathsDownloaded, JSON.stringify(x.stats));
+    }
   });
 
   test("multiple outputs, a consumer of one of them, and a fixed-output derivation", async () => {

@@ -48,7 +48,7 @@ test("a builder whose first query fails while its slots are still opening is giv
           return Promise.resolve(session());
         },
         openLocal: () => Promise.resolve(session()),
-        transfer: () => Promise.resolve(),
+        transfer: () => Promise.resolve(0),
       },
     });
     await within(20_000, expectCode(build, "ALL_BUILDERS_DOWN", /b1 \(bad answer\)/));

@@ -40,6 +40,8 @@ const STATS = {
   connectMs: 0,
   pathsUploaded: 1,
   pathsDownloaded: 2,
+  bytesUploaded: 0,
+  bytesDownloaded: 0,
   derivationsInClosure: 2,
   cpuMs: 3,
   maxRssMb: 4,

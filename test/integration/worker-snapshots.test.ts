@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
@@ -9,14 +9,15 @@ import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/h
 import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
 import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
-import { freshSeed, graphArgs } from "../helpers/example-builds.js";
+import { DISPATCH_FIXTURE, freshSeed, graphArgs, graphRequest } from "../helpers/example-builds.js";
+import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
 import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
 import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
 import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
 import { hetznerAutoscaleProvider } from "../../src/providers/hetzner/autoscale-provider.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
-import type { AutoscaleView } from "../../src/serve/coordinator-types.js";
+import type { AutoscaleView, BuildDetail } from "../../src/serve/coordinator-types.js";
 
 interface EmulatorImage {
   id: number;
@@ -33,17 +34,18 @@ interface EmulatorStateJson {
 interface BuildJson {
   outputs: string[];
   derivations: { drv: string; name: string; status: string; builder: string | null }[];
-  stats: { pathsUploaded: number; pathsDownloaded: number };
+  stats: { pathsUploaded: number; pathsDownloaded: number; bytesUploaded: number; bytesDownloaded: number };
 }
 
 describe(
   "suspended workers: snapshots and warm wakes (emulator, real hosts, sshd, nix)",
-  { timeout: 900_000 },
+  { timeout: 1_800_000 },
   () => {
     let emu: RunningEmulator;
     let root: string;
     let cleanupRoot: () => Promise<void>;
     let env: Record<string, string>;
+    const serves: ServeProcess[] = [];
 
     const state = async (): Promise<EmulatorStateJson> =>
       (await (await fetch(`${emu.adminUrl}/state`)).json()) as EmulatorStateJson;
@@ -128,6 +130,7 @@ describe(
       env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN, NIXPOOL_HCLOUD_BOOT_TIMEOUT: "90s" };
     });
     after(async () => {
+      for (const s of serves) await s.stop("SIGKILL");
       await emu?.close();
       await cleanupRoot?.();
     });
@@ -184,6 +187,8 @@ describe(
         second.derivations.map(() => "cached"),
       );
       assert.equal(second.stats.pathsUploaded, 0);
+      assert.equal(second.stats.bytesUploaded, 0);
+      assert.ok(second.stats.bytesDownloaded > 0);
       assert.ok(second.stats.pathsDownloaded > 0, "the result came from the woken worker");
       assert.equal((await readFile(second.outputs[0] ?? "", "utf8")).trim().split("\n").length, 2);
 
@@ -375,5 +380,304 @@ describe(
       await waitFor(async () => (await state()).servers.length === 0, { timeoutMs: 60_000 });
       assert.deepEqual((await state()).servers, [], "closing the coordinator deletes its worker");
     });
+
+    /** test/fixtures/dispatch.nix's attributes, evaluated here with `seed` (n: leaves, and big's MB). */
+    const fixture = (attrs: string[], seed: string, n = 4) =>
+      evaluateDerivations({
+        flake: NO_FLAKE_OPTIONS,
+        installables: attrs.map((a) =>
+          fileInstallable(
+            DISPATCH_FIXTURE,
+            [a],
+            [
+              { kind: "arg", name: "n", value: String(n) },
+              { kind: "argstr", name: "seed", value: seed },
+            ],
+          ),
+        ),
+      });
+    const until = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 180_000) => {
+      if (!(await waitFor(cond, { timeoutMs, intervalMs: 200 })))
+        assert.fail(`timed out waiting for ${what}`);
+    };
+    const mySnapshots = async (stateDir: string) => {
+      const me = await owner(stateDir);
+      return (await state()).images.filter((i) => i.labels["nixpool-owner"] === me);
+    };
+
+    test("suspendIdle: the coordinator suspends its idle worker into a snapshot and wakes it for a NEW build: the new derivations are built, 0 bytes of their inputs uploaded", async () => {
+      const stateDir = await newStateDir("suspend-idle");
+      const seed = freshSeed();
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        serverTypes: ["cx23"],
+        scaleUpAfterMs: 0,
+        // Released as soon as it is idle: less than this is always left of its paid hour.
+        minLifetimeMs: 0,
+        releaseMarginMs: 3_599_999,
+        intervalMs: 200,
+        bootTimeoutMs: 120_000,
+        suspendIdle: true,
+        budget: {},
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const provider = hetznerAutoscaleProvider({
+        stateDir,
+        env: { ...process.env, ...env },
+        config,
+        log,
+        snapshots: { keep: 1, ttlMs: 86_400_000 },
+      });
+      const c = await Coordinator.open({ stateDir, builders: [], autoscale: { config, provider, log } });
+      const me = { user: "test", via: "local" } as const;
+      const view = () => c.autoscale() as AutoscaleView;
+      try {
+        // 4 leaves, a root, and `big` (4 MB) built on a fresh worker.
+        const first = await c.waitFor(
+          c.submit({ derivations: await fixture(["graph", "big"], seed), label: "before" }, me),
+        );
+        assert.equal(first.status, "succeeded", `${JSON.stringify(first.error)}\n${lines.join("\n")}`);
+        const worker = first.derivations[0]?.builder ?? "";
+        assert.match(worker, /^hz-/);
+        assert.ok(first.derivations.every((d) => d.status === "built" && d.builder === worker));
+
+        // Idle: suspended (the decision and its outcome in the view, as the history has them).
+        await until("the worker suspended", () =>
+          view().decisions.some((d) => d.action === "suspended" && d.worker === worker),
+        );
+        const decisions = view().decisions;
+        const suspend = decisions.find((d) => d.action === "suspend" && d.worker === worker);
+        assert.match(
+          suspend?.reason ?? "",
+          /^suspending hz-\S+ \(cx23\) into a snapshot, then deleting it: idle, .+ left of its paid hour 1; lived \d+ s$/,
+          JSON.stringify(decisions),
+        );
+        assert.ok(!decisions.some((d) => d.action === "delete"), "suspended, not merely deleted");
+        const done = decisions.find((d) => d.action === "suspended")?.reason ?? "";
+        const imageId = Number(/suspended into snapshot (\d+) \(/.exec(done)?.[1]);
+        assert.ok(imageId > 0, done);
+        assert.deepEqual(view().workers, [], "billed until deleted, then gone");
+        assert.equal(view().settings.suspendIdle, true);
+        await until("the server deleted", async () => (await state()).servers.length === 0, 30_000);
+        const image = (await mySnapshots(stateDir)).find((i) => i.id === imageId);
+        assert.equal(image?.status, "available");
+        assert.equal(image?.labels["nixpool-lease"], worker.slice(3));
+        assert.ok(lines.some((l) => /kept \d+ built output\(s\) and the system as GC roots/.test(l)));
+
+        // `big` is valid on the coordinator (a root, copied back): were the woken worker without
+        // it, it would be uploaded (4 MB). The leaves are on the worker only: they would be rebuilt.
+        const bigOut = first.outputs.find((o) => o.endsWith("-big")) ?? "";
+        assert.equal((await run(["nix-store", "--check-validity", bigOut], { reject: false })).exitCode, 0);
+
+        // A new root over the same leaves and a new dependant of `big`: woken from the snapshot.
+        const second = await c.waitFor(
+          c.submit({ derivations: await fixture(["graphTagged", "usesBig"], seed), label: "after" }, me),
+        );
+        assert.equal(second.status, "succeeded", `${JSON.stringify(second.error)}\n${lines.join("\n")}`);
+        assert.ok(
+          lines.some((l) => l.includes(`from snapshot ${imageId}`)),
+          `woken from the snapshot:\n${lines.join("\n")}`,
+        );
+        const byStatus = (st: string) =>
+          second.derivations
+            .filter((d) => d.status === st)
+            .map((d) => d.name)
+            .sort();
+        assert.deepEqual(byStatus("built"), ["graph-root-tagged", "uses-big"], "the new derivations built");
+        assert.deepEqual(byStatus("cached"), ["big", "leaf-0", "leaf-1", "leaf-2", "leaf-3"], "inputs held");
+        const stats = second.report?.stats;
+        assert.equal(stats?.bytesUploaded, 0, "0 bytes of inputs uploaded");
+        assert.equal(stats?.pathsUploaded, 0);
+        assert.ok((stats?.bytesDownloaded ?? 0) > 0, "bytes are counted: the new outputs came back");
+      } finally {
+        await c.close();
+      }
+      await until("closing deletes its worker", async () => (await state()).servers.length === 0, 60_000);
+    });
+
+    test("kill -9 of nixpool serve while it suspends (during its GC; while the snapshot is creating): worker gc finishes each, 0 servers, 0 keys, only labelled snapshots within keepSnapshots", async () => {
+      // An emulator of its own whose snapshots take 15 s: the kill lands while one is creating.
+      const outer = { emu, env };
+      const hostsDir = join(root, "emulator-hosts-slow-images");
+      emu = await startHetznerEmulator({
+        tokens: [TEST_TOKEN],
+        booter: createLocalBooter(hostsDir),
+        timing: { createMs: 400, bootMs: 200, deleteMs: 200, imageMs: 15_000 },
+      });
+      env = { ...env, HCLOUD_ENDPOINT: emu.endpoint };
+      try {
+        await killedWhileSuspending(hostsDir);
+      } finally {
+        await emu.close();
+        ({ emu, env } = outer);
+      }
+    });
+
+    /**
+     * Holds a shared lock on a Nix store's GC lock (what builds take; `nix-store --gc` waits for
+     * an exclusive one) until released.
+     */
+    const holdGcLock = (lockFile: string) =>
+      new Promise<{ release: () => Promise<void> }>((resolve, reject) => {
+        const p = spawn("flock", ["-s", lockFile, "-c", "echo locked; exec cat"], {
+          stdio: ["pipe", "pipe", "inherit"],
+        });
+        p.once("error", reject);
+        p.once("close", (code) => reject(new Error(`flock ended (${code})`)));
+        p.stdout.once("data", () =>
+          resolve({
+            release: () =>
+              new Promise<void>((done) => {
+                p.once("close", () => done());
+                p.stdin.end();
+              }),
+          }),
+        );
+      });
+
+    const killedWhileSuspending = async (hostsDir: string) => {
+      const stateDir = await newStateDir("serve-crash");
+      const inventory = join(stateDir, "nixpool.toml");
+      await writeFile(
+        inventory,
+        [
+          "[hetzner]",
+          "keepSnapshots = 1",
+          "[autoscale.hetzner]",
+          "maxWorkers = 1",
+          'serverTypes = ["cx23"]',
+          'scaleUpAfter = "0s"',
+          'minLifetime = "0s"',
+          'releaseMargin = "59m59s"',
+          'interval = "300ms"',
+          'bootTimeout = "2m"',
+          "suspendIdle = true",
+          "",
+        ].join("\n"),
+      );
+      const gcCli = () => ok(stateDir, ["--inventory", inventory, "worker", "gc"]);
+      const record = async (lease: string) =>
+        JSON.parse(await readFile(join(stateDir, "hetzner", "workers", lease, "worker.json"), "utf8")) as {
+          status: string;
+          suspend?: { step: string; imageId: number | null };
+        };
+      /**
+       * Starts serve, submits a fresh build (leaves sleeping `secs`), runs `meanwhile` once it is
+       * submitted, and returns the serve and the worker the build ran on once it succeeded.
+       */
+      const buildOnServe = async (
+        secs = 0,
+        meanwhile?: (running: () => Promise<string>) => Promise<void>,
+      ) => {
+        const serve = await startServe(stateDir, ["--no-cache"], ["--inventory", inventory], env);
+        serves.push(serve);
+        const req = await graphRequest("crash", 2, secs);
+        const submitted = await socketRequest(serve.socket, "POST", "/api/builds", JSON.stringify(req));
+        assert.equal(submitted.status, 201, submitted.body);
+        const { id } = JSON.parse(submitted.body) as { id: string };
+        await meanwhile?.(
+          async () =>
+            (JSON.parse((await socketRequest(serve.socket, "GET", `/api/builds/${id}`)).body) as BuildDetail)
+              .status,
+        );
+        let detail: BuildDetail | undefined;
+        await until("the build finished", async () => {
+          detail = JSON.parse(
+            (await socketRequest(serve.socket, "GET", `/api/builds/${id}`)).body,
+          ) as BuildDetail;
+          return detail.status === "succeeded" || detail.status === "failed";
+        });
+        assert.equal(detail?.status, "succeeded", serve.stderr());
+        return { serve, worker: detail?.derivations[0]?.builder ?? "" };
+      };
+
+      // 1. kill -9 during its gc step: the test holds the worker's GC lock (shared, as builds do)
+      //    from while the build runs, so the worker's nix-store --gc waits; killed then.
+      let lock: { release: () => Promise<void> } | undefined;
+      const a = await buildOnServe(3, async (status) => {
+        let host = "";
+        await until("the worker's store", async () => {
+          const id = (await state()).servers[0]?.id;
+          host = join(hostsDir, `server-${id}`, "nix", "var", "nix");
+          return (
+            id !== undefined &&
+            (await access(join(host, "db")).then(
+              () => true,
+              () => false,
+            ))
+          );
+        });
+        lock = await holdGcLock(join(host, "gc.lock"));
+        const now = await status();
+        assert.ok(
+          now === "queued" || now === "running",
+          `the lock is held before the suspend begins (${now})`,
+        );
+      });
+      try {
+        const lease = a.worker.slice(3);
+        await until(
+          "the suspend at its gc step",
+          async () =>
+            /kept \d+ built output/.test(a.serve.stderr()) && (await record(lease)).suspend?.step === "gc",
+        );
+        await a.serve.stop("SIGKILL");
+        assert.match(
+          a.serve.stderr(),
+          /autoscale: suspending hz-\S+ \(cx23\) into a snapshot, then deleting it: idle/,
+        );
+        assert.doesNotMatch(a.serve.stderr(), /garbage collected/, "killed while its GC waited");
+        const rec1 = await record(lease);
+        assert.equal(rec1.status, "suspending");
+        assert.deepEqual([rec1.suspend?.step, rec1.suspend?.imageId], ["gc", null]);
+        assert.equal((await state()).servers.length, 1, "the kill left the server");
+      } finally {
+        await lock?.release();
+      }
+      const gc1 = await gcCli();
+      assert.match(gc1.stderr, new RegExp(`finishing the suspend of ${a.worker}`));
+      assert.match(gc1.stdout, /finished 1 suspend\(s\)/);
+      await assertNothingLeaked(stateDir);
+      const after1 = await mySnapshots(stateDir);
+      assert.deepEqual(
+        after1.map((i) => [i.status, i.labels["nixpool-lease"]]),
+        [["available", a.worker.slice(3)]],
+      );
+
+      // 2. Killed (kill -9 from outside) while its snapshot is `creating` (the emulator takes 15 s).
+      {
+        const b = await buildOnServe();
+        assert.ok(b.worker !== a.worker);
+        await until("the snapshot being created", () =>
+          /snapshot \d+ is being created/.test(b.serve.stderr()),
+        );
+        await b.serve.stop("SIGKILL");
+        const creating = Number(/snapshot (\d+) is being created/.exec(b.serve.stderr())?.[1]);
+        assert.ok(
+          b.serve.stderr().includes(`from snapshot ${after1[0]?.id}`),
+          "the second worker woke from the first snapshot",
+        );
+        const mid = await state();
+        assert.equal(mid.images.find((i) => i.id === creating)?.status, "creating", "killed while creating");
+        assert.equal(mid.servers.length, 1, "the kill left the server (off)");
+        assert.equal(mid.servers[0]?.status, "off");
+        const rec2 = await record(b.worker.slice(3));
+        assert.deepEqual(
+          [rec2.status, rec2.suspend?.step, rec2.suspend?.imageId],
+          ["suspending", "image", creating],
+        );
+        const gc2 = await gcCli();
+        assert.match(gc2.stdout, /finished 1 suspend\(s\)/);
+        await assertNothingLeaked(stateDir);
+        // keepSnapshots = 1: the first snapshot went past retention; the finished one stays.
+        const after2 = await mySnapshots(stateDir);
+        assert.deepEqual(
+          after2.map((i) => [i.id, i.status, i.labels["nixpool-lease"]]),
+          [[creating, "available", b.worker.slice(3)]],
+        );
+      }
+    };
   },
 );

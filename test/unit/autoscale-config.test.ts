@@ -38,6 +38,7 @@ test("[autoscale.hetzner]: maxWorkers alone, every other key with its default", 
     intervalMs: 15_000,
     bootTimeoutMs: 600_000,
     fromSnapshot: "latest",
+    suspendIdle: false,
     budget: {},
   });
 });
@@ -56,6 +57,7 @@ test("[autoscale.hetzner]: every key set, durations by the one syntax", () => {
       'releaseMargin = "2m"',
       'interval = "5s"',
       'bootTimeout = "15m"',
+      "suspendIdle = true",
       "budget = { hour = 1, day = 5.0, month = 40 }",
       "",
     ].join("\n"),
@@ -66,6 +68,7 @@ test("[autoscale.hetzner]: every key set, durations by the one syntax", () => {
   assert.equal(c.releaseMarginMs, 120_000);
   assert.equal(c.intervalMs, 5000);
   assert.deepEqual(c.budget, { hour: 1, day: 5, month: 40 });
+  assert.equal(c.suspendIdle, true);
 });
 
 test("[autoscale.hetzner]: each error names its key", () => {
@@ -95,4 +98,7 @@ test("[autoscale.hetzner]: each error names its key", () => {
     "autoscale.hetzner: unknown field maxWorkerz",
   ]);
   assert.deepEqual(problems("maxWorkers = 1.5\n"), ["autoscale.hetzner.maxWorkers: must be an integer"]);
+  assert.deepEqual(problems('maxWorkers = 2\nsuspendIdle = "yes"\n'), [
+    "autoscale.hetzner.suspendIdle: must be true or false",
+  ]);
 });

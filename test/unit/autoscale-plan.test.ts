@@ -214,6 +214,33 @@ test("an idle worker is deleted only when its paid hour is nearly over, never so
   assert.equal(paidLeft(w, T0 + 61 * MIN), 59 * MIN);
 });
 
+test("suspendIdle: the same release rule suspends instead of deleting, with its reason; a busy worker is kept", () => {
+  const w = worker("hz-a");
+  const at = (ms: number, over: Partial<ScaledWorker> = {}) =>
+    planAutoscale(
+      input({ nowMs: T0 + ms, config: config({ suspendIdle: true }), workers: [{ ...w, ...over }] }),
+    );
+  assert.deepEqual(at(20 * MIN).actions, [], "40 min of its paid hour left");
+  assert.deepEqual(at(56 * MIN).actions, [
+    {
+      kind: "suspend",
+      worker: "hz-a",
+      reason:
+        "suspending hz-a (cx23) into a snapshot, then deleting it: idle, 4 min left of its paid hour 1; lived 56 min",
+    },
+  ]);
+  assert.deepEqual(at(56 * MIN, { running: 1 }).actions, [], "it builds");
+  assert.deepEqual(at(56 * MIN, { status: "booting" }).actions, [], "it boots");
+  const kept = planAutoscale(
+    input({
+      nowMs: T0 + 56 * MIN,
+      config: config({ suspendIdle: true, minWorkers: 1 }),
+      workers: [w],
+    }),
+  );
+  assert.deepEqual(kept.actions, [], "minWorkers keeps it");
+});
+
 test("a worker whose work vanished is kept while work it can take waits, then deleted by the same rule", () => {
   const w = worker("hz-a");
   const fresh = waiting(1, T0 + 55 * MIN);

@@ -18,6 +18,7 @@ const view = (over: Partial<AutoscaleView> = {}): AutoscaleView => ({
     minLifetimeMs: 600_000,
     releaseMarginMs: 300_000,
     intervalMs: 15_000,
+    suspendIdle: false,
   },
   lastTickAt: "2026-12-07T10:00:00.000Z",
   summary: "12 derivations waiting (12 > 30s), 1 of 3 workers; this hour 0.01 of 0.02 EUR",

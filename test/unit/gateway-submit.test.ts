@@ -106,6 +106,8 @@ test("a coordinator build maps to Nix's BuildResult", () => {
         connectMs: 0,
         pathsUploaded: 0,
         pathsDownloaded: 0,
+        bytesUploaded: 0,
+        bytesDownloaded: 0,
         derivationsInClosure: 1,
         cpuMs: 0,
         maxRssMb: 0,

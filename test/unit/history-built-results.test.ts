@@ -22,6 +22,8 @@ function records(builder: string, trust: "trusted" | "untrusted"): StoredRecords
       connectMs: 0,
       pathsUploaded: 0,
       pathsDownloaded: 0,
+      bytesUploaded: 0,
+      bytesDownloaded: 0,
       derivationsInClosure: 1,
       cpuMs: 0,
       maxRssMb: 0,

@@ -39,6 +39,12 @@ export interface AutoscaleConfig {
    * one exists and fits the type's disk ("latest"), or always from `image` ("none").
    */
   fromSnapshot: "latest" | "none";
+  /**
+   * An idle worker the plan releases is suspended (`worker suspend`'s steps: its built outputs
+   * kept, a labelled snapshot, the server deleted) instead of only deleted; the snapshots are
+   * bounded by `[hetzner] keepSnapshots`.
+   */
+  suspendIdle: boolean;
   budget: AutoscaleBudget;
 }
 
@@ -56,6 +62,7 @@ export const AUTOSCALE_DEFAULTS = {
   intervalMs: 15_000,
   bootTimeoutMs: 10 * 60_000,
   fromSnapshot: "latest" as const,
+  suspendIdle: false,
 };
 
 /** Features every worker offers (src/providers/hetzner/records.ts workerBuilder). */

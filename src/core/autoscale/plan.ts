@@ -81,6 +81,8 @@ export type AutoscaleAction =
       reason: string;
     }
   | { kind: "delete"; worker: string; reason: string }
+  /** A release with `suspendIdle`: the worker's store goes into a snapshot, then it is deleted. */
+  | { kind: "suspend"; worker: string; reason: string }
   | { kind: "blocked"; system: string; cause: BlockCause; window?: BudgetWindow; reason: string };
 
 export interface AutoscalePlan {
@@ -288,7 +290,8 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
       break;
   }
 
-  // Idle ready workers: deleted before their next paid hour (never sooner than minLifetime).
+  // Idle ready workers: deleted (or suspended, with suspendIdle) once their paid hour is nearly
+  // over (never sooner than minLifetime).
   let kept = input.workers.filter((w) => w.status !== "deleting").length;
   const idle = input.workers
     .filter((w) => w.status === "ready" && w.running === 0)
@@ -304,11 +307,16 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
     const left = paidLeft(w, nowMs);
     if (left - config.intervalMs > config.releaseMarginMs) continue;
     const hours = billedHours(w.startMs, nowMs);
-    actions.push({
-      kind: "delete",
-      worker: w.name,
-      reason: `deleted ${w.name} (${w.type}): idle, ${minutes(left)} left of its paid hour ${hours}; lived ${minutes(lived)}`,
-    });
+    const why = `idle, ${minutes(left)} left of its paid hour ${hours}; lived ${minutes(lived)}`;
+    actions.push(
+      config.suspendIdle
+        ? {
+            kind: "suspend",
+            worker: w.name,
+            reason: `suspending ${w.name} (${w.type}) into a snapshot, then deleting it: ${why}`,
+          }
+        : { kind: "delete", worker: w.name, reason: `deleted ${w.name} (${w.type}): ${why}` },
+    );
     kept--;
   }
 

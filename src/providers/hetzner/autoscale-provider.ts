@@ -6,12 +6,14 @@ import { pickLatestSnapshot } from "../../core/snapshots.js";
 import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.js";
 import type { LeaseHolder } from "../../core/lease.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
-import { reapQuietly } from "./reaper.js";
+import { ExitCode, NixpoolError } from "../../core/errors.js";
+import { DEFAULT_SNAPSHOT_TTL_MS, pruneSnapshots, reapQuietly } from "./reaper.js";
 import type { RetryPolicy } from "./retry.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
 import { renewLease, startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
 import { isPoolSnapshot, snapshotRequest, wakeImage } from "./snapshots.js";
+import { suspendWorker } from "./suspend.js";
 import { destroyWorker } from "./teardown.js";
 import type { Image } from "./types.js";
 
@@ -56,6 +58,15 @@ export interface AutoscaleProvider {
    * (until close) for the retry.
    */
   release(name: string): Promise<void>;
+  /**
+   * Suspends a worker (`worker suspend`'s resumable steps: GC roots, GC, shutdown, labelled
+   * snapshot, deletion), then deletes the pool's snapshots past retention. `signal` stops it
+   * between steps; `worker gc` resumes it once this process is gone.
+   */
+  suspend?(
+    name: string,
+    signal: AbortSignal,
+  ): Promise<{ imageId: number; imageSizeGb: number | null; deletedSnapshots: number }>;
   /** Reaps what a crashed coordinator left (worker gc, quietly). */
   reap(): Promise<void>;
   /** Stops renewing leases. */
@@ -71,6 +82,11 @@ export interface HetznerAutoscaleOptions {
   ttlMs?: number;
   /** The API client's retry policy (tests shorten it); default: the client's. */
   retry?: Partial<RetryPolicy>;
+  /**
+   * `[hetzner] keepSnapshots` and `snapshotTtl`: the retention a suspend applies once its
+   * snapshot is taken, and the snapshot's expiry (defaults: keep all, 30 days).
+   */
+  snapshots?: { keep: number; ttlMs: number };
   /**
    * The snapshot a `fromSnapshot` rental wakes from, or undefined for the plain image (default:
    * wakeImage, the newest of this owner and architecture that fits the type's disk).
@@ -185,8 +201,39 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
         throw e;
       }
     },
+    suspend: async (name, signal) => {
+      const s = await open();
+      // No renewal writes the record while the suspend does (it would undo the suspend's steps).
+      await renewals.get(name)?.stop();
+      renewals.delete(name);
+      const rec = findRecord(await readRecords(o.stateDir, o.log), name);
+      if (!rec) {
+        throw new NixpoolError("WORKER_UNKNOWN", `No worker is named "${name}" in this state directory.`, {
+          hint: "List them with: nixpool worker list (nixpool worker gc deletes what has no record)",
+          exitCode: ExitCode.usage,
+        });
+      }
+      // One fresh lease for the whole suspend (minutes; Hetzner's snapshots take 1–5 min).
+      await renewLease(s, rec, ttlMs);
+      const { image } = await suspendWorker(
+        s,
+        rec,
+        { snapshotTtlMs: o.snapshots?.ttlMs ?? DEFAULT_SNAPSHOT_TTL_MS, signal },
+        o.log,
+      );
+      const pruned = await pruneSnapshots(s, o.log, o.snapshots?.keep ?? Infinity);
+      for (const e of pruned.failed)
+        o.log(
+          `autoscale: deleting a snapshot past retention failed (${e instanceof Error ? e.message : String(e)}); nixpool worker gc retries`,
+        );
+      return { imageId: image.id, imageSizeGb: image.image_size, deletedSnapshots: pruned.deleted.length };
+    },
     reap: async () => {
-      await reapQuietly(await open(), o.log);
+      await reapQuietly(
+        await open(),
+        o.log,
+        o.snapshots ? { keepSnapshots: o.snapshots.keep, snapshotTtlMs: o.snapshots.ttlMs } : {},
+      );
     },
     close: async () => {
       closed = true;

@@ -130,6 +130,26 @@ async function reapSnapshots(
   return outcomes.flatMap((x) => (x.status === "rejected" ? [x.reason as unknown] : []));
 }
 
+/**
+ * Retention alone (what a finished suspend runs): deletes this pool's snapshots past `keep` per
+ * architecture, and any expired or orphaned one; returns those deleted and the failures.
+ */
+export async function pruneSnapshots(
+  s: HetznerSession,
+  log: Log,
+  keep: number,
+): Promise<{ deleted: ReapResult["deletedSnapshots"]; failed: unknown[] }> {
+  const result: ReapResult = {
+    deleted: [],
+    droppedLeases: [],
+    deletedSshKeys: 0,
+    finishedSuspends: [],
+    deletedSnapshots: [],
+  };
+  const failed = await reapSnapshots(s, log, keep, result);
+  return { deleted: result.deletedSnapshots, failed };
+}
+
 /** Runs the reaper, turning its failure into a warning (it runs in passing). */
 export async function reapQuietly(
   s: HetznerSession,

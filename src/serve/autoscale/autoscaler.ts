@@ -69,7 +69,7 @@ interface Rental {
   name: string;
   type: string;
   system: string;
-  status: "booting" | "ready" | "deleting";
+  status: "booting" | "ready" | "suspending" | "deleting";
   startMs: number;
   hourly: number;
   builder?: Builder;
@@ -274,12 +274,13 @@ export class Autoscaler {
   }
 
   private scaledWorkers(): ScaledWorker[] {
-    // Those being deleted too: billed until the API says they are gone.
+    // Those being deleted or suspended too: billed, and counted against maxWorkers, until the API
+    // says they are gone; they take no work.
     return [...this.rentals.values()].map((r): ScaledWorker => ({
       name: r.name,
       type: r.type,
       system: r.system,
-      status: r.status,
+      status: r.status === "suspending" ? "deleting" : r.status,
       startMs: r.startMs,
       running: r.status === "ready" ? this.o.pool.running(r.name) : 0,
     }));
@@ -357,11 +358,58 @@ export class Autoscaler {
       return;
     }
     const r = [...this.rentals.values()].find((x) => x.name === a.worker && x.status === "ready");
+    const suspend = a.kind === "suspend" && this.o.provider.suspend !== undefined;
     // It took work since the plan was made: kept, the next tick decides again.
-    if (!r || !this.o.pool.leave(r.name, "deleted by the autoscaler")) return;
-    r.status = "deleting";
-    this.record(now, "delete", a.reason, r);
-    this.track(this.release(r));
+    const why = suspend ? "suspended by the autoscaler" : "deleted by the autoscaler";
+    if (!r || !this.o.pool.leave(r.name, why)) return;
+    r.status = suspend ? "suspending" : "deleting";
+    this.record(now, suspend ? "suspend" : "delete", a.reason, r);
+    this.track(suspend ? this.suspend(r) : this.release(r));
+  }
+
+  /**
+   * Suspends a worker out of the pool (it takes no work): snapshot, then deletion. Billed until
+   * the server is deleted. The coordinator closing or dying mid-way leaves the suspend to
+   * `nixpool worker gc` (the next start runs it), which resumes it at its step; a failure while
+   * it runs deletes the worker instead (a snapshot left unfinished is orphaned: gc deletes it).
+   */
+  private async suspend(r: Rental): Promise<void> {
+    const provider = this.o.provider;
+    if (!provider.suspend) return this.release(r);
+    const t0 = this.o.clock();
+    const done = () => {
+      this.rentals.delete(r.rental);
+      this.saveRental(r, this.o.clock());
+    };
+    try {
+      const s = await provider.suspend(r.name, this.abort.signal);
+      const now = this.o.clock();
+      this.record(
+        now,
+        "suspended",
+        `${r.name} (${r.type}) suspended into snapshot ${s.imageId} (${s.imageSizeGb ?? "?"} GB) after ${Math.round((now - t0) / 1000)} s; server deleted${s.deletedSnapshots ? `; ${s.deletedSnapshots} older snapshot(s) past keepSnapshots deleted` : ""}`,
+        r,
+      );
+      done();
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (this.closed) {
+        // Stopped by close(): the suspend stays recorded; gc resumes it once this process is gone.
+        this.record(
+          this.o.clock(),
+          "failed",
+          `suspending ${r.name} stopped: ${why}; nixpool worker gc (or the next start) finishes it`,
+          r,
+        );
+        done();
+      } else {
+        // This process still holds it (gc would not touch it): deleted now rather than billed on.
+        // A deletion that fails too keeps it counted and retried, as any failed deletion.
+        this.record(this.o.clock(), "failed", `suspending ${r.name} failed: ${why}; deleting it instead`, r);
+        r.status = "deleting";
+        await this.release(r);
+      }
+    }
   }
 
   private track(p: Promise<void>): void {
@@ -477,6 +525,7 @@ export class Autoscaler {
         minLifetimeMs: c.minLifetimeMs,
         releaseMarginMs: c.releaseMarginMs,
         intervalMs: c.intervalMs,
+        suspendIdle: c.suspendIdle,
       },
       ...(this.lastTickMs !== undefined ? { lastTickAt: isoAt(this.lastTickMs) } : {}),
       summary:

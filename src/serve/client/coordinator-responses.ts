@@ -83,6 +83,9 @@ export const BuildReportSchema = z.object({
     connectMs: num,
     pathsUploaded: num,
     pathsDownloaded: num,
+    // Absent from coordinators that did not count bytes yet.
+    bytesUploaded: num.default(0),
+    bytesDownloaded: num.default(0),
     derivationsInClosure: num,
     cpuMs: num,
     maxRssMb: num,
