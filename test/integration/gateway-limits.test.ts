@@ -1,4 +1,4 @@
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -118,7 +118,7 @@ describe("a hostile client's huge requests against the real gateway", { timeout:
     assert.equal(r.code, 0, r.stderr);
   }
 
-  async function expectCut(chunks: Iterable<Uint8Array>, message: RegExp): Promise<Session> {
+  async function expectCut(t: TestContext, chunks: Iterable<Uint8Array>, message: RegExp): Promise<Session> {
     const [r] = await Promise.all([session(stateDir, "mallory", chunks), wellBehaved()]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, message);
@@ -129,10 +129,11 @@ describe("a hostile client's huge requests against the real gateway", { timeout:
       line.maxRssBytes > 0 && line.maxRssBytes < RSS_BOUND,
       `the gateway's peak RSS was ${Math.round(line.maxRssBytes / MiB)} MiB`,
     );
+    t.diagnostic(`the gateway's peak RSS: ${Math.round(line.maxRssBytes / MiB)} MiB`);
     return r;
   }
 
-  test("QueryValidPaths with 48 paths of 16 MiB: cut at the first length, before its bytes", async () => {
+  test("QueryValidPaths with 48 paths of 16 MiB: cut at the first length, before its bytes", async (t) => {
     function* hostile(): Generator<Uint8Array> {
       yield new WireWriter().u64(1).bool(false).bool(false).u64(48).finish();
       const block = new Uint8Array(MiB).fill(0x61);
@@ -141,12 +142,13 @@ describe("a hostile client's huge requests against the real gateway", { timeout:
         for (let j = 0; j < 16; j++) yield block;
       }
     }
-    const r = await expectCut(hostile(), /16777216-byte string for paths\[0\].*limit is 255 bytes/);
+    const r = await expectCut(t, hostile(), /16777216-byte string for paths\[0\].*limit is 255 bytes/);
     assert.ok(r.written < 64 * MiB, `the gateway read on for ${r.written} bytes`);
   });
 
-  test("QueryValidPaths with a million paths, or store-path-sized paths past 16 MiB: cut at the limit", async () => {
+  test("QueryValidPaths with a million paths, or store-path-sized paths past 16 MiB: cut at the limit", async (t) => {
     await expectCut(
+      t,
       [new WireWriter().u64(1).bool(false).bool(false).u64(1_000_000).finish()],
       /list of 1000000 items for paths/,
     );
@@ -157,11 +159,11 @@ describe("a hostile client's huge requests against the real gateway", { timeout:
       const batch = w.finish();
       for (let i = 0; i < 25; i++) yield batch;
     }
-    const r = await expectCut(many(), /grew over 16777216 bytes with a 255-byte string for paths\[\d+\]/);
+    const r = await expectCut(t, many(), /grew over 16777216 bytes with a 255-byte string for paths\[\d+\]/);
     assert.ok(r.written < 24 * MiB, `the gateway read on for ${r.written} bytes`);
   });
 
-  test("BuildDerivation with an env of 64 values of 4 MiB: cut at the value that passes 16 MiB", async () => {
+  test("BuildDerivation with an env of 64 values of 4 MiB: cut at the value that passes 16 MiB", async (t) => {
     function* hostile(): Generator<Uint8Array> {
       const drv = `/nix/store/${"a".repeat(32)}-huge.drv`;
       const head = new WireWriter().u64(8).string(drv).u64(1).string("out");
@@ -177,7 +179,7 @@ describe("a hostile client's huge requests against the real gateway", { timeout:
         yield value;
       }
     }
-    const r = await expectCut(hostile(), /4194304-byte string for env v3/);
+    const r = await expectCut(t, hostile(), /4194304-byte string for env v3/);
     assert.ok(r.written < 40 * MiB, `the gateway read on for ${r.written} bytes`);
   });
 });
