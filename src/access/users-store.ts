@@ -105,7 +105,8 @@ async function writeEntries(
   nowMs: number,
 ): Promise<number> {
   let written = 0;
-  const gatewayCommand = gatewayCommandFor(dirs.stateDir);
+  // Only members with gateway rights need it (an install path it cannot quote fails their change only).
+  const gatewayCommand = entries.some((e) => e.gateway) ? gatewayCommandFor(dirs.stateDir) : "";
   await forEachLimited(entries, 16, async (e) => {
     const answers = renderSshdAnswers(e, nowMs, gatewayCommand);
     for (const k of SSHD_ANSWER_DIRS) {

@@ -211,6 +211,7 @@ function resultOf(d: ClientBuildDetail, outLink: string | null): DispatchResult 
       maxRssMb: 0,
     },
   };
-  // The coordinator copied every output into this machine's store before it called the build done.
+  // Every root's output is in this machine's store by now: the coordinator copied it into its own
+  // store before it called the build done, and runRemoteBuild downloaded what this store lacked.
   return { ...report, outputs: d.outputs, holders: d.outputs.map(() => ["local"]), outLink };
 }

@@ -38,6 +38,30 @@ export function describeAddress(a: CoordinatorAddress): string {
   return a.kind === "socket" ? `unix:${a.path}` : a.url.origin + a.url.pathname.replace(/\/$/, "");
 }
 
+/** Whether a host name is this machine (localhost, 127.0.0.0/8, ::1): plain http to it stays here. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return (
+    h === "localhost" ||
+    h.endsWith(".localhost") ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) ||
+    h === "::1" ||
+    /^::ffff:127\./.test(h) ||
+    /^::ffff:7f[0-9a-f]{2}:/.test(h)
+  );
+}
+
+/**
+ * The one-line warning due when a client sends its token over plain http to another machine
+ * (anyone on the way reads the token, and the export streams it imports carry no signature);
+ * undefined when none is. Never contains the token.
+ */
+export function plainHttpTokenWarning(a: CoordinatorAddress, sendsToken: boolean): string | undefined {
+  if (a.kind !== "http" || !sendsToken || a.url.protocol !== "http:" || isLoopbackHost(a.url.hostname))
+    return undefined;
+  return `nixpool: warning: the coordinator's token goes to ${describeAddress(a)} over plain http: anyone on the network path can read it; serve it behind TLS (https://, docs/coordinator.md "TLS").`;
+}
+
 /** More entries than this is a mistake (a pasted file?), not a pool of coordinators. */
 export const MAX_COORDINATORS = 16;
 

@@ -2,6 +2,9 @@
 
 export const STORE_DIR = "/nix/store";
 
+/** The longest store path Nix makes: the store dir, "/", 32 hash characters, "-", a name of at most 211. */
+export const STORE_PATH_MAX_BYTES = STORE_DIR.length + 1 + 32 + 1 + 211;
+
 // Nix's base32 alphabet omits e, o, u and t.
 const STORE_PATH =
   /^\/nix\/store\/([0-9abcdfghijklmnpqrsvwxyz]{32})-([A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]{0,210})$/;

@@ -19,6 +19,11 @@ export interface FleetOptions {
   backoffBaseMs?: number;
   /** Probe lost builders again once their backoff ends, and take them back (default true). */
   reconnect?: boolean;
+  /**
+   * STATE/trust/results.jsonl: which results trusted builders built, so that `paths` counts an
+   * untrusted builder's copy only when the trust policy accepts it (without it: never).
+   */
+  resultsFile?: string;
 }
 
 /** What happens to the fleet's builders. */
@@ -74,7 +79,7 @@ export class Fleet {
       4,
       (s) => s.kill(),
     );
-    this.paths = new PoolPaths(this.links, this.local, this.localPlace);
+    this.paths = new PoolPaths(this.links, this.local, this.localPlace, options.resultsFile);
   }
 
   /** The builders of the pool now (builders join and leave while a coordinator runs). */

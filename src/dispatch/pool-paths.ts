@@ -1,20 +1,29 @@
+import { stat } from "node:fs/promises";
+import { indexServableResults, storeHashOf, type ServableIndex } from "../core/binary-cache/servable.js";
 import { LOCAL } from "../core/dispatch/scheduler.js";
 import type { BuilderLink } from "./builder-link.js";
+import { readResultRecords } from "./result-records.js";
 import type { SessionPool } from "./session-pool.js";
 import type { StorePlace } from "./store-place.js";
 import type { DispatchSession } from "./store-session.js";
 
 /**
  * The pool's stores seen as one: where a store path is valid, this machine's store first, else a
- * builder that is up (what it was seen to hold or to build, else asked in one request per builder).
- * The gateway answers QueryValidPaths from it, and a derivation given by value takes its inputs
- * from wherever they are.
+ * trusted builder that is up (what it was seen to hold or to build, else asked in one request per
+ * builder), else an untrusted builder whose copy the trust policy accepts: a result a trusted
+ * builder built to the same NAR hash (the binary cache's rule, core/binary-cache/servable.ts, from
+ * STATE/trust/results.jsonl). The gateway answers QueryValidPaths from it, and a derivation given
+ * by value takes its inputs from wherever they are.
  */
 export class PoolPaths {
+  private servable: { stamp: string; index: ServableIndex } | undefined;
+
   constructor(
     private readonly links: ReadonlyMap<string, BuilderLink>,
     private readonly local: SessionPool<DispatchSession>,
     private readonly localPlace: StorePlace,
+    /** STATE/trust/results.jsonl; without it, an untrusted builder holds nothing for the pool. */
+    private readonly resultsFile?: string,
   ) {}
 
   /** Builders whose connection is up (their transfer session answers queries). */
@@ -24,7 +33,8 @@ export class PoolPaths {
 
   /**
    * Where each of `paths` is valid: LOCAL (this machine's store), else the name of a builder that
-   * is up. Paths valid nowhere are left out; a builder that fails to answer counts as holding nothing.
+   * is up and holds it as the trust policy accepts (see the class). Paths valid nowhere are left
+   * out; a builder that fails to answer counts as holding nothing.
    */
   async locate(paths: readonly string[]): Promise<Map<string, string>> {
     const where = new Map<string, string>();
@@ -33,30 +43,72 @@ export class PoolPaths {
       where.set(p, LOCAL);
       this.localPlace.known.add(p);
     }
-    const links = this.upLinks();
+    // Trusted builders first: an untrusted one is asked only for what no trusted store holds.
+    const links = this.upLinks().sort((a, b) => trustRank(a) - trustRank(b));
     let rest = paths.filter((p) => !where.has(p));
+    const seen = new Map<BuilderLink, string[]>();
     for (const p of rest) {
-      const holder = links.find((l) => l.place.known.has(p));
-      if (holder) where.set(p, holder.name);
+      const holder = links.find((l) => l.builder.trust === "trusted" && l.place.known.has(p));
+      if (holder) seen.set(holder, [...(seen.get(holder) ?? []), p]);
     }
-    rest = rest.filter((p) => !where.has(p));
-    if (rest.length === 0 || links.length === 0) return where;
-    const answers = await Promise.all(
-      links.map(async (l) => {
-        try {
-          return { l, valid: await (l.transfer as DispatchSession).queryValidPaths(rest) };
-        } catch {
-          return { l, valid: [] };
-        }
-      }),
-    );
+    rest = rest.filter((p) => ![...seen.values()].some((ps) => ps.includes(p)));
+    const answers =
+      rest.length === 0
+        ? []
+        : await Promise.all(
+            links.map(async (l) => {
+              try {
+                return { l, valid: await (l.transfer as DispatchSession).queryValidPaths(rest) };
+              } catch {
+                return { l, valid: [] as string[] };
+              }
+            }),
+          );
     for (const { l, valid } of answers) {
-      for (const p of valid) {
-        l.place.known.add(p);
-        if (!where.has(p)) where.set(p, l.name);
-      }
+      for (const p of valid) l.place.known.add(p);
+      seen.set(l, [...(seen.get(l) ?? []), ...valid]);
+    }
+    for (const l of links) {
+      const held = (seen.get(l) ?? []).filter((p) => !where.has(p));
+      if (held.length === 0) continue;
+      const accepted = l.builder.trust === "trusted" ? held : await this.acceptedOn(l, held);
+      for (const p of accepted) where.set(p, l.name);
     }
     return where;
+  }
+
+  /**
+   * Of `held`, what an untrusted builder holds as the trust policy would accept it: results a
+   * trusted builder built (core/binary-cache/servable.ts decides, as for the binary cache) whose
+   * copy there has a NAR hash a trusted builder reported. Anything else (sources it was sent,
+   * results only untrusted builders built, a tampered copy) is not the pool's.
+   */
+  private async acceptedOn(link: BuilderLink, held: readonly string[]): Promise<string[]> {
+    const index = await this.servableIndex();
+    const candidates = held.filter((p) => index.byHash.get(storeHashOf(p))?.path === p);
+    if (candidates.length === 0) return [];
+    let infos;
+    try {
+      infos = await (link.transfer as DispatchSession).queryPathInfos(candidates);
+    } catch {
+      return [];
+    }
+    return infos
+      .filter((i) => index.byHash.get(storeHashOf(i.path))?.narHashes.includes(i.narHash) === true)
+      .map((i) => i.path);
+  }
+
+  /** The trusted results, read again when the results file changed. */
+  private async servableIndex(): Promise<ServableIndex> {
+    if (this.resultsFile === undefined) return { byHash: new Map(), untrustedOnly: new Set() };
+    const st = await stat(this.resultsFile).catch(() => undefined);
+    const trustNow = new Map([...this.links.values()].map((l) => [l.name, l.builder.trust]));
+    const stamp = `${st ? `${st.size}:${st.mtimeMs}` : "none"}|${[...trustNow].join(",")}`;
+    if (this.servable?.stamp !== stamp) {
+      const records = await readResultRecords(this.resultsFile);
+      this.servable = { stamp, index: indexServableResults(records, (b) => trustNow.get(b)) };
+    }
+    return this.servable.index;
   }
 
   /** `paths` grouped by the store that holds them (LOCAL or a builder's name), and those valid nowhere. */
@@ -73,4 +125,8 @@ export class PoolPaths {
     }
     return { byHolder, nowhere };
   }
+}
+
+function trustRank(l: BuilderLink): number {
+  return l.builder.trust === "trusted" ? 0 : 1;
 }

@@ -10,6 +10,7 @@ import { Fleet } from "./fleet.js";
 import { createOutLinks, outLinkNames } from "./out-links.js";
 import { outLinkStyle } from "../core/installable.js";
 import type { DispatchSession, OpenSession, TransferPaths } from "./store-session.js";
+import { trustPaths } from "../config/state-paths.js";
 
 /** Installables to evaluate, or roots evaluated already (nixpool verify, nixpool check, deploy). */
 export type BuildSource = Omit<EvaluateRequest, "signal"> | { roots: readonly EvaluatedRoot[] };
@@ -94,6 +95,7 @@ export async function runDispatch(req: DispatchRequest): Promise<DispatchResult>
   const usable = req.builders.filter((b) => b.hostKey);
   if (usable.length === 0) throw noBuildersError(req.builders.length);
   const fleet = new Fleet(usable, req.sessions, {
+    ...(req.trustDir ? { resultsFile: trustPaths(req.trustDir).resultsFile } : {}),
     ...(req.backoffBaseMs !== undefined ? { backoffBaseMs: req.backoffBaseMs } : {}),
   });
   const dispatcher = new Dispatcher(fleet, req.durationsFile);

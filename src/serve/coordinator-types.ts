@@ -205,6 +205,12 @@ export interface CoordinatorApi {
   submit(req: SubmitRequest, client: ClientIdentity): BuildId;
   /** Only the submitter (or root) may cancel. */
   cancel(id: BuildId, client: ClientIdentity): Promise<void>;
+  /**
+   * Accounts on the socket that act for gateway clients: root, the coordinator's own, and
+   * `serve --gateway-user`'s. They alone may build for a client and write into this machine's
+   * store through /api/pool/fetch and substitute.
+   */
+  gatewayUids(): ReadonlySet<number>;
   /** Resolves when the build has finished, whatever its status. */
   waitFor(id: BuildId): Promise<BuildDetail>;
   builders(): BuilderView[];

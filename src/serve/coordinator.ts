@@ -146,6 +146,7 @@ export class Coordinator implements CoordinatorApi {
       [sessions, openReader, muxDir] = [made, made.openReader, made.muxDir];
     }
     const fleet = new Fleet(usable, sessions, {
+      resultsFile: paths.trust.resultsFile,
       ...(opts.backoffBaseMs !== undefined ? { backoffBaseMs: opts.backoffBaseMs } : {}),
     });
     const dispatcher = new Dispatcher(fleet, paths.dispatch.durationsFile);
@@ -377,7 +378,7 @@ export class Coordinator implements CoordinatorApi {
   }
 
   /** Accounts on the socket that may submit for a gateway client: root, this process's, `--gateway-user`'s. */
-  private gatewayUids(): Set<number> {
+  gatewayUids(): Set<number> {
     const own = process.getuid?.();
     return new Set([0, ...(own !== undefined ? [own] : []), ...(this.opts.gatewayUids ?? [])]);
   }

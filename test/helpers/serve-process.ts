@@ -91,7 +91,14 @@ export function socketRequest(
 }
 
 /** A tiny client that another user runs with /usr/bin/node (it reads nothing of the checkout). */
-export function socketRequestScript(socketPath: string, method: string, path: string): string[] {
-  const js = `const r=require("http").request({socketPath:${JSON.stringify(socketPath)},method:${JSON.stringify(method)},path:${JSON.stringify(path)}},(res)=>{let t="";res.on("data",(d)=>t+=d);res.on("end",()=>{process.stdout.write(JSON.stringify({status:res.statusCode,body:t}))})});r.on("error",(e)=>{process.stdout.write(JSON.stringify({error:e.code}))});r.end();`;
+export function socketRequestScript(
+  socketPath: string,
+  method: string,
+  path: string,
+  /** A JSON body, sent with Content-Type: application/json. */
+  body?: string,
+): string[] {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  const js = `const r=require("http").request({socketPath:${JSON.stringify(socketPath)},method:${JSON.stringify(method)},path:${JSON.stringify(path)},headers:${JSON.stringify(headers)}},(res)=>{let t="";res.on("data",(d)=>t+=d);res.on("end",()=>{process.stdout.write(JSON.stringify({status:res.statusCode,body:t}))})});r.on("error",(e)=>{process.stdout.write(JSON.stringify({error:e.code}))});r.end(${JSON.stringify(body ?? "")});`;
   return ["/usr/bin/node", "-e", js];
 }

@@ -57,6 +57,9 @@ class Autoscaling extends FixtureSource implements CoordinatorApi {
   cancel(): Promise<void> {
     return Promise.resolve();
   }
+  gatewayUids(): ReadonlySet<number> {
+    return new Set([0]);
+  }
   waitFor(): never {
     throw new Error("not used");
   }

@@ -3,10 +3,13 @@ import assert from "node:assert/strict";
 import {
   describeAddress,
   failoverOrder,
+  isLoopbackHost,
   MAX_COORDINATORS,
   parseCoordinatorList,
+  plainHttpTokenWarning,
   submitOrder,
 } from "../../src/core/coordinator-list.js";
+import { findCoordinators } from "../../src/serve/client/coordinator-target.js";
 import { NixpoolError } from "../../src/core/errors.js";
 import {
   followBackoffMs,
@@ -122,4 +125,35 @@ test("a build is submitted again only when it failed as BUILD_ORPHANED", () => {
   assert.ok(!isOrphaned(d("failed")));
   assert.ok(!isOrphaned(d("cancelled", "BUILD_ORPHANED")));
   assert.ok(!isOrphaned(d("succeeded")));
+});
+
+test("a token sent over plain http to another machine gets one warning on stderr, never the token", async () => {
+  const token = "s3cret-token-value";
+  const warned = async (flag: string, env: NodeJS.ProcessEnv = { NIXPOOL_COORDINATOR_TOKEN: token }) => {
+    const lines: string[] = [];
+    await findCoordinators(flag, "/nonexistent-state-dir", env, (l) => lines.push(l));
+    return lines;
+  };
+  const [line, ...more] = await warned("http://10.1.2.3:7420");
+  assert.deepEqual(more, []);
+  assert.match(
+    line ?? "",
+    /^nixpool: warning: the coordinator's token goes to http:\/\/10\.1\.2\.3:7420 over plain http/,
+  );
+  assert.match(line ?? "", /TLS/);
+  assert.ok(!(line ?? "").includes(token));
+  assert.equal((await warned("http://coordinator.example:7420,http://127.0.0.1:7420")).length, 1);
+  // Loopback, https, a socket, or no token to send: nothing to warn about.
+  for (const quiet of [
+    "http://127.0.0.1:7420",
+    "http://localhost:7420",
+    "http://[::1]:7420",
+    "https://10.1.2.3:7420",
+    "unix:/run/nixpool/api.sock",
+  ])
+    assert.deepEqual(await warned(quiet), [], quiet);
+  assert.deepEqual(await warned("http://10.1.2.3:7420", {}), []);
+  assert.equal(isLoopbackHost("127.8.9.10"), true);
+  assert.equal(isLoopbackHost("128.0.0.1"), false);
+  assert.equal(plainHttpTokenWarning({ kind: "http", url: new URL("http://10.0.0.1/") }, false), undefined);
 });

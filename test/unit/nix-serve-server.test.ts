@@ -21,6 +21,7 @@ import {
   IncrementalDecoder,
   isNarHash,
   negotiatedVersion,
+  SERVER_REQUEST_LIMITS,
   WireWriter,
   type BuildResult,
   type DecodeContext,
@@ -248,4 +249,55 @@ test("contents are checked: store paths, the derivation, the NAR hash and size",
   assert.ok(isNarHash(`sha256:${"0".repeat(52)}`));
   assert.ok(isNarHash("f".repeat(64)));
   assert.ok(!isNarHash("F".repeat(64)));
+});
+
+/** Feeds `bytes` to a server-side request decoder with the server's limits; returns the error thrown. */
+function serverRefusal(bytes: Uint8Array): Error {
+  const d = new IncrementalDecoder((c) => decodeServerRequest(c, V28), "request", SERVER_REQUEST_LIMITS);
+  try {
+    d.push(bytes);
+  } catch (e) {
+    return e as Error;
+  }
+  assert.fail("the request was not refused while it was decoded");
+}
+
+test("a request's total size is bounded while it is decoded: long paths, many paths, a huge env", () => {
+  // A "path" longer than any store path is refused at its length, before its bytes arrive.
+  const longPath = serverRefusal(
+    new WireWriter()
+      .u64(1)
+      .bool(false)
+      .bool(false)
+      .u64(1)
+      .u64(16 * 1024 * 1024)
+      .finish(),
+  );
+  assert.ok(isNixpoolError(longPath));
+  assert.match(longPath.message, /16777216-byte string for paths\[0\].*limit is 255 bytes/);
+  // More paths than a request may hold: refused at the count.
+  const many = serverRefusal(new WireWriter().u64(1).bool(false).bool(false).u64(1_000_000).finish());
+  assert.match(many.message, /list of 1000000 items for paths.*limit is 100000/);
+  // Store paths of the right length, but more bytes of them than one request may hold: cut once
+  // the total passes 16 MiB, without waiting for the rest.
+  const w = new WireWriter().u64(1).bool(false).bool(false).u64(100_000);
+  const p = P("b", "x".repeat(211));
+  assert.equal(p.length, 255);
+  for (let i = 0; i < 70_000; i++) w.string(p);
+  const total = serverRefusal(w.finish());
+  assert.match(total.message, /message grew over 16777216 bytes.*paths\[\d+\]/);
+  // A BuildDerivation whose env values add up to more than 16 MiB: cut at the value that passes it,
+  // before its bytes are read.
+  const head = new WireWriter().u64(8).string(drvPath).u64(1).string("out").string(out).string("").string("");
+  head.strings([]).string("x86_64-linux").string("/bin/sh").strings([]).u64(3);
+  head.string("a").string("x".repeat(8 * 1024 * 1024));
+  head.string("b").u64(9 * 1024 * 1024);
+  const env = serverRefusal(head.finish());
+  assert.match(env.message, /9437184-byte string for env b/);
+  // Within the limits, the same decoder reads the requests Nix sends.
+  for (const r of requests) {
+    const d = new IncrementalDecoder((c) => decodeServerRequest(c, V28), "request", SERVER_REQUEST_LIMITS);
+    d.push(encodeRequest(r, V28));
+    assert.deepEqual(d.finish(), r);
+  }
 });

@@ -1,4 +1,5 @@
 // Kept free of zod/TOML imports: the AuthorizedKeysCommand entry loads this file on every login.
+import { configError } from "../errors.js";
 import { USER_NAME_PATTERN } from "./names.js";
 
 /** Which Nix remote protocol a restricted key is forced into. */
@@ -108,13 +109,43 @@ export function renderAuthorizedLines(
   return e.keys.map((k) => `${opts.join(",")} ${k} nixpool:${e.name}`);
 }
 
+/** A word the shell reads as it is. */
+const PLAIN_WORD = "[A-Za-z0-9_@%+=:,./-]+";
+/** A single-quoted word: anything but a quote, a backslash (sshd's command="…" has no other escaping) or a control character. */
+const QUOTED_WORD = "'[^'\"\\\\\x00-\x1f\x7f]+'";
+const SAFE_COMMAND = new RegExp(
+  `^(?:/[A-Za-z0-9_@%+=:,./-]*|'/[^'"\\\\\x00-\x1f\x7f]*')(?: (?:${PLAIN_WORD}|${QUOTED_WORD}))*$`,
+);
+
 /**
- * Whether `command` can stand inside sshd's command="…": no quote, backslash or control
- * character (sshd has no other escaping), an absolute program.
+ * The forced command that runs `argv` through the shell sshd starts it with: each word as it is,
+ * or single-quoted when it holds a space or another character the shell would read (nixpool
+ * installed under "/opt/my tools"). A word sshd's command="…" cannot carry (a quote, a
+ * backslash, a control character) is refused: KEYS_COMMAND_UNSAFE names it.
+ */
+export function forcedCommandOf(argv: readonly string[]): string {
+  return argv
+    .map((w) => {
+      if (new RegExp(`^${PLAIN_WORD}$`).test(w)) return w;
+      if (new RegExp(`^${QUOTED_WORD}$`).test(`'${w}'`)) return `'${w}'`;
+      throw configError(
+        "KEYS_COMMAND_UNSAFE",
+        `The gateway's forced command cannot carry "${w}": sshd's command="…" has no way to quote a quote, a backslash or a control character in it.`,
+        {
+          hint: "Install nixpool and keep the state directory under paths without quotes, backslashes or control characters, then run: nixpool access sync",
+        },
+      );
+    })
+    .join(" ");
+}
+
+/**
+ * Whether `command` can stand inside sshd's command="…" and runs what it says: an absolute
+ * program, then words the shell reads as they are or single-quoted (forcedCommandOf's), no double
+ * quote, backslash or control character anywhere (sshd has no other escaping).
  */
 export function isSafeForcedCommand(command: string): boolean {
-  // eslint-disable-next-line no-control-regex
-  return command.startsWith("/") && !/["\\\x00-\x1f\x7f]/.test(command);
+  return SAFE_COMMAND.test(command);
 }
 
 /**

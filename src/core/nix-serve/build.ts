@@ -3,6 +3,8 @@ import {
   protocolError,
   readBool,
   readCount,
+  readPath,
+  readPaths,
   readString,
   readStrings,
   readU64,
@@ -130,12 +132,12 @@ export function* readBasicDerivation(ctx: DecodeContext): Decoder<BasicDerivatio
   const nOut = yield* readCount(ctx, "derivation outputs");
   for (let i = 0; i < nOut; i++) {
     const name = yield* readString(ctx, "output name");
-    const path = yield* readString(ctx, `path of output ${name}`);
+    const path = yield* readPath(ctx, `path of output ${name}`);
     const hashAlgo = yield* readString(ctx, `hash algorithm of output ${name}`);
     const hash = yield* readString(ctx, `hash of output ${name}`);
     outputs.set(name, { path, hashAlgo, hash });
   }
-  const inputSrcs = yield* readStrings(ctx, "inputSrcs");
+  const inputSrcs = yield* readPaths(ctx, "inputSrcs");
   const platform = yield* readString(ctx, "platform");
   const builder = yield* readString(ctx, "builder");
   const args = yield* readStrings(ctx, "args");

@@ -2,7 +2,7 @@ import { isStorePath } from "../store-path.js";
 import { scanNar, type NarSummary } from "./nar.js";
 import {
   protocolError,
-  readStrings,
+  readPaths,
   readString,
   readU64,
   WireWriter,
@@ -43,7 +43,7 @@ export function* scanExportStream(ctx: DecodeContext): Decoder<ExportedPath[]> {
     const pathAt = ctx.offset();
     const path = yield* readString(ctx, "exported path", 4096);
     if (!isStorePath(path)) throw badExport(`"${path}" is not a store path`, pathAt);
-    const references = yield* readStrings(ctx, `references of ${path}`);
+    const references = yield* readPaths(ctx, `references of ${path}`);
     for (const r of references)
       if (!isStorePath(r)) throw badExport(`reference "${r}" of ${path} is not a store path`, pathAt);
     const deriver = yield* readString(ctx, `deriver of ${path}`, 4096);
@@ -52,7 +52,7 @@ export function* scanExportStream(ctx: DecodeContext): Decoder<ExportedPath[]> {
     // Nix still reads an optional legacy signature: a 1 followed by a string.
     const sigAt = ctx.offset();
     const hasSig = yield* readU64(ctx, `signature marker of ${path}`);
-    if (hasSig === 1) yield* readString(ctx, `legacy signature of ${path}`);
+    if (hasSig === 1) yield* readString(ctx, `legacy signature of ${path}`, 4096);
     else if (hasSig !== 0)
       throw badExport(`expected 0 or 1 as the signature marker of ${path} but found ${hasSig}`, sigAt);
     paths.push({ path, references, deriver, nar });

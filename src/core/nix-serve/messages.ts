@@ -9,6 +9,8 @@ import {
 import {
   protocolError,
   readBool,
+  readPath,
+  readPaths,
   readString,
   readStrings,
   readU64,
@@ -127,36 +129,36 @@ export function* decodeRequestBody(
     case ServeCommand.queryValidPaths: {
       const lock = yield* readBool(ctx, "lock");
       const substitute = yield* readBool(ctx, "substitute");
-      return { cmd: "queryValidPaths", lock, substitute, paths: yield* readStrings(ctx, "paths") };
+      return { cmd: "queryValidPaths", lock, substitute, paths: yield* readPaths(ctx, "paths") };
     }
     case ServeCommand.queryPathInfos:
-      return { cmd: "queryPathInfos", paths: yield* readStrings(ctx, "paths") };
+      return { cmd: "queryPathInfos", paths: yield* readPaths(ctx, "paths") };
     case ServeCommand.dumpStorePath:
-      return { cmd: "dumpStorePath", path: yield* readString(ctx, "path") };
+      return { cmd: "dumpStorePath", path: yield* readPath(ctx, "path") };
     case ServeCommand.importPaths:
       return { cmd: "importPaths" };
     case ServeCommand.exportPaths:
       yield* readU64(ctx, "obsolete ExportPaths flag");
-      return { cmd: "exportPaths", paths: yield* readStrings(ctx, "paths") };
+      return { cmd: "exportPaths", paths: yield* readPaths(ctx, "paths") };
     case ServeCommand.queryClosure: {
       const includeOutputs = yield* readBool(ctx, "includeOutputs");
-      return { cmd: "queryClosure", includeOutputs, paths: yield* readStrings(ctx, "paths") };
+      return { cmd: "queryClosure", includeOutputs, paths: yield* readPaths(ctx, "paths") };
     }
     case ServeCommand.buildDerivation: {
-      const drvPath = yield* readString(ctx, "drvPath");
+      const drvPath = yield* readPath(ctx, "drvPath");
       const drv = yield* readBasicDerivation(ctx);
       return { cmd: "buildDerivation", drvPath, drv, options: yield* readBuildOptions(ctx, clientVersion) };
     }
     case ServeCommand.addToStoreNar: {
-      const path = yield* readString(ctx, "path");
-      const deriver = yield* readString(ctx, "deriver");
-      const narHash = yield* readString(ctx, "narHash");
-      const references = yield* readStrings(ctx, "references");
+      const path = yield* readPath(ctx, "path");
+      const deriver = yield* readPath(ctx, "deriver");
+      const narHash = yield* readString(ctx, "narHash", 256);
+      const references = yield* readPaths(ctx, "references");
       const registrationTime = yield* readU64(ctx, "registrationTime");
       const narSize = yield* readU64(ctx, "narSize");
       const ultimate = yield* readBool(ctx, "ultimate");
       const sigs = yield* readStrings(ctx, "sigs");
-      const ca = yield* readString(ctx, "ca");
+      const ca = yield* readString(ctx, "ca", 4096);
       const info = { path, deriver, narHash, references, registrationTime, narSize, ultimate, sigs, ca };
       return { cmd: "addToStoreNar", info };
     }

@@ -2,7 +2,14 @@ import { isDerivationPath, isStorePath } from "../store-path.js";
 import { encodeBuildResult, type BuildResult } from "./build.js";
 import { protocolMinor, SERVE_MAGIC_CLIENT, SERVE_PROTOCOL_VERSION } from "./handshake.js";
 import { decodeRequestBody, ServeCommand, type PathInfo, type ServeRequest } from "./messages.js";
-import { protocolError, readU64, WireWriter, type DecodeContext, type Decoder } from "./wire.js";
+import {
+  protocolError,
+  readU64,
+  WireWriter,
+  type DecodeContext,
+  type Decoder,
+  type WireLimits,
+} from "./wire.js";
 
 /**
  * The server half of the serve protocol, as `nix-store --serve --write` speaks it
@@ -58,6 +65,18 @@ const SERVED = new Set<number>([
   ServeCommand.buildDerivation,
   ServeCommand.addToStoreNar,
 ]);
+
+/**
+ * What a server reads of one request, before any of it is checked: a store path is at most 255
+ * bytes (readPath), a list at most 100,000 items, and the whole request (every path of a
+ * QueryValidPaths, all of a BuildDerivation's env and args) at most 16 MiB, so a hostile client is
+ * cut off before the server allocates more. A NAR that follows a request is streamed, not counted.
+ */
+export const SERVER_REQUEST_LIMITS: WireLimits = {
+  maxStringBytes: 16 * 1024 * 1024,
+  maxListItems: 100_000,
+  maxMessageBytes: 16 * 1024 * 1024,
+};
 
 /** Upper bound on one path's NAR a client may announce (AddToStoreNar). */
 export const MAX_UPLOAD_NAR_BYTES = 64 * 1024 ** 3;

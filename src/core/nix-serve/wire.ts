@@ -1,4 +1,5 @@
 import { NixpoolError } from "../errors.js";
+import { STORE_PATH_MAX_BYTES } from "../store-path.js";
 
 /**
  * The byte framing of Nix's serve protocol (and of NARs and export streams): every integer
@@ -12,6 +13,12 @@ export interface WireLimits {
   maxStringBytes: number;
   /** Most items accepted in one list (paths, env pairs, outputs). */
   maxListItems: number;
+  /**
+   * Most bytes one message may take, counted from its first byte (a server's cap on a request:
+   * all of a QueryValidPaths' paths, all of a BuildDerivation's env and args). Checked before each
+   * string is read, so a peer is cut off before the gateway allocates it. None when absent.
+   */
+  maxMessageBytes?: number;
 }
 
 export const DEFAULT_WIRE_LIMITS: WireLimits = {
@@ -105,6 +112,13 @@ export function* readByteString(
       { what, length: len, limit: max },
     );
   }
+  const cap = ctx.limits.maxMessageBytes;
+  if (cap !== undefined && ctx.offset() + len > cap) {
+    throw protocolError(
+      `The peer's message grew over ${cap} bytes with a ${len}-byte string for ${what} at byte ${ctx.offset() - 8}; the limit for one message is ${cap} bytes.`,
+      { what, length: len, limit: cap },
+    );
+  }
   const pad = (8 - (len % 8)) % 8;
   // The bytes and their padding in one read.
   const b = yield* readBytes(len + pad);
@@ -140,6 +154,22 @@ export function* readStrings(ctx: DecodeContext, what: string): Decoder<string[]
   const n = yield* readCount(ctx, what);
   const out: string[] = [];
   for (let i = 0; i < n; i++) out.push(yield* readString(ctx, `${what}[${i}]`));
+  return out;
+}
+
+/**
+ * Reads a string that must be a store path (or ""): longer than any store path is refused before
+ * its bytes are read. Whether it is a store path is checked by the caller.
+ */
+export function* readPath(ctx: DecodeContext, what: string): Decoder<string> {
+  return yield* readString(ctx, what, Math.min(STORE_PATH_MAX_BYTES, ctx.limits.maxStringBytes));
+}
+
+/** Reads a list of store paths (each at most a store path long). */
+export function* readPaths(ctx: DecodeContext, what: string): Decoder<string[]> {
+  const n = yield* readCount(ctx, what);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(yield* readPath(ctx, `${what}[${i}]`));
   return out;
 }
 

@@ -17,6 +17,8 @@ export interface GatewayLogEntry {
   uploadedBytes: number;
   downloadedBytes: number;
   builds: number;
+  /** The gateway process's peak resident memory, in bytes (a client cannot make it grow unbounded). */
+  maxRssBytes: number;
   error?: { code: string; message: string };
 }
 

@@ -2,7 +2,6 @@ import {
   decodeClientMagic,
   decodeClientVersion,
   decodeServerRequest,
-  DEFAULT_WIRE_LIMITS,
   encodeAck,
   encodeBuildResultFor,
   encodePathInfosFor,
@@ -12,6 +11,7 @@ import {
   scanExportStream,
   scanNar,
   SERVE_PROTOCOL_VERSION,
+  SERVER_REQUEST_LIMITS,
   type AddToStoreNarInfo,
   type ExportedPath,
   type NarSummary,
@@ -64,6 +64,7 @@ export interface GatewaySessionOptions {
   builds: Promise<GatewayBuilds>;
   /** The rest of the pool (builders' stores); without it the gateway answers for this machine's store only. */
   pool?: Promise<GatewayPool>;
+  /** What one request may make the gateway read (default SERVER_REQUEST_LIMITS: 16 MiB, 100,000 items). */
   limits?: WireLimits;
   /** A client silent in the middle of a message, or not reading our answer, this long is cut off (default 60 s). */
   stallMs?: number;
@@ -98,7 +99,12 @@ export interface GatewaySessionResult {
  * only, with the reason on the client's stderr.
  */
 export async function runGatewaySession(o: GatewaySessionOptions): Promise<GatewaySessionResult> {
-  const limits = o.limits ?? DEFAULT_WIRE_LIMITS;
+  const limits = o.limits ?? SERVER_REQUEST_LIMITS;
+  // Streams (a NAR, an export stream) are not one message: no total, the same per-item bounds.
+  const streamLimits: WireLimits = {
+    maxStringBytes: limits.maxStringBytes,
+    maxListItems: limits.maxListItems,
+  };
   const stallMs = o.stallMs ?? 60_000;
   const reader = new ByteReader(o.input, limits, stallMs);
   const result: GatewaySessionResult = {
@@ -183,7 +189,7 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
         }
         await requireValid([req.path]);
         // Streamed from the builder that holds it, checked as it passes: a NAR cut short ends the session.
-        const scanner = new IncrementalDecoder(scanNar, `NAR of ${req.path}`, limits);
+        const scanner = new IncrementalDecoder(scanNar, `NAR of ${req.path}`, streamLimits);
         for await (const chunk of await (await (o.pool as Promise<GatewayPool>)).nar(req.path)) {
           if (scanner.push(chunk) < chunk.length) throw poolNarBroken(req.path, "has bytes after its end");
           await watchdog.write(chunk);
@@ -215,7 +221,11 @@ export async function runGatewaySession(o: GatewaySessionOptions): Promise<Gatew
         return;
       }
       case "importPaths": {
-        const scanner = new IncrementalDecoder(scanExportStream, "export stream of ImportPaths", limits);
+        const scanner = new IncrementalDecoder(
+          scanExportStream,
+          "export stream of ImportPaths",
+          streamLimits,
+        );
         const paths = await (await o.store).importPaths(reader.takeScanned(scanner));
         result.uploadedPaths += paths.length;
         result.uploadedBytes += paths.reduce((n, p) => n + p.nar.size, 0);

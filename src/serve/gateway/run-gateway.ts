@@ -91,6 +91,7 @@ export async function runGateway(opts: GatewayRunOptions): Promise<ExitCode> {
       uploadedBytes: result.uploadedBytes,
       downloadedBytes: result.downloadedBytes,
       builds: result.builds,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
       ...(result.error ? { error: { code: result.error.code, message: result.error.message } } : {}),
     }).catch(() => undefined);
     return result.error ? ExitCode.failed : ExitCode.ok;

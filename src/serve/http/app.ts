@@ -156,7 +156,7 @@ export function createApiApp(o: ApiAppOptions): { app: Hono<ApiEnv>; streams: St
     return c.json((await c0.build(b.id)) ?? b, 202);
   });
   mountStoreRoutes(app, o.store);
-  if (o.pool) mountPoolRoutes(app, o.pool);
+  if (o.pool) mountPoolRoutes(app, o.pool, () => c0.gatewayUids());
   app.get("/api/events", async (c) => {
     const q = c.req.query("build");
     const buildId = q === undefined ? undefined : (await findBuild(q)).id;

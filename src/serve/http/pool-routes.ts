@@ -10,7 +10,9 @@ import { describeIssues } from "./api-schemas.js";
 // The pool's stores as one store, for the gateway on this machine (docs/gateway.md): what any of
 // them holds, path infos and closures from where they are, and NARs streamed from the store that
 // holds them. Only for clients on the Unix socket: a remote client reads outputs through
-// /api/store/* or the binary cache.
+// /api/store/* or the binary cache. The routes that write into this machine's store (fetch, and
+// valid with substitute) only for the accounts that act for gateway clients (root, the
+// coordinator's own, `serve --gateway-user`): the socket is open to every local account.
 
 const STORE_PATH = z
   .string()
@@ -25,7 +27,11 @@ const PathSchema = z.strictObject({ path: STORE_PATH });
 const MAX_JSON = 16 * 1024 * 1024;
 
 /** Adds /api/pool/* to the API app. */
-export function mountPoolRoutes(app: Hono<ApiEnv>, pool: PoolStore): void {
+export function mountPoolRoutes(
+  app: Hono<ApiEnv>,
+  pool: PoolStore,
+  writers: () => ReadonlySet<number>,
+): void {
   const json = bodyLimit({
     maxSize: MAX_JSON,
     onError: () => {
@@ -51,15 +57,27 @@ export function mountPoolRoutes(app: Hono<ApiEnv>, pool: PoolStore): void {
     if (!r.success) throw badRequest(`store paths: ${describeIssues(r.error)}.`);
     return r.data;
   };
+  /** Refuses a write into this machine's store (copying, substituting) to any account but the gateway's. */
+  const mayWrite = (client: ApiEnv["Variables"]["client"], what: string): void => {
+    if (client.uid !== undefined && writers().has(client.uid)) return;
+    throw new ApiError(
+      403,
+      "API_FORBIDDEN",
+      `${client.user} may not ${what} into the coordinator machine's store; only root and the gateway's account may.`,
+      "Run the gateway as the account given to `nixpool serve --gateway-user`, or ask without substitute (read-only routes answer every local account).",
+    );
+  };
 
   /** The subset of `paths` valid in any store of the pool (`substitute`: try this machine's substituters first). */
   app.post("/api/pool/valid", json, async (c) => {
     const b = await bodyOf(c, PathsSchema);
+    if (b.substitute) mayWrite(c.get("client"), "substitute paths");
     return c.json({ valid: await pool.valid(b.paths, b.substitute ?? false) });
   });
 
   /** Copies `paths` (with their closures) from the builders holding them into this machine's store. */
   app.post("/api/pool/fetch", json, async (c) => {
+    mayWrite(c.get("client"), "copy paths");
     const b = await bodyOf(c, PathsSchema);
     const copied = await pool.fetchToLocal(b.paths).catch((e: unknown) => {
       throw new ApiError(

@@ -1,12 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  forcedCommandOf,
+  isSafeForcedCommand,
   parseIndexEntry,
   renderGatewayLines,
   renderIndexEntry,
   renderPrincipalLines,
   renderSshdAnswers,
 } from "../../../src/core/access/authorized-keys.js";
+import { isNixpoolError } from "../../../src/core/errors.js";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOPh1zGlyXL32/Aq4baq8rET644pSi+N+2z4OUZIzu5W";
 
@@ -53,4 +56,37 @@ test("gateway answers: only for a member with gateway rights, the gateway for th
   const text = renderIndexEntry({ ...e, gateway: true });
   assert.deepEqual(parseIndexEntry(text), { ...e, gateway: true });
   assert.equal(parseIndexEntry(text.replace("gateway yes", "gateway maybe")), undefined);
+});
+
+test("the gateway's forced command quotes an install path with a space, and refuses what sshd cannot carry", () => {
+  const cmd = forcedCommandOf([
+    "/usr/bin/node",
+    "/opt/my tools/nixpool/dist/serve/gateway/main.js",
+    "--state-dir",
+    "/var/lib/nixpool",
+  ]);
+  assert.equal(
+    cmd,
+    "/usr/bin/node '/opt/my tools/nixpool/dist/serve/gateway/main.js' --state-dir /var/lib/nixpool",
+  );
+  assert.equal(isSafeForcedCommand(cmd), true);
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  const [line] = renderGatewayLines(
+    { name: "ci", keys: [KEY], gateway: true } as Parameters<typeof renderGatewayLines>[0],
+    { command: cmd, nowMs: now },
+  );
+  assert.ok(line?.includes(`command="${cmd} --client ci"`), line);
+  // Characters the shell would read in a path are quoted, never run.
+  assert.equal(forcedCommandOf(["/usr/bin/node", "/x;rm -rf $HOME"]), "/usr/bin/node '/x;rm -rf $HOME'");
+  for (const bad of ['/opt/a"b', "/opt/it's", "/opt/a\\b", "/opt/a\nb"]) {
+    assert.throws(
+      () => forcedCommandOf(["/usr/bin/node", bad]),
+      (e: unknown) => isNixpoolError(e) && e.code === "KEYS_COMMAND_UNSAFE" && e.message.includes(bad),
+      JSON.stringify(bad),
+    );
+  }
+  // Unquoted spaces split a path: a command with a word the shell would read otherwise is refused.
+  for (const unsafe of ["/usr/bin/node /x;sh", "/usr/bin/node $(id)", "node x", "/bin/x 'a\"b'", "'/x' ''"])
+    assert.equal(isSafeForcedCommand(unsafe), false, unsafe);
+  assert.equal(isSafeForcedCommand("/usr/bin/node /a/main.js --state-dir /var/lib/nixpool"), true);
 });
