@@ -60,10 +60,11 @@ describe(
       );
 
     test("Nix is not found over SSH until it is installed; this machine's Nix is untouched", async () => {
-      assert.ok(host.setNixInstalled, "the local booter can hide Nix");
+      assert.equal(typeof host.setNixInstalled, "function", "the local booter can hide Nix");
+      const setNixInstalled = (installed: boolean) => host.setNixInstalled?.(installed);
       assert.equal((await onHost("nix-store --version")).exitCode, 0);
 
-      await host.setNixInstalled(false);
+      await setNixInstalled(false);
       assert.equal((await onHost("true")).exitCode, 0, "SSH answers while Nix is being installed");
       const hidden = await onHost("nix-store --version");
       assert.equal(hidden.exitCode, 127);
@@ -73,7 +74,7 @@ describe(
       const here = await run(["nix-store", "--version"], { reject: false });
       assert.equal(here.exitCode, 0, "the hiding stays in the host's mount namespace");
 
-      await host.setNixInstalled(true);
+      await setNixInstalled(true);
       const back = await onHost("nix-store --version");
       assert.equal(back.exitCode, 0, back.stderr);
       assert.match(back.stdout, /nix-store \(Nix\) 2\./);
