@@ -1,4 +1,5 @@
 import type { AutoscaleConfig } from "../../core/autoscale/config.js";
+import type { Builder } from "../../core/builder.js";
 import { writeClientFiles } from "../../adapters/nix-build.js";
 import type { BuildRun } from "../../dispatch/build-run.js";
 import type { Fleet } from "../../dispatch/fleet.js";
@@ -54,6 +55,7 @@ export function createAutoscaler(
   },
 ): Autoscaler {
   const { fleet } = c;
+  const join = joinWithSshFiles(c);
   const autoscaler = new Autoscaler({
     config: a.config,
     provider: a.provider,
@@ -67,10 +69,7 @@ export function createAutoscaler(
         }
         return n;
       },
-      join: async (b) => {
-        if (c.writeSshFiles) await writeClientFiles(c.stateDir, [...fleet.builders, b]);
-        fleet.addBuilder(b);
-      },
+      join,
       leave: (name, reason) => fleet.removeBuilder(name, reason),
     },
     history: c.history,
@@ -85,4 +84,38 @@ export function createAutoscaler(
   });
   fleet.mayGrow = (needs) => autoscaler.mayServe(needs);
   return autoscaler;
+}
+
+/**
+ * Adds a worker to the fleet once nixpool's ssh_config and known_hosts name it. Joins are
+ * written one at a time, each with every builder of the fleet and every one still joining: two
+ * workers that answer at the same moment would otherwise each write a file without the other
+ * (the last ssh_config and the last known_hosts from different writes), and the one left out
+ * could never be reached.
+ */
+export function joinWithSshFiles(c: {
+  stateDir: string;
+  writeSshFiles: boolean;
+  fleet: Pick<Fleet, "builders" | "addBuilder">;
+}): (b: Builder) => Promise<void> {
+  const joining = new Set<Builder>();
+  let writes: Promise<void> = Promise.resolve();
+  return async (b) => {
+    if (c.writeSshFiles) {
+      joining.add(b);
+      const write = writes.then(() => writeClientFiles(c.stateDir, [...c.fleet.builders, ...joining]));
+      writes = write.then(
+        () => undefined,
+        () => undefined,
+      );
+      try {
+        await write;
+      } catch (e) {
+        joining.delete(b);
+        throw e;
+      }
+      joining.delete(b);
+    }
+    c.fleet.addBuilder(b);
+  };
 }
