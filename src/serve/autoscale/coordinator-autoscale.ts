@@ -93,23 +93,27 @@ export function createAutoscaler(
  * (the last ssh_config and the last known_hosts from different writes), and the one left out
  * could never be reached.
  */
-export function joinWithSshFiles(c: {
-  stateDir: string;
-  writeSshFiles: boolean;
-  fleet: Pick<Fleet, "builders" | "addBuilder">;
-}): (b: Builder) => Promise<void> {
+export function joinWithSshFiles(
+  c: {
+    stateDir: string;
+    writeSshFiles: boolean;
+    fleet: Pick<Fleet, "builders" | "addBuilder">;
+  },
+  /** What writes the files for a list of builders. */
+  write: (stateDir: string, builders: readonly Builder[]) => Promise<unknown> = writeClientFiles,
+): (b: Builder) => Promise<void> {
   const joining = new Set<Builder>();
   let writes: Promise<void> = Promise.resolve();
   return async (b) => {
     if (c.writeSshFiles) {
       joining.add(b);
-      const write = writes.then(() => writeClientFiles(c.stateDir, [...c.fleet.builders, ...joining]));
-      writes = write.then(
+      const written = writes.then(() => write(c.stateDir, [...c.fleet.builders, ...joining]));
+      writes = written.then(
         () => undefined,
         () => undefined,
       );
       try {
-        await write;
+        await written;
       } catch (e) {
         joining.delete(b);
         throw e;
