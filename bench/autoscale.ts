@@ -9,14 +9,18 @@
  * `fromSnapshot = "none"` (fresh workers: everything is uploaded and built) and with
  * `fromSnapshot = "latest"` (woken workers: they hold the outputs). Reported for each: queue to
  * first settled derivation, total wall, derivations built, paths uploaded, and the cost the budget
- * model counts (per build and per derivation). Boot and create delays are the emulator's
- * (`--create-ms`, `--boot-ms`; Hetzner reports 1–2 min for small snapshots, so the defaults are
- * scaled down and the same for both kinds).
+ * model counts (per build and per derivation). Delays are the emulator's: `--create-ms` (create_server
+ * from a system image), `--snapshot-create-ms` (from a snapshot; default: --create-ms), `--boot-ms`
+ * (then until SSH answers), `--provision-ms` (then cloud-init installing Nix on a fresh worker;
+ * default 0), `--image-ms` (create_image, the suspend before the measured runs). The defaults are
+ * the quick variant, scaled down and the same for both kinds; `--hetzner-times` sets the times
+ * Hetzner reports (HETZNER_TIMES below; docs/performance.md names each number's source).
  *
- *   npm run build && node --import tsx bench/autoscale.ts [--n 60] [--sleep 0.5] [--create-ms 3000] [--boot-ms 5000] [--json]
+ *   npm run build && node --import tsx bench/autoscale.ts [--n 60] [--sleep 0.5] [--hetzner-times]
+ *       [--create-ms 3000] [--snapshot-create-ms MS] [--boot-ms 5000] [--provision-ms 0] [--image-ms 1000] [--json]
  */
 import { parseArgs } from "node:util";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -34,11 +38,50 @@ const { values } = parseArgs({
   options: {
     n: { type: "string", default: "60" },
     sleep: { type: "string", default: "0.5" },
-    "create-ms": { type: "string", default: "3000" },
-    "boot-ms": { type: "string", default: "5000" },
+    "hetzner-times": { type: "boolean", default: false },
+    "create-ms": { type: "string" },
+    "snapshot-create-ms": { type: "string" },
+    "boot-ms": { type: "string" },
+    "provision-ms": { type: "string" },
+    "image-ms": { type: "string" },
     json: { type: "boolean", default: false },
   },
 });
+
+/** The quick variant: scaled down, the same for fresh and woken workers, no provisioning. */
+const QUICK_TIMES = { createMs: 3000, snapshotCreateMs: 3000, bootMs: 5000, provisionMs: 0, imageMs: 1000 };
+/**
+ * Hetzner's reported times (2026; sources in docs/performance.md): a server from a system image
+ * is running in 30–60 s, one from a small snapshot in 1–2 min, a snapshot takes 1–5 min; the OS
+ * boot to SSH and cloud-init's installation of Nix on a fresh worker are estimates.
+ */
+const HETZNER_TIMES = {
+  createMs: 45_000,
+  snapshotCreateMs: 90_000,
+  bootMs: 15_000,
+  provisionMs: 45_000,
+  imageMs: 60_000,
+};
+const preset = values["hetzner-times"] ? HETZNER_TIMES : QUICK_TIMES;
+const flagMs = (flag: string, fallback: number) => {
+  const v = values[flag as keyof typeof values];
+  if (typeof v !== "string") return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${flag} takes a whole number of ms, not ${v}`);
+  return n;
+};
+const createMs = flagMs("create-ms", preset.createMs);
+const times = {
+  createMs,
+  // Without the preset, a snapshot's server takes --create-ms unless told otherwise.
+  snapshotCreateMs: flagMs(
+    "snapshot-create-ms",
+    values["hetzner-times"] ? preset.snapshotCreateMs : createMs,
+  ),
+  bootMs: flagMs("boot-ms", preset.bootMs),
+  provisionMs: flagMs("provision-ms", preset.provisionMs),
+  imageMs: flagMs("image-ms", preset.imageMs),
+};
 const CLI = resolve(import.meta.dirname, "../dist/cli/main.js");
 const GRAPH = resolve(import.meta.dirname, "../examples/graph.nix");
 const seed = randomBytes(8).toString("hex");
@@ -49,14 +92,13 @@ const log = (s: string) => {
 const root = await mkdtemp(join(tmpdir(), "nixpool-bench-autoscale-"));
 const emu = await startHetznerEmulator({
   booter: createLocalBooter(join(root, "hosts")),
-  timing: {
-    createMs: Number(values["create-ms"]),
-    bootMs: Number(values["boot-ms"]),
-    deleteMs: 200,
-    imageMs: 1000,
-  },
+  timing: { ...times, deleteMs: 200 },
 });
-const env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: "bench-token", NIXPOOL_HCLOUD_BOOT_TIMEOUT: "5m" };
+const env = {
+  HCLOUD_ENDPOINT: emu.endpoint,
+  HCLOUD_TOKEN: "bench-token",
+  NIXPOOL_HCLOUD_BOOT_TIMEOUT: "10m",
+};
 const cli = async (args: string[]) => {
   const r = await run(["node", CLI, "--state-dir", root, ...args], {
     env,
@@ -92,6 +134,18 @@ const forget = async () => {
   await run(["nix-store", "--delete", ...new Set(outs)], { timeout: 120_000, reject: false });
 };
 
+/**
+ * Bytes of one leaf's output as a NAR: each leaf writes "leaf-I\n" (7 or 8 bytes, padded alike
+ * to 8 in the NAR), and the graph has no other store path to upload (no sources; /bin/sh is the
+ * host's), so what a worker is sent is leaves' outputs, built on the other worker, for the root.
+ */
+async function leafNarBytes(): Promise<number> {
+  const file = join(root, "leaf-output");
+  await writeFile(file, "leaf-10\n");
+  // A NAR of a small ASCII file holds only bytes below 0x80: its text's length is its size.
+  return Buffer.byteLength((await run(["nix-store", "--dump", file])).stdout);
+}
+
 interface Row {
   kind: "fresh" | "woken";
   /** Queue to the first rented worker ready (it joined the pool). */
@@ -102,6 +156,12 @@ interface Row {
   built: number;
   cached: number;
   uploaded: number;
+  /** NAR bytes of the paths uploaded (uploaded × leafNarBytes). */
+  uploadedBytes: number;
+  /** Delays the emulator played before the first worker could be ready: create, boot, provisioning. */
+  emulatedMs: { create: number; boot: number; provision: number };
+  /** firstWorkerMs − the emulated delays: the autoscaler's tick, nixpool's SSH and Nix polling, the worker's system. */
+  nixpoolMs: number;
   costEur: number;
   costPerDerivationEur: number;
 }
@@ -115,7 +175,7 @@ async function queue(kind: Row["kind"]): Promise<Row> {
     derivationsPerWorker: 30,
     scaleUpAfterMs: 0,
     intervalMs: 250,
-    bootTimeoutMs: 300_000,
+    bootTimeoutMs: 600_000,
     fromSnapshot: kind === "woken" ? "latest" : "none",
     budget: {},
   };
@@ -147,14 +207,24 @@ async function queue(kind: Row["kind"]): Promise<Row> {
     // The budget counts every rental of this hour (the earlier run's too): this run's is the rest.
     const costEur = view.spent.hour - spentSoFar;
     spentSoFar = view.spent.hour;
+    const firstWorkerMs = Math.min(...ready.filter((t) => t >= t0)) - t0;
+    const uploaded = done.report?.stats.pathsUploaded ?? 0;
+    const emulatedMs = {
+      create: kind === "woken" ? times.snapshotCreateMs : times.createMs,
+      boot: times.bootMs,
+      provision: kind === "woken" ? 0 : times.provisionMs,
+    };
     return {
       kind,
-      firstWorkerMs: Math.min(...ready.filter((t) => t >= t0)) - t0,
+      firstWorkerMs,
       firstSettledMs: (settled.length ? Math.min(...settled) : t0 + wallMs) - t0,
       wallMs,
       built: done.derivations.filter((d) => d.status === "built").length,
       cached: done.derivations.filter((d) => d.status === "cached").length,
-      uploaded: done.report?.stats.pathsUploaded ?? 0,
+      uploaded,
+      uploadedBytes: uploaded * narBytes,
+      emulatedMs,
+      nixpoolMs: firstWorkerMs - emulatedMs.create - emulatedMs.boot - emulatedMs.provision,
       costEur,
       costPerDerivationEur: costEur / n,
     };
@@ -165,9 +235,10 @@ async function queue(kind: Row["kind"]): Promise<Row> {
 
 let spentSoFar = 0;
 const rows: Row[] = [];
+const narBytes = await leafNarBytes();
 try {
   log(
-    `queue: ${values.n} leaves of ${values.sleep} s; create ${values["create-ms"]} ms, boot ${values["boot-ms"]} ms`,
+    `queue: ${values.n} leaves of ${values.sleep} s; ${values["hetzner-times"] ? "Hetzner's reported times" : "quick"}: ${JSON.stringify(times)}`,
   );
   const first = (
     JSON.parse((await cli(["worker", "up", "--type", "cx33", "--ttl", "1h", "--json"])).stdout) as {
@@ -194,15 +265,15 @@ try {
     const r = await queue(kind);
     rows.push(r);
     log(
-      `${kind}: first worker ready ${r.firstWorkerMs} ms, first settled ${r.firstSettledMs} ms, wall ${r.wallMs} ms, ${r.built} built, ${r.cached} cached, ${r.uploaded} uploaded, ${r.costEur.toFixed(4)} EUR (${r.costPerDerivationEur.toFixed(5)} per derivation)`,
+      `${kind}: first worker ready ${r.firstWorkerMs} ms (create ${r.emulatedMs.create} + boot ${r.emulatedMs.boot} + provisioning ${r.emulatedMs.provision} + nixpool ${r.nixpoolMs}), first settled ${r.firstSettledMs} ms, wall ${r.wallMs} ms, ${r.built} built, ${r.cached} cached, ${r.uploaded} uploaded (${r.uploadedBytes} bytes), ${r.costEur.toFixed(4)} EUR (${r.costPerDerivationEur.toFixed(5)} per derivation)`,
     );
   }
   const [fresh, woken] = rows;
   const summary = {
     n: Number(values.n),
     sleep: Number(values.sleep),
-    createMs: Number(values["create-ms"]),
-    bootMs: Number(values["boot-ms"]),
+    preset: values["hetzner-times"] ? "hetzner" : "quick",
+    ...times,
     rows,
     wallRatio: fresh && woken ? Number((woken.wallMs / fresh.wallMs).toFixed(3)) : null,
   };

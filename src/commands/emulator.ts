@@ -16,7 +16,9 @@ interface EmulatorFlags {
   tokenFile?: string;
   log?: boolean;
   createMs?: string;
+  snapshotCreateMs?: string;
   bootMs?: string;
+  provisionMs?: string;
   imageMs?: string;
 }
 
@@ -35,7 +37,15 @@ export const registerEmulator: RegisterCommands = (program, context) => {
     )
     .option("--token-file <file>", "accept only the API tokens in this file, one a line (default: any)")
     .option("--create-ms <ms>", "duration of the create_server action")
+    .option(
+      "--snapshot-create-ms <ms>",
+      "duration of create_server for a server from a snapshot (default: --create-ms)",
+    )
     .option("--boot-ms <ms>", "time from creation until SSH answers")
+    .option(
+      "--provision-ms <ms>",
+      "time cloud-init then takes to install the user_data's packages (Nix) on a server from a system image",
+    )
     .option("--image-ms <ms>", "duration of the create_image action (a snapshot is creating until then)")
     .option("--log", "print one line per request")
     .action(async (opts: EmulatorFlags) => {
@@ -54,12 +64,16 @@ export const registerEmulator: RegisterCommands = (program, context) => {
               example: `nixpool emulator hetzner ${flag} 500`,
             });
       const createMs = ms("--create-ms", opts.createMs);
+      const snapshotCreateMs = ms("--snapshot-create-ms", opts.snapshotCreateMs);
       const bootMs = ms("--boot-ms", opts.bootMs);
+      const provisionMs = ms("--provision-ms", opts.provisionMs);
       const imageMs = ms("--image-ms", opts.imageMs);
       const tokens = [...(opts.token ?? []), ...(opts.tokenFile ? await readTokenFile(opts.tokenFile) : [])];
       const timing = {
         ...(createMs !== undefined ? { createMs } : {}),
+        ...(snapshotCreateMs !== undefined ? { snapshotCreateMs } : {}),
         ...(bootMs !== undefined ? { bootMs } : {}),
+        ...(provisionMs !== undefined ? { provisionMs } : {}),
         ...(imageMs !== undefined ? { imageMs } : {}),
       };
       // Every API client may put its SSH key on a machine that runs as root on this host.

@@ -28,6 +28,11 @@ export interface BootedHost {
   /** Cuts or restores the machine's network (a booting or broken machine is unreachable). */
   setReachable(up: boolean): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Hides (false) or restores (true) the machine's Nix, as on a server whose cloud-init is still
+   * installing nix-bin: SSH answers, Nix does not. Absent: the booter cannot hide it.
+   */
+  setNixInstalled?(installed: boolean): Promise<void>;
   /** Copies the machine's disk for a snapshot image; absent: the booter keeps no disks. */
   snapshot?(imageId: number): Promise<DiskCopy>;
 }

@@ -1,6 +1,14 @@
-import { readdir, rm } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { copyTree, setLinkUp, startHost, stopHost, treeBytes } from "../../providers/local/host.js";
+import { run } from "../../adapters/runner.js";
+import {
+  copyTree,
+  hostExecArgv,
+  setLinkUp,
+  startHost,
+  stopHost,
+  treeBytes,
+} from "../../providers/local/host.js";
 import { readHostRecord } from "../../providers/local/records.js";
 import type { ServerBooter } from "./booter.js";
 
@@ -16,11 +24,23 @@ export function filterNixConf(text: string | undefined): string {
     .join("\n");
 }
 
+/** Debian's nix-bin: every nix-* command is a link to this one binary. */
+const NIX_BINARY = "/usr/bin/nix";
+
+/** What a command of Nix's finds while cloud-init has not installed it: the shell's "not found". */
+const NIX_NOT_INSTALLED = [
+  "#!/bin/sh",
+  'echo "sh: 1: ${0##*/}: not found (cloud-init is still installing nix-bin)" >&2',
+  "exit 127",
+  "",
+].join("\n");
+
 /**
  * Boots each emulated server as a local pool builder host under DIR/server-ID: the host key
  * and authorized keys come from the server's user_data and API SSH keys. A snapshot copies the
  * host's Nix directory (store and database) to DIR/image-ID/nix; a server created from it
- * starts with a copy of that.
+ * starts with a copy of that. While cloud-init "installs" Nix, a stand-in that exits 127 is
+ * bind-mounted over the Nix binary in the host's own mount namespace (nothing else sees it).
  */
 export function createLocalBooter(dir: string): ServerBooter {
   return async (req) => {
@@ -37,6 +57,15 @@ export function createLocalBooter(dir: string): ServerBooter {
       address: rec.address,
       setReachable: (up) => setLinkUp(rec, up),
       stop: () => stopHost(rec),
+      setNixInstalled: async (installed) => {
+        if (!installed) {
+          const standIn = join(rec.dir, "nix-not-installed");
+          await writeFile(standIn, NIX_NOT_INSTALLED, { mode: 0o755 });
+          await run(hostExecArgv(rec, ["mount", "--bind", standIn, NIX_BINARY]), { timeout: 30_000 });
+        } else {
+          await run(hostExecArgv(rec, ["umount", NIX_BINARY]), { timeout: 30_000 });
+        }
+      },
       snapshot: async (imageId) => {
         const imageDir = join(dir, `image-${imageId}`);
         const path = join(imageDir, "nix");

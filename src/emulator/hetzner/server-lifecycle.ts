@@ -12,6 +12,21 @@ import {
 
 type BootFault = Extract<Fault, { kind: "boot" }>;
 
+/** Duration of the server's create_server action: longer from a snapshot when the timing says so. */
+export function createMsFor(emu: Emulator, s: ServerRecord): number {
+  return s.image.type === "system" ? emu.timing.createMs : emu.timing.snapshotCreateMs;
+}
+
+/**
+ * The packages cloud-init installs once the machine answers: the user_data's `packages` on a
+ * server from a system image, when installing takes time (`provisionMs`); none from a snapshot,
+ * whose disk has them.
+ */
+export function packagesToInstall(emu: Emulator, s: ServerRecord): string[] {
+  if (emu.timing.provisionMs <= 0 || s.image.type !== "system") return [];
+  return parseUserData(s.userData).packages;
+}
+
 /** Starts the server's machine, unreachable until scheduleBoot says it booted; returns the boot fault it takes, if any. */
 export async function bootServer(emu: Emulator, s: ServerRecord): Promise<BootFault | undefined> {
   const cfg = parseUserData(s.userData);
@@ -29,12 +44,16 @@ export async function bootServer(emu: Emulator, s: ServerRecord): Promise<BootFa
   s.host = host;
   s.ipv4 = host.address;
   await host.setReachable(false);
+  // Nix is not there before cloud-init has installed it.
+  if (packagesToInstall(emu, s).includes("nix-bin")) await host.setNixInstalled?.(false);
   return fault;
 }
 
 /**
- * Plays the server's creation: `starting` halfway through create_server, `running` at its end,
- * then reachable after the boot time (a boot fault fails, slows or never finishes the boot).
+ * Plays the server's creation: `starting` halfway through create_server (createMsFor), `running`
+ * at its end, then reachable after the boot time (a boot fault fails, slows or never finishes the
+ * boot), then, from a system image whose user_data lists packages, `provisionMs` of cloud-init
+ * installing them (Nix absent until it ends).
  */
 export function scheduleBoot(
   emu: Emulator,
@@ -43,6 +62,29 @@ export function scheduleBoot(
   fault: BootFault | undefined,
 ) {
   const { timing } = emu;
+  const createMs = createMsFor(emu, s);
+  const packages = packagesToInstall(emu, s);
+  /** cloud-init's package installation, once the machine answers; then it is booted. */
+  const provision = (host: BootedHost, booted: ServerRecord["boot"]) => {
+    if (packages.length === 0) {
+      s.boot = booted;
+      return;
+    }
+    s.boot = "provisioning";
+    s.timers.push(
+      setTimeout(() => {
+        if (s.host !== host) return;
+        emu.track(
+          (packages.includes("nix-bin")
+            ? (host.setNixInstalled?.(true) ?? Promise.resolve())
+            : Promise.resolve()
+          ).then(() => {
+            s.boot = booted;
+          }),
+        );
+      }, timing.provisionMs),
+    );
+  };
   s.timers.push(
     setTimeout(() => {
       if (fault?.mode === "fail") {
@@ -63,18 +105,16 @@ export function scheduleBoot(
           if (s.status !== "running" || !s.host) return;
           const host = s.host;
           emu.track(
-            host.setReachable(true).then(() => {
-              s.boot = fault?.mode === "slow" ? "slow" : "booted";
-            }),
+            host.setReachable(true).then(() => provision(host, fault?.mode === "slow" ? "slow" : "booted")),
           );
         }, bootMs),
       );
-    }, timing.createMs),
+    }, createMs),
   );
   s.timers.push(
     setTimeout(() => {
       if (s.status === "initializing") s.status = "starting";
-    }, timing.createMs / 2),
+    }, createMs / 2),
   );
 }
 

@@ -3,10 +3,21 @@ import type { Fault } from "./faults.js";
 import { noBooter, type BootedHost, type DiskCopy, type ServerBooter } from "./booter.js";
 
 export interface EmulatorTiming {
-  /** Duration of the create_server action. */
+  /** Duration of the create_server action for a server from a system image (Hetzner: running in about 30–60 s). */
   createMs: number;
+  /**
+   * Duration of the create_server action for a server from a snapshot: its disk is restored first
+   * (Hetzner: 1–2 min for a small snapshot). Default: createMs.
+   */
+  snapshotCreateMs: number;
   /** Time from the end of create_server until the machine answers on the network. */
   bootMs: number;
+  /**
+   * Time cloud-init takes, once the machine answers, to install the user_data's `packages` on a
+   * server from a system image (nixpool's: nix-bin); Nix is absent until then. A server from a
+   * snapshot has them on its disk already. Default 0.
+   */
+  provisionMs: number;
   /** Duration of the delete_server action. */
   deleteMs: number;
   /** Duration of create_image: the snapshot is `creating` until then (Hetzner: 1–5 min). */
@@ -86,7 +97,7 @@ export interface ServerRecord {
   ipv4Id: number;
   host: BootedHost | undefined;
   /** What the emulator did with the server; shown by GET /_emulator/state. */
-  boot: "pending" | "booted" | "slow" | "failed" | "unreachable" | "stopped" | "none";
+  boot: "pending" | "provisioning" | "booted" | "slow" | "failed" | "unreachable" | "stopped" | "none";
   timers: NodeJS.Timeout[];
 }
 
@@ -130,7 +141,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
   return {
     catalog,
     booter: options.booter ?? noBooter,
-    timing: { createMs: 1500, bootMs: 500, deleteMs: 500, imageMs: 2000, ...options.timing },
+    timing: resolveTiming(options.timing),
     rateLimit: options.rateLimit ?? 3600,
     tokens: options.tokens,
     log: options.log,
@@ -150,6 +161,19 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
       pending.add(q);
     },
     pending,
+  };
+}
+
+/** The timing with defaults filled in; a server from a snapshot takes createMs unless told otherwise. */
+export function resolveTiming(t: Partial<EmulatorTiming> = {}): EmulatorTiming {
+  const createMs = t.createMs ?? 1500;
+  return {
+    createMs,
+    snapshotCreateMs: t.snapshotCreateMs ?? createMs,
+    bootMs: t.bootMs ?? 500,
+    provisionMs: t.provisionMs ?? 0,
+    deleteMs: t.deleteMs ?? 500,
+    imageMs: t.imageMs ?? 2000,
   };
 }
 

@@ -9,6 +9,8 @@ export interface BootConfig {
   authorizedKeys: string[];
   /** Content of a write_files entry for /etc/nix/nix.conf, if any. */
   nixConf: string | undefined;
+  /** `packages` cloud-init installs at first boot (nixpool's: nix-bin, nix-setup-systemd). */
+  packages: string[];
 }
 
 const strings = (v: unknown): string[] =>
@@ -24,6 +26,7 @@ export function parseUserData(userData: string | undefined): BootConfig {
     hostKeyPublic: undefined,
     authorizedKeys: [],
     nixConf: undefined,
+    packages: [],
   };
   if (!userData || !userData.startsWith("#cloud-config")) return empty;
   let doc: unknown;
@@ -56,5 +59,6 @@ export function parseUserData(userData: string | undefined): BootConfig {
     hostKeyPublic: typeof keys["ed25519_public"] === "string" ? keys["ed25519_public"].trim() : undefined,
     authorizedKeys: authorized.map((k) => k.trim()).filter((k) => k !== ""),
     nixConf,
+    packages: strings(d["packages"]),
   };
 }

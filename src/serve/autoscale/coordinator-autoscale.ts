@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import type { Builder } from "../../core/builder.js";
 import type { AutoscaleConfig } from "../../core/autoscale/config.js";
+import type { Builder } from "../../core/builder.js";
 import { writeClientFiles } from "../../adapters/nix-build.js";
 import type { BuildRun } from "../../dispatch/build-run.js";
 import type { Fleet } from "../../dispatch/fleet.js";
@@ -90,17 +90,16 @@ export function createAutoscaler(
 ): Autoscaler {
   const { fleet, peers } = c;
   const log = a.log ?? (() => undefined);
+  // One writer of the state directory's ssh files at a time, each write naming every worker joining.
+  const join = joinWithSshFiles(c, peers ? writeSshFor : writeClientFiles);
   /** The workers other coordinators rented join this fleet; those deleted leave it once idle here. */
   const joinOthersWorkers = async (own: ReadonlySet<string>): Promise<void> => {
     const ready = (await readyWorkers(c.stateDir)).filter((w) => !own.has(w.name));
     const names = new Set(ready.map((w) => w.name));
     const add = ready.filter((w) => !fleet.builders.some((b) => b.name === w.name));
-    if (add.length > 0) {
-      if (c.writeSshFiles) await writeSshFor(c.stateDir, [...fleet.builders, ...add]);
-      for (const w of add) {
-        fleet.addBuilder(w);
-        log(`autoscale: ${w.name} (rented by another coordinator) joined the pool`);
-      }
+    for (const w of add) {
+      await join(w);
+      log(`autoscale: ${w.name} (rented by another coordinator) joined the pool`);
     }
     // Deleted by whoever rented it (its record is gone): it leaves once idle here.
     for (const b of [...fleet.builders])
@@ -131,14 +130,7 @@ export function createAutoscaler(
         }
         return n;
       },
-      join: async (b) => {
-        if (c.writeSshFiles) {
-          // Several coordinators write one state directory's ssh files: each writes every ready worker.
-          if (peers) await writeSshFor(c.stateDir, [...fleet.builders, b]);
-          else await writeClientFiles(c.stateDir, [...fleet.builders, b]);
-        }
-        fleet.addBuilder(b);
-      },
+      join,
       leave: (name, reason) => fleet.removeBuilder(name, reason),
       // Several coordinators only (one coordinator's pool is what it rented and what it started with).
       ...(peers ? { sync: (own: ReadonlySet<string>) => joinOthersWorkers(own) } : {}),
@@ -155,4 +147,42 @@ export function createAutoscaler(
   });
   fleet.mayGrow = (needs) => autoscaler.mayServe(needs);
   return autoscaler;
+}
+
+/**
+ * Adds a worker to the fleet once nixpool's ssh_config and known_hosts name it. Joins are
+ * written one at a time, each with every builder of the fleet and every one still joining: two
+ * workers that answer at the same moment would otherwise each write a file without the other
+ * (the last ssh_config and the last known_hosts from different writes), and the one left out
+ * could never be reached.
+ */
+export function joinWithSshFiles(
+  c: {
+    stateDir: string;
+    writeSshFiles: boolean;
+    fleet: Pick<Fleet, "builders" | "addBuilder">;
+  },
+  /** What writes the files for a list of builders. */
+  write: (stateDir: string, builders: readonly Builder[]) => Promise<unknown> = writeClientFiles,
+): (b: Builder) => Promise<void> {
+  const joining = new Set<Builder>();
+  let writes: Promise<void> = Promise.resolve();
+  return async (b) => {
+    if (c.writeSshFiles) {
+      joining.add(b);
+      const written = writes.then(() => write(c.stateDir, [...c.fleet.builders, ...joining]));
+      writes = written.then(
+        () => undefined,
+        () => undefined,
+      );
+      try {
+        await written;
+      } catch (e) {
+        joining.delete(b);
+        throw e;
+      }
+      joining.delete(b);
+    }
+    c.fleet.addBuilder(b);
+  };
 }

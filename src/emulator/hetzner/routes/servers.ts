@@ -13,7 +13,7 @@ import {
   selectByLabels,
   updateSchema,
 } from "../request.js";
-import { bootServer, deleteServer, scheduleBoot } from "../server-lifecycle.js";
+import { bootServer, createMsFor, deleteServer, scheduleBoot } from "../server-lifecycle.js";
 import { isSnapshotting } from "../snapshots.js";
 import { finishAction, newAction, takeFault, type Emulator, type ServerRecord } from "../state.js";
 import type { EmulatorApp } from "../app.js";
@@ -189,7 +189,7 @@ export function registerServerRoutes(app: EmulatorApp, emu: Emulator): void {
     }
     if (server.status === "deleting")
       throw new ApiError(404, "not_found", "server was deleted during creation");
-    const action = newAction(emu, "create_server", [{ id, type: "server" }], emu.timing.createMs);
+    const action = newAction(emu, "create_server", [{ id, type: "server" }], createMsFor(emu, server));
     scheduleBoot(emu, server, action, fault);
     const noPassword = sshKeys.length > 0;
     return c.json(
