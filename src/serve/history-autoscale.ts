@@ -110,15 +110,19 @@ export class AutoscaleRecords implements AutoscaleHistory {
     });
   }
 
-  /** Ends the rentals a stopped coordinator left open (worker gc deletes their servers), at `atMs`. */
-  async closeAutoscaleWorkers(atMs: number): Promise<number> {
-    const r = await this.h.read("autoscale_workers", (db) =>
-      db
+  /**
+   * Ends the rentals a stopped coordinator left open (worker gc deletes their servers), at `atMs`:
+   * every open one, or only those named in `rentals`.
+   */
+  async closeAutoscaleWorkers(atMs: number, rentals?: readonly string[]): Promise<number> {
+    if (rentals?.length === 0) return 0;
+    const r = await this.h.read("autoscale_workers", (db) => {
+      const open = db
         .updateTable("autoscale_workers")
         .set({ ended_ms: Math.round(atMs) })
-        .where("ended_ms", "is", null)
-        .executeTakeFirst(),
-    );
+        .where("ended_ms", "is", null);
+      return (rentals ? open.where("rental", "in", [...rentals]) : open).executeTakeFirst();
+    });
     return Number(r.numUpdatedRows);
   }
 }

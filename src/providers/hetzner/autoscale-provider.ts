@@ -69,6 +69,8 @@ export interface AutoscaleProvider {
   ): Promise<{ imageId: number; imageSizeGb: number | null; deletedSnapshots: number }>;
   /** Reaps what a crashed coordinator left (worker gc, quietly). */
   reap(): Promise<void>;
+  /** The workers with a record in the state directory (rented by a coordinator that holds them, or not yet reaped). */
+  held?(): Promise<Set<string>>;
   /** Stops renewing leases. */
   close(): Promise<void>;
 }
@@ -228,6 +230,7 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
         );
       return { imageId: image.id, imageSizeGb: image.image_size, deletedSnapshots: pruned.deleted.length };
     },
+    held: async () => new Set((await readRecords(o.stateDir, o.log)).map((r) => r.lease.name)),
     reap: async () => {
       await reapQuietly(
         await open(),

@@ -12,12 +12,12 @@ import {
   type ScaledWorker,
   type WakeSnapshot,
 } from "../../core/autoscale/plan.js";
-import { windowStart, type BilledWorker } from "../../core/autoscale/spending.js";
 import type { PriceTable, TypeOffer } from "../../core/cost.js";
 import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
 import type { AutoscaleDecisionView, AutoscaleView } from "../coordinator-types.js";
 import { isoAt } from "../coordinator-views.js";
 import type { AutoscaleDecisionRow, AutoscaleWorkerRow } from "../history-autoscale.js";
+import { BudgetRentals, type RentalHistory } from "./budget-rentals.js";
 import { acquireAutoscaleLeadership, type AutoscaleLeadership } from "./leadership.js";
 
 /** What the autoscaler sees of the coordinator and does to its pool. */
@@ -38,14 +38,10 @@ export interface AutoscalePool {
 }
 
 /** Where the autoscaler records its decisions and rentals (the coordinator's history). */
-export interface AutoscaleHistory {
+export interface AutoscaleHistory extends RentalHistory {
   /** Queued in order (the history's write queue); not awaited. */
   recordAutoscaleDecision(d: AutoscaleDecisionRow): void;
   autoscaleDecisions(limit?: number): Promise<AutoscaleDecisionRow[]>;
-  /** Queued in order (the history's write queue); not awaited. */
-  saveAutoscaleWorker(w: AutoscaleWorkerRow): void;
-  autoscaleWorkers(sinceMs: number): Promise<AutoscaleWorkerRow[]>;
-  closeAutoscaleWorkers(atMs: number): Promise<number>;
 }
 
 /** How many recent decisions the autoscaler keeps in memory for its view. */
@@ -110,11 +106,8 @@ export class Autoscaler {
   private ticks = 0;
   private blockedBefore = new Set<string>();
   private closed = false;
-  /**
-   * The budget's rows and the recent decisions, read from the history once at start and kept here
-   * as they are written (one autoscaler per history), so a tick never waits for the database.
-   */
-  private readonly billedRows = new Map<string, AutoscaleWorkerRow>();
+  /** The rentals the budget counts (budget-rentals.ts). */
+  private readonly budget: BudgetRentals;
   /** This pool's snapshots and their storage cost (read with the catalogue). */
   private snapshotStore: AutoscaleView["snapshots"];
   /** The newest snapshot per architecture a rental may wake from (read with the catalogue). */
@@ -123,6 +116,7 @@ export class Autoscaler {
 
   constructor(private readonly o: AutoscalerOptions) {
     this.leadership = o.leadership ?? acquireAutoscaleLeadership();
+    this.budget = new BudgetRentals(o.history, o.log);
   }
 
   /**
@@ -131,16 +125,23 @@ export class Autoscaler {
    */
   async start(): Promise<void> {
     const startMs = this.o.clock();
-    const ended = await this.o.history.closeAutoscaleWorkers(startMs);
-    for (const w of await this.o.history.autoscaleWorkers(windowStart("month", startMs)))
-      this.billedRows.set(w.rental, w);
+    await this.o.provider.reap();
+    const ended = await this.endLeftRentals(startMs);
     this.recent = await this.o.history.autoscaleDecisions(RECENT_DECISIONS);
     if (ended > 0)
       this.o.log(`autoscale: ${ended} rental(s) of an earlier run ended; worker gc deletes what is left`);
-    await this.o.provider.reap();
     this.timer = setInterval(() => void this.tick(), this.o.config.intervalMs);
     this.timer.unref();
     void this.tick();
+  }
+
+  /** Ends, in the budget, the open rentals nobody holds any more (budget-rentals.ts). */
+  private async endLeftRentals(now: number): Promise<number> {
+    return this.budget.start(now, {
+      held: await this.o.provider.held?.(),
+      mine: new Set(this.rentals.keys()),
+      bootTimeoutMs: this.o.config.bootTimeoutMs,
+    });
   }
 
   /**
@@ -187,6 +188,7 @@ export class Autoscaler {
       this.o.log("autoscale: this coordinator leads now; reaping what a stopped leader left");
       await this.o.provider
         .reap()
+        .then(() => this.endLeftRentals(this.o.clock()))
         .catch((e: unknown) =>
           this.o.log(`autoscale: reaping failed: ${e instanceof Error ? e.message : String(e)}`),
         );
@@ -203,6 +205,8 @@ export class Autoscaler {
     if (this.closed) return undefined;
     if (!this.leader) return this.followerTick();
     const now = this.o.clock();
+    // Rentals of other coordinators sharing the database count in the budget too.
+    this.budget.refresh(now, new Set(this.rentals.keys()));
     const waiting = this.o.pool.waiting();
     const seen = new Set<string>();
     for (const w of waiting) {
@@ -218,7 +222,7 @@ export class Autoscaler {
       waiting: waiting.map((w) => ({ ...w, sinceMs: this.since.get(w.drv) ?? now })),
       workers: this.scaledWorkers(),
       catalog,
-      billed: this.billed(now),
+      billed: this.budget.billed(now),
       ...(this.wakeSnapshots ? { snapshots: this.wakeSnapshots } : {}),
     });
     this.lastPlan = plan;
@@ -243,7 +247,7 @@ export class Autoscaler {
       waiting: this.o.pool.waiting().map((w) => ({ ...w, sinceMs: now })),
       workers: this.scaledWorkers(),
       catalog: { error: "not the leader" },
-      billed: this.billed(now),
+      billed: this.budget.billed(now),
     });
     for (const a of plan.actions) if (a.kind === "delete") this.act(a, now, new Set());
     return undefined;
@@ -286,19 +290,6 @@ export class Autoscaler {
     }));
   }
 
-  private billed(now: number): BilledWorker[] {
-    const since = windowStart("month", now);
-    const rows = [...this.billedRows.values()]
-      .filter((w) => w.endedMs === null || w.endedMs >= since)
-      .sort((a, b) => a.startedMs - b.startedMs);
-    return rows.map((w) => ({
-      name: w.worker ?? w.rental,
-      startMs: w.startedMs,
-      endMs: w.endedMs,
-      hourly: w.hourly,
-    }));
-  }
-
   private record(now: number, action: AutoscaleDecisionView["action"], reason: string, r?: Rental): void {
     const d: AutoscaleDecisionRow = {
       at: isoAt(now),
@@ -321,8 +312,7 @@ export class Autoscaler {
       endedMs: endMs,
       hourly: r.hourly,
     };
-    this.billedRows.set(w.rental, w);
-    this.o.history.saveAutoscaleWorker(w);
+    this.budget.save(w);
   }
 
   private act(a: AutoscaleAction, now: number, blockedNow: Set<string>): void {
