@@ -14,6 +14,8 @@ import { renderNixosModule } from "../core/nixos.js";
 import { renderNixConfFragment, SYSTEM_PATHS } from "../core/nix-conf.js";
 import { renderGatewayClientConfig } from "../core/gateway-client.js";
 import { USER_NAME_PATTERN } from "../core/access/names.js";
+import { isActive } from "../core/access/users.js";
+import { loadUsers } from "../access/users-store.js";
 import { configError } from "../core/errors.js";
 import { readFileIfExists } from "../adapters/fs.js";
 import { ensureCacheKey } from "../adapters/cache-key.js";
@@ -151,6 +153,15 @@ export const registerConfig: RegisterCommands = (program, context) => {
         throw configError("GATEWAY_CLIENT_INVALID", `"${name}" is not a client name.`, {
           hint: "Clients are members: nixpool access add NAME --key … --gateway (docs/gateway.md).",
         });
+      }
+      // The files work only for a member with gateway rights: say so now rather than at the client's first ssh.
+      const member = (await loadUsers(statePaths(ctx.stateDir).access.usersFile)).users.find(
+        (u) => u.name === name,
+      );
+      if (!member?.gateway || !isActive(member, Date.now())) {
+        ctx.output.err(
+          `warning: ${name} is not ${member ? (member.gateway ? "an active member (expired)" : "a member with gateway rights") : "a member"} yet, so the gateway refuses its key; on this machine: nixpool access add ${name} --key "$(cat KEY.pub)" --gateway`,
+        );
       }
       const hostKey = (await readFileIfExists(opts.hostKeyFile))?.trim();
       if (hostKey === undefined) {

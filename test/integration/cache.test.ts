@@ -258,6 +258,11 @@ describe("nixpool serve's binary cache, read by a real Nix", { timeout: 900_000,
       "--json",
     ]);
     assert.equal(client1.exitCode, 0, client1.stderr);
+    // alice is no member of this pool: the files are printed, with what the gateway still needs.
+    assert.match(
+      client1.stderr,
+      /warning: alice is not a member yet, .*nixpool access add alice --key .* --gateway/,
+    );
     const cfg = JSON.parse(client1.stdout) as { cache: { nixConf: string; publicKey: string } };
     assert.equal(cfg.cache.publicKey, publicKey);
     assert.ok(cfg.cache.nixConf.startsWith(`${conf.stdout.trim()}\n`), cfg.cache.nixConf);

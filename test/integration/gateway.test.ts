@@ -136,7 +136,13 @@ describe(
     };
 
     /** Configures a client machine from `nixpool config client NAME --json` alone. */
-    const configure = async (m: ClientMachine, name: string, gateway: GatewaySshd = sshd) => {
+    const configure = async (
+      m: ClientMachine,
+      name: string,
+      gateway: GatewaySshd = sshd,
+      /** What config client warns about the member (none for a member with gateway rights). */
+      warning?: RegExp,
+    ) => {
       const r = await mustCli([
         "config",
         "client",
@@ -151,6 +157,8 @@ describe(
         m.identity,
         "--json",
       ]);
+      if (warning) assert.match(r.stderr, warning);
+      else assert.doesNotMatch(r.stderr, /warning/);
       await m.configure(
         JSON.parse(r.stdout) as { machinesLine: string; knownHostsLine: string; nixConf: string },
       );
@@ -723,7 +731,12 @@ describe(
       const mallory = await startClientMachine(join(dirs.dir, "mallory"), "gw-mallory");
       try {
         await mustCli(["access", "add", "mallory", "--key", mallory.publicKey, "--vouched-by", "alice"]);
-        await configure(mallory, "mallory");
+        await configure(
+          mallory,
+          "mallory",
+          sshd,
+          /warning: mallory is not a member with gateway rights yet, so the gateway refuses its key; on this machine: nixpool access add mallory --key "\$\(cat KEY\.pub\)" --gateway/,
+        );
         const refused = await sshFrom(mallory, ["nix-store", "--serve", "--write"], "");
         assert.equal(refused.exitCode, 255, refused.stderr);
         assert.match(refused.stderr, /Permission denied/);
