@@ -101,10 +101,14 @@ export const registerEmulator: RegisterCommands = (program, context) => {
       ctx.output.out(`Hetzner Cloud API emulator listening on ${running.endpoint}`);
       ctx.output.out(`  export HCLOUD_ENDPOINT=${running.endpoint}`);
       ctx.output.out(`  faults: POST ${running.adminUrl}/faults   state: GET ${running.adminUrl}/state`);
+      // The listeners stay (later signals are ignored) rather than being removed on the first: execa's
+      // signal-exit re-raises a signal that finds no other listener, which would kill this process
+      // with its machines still up (see src/adapters/signals.ts).
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const stop = () => {
-          process.off("SIGINT", stop);
-          process.off("SIGTERM", stop);
+          if (stopping) return;
+          stopping = true;
           ctx.output.err("Stopping the emulator and its machines…");
           void running.close().then(resolve, resolve);
         };

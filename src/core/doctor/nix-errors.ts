@@ -48,9 +48,10 @@ const KNOWN: { pattern: RegExp; check: string; cause: string }[] = [
     cause: "the builder's Nix daemon does not trust the login user",
   },
   {
-    // The builder's daemon closes the socket; which of these Nix 2.8 prints is a race.
+    // The builder's daemon closes the socket; which of these Nix 2.8 prints is a race (the client
+    // reads the close as a reset, as an end of file, or writes into it: a broken pipe).
     pattern:
-      /is not allowed to connect to the Nix daemon|(?:splicing data from|unexpected EOF from) daemon socket|remote store 'daemon': error: reading from file: Connection reset by peer/,
+      /is not allowed to connect to the Nix daemon|(?:splicing data from|unexpected EOF from) daemon socket|remote store 'daemon': error: (?:reading from file: Connection reset by peer|unexpected end-of-file|writing to file: Broken pipe)/,
     check: "trust",
     cause: "the builder's nix-daemon hangs up on the login user (not in its allowed-users)",
   },

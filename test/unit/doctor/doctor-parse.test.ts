@@ -268,3 +268,16 @@ test("ssh -G: the known_hosts name and files the hook's ssh uses", () => {
     [{ type: "ssh-ed25519", blob: "AAAA", comment: "" }],
   );
 });
+
+test("a builder's daemon hanging up on the login user is recognised however Nix 2.8 reads the close", () => {
+  for (const tail of [
+    "reading from file: Connection reset by peer",
+    "unexpected end-of-file",
+    "writing to file: Broken pipe",
+  ]) {
+    const stderr = `error: cannot open connection to remote store 'daemon': error: ${tail}`;
+    const f = classifyFailure(stderr);
+    assert.equal(f?.check, "trust", tail);
+    assert.match(f?.cause ?? "", /hangs up on the login user/, tail);
+  }
+});
