@@ -381,6 +381,8 @@ export class Autoscaler {
         r,
       );
       done();
+      // A new snapshot: the next tick reads the snapshots again, so the next rental wakes from it.
+      this.catalog = undefined;
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       if (this.closed) {
