@@ -449,6 +449,13 @@ describe(
         (await socketRequest(serve.socket, "GET", "/api/builds?client=gateway:bob")).body,
       ) as ApiBuild[];
       assert.deepEqual(byClient.map((b) => b.id).sort(), builds.map((b) => b.id).sort());
+      // Each session's line is written when it ends, which may be just after the client's nix-build.
+      await waitFor(
+        async () => (await gatewayLog()).filter((e) => e.client === "bob").length >= GRAPH_N + 1,
+        {
+          timeoutMs: 30_000,
+        },
+      );
       const sessions = (await gatewayLog()).filter((e) => e.client === "bob");
       assert.ok(sessions.length >= GRAPH_N + 1, JSON.stringify(sessions));
       assert.equal(
@@ -676,12 +683,13 @@ describe(
         assert.equal(r.exitCode, 0, `${r.stderr}\n${await own.log()}`);
         assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, `hello ${seed}`);
         assert.match(await own.log(), new RegExp(`Accepted publickey for ${GATEWAY_USER} `));
-        // The account appended its session line (the log is root:GROUP 0620), upload included.
+        // The account appended its session line (the log is root:GROUP 0620), upload included. A
+        // session's line is written when it ends, which may be just after the client's nix-build.
+        const ours = (e: GatewayLogLine) =>
+          e.client === "alice" && e.uploadedPaths >= 1 && e.builds === 1 && !e.error;
+        await waitFor(async () => (await gatewayLog()).slice(logged).some(ours), { timeoutMs: 30_000 });
         const lines = (await gatewayLog()).slice(logged);
-        assert.ok(
-          lines.some((e) => e.client === "alice" && e.uploadedPaths >= 1 && e.builds === 1 && !e.error),
-          JSON.stringify(lines),
-        );
+        assert.ok(lines.some(ours), JSON.stringify(lines));
         const builds = (await apiBuilds()).filter((b) => b.label.includes("own-account"));
         assert.deepEqual(
           builds.map((b) => [b.client, b.status]),
@@ -911,6 +919,10 @@ describe(
       const r = await alice.exec(["nix-build", "-E", expr, "--max-jobs", "0", "--no-out-link"]);
       assert.equal(r.exitCode, 0, r.stderr);
       assert.equal((await alice.exec(["cat", r.stdout.trim()])).stdout, content);
+      // Each session's line is written when it ends, which may be just after the client's nix-build.
+      await waitFor(async () => (await gatewayLog()).slice(logged).some((e) => e.builds === 1), {
+        timeoutMs: 30_000,
+      });
       const sessions = (await gatewayLog()).slice(logged);
       assert.ok(
         sessions.some((e) => e.builds === 1),
