@@ -13,6 +13,7 @@ import { Coordinator } from "../../src/serve/coordinator.js";
 import type { AutoscaleView } from "../../src/serve/coordinator-types.js";
 import { startCoordinators, type TestCoordinator, type TestCoordinators } from "../helpers/coordinators.js";
 import { graphRequest } from "../helpers/example-builds.js";
+import { testClock } from "../helpers/test-clock.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
 import { socketRequest } from "../helpers/serve-process.js";
@@ -196,8 +197,7 @@ describe(
 
     test("a coordinator that lost the lead still deletes its own idle worker before its next billed hour", async () => {
       const { dir: stateDir, cleanup } = await makeTempDir("nixpool-autoscale-follower-");
-      let offsetMs = 0;
-      const clock = () => Date.now() + offsetMs;
+      const { now: clock, jump } = testClock();
       let leads = true;
       const config: AutoscaleConfig = {
         ...AUTOSCALE_DEFAULTS,
@@ -232,7 +232,7 @@ describe(
         assert.equal(await servers(), before + 1);
         assert.equal((c.autoscale() as AutoscaleView).workers.length, 1);
         // 56 minutes later: 4 minutes of the paid hour left, under the 5-minute margin.
-        offsetMs = 56 * MIN;
+        jump(56 * MIN);
         await until("its worker deleted", async () => (await servers()) === before);
         const v = c.autoscale() as AutoscaleView;
         assert.equal(v.leader, false);
