@@ -37,7 +37,7 @@ function killOnExit(child: { kill: () => void }): void {
 }
 
 /** The command as a shell would read it (for messages only), secrets redacted. */
-export function escapeCommand(argv: readonly string[]): string {
+function escapeCommand(argv: readonly string[]): string {
   return redact(
     argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(" "),
   );
