@@ -262,16 +262,16 @@ describe("access CLI", () => {
           "--vouched-by",
           "alice",
           "--expires",
-          "2030-01-01",
+          "2099-01-01",
         ])
       ).exitCode,
       0,
     );
-    assert.match((await cli(["access", "keys", "gina"])).stdout, /expiry-time="20300101000000Z"/);
+    assert.match((await cli(["access", "keys", "gina"])).stdout, /expiry-time="20990101000000Z"/);
     const file = join(state, "users.toml");
     await writeFile(
       file,
-      (await readFile(file, "utf8")).replace("2030-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"),
+      (await readFile(file, "utf8")).replace("2099-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"),
     );
     assert.equal((await cli(["access", "sync", "--github-url", gh.url])).exitCode, 0);
     assert.equal((await cli(["access", "keys", "gina"])).stdout, "");

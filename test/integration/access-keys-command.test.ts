@@ -29,7 +29,7 @@ describe("the installed keys command and sshd-config's checks", () => {
     aliceKey = (await readFile(join(tmp.dir, "alice.pub"), "utf8")).trim();
     for (const args of [
       ["access", "add", "alice", "--key", aliceKey, "--trusted"],
-      ["access", "add", "bob", "--key", aliceKey, "--vouched-by", "alice", "--expires", "2030-01-01"],
+      ["access", "add", "bob", "--key", aliceKey, "--vouched-by", "alice", "--expires", "2099-01-01"],
     ]) {
       const r = await cli(args);
       assert.equal(r.exitCode, 0, r.stderr);
@@ -108,11 +108,11 @@ describe("the installed keys command and sshd-config's checks", () => {
     }
     assert.match(
       (await run(asNobody([command, "--state-dir", state, "bob"]), { cwd: "/" })).stdout,
-      /^restrict,expiry-time="20300101000000Z",command="nix-daemon --stdio" ssh-ed25519 \S+ nixpool:bob\n$/,
+      /^restrict,expiry-time="20990101000000Z",command="nix-daemon --stdio" ssh-ed25519 \S+ nixpool:bob\n$/,
     );
     assert.equal(
       (await run(asNobody([command, "--state-dir", state, "--principals", "bob"]), { cwd: "/" })).stdout,
-      'expiry-time="20300101000000Z" bob\n',
+      'expiry-time="20990101000000Z" bob\n',
     );
   });
 

@@ -155,10 +155,10 @@ describe("access control on a real sshd", () => {
       "--vouched-by",
       "alice",
       "--expires",
-      "2030-01-01",
+      "2099-01-01",
     ]);
     await addMember("frank");
-    await addMember("gina", "--expires", "2030-01-01");
+    await addMember("gina", "--expires", "2099-01-01");
     await addMember("hank");
     // Static files for ssh:// (nix-store --serve): hank's only, so the others keep ssh-ng.
     // Written to a directory of their own (later add/remove keep it current), of which sshd is
@@ -336,10 +336,10 @@ describe("access control on a real sshd", () => {
   });
 
   test("an unlisted key and a removed user are refused; expiry takes effect at once", async () => {
-    // gina's access now ends in 10 s (room for one CLI run and one login even on a loaded
+    // gina's access now ends in 20 s (room for one CLI run and one login even on a loaded
     // machine); nothing nixpool runs between her two logins below.
     await mustCli(["access", "remove", "gina"]);
-    const expires = Date.now() + 10_000;
+    const expires = Date.now() + 20_000;
     await addMember("gina", "--expires", new Date(expires).toISOString());
     await assertGetsIn("gina", key("gina"));
     assert.ok(Date.now() < expires, "the first login ended after the expiry: the check proves nothing");

@@ -76,14 +76,14 @@ describe("Hetzner Cloud client against the emulator", { timeout: 120_000 }, () =
 
   test("429 and 5xx storms, conflicts, dropped connections and timeouts are absorbed", async () => {
     retries.length = 0;
-    const c = client({ requestTimeoutMs: 500 });
+    const c = client({ requestTimeoutMs: 1000 });
     await fault([
       { kind: "rate_limit", count: 3 },
       { kind: "server_error", count: 2, status: 503 },
       { kind: "server_error", count: 1, status: 500 },
       { kind: "conflict", count: 1 },
       { kind: "drop", count: 1 },
-      { kind: "delay", count: 1, ms: 1500 },
+      { kind: "delay", count: 1, ms: 3000 },
     ]);
     const types = await c.listServerTypes();
     assert.ok(types.length > 5);

@@ -451,7 +451,7 @@ describe(
         const suspend = decisions.find((d) => d.action === "suspend" && d.worker === worker);
         assert.match(
           suspend?.reason ?? "",
-          /^suspending hz-\S+ \(cx23\) into a snapshot, then deleting it: idle, .+ left of its paid hour 1; lived \d+ s$/,
+          /^suspending hz-\S+ \(cx23\) into a snapshot, then deleting it: idle, .+ left of its paid hour 1; lived \d+ (s|min)$/,
           JSON.stringify(decisions),
         );
         assert.ok(!decisions.some((d) => d.action === "delete"), "suspended, not merely deleted");

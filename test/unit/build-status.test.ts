@@ -77,9 +77,11 @@ function fakeStream(isTTY: boolean, columns = 80, rows = 24) {
 
 test("on a terminal: the block is redrawn in place and log lines go above it", async () => {
   const out = fakeStream(true);
-  const view = createStatusView(out, { intervalMs: 20 });
+  let now = 1_000;
+  const view = createStatusView(out, { intervalMs: 20, now: () => now });
   view.update(snapshot());
   view.update(snapshot({ done: 13 })); // too soon: drawn later
+  now += 20;
   assert.deepEqual(screen(out.writes).slice(0, 1), ["[12.3s] 12/41 done, 3 running, 25 queued, 1 failed"]);
   view.line("leaf-16> hello\u001b[2J");
   await sleep(60);

@@ -11,7 +11,7 @@ import type { RetryEvent } from "./client.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
 import { reapQuietly } from "./reaper.js";
 import { recordCost, saveRecord, workerBuilder, type Log, type WorkerRecord } from "./records.js";
-import { startLeaseRenewal } from "./renewal.js";
+import { renewLease, startLeaseRenewal } from "./renewal.js";
 import { openSession, type HetznerSession } from "./session.js";
 import { resolveSnapshot, snapshotRequest } from "./snapshots.js";
 import { destroyWorker } from "./teardown.js";
@@ -272,6 +272,13 @@ async function rentWorker(
     await deleteWorker(teardown, rec, log, e);
     throw interruptedOr(e, controller.signal);
   }
+  // The lease ran while the server booted and was set up: it starts afresh now that the worker is
+  // handed over, so a short TTL cannot lapse before the holder's first renewal.
+  await renewLease(live, rec, req.ttlMs).catch((e: unknown) =>
+    log(
+      `warning: could not renew the lease of ${rec.lease.name} (${e instanceof Error ? e.message : String(e)}); it expires at ${rec.lease.expiresAt}`,
+    ),
+  );
   return { rec, req, live, teardown };
 }
 

@@ -28,13 +28,17 @@ test("a second holder waits for the first to release the lock, then runs", () =>
   withTempDir(async (dir) => {
     const lock = join(dir, "state", "access.lock");
     const order: string[] = [];
+    let entered: () => void = () => undefined;
+    const inside = new Promise<void>((r) => (entered = r));
     const first = withLock(lock, async () => {
       assert.equal(await readFile(lock, "utf8"), "", "the lock file holds nothing");
       order.push("first in");
+      entered();
       await sleep(200);
       order.push("first out");
     });
-    await sleep(20);
+    // Asked for only once the first holds it (its first take loads the locking library).
+    await inside;
     const second = withLock(lock, () => Promise.resolve(order.push("second")));
     await Promise.all([first, second]);
     assert.deepEqual(order, ["first in", "first out", "second"]);
