@@ -164,8 +164,9 @@ describe(
         maxWorkers: 1,
         scaleUpAfterMs: 0,
         intervalMs: 200,
-        // The failed boot never answers: it is given up (and deleted) after this.
-        bootTimeoutMs: 20_000,
+        // A rental hit by these faults is given up (and deleted) after this, which the test waits
+        // for; the healthy rental must be up within it too, on a loaded machine.
+        bootTimeoutMs: 40_000,
         budget: {},
       };
       const before = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
@@ -322,12 +323,81 @@ describe(
       await assertNothingLeaked();
     });
 
+    test("a failed rental whose deletion fails too (5xx): it still counts towards maxWorkers, its deletion is retried, then the build finishes on a new worker", async () => {
+      const stateDir = await newStateDir("failed-rental-delete");
+      const config: AutoscaleConfig = {
+        ...AUTOSCALE_DEFAULTS,
+        maxWorkers: 1,
+        scaleUpAfterMs: 0,
+        intervalMs: 200,
+        bootTimeoutMs: 60_000,
+        budget: {},
+      };
+      const lines: string[] = [];
+      const log = (l: string) => lines.push(l);
+      const provider = hetznerAutoscaleProvider({
+        stateDir,
+        env,
+        config,
+        log,
+        retry: { attempts: 2, baseMs: 50, maxMs: 200 },
+      });
+      const faults = await fetch(`${emu.adminUrl}/faults`, {
+        method: "POST",
+        body: JSON.stringify([
+          { kind: "boot", mode: "fail", count: 1 },
+          { kind: "server_error", count: 100_000, status: 503, method: "DELETE", path: "/servers/" },
+        ]),
+      });
+      assert.equal(faults.status, 200);
+      const c = await Coordinator.open({ stateDir, builders: [], autoscale: { config, provider, log } });
+      const view = () => c.autoscale() as AutoscaleView;
+      try {
+        const id = c.submit(await graphRequest("failed-rental-delete", 2), me);
+        await until("the rental failed", () => view().decisions.some((d) => d.action === "failed"));
+        const failed = view().decisions.find((d) => d.action === "failed");
+        assert.match(
+          failed?.reason ?? "",
+          /^renting \S+ failed: .*; deleting hz-\S+ failed too \(.*\); it still counts towards maxWorkers and the budget, and is retried at later ticks$/,
+        );
+        const worker = failed?.worker ?? "";
+        assert.match(worker, /^hz-/);
+        assert.deepEqual(
+          view().workers.map((w) => [w.name, w.status]),
+          [[worker, "deleting"]],
+        );
+        await until("a retry", () => lines.some((l) => l.includes(`deleting ${worker} failed again`)));
+        assert.equal(await servers(), 1, "the failed rental's server is still there");
+        await until("maxWorkers stops a rental", () =>
+          view().decisions.some((d) => d.action === "blocked" && /maxWorkers 1 reached/.test(d.reason)),
+        );
+        assert.equal(view().decisions.filter((d) => d.action === "rent").length, 1);
+        // The API answers again: deleted at a retry, then a new worker takes the work.
+        assert.equal((await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" })).status, 200);
+        await until("its deletion recorded", () =>
+          view().decisions.some(
+            (d) => d.action === "delete" && d.worker === worker && /at attempt \d+$/.test(d.reason),
+          ),
+        );
+        const done = await c.waitFor(id);
+        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+        assert.equal(view().decisions.filter((d) => d.action === "rent").length, 2);
+      } finally {
+        await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" }).catch((e: unknown) =>
+          console.error("clearing the emulator's faults failed:", e),
+        );
+        await c.close();
+      }
+      await gc(stateDir);
+      await assertNothingLeaked();
+    });
+
     test("a budget cap stops a rental: said in /api/autoscale and the dashboard; the build finishes on the worker it has", async () => {
       const stateDir = await newStateDir("budget");
       // The cap is per calendar hour of the real clock (this coordinator is a process of its own):
-      // a test begun in an hour's last 2 minutes waits for the next, so its rentals share one hour.
+      // a test begun in an hour's last 5 minutes waits for the next, so its rentals share one hour.
       const toHourEnd = 3_600_000 - (Date.now() % 3_600_000);
-      if (toHourEnd < 120_000) await new Promise((r) => setTimeout(r, toHourEnd + 1000));
+      if (toHourEnd < 300_000) await new Promise((r) => setTimeout(r, toHourEnd + 1000));
       // The cap: one worker's first hour fits, a second's does not.
       const session = await openSession({ stateDir, env });
       const catalog = await readAutoscaleCatalog(session);

@@ -43,10 +43,29 @@ export interface AutoscaleRented {
   builder: Builder;
 }
 
+/**
+ * A rental that failed and left its server behind (deleting it failed too): the autoscaler keeps
+ * it counted and retries its deletion, as a failed release.
+ */
+export class RentalLeftBehind extends Error {
+  constructor(
+    readonly worker: string,
+    readonly rentError: unknown,
+    readonly deleteError: unknown,
+  ) {
+    super(`${message(rentError)}; deleting ${worker} failed too (${message(deleteError)})`);
+  }
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** What the autoscaler needs of a cloud provider. */
 export interface AutoscaleProvider {
   /** Server types and their current prices, from the API only (no bundled table: budgets are caps). */
   catalog(): Promise<{ offers: TypeOffer[]; prices: PriceTable }>;
+  /** Rejects with RentalLeftBehind when the rental failed and its server could not be deleted. */
   rent(req: AutoscaleRentRequest): Promise<AutoscaleRented>;
   /**
    * This pool's available snapshots: how many, their GB, and the newest per architecture (what a
@@ -175,11 +194,16 @@ export function hetznerAutoscaleProvider(o: HetznerAutoscaleOptions): AutoscaleP
       try {
         await provisionWorker(s, rec, { bootTimeoutMs: o.config.bootTimeoutMs, signal: req.signal }, o.log);
       } catch (e) {
-        await destroy(s, rec).catch((d: unknown) =>
-          o.log(
-            `autoscale: could not delete ${rec.lease.name} (${d instanceof Error ? d.message : String(d)}); nixpool worker gc will`,
-          ),
-        );
+        try {
+          await destroy(s, rec);
+        } catch (d) {
+          // Still there: kept renewed while the autoscaler retries its deletion (as a failed release).
+          if (!closed) {
+            await renewLease(s, rec, ttlMs).catch(() => undefined);
+            renewals.set(rec.lease.name, startLeaseRenewal(s, rec, ttlMs, o.log));
+          }
+          throw new RentalLeftBehind(rec.lease.name, e, d);
+        }
         throw e;
       }
       renewals.set(rec.lease.name, startLeaseRenewal(s, rec, ttlMs, o.log));

@@ -13,7 +13,7 @@ import {
   type WakeSnapshot,
 } from "../../core/autoscale/plan.js";
 import type { PriceTable, TypeOffer } from "../../core/cost.js";
-import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
+import { RentalLeftBehind, type AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
 import type { AutoscaleDecisionView, AutoscaleView } from "../coordinator-types.js";
 import { isoAt } from "../coordinator-views.js";
 import type { AutoscaleDecisionRow, AutoscaleWorkerRow } from "../history-autoscale.js";
@@ -450,6 +450,14 @@ export class Autoscaler {
       const now = this.o.clock();
       // Read the catalogue and snapshots again at the next tick (the snapshot may be gone).
       this.catalog = undefined;
+      if (e instanceof RentalLeftBehind && !this.closed) {
+        // Its server is still there: counted and its deletion retried, as any failed deletion.
+        Object.assign(r, { name: e.worker, status: "deleting", releaseFailures: 1, retryAtMs: now });
+        this.saveRental(r, null);
+        const why = `${e.message}; it still counts towards maxWorkers and the budget, and is retried at later ticks`;
+        this.record(now, "failed", `renting ${r.type} failed: ${why}`, r);
+        return;
+      }
       this.rentals.delete(r.rental);
       this.saveRental(r, now);
       this.record(
