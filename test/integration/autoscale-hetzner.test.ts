@@ -323,15 +323,16 @@ describe(
       await assertNothingLeaked();
     });
 
-    test("a failed rental whose deletion fails too (5xx): it still counts towards maxWorkers, its deletion is retried, then the build finishes on a new worker", async () => {
+    test("a failed rental whose deletion fails too (5xx): it still counts towards maxWorkers and the budget, its deletion is retried, then the build finishes on a new worker", async () => {
       const stateDir = await newStateDir("failed-rental-delete");
+      const { now: clock, jump } = testClock();
       const config: AutoscaleConfig = {
         ...AUTOSCALE_DEFAULTS,
         maxWorkers: 1,
         scaleUpAfterMs: 0,
         intervalMs: 200,
         bootTimeoutMs: 60_000,
-        budget: {},
+        budget: { day: 5 },
       };
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
@@ -350,7 +351,11 @@ describe(
         ]),
       });
       assert.equal(faults.status, 200);
-      const c = await Coordinator.open({ stateDir, builders: [], autoscale: { config, provider, log } });
+      const c = await Coordinator.open({
+        stateDir,
+        builders: [],
+        autoscale: { config, provider, clock, log },
+      });
       const view = () => c.autoscale() as AutoscaleView;
       try {
         const id = c.submit(await graphRequest("failed-rental-delete", 2), me);
@@ -368,6 +373,11 @@ describe(
         );
         await until("a retry", () => lines.some((l) => l.includes(`deleting ${worker} failed again`)));
         assert.equal(await servers(), 1, "the failed rental's server is still there");
+        // Still billed: its second hour counts once it begins (its budget row stays open).
+        const oneHour = view().spent.day;
+        assert.ok(oneHour > 0);
+        jump(61 * MIN);
+        await until("the second hour counted", () => Math.abs(view().spent.day - 2 * oneHour) < 0.006);
         await until("maxWorkers stops a rental", () =>
           view().decisions.some((d) => d.action === "blocked" && /maxWorkers 1 reached/.test(d.reason)),
         );

@@ -7,6 +7,7 @@ import { pricesFromApi, type PriceTable, type TypeOffer } from "../../core/cost.
 import type { LeaseHolder } from "../../core/lease.js";
 import { createLease, provisionWorker, type WorkerRequest } from "./provision.js";
 import { ExitCode, NixpoolError } from "../../core/errors.js";
+import { RentalLeftBehind } from "../../core/autoscale/rental-left-behind.js";
 import { DEFAULT_SNAPSHOT_TTL_MS, pruneSnapshots, reapQuietly } from "./reaper.js";
 import type { RetryPolicy } from "./retry.js";
 import { findRecord, readRecords, workerBuilder, type Log, type WorkerRecord } from "./records.js";
@@ -41,24 +42,6 @@ export interface AutoscaleRented {
   name: string;
   type: string;
   builder: Builder;
-}
-
-/**
- * A rental that failed and left its server behind (deleting it failed too): the autoscaler keeps
- * it counted and retries its deletion, as a failed release.
- */
-export class RentalLeftBehind extends Error {
-  constructor(
-    readonly worker: string,
-    readonly rentError: unknown,
-    readonly deleteError: unknown,
-  ) {
-    super(`${message(rentError)}; deleting ${worker} failed too (${message(deleteError)})`);
-  }
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** What the autoscaler needs of a cloud provider. */

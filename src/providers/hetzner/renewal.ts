@@ -2,11 +2,15 @@ import { leaseLabels } from "../../core/lease.js";
 import { saveRecord, type Log, type WorkerRecord } from "./records.js";
 import type { HetznerSession } from "./session.js";
 
-/** Extends a lease to now + ttlMs: the local record first, then the server's expiry label. */
+/**
+ * Extends a lease to now + ttlMs: the server's expiry label first (what every reaper goes by), then
+ * the local record; when the label cannot be written, the record keeps the expiry that holds.
+ */
 export async function renewLease(s: HetznerSession, rec: WorkerRecord, ttlMs: number): Promise<void> {
-  rec.lease.expiresAt = new Date(Date.now() + ttlMs).toISOString();
+  const lease = { ...rec.lease, expiresAt: new Date(Date.now() + ttlMs).toISOString() };
+  if (rec.serverId !== null) await s.client.updateServerLabels(rec.serverId, leaseLabels(lease));
+  rec.lease.expiresAt = lease.expiresAt;
   await saveRecord(s.stateDir, rec);
-  if (rec.serverId !== null) await s.client.updateServerLabels(rec.serverId, leaseLabels(rec.lease));
 }
 
 /**

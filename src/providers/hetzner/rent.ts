@@ -268,17 +268,19 @@ async function rentWorker(
       { ...(req.bootTimeoutMs ? { bootTimeoutMs: req.bootTimeoutMs } : {}), signal: controller.signal },
       log,
     );
+    // The lease ran while the server booted and was set up: it starts afresh now that the worker
+    // is handed over, so a short TTL cannot lapse before the holder's first renewal. Only an
+    // interruption (the worker is then deleted) makes a failed renewal more than a warning.
+    await renewLease(live, rec, req.ttlMs).catch((e: unknown) => {
+      if (controller.signal.aborted) throw e;
+      log(
+        `warning: could not renew the lease of ${rec.lease.name} (${e instanceof Error ? e.message : String(e)}); it expires at ${rec.lease.expiresAt}`,
+      );
+    });
   } catch (e) {
     await deleteWorker(teardown, rec, log, e);
     throw interruptedOr(e, controller.signal);
   }
-  // The lease ran while the server booted and was set up: it starts afresh now that the worker is
-  // handed over, so a short TTL cannot lapse before the holder's first renewal.
-  await renewLease(live, rec, req.ttlMs).catch((e: unknown) =>
-    log(
-      `warning: could not renew the lease of ${rec.lease.name} (${e instanceof Error ? e.message : String(e)}); it expires at ${rec.lease.expiresAt}`,
-    ),
-  );
   return { rec, req, live, teardown };
 }
 

@@ -13,7 +13,8 @@ import {
   type WakeSnapshot,
 } from "../../core/autoscale/plan.js";
 import type { PriceTable, TypeOffer } from "../../core/cost.js";
-import { RentalLeftBehind, type AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
+import type { AutoscaleProvider } from "../../providers/hetzner/autoscale-provider.js";
+import { RentalLeftBehind } from "../../core/autoscale/rental-left-behind.js";
 import type { AutoscaleDecisionView, AutoscaleView } from "../coordinator-types.js";
 import { isoAt } from "../coordinator-views.js";
 import type { AutoscaleDecisionRow, AutoscaleWorkerRow } from "../history-autoscale.js";
@@ -450,11 +451,12 @@ export class Autoscaler {
       const now = this.o.clock();
       // Read the catalogue and snapshots again at the next tick (the snapshot may be gone).
       this.catalog = undefined;
-      if (e instanceof RentalLeftBehind && !this.closed) {
-        // Its server is still there: counted and its deletion retried, as any failed deletion.
+      if (e instanceof RentalLeftBehind) {
+        // Its server is still there: counted and its deletion retried, as any failed deletion
+        // (also by close(), which looks for those once the rentals in flight have settled).
         Object.assign(r, { name: e.worker, status: "deleting", releaseFailures: 1, retryAtMs: now });
         this.saveRental(r, null);
-        const why = `${e.message}; it still counts towards maxWorkers and the budget, and is retried at later ticks`;
+        const why = `${e.message}; it still counts towards maxWorkers and the budget, and is retried at later ticks${this.closed ? " (the coordinator closes: nixpool worker gc deletes it)" : ""}`;
         this.record(now, "failed", `renting ${r.type} failed: ${why}`, r);
         return;
       }
