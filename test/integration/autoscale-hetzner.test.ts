@@ -221,20 +221,36 @@ describe(
       await assertNothingLeaked();
     });
 
-    test("a deletion failing past the retries (5xx): the worker still counts towards maxWorkers and the budget, its lease is renewed, and it is deleted once the API answers", async () => {
-      const stateDir = await newStateDir("failed-delete");
+    /**
+     * A worker that cannot be deleted while every DELETE /servers/ answers 503: a coordinator
+     * autoscaling at most one worker (injected clock, a 30 s lease renewed every 10 s, short API
+     * retries). `failDeletion` brings it to its failed deletion with the faults in place and returns
+     * it. Then: it stays counted (maxWorkers, its second billed hour) and retried; once the API
+     * answers it is deleted at a retry and the waiting build finishes on a new worker; worker gc
+     * finds nothing.
+     */
+    const undeletableWorker = async (
+      name: string,
+      bootTimeoutMs: number,
+      failDeletion: (o: {
+        c: Coordinator;
+        view: () => AutoscaleView;
+        jump: (ms: number) => void;
+        injectDeleteFaults: (extra?: unknown[]) => Promise<void>;
+      }) => Promise<{ worker: string; waiting: string }>,
+    ) => {
+      const stateDir = await newStateDir(name);
       const { now: clock, jump } = testClock();
       const config: AutoscaleConfig = {
         ...AUTOSCALE_DEFAULTS,
         maxWorkers: 1,
         scaleUpAfterMs: 0,
         intervalMs: 200,
-        bootTimeoutMs: 120_000,
+        bootTimeoutMs,
         budget: { day: 5 },
       };
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
-      // A 30 s lease (renewed every 10 s) and short retries, so the test sees both.
       const provider = hetznerAutoscaleProvider({
         stateDir,
         env,
@@ -249,35 +265,25 @@ describe(
         autoscale: { config, provider, clock, log },
       });
       const view = () => c.autoscale() as AutoscaleView;
-      try {
-        const first = await c.waitFor(c.submit(await graphRequest("failed-delete-a", 2), me));
-        assert.equal(first.status, "succeeded", JSON.stringify(first.error));
-        const worker = view().workers[0]?.name;
-        assert.ok(worker);
-        const serverOf = async () =>
-          (await state()).servers.find((x) => x.labels["nixpool-lease"] === worker.slice(3));
-        assert.ok(await serverOf());
-        const faults = await fetch(`${emu.adminUrl}/faults`, {
+      const injectDeleteFaults = async (extra: unknown[] = []) => {
+        const r = await fetch(`${emu.adminUrl}/faults`, {
           method: "POST",
           body: JSON.stringify([
+            ...extra,
             { kind: "server_error", count: 100_000, status: 503, method: "DELETE", path: "/servers/" },
           ]),
         });
-        assert.equal(faults.status, 200);
-        // 4 minutes of its paid hour left: deleted, but every DELETE answers 503.
-        jump(56 * MIN);
-        await until("the deletion failed", () =>
-          view().decisions.some((d) => d.action === "failed" && d.worker === worker),
-        );
-        const failedAt = Date.now();
-        assert.match(
-          view().decisions.find((d) => d.action === "failed")?.reason ?? "",
-          /^deleting hz-\S+ failed: .*; it still counts towards maxWorkers and the budget, and is retried at later ticks$/,
-        );
+        assert.equal(r.status, 200);
+      };
+      try {
+        const { worker, waiting } = await failDeletion({ c, view, jump, injectDeleteFaults });
+        const serverOf = async () =>
+          (await state()).servers.find((x) => x.labels["nixpool-lease"] === worker.slice(3));
         assert.deepEqual(
           view().workers.map((w) => [w.name, w.status]),
           [[worker, "deleting"]],
         );
+        const failedAt = Date.now();
         await until("a retry", () => lines.some((l) => l.includes(`deleting ${worker} failed again`)));
         assert.ok(await serverOf(), "the server is still there");
         // Its lease stays renewed while it is retried (no gc reaps it as expired meanwhile).
@@ -287,21 +293,20 @@ describe(
             Number((await serverOf())?.labels["nixpool-expires"]) > Math.floor(failedAt / 1000) + 30,
           30_000,
         );
-        // Still billed: its second hour counts once it begins.
+        // Still billed: its second hour counts once it begins (its budget row stays open).
         const oneHour = view().spent.day;
         assert.ok(oneHour > 0);
         jump(61 * MIN);
         await until("the second hour counted", () => Math.abs(view().spent.day - 2 * oneHour) < 0.006);
         assert.match(view().summary, /1 of 1 workers \(1 being deleted\)/);
-        // And it counts towards maxWorkers: new work waits rather than renting a second worker.
+        // And it counts towards maxWorkers: the waiting work does not rent a second worker.
         const created = (await state()).servers_created;
-        const second = c.submit(await graphRequest("failed-delete-b", 2), me);
         await until("maxWorkers stops a rental", () =>
           view().decisions.some((d) => d.action === "blocked" && /maxWorkers 1 reached/.test(d.reason)),
         );
         assert.equal((await state()).servers_created, created, "nothing rented while it is being deleted");
         assert.equal(view().decisions.filter((d) => d.action === "rent").length, 1);
-        // The API answers again: deleted, then a new worker takes the work.
+        // The API answers again: deleted at a retry, then a new worker takes the work.
         assert.equal((await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" })).status, 200);
         await until("deleted at a retry", async () => (await serverOf()) === undefined);
         await until("its deletion recorded", () =>
@@ -309,7 +314,7 @@ describe(
             (d) => d.action === "delete" && d.worker === worker && /at attempt \d+$/.test(d.reason),
           ),
         );
-        const done = await c.waitFor(second);
+        const done = await c.waitFor(waiting);
         assert.equal(done.status, "succeeded", JSON.stringify(done.error));
         assert.equal(view().decisions.filter((d) => d.action === "rent").length, 2);
       } finally {
@@ -321,44 +326,31 @@ describe(
       }
       await gc(stateDir);
       await assertNothingLeaked();
-    });
+    };
 
-    test("a failed rental whose deletion fails too (5xx): it still counts towards maxWorkers and the budget, its deletion is retried, then the build finishes on a new worker", async () => {
-      const stateDir = await newStateDir("failed-rental-delete");
-      const { now: clock, jump } = testClock();
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        bootTimeoutMs: 60_000,
-        budget: { day: 5 },
-      };
-      const lines: string[] = [];
-      const log = (l: string) => lines.push(l);
-      const provider = hetznerAutoscaleProvider({
-        stateDir,
-        env,
-        config,
-        log,
-        retry: { attempts: 2, baseMs: 50, maxMs: 200 },
-      });
-      const faults = await fetch(`${emu.adminUrl}/faults`, {
-        method: "POST",
-        body: JSON.stringify([
-          { kind: "boot", mode: "fail", count: 1 },
-          { kind: "server_error", count: 100_000, status: 503, method: "DELETE", path: "/servers/" },
-        ]),
-      });
-      assert.equal(faults.status, 200);
-      const c = await Coordinator.open({
-        stateDir,
-        builders: [],
-        autoscale: { config, provider, clock, log },
-      });
-      const view = () => c.autoscale() as AutoscaleView;
-      try {
-        const id = c.submit(await graphRequest("failed-rental-delete", 2), me);
+    test("a deletion failing past the retries (5xx): the worker still counts towards maxWorkers and the budget, its lease is renewed, and it is deleted once the API answers", () =>
+      undeletableWorker("failed-delete", 120_000, async ({ c, view, jump, injectDeleteFaults }) => {
+        const first = await c.waitFor(c.submit(await graphRequest("failed-delete-a", 2), me));
+        assert.equal(first.status, "succeeded", JSON.stringify(first.error));
+        const worker = view().workers[0]?.name;
+        assert.ok(worker);
+        await injectDeleteFaults();
+        // 4 minutes of its paid hour left: deleted, but every DELETE answers 503.
+        jump(56 * MIN);
+        await until("the deletion failed", () =>
+          view().decisions.some((d) => d.action === "failed" && d.worker === worker),
+        );
+        assert.match(
+          view().decisions.find((d) => d.action === "failed")?.reason ?? "",
+          /^deleting hz-\S+ failed: .*; it still counts towards maxWorkers and the budget, and is retried at later ticks$/,
+        );
+        return { worker, waiting: c.submit(await graphRequest("failed-delete-b", 2), me) };
+      }));
+
+    test("a failed rental whose deletion fails too (5xx): it still counts towards maxWorkers and the budget, its deletion is retried, then the build finishes on a new worker", () =>
+      undeletableWorker("failed-rental-delete", 60_000, async ({ c, view, injectDeleteFaults }) => {
+        await injectDeleteFaults([{ kind: "boot", mode: "fail", count: 1 }]);
+        const waiting = c.submit(await graphRequest("failed-rental-delete", 2), me);
         await until("the rental failed", () => view().decisions.some((d) => d.action === "failed"));
         const failed = view().decisions.find((d) => d.action === "failed");
         assert.match(
@@ -367,40 +359,8 @@ describe(
         );
         const worker = failed?.worker ?? "";
         assert.match(worker, /^hz-/);
-        assert.deepEqual(
-          view().workers.map((w) => [w.name, w.status]),
-          [[worker, "deleting"]],
-        );
-        await until("a retry", () => lines.some((l) => l.includes(`deleting ${worker} failed again`)));
-        assert.equal(await servers(), 1, "the failed rental's server is still there");
-        // Still billed: its second hour counts once it begins (its budget row stays open).
-        const oneHour = view().spent.day;
-        assert.ok(oneHour > 0);
-        jump(61 * MIN);
-        await until("the second hour counted", () => Math.abs(view().spent.day - 2 * oneHour) < 0.006);
-        await until("maxWorkers stops a rental", () =>
-          view().decisions.some((d) => d.action === "blocked" && /maxWorkers 1 reached/.test(d.reason)),
-        );
-        assert.equal(view().decisions.filter((d) => d.action === "rent").length, 1);
-        // The API answers again: deleted at a retry, then a new worker takes the work.
-        assert.equal((await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" })).status, 200);
-        await until("its deletion recorded", () =>
-          view().decisions.some(
-            (d) => d.action === "delete" && d.worker === worker && /at attempt \d+$/.test(d.reason),
-          ),
-        );
-        const done = await c.waitFor(id);
-        assert.equal(done.status, "succeeded", JSON.stringify(done.error));
-        assert.equal(view().decisions.filter((d) => d.action === "rent").length, 2);
-      } finally {
-        await fetch(`${emu.adminUrl}/faults`, { method: "DELETE" }).catch((e: unknown) =>
-          console.error("clearing the emulator's faults failed:", e),
-        );
-        await c.close();
-      }
-      await gc(stateDir);
-      await assertNothingLeaked();
-    });
+        return { worker, waiting };
+      }));
 
     test("a budget cap stops a rental: said in /api/autoscale and the dashboard; the build finishes on the worker it has", async () => {
       const stateDir = await newStateDir("budget");
