@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { redact } from "../core/redact.js";
+import { quoteShellWord } from "../core/shell-word.js";
 
 /**
  * Long-lived processes whose pipes the caller drives (protocol peers such as `nix-store --serve`).
@@ -38,9 +39,7 @@ function killOnExit(child: { kill: () => void }): void {
 
 /** The command as a shell would read it (for messages only), secrets redacted. */
 function escapeCommand(argv: readonly string[]): string {
-  return redact(
-    argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(" "),
-  );
+  return redact(argv.map(quoteShellWord).join(" "));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import { sshAlias } from "../core/builder.js";
-import { quoteShellWord } from "../core/deploy/target-ssh-argv.js";
+import { quoteShellWord } from "../core/shell-word.js";
 import { statePaths } from "../config/state-paths.js";
 import { run } from "../adapters/runner.js";
 import { createOutLinks } from "../dispatch/out-links.js";

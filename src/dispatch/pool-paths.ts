@@ -46,12 +46,21 @@ export class PoolPaths {
     // Trusted builders first: an untrusted one is asked only for what no trusted store holds.
     const links = this.upLinks().sort((a, b) => trustRank(a) - trustRank(b));
     let rest = paths.filter((p) => !where.has(p));
+    // What each builder holds (known or answered), in one list per builder (paths may be 100,000).
     const seen = new Map<BuilderLink, string[]>();
+    const hold = (l: BuilderLink, p: string) => {
+      const list = seen.get(l);
+      if (list) list.push(p);
+      else seen.set(l, [p]);
+    };
+    const knownHeld = new Set<string>();
     for (const p of rest) {
       const holder = links.find((l) => l.builder.trust === "trusted" && l.place.known.has(p));
-      if (holder) seen.set(holder, [...(seen.get(holder) ?? []), p]);
+      if (!holder) continue;
+      hold(holder, p);
+      knownHeld.add(p);
     }
-    rest = rest.filter((p) => ![...seen.values()].some((ps) => ps.includes(p)));
+    rest = rest.filter((p) => !knownHeld.has(p));
     const answers =
       rest.length === 0
         ? []
@@ -65,8 +74,10 @@ export class PoolPaths {
             }),
           );
     for (const { l, valid } of answers) {
-      for (const p of valid) l.place.known.add(p);
-      seen.set(l, [...(seen.get(l) ?? []), ...valid]);
+      for (const p of valid) {
+        l.place.known.add(p);
+        hold(l, p);
+      }
     }
     for (const l of links) {
       const held = (seen.get(l) ?? []).filter((p) => !where.has(p));

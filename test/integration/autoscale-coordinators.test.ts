@@ -4,9 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { waitFor } from "../../src/adapters/wait-for.js";
-import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
-import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
-import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
+import type { RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { hetznerAutoscaleProvider } from "../../src/providers/hetzner/autoscale-provider.js";
 import { readRecords } from "../../src/providers/hetzner/records.js";
 import { Coordinator } from "../../src/serve/coordinator.js";
@@ -15,7 +13,7 @@ import { startCoordinators, type TestCoordinator, type TestCoordinators } from "
 import { graphRequest } from "../helpers/example-builds.js";
 import { testClock } from "../helpers/test-clock.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
-import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { emulatorEnv, startBootingEmulator, testAutoscaleConfig } from "../helpers/autoscale.js";
 import { socketRequest } from "../helpers/serve-process.js";
 
 // The autoscaler with several coordinators (#21 × #22): two real `nixpool serve` processes on one
@@ -93,12 +91,8 @@ describe(
 
     before(async () => {
       ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-autoscale-coordinators-"));
-      emu = await startHetznerEmulator({
-        tokens: [TEST_TOKEN],
-        booter: createLocalBooter(join(root, "emulator-hosts")),
-        timing: { createMs: 300, bootMs: 200, deleteMs: 200 },
-      });
-      env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN };
+      emu = await startBootingEmulator(join(root, "emulator-hosts"));
+      env = emulatorEnv(emu);
     });
 
     after(async () => {
@@ -199,14 +193,7 @@ describe(
       const { dir: stateDir, cleanup } = await makeTempDir("nixpool-autoscale-follower-");
       const { now: clock, jump } = testClock();
       let leads = true;
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        bootTimeoutMs: 120_000,
-        budget: {},
-      };
+      const config = testAutoscaleConfig();
       const c = await Coordinator.open({
         stateDir,
         builders: [],

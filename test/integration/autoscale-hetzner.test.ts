@@ -4,10 +4,8 @@ import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { waitFor } from "../../src/adapters/wait-for.js";
-import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
 import { pickType } from "../../src/core/autoscale/plan.js";
-import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
-import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
+import type { RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import {
   hetznerAutoscaleProvider,
   readAutoscaleCatalog,
@@ -21,6 +19,7 @@ import { graphRequest } from "../helpers/example-builds.js";
 import { testClock } from "../helpers/test-clock.js";
 import { makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { emulatorEnv, startBootingEmulator, testAutoscaleConfig } from "../helpers/autoscale.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 
 // The coordinator's autoscaler against the Hetzner Cloud emulator, whose servers boot as real
@@ -81,12 +80,8 @@ describe(
 
     before(async () => {
       ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-autoscale-"));
-      emu = await startHetznerEmulator({
-        tokens: [TEST_TOKEN],
-        booter: createLocalBooter(join(root, "emulator-hosts")),
-        timing: { createMs: 300, bootMs: 200, deleteMs: 200 },
-      });
-      env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN };
+      emu = await startBootingEmulator(join(root, "emulator-hosts"));
+      env = emulatorEnv(emu);
     });
 
     after(async () => {
@@ -98,15 +93,12 @@ describe(
     test("60 queued derivations and no builder: workers rented up to maxWorkers, the builds finish on them, idle workers deleted before their next billed hour", async () => {
       const stateDir = await newStateDir("sixty");
       const { now: clock, jump } = testClock();
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
+      const config = testAutoscaleConfig({
         maxWorkers: 2,
         derivationsPerWorker: 10,
         scaleUpAfterMs: 1000,
-        intervalMs: 200,
-        bootTimeoutMs: 120_000,
         budget: { day: 5 },
-      };
+      });
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
       const c = await Coordinator.open({
@@ -159,16 +151,9 @@ describe(
 
     test("API faults and a failed boot during scale-up: no leak, the build still finishes", async () => {
       const stateDir = await newStateDir("faults");
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        // A rental hit by these faults is given up (and deleted) after this, which the test waits
-        // for; the healthy rental must be up within it too, on a loaded machine.
-        bootTimeoutMs: 40_000,
-        budget: {},
-      };
+      // A rental hit by these faults is given up (and deleted) after bootTimeout, which the test
+      // waits for; the healthy rental must be up within it too, on a loaded machine.
+      const config = testAutoscaleConfig({ bootTimeoutMs: 40_000 });
       const before = (await (await fetch(`${emu.adminUrl}/state`)).json()) as { servers_created: number };
       const faults = await fetch(`${emu.adminUrl}/faults`, {
         method: "POST",
@@ -241,14 +226,7 @@ describe(
     ) => {
       const stateDir = await newStateDir(name);
       const { now: clock, jump } = testClock();
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        bootTimeoutMs,
-        budget: { day: 5 },
-      };
+      const config = testAutoscaleConfig({ bootTimeoutMs, budget: { day: 5 } });
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
       const provider = hetznerAutoscaleProvider({
@@ -371,12 +349,7 @@ describe(
       // The cap: one worker's first hour fits, a second's does not.
       const session = await openSession({ stateDir, env });
       const catalog = await readAutoscaleCatalog(session);
-      const one = pickType(
-        { ...AUTOSCALE_DEFAULTS, maxWorkers: 3, budget: {} },
-        catalog.offers,
-        catalog.prices,
-        "x86",
-      );
+      const one = pickType(testAutoscaleConfig({ maxWorkers: 3 }), catalog.offers, catalog.prices, "x86");
       assert.ok(one);
       const cap = Math.round(one.hourly * 1.5 * 10_000) / 10_000;
       const inventory = join(stateDir, "nixpool.toml");
@@ -471,14 +444,7 @@ describe(
       const snapshot = (JSON.parse(suspended.stdout) as { snapshot: { id: number; diskSizeGb: number } })
         .snapshot;
       assert.equal(snapshot.diskSizeGb, 80);
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        bootTimeoutMs: 120_000,
-        budget: {},
-      };
+      const config = testAutoscaleConfig();
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
       const c = await Coordinator.open({
@@ -523,14 +489,7 @@ describe(
       await mkdir(dirname(historyPath), { recursive: true });
       const other = await HistoryStore.open({ engine: "sqlite", path: historyPath, display: historyPath });
       assert.equal(await other.tryLease("autoscaler", "another-coordinator", 600_000), true);
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        bootTimeoutMs: 120_000,
-        budget: {},
-      };
+      const config = testAutoscaleConfig();
       const created = (await state()).servers.length;
       const c = await Coordinator.open({
         stateDir,

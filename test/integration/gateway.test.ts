@@ -165,21 +165,18 @@ describe(
     };
 
     /** ssh from a client machine to the gateway's account with its key (the host key checked). */
+    const sshTo = (m: ClientMachine) => [
+      "ssh",
+      "-i",
+      m.identity,
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      `root@${sshd.address}`,
+    ];
     const sshFrom = (m: ClientMachine, command: string[], input: string) =>
-      m.exec(
-        [
-          "ssh",
-          "-i",
-          m.identity,
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "StrictHostKeyChecking=yes",
-          `root@${sshd.address}`,
-          ...command,
-        ],
-        { timeout: 60_000, input },
-      );
+      m.exec([...sshTo(m), ...command], { timeout: 60_000, input });
 
     /** The second client machine. */
     const startBob = async () => {
@@ -845,16 +842,7 @@ describe(
     /** A serve-protocol session from a client machine through sshd, as its Nix's build hook opens one. */
     const sessionFrom = (m: ClientMachine) =>
       ServeSession.open({
-        argv: hostExecArgv(m.rec, [
-          "ssh",
-          "-i",
-          m.identity,
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "StrictHostKeyChecking=yes",
-          `root@${sshd.address}`,
-        ]),
+        argv: hostExecArgv(m.rec, sshTo(m)),
         name: "the gateway through sshd",
       });
 

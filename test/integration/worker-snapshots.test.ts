@@ -5,14 +5,13 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { run } from "../../src/adapters/runner.js";
-import { startHetznerEmulator, type RunningEmulator } from "../../src/emulator/hetzner/serve.js";
-import { createLocalBooter } from "../../src/emulator/hetzner/local-booter.js";
+import type { RunningEmulator } from "../../src/emulator/hetzner/serve.js";
 import { CLI, makeTempDir, runCli } from "../helpers/cli.js";
 import { TEST_TOKEN } from "../helpers/hetzner-emulator.js";
+import { emulatorEnv, startBootingEmulator, testAutoscaleConfig } from "../helpers/autoscale.js";
 import { DISPATCH_FIXTURE, freshSeed, graphArgs, graphRequest } from "../helpers/example-builds.js";
 import { socketRequest, startServe, type ServeProcess } from "../helpers/serve-process.js";
 import { waitFor } from "../../src/adapters/wait-for.js";
-import { AUTOSCALE_DEFAULTS, type AutoscaleConfig } from "../../src/core/autoscale/config.js";
 import { fileInstallable, NO_FLAKE_OPTIONS } from "../../src/core/installable.js";
 import { evaluateDerivations } from "../../src/dispatch/evaluate.js";
 import { hetznerAutoscaleProvider } from "../../src/providers/hetzner/autoscale-provider.js";
@@ -122,12 +121,8 @@ describe(
 
     before(async () => {
       ({ dir: root, cleanup: cleanupRoot } = await makeTempDir("nixpool-snapshots-"));
-      emu = await startHetznerEmulator({
-        tokens: [TEST_TOKEN],
-        booter: createLocalBooter(join(root, "emulator-hosts")),
-        timing: { createMs: 400, bootMs: 200, deleteMs: 200, imageMs: 500 },
-      });
-      env = { HCLOUD_ENDPOINT: emu.endpoint, HCLOUD_TOKEN: TEST_TOKEN, NIXPOOL_HCLOUD_BOOT_TIMEOUT: "90s" };
+      emu = await startBootingEmulator(join(root, "emulator-hosts"), { createMs: 400, imageMs: 500 });
+      env = { ...emulatorEnv(emu), NIXPOOL_HCLOUD_BOOT_TIMEOUT: "90s" };
     });
     after(async () => {
       for (const s of serves) await s.stop("SIGKILL");
@@ -328,15 +323,7 @@ describe(
           ),
         ],
       });
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
-        serverTypes: ["cx23"],
-        scaleUpAfterMs: 0,
-        intervalMs: 200,
-        bootTimeoutMs: 120_000,
-        budget: {},
-      };
+      const config = testAutoscaleConfig({ serverTypes: ["cx23"] });
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
       const runEnv = { ...process.env, ...env };
@@ -408,19 +395,13 @@ describe(
     test("suspendIdle: the coordinator suspends its idle worker into a snapshot and wakes it for a NEW build: the new derivations are built, 0 bytes of their inputs uploaded", async () => {
       const stateDir = await newStateDir("suspend-idle");
       const seed = freshSeed();
-      const config: AutoscaleConfig = {
-        ...AUTOSCALE_DEFAULTS,
-        maxWorkers: 1,
+      const config = testAutoscaleConfig({
         serverTypes: ["cx23"],
-        scaleUpAfterMs: 0,
         // Released as soon as it is idle: less than this is always left of its paid hour.
         minLifetimeMs: 0,
         releaseMarginMs: 3_599_999,
-        intervalMs: 200,
-        bootTimeoutMs: 120_000,
         suspendIdle: true,
-        budget: {},
-      };
+      });
       const lines: string[] = [];
       const log = (l: string) => lines.push(l);
       const provider = hetznerAutoscaleProvider({
@@ -501,11 +482,7 @@ describe(
       // An emulator of its own whose snapshots take 15 s: the kill lands while one is creating.
       const outer = { emu, env };
       const hostsDir = join(root, "emulator-hosts-slow-images");
-      emu = await startHetznerEmulator({
-        tokens: [TEST_TOKEN],
-        booter: createLocalBooter(hostsDir),
-        timing: { createMs: 400, bootMs: 200, deleteMs: 200, imageMs: 15_000 },
-      });
+      emu = await startBootingEmulator(hostsDir, { createMs: 400, imageMs: 15_000 });
       env = { ...env, HCLOUD_ENDPOINT: emu.endpoint };
       try {
         await killedWhileSuspending(hostsDir);

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { quoteShellWord } from "../../src/core/shell-word.js";
 import {
-  quoteShellWord,
   renderBuilderPushCommand,
   renderTargetCommand,
   renderTargetKnownHosts,

@@ -3,7 +3,7 @@
 // closure into the installer's store, and runs `nixos-install --system PATH` there. No watchdog
 // and no activation: the system takes over when the machine reboots.
 import { ExitCode, NixpoolError } from "../errors.js";
-import { quoteShellWord } from "./target-ssh-argv.js";
+import { quoteShellWord } from "../shell-word.js";
 
 /** Where an installer mounts the new system's file systems (nixos-install's own default). */
 export const DEFAULT_INSTALL_ROOT = "/mnt";

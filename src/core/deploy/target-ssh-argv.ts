@@ -1,4 +1,5 @@
 import { assertRenderableBuilder, type Builder } from "../builder.js";
+import { quoteShellWord } from "../shell-word.js";
 
 /**
  * What reaching a deploy target over ssh needs. A deploy target satisfies it once its pinned
@@ -136,11 +137,6 @@ export function targetSshOptionsFromBuilder(t: TargetSsh): string[] {
     ...opt("ControlMaster=no"),
     ...loginOptions(t),
   ];
-}
-
-/** Quotes one word for a POSIX shell: ssh hands the remote command to the login shell as one string. */
-export function quoteShellWord(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
 }
 
 /** The remote command line for argv: each word quoted, behind `sudo -n` when the target needs it (never a prompt). */

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { run, type RunResult } from "../../adapters/runner.js";
 import { sshAlias } from "../../core/builder.js";
 import { renderWorkerNixConf, WORKER_SYSTEM_PROFILE } from "../../core/cloud-init.js";
-import { quoteShellWord } from "../../core/deploy/target-ssh-argv.js";
+import { quoteShellWord } from "../../core/shell-word.js";
 import { NixpoolError } from "../../core/errors.js";
 import { isStorePath } from "../../core/store-path.js";
 import { statePaths } from "../../config/state-paths.js";
